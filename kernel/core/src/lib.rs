@@ -1,0 +1,35 @@
+//! Atoll's kernel core: the part of the kernel that needs no hardware.
+//!
+//! What is here: the service table (one Wasm instance per service, each in its own
+//! wasmi `Engine` and `Store`), the scheduler that runs services in fuel slices,
+//! and the host functions of the ABI, with every guest pointer checked in one place
+//! ([`guest`]). It is `no_std` + `alloc` and talks to the machine only through the
+//! [`Platform`] trait, so `cargo test` runs all of it on the host.
+//!
+//! What is not here: booting, CPU tables, interrupts, memory maps, devices. Those
+//! live in the x86_64 layer (`kernel/x86_64`), which implements [`Platform`].
+//!
+//! Design principles, in order: a service's mistake is an error code or that
+//! service's fault, never a kernel panic; simple and clear algorithms over clever
+//! ones; nothing a service controls reaches an `unwrap` or an unchecked index.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![deny(clippy::indexing_slicing)]
+
+extern crate alloc;
+
+pub mod guest;
+mod host;
+pub mod kernel;
+pub mod service;
+
+pub use kernel::{BootError, Kernel, RunSummary};
+pub use service::{LoadError, ServiceState};
+
+/// What the kernel core needs from the machine it runs on.
+pub trait Platform: Send + Sync + 'static {
+    /// Nanoseconds since boot on a monotonic clock.
+    fn now_ns(&self) -> u64;
+    /// Writes text to the console. Called with whole lines.
+    fn console_write(&self, text: &str);
+}

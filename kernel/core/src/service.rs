@@ -1,0 +1,235 @@
+//! One service: a Wasm instance in an `Engine` and `Store` of its own.
+//!
+//! Each service gets its own wasmi `Engine` because an `Engine` never frees the
+//! code it compiled and a `Store` never frees its instances: only dropping both
+//! returns a service's memory (which restarts and hot-swap will rely on). The
+//! interpreter counts fuel, so a service runs for at most its slice before it is
+//! suspended and the scheduler moves on; a suspended call lives on the heap and
+//! needs no kernel stack.
+
+use crate::Platform;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use atoll_abi::bundle::ServiceImage;
+use atoll_abi::{ENTRY_POINT, IMPORT_MODULE, MEMORY_EXPORT};
+use wasmi::{
+    CompilationMode, Config, EnforcedLimits, Engine, Linker, Module, Store, StoreLimits,
+    StoreLimitsBuilder, TypedFunc, TypedResumableCall, TypedResumableCallOutOfFuel,
+};
+
+/// Fuel a module's start function may burn during instantiation. A start function
+/// cannot be preempted (it runs before the service exists), so it gets a fixed
+/// budget and faults when it exceeds it.
+pub const START_FUEL: u64 = 10_000_000;
+
+/// What a host function sees of the service calling it.
+pub(crate) struct HostState {
+    pub(crate) name: String,
+    pub(crate) platform: Arc<dyn Platform>,
+    limits: StoreLimits,
+}
+
+/// Where a service is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceState {
+    /// Runnable, waiting for the CPU.
+    Ready,
+    /// Returned from its entry point.
+    Exited,
+    /// Stopped by a trap; the reason as the interpreter reported it.
+    Faulted(String),
+}
+
+/// Why a service could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The module is not valid Wasm or exceeds the kernel's module limits.
+    Compile(wasmi::Error),
+    /// An import is not a host function of the ABI: `(module, name)`.
+    UnknownImport(String, String),
+    /// Instantiation failed (e.g. its memory exceeds the service's limit, or its
+    /// start function trapped).
+    Instantiate(wasmi::Error),
+    /// No exported `_start: () -> ()`.
+    MissingEntryPoint,
+    /// No exported linear memory named `memory`.
+    MissingMemory,
+}
+
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LoadError::Compile(error) => write!(formatter, "invalid module: {error}"),
+            LoadError::UnknownImport(module, name) => {
+                write!(formatter, "imports unknown function `{module}::{name}`")
+            }
+            LoadError::Instantiate(error) => write!(formatter, "cannot instantiate: {error}"),
+            LoadError::MissingEntryPoint => {
+                write!(formatter, "no exported `{ENTRY_POINT}: () -> ()`")
+            }
+            LoadError::MissingMemory => write!(formatter, "no exported memory `{MEMORY_EXPORT}`"),
+        }
+    }
+}
+
+/// What one slice of CPU time ended with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SliceOutcome {
+    /// The slice's fuel ran out; the service is still runnable.
+    Preempted,
+    /// The entry point returned.
+    Exited,
+    /// The service trapped, with the interpreter's reason.
+    Faulted(String),
+}
+
+/// A loaded service.
+pub struct Service {
+    name: String,
+    state: ServiceState,
+    fuel_slice: u64,
+    fuel_used: u64,
+    store: Store<HostState>,
+    entry: TypedFunc<(), ()>,
+    /// The suspended entry-point call, after the first preemption.
+    suspended: Option<TypedResumableCallOutOfFuel<()>>,
+    started: bool,
+}
+
+impl Service {
+    /// Compiles, links and instantiates a service from its image.
+    pub fn load(image: &ServiceImage<'_>, platform: Arc<dyn Platform>) -> Result<Service, LoadError> {
+        let engine = Engine::new(&engine_config());
+        let module = Module::new(&engine, image.module).map_err(LoadError::Compile)?;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(image.limits.memory_bytes as usize)
+            .instances(1)
+            .memories(1)
+            .tables(1)
+            .table_elements(100_000)
+            .build();
+        let state = HostState {
+            name: image.name.to_string(),
+            platform,
+            limits,
+        };
+        let mut store = Store::new(&engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.set_fuel(START_FUEL).map_err(LoadError::Instantiate)?;
+        let mut linker = Linker::new(&engine);
+        crate::host::define(&mut linker).map_err(LoadError::Instantiate)?;
+        check_imports(&module)?;
+        let instance = linker
+            .instantiate_and_start(&mut store, &module)
+            .map_err(LoadError::Instantiate)?;
+        if instance.get_memory(&store, MEMORY_EXPORT).is_none() {
+            return Err(LoadError::MissingMemory);
+        }
+        let entry = instance
+            .get_typed_func::<(), ()>(&store, ENTRY_POINT)
+            .map_err(|_| LoadError::MissingEntryPoint)?;
+        Ok(Service {
+            name: image.name.to_string(),
+            state: ServiceState::Ready,
+            fuel_slice: image.limits.fuel_slice.max(1),
+            fuel_used: 0,
+            store,
+            entry,
+            suspended: None,
+            started: false,
+        })
+    }
+
+    /// The service's name from the system description.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The service's current state.
+    #[must_use]
+    pub fn state(&self) -> &ServiceState {
+        &self.state
+    }
+
+    /// Whether the service has been given the CPU at least once.
+    #[must_use]
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Fuel burnt so far by the entry point (excludes the start function).
+    #[must_use]
+    pub fn fuel_used(&self) -> u64 {
+        self.fuel_used
+    }
+
+    /// Runs the service for at most one fuel slice.
+    pub fn run_slice(&mut self) -> SliceOutcome {
+        if self.state != ServiceState::Ready {
+            return SliceOutcome::Faulted("service is not runnable".to_string());
+        }
+        if let Err(error) = self.store.set_fuel(self.fuel_slice) {
+            return self.fault(error.to_string());
+        }
+        self.started = true;
+        let result = match self.suspended.take() {
+            None => self.entry.call_resumable(&mut self.store, ()),
+            Some(call) => call.resume(&mut self.store),
+        };
+        let remaining = self.store.get_fuel().unwrap_or(0);
+        self.fuel_used = self
+            .fuel_used
+            .saturating_add(self.fuel_slice.saturating_sub(remaining));
+        match result {
+            Ok(TypedResumableCall::Finished(())) => {
+                self.state = ServiceState::Exited;
+                SliceOutcome::Exited
+            }
+            Ok(TypedResumableCall::OutOfFuel(call)) => {
+                self.suspended = Some(call);
+                SliceOutcome::Preempted
+            }
+            // No host function of this ABI suspends its caller yet: a host trap
+            // can only be an error, and ends the service.
+            Ok(TypedResumableCall::HostTrap(call)) => self.fault(call.host_error().to_string()),
+            Err(error) => self.fault(error.to_string()),
+        }
+    }
+
+    fn fault(&mut self, reason: String) -> SliceOutcome {
+        self.suspended = None;
+        self.state = ServiceState::Faulted(reason.clone());
+        SliceOutcome::Faulted(reason)
+    }
+}
+
+/// Rejects imports that are not host functions of the ABI, by name. (The linker
+/// then checks their signatures.)
+fn check_imports(module: &Module) -> Result<(), LoadError> {
+    for import in module.imports() {
+        let known = import.module() == IMPORT_MODULE
+            && import.ty().func().is_some()
+            && atoll_abi::host_function(import.name()).is_some();
+        if !known {
+            return Err(LoadError::UnknownImport(
+                import.module().to_string(),
+                import.name().to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The interpreter configuration every service runs under.
+fn engine_config() -> Config {
+    let mut config = Config::default();
+    config
+        .consume_fuel(true)
+        // Fuel running out during lazy compilation is not resumable: compile
+        // everything up front.
+        .compilation_mode(CompilationMode::Eager)
+        // Bounds on functions, globals, tables, etc. against compilation bombs.
+        .enforced_limits(EnforcedLimits::strict());
+    config
+}
