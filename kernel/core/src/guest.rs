@@ -84,9 +84,18 @@ mod tests {
     #[test]
     fn outside_memory_is_rejected() {
         let memory = [0u8; 16];
-        assert_eq!(GuestSlice::new(12, 5).read(&memory, 100), Err(Error::OutOfBounds));
-        assert_eq!(GuestSlice::new(17, 0).read(&memory, 100), Err(Error::OutOfBounds));
-        assert_eq!(GuestSlice::new(-1, 2).read(&memory, 100), Err(Error::OutOfBounds));
+        assert_eq!(
+            GuestSlice::new(12, 5).read(&memory, 100),
+            Err(Error::OutOfBounds)
+        );
+        assert_eq!(
+            GuestSlice::new(17, 0).read(&memory, 100),
+            Err(Error::OutOfBounds)
+        );
+        assert_eq!(
+            GuestSlice::new(-1, 2).read(&memory, 100),
+            Err(Error::OutOfBounds)
+        );
         assert_eq!(
             GuestSlice::new(i32::MAX, i32::MAX).read(&memory, usize::MAX),
             Err(Error::OutOfBounds)
@@ -96,7 +105,10 @@ mod tests {
     #[test]
     fn negative_or_long_lengths_are_too_large() {
         let memory = [0u8; 16];
-        assert_eq!(GuestSlice::new(0, -1).read(&memory, 1024), Err(Error::TooLarge));
+        assert_eq!(
+            GuestSlice::new(0, -1).read(&memory, 1024),
+            Err(Error::TooLarge)
+        );
         assert_eq!(GuestSlice::new(0, 9).read(&memory, 8), Err(Error::TooLarge));
     }
 
@@ -105,6 +117,9 @@ mod tests {
         let mut memory = [0u8; 4];
         GuestSlice::new(2, 2).write(&mut memory, 4).unwrap().fill(7);
         assert_eq!(memory, [0, 0, 7, 7]);
-        assert_eq!(GuestSlice::new(3, 2).write(&mut memory, 4), Err(Error::OutOfBounds));
+        assert_eq!(
+            GuestSlice::new(3, 2).write(&mut memory, 4),
+            Err(Error::OutOfBounds)
+        );
     }
 }

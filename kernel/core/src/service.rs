@@ -11,10 +11,11 @@ use crate::Platform;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use atoll_abi::bundle::ServiceImage;
-use atoll_abi::{ENTRY_POINT, IMPORT_MODULE, MEMORY_EXPORT};
+use atoll_abi::{ENTRY_POINT, IMPORT_MODULE, MEMORY_EXPORT, ValueType};
 use wasmi::{
-    CompilationMode, Config, EnforcedLimits, Engine, Linker, Module, Store, StoreLimits,
-    StoreLimitsBuilder, TypedFunc, TypedResumableCall, TypedResumableCallOutOfFuel,
+    CompilationMode, Config, EnforcedLimits, Engine, ExternType, Linker, Module, Store,
+    StoreLimits, StoreLimitsBuilder, TypedFunc, TypedResumableCall, TypedResumableCallOutOfFuel,
+    ValType,
 };
 
 /// Fuel a module's start function may burn during instantiation. A start function
@@ -47,6 +48,8 @@ pub enum LoadError {
     Compile(wasmi::Error),
     /// An import is not a host function of the ABI: `(module, name)`.
     UnknownImport(String, String),
+    /// An import names a host function but with another signature.
+    ImportSignature(String),
     /// Instantiation failed (e.g. its memory exceeds the service's limit, or its
     /// start function trapped).
     Instantiate(wasmi::Error),
@@ -63,6 +66,10 @@ impl core::fmt::Display for LoadError {
             LoadError::UnknownImport(module, name) => {
                 write!(formatter, "imports unknown function `{module}::{name}`")
             }
+            LoadError::ImportSignature(name) => write!(
+                formatter,
+                "imports `{IMPORT_MODULE}::{name}` with a signature other than the ABI's"
+            ),
             LoadError::Instantiate(error) => write!(formatter, "cannot instantiate: {error}"),
             LoadError::MissingEntryPoint => {
                 write!(formatter, "no exported `{ENTRY_POINT}: () -> ()`")
@@ -98,7 +105,10 @@ pub struct Service {
 
 impl Service {
     /// Compiles, links and instantiates a service from its image.
-    pub fn load(image: &ServiceImage<'_>, platform: Arc<dyn Platform>) -> Result<Service, LoadError> {
+    pub fn load(
+        image: &ServiceImage<'_>,
+        platform: Arc<dyn Platform>,
+    ) -> Result<Service, LoadError> {
         let engine = Engine::new(&engine_config());
         let module = Module::new(&engine, image.module).map_err(LoadError::Compile)?;
         let limits = StoreLimitsBuilder::new()
@@ -119,12 +129,10 @@ impl Service {
         let mut linker = Linker::new(&engine);
         crate::host::define(&mut linker).map_err(LoadError::Instantiate)?;
         check_imports(&module)?;
+        check_exports(&module)?;
         let instance = linker
             .instantiate_and_start(&mut store, &module)
             .map_err(LoadError::Instantiate)?;
-        if instance.get_memory(&store, MEMORY_EXPORT).is_none() {
-            return Err(LoadError::MissingMemory);
-        }
         let entry = instance
             .get_typed_func::<(), ()>(&store, ENTRY_POINT)
             .map_err(|_| LoadError::MissingEntryPoint)?;
@@ -204,19 +212,63 @@ impl Service {
     }
 }
 
-/// Rejects imports that are not host functions of the ABI, by name. (The linker
-/// then checks their signatures.)
+/// Checks a module as the kernel's loader will, without running it: it compiles
+/// under the kernel's interpreter configuration and limits, imports only host
+/// functions of the ABI with their exact signatures, and exports the entry point
+/// and its memory. image-builder calls this, so a bundle never holds a module
+/// that this kernel would refuse for these reasons.
+pub fn validate(module: &[u8]) -> Result<(), LoadError> {
+    let engine = Engine::new(&engine_config());
+    let module = Module::new(&engine, module).map_err(LoadError::Compile)?;
+    check_imports(&module)?;
+    check_exports(&module)
+}
+
 fn check_imports(module: &Module) -> Result<(), LoadError> {
     for import in module.imports() {
-        let known = import.module() == IMPORT_MODULE
-            && import.ty().func().is_some()
-            && atoll_abi::host_function(import.name()).is_some();
-        if !known {
-            return Err(LoadError::UnknownImport(
-                import.module().to_string(),
-                import.name().to_string(),
-            ));
+        let unknown =
+            || LoadError::UnknownImport(import.module().to_string(), import.name().to_string());
+        if import.module() != IMPORT_MODULE {
+            return Err(unknown());
         }
+        let function = atoll_abi::host_function(import.name()).ok_or_else(unknown)?;
+        let signature = import.ty().func().ok_or_else(unknown)?;
+        if !types_match(signature.params(), function.params)
+            || !types_match(signature.results(), function.results)
+        {
+            return Err(LoadError::ImportSignature(import.name().to_string()));
+        }
+    }
+    Ok(())
+}
+
+fn types_match(actual: &[ValType], expected: &[ValueType]) -> bool {
+    actual.len() == expected.len()
+        && actual.iter().zip(expected).all(|(actual, expected)| {
+            matches!(
+                (actual, expected),
+                (ValType::I32, ValueType::I32) | (ValType::I64, ValueType::I64)
+            )
+        })
+}
+
+fn check_exports(module: &Module) -> Result<(), LoadError> {
+    let mut entry = false;
+    let mut memory = false;
+    for export in module.exports() {
+        match export.ty() {
+            ExternType::Func(signature) if export.name() == ENTRY_POINT => {
+                entry = signature.params().is_empty() && signature.results().is_empty();
+            }
+            ExternType::Memory(_) if export.name() == MEMORY_EXPORT => memory = true,
+            _ => {}
+        }
+    }
+    if !entry {
+        return Err(LoadError::MissingEntryPoint);
+    }
+    if !memory {
+        return Err(LoadError::MissingMemory);
     }
     Ok(())
 }

@@ -15,6 +15,10 @@ pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
+/// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
+pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
+
 const HEADER_LEN: usize = MAGIC.len() + 4;
 
 /// Default linear-memory cap of a service: 16 MiB.

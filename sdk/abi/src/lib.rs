@@ -101,7 +101,10 @@ impl Error {
     /// The error with this code, if any.
     #[must_use]
     pub fn from_code(code: i32) -> Option<Error> {
-        Error::ALL.iter().copied().find(|error| error.code() == code)
+        Error::ALL
+            .iter()
+            .copied()
+            .find(|error| error.code() == code)
     }
 
     /// A short lowercase description.

@@ -107,7 +107,9 @@ fn hello_logs_with_its_name_and_system_becomes_ready_once() {
     assert!(console.contains("[hello] hi there\n"), "{console}");
     assert!(console.contains("[second] me too\n"), "{console}");
     assert_eq!(
-        console.matches("atoll: system ready (2 services)\n").count(),
+        console
+            .matches("atoll: system ready (2 services)\n")
+            .count(),
         1,
         "{console}"
     );
@@ -181,18 +183,24 @@ fn services_that_cannot_load_are_reported_and_skipped() {
         ("garbage", vec![0u8, 1, 2, 3], "invalid module"),
         (
             "unknown-import",
-            wat(r#"(module (import "atoll" "nope" (func)) (memory (export "memory") 1) (func (export "_start")))"#),
+            wat(
+                r#"(module (import "atoll" "nope" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+            ),
             "imports unknown function `atoll::nope`",
         ),
         (
             "other-module",
-            wat(r#"(module (import "env" "log" (func)) (memory (export "memory") 1) (func (export "_start")))"#),
+            wat(
+                r#"(module (import "env" "log" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+            ),
             "imports unknown function `env::log`",
         ),
         (
             "wrong-signature",
-            wat(r#"(module (import "atoll" "log" (func)) (memory (export "memory") 1) (func (export "_start")))"#),
-            "cannot instantiate",
+            wat(
+                r#"(module (import "atoll" "log" (func)) (memory (export "memory") 1) (func (export "_start")))"#,
+            ),
+            "imports `atoll::log` with a signature other than the ABI's",
         ),
         (
             "no-entry",
@@ -211,17 +219,23 @@ fn services_that_cannot_load_are_reported_and_skipped() {
         ),
         (
             "start-loops",
-            wat(r#"(module (memory (export "memory") 1) (func $s (loop $l (br $l))) (start $s) (func (export "_start")))"#),
+            wat(
+                r#"(module (memory (export "memory") 1) (func $s (loop $l (br $l))) (start $s) (func (export "_start")))"#,
+            ),
             "cannot instantiate",
         ),
     ];
     let good = wat(&hello("ok"));
+    assert!(crate::service::validate(&good).is_ok());
     for (name, module, message) in &cases {
         let (console, summary) = run_images(&[(name, module, LIMITS), ("hello", &good, LIMITS)]);
         assert!(
             console.contains(&format!("atoll: service {name} failed to load: {message}")),
             "{name}: {console}"
         );
+        if !name.starts_with("too-big") && !name.starts_with("start-loops") {
+            assert!(crate::service::validate(module).is_err(), "{name}");
+        }
         assert!(
             console.contains("atoll: system ready (1 services)"),
             "{console}"

@@ -1,0 +1,372 @@
+//! From a checked description to a bundle and disk images.
+//!
+//! image-builder invokes cargo once per target (the kernel for
+//! `x86_64-unknown-none`, services for `wasm32-unknown-unknown`) in a target
+//! folder of its own (`target/cross`), so it never waits on a cargo lock held by
+//! whoever started it, and never disturbs the host build of the `bootloader`
+//! crate. docs/design.md explains the choice.
+
+use crate::error::{Context, Error};
+use crate::manifest::{Diagnostic, ModuleSource, System};
+use atoll_abi::bundle::{self, Bundle, KernelSettings, ServiceImage};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Which disk images to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Firmware {
+    Bios,
+    Uefi,
+    Both,
+}
+
+/// What a build produced.
+#[derive(Debug)]
+pub struct Artifacts {
+    /// The kernel with debug info, for GDB.
+    pub kernel_elf: PathBuf,
+    pub bios_image: Option<PathBuf>,
+    pub uefi_image: Option<PathBuf>,
+}
+
+/// Build settings from the command line.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub workspace: PathBuf,
+    pub firmware: Firmware,
+    pub quiet: bool,
+}
+
+impl BuildOptions {
+    fn progress(&self, message: std::fmt::Arguments<'_>) {
+        if !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+}
+
+/// Builds everything a system needs and writes its images.
+pub fn build(system: &System, options: &BuildOptions) -> Result<Artifacts, Error> {
+    let started = Instant::now();
+    let target_dir = options.workspace.join("target").join("cross");
+    let out_dir = options
+        .workspace
+        .join("target")
+        .join("atoll")
+        .join(&system.name);
+    std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
+
+    options.progress(format_args!("   Compiling kernel (x86_64-unknown-none)"));
+    cargo(
+        options,
+        &target_dir,
+        &[
+            "--profile",
+            "kernel",
+            "--target",
+            "x86_64-unknown-none",
+            "-p",
+            "atoll-kernel",
+        ],
+    )?;
+    let kernel_built = target_dir.join("x86_64-unknown-none/kernel/atoll-kernel");
+
+    let modules = modules(system, options, &target_dir)?;
+
+    let kernel_elf = out_dir.join("kernel.elf");
+    std::fs::copy(&kernel_built, &kernel_elf)
+        .context(|| format!("copying {}", kernel_built.display()))?;
+    let kernel = out_dir.join("kernel");
+    strip(&options.workspace, &kernel_elf, &kernel)?;
+
+    let bundle = Bundle {
+        kernel: KernelSettings {
+            system_name: system.name.clone(),
+            exit_when_idle: system.exit_when_idle,
+            inject_fault: system.inject_fault,
+        },
+        services: system
+            .services
+            .iter()
+            .zip(&modules)
+            .map(|(service, module)| ServiceImage {
+                name: &service.name,
+                module,
+                limits: service.limits,
+            })
+            .collect(),
+    };
+    let bundle_bytes = bundle::encode(&bundle).context(|| "encoding the bundle".to_string())?;
+    let bundle_path = out_dir.join("bundle.bin");
+    std::fs::write(&bundle_path, &bundle_bytes)
+        .context(|| format!("writing {}", bundle_path.display()))?;
+
+    let mut artifacts = Artifacts {
+        kernel_elf,
+        bios_image: None,
+        uefi_image: None,
+    };
+    if matches!(options.firmware, Firmware::Bios | Firmware::Both) {
+        options.progress(format_args!("     Writing BIOS image"));
+        let path = out_dir.join("atoll-bios.img");
+        bootloader::BiosBoot::new(&kernel)
+            .set_boot_config(&boot_config())
+            .set_ramdisk(&bundle_path)
+            .create_disk_image(&path)
+            .context(|| "writing the BIOS image".to_string())?;
+        artifacts.bios_image = Some(path);
+    }
+    if matches!(options.firmware, Firmware::Uefi | Firmware::Both) {
+        options.progress(format_args!("     Writing UEFI image"));
+        let path = out_dir.join("atoll-uefi.img");
+        bootloader::UefiBoot::new(&kernel)
+            .set_boot_config(&boot_config())
+            .set_ramdisk(&bundle_path)
+            .create_disk_image(&path)
+            .context(|| "writing the UEFI image".to_string())?;
+        artifacts.uefi_image = Some(path);
+    }
+
+    if !options.quiet {
+        report(
+            system,
+            &modules,
+            &kernel,
+            &bundle_bytes,
+            &artifacts,
+            started,
+        );
+    }
+    Ok(artifacts)
+}
+
+/// The bootloader logs only warnings and errors: its step-by-step log would
+/// bury the kernel's boot log on the serial console.
+fn boot_config() -> bootloader::BootConfig {
+    let mut config = bootloader::BootConfig::default();
+    config.log_level = bootloader_boot_config::LevelFilter::Warn;
+    config
+}
+
+fn report(
+    system: &System,
+    modules: &[Vec<u8>],
+    kernel: &Path,
+    bundle: &[u8],
+    artifacts: &Artifacts,
+    started: Instant,
+) {
+    let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+    eprintln!(
+        "    Finished system `{}` in {:.1}s",
+        system.name,
+        started.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "      kernel       {:>10} bytes (stripped; {} with symbols)",
+        size(kernel),
+        size(&artifacts.kernel_elf)
+    );
+    for (service, module) in system.services.iter().zip(modules) {
+        eprintln!(
+            "      service {:<12} {:>7} bytes",
+            service.name,
+            module.len()
+        );
+    }
+    eprintln!("      bundle       {:>10} bytes", bundle.len());
+    for image in [&artifacts.bios_image, &artifacts.uefi_image]
+        .into_iter()
+        .flatten()
+    {
+        eprintln!(
+            "      image        {:>10} bytes  {}",
+            size(image),
+            image.display()
+        );
+    }
+}
+
+/// Checks a description's modules as `build` would, without building the
+/// kernel or writing images.
+pub fn check(system: &System, options: &BuildOptions) -> Result<(), Error> {
+    let target_dir = options.workspace.join("target").join("cross");
+    modules(system, options, &target_dir).map(|_| ())
+}
+
+/// Builds the services that come from crates, then reads and validates every
+/// service's module. Returns the modules in description order.
+fn modules(
+    system: &System,
+    options: &BuildOptions,
+    target_dir: &Path,
+) -> Result<Vec<Vec<u8>>, Error> {
+    let crates: Vec<&str> = system
+        .services
+        .iter()
+        .filter_map(|service| match &service.source {
+            ModuleSource::Crate(name) => Some(name.as_str()),
+            ModuleSource::File(_) => None,
+        })
+        .collect();
+    if !crates.is_empty() {
+        check_crates_exist(system, options)?;
+        options.progress(format_args!("   Compiling services: {}", crates.join(", ")));
+        let mut args = vec!["--profile", "service", "--target", "wasm32-unknown-unknown"];
+        for name in &crates {
+            args.push("-p");
+            args.push(name);
+        }
+        cargo(options, target_dir, &args)?;
+    }
+
+    let mut modules = Vec::with_capacity(system.services.len());
+    let mut diagnostics = Vec::new();
+    for service in &system.services {
+        let path = match &service.source {
+            ModuleSource::File(path) => path.clone(),
+            ModuleSource::Crate(name) => target_dir
+                .join("wasm32-unknown-unknown/service")
+                .join(format!("{}.wasm", name.replace('-', "_"))),
+        };
+        match std::fs::read(&path) {
+            Err(error) => diagnostics.push(system.diagnostic(
+                service.source_span.clone(),
+                format!(
+                    "service `{}`: cannot read module {}: {error}",
+                    service.name,
+                    path.display()
+                ),
+            )),
+            Ok(module) => match atoll_core::service::validate(&module) {
+                Err(error) => diagnostics.push(system.diagnostic(
+                    service.source_span.clone(),
+                    format!(
+                        "service `{}`: module {}: {error}",
+                        service.name,
+                        path.display()
+                    ),
+                )),
+                Ok(()) => modules.push(module),
+            },
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(Error::Diagnostics(diagnostics));
+    }
+
+    Ok(modules)
+}
+
+/// Runs `cargo build` with `args` in the workspace.
+fn cargo(options: &BuildOptions, target_dir: &Path, args: &[&str]) -> Result<(), Error> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&options.workspace)
+        .arg("build")
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir);
+    if options.quiet {
+        command.arg("--quiet");
+    }
+    let status = command.status().context(|| "running cargo".to_string())?;
+    if !status.success() {
+        return Err(Error::Other(format!(
+            "cargo build {} failed ({status})",
+            args.join(" ")
+        )));
+    }
+    Ok(())
+}
+
+/// Reports `crate = "x"` entries that name no package of the workspace, at their line.
+fn check_crates_exist(system: &System, options: &BuildOptions) -> Result<(), Error> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(&options.workspace)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .output()
+        .context(|| "running cargo metadata".to_string())?;
+    if !output.status.success() {
+        return Err(Error::Other(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context(|| "reading cargo metadata".to_string())?;
+    let packages: Vec<&str> = metadata["packages"]
+        .as_array()
+        .map(|packages| packages.iter().filter_map(|p| p["name"].as_str()).collect())
+        .unwrap_or_default();
+    let diagnostics: Vec<Diagnostic> = system
+        .services
+        .iter()
+        .filter_map(|service| match &service.source {
+            ModuleSource::Crate(name) if !packages.contains(&name.as_str()) => {
+                Some(system.diagnostic(
+                    service.source_span.clone(),
+                    format!(
+                        "service `{}`: no crate `{name}` in the workspace",
+                        service.name
+                    ),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Diagnostics(diagnostics))
+    }
+}
+
+/// Writes a copy of the kernel without debug info: the BIOS loader reads the
+/// kernel at ~2.7 MB/s under TCG, so every megabyte of symbols costs boot time.
+fn strip(workspace: &Path, input: &Path, output: &Path) -> Result<(), Error> {
+    let objcopy = llvm_tool(workspace, "llvm-objcopy")?;
+    let status = Command::new(&objcopy)
+        .arg("--strip-debug")
+        .arg(input)
+        .arg(output)
+        .status()
+        .context(|| format!("running {}", objcopy.display()))?;
+    if !status.success() {
+        return Err(Error::Other(format!(
+            "{} failed ({status})",
+            objcopy.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A tool of the pinned toolchain's `llvm-tools` component.
+fn llvm_tool(workspace: &Path, name: &str) -> Result<PathBuf, Error> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(&rustc)
+        .current_dir(workspace)
+        .args(["--print", "target-libdir"])
+        .output()
+        .context(|| "running rustc --print target-libdir".to_string())?;
+    let libdir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    // target-libdir is <sysroot>/lib/rustlib/<host>/lib; the tools are in ../bin.
+    let tool = libdir.with_file_name("bin").join(name);
+    if tool.is_file() {
+        Ok(tool)
+    } else {
+        Err(Error::Other(format!(
+            "{} not found: install the toolchain's llvm-tools component (`rustup component add llvm-tools`)",
+            tool.display()
+        )))
+    }
+}

@@ -1,0 +1,164 @@
+//! image-builder: from a system description to a bootable Atoll image.
+//!
+//! `check` validates a description and its modules; `build` also compiles the
+//! kernel and the services and writes BIOS and UEFI images; `run` builds and
+//! boots the result in QEMU with the serial console on the terminal. Run with
+//! `--help` for the options.
+#![forbid(unsafe_code)]
+
+mod builder;
+mod error;
+mod manifest;
+mod qemu;
+
+use builder::{BuildOptions, Firmware};
+use clap::{Parser, Subcommand};
+use error::Error;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(version, about = "Builds and boots Atoll systems")]
+struct Cli {
+    /// The Atoll workspace (where the kernel and the service crates are).
+    #[arg(long, global = true, default_value = default_workspace())]
+    workspace: PathBuf,
+    /// Print only errors and the guest's console.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a system description and its modules, without writing images.
+    Check {
+        /// The system description (`system.toml`).
+        system: PathBuf,
+    },
+    /// Build the kernel and services and write the disk images.
+    Build {
+        system: PathBuf,
+        /// Which images to write.
+        #[arg(long, value_enum, default_value_t = Firmware::Both)]
+        firmware: Firmware,
+    },
+    /// Build, then boot in QEMU (headless, serial console on this terminal).
+    ///
+    /// Exit status: 0 when the kernel exits with success, 1 when it reports a
+    /// failure, 3 when QEMU ends without a report (e.g. a triple fault), 124 on
+    /// timeout, 2 when the build fails.
+    Run {
+        system: PathBuf,
+        /// Boot through UEFI (OVMF) instead of BIOS.
+        #[arg(long)]
+        uefi: bool,
+        /// Stop QEMU after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+        /// Wait for GDB on localhost:1234 before the first instruction.
+        #[arg(long)]
+        gdb: bool,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 512)]
+        memory: u32,
+    },
+}
+
+fn default_workspace() -> &'static str {
+    // image-builder lives in <workspace>/image-builder.
+    concat!(env!("CARGO_MANIFEST_DIR"), "/..")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Error> {
+    let workspace = cli.workspace.canonicalize().unwrap_or(cli.workspace);
+    let load = |path: &PathBuf| manifest::load(path).map_err(Error::Diagnostics);
+    match cli.command {
+        Command::Check { system } => {
+            let system = load(&system)?;
+            builder::check(
+                &system,
+                &BuildOptions {
+                    workspace,
+                    firmware: Firmware::Both,
+                    quiet: cli.quiet,
+                },
+            )?;
+            if !cli.quiet {
+                eprintln!(
+                    "system `{}`: {} services, all valid",
+                    system.name,
+                    system.services.len()
+                );
+            }
+            Ok(0)
+        }
+        Command::Build { system, firmware } => {
+            let system = load(&system)?;
+            builder::build(
+                &system,
+                &BuildOptions {
+                    workspace,
+                    firmware,
+                    quiet: cli.quiet,
+                },
+            )?;
+            Ok(0)
+        }
+        Command::Run {
+            system,
+            uefi,
+            timeout,
+            gdb,
+            memory,
+        } => {
+            let system = load(&system)?;
+            let firmware = if uefi { Firmware::Uefi } else { Firmware::Bios };
+            let artifacts = builder::build(
+                &system,
+                &BuildOptions {
+                    workspace,
+                    firmware,
+                    quiet: cli.quiet,
+                },
+            )?;
+            let image = if uefi {
+                artifacts.uefi_image
+            } else {
+                artifacts.bios_image
+            };
+            let image = image.ok_or_else(|| Error::Other("no image was written".into()))?;
+            if gdb {
+                eprintln!(
+                    "QEMU waits for GDB. In another terminal:\n  gdb -ex 'symbol-file {} -o {:#x}' -ex 'target remote localhost:1234'",
+                    artifacts.kernel_elf.display(),
+                    atoll_abi::bundle::KERNEL_BASE
+                );
+            }
+            let options = qemu::RunOptions {
+                uefi,
+                timeout: timeout.map(Duration::from_secs),
+                gdb,
+                memory_mib: memory,
+            };
+            let outcome = qemu::run(&image, &options)?;
+            if !cli.quiet {
+                eprintln!("image-builder: guest ended: {outcome:?}");
+            }
+            Ok(u8::try_from(outcome.exit_code()).unwrap_or(1))
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! `system.toml`: reading and checking a system description.
+//!
+//! The description is parsed with every table closed to unknown fields, then
+//! checked field by field. Every problem becomes a [`Diagnostic`] naming the
+//! file, line and column it applies to, like a compiler's.
+
+use atoll_abi::bundle::{DEFAULT_FUEL_SLICE, DEFAULT_MEMORY_LIMIT, InjectedFault, ServiceLimits};
+use serde::Deserialize;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// One problem in a system description, at a place in it.
+#[derive(Debug, Clone)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    source_line: String,
+}
+
+impl Diagnostic {
+    /// A diagnostic at byte offset `span.start` of `source`.
+    pub fn at(file: &Path, source: &str, span: Range<usize>, message: impl Into<String>) -> Self {
+        let start = span.start.min(source.len());
+        let before = source.get(..start).unwrap_or("");
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |index| index + 1);
+        let column = before
+            .get(line_start..)
+            .map_or(0, |text| text.chars().count())
+            + 1;
+        let source_line = source
+            .get(line_start..)
+            .and_then(|rest| rest.lines().next())
+            .unwrap_or("")
+            .to_string();
+        Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+            source_line,
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let gutter = " ".repeat(self.line.to_string().len());
+        writeln!(formatter, "error: {}", self.message)?;
+        writeln!(
+            formatter,
+            "{gutter}--> {}:{}:{}",
+            self.file.display(),
+            self.line,
+            self.column
+        )?;
+        writeln!(formatter, "{gutter} |")?;
+        writeln!(formatter, "{} | {}", self.line, self.source_line)?;
+        write!(
+            formatter,
+            "{gutter} | {}^",
+            " ".repeat(self.column.saturating_sub(1))
+        )
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDescription {
+    system: RawSystem,
+    #[serde(default)]
+    kernel: RawKernel,
+    #[serde(default, rename = "service")]
+    services: Vec<RawService>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawSystem {
+    name: Spanned<String>,
+    #[serde(default)]
+    exit_when_idle: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawKernel {
+    inject_fault: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawService {
+    name: Spanned<String>,
+    module: Option<Spanned<String>>,
+    #[serde(rename = "crate")]
+    krate: Option<Spanned<String>>,
+    memory_limit_kib: Option<Spanned<u64>>,
+    fuel_slice: Option<Spanned<u64>>,
+}
+
+/// Where a service's module comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleSource {
+    /// A prebuilt `.wasm` file (absolute, resolved against the description's folder).
+    File(PathBuf),
+    /// A crate of this workspace, built for wasm32 by image-builder.
+    Crate(String),
+}
+
+/// A checked service entry.
+#[derive(Debug, Clone)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub source: ModuleSource,
+    /// Where `module = ` or `crate = ` is written, for later diagnostics.
+    pub source_span: Range<usize>,
+    pub limits: ServiceLimits,
+}
+
+/// A checked system description.
+#[derive(Debug, Clone)]
+pub struct System {
+    pub path: PathBuf,
+    pub source: String,
+    pub name: String,
+    pub exit_when_idle: bool,
+    pub inject_fault: Option<InjectedFault>,
+    pub services: Vec<ServiceSpec>,
+}
+
+impl System {
+    /// A diagnostic about this description.
+    pub fn diagnostic(&self, span: Range<usize>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::at(&self.path, &self.source, span, message)
+    }
+}
+
+/// The largest memory limit a service may ask for: the 4 GiB of wasm32.
+const MAX_MEMORY_LIMIT_KIB: u64 = 4 * 1024 * 1024;
+
+/// Reads and checks a system description. Returns every problem found.
+pub fn load(path: &Path) -> Result<System, Vec<Diagnostic>> {
+    let source = std::fs::read_to_string(path).map_err(|error| {
+        vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the system description: {error}"),
+            source_line: String::new(),
+        }]
+    })?;
+    parse(path, &source)
+}
+
+/// Checks a system description given as text.
+pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
+    let raw: RawDescription = toml::from_str(source).map_err(|error| {
+        let span = error.span().unwrap_or(0..0);
+        vec![Diagnostic::at(
+            path,
+            source,
+            span,
+            error.message().trim_end(),
+        )]
+    })?;
+    let mut diagnostics = Vec::new();
+    let at = |span: Range<usize>, message: String| Diagnostic::at(path, source, span, message);
+    let base = path.parent().unwrap_or(Path::new("."));
+
+    let name = raw.system.name.get_ref().clone();
+    if let Err(problem) = check_name(&name) {
+        diagnostics.push(at(raw.system.name.span(), format!("system name {problem}")));
+    }
+    let inject_fault = raw.kernel.inject_fault.as_ref().and_then(|fault| {
+        let found = InjectedFault::from_name(fault.get_ref());
+        if found.is_none() {
+            let names: Vec<&str> = InjectedFault::ALL.iter().map(|(_, name)| *name).collect();
+            diagnostics.push(at(
+                fault.span(),
+                format!(
+                    "unknown fault `{}`, expected one of: {}",
+                    fault.get_ref(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        found
+    });
+
+    let mut services: Vec<ServiceSpec> = Vec::new();
+    for service in &raw.services {
+        let name = service.name.get_ref();
+        if let Err(problem) = check_name(name) {
+            diagnostics.push(at(service.name.span(), format!("service name {problem}")));
+        }
+        if services.iter().any(|other| &other.name == name) {
+            diagnostics.push(at(
+                service.name.span(),
+                format!("service `{name}` is described twice"),
+            ));
+        }
+        let source = match (&service.module, &service.krate) {
+            (Some(module), None) => Some((
+                ModuleSource::File(base.join(module.get_ref())),
+                module.span(),
+            )),
+            (None, Some(krate)) => {
+                Some((ModuleSource::Crate(krate.get_ref().clone()), krate.span()))
+            }
+            (Some(module), Some(_)) => {
+                diagnostics.push(at(
+                    module.span(),
+                    format!("service `{name}` has both `module` and `crate`; give one"),
+                ));
+                None
+            }
+            (None, None) => {
+                diagnostics.push(at(
+                    service.name.span(),
+                    format!(
+                        "service `{name}` has no module: give `module = \"path.wasm\"` or `crate = \"name\"`"
+                    ),
+                ));
+                None
+            }
+        };
+        let mut limits = ServiceLimits {
+            memory_bytes: DEFAULT_MEMORY_LIMIT,
+            fuel_slice: DEFAULT_FUEL_SLICE,
+        };
+        if let Some(kib) = &service.memory_limit_kib {
+            let value = *kib.get_ref();
+            if value == 0 || value > MAX_MEMORY_LIMIT_KIB {
+                diagnostics.push(at(
+                    kib.span(),
+                    format!("memory-limit-kib must be between 1 and {MAX_MEMORY_LIMIT_KIB}"),
+                ));
+            } else {
+                limits.memory_bytes = u32::try_from(value * 1024).unwrap_or(u32::MAX);
+            }
+        }
+        if let Some(fuel) = &service.fuel_slice {
+            if *fuel.get_ref() == 0 {
+                diagnostics.push(at(fuel.span(), "fuel-slice must be at least 1".to_string()));
+            } else {
+                limits.fuel_slice = *fuel.get_ref();
+            }
+        }
+        if let Some((source, source_span)) = source {
+            services.push(ServiceSpec {
+                name: name.clone(),
+                source,
+                source_span,
+                limits,
+            });
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(diagnostics);
+    }
+    Ok(System {
+        path: path.to_path_buf(),
+        source: source.to_string(),
+        name,
+        exit_when_idle: raw.system.exit_when_idle,
+        inject_fault,
+        services,
+    })
+}
+
+/// Names are used in logs, file names and (later) IPC: keep them plain.
+fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 64 {
+        return Err("must be 1 to 64 characters long");
+    }
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !plain || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("must start with a-z and hold only a-z, 0-9, `-` and `_`");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(source: &str) -> Vec<String> {
+        match parse(Path::new("system.toml"), source) {
+            Ok(_) => Vec::new(),
+            Err(diagnostics) => diagnostics
+                .iter()
+                .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_good_description_parses() {
+        let system = parse(
+            Path::new("/x/system.toml"),
+            "[system]\nname = \"demo\"\n\n[[service]]\nname = \"hello\"\ncrate = \"hello\"\n\n[[service]]\nname = \"b\"\nmodule = \"b.wasm\"\nmemory-limit-kib = 128\nfuel-slice = 5\n",
+        )
+        .unwrap();
+        assert_eq!(system.name, "demo");
+        assert_eq!(system.services.len(), 2);
+        assert_eq!(
+            system.services[0].source,
+            ModuleSource::Crate("hello".into())
+        );
+        assert_eq!(
+            system.services[1].source,
+            ModuleSource::File("/x/b.wasm".into())
+        );
+        assert_eq!(system.services[1].limits.memory_bytes, 128 * 1024);
+        assert_eq!(system.services[1].limits.fuel_slice, 5);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_with_their_line() {
+        let found = errors(
+            "[system]\nname = \"demo\"\n\n[[service]]\nname = \"a\"\ncrate = \"a\"\ncolour = \"blue\"\n",
+        );
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with("7:1: unknown field `colour`"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let found = errors(
+            "[system]\nname = \"Demo\"\n[kernel]\ninject-fault = \"melt\"\n[[service]]\nname = \"a\"\n[[service]]\nname = \"a\"\ncrate = \"x\"\nmodule = \"y\"\nmemory-limit-kib = 0\n",
+        );
+        assert_eq!(found.len(), 6, "{found:?}");
+        assert!(
+            found[0].starts_with("2:8: system name must start"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("4:16: unknown fault `melt`"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with("6:8: service `a` has no module"),
+            "{found:?}"
+        );
+        assert!(
+            found[3].starts_with("8:8: service `a` is described twice"),
+            "{found:?}"
+        );
+        assert!(
+            found[4].starts_with("10:10: service `a` has both"),
+            "{found:?}"
+        );
+        assert!(
+            found[5].starts_with("11:20: memory-limit-kib must be"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn diagnostics_show_the_line() {
+        let diagnostic = Diagnostic::at(Path::new("s.toml"), "a = 1\nbad = 2\n", 6..9, "oops");
+        assert_eq!(
+            diagnostic.to_string(),
+            "error: oops\n --> s.toml:2:1\n  |\n2 | bad = 2\n  | ^"
+        );
+    }
+}

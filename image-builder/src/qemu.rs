@@ -1,0 +1,125 @@
+//! Booting an image in QEMU, headless, with the serial console on the terminal.
+//!
+//! The kernel reports its end through QEMU's `isa-debug-exit` device, which
+//! makes QEMU exit with `(code << 1) | 1`. A plain exit status of 0 therefore
+//! never means success: it is what a triple fault gives under `-no-reboot`.
+
+use crate::error::{Context, Error};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// QEMU's status when the kernel exits with success (`0x10 << 1 | 1`).
+pub const QEMU_SUCCESS: i32 = 33;
+/// QEMU's status when the kernel exits with failure (`0x11 << 1 | 1`).
+pub const QEMU_FAILURE: i32 = 35;
+
+/// How a boot ended, as this tool's exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The kernel exited with success: status 0.
+    Success,
+    /// The kernel reported a failure (exception, panic, boot error): status 1.
+    Failure,
+    /// QEMU ended without the kernel reporting (triple fault, reset): status 3.
+    NoReport,
+    /// The timeout expired and QEMU was stopped: status 124.
+    TimedOut,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Failure => 1,
+            Outcome::NoReport => 3,
+            Outcome::TimedOut => 124,
+        }
+    }
+}
+
+/// How to run QEMU.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub uefi: bool,
+    pub timeout: Option<Duration>,
+    /// Wait for GDB on tcp::1234 before the first instruction.
+    pub gdb: bool,
+    pub memory_mib: u32,
+}
+
+/// The OVMF firmware for UEFI boots, from Debian's `ovmf` package.
+fn ovmf() -> Result<PathBuf, Error> {
+    let candidates = [
+        "/usr/share/ovmf/OVMF.fd",
+        "/usr/share/OVMF/OVMF.fd",
+        "/usr/share/qemu/OVMF.fd",
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            Error::Other(
+                "UEFI firmware (OVMF.fd) not found: install it with `apt-get install ovmf`".into(),
+            )
+        })
+}
+
+/// The QEMU command line for an image.
+pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
+    let mut command = Command::new("qemu-system-x86_64");
+    command
+        .arg("-drive")
+        .arg(format!("format=raw,file={}", image.display()))
+        .args(["-m", &format!("{}M", options.memory_mib)])
+        .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
+        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    if options.uefi {
+        command.arg("-bios").arg(ovmf()?);
+    }
+    if options.gdb {
+        command.args(["-s", "-S"]);
+    }
+    Ok(command)
+}
+
+/// Boots an image and waits for QEMU to end, or for the timeout.
+pub fn run(image: &Path, options: &RunOptions) -> Result<Outcome, Error> {
+    let mut child = command(image, options)?.spawn().context(|| {
+        "starting qemu-system-x86_64 (install it with `apt-get install qemu-system-x86`)"
+            .to_string()
+    })?;
+    let status = wait(&mut child, options.timeout)?;
+    Ok(match status.and_then(|status| status.code()) {
+        None => Outcome::TimedOut,
+        Some(QEMU_SUCCESS) => Outcome::Success,
+        Some(QEMU_FAILURE) => Outcome::Failure,
+        Some(_) => Outcome::NoReport,
+    })
+}
+
+/// Waits for `child`; `None` if the timeout expired first (the child is killed).
+fn wait(child: &mut Child, timeout: Option<Duration>) -> Result<Option<ExitStatus>, Error> {
+    let Some(timeout) = timeout else {
+        return child
+            .wait()
+            .map(Some)
+            .context(|| "waiting for QEMU".to_string());
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .context(|| "waiting for QEMU".to_string())?
+        {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

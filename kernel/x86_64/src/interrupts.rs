@@ -1,0 +1,232 @@
+//! The IDT: one handler per CPU exception, and the timer interrupt.
+//!
+//! Every CPU exception in the kernel is fatal: the handler prints its name,
+//! vector, error code and instruction pointer (for a page fault also the faulting
+//! address, naming a kernel stack overflow when it hits the guard page) and exits
+//! QEMU with the failure status. Services cannot raise CPU exceptions: their traps
+//! are caught by the interpreter.
+//!
+//! The timer handler only counts ticks; no interrupt handler ever enters the
+//! interpreter (its engine takes spin locks).
+
+use crate::gdt::DOUBLE_FAULT_IST_INDEX;
+use crate::qemu;
+use crate::serial::emergency_print;
+use core::sync::atomic::{AtomicU64, Ordering};
+use spin::Lazy;
+use x86_64::instructions::port::Port;
+use x86_64::registers::control::Cr2;
+use x86_64::structures::idt::{InterruptDescriptorTable, InterruptStackFrame, PageFaultErrorCode};
+
+/// First vector of the remapped 8259 PICs; IRQ n arrives as vector 32 + n.
+const PIC_VECTOR_BASE: u8 = 32;
+const TIMER_VECTOR: u8 = PIC_VECTOR_BASE;
+/// Timer interrupts per second.
+pub const TIMER_HZ: u32 = 1000;
+
+/// Timer interrupts since [`enable_timer`].
+static TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// Reports a fatal exception and leaves QEMU with the failure status.
+fn fatal(name: &str, vector: u8, error_code: Option<u64>, frame: &InterruptStackFrame) -> ! {
+    let rip = frame.instruction_pointer.as_u64();
+    match error_code {
+        Some(code) => emergency_print(format_args!(
+            "atoll: CPU EXCEPTION {name} (vector {vector}, error code {code:#x}) at rip {rip:#x}\n"
+        )),
+        None => emergency_print(format_args!(
+            "atoll: CPU EXCEPTION {name} (vector {vector}) at rip {rip:#x}\n"
+        )),
+    }
+    emergency_print(format_args!("atoll: {frame:?}\n"));
+    qemu::exit(qemu::ExitCode::Failure)
+}
+
+macro_rules! exception {
+    ($handler:ident, $name:literal, $vector:literal) => {
+        extern "x86-interrupt" fn $handler(frame: InterruptStackFrame) {
+            fatal($name, $vector, None, &frame)
+        }
+    };
+    ($handler:ident, $name:literal, $vector:literal, error_code) => {
+        extern "x86-interrupt" fn $handler(frame: InterruptStackFrame, code: u64) {
+            fatal($name, $vector, Some(code), &frame)
+        }
+    };
+    ($handler:ident, $name:literal, $vector:literal, diverging) => {
+        extern "x86-interrupt" fn $handler(frame: InterruptStackFrame) -> ! {
+            fatal($name, $vector, None, &frame)
+        }
+    };
+    ($handler:ident, $name:literal, $vector:literal, diverging_error_code) => {
+        extern "x86-interrupt" fn $handler(frame: InterruptStackFrame, code: u64) -> ! {
+            fatal($name, $vector, Some(code), &frame)
+        }
+    };
+}
+
+exception!(divide_error, "divide error", 0);
+exception!(debug, "debug", 1);
+exception!(non_maskable_interrupt, "non-maskable interrupt", 2);
+exception!(breakpoint, "breakpoint", 3);
+exception!(overflow, "overflow", 4);
+exception!(bound_range_exceeded, "bound range exceeded", 5);
+exception!(invalid_opcode, "invalid opcode", 6);
+exception!(device_not_available, "device not available", 7);
+exception!(double_fault, "double fault", 8, diverging_error_code);
+exception!(invalid_tss, "invalid TSS", 10, error_code);
+exception!(segment_not_present, "segment not present", 11, error_code);
+exception!(stack_segment_fault, "stack-segment fault", 12, error_code);
+exception!(
+    general_protection_fault,
+    "general protection fault",
+    13,
+    error_code
+);
+exception!(x87_floating_point, "x87 floating-point exception", 16);
+exception!(alignment_check, "alignment check", 17, error_code);
+exception!(machine_check, "machine check", 18, diverging);
+exception!(simd_floating_point, "SIMD floating-point exception", 19);
+exception!(virtualization, "virtualization exception", 20);
+exception!(
+    cp_protection,
+    "control protection exception",
+    21,
+    error_code
+);
+exception!(hv_injection, "hypervisor injection exception", 28);
+exception!(
+    vmm_communication,
+    "VMM communication exception",
+    29,
+    error_code
+);
+exception!(security, "security exception", 30, error_code);
+
+extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    let address = Cr2::read_raw();
+    let guard = crate::KERNEL_STACK_GUARD;
+    if (guard..guard + 4096).contains(&address) {
+        emergency_print(format_args!(
+            "atoll: kernel stack overflow (access to the guard page at {address:#x})\n"
+        ));
+    } else {
+        emergency_print(format_args!("atoll: page fault accessing {address:#x}\n"));
+    }
+    fatal("page fault", 14, Some(code.bits()), &frame)
+}
+
+extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
+    TICKS.fetch_add(1, Ordering::Relaxed);
+    end_of_interrupt(TIMER_VECTOR);
+}
+
+static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
+    let mut idt = InterruptDescriptorTable::new();
+    idt.divide_error.set_handler_fn(divide_error);
+    idt.debug.set_handler_fn(debug);
+    idt.non_maskable_interrupt
+        .set_handler_fn(non_maskable_interrupt);
+    idt.breakpoint.set_handler_fn(breakpoint);
+    idt.overflow.set_handler_fn(overflow);
+    idt.bound_range_exceeded
+        .set_handler_fn(bound_range_exceeded);
+    idt.invalid_opcode.set_handler_fn(invalid_opcode);
+    idt.device_not_available
+        .set_handler_fn(device_not_available);
+    // SAFETY: the IST index names the double-fault stack set up in the TSS by
+    // `gdt::init`, which runs before interrupts are possible, and nothing else
+    // uses that stack.
+    unsafe {
+        idt.double_fault
+            .set_handler_fn(double_fault)
+            .set_stack_index(DOUBLE_FAULT_IST_INDEX);
+    }
+    idt.invalid_tss.set_handler_fn(invalid_tss);
+    idt.segment_not_present.set_handler_fn(segment_not_present);
+    idt.stack_segment_fault.set_handler_fn(stack_segment_fault);
+    idt.general_protection_fault
+        .set_handler_fn(general_protection_fault);
+    idt.page_fault.set_handler_fn(page_fault);
+    idt.x87_floating_point.set_handler_fn(x87_floating_point);
+    idt.alignment_check.set_handler_fn(alignment_check);
+    idt.machine_check.set_handler_fn(machine_check);
+    idt.simd_floating_point.set_handler_fn(simd_floating_point);
+    idt.virtualization.set_handler_fn(virtualization);
+    idt.cp_protection_exception.set_handler_fn(cp_protection);
+    idt.hv_injection_exception.set_handler_fn(hv_injection);
+    idt.vmm_communication_exception
+        .set_handler_fn(vmm_communication);
+    idt.security_exception.set_handler_fn(security);
+    idt[TIMER_VECTOR].set_handler_fn(timer);
+    idt
+});
+
+/// Loads the IDT and remaps the PICs (all lines masked).
+pub fn init() {
+    IDT.load();
+    pic_init();
+}
+
+/// Starts the PIT at [`TIMER_HZ`], unmasks its line and enables interrupts.
+pub fn enable_timer() {
+    let divisor = (crate::clock::PIT_HZ / TIMER_HZ) as u16;
+    let [low, high] = divisor.to_le_bytes();
+    // SAFETY: PIT channel 0 in mode 2 (rate generator), lobyte/hibyte access;
+    // the PIT belongs to the kernel alone.
+    unsafe {
+        Port::<u8>::new(0x43).write(0b0011_0100);
+        Port::<u8>::new(0x40).write(low);
+        Port::<u8>::new(0x40).write(high);
+        // Unmask IRQ 0 only.
+        Port::<u8>::new(PIC1_DATA).write(0xfe);
+    }
+    x86_64::instructions::interrupts::enable();
+}
+
+/// Timer ticks since the timer started.
+#[allow(
+    dead_code,
+    reason = "read by the scheduler's sleep support in the kernel-core issue"
+)]
+pub fn ticks() -> u64 {
+    TICKS.load(Ordering::Relaxed)
+}
+
+const PIC1_COMMAND: u16 = 0x20;
+const PIC1_DATA: u16 = 0x21;
+const PIC2_COMMAND: u16 = 0xa0;
+const PIC2_DATA: u16 = 0xa1;
+
+/// Remaps the two 8259 PICs to vectors 32..48, clear of the CPU exceptions,
+/// with every line masked.
+fn pic_init() {
+    let writes: [(u16, u8); 10] = [
+        (PIC1_COMMAND, 0x11), // ICW1: edge triggered, cascade, ICW4 follows
+        (PIC2_COMMAND, 0x11),
+        (PIC1_DATA, PIC_VECTOR_BASE), // ICW2: vector offsets
+        (PIC2_DATA, PIC_VECTOR_BASE + 8),
+        (PIC1_DATA, 4), // ICW3: slave on IRQ 2
+        (PIC2_DATA, 2),
+        (PIC1_DATA, 0x01), // ICW4: 8086 mode
+        (PIC2_DATA, 0x01),
+        (PIC1_DATA, 0xff), // mask everything
+        (PIC2_DATA, 0xff),
+    ];
+    for (port, value) in writes {
+        // SAFETY: the standard 8259 initialisation sequence, with interrupts
+        // still disabled; the PICs belong to the kernel alone.
+        unsafe { Port::<u8>::new(port).write(value) };
+    }
+}
+
+fn end_of_interrupt(vector: u8) {
+    // SAFETY: writing the non-specific EOI command to the PIC(s) that raised
+    // `vector` acknowledges it and has no other effect.
+    unsafe {
+        if vector >= PIC_VECTOR_BASE + 8 {
+            Port::<u8>::new(PIC2_COMMAND).write(0x20);
+        }
+        Port::<u8>::new(PIC1_COMMAND).write(0x20);
+    }
+}

@@ -1,0 +1,105 @@
+//! Atoll's x86_64 layer: everything in the kernel that touches the machine.
+//!
+//! What is here: the boot entry from `bootloader_api`, the serial console, the GDT
+//! and TSS (with a separate double-fault stack), the IDT with a handler for every
+//! CPU exception, the 8259 PIC and the PIT timer, the TSC-based monotonic clock,
+//! the kernel heap, and the QEMU exit device. It hands the boot bundle to the
+//! kernel core (`atoll-core`) and runs it.
+//!
+//! What is not here: services, scheduling, IPC or any policy. Those are in the
+//! core, which knows this layer only through `atoll_core::Platform`.
+#![no_std]
+#![no_main]
+#![feature(abi_x86_interrupt)]
+
+extern crate alloc;
+
+mod clock;
+mod gdt;
+mod interrupts;
+mod memory;
+mod platform;
+mod qemu;
+mod selftest;
+mod serial;
+
+use alloc::sync::Arc;
+use bootloader_api::config::{BootloaderConfig, Mapping};
+use bootloader_api::{BootInfo, entry_point};
+
+use atoll_abi::bundle::KERNEL_BASE;
+/// The lowest page of the kernel stack region, left unmapped by the bootloader
+/// as a guard page; the stack proper starts one page above.
+pub const KERNEL_STACK_GUARD: u64 = 0xffff_ff00_0000_0000;
+/// Size of the kernel stack. The interpreter uses little native stack with
+/// portable dispatch; compilation and validation use the heap.
+pub const KERNEL_STACK_SIZE: u64 = 1024 * 1024;
+
+const BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.mappings.kernel_base = Mapping::FixedAddress(KERNEL_BASE);
+    config.mappings.kernel_stack = Mapping::FixedAddress(KERNEL_STACK_GUARD);
+    config.kernel_stack_size = KERNEL_STACK_SIZE;
+    config
+};
+
+entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
+
+fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    serial::init();
+    kprintln!("atoll: booting (kernel {})", env!("CARGO_PKG_VERSION"));
+    gdt::init();
+    interrupts::init();
+    let heap = memory::init(boot_info);
+    kprintln!(
+        "atoll: heap {} MiB at {:#x}",
+        heap.size / (1024 * 1024),
+        heap.start
+    );
+    kprintln!("atoll: {} free frames", memory::free_frames());
+    let tsc_hz = clock::init();
+    kprintln!(
+        "atoll: clock {} MHz (TSC calibrated against the PIT)",
+        tsc_hz / 1_000_000
+    );
+    interrupts::enable_timer();
+
+    let Some(bundle) = memory::ramdisk(boot_info) else {
+        kprintln!("atoll: no boot bundle (the image has no ramdisk)");
+        qemu::exit(qemu::ExitCode::Failure);
+    };
+    kprintln!("atoll: boot bundle {} bytes", bundle.len());
+    let platform = Arc::new(platform::X86Platform);
+    let (mut kernel, settings) = match atoll_core::Kernel::boot(bundle, platform) {
+        Ok(booted) => booted,
+        Err(error) => {
+            kprintln!("atoll: cannot boot: {error}");
+            qemu::exit(qemu::ExitCode::Failure);
+        }
+    };
+    if let Some(fault) = settings.inject_fault {
+        selftest::inject(fault);
+    }
+    let summary = kernel.run();
+    kprintln!(
+        "atoll: all services stopped ({} exited, {} faulted, {} failed to load)",
+        summary.exited,
+        summary.faulted,
+        summary.failed_to_load
+    );
+    if settings.exit_when_idle {
+        qemu::exit(qemu::ExitCode::Success);
+    }
+    kprintln!("atoll: idle");
+    loop {
+        x86_64::instructions::interrupts::enable_and_hlt();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    x86_64::instructions::interrupts::disable();
+    serial::emergency_print(format_args!("atoll: KERNEL PANIC: {info}\n"));
+    qemu::exit(qemu::ExitCode::Failure);
+}

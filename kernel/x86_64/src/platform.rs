@@ -1,0 +1,16 @@
+//! The kernel core's view of this machine.
+
+use atoll_core::Platform;
+
+/// x86_64 under the serial console and the TSC clock.
+pub struct X86Platform;
+
+impl Platform for X86Platform {
+    fn now_ns(&self) -> u64 {
+        crate::clock::now_ns()
+    }
+
+    fn console_write(&self, text: &str) {
+        crate::serial::write_str(text);
+    }
+}

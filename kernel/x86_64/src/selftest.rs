@@ -1,0 +1,51 @@
+//! Faults the kernel provokes in itself on request of the boot bundle, so that
+//! tests can check that every CPU exception is reported and ends the run with
+//! a failure status. Test systems only.
+
+use crate::kprintln;
+use atoll_abi::bundle::InjectedFault;
+
+/// Provokes `fault`. Does not return if the fault is handled as it must be.
+pub fn inject(fault: InjectedFault) {
+    kprintln!("atoll: self-test: provoking {fault:?}");
+    match fault {
+        // SAFETY (all asm below): each instruction is chosen to raise one CPU
+        // exception, whose handler reports it and stops the machine; none
+        // touches memory or registers that Rust relies on.
+        InjectedFault::Breakpoint => unsafe { core::arch::asm!("int3") },
+        InjectedFault::DivideError => {
+            let divisor = core::hint::black_box(0u64);
+            // SAFETY: see above; `div` by zero raises #DE.
+            unsafe {
+                core::arch::asm!(
+                    "div {divisor}",
+                    divisor = in(reg) divisor,
+                    inout("rax") 1u64 => _,
+                    inout("rdx") 0u64 => _,
+                )
+            }
+        }
+        // SAFETY: see above; `ud2` raises #UD.
+        InjectedFault::InvalidOpcode => unsafe { core::arch::asm!("ud2") },
+        InjectedFault::PageFault => {
+            // The guard page below the kernel stack is never mapped.
+            let address = crate::KERNEL_STACK_GUARD as *const u64;
+            // SAFETY: reading an unmapped address raises #PF; the read never
+            // completes.
+            let value = unsafe { core::ptr::read_volatile(address) };
+            kprintln!("atoll: self-test: read {value} from the guard page");
+        }
+        InjectedFault::StackOverflow => {
+            let depth = recurse(0);
+            kprintln!("atoll: self-test: recursion returned at depth {depth}");
+        }
+        InjectedFault::Panic => panic!("self-test panic"),
+    }
+    kprintln!("atoll: self-test: {fault:?} did not stop the kernel");
+}
+
+#[allow(unconditional_recursion, reason = "overflowing the stack is the point")]
+fn recurse(depth: u64) -> u64 {
+    let frame = core::hint::black_box([depth; 64]);
+    recurse(depth + 1).wrapping_add(frame[0])
+}

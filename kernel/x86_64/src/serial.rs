@@ -1,0 +1,94 @@
+//! The kernel's own console: a 16550 UART on COM1, polled, output only.
+//!
+//! The kernel keeps this for its log and its fault reports. Everything goes through
+//! one spin lock; the fault path bypasses it (see [`emergency_print`]) because a
+//! fault may strike while the lock is held.
+
+use core::fmt::{self, Write};
+use spin::Mutex;
+use x86_64::instructions::port::Port;
+
+const COM1: u16 = 0x3f8;
+
+struct Uart {
+    base: u16,
+}
+
+impl Uart {
+    fn port(&self, offset: u16) -> Port<u8> {
+        Port::new(self.base + offset)
+    }
+
+    fn init(&self) {
+        let settings: [(u16, u8); 6] = [
+            (1, 0x00), // no UART interrupts
+            (3, 0x80), // DLAB on: set the divisor
+            (0, 0x01), // divisor 1: 115200 baud
+            (1, 0x00),
+            (3, 0x03), // 8 bits, no parity, one stop bit; DLAB off
+            (2, 0xc7), // FIFOs on and cleared
+        ];
+        for (offset, value) in settings {
+            // SAFETY: COM1's registers are standard I/O ports; writing them only
+            // configures the UART, which nothing else in the kernel uses.
+            unsafe { self.port(offset).write(value) };
+        }
+    }
+
+    fn write_byte(&self, byte: u8) {
+        // SAFETY: reading the line status register has no side effects.
+        while unsafe { self.port(5).read() } & 0x20 == 0 {
+            core::hint::spin_loop();
+        }
+        // SAFETY: the transmit holding register is empty (checked above).
+        unsafe { self.port(0).write(byte) };
+    }
+}
+
+impl Write for Uart {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        for byte in text.bytes() {
+            if byte == b'\n' {
+                self.write_byte(b'\r');
+            }
+            self.write_byte(byte);
+        }
+        Ok(())
+    }
+}
+
+static CONSOLE: Mutex<Uart> = Mutex::new(Uart { base: COM1 });
+
+/// Sets the UART up. Call once, first thing.
+pub fn init() {
+    CONSOLE.lock().init();
+}
+
+/// Writes text to the console.
+pub fn write_str(text: &str) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let _ = CONSOLE.lock().write_str(text);
+    });
+}
+
+/// Writes formatted text to the console.
+pub fn print(args: fmt::Arguments<'_>) {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let _ = CONSOLE.lock().write_fmt(args);
+    });
+}
+
+/// Writes formatted text without taking the console lock, for fault reports: the
+/// fault may have struck while the lock was held. Only for paths that end the
+/// kernel.
+pub fn emergency_print(args: fmt::Arguments<'_>) {
+    let _ = Uart { base: COM1 }.write_fmt(args);
+}
+
+/// Prints a line to the kernel console.
+#[macro_export]
+macro_rules! kprintln {
+    ($($arg:tt)*) => {
+        $crate::serial::print(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}

@@ -1,0 +1,170 @@
+//! Write Atoll services in Rust.
+//!
+//! A service is a `#![no_std]` `cdylib` crate built for `wasm32-unknown-unknown`.
+//! It names its entry point with [`entry!`] and talks to the kernel through the
+//! functions of this crate, which wrap the raw host functions of the ABI
+//! (`atoll-abi`, documented in `docs/abi.md`) and turn their status codes into
+//! `Result`s. With the default features the crate also installs a global
+//! allocator (so `alloc` works) and a panic handler that logs the panic message
+//! and traps, which the kernel reports as that service's fault.
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! atoll_sdk::entry!(main);
+//! fn main() {
+//!     atoll_sdk::log("hello from a Wasm service");
+//! }
+//! ```
+#![no_std]
+
+pub use atoll_abi::Error;
+
+/// The raw host functions, exactly as the kernel exports them.
+pub mod raw {
+    #[cfg(target_family = "wasm")]
+    #[link(wasm_import_module = "atoll")]
+    unsafe extern "C" {
+        /// See [`atoll_abi::LOG`].
+        pub fn log(ptr: *const u8, len: usize) -> i32;
+    }
+}
+
+/// Turns a host function's status into a `Result`.
+fn check(status: i32) -> Result<(), Error> {
+    if status >= 0 {
+        return Ok(());
+    }
+    // A code this SDK does not know comes from a newer kernel; the nearest
+    // meaning is "invalid argument".
+    Err(Error::from_code(status).unwrap_or(Error::InvalidArgument))
+}
+
+/// Writes one line to the console, prefixed with the service's name. Fails with
+/// [`Error::TooLarge`] past [`atoll_abi::MAX_LOG_LEN`] bytes.
+#[cfg(target_family = "wasm")]
+pub fn try_log(text: &str) -> Result<(), Error> {
+    // SAFETY: `text` is a live UTF-8 buffer in this module's memory for the
+    // duration of the call, and the kernel only reads it.
+    check(unsafe { raw::log(text.as_ptr(), text.len()) })
+}
+
+/// Writes one line to the console; a line too long for one call is cut at
+/// [`atoll_abi::MAX_LOG_LEN`] bytes (on a character boundary).
+#[cfg(target_family = "wasm")]
+pub fn log(text: &str) {
+    let mut end = text.len().min(atoll_abi::MAX_LOG_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let _ = try_log(text.get(..end).unwrap_or(""));
+}
+
+/// Writes a formatted line to the console, without allocating.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::log_fmt(format_args!($($arg)*))
+    };
+}
+
+/// Formats into a fixed buffer and logs it (the implementation of [`println!`]).
+#[cfg(target_family = "wasm")]
+pub fn log_fmt(args: core::fmt::Arguments<'_>) {
+    let mut line = LineBuffer::new();
+    let _ = core::fmt::Write::write_fmt(&mut line, args);
+    log(line.as_str());
+}
+
+/// A line of at most [`atoll_abi::MAX_LOG_LEN`] bytes; longer text is cut.
+struct LineBuffer {
+    bytes: [u8; atoll_abi::MAX_LOG_LEN],
+    len: usize,
+}
+
+impl LineBuffer {
+    #[cfg_attr(
+        not(target_family = "wasm"),
+        expect(dead_code, reason = "used on wasm only")
+    )]
+    const fn new() -> Self {
+        LineBuffer {
+            bytes: [0; atoll_abi::MAX_LOG_LEN],
+            len: 0,
+        }
+    }
+
+    #[cfg_attr(
+        not(target_family = "wasm"),
+        expect(dead_code, reason = "used on wasm only")
+    )]
+    fn as_str(&self) -> &str {
+        let bytes = self.bytes.get(..self.len).unwrap_or(&[]);
+        // Only whole UTF-8 strings are ever copied in (see `write_str`).
+        core::str::from_utf8(bytes).unwrap_or("")
+    }
+}
+
+impl core::fmt::Write for LineBuffer {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        let room = self.bytes.len() - self.len;
+        let mut take = text.len().min(room);
+        while !text.is_char_boundary(take) {
+            take -= 1;
+        }
+        if let (Some(target), Some(source)) = (
+            self.bytes.get_mut(self.len..self.len + take),
+            text.as_bytes().get(..take),
+        ) {
+            target.copy_from_slice(source);
+            self.len += take;
+        }
+        Ok(())
+    }
+}
+
+/// Declares the service's entry point: `entry!(main)` exports `_start`, which
+/// the kernel calls once the service is loaded, and which calls `main()`.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn _start() {
+            let main: fn() = $main;
+            main();
+        }
+    };
+}
+
+#[cfg(all(target_family = "wasm", feature = "allocator"))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+#[cfg(all(target_family = "wasm", feature = "panic-handler"))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    log_fmt(format_args!("panic: {info}"));
+    core::arch::wasm32::unreachable()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::fmt::Write;
+
+    #[test]
+    fn statuses_map_to_errors() {
+        assert_eq!(check(0), Ok(()));
+        assert_eq!(check(-2), Err(Error::OutOfBounds));
+        assert_eq!(check(-999), Err(Error::InvalidArgument));
+    }
+
+    #[test]
+    fn line_buffer_cuts_on_char_boundaries() {
+        let mut line = LineBuffer::new();
+        let long = "é".repeat(atoll_abi::MAX_LOG_LEN);
+        line.write_str(&long).unwrap();
+        assert_eq!(line.as_str().len(), atoll_abi::MAX_LOG_LEN);
+        assert!(line.as_str().chars().all(|c| c == 'é'));
+    }
+}
