@@ -1,1 +1,198 @@
+//! image-builder checks system descriptions like a compiler: each bad input gets
+//! an error naming the file, line and column, the service and the offending item.
 
+mod support;
+
+use std::path::PathBuf;
+
+/// Writes `files` and a `system.toml` into a fresh folder; returns the description.
+fn scenario(name: &str, system: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("image-builder")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, bytes) in files {
+        std::fs::write(dir.join(file), bytes).unwrap();
+    }
+    let path = dir.join("system.toml");
+    std::fs::write(&path, system).unwrap();
+    path
+}
+
+/// Runs `image-builder check`; returns (exit status, stderr).
+fn check(system: &PathBuf) -> (i32, String) {
+    let output = support::image_builder()
+        .arg("check")
+        .arg(system)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn wasm(text: &str) -> Vec<u8> {
+    wat::parse_str(text).unwrap()
+}
+
+const GOOD: &str = r#"(module
+    (import "atoll" "log" (func (param i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (func (export "_start")))"#;
+
+#[test]
+fn a_valid_system_passes() {
+    let system = scenario(
+        "valid",
+        "[system]\nname = \"ok\"\n\n[[service]]\nname = \"good\"\nmodule = \"good.wasm\"\n",
+        &[("good.wasm", wasm(GOOD))],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stderr.contains("system `ok`: 1 services, all valid"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_malformed_module_is_rejected_with_its_service_and_line() {
+    let system = scenario(
+        "malformed",
+        "[system]\nname = \"bad\"\n\n[[service]]\nname = \"broken\"\nmodule = \"broken.wasm\"\n",
+        &[("broken.wasm", b"\0asm\x01\0\0\0\x01\xff".to_vec())],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: service `broken`: module "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("broken.wasm: invalid module:"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("--> {}:6:10", system.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("6 | module = \"broken.wasm\""), "{stderr}");
+}
+
+#[test]
+fn a_module_with_an_unknown_import_is_rejected_naming_the_import() {
+    let module = wasm(
+        r#"(module
+            (import "env" "open_door" (func))
+            (memory (export "memory") 1)
+            (func (export "_start")))"#,
+    );
+    let system = scenario(
+        "unknown-import",
+        "[system]\nname = \"bad\"\n\n[[service]]\nname = \"good\"\nmodule = \"good.wasm\"\n\n[[service]]\nname = \"sneaky\"\nmodule = \"sneaky.wasm\"\n",
+        &[("good.wasm", wasm(GOOD)), ("sneaky.wasm", module)],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: service `sneaky`: module ")
+            && stderr.contains("sneaky.wasm: imports unknown function `env::open_door`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("--> {}:10:10", system.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("service `good`"), "{stderr}");
+}
+
+#[test]
+fn an_import_with_the_wrong_signature_is_rejected() {
+    let module = wasm(
+        r#"(module
+            (import "atoll" "log" (func (param i64)))
+            (memory (export "memory") 1)
+            (func (export "_start")))"#,
+    );
+    let system = scenario(
+        "wrong-signature",
+        "[system]\nname = \"bad\"\n[[service]]\nname = \"odd\"\nmodule = \"odd.wasm\"\n",
+        &[("odd.wasm", module)],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("imports `atoll::log` with a signature other than the ABI's"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unknown_field_is_rejected_with_its_line() {
+    let system = scenario(
+        "unknown-field",
+        "[system]\nname = \"bad\"\n\n[[service]]\nname = \"good\"\nmodule = \"good.wasm\"\ncolour = \"blue\"\n",
+        &[("good.wasm", wasm(GOOD))],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: unknown field `colour`, expected one of"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("--> {}:7:1", system.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_module_file_is_rejected() {
+    let system = scenario(
+        "missing-file",
+        "[system]\nname = \"bad\"\n[[service]]\nname = \"ghost\"\nmodule = \"ghost.wasm\"\n",
+        &[],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: service `ghost`: cannot read module"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("--> {}:5:10", system.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_crate_outside_the_workspace_is_rejected() {
+    let system = scenario(
+        "missing-crate",
+        "[system]\nname = \"bad\"\n[[service]]\nname = \"ghost\"\ncrate = \"no-such-service\"\n",
+        &[],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: service `ghost`: no crate `no-such-service` in the workspace"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_module_without_entry_point_is_rejected() {
+    let system = scenario(
+        "no-entry",
+        "[system]\nname = \"bad\"\n[[service]]\nname = \"idle\"\nmodule = \"idle.wasm\"\n",
+        &[(
+            "idle.wasm",
+            wasm(r#"(module (memory (export "memory") 1))"#),
+        )],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("no exported `_start: () -> ()`"),
+        "{stderr}"
+    );
+}

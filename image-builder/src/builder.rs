@@ -74,11 +74,19 @@ pub fn build(system: &System, options: &BuildOptions) -> Result<Artifacts, Error
 
     let modules = modules(system, options, &target_dir)?;
 
+    // Every output is written under a temporary name and renamed into place, so
+    // that two builds of the same system (e.g. parallel tests) never see each
+    // other's half-written files.
     let kernel_elf = out_dir.join("kernel.elf");
-    std::fs::copy(&kernel_built, &kernel_elf)
-        .context(|| format!("copying {}", kernel_built.display()))?;
+    replace(&kernel_elf, |temporary| {
+        std::fs::copy(&kernel_built, temporary)
+            .map(|_| ())
+            .context(|| format!("copying {}", kernel_built.display()))
+    })?;
     let kernel = out_dir.join("kernel");
-    strip(&options.workspace, &kernel_elf, &kernel)?;
+    replace(&kernel, |temporary| {
+        strip(&options.workspace, &kernel_elf, temporary)
+    })?;
 
     let bundle = Bundle {
         kernel: KernelSettings {
@@ -99,8 +107,10 @@ pub fn build(system: &System, options: &BuildOptions) -> Result<Artifacts, Error
     };
     let bundle_bytes = bundle::encode(&bundle).context(|| "encoding the bundle".to_string())?;
     let bundle_path = out_dir.join("bundle.bin");
-    std::fs::write(&bundle_path, &bundle_bytes)
-        .context(|| format!("writing {}", bundle_path.display()))?;
+    replace(&bundle_path, |temporary| {
+        std::fs::write(temporary, &bundle_bytes)
+            .context(|| format!("writing {}", bundle_path.display()))
+    })?;
 
     let mut artifacts = Artifacts {
         kernel_elf,
@@ -110,21 +120,25 @@ pub fn build(system: &System, options: &BuildOptions) -> Result<Artifacts, Error
     if matches!(options.firmware, Firmware::Bios | Firmware::Both) {
         options.progress(format_args!("     Writing BIOS image"));
         let path = out_dir.join("atoll-bios.img");
-        bootloader::BiosBoot::new(&kernel)
-            .set_boot_config(&boot_config())
-            .set_ramdisk(&bundle_path)
-            .create_disk_image(&path)
-            .context(|| "writing the BIOS image".to_string())?;
+        replace(&path, |temporary| {
+            bootloader::BiosBoot::new(&kernel)
+                .set_boot_config(&boot_config())
+                .set_ramdisk(&bundle_path)
+                .create_disk_image(temporary)
+                .context(|| "writing the BIOS image".to_string())
+        })?;
         artifacts.bios_image = Some(path);
     }
     if matches!(options.firmware, Firmware::Uefi | Firmware::Both) {
         options.progress(format_args!("     Writing UEFI image"));
         let path = out_dir.join("atoll-uefi.img");
-        bootloader::UefiBoot::new(&kernel)
-            .set_boot_config(&boot_config())
-            .set_ramdisk(&bundle_path)
-            .create_disk_image(&path)
-            .context(|| "writing the UEFI image".to_string())?;
+        replace(&path, |temporary| {
+            bootloader::UefiBoot::new(&kernel)
+                .set_boot_config(&boot_config())
+                .set_ramdisk(&bundle_path)
+                .create_disk_image(temporary)
+                .context(|| "writing the UEFI image".to_string())
+        })?;
         artifacts.uefi_image = Some(path);
     }
 
@@ -139,6 +153,21 @@ pub fn build(system: &System, options: &BuildOptions) -> Result<Artifacts, Error
         );
     }
     Ok(artifacts)
+}
+
+/// Writes `path` through `write`, which gets a temporary path beside it, then
+/// renames the result into place.
+fn replace(path: &Path, write: impl FnOnce(&Path) -> Result<(), Error>) -> Result<(), Error> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{}", std::process::id()));
+    let temporary = path.with_file_name(name);
+    let result = write(&temporary).and_then(|()| {
+        std::fs::rename(&temporary, path).context(|| format!("renaming into {}", path.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    result
 }
 
 /// The bootloader logs only warnings and errors: its step-by-step log would

@@ -51,6 +51,10 @@ impl fmt::Display for Diagnostic {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         let gutter = " ".repeat(self.line.to_string().len());
         writeln!(formatter, "error: {}", self.message)?;
+        if self.line == 0 {
+            // About the file as a whole.
+            return write!(formatter, "{gutter}--> {}", self.file.display());
+        }
         writeln!(
             formatter,
             "{gutter}--> {}:{}:{}",
@@ -193,17 +197,19 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
     });
 
     let mut services: Vec<ServiceSpec> = Vec::new();
+    let mut seen_names: Vec<&str> = Vec::new();
     for service in &raw.services {
         let name = service.name.get_ref();
         if let Err(problem) = check_name(name) {
             diagnostics.push(at(service.name.span(), format!("service name {problem}")));
         }
-        if services.iter().any(|other| &other.name == name) {
+        if seen_names.contains(&name.as_str()) {
             diagnostics.push(at(
                 service.name.span(),
                 format!("service `{name}` is described twice"),
             ));
         }
+        seen_names.push(name);
         let source = match (&service.module, &service.krate) {
             (Some(module), None) => Some((
                 ModuleSource::File(base.join(module.get_ref())),

@@ -73,7 +73,6 @@ exception!(overflow, "overflow", 4);
 exception!(bound_range_exceeded, "bound range exceeded", 5);
 exception!(invalid_opcode, "invalid opcode", 6);
 exception!(device_not_available, "device not available", 7);
-exception!(double_fault, "double fault", 8, diverging_error_code);
 exception!(invalid_tss, "invalid TSS", 10, error_code);
 exception!(segment_not_present, "segment not present", 11, error_code);
 exception!(stack_segment_fault, "stack-segment fault", 12, error_code);
@@ -103,17 +102,35 @@ exception!(
 );
 exception!(security, "security exception", 30, error_code);
 
-extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+/// Prints the faulting address (CR2), naming the guard page below the kernel
+/// stack. `double` tells that the fault escalated to a double fault: on the
+/// guard page that means the CPU could not push the page fault's frame, i.e. the
+/// kernel stack is exhausted.
+fn report_fault_address(double: bool) {
     let address = Cr2::read_raw();
     let guard = crate::KERNEL_STACK_GUARD;
-    if (guard..guard + 4096).contains(&address) {
-        emergency_print(format_args!(
+    let in_guard = (guard..guard + 4096).contains(&address);
+    match (in_guard, double) {
+        (true, true) => emergency_print(format_args!(
             "atoll: kernel stack overflow (access to the guard page at {address:#x})\n"
-        ));
-    } else {
-        emergency_print(format_args!("atoll: page fault accessing {address:#x}\n"));
+        )),
+        (true, false) => emergency_print(format_args!(
+            "atoll: fault address {address:#x} (the guard page below the kernel stack)\n"
+        )),
+        (false, _) => emergency_print(format_args!("atoll: fault address {address:#x}\n")),
     }
+}
+
+extern "x86-interrupt" fn page_fault(frame: InterruptStackFrame, code: PageFaultErrorCode) {
+    report_fault_address(false);
     fatal("page fault", 14, Some(code.bits()), &frame)
+}
+
+/// Runs on its own stack (IST), so it works when the kernel stack is exhausted:
+/// a page fault on the guard page cannot push its frame and becomes this.
+extern "x86-interrupt" fn double_fault(frame: InterruptStackFrame, code: u64) -> ! {
+    report_fault_address(true);
+    fatal("double fault", 8, Some(code), &frame)
 }
 
 extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {

@@ -1,0 +1,209 @@
+//! The QEMU test harness: build a test system, boot it, watch its serial log.
+//!
+//! Each test names a system description under `tests/systems/`. The harness
+//! builds it with image-builder (cargo makes the kernel build a no-op after the
+//! first), boots it with `image-builder run`, and collects the serial console.
+//! A boot ends when QEMU exits, when an awaited marker appears (for systems that
+//! idle), or at the timeout. Assertions print the whole serial log on failure:
+//! a triple fault exits QEMU silently, so tests always look for a positive marker.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The image-builder binary cargo built for these tests.
+pub fn image_builder() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_image-builder"))
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A test system description.
+pub fn system(name: &str) -> PathBuf {
+    workspace()
+        .join("tests/systems")
+        .join(format!("{name}.toml"))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    Bios,
+    Uefi,
+}
+
+/// What a boot printed and how it ended.
+#[derive(Debug)]
+pub struct Boot {
+    pub system: PathBuf,
+    pub log: String,
+    /// image-builder's exit status (0 success, 1 kernel failure, 3 no report,
+    /// 124 timeout); `None` when the harness stopped QEMU at a marker.
+    pub status: Option<i32>,
+    pub elapsed: Duration,
+}
+
+impl Boot {
+    /// Panics with the serial log unless `marker` was printed.
+    #[track_caller]
+    pub fn expect(&self, marker: &str) -> &Self {
+        assert!(
+            self.log.contains(marker),
+            "expected `{marker}` on the serial console of {}; it printed:\n{}",
+            self.system.display(),
+            self.log
+        );
+        self
+    }
+
+    /// Panics with the serial log if `text` was printed.
+    #[track_caller]
+    pub fn expect_no(&self, text: &str) -> &Self {
+        assert!(
+            !self.log.contains(text),
+            "did not expect `{text}` on the serial console of {}; it printed:\n{}",
+            self.system.display(),
+            self.log
+        );
+        self
+    }
+
+    /// Panics with the serial log unless image-builder exited with `status`.
+    #[track_caller]
+    pub fn expect_status(&self, status: i32) -> &Self {
+        assert_eq!(
+            self.status,
+            Some(status),
+            "exit status of {} (0 success, 1 kernel failure, 3 no report, 124 timeout); serial log:\n{}",
+            self.system.display(),
+            self.log
+        );
+        self
+    }
+}
+
+/// Builds the system's image for `firmware`, panicking with image-builder's
+/// output if that fails.
+pub fn build(system_path: &PathBuf, firmware: Firmware) {
+    let output = image_builder()
+        .arg("build")
+        .arg(system_path)
+        .args(["--firmware", firmware_name(firmware), "--quiet"])
+        .output()
+        .expect("image-builder runs");
+    assert!(
+        output.status.success(),
+        "building {} failed:\n{}",
+        system_path.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn firmware_name(firmware: Firmware) -> &'static str {
+    match firmware {
+        Firmware::Bios => "bios",
+        Firmware::Uefi => "uefi",
+    }
+}
+
+/// Builds and boots test system `name`; stops at `until` if given (for systems
+/// that idle), else when QEMU exits; QEMU gets `timeout`.
+pub fn boot(name: &str, firmware: Firmware, until: Option<&str>, timeout: Duration) -> Boot {
+    boot_path(system(name), firmware, until, timeout)
+}
+
+/// [`boot`] for a description anywhere.
+pub fn boot_path(
+    system: PathBuf,
+    firmware: Firmware,
+    until: Option<&str>,
+    timeout: Duration,
+) -> Boot {
+    build(&system, firmware);
+    let started = Instant::now();
+    let mut command = image_builder();
+    command
+        .arg("run")
+        .arg(&system)
+        .args(["--quiet", "--timeout", &timeout.as_secs().to_string()]);
+    if firmware == Firmware::Uefi {
+        command.arg("--uefi");
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("image-builder runs");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (lines_in, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_in.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    // A backstop beyond image-builder's own QEMU timeout.
+    let deadline = started + timeout + Duration::from_secs(30);
+    let mut stopped_at_marker = false;
+    loop {
+        match lines.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => {
+                log.push_str(line.trim_end_matches('\r'));
+                log.push('\n');
+                if until.is_some_and(|marker| line.contains(marker)) {
+                    stopped_at_marker = true;
+                    break;
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    if stopped_at_marker || Instant::now() >= deadline {
+        kill_tree(&mut child);
+    }
+    let status = child.wait().expect("image-builder is waited for");
+    let _ = reader.join();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    if !stderr.is_empty() {
+        log.push_str("--- image-builder stderr ---\n");
+        log.push_str(&stderr);
+    }
+    Boot {
+        system,
+        log,
+        status: if stopped_at_marker {
+            None
+        } else {
+            status.code()
+        },
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Stops image-builder and the QEMU it started.
+fn kill_tree(child: &mut std::process::Child) {
+    // QEMU is image-builder's child; end it first so that it does not linger.
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-P", &child.id().to_string()])
+        .status();
+    let _ = child.kill();
+}
