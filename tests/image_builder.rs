@@ -1,5 +1,10 @@
 //! image-builder checks system descriptions like a compiler: each bad input gets
 //! an error naming the file, line and column, the service and the offending item.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 

@@ -1,4 +1,9 @@
 //! Boots small test systems in QEMU and checks their serial logs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 

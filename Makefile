@@ -1,0 +1,41 @@
+# Atoll's entry points. `make run` and `make test` do all set-up on a fresh
+# machine (toolchain, QEMU) through .ci/setup, then build what they need.
+
+SYSTEM ?= examples/default/system.toml
+BUILDER := target/release/image-builder
+# Extra options for `image-builder run`, e.g. RUN_ARGS="--uefi".
+RUN_ARGS ?=
+
+.PHONY: setup builder run run-uefi gdb test lint unit qemu-test clean
+
+setup:
+	@bash .ci/setup
+
+# image-builder is built in the release profile only: the bootloader crate's
+# build script (~80 s) reruns for any other profile.
+builder: setup
+	cargo build --release -p image-builder
+
+## Boot the default system (or SYSTEM=path/to/system.toml) in QEMU. Ctrl-C quits.
+run: builder
+	$(BUILDER) run $(SYSTEM) $(RUN_ARGS)
+
+run-uefi: RUN_ARGS += --uefi
+run-uefi: run
+
+## Boot paused, waiting for GDB on localhost:1234 (the command to attach is printed).
+gdb: RUN_ARGS += --gdb
+gdb: run
+
+## Everything CI checks: formatting, lints on all three targets, host and QEMU tests.
+test: setup lint
+	cargo test --release
+
+lint: setup
+	cargo fmt --all --check
+	cargo clippy --release --all-targets -- -D warnings
+	cargo clippy --profile kernel -p atoll-kernel --target x86_64-unknown-none -- -D warnings
+	cargo clippy --profile service -p atoll-sdk -p hello --target wasm32-unknown-unknown -- -D warnings
+
+clean:
+	cargo clean
