@@ -102,6 +102,8 @@ pub fn build(system: &System, options: &BuildOptions) -> Result<Artifacts, Error
                 name: &service.name,
                 module,
                 limits: service.limits,
+                provides: service.provides.iter().map(String::as_str).collect(),
+                uses: service.uses.iter().map(String::as_str).collect(),
             })
             .collect(),
     };

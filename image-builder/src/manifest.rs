@@ -5,6 +5,7 @@
 //! file, line and column it applies to, like a compiler's.
 
 use atoll_abi::bundle::{DEFAULT_FUEL_SLICE, DEFAULT_MEMORY_LIMIT, InjectedFault, ServiceLimits};
+use atoll_abi::{DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH};
 use serde::Deserialize;
 use std::fmt;
 use std::ops::Range;
@@ -105,6 +106,11 @@ struct RawService {
     krate: Option<Spanned<String>>,
     memory_limit_kib: Option<Spanned<u64>>,
     fuel_slice: Option<Spanned<u64>>,
+    queue_depth: Option<Spanned<u32>>,
+    #[serde(default)]
+    provides: Vec<Spanned<String>>,
+    #[serde(default)]
+    uses: Vec<Spanned<String>>,
 }
 
 /// Where a service's module comes from.
@@ -124,6 +130,10 @@ pub struct ServiceSpec {
     /// Where `module = ` or `crate = ` is written, for later diagnostics.
     pub source_span: Range<usize>,
     pub limits: ServiceLimits,
+    /// Endpoints the service provides.
+    pub provides: Vec<String>,
+    /// Endpoints of other services the service may send to and call.
+    pub uses: Vec<String>,
 }
 
 /// A checked system description.
@@ -198,6 +208,8 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
 
     let mut services: Vec<ServiceSpec> = Vec::new();
     let mut seen_names: Vec<&str> = Vec::new();
+    // (endpoint, providing service)
+    let mut provided: Vec<(String, String)> = Vec::new();
     for service in &raw.services {
         let name = service.name.get_ref();
         if let Err(problem) = check_name(name) {
@@ -238,7 +250,38 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
         let mut limits = ServiceLimits {
             memory_bytes: DEFAULT_MEMORY_LIMIT,
             fuel_slice: DEFAULT_FUEL_SLICE,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
         };
+        if let Some(depth) = &service.queue_depth {
+            let value = *depth.get_ref();
+            if value == 0 || value > MAX_QUEUE_DEPTH {
+                diagnostics.push(at(
+                    depth.span(),
+                    format!("queue-depth must be between 1 and {MAX_QUEUE_DEPTH}"),
+                ));
+            } else {
+                limits.queue_depth = value;
+            }
+        }
+        for endpoint in service.provides.iter().chain(&service.uses) {
+            if let Err(problem) = check_name(endpoint.get_ref()) {
+                diagnostics.push(at(endpoint.span(), format!("endpoint name {problem}")));
+            }
+        }
+        for endpoint in &service.provides {
+            let name = endpoint.get_ref();
+            if let Some(other) = provided.iter().find(|(known, _)| known == name) {
+                diagnostics.push(at(
+                    endpoint.span(),
+                    format!(
+                        "endpoint `{name}` is already provided by service `{}`",
+                        other.1
+                    ),
+                ));
+            } else {
+                provided.push((name.clone(), service.name.get_ref().clone()));
+            }
+        }
         if let Some(kib) = &service.memory_limit_kib {
             let value = *kib.get_ref();
             if value == 0 || value > MAX_MEMORY_LIMIT_KIB {
@@ -263,7 +306,27 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
                 source,
                 source_span,
                 limits,
+                provides: service
+                    .provides
+                    .iter()
+                    .map(|e| e.get_ref().clone())
+                    .collect(),
+                uses: service.uses.iter().map(|e| e.get_ref().clone()).collect(),
             });
+        }
+    }
+    for service in &raw.services {
+        for endpoint in &service.uses {
+            let name = endpoint.get_ref();
+            if !provided.iter().any(|(known, _)| known == name) {
+                diagnostics.push(at(
+                    endpoint.span(),
+                    format!(
+                        "service `{}` uses endpoint `{name}`, which no service provides",
+                        service.name.get_ref()
+                    ),
+                ));
+            }
         }
     }
     if !diagnostics.is_empty() {
@@ -368,6 +431,28 @@ mod tests {
         );
         assert!(
             found[5].starts_with("11:20: memory-limit-kib must be"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn capabilities_must_match_up() {
+        let found = errors(
+            "[system]\nname = \"demo\"\n[[service]]\nname = \"a\"\ncrate = \"a\"\nprovides = [\"echo\"]\n[[service]]\nname = \"b\"\ncrate = \"b\"\nprovides = [\"echo\"]\nuses = [\"echo\", \"nobody\"]\nqueue-depth = 0\n",
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("12:15: queue-depth must be"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("10:13: endpoint `echo` is already provided by service `a`"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with(
+                "11:17: service `b` uses endpoint `nobody`, which no service provides"
+            ),
             "{found:?}"
         );
     }

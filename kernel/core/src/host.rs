@@ -1,44 +1,127 @@
 //! The host functions of the ABI, as wasmi sees them.
 //!
-//! Each function is a thin adapter: it fetches the caller's memory, checks its
-//! arguments through [`crate::guest`], does its work and returns 0 or a negative
-//! [`atoll_abi::Error`] code. [`define`] puts them all into a linker; a module whose
-//! imports do not match these exactly fails to instantiate.
+//! Each function is a thin adapter. It checks its arguments against the caller's
+//! memory through [`crate::guest`] and answers argument errors at once with an
+//! error code. Calls that need only the caller (`log`, `lookup`, `time`) are
+//! served right here. Calls that involve other services (`send`, `call`,
+//! `receive`, `reply`, `sleep`) copy what they carry into a kernel-owned
+//! [`Syscall`] and suspend the caller: the interpreter returns to the kernel,
+//! which performs the call with every service in reach and later resumes the
+//! caller with the result. A suspended service costs no kernel stack.
 
 use crate::guest::GuestSlice;
 use crate::service::HostState;
-use alloc::string::String;
-use atoll_abi::{Error, IMPORT_MODULE, MAX_LOG_LEN, MEMORY_EXPORT};
+use alloc::vec::Vec;
+use atoll_abi::{
+    Error, IMPORT_MODULE, MAX_LOG_LEN, MAX_MESSAGE_LEN, MEMORY_EXPORT, RECEIVE_INFO_LEN,
+};
 use wasmi::{Caller, Extern, Linker};
+
+/// A kernel call, with its arguments checked and its message copied out of the
+/// caller's memory.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Syscall {
+    Send {
+        handle: i32,
+        message: Vec<u8>,
+    },
+    Call {
+        handle: i32,
+        message: Vec<u8>,
+        reply: GuestSlice,
+    },
+    Receive {
+        handle: i32,
+        buffer: GuestSlice,
+        info: GuestSlice,
+        /// < 0: forever; 0: do not wait.
+        timeout_ns: i64,
+    },
+    Reply {
+        token: u32,
+        message: Vec<u8>,
+    },
+    Sleep {
+        ns: u64,
+    },
+}
+
+/// The host error that suspends a service in a kernel call. Carries nothing:
+/// the call itself is in [`HostState::pending`].
+#[derive(Debug)]
+struct Suspend;
+
+impl core::fmt::Display for Suspend {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter.write_str("suspended in a kernel call")
+    }
+}
+
+impl wasmi::errors::HostError for Suspend {}
+
+type HostResult = Result<i32, wasmi::Error>;
 
 /// Defines every host function of [`atoll_abi::HOST_FUNCTIONS`] in `linker`.
 pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error> {
     linker.func_wrap(IMPORT_MODULE, atoll_abi::LOG.name, log)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::LOOKUP.name, lookup)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::SEND.name, send)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::CALL.name, call)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::RECEIVE.name, receive)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::REPLY.name, reply)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::SLEEP.name, sleep)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::TIME.name, time)?;
     Ok(())
 }
 
-/// The result of a host function as the Wasm `i32` it returns.
-fn status(result: Result<(), Error>) -> i32 {
-    match result {
+/// The caller's linear memory as bytes.
+fn memory<'a>(caller: &'a Caller<'_, HostState>) -> Result<&'a [u8], Error> {
+    let memory = caller
+        .get_export(MEMORY_EXPORT)
+        .and_then(Extern::into_memory)
+        .ok_or(Error::NoMemory)?;
+    Ok(memory.data(caller))
+}
+
+/// Copies a message out of the caller's memory into a kernel-owned buffer.
+fn copy_message(caller: &Caller<'_, HostState>, ptr: i32, len: i32) -> Result<Vec<u8>, Error> {
+    Ok(GuestSlice::new(ptr, len)
+        .read(memory(caller)?, MAX_MESSAGE_LEN)?
+        .to_vec())
+}
+
+/// Checks that a buffer the kernel will write later lies in the caller's memory
+/// now. (Linear memory never shrinks, so it still will.)
+fn writable(caller: &Caller<'_, HostState>, ptr: i32, len: i32) -> Result<GuestSlice, Error> {
+    let slice = GuestSlice::new(ptr, len);
+    slice.read(memory(caller)?, usize::MAX)?;
+    Ok(slice)
+}
+
+/// Suspends the caller in `syscall`.
+fn suspend(mut caller: Caller<'_, HostState>, syscall: Syscall) -> HostResult {
+    caller.data_mut().pending = Some(syscall);
+    Err(wasmi::Error::host(Suspend))
+}
+
+/// Runs `body`; an `Err(code)` from it becomes the call's return value.
+fn checked(body: impl FnOnce() -> Result<HostResult, Error>) -> HostResult {
+    body().unwrap_or_else(|error| Ok(error.code()))
+}
+
+/// `log(ptr, len) -> status`
+fn log(caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
+    match log_checked(&caller, GuestSlice::new(ptr, len)) {
         Ok(()) => 0,
         Err(error) => error.code(),
     }
 }
 
-/// `log(ptr, len) -> status`
-fn log(caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
-    status(log_checked(&caller, GuestSlice::new(ptr, len)))
-}
-
 fn log_checked(caller: &Caller<'_, HostState>, text: GuestSlice) -> Result<(), Error> {
-    let memory = caller
-        .get_export(MEMORY_EXPORT)
-        .and_then(Extern::into_memory)
-        .ok_or(Error::NoMemory)?;
-    let bytes = text.read(memory.data(caller), MAX_LOG_LEN)?;
+    let bytes = text.read(memory(caller)?, MAX_LOG_LEN)?;
     let text = core::str::from_utf8(bytes).map_err(|_| Error::InvalidUtf8)?;
     let state = caller.data();
-    let mut line = String::with_capacity(state.name.len() + text.len() + 4);
+    let mut line = alloc::string::String::with_capacity(state.name.len() + text.len() + 4);
     line.push('[');
     line.push_str(&state.name);
     line.push_str("] ");
@@ -46,4 +129,99 @@ fn log_checked(caller: &Caller<'_, HostState>, text: GuestSlice) -> Result<(), E
     line.push('\n');
     state.platform.console_write(&line);
     Ok(())
+}
+
+/// `lookup(name_ptr, name_len) -> handle | error`
+fn lookup(caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
+    let found = || -> Result<i32, Error> {
+        let name = GuestSlice::new(ptr, len).read(memory(&caller)?, MAX_LOG_LEN)?;
+        let index = caller
+            .data()
+            .endpoint_names
+            .iter()
+            .position(|known| known.as_bytes() == name)
+            .ok_or(Error::NotFound)?;
+        i32::try_from(index + 1).map_err(|_| Error::NotFound)
+    };
+    found().unwrap_or_else(Error::code)
+}
+
+/// `send(handle, ptr, len) -> status`
+fn send(caller: Caller<'_, HostState>, handle: i32, ptr: i32, len: i32) -> HostResult {
+    checked(|| {
+        let message = copy_message(&caller, ptr, len)?;
+        Ok(suspend(caller, Syscall::Send { handle, message }))
+    })
+}
+
+/// `call(handle, ptr, len, reply_ptr, reply_cap) -> reply length | error`
+fn call(
+    caller: Caller<'_, HostState>,
+    handle: i32,
+    ptr: i32,
+    len: i32,
+    reply_ptr: i32,
+    reply_cap: i32,
+) -> HostResult {
+    checked(|| {
+        let message = copy_message(&caller, ptr, len)?;
+        let reply = writable(&caller, reply_ptr, reply_cap)?;
+        Ok(suspend(
+            caller,
+            Syscall::Call {
+                handle,
+                message,
+                reply,
+            },
+        ))
+    })
+}
+
+/// `receive(handle, ptr, cap, timeout_ns, info_ptr) -> length | error`
+fn receive(
+    caller: Caller<'_, HostState>,
+    handle: i32,
+    ptr: i32,
+    cap: i32,
+    timeout_ns: i64,
+    info_ptr: i32,
+) -> HostResult {
+    checked(|| {
+        let buffer = writable(&caller, ptr, cap)?;
+        let info = writable(&caller, info_ptr, RECEIVE_INFO_LEN as i32)?;
+        Ok(suspend(
+            caller,
+            Syscall::Receive {
+                handle,
+                buffer,
+                info,
+                timeout_ns,
+            },
+        ))
+    })
+}
+
+/// `reply(token, ptr, len) -> status`
+fn reply(caller: Caller<'_, HostState>, token: i32, ptr: i32, len: i32) -> HostResult {
+    checked(|| {
+        let message = copy_message(&caller, ptr, len)?;
+        Ok(suspend(
+            caller,
+            Syscall::Reply {
+                token: token.cast_unsigned(),
+                message,
+            },
+        ))
+    })
+}
+
+/// `sleep(ns) -> 0`
+fn sleep(caller: Caller<'_, HostState>, ns: i64) -> HostResult {
+    let ns = u64::try_from(ns).unwrap_or(0);
+    suspend(caller, Syscall::Sleep { ns })
+}
+
+/// `time() -> ns`
+fn time(caller: Caller<'_, HostState>) -> i64 {
+    i64::try_from(caller.data().platform.now_ns()).unwrap_or(i64::MAX)
 }

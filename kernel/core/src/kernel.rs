@@ -1,15 +1,25 @@
-//! The kernel proper: the service table and the scheduler loop.
+//! The kernel proper: the service table, the scheduler and the kernel calls.
 //!
-//! Scheduling is round robin over a queue of ready services; each turn is one
-//! fuel slice. [`Kernel::run`] returns when no service is runnable, and the
-//! platform layer decides what then happens (idle or power off).
+//! Scheduling is round robin over a FIFO run queue of ready services; each turn
+//! is at most one fuel slice. A service that makes a kernel call that can be
+//! answered at once goes on with the rest of its slice; one that must wait
+//! (`call`, `receive` on an empty queue, `sleep`) is parked with what it waits
+//! for, and made ready by the event that ends the wait: a message, a reply, a
+//! deadline, or its peer stopping. Deadlines sit in an ordered set. When nothing
+//! is ready the platform waits for the next interrupt. [`Kernel::run`] returns
+//! when nothing can ever run again.
 
 use crate::Platform;
+use crate::guest::GuestSlice;
+use crate::host::Syscall;
+use crate::ipc::{CallTable, Endpoint, Message, PendingCall, ServiceId};
 use crate::service::{Service, SliceOutcome};
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeSet, VecDeque};
 use alloc::format;
+use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use atoll_abi::Error;
 use atoll_abi::bundle::{self, DecodeError, KernelSettings};
 
 /// Why the kernel cannot boot at all.
@@ -36,20 +46,91 @@ pub struct RunSummary {
     pub faulted: usize,
     /// Services that could not be loaded at boot.
     pub failed_to_load: usize,
+    /// Services still waiting for something that can no longer happen.
+    pub blocked: usize,
+}
+
+/// Where a service is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceState {
+    /// Runnable, in the run queue.
+    Ready,
+    /// Parked until an event.
+    Blocked(Wait),
+    /// Returned from its entry point.
+    Exited,
+    /// Stopped by a trap, with the reason.
+    Faulted(String),
+}
+
+/// What a blocked service waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// A message on `endpoint`, until `deadline` if any.
+    Receive {
+        endpoint: usize,
+        buffer: GuestSlice,
+        info: GuestSlice,
+        deadline: Option<u64>,
+    },
+    /// The reply to the call named `token`.
+    Reply { token: u32 },
+    /// The clock to reach `deadline`.
+    Sleep { deadline: u64 },
+}
+
+/// A service's right to an endpoint.
+#[derive(Clone, Copy, Debug)]
+struct Handle {
+    endpoint: usize,
+    /// Providers may receive; users may only send and call.
+    provider: bool,
+}
+
+/// Counters shown by `ps`-like tools and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServiceStats {
+    pub sent: u64,
+    pub received: u64,
+    pub syscalls: u64,
+}
+
+/// One entry of the service table.
+struct Slot {
+    service: Service,
+    state: ServiceState,
+    handles: Vec<Handle>,
+    /// The result the service gets when it next resumes from a kernel call.
+    resume_value: i32,
+    stats: ServiceStats,
+}
+
+/// What a kernel call did to its caller.
+enum Then {
+    /// Answered at once: the caller goes on with this result.
+    Continue(i32),
+    /// The caller waits.
+    Block,
 }
 
 /// The kernel core.
 pub struct Kernel {
     platform: Arc<dyn Platform>,
-    services: Vec<Service>,
-    run_queue: VecDeque<usize>,
+    services: Vec<Slot>,
+    endpoints: Vec<Endpoint>,
+    calls: CallTable,
+    run_queue: VecDeque<ServiceId>,
+    timers: BTreeSet<(u64, ServiceId)>,
     summary: RunSummary,
+    /// Services that have had the CPU at least once.
+    started: usize,
     announced_ready: bool,
 }
 
 impl Kernel {
-    /// Unpacks a boot bundle and loads every service in it. A service that fails to
-    /// load is reported and left out; the others still boot.
+    /// Unpacks a boot bundle, creates every endpoint and loads every service. A
+    /// service that fails to load is reported and left out; its endpoints stay
+    /// closed, so their users get [`Error::PeerGone`].
     pub fn boot(
         bundle_bytes: &[u8],
         platform: Arc<dyn Platform>,
@@ -58,8 +139,12 @@ impl Kernel {
         let mut kernel = Kernel {
             platform,
             services: Vec::with_capacity(bundle.services.len()),
+            endpoints: Vec::new(),
+            calls: CallTable::default(),
             run_queue: VecDeque::with_capacity(bundle.services.len()),
+            timers: BTreeSet::new(),
             summary: RunSummary::default(),
+            started: 0,
             announced_ready: false,
         };
         kernel.log(&format!(
@@ -67,18 +152,86 @@ impl Kernel {
             bundle.kernel.system_name,
             bundle.services.len()
         ));
-        for image in &bundle.services {
+        // Pass 1: every provided endpoint, closed until its provider loads.
+        // `declared_by[e]` is the bundle index of endpoint e's provider.
+        let mut declared_by: Vec<Option<usize>> = Vec::new();
+        for (index, image) in bundle.services.iter().enumerate() {
+            for name in &image.provides {
+                if kernel.endpoint_named(name).is_some() {
+                    kernel.log(&format!(
+                        "service {}: endpoint `{name}` is provided twice; ignored",
+                        image.name
+                    ));
+                    continue;
+                }
+                kernel
+                    .endpoints
+                    .push(Endpoint::new((*name).to_string(), None, 1));
+                declared_by.push(Some(index));
+            }
+        }
+        // Pass 2: handles, then the service itself.
+        for (index, image) in bundle.services.iter().enumerate() {
+            let mut handles = Vec::new();
+            let mut names = Vec::new();
+            for name in &image.provides {
+                if let Some(endpoint) = kernel.endpoint_named(name)
+                    && declared_by.get(endpoint).copied().flatten() == Some(index)
+                {
+                    handles.push(Handle {
+                        endpoint,
+                        provider: true,
+                    });
+                    names.push((*name).to_string());
+                }
+            }
+            for name in &image.uses {
+                // An endpoint nobody provides (image-builder refuses those) stays
+                // closed: its users get PeerGone.
+                let endpoint = match kernel.endpoint_named(name) {
+                    Some(endpoint) => endpoint,
+                    None => {
+                        kernel
+                            .endpoints
+                            .push(Endpoint::new((*name).to_string(), None, 1));
+                        declared_by.push(None);
+                        kernel.endpoints.len() - 1
+                    }
+                };
+                handles.push(Handle {
+                    endpoint,
+                    provider: false,
+                });
+                names.push((*name).to_string());
+            }
             let started_at = kernel.platform.now_ns();
-            match Service::load(image, Arc::clone(&kernel.platform)) {
+            match Service::load(image, names, Arc::clone(&kernel.platform)) {
                 Ok(service) => {
+                    let id = kernel.services.len();
                     let micros = kernel.platform.now_ns().saturating_sub(started_at) / 1000;
                     kernel.log(&format!(
                         "loaded service {} ({} bytes, {micros} us)",
                         image.name,
                         image.module.len()
                     ));
-                    kernel.run_queue.push_back(kernel.services.len());
-                    kernel.services.push(service);
+                    for handle in handles.iter().filter(|handle| handle.provider) {
+                        if let Some(endpoint) = kernel.endpoints.get_mut(handle.endpoint) {
+                            let depth = image
+                                .limits
+                                .queue_depth
+                                .clamp(1, atoll_abi::MAX_QUEUE_DEPTH);
+                            *endpoint =
+                                Endpoint::new(endpoint.name.clone(), Some(id), depth as usize);
+                        }
+                    }
+                    kernel.services.push(Slot {
+                        service,
+                        state: ServiceState::Ready,
+                        handles,
+                        resume_value: 0,
+                        stats: ServiceStats::default(),
+                    });
+                    kernel.run_queue.push_back(id);
                 }
                 Err(error) => {
                     kernel.summary.failed_to_load += 1;
@@ -89,46 +242,381 @@ impl Kernel {
         Ok((kernel, bundle.kernel))
     }
 
-    /// The loaded services, in bundle order.
-    #[must_use]
-    pub fn services(&self) -> &[Service] {
-        &self.services
+    fn endpoint_named(&self, name: &str) -> Option<usize> {
+        self.endpoints
+            .iter()
+            .position(|endpoint| endpoint.name == name)
     }
 
-    /// Runs services until none is runnable.
+    /// Names and states of the loaded services, in bundle order.
+    pub fn service_states(&self) -> impl Iterator<Item = (&str, &ServiceState, ServiceStats)> {
+        self.services
+            .iter()
+            .map(|slot| (slot.service.name(), &slot.state, slot.stats))
+    }
+
+    /// Runs services until none can ever run again.
     pub fn run(&mut self) -> RunSummary {
         self.announce_ready_once();
-        while let Some(index) = self.run_queue.pop_front() {
-            let Some(service) = self.services.get_mut(index) else {
+        loop {
+            self.fire_timers();
+            if let Some(id) = self.run_queue.pop_front() {
+                self.run_service(id);
+                self.announce_ready_once();
                 continue;
+            }
+            match self.timers.first() {
+                Some(&(deadline, _)) => self.platform.wait_until(deadline),
+                None => break,
+            }
+        }
+        self.summary.blocked = self
+            .services
+            .iter()
+            .filter(|slot| matches!(slot.state, ServiceState::Blocked(_)))
+            .count();
+        self.summary
+    }
+
+    /// Gives service `id` one slice, serving its kernel calls as they come.
+    fn run_service(&mut self, id: ServiceId) {
+        let Some(slot) = self.services.get_mut(id) else {
+            return;
+        };
+        if slot.state != ServiceState::Ready {
+            return;
+        }
+        if !slot.service.started() {
+            self.started += 1;
+        }
+        let mut value = slot.resume_value;
+        let mut fresh = true;
+        loop {
+            let Some(slot) = self.services.get_mut(id) else {
+                return;
             };
-            let outcome = service.run_slice();
-            let name = service.name();
-            let message = match outcome {
+            match slot.service.run_slice(value, fresh) {
                 SliceOutcome::Preempted => {
-                    self.run_queue.push_back(index);
-                    None
+                    self.run_queue.push_back(id);
+                    return;
+                }
+                SliceOutcome::Syscall(syscall) => {
+                    slot.stats.syscalls += 1;
+                    match self.syscall(id, syscall) {
+                        Then::Continue(result) => {
+                            value = result;
+                            fresh = false;
+                        }
+                        Then::Block => return,
+                    }
                 }
                 SliceOutcome::Exited => {
+                    slot.state = ServiceState::Exited;
                     self.summary.exited += 1;
-                    Some(format!("service {name} exited"))
+                    let message = format!("service {} exited", slot.service.name());
+                    self.log(&message);
+                    self.stopped(id);
+                    return;
                 }
                 SliceOutcome::Faulted(reason) => {
+                    let message = format!("service {} faulted: {reason}", slot.service.name());
+                    slot.state = ServiceState::Faulted(reason);
                     self.summary.faulted += 1;
-                    Some(format!("service {name} faulted: {reason}"))
+                    self.log(&message);
+                    self.stopped(id);
+                    return;
                 }
-            };
-            if let Some(message) = message {
-                self.log(&message);
             }
-            self.announce_ready_once();
         }
-        self.summary
+    }
+
+    /// The endpoint behind `handle` of service `id`, if the handle is real and
+    /// allows what is asked (`provider`: receive).
+    fn endpoint_of(&self, id: ServiceId, handle: i32, provider: bool) -> Result<usize, Error> {
+        let index = usize::try_from(handle)
+            .ok()
+            .and_then(|handle| handle.checked_sub(1))
+            .ok_or(Error::BadHandle)?;
+        let handle = self
+            .services
+            .get(id)
+            .and_then(|slot| slot.handles.get(index))
+            .ok_or(Error::BadHandle)?;
+        if provider && !handle.provider {
+            return Err(Error::NotPermitted);
+        }
+        Ok(handle.endpoint)
+    }
+
+    fn syscall(&mut self, id: ServiceId, syscall: Syscall) -> Then {
+        let result = match syscall {
+            Syscall::Send { handle, message } => self.send(id, handle, message),
+            Syscall::Call {
+                handle,
+                message,
+                reply,
+            } => self.call(id, handle, message, reply),
+            Syscall::Receive {
+                handle,
+                buffer,
+                info,
+                timeout_ns,
+            } => self.receive(id, handle, buffer, info, timeout_ns),
+            Syscall::Reply { token, message } => self.reply(id, token, &message),
+            Syscall::Sleep { ns } => {
+                let deadline = self.platform.now_ns().saturating_add(ns);
+                self.block(id, Wait::Sleep { deadline });
+                return Then::Block;
+            }
+        };
+        match result {
+            Ok(then) => then,
+            Err(error) => Then::Continue(error.code()),
+        }
+    }
+
+    fn send(&mut self, id: ServiceId, handle: i32, data: Vec<u8>) -> Result<Then, Error> {
+        let endpoint = self.endpoint_of(id, handle, false)?;
+        self.enqueue(
+            endpoint,
+            Message {
+                sender: id,
+                data,
+                token: 0,
+            },
+        )?;
+        Ok(Then::Continue(0))
+    }
+
+    fn call(
+        &mut self,
+        id: ServiceId,
+        handle: i32,
+        data: Vec<u8>,
+        reply: GuestSlice,
+    ) -> Result<Then, Error> {
+        let endpoint = self.endpoint_of(id, handle, false)?;
+        let server = self
+            .endpoints
+            .get(endpoint)
+            .and_then(|endpoint| endpoint.owner)
+            .ok_or(Error::PeerGone)?;
+        let token = self.calls.insert(PendingCall {
+            caller: id,
+            server,
+            reply,
+            received: false,
+        })?;
+        if let Err(error) = self.enqueue(
+            endpoint,
+            Message {
+                sender: id,
+                data,
+                token,
+            },
+        ) {
+            self.calls.remove(token);
+            return Err(error);
+        }
+        self.block(id, Wait::Reply { token });
+        Ok(Then::Block)
+    }
+
+    /// Queues a message and, if the provider is waiting for one, delivers it.
+    fn enqueue(&mut self, endpoint: usize, message: Message) -> Result<(), Error> {
+        let sender = message.sender;
+        let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
+        let owner = queue.owner;
+        queue.push(message).map_err(|(error, _)| error)?;
+        if let Some(slot) = self.services.get_mut(sender) {
+            slot.stats.sent += 1;
+        }
+        let Some(owner) = owner else {
+            return Ok(());
+        };
+        if let Some(ServiceState::Blocked(Wait::Receive {
+            endpoint: waited,
+            buffer,
+            info,
+            ..
+        })) = self.services.get(owner).map(|slot| &slot.state)
+            && *waited == endpoint
+        {
+            let (buffer, info) = (*buffer, *info);
+            let result = self.deliver(owner, endpoint, buffer, info);
+            self.wake(owner, result.unwrap_or_else(Error::code));
+        }
+        Ok(())
+    }
+
+    fn receive(
+        &mut self,
+        id: ServiceId,
+        handle: i32,
+        buffer: GuestSlice,
+        info: GuestSlice,
+        timeout_ns: i64,
+    ) -> Result<Then, Error> {
+        let endpoint = self.endpoint_of(id, handle, true)?;
+        let waiting = self
+            .endpoints
+            .get(endpoint)
+            .is_some_and(|queue| !queue.is_empty());
+        if waiting {
+            return self.deliver(id, endpoint, buffer, info).map(Then::Continue);
+        }
+        if timeout_ns == 0 {
+            return Err(Error::WouldBlock);
+        }
+        let deadline = u64::try_from(timeout_ns)
+            .ok()
+            .map(|ns| self.platform.now_ns().saturating_add(ns));
+        self.block(
+            id,
+            Wait::Receive {
+                endpoint,
+                buffer,
+                info,
+                deadline,
+            },
+        );
+        Ok(Then::Block)
+    }
+
+    /// Moves the oldest message of `endpoint` into service `id`'s memory.
+    /// Returns its length. A message too big for the buffer stays queued.
+    fn deliver(
+        &mut self,
+        id: ServiceId,
+        endpoint: usize,
+        buffer: GuestSlice,
+        info: GuestSlice,
+    ) -> Result<i32, Error> {
+        let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
+        let message = queue.front().ok_or(Error::WouldBlock)?;
+        let slot = self.services.get_mut(id).ok_or(Error::BadHandle)?;
+        let mut record = [0u8; atoll_abi::RECEIVE_INFO_LEN];
+        let (token_bytes, sender_bytes) = record.split_at_mut(4);
+        token_bytes.copy_from_slice(&message.token.to_le_bytes());
+        sender_bytes.copy_from_slice(&(message.sender as u32).to_le_bytes());
+        slot.service.write_memory(buffer, &message.data)?;
+        slot.service.write_memory(info, &record)?;
+        slot.stats.received += 1;
+        let length = i32::try_from(message.data.len()).map_err(|_| Error::TooLarge)?;
+        let token = message.token;
+        queue.pop();
+        if let Some(call) = self.calls.get_mut(token) {
+            call.received = true;
+        }
+        Ok(length)
+    }
+
+    fn reply(&mut self, id: ServiceId, token: u32, data: &[u8]) -> Result<Then, Error> {
+        let call = *self.calls.get(token).ok_or(Error::BadHandle)?;
+        if call.server != id || !call.received {
+            return Err(Error::BadHandle);
+        }
+        let waiting = matches!(
+            self.services.get(call.caller).map(|slot| &slot.state),
+            Some(ServiceState::Blocked(Wait::Reply { token: waited })) if *waited == token
+        );
+        if !waiting {
+            self.calls.remove(token);
+            return Err(Error::PeerGone);
+        }
+        if data.len() > call.reply.len() {
+            // The token stays valid: the server may answer with something shorter.
+            return Err(Error::BufferTooSmall);
+        }
+        let caller = self.services.get_mut(call.caller).ok_or(Error::PeerGone)?;
+        let written = caller.service.write_memory(call.reply, data);
+        self.calls.remove(token);
+        let length = i32::try_from(data.len()).unwrap_or(i32::MAX);
+        self.wake(call.caller, written.map_or_else(Error::code, |()| length));
+        Ok(Then::Continue(0))
+    }
+
+    fn block(&mut self, id: ServiceId, wait: Wait) {
+        let deadline = match &wait {
+            Wait::Receive { deadline, .. } => *deadline,
+            Wait::Sleep { deadline } => Some(*deadline),
+            Wait::Reply { .. } => None,
+        };
+        if let Some(deadline) = deadline {
+            self.timers.insert((deadline, id));
+        }
+        if let Some(slot) = self.services.get_mut(id) {
+            slot.state = ServiceState::Blocked(wait);
+        }
+    }
+
+    /// Makes a blocked service ready; it resumes with `result`.
+    fn wake(&mut self, id: ServiceId, result: i32) {
+        let Some(slot) = self.services.get_mut(id) else {
+            return;
+        };
+        let deadline = match &slot.state {
+            ServiceState::Blocked(Wait::Receive { deadline, .. }) => *deadline,
+            ServiceState::Blocked(Wait::Sleep { deadline }) => Some(*deadline),
+            ServiceState::Blocked(Wait::Reply { .. }) => None,
+            _ => return,
+        };
+        if let Some(deadline) = deadline {
+            self.timers.remove(&(deadline, id));
+        }
+        slot.state = ServiceState::Ready;
+        slot.resume_value = result;
+        self.run_queue.push_back(id);
+    }
+
+    /// Wakes every service whose deadline has passed.
+    fn fire_timers(&mut self) {
+        let Some(&(first, _)) = self.timers.first() else {
+            return;
+        };
+        let now = self.platform.now_ns();
+        if first > now {
+            return;
+        }
+        while let Some(&(deadline, id)) = self.timers.first() {
+            if deadline > now {
+                break;
+            }
+            let result = match self.services.get(id).map(|slot| &slot.state) {
+                Some(ServiceState::Blocked(Wait::Sleep { .. })) => 0,
+                _ => Error::TimedOut.code(),
+            };
+            self.wake(id, result);
+            // `wake` removed the timer if the service was waiting on it; make
+            // sure a stale entry cannot loop.
+            self.timers.remove(&(deadline, id));
+        }
+    }
+
+    /// Cleans up after service `id` stopped: its endpoints close, and every
+    /// call waiting on it is answered with [`Error::PeerGone`].
+    fn stopped(&mut self, id: ServiceId) {
+        let mut orphaned = Vec::new();
+        for endpoint in self.endpoints.iter_mut().filter(|e| e.owner == Some(id)) {
+            orphaned.extend(
+                endpoint
+                    .close()
+                    .into_iter()
+                    .filter(|m| m.token != 0)
+                    .map(|m| m.token),
+            );
+        }
+        orphaned.extend(self.calls.tokens_where(|call| call.server == id));
+        for token in orphaned {
+            if let Some(call) = self.calls.remove(token) {
+                self.wake(call.caller, Error::PeerGone.code());
+            }
+        }
     }
 
     /// Logs `system ready` once, as soon as every loaded service has had the CPU.
     fn announce_ready_once(&mut self) {
-        if self.announced_ready || !self.services.iter().all(Service::started) {
+        if self.announced_ready || self.started < self.services.len() {
             return;
         }
         self.announced_ready = true;

@@ -20,11 +20,12 @@ extern crate alloc;
 
 pub mod guest;
 mod host;
+pub mod ipc;
 pub mod kernel;
 pub mod service;
 
-pub use kernel::{BootError, Kernel, RunSummary};
-pub use service::{LoadError, ServiceState};
+pub use kernel::{BootError, Kernel, RunSummary, ServiceState, ServiceStats, Wait};
+pub use service::LoadError;
 
 /// What the kernel core needs from the machine it runs on.
 pub trait Platform: Send + Sync + 'static {
@@ -32,4 +33,8 @@ pub trait Platform: Send + Sync + 'static {
     fn now_ns(&self) -> u64;
     /// Writes text to the console. Called with whole lines.
     fn console_write(&self, text: &str);
+    /// Waits until an interrupt or until the clock reaches `deadline_ns`,
+    /// whichever comes first (returning early is allowed). Called only when no
+    /// service is ready.
+    fn wait_until(&self, deadline_ns: u64);
 }

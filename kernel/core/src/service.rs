@@ -8,14 +8,17 @@
 //! needs no kernel stack.
 
 use crate::Platform;
+use crate::guest::GuestSlice;
+use crate::host::Syscall;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use atoll_abi::bundle::ServiceImage;
-use atoll_abi::{ENTRY_POINT, IMPORT_MODULE, MEMORY_EXPORT, ValueType};
+use atoll_abi::{ENTRY_POINT, Error, IMPORT_MODULE, MEMORY_EXPORT, ValueType};
 use wasmi::{
-    CompilationMode, Config, EnforcedLimits, Engine, ExternType, Linker, Module, Store,
-    StoreLimits, StoreLimitsBuilder, TypedFunc, TypedResumableCall, TypedResumableCallOutOfFuel,
-    ValType,
+    CompilationMode, Config, EnforcedLimits, Engine, ExternType, Linker, Memory, Module, Store,
+    StoreLimits, StoreLimitsBuilder, TypedFunc, TypedResumableCall, TypedResumableCallHostTrap,
+    TypedResumableCallOutOfFuel, Val, ValType,
 };
 
 /// Fuel a module's start function may burn during instantiation. A start function
@@ -27,18 +30,11 @@ pub const START_FUEL: u64 = 10_000_000;
 pub(crate) struct HostState {
     pub(crate) name: String,
     pub(crate) platform: Arc<dyn Platform>,
+    /// Endpoint names in handle order: handle `h` names `endpoint_names[h - 1]`.
+    pub(crate) endpoint_names: Vec<String>,
+    /// The kernel call a host function has just suspended the service for.
+    pub(crate) pending: Option<Syscall>,
     limits: StoreLimits,
-}
-
-/// Where a service is in its life.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ServiceState {
-    /// Runnable, waiting for the CPU.
-    Ready,
-    /// Returned from its entry point.
-    Exited,
-    /// Stopped by a trap; the reason as the interpreter reported it.
-    Faulted(String),
 }
 
 /// Why a service could not be loaded.
@@ -84,29 +80,39 @@ impl core::fmt::Display for LoadError {
 pub enum SliceOutcome {
     /// The slice's fuel ran out; the service is still runnable.
     Preempted,
+    /// The service made a kernel call; resume it with the call's result.
+    Syscall(Syscall),
     /// The entry point returned.
     Exited,
     /// The service trapped, with the interpreter's reason.
     Faulted(String),
 }
 
-/// A loaded service.
+/// Where the entry-point call stands between slices.
+enum Suspended {
+    NotStarted,
+    OutOfFuel(TypedResumableCallOutOfFuel<()>),
+    InSyscall(TypedResumableCallHostTrap<()>),
+    Finished,
+}
+
+/// A loaded service: its Wasm instance and the state of its entry-point call.
 pub struct Service {
-    name: String,
-    state: ServiceState,
     fuel_slice: u64,
     fuel_used: u64,
     store: Store<HostState>,
     entry: TypedFunc<(), ()>,
-    /// The suspended entry-point call, after the first preemption.
-    suspended: Option<TypedResumableCallOutOfFuel<()>>,
-    started: bool,
+    memory: Memory,
+    suspended: Suspended,
 }
 
 impl Service {
     /// Compiles, links and instantiates a service from its image.
+    /// `endpoint_names` are the endpoints the service provides, then those it
+    /// uses: handle `h` names entry `h - 1`.
     pub fn load(
         image: &ServiceImage<'_>,
+        endpoint_names: Vec<String>,
         platform: Arc<dyn Platform>,
     ) -> Result<Service, LoadError> {
         let engine = Engine::new(&engine_config());
@@ -121,6 +127,8 @@ impl Service {
         let state = HostState {
             name: image.name.to_string(),
             platform,
+            endpoint_names,
+            pending: None,
             limits,
         };
         let mut store = Store::new(&engine, state);
@@ -136,34 +144,29 @@ impl Service {
         let entry = instance
             .get_typed_func::<(), ()>(&store, ENTRY_POINT)
             .map_err(|_| LoadError::MissingEntryPoint)?;
+        let memory = instance
+            .get_memory(&store, MEMORY_EXPORT)
+            .ok_or(LoadError::MissingMemory)?;
         Ok(Service {
-            name: image.name.to_string(),
-            state: ServiceState::Ready,
             fuel_slice: image.limits.fuel_slice.max(1),
             fuel_used: 0,
             store,
             entry,
-            suspended: None,
-            started: false,
+            memory,
+            suspended: Suspended::NotStarted,
         })
     }
 
     /// The service's name from the system description.
     #[must_use]
     pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The service's current state.
-    #[must_use]
-    pub fn state(&self) -> &ServiceState {
-        &self.state
+        &self.store.data().name
     }
 
     /// Whether the service has been given the CPU at least once.
     #[must_use]
     pub fn started(&self) -> bool {
-        self.started
+        !matches!(self.suspended, Suspended::NotStarted)
     }
 
     /// Fuel burnt so far by the entry point (excludes the start function).
@@ -172,42 +175,66 @@ impl Service {
         self.fuel_used
     }
 
-    /// Runs the service for at most one fuel slice.
-    pub fn run_slice(&mut self) -> SliceOutcome {
-        if self.state != ServiceState::Ready {
-            return SliceOutcome::Faulted("service is not runnable".to_string());
+    /// Current size of the service's linear memory in bytes.
+    #[must_use]
+    pub fn memory_size(&self) -> usize {
+        self.memory.data(&self.store).len()
+    }
+
+    /// Copies `bytes` to the start of `target` in the service's memory, after
+    /// checking `target` lies inside it and holds `bytes`.
+    pub fn write_memory(&mut self, target: GuestSlice, bytes: &[u8]) -> Result<(), Error> {
+        if bytes.len() > target.len() {
+            return Err(Error::BufferTooSmall);
         }
-        if let Err(error) = self.store.set_fuel(self.fuel_slice) {
+        let memory = self.memory.data_mut(&mut self.store);
+        let window = target.write(memory, usize::MAX)?;
+        window
+            .get_mut(..bytes.len())
+            .ok_or(Error::OutOfBounds)?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Runs the service until its fuel runs out, it makes a kernel call, or it
+    /// ends. `syscall_result` is the result of the kernel call it is suspended
+    /// in, if it is. `fresh` starts a new slice; otherwise the service goes on
+    /// with the fuel left from before the kernel call, so that making kernel
+    /// calls never extends a slice.
+    pub fn run_slice(&mut self, syscall_result: i32, fresh: bool) -> SliceOutcome {
+        if fresh && let Err(error) = self.store.set_fuel(self.fuel_slice) {
             return self.fault(error.to_string());
         }
-        self.started = true;
-        let result = match self.suspended.take() {
-            None => self.entry.call_resumable(&mut self.store, ()),
-            Some(call) => call.resume(&mut self.store),
+        let fuel_before = self.store.get_fuel().unwrap_or(0);
+        let result = match core::mem::replace(&mut self.suspended, Suspended::Finished) {
+            Suspended::NotStarted => self.entry.call_resumable(&mut self.store, ()),
+            Suspended::OutOfFuel(call) => call.resume(&mut self.store),
+            Suspended::InSyscall(call) => call.resume(&mut self.store, &[Val::I32(syscall_result)]),
+            Suspended::Finished => return SliceOutcome::Faulted("resumed after its end".into()),
         };
         let remaining = self.store.get_fuel().unwrap_or(0);
         self.fuel_used = self
             .fuel_used
-            .saturating_add(self.fuel_slice.saturating_sub(remaining));
+            .saturating_add(fuel_before.saturating_sub(remaining));
         match result {
-            Ok(TypedResumableCall::Finished(())) => {
-                self.state = ServiceState::Exited;
-                SliceOutcome::Exited
-            }
+            Ok(TypedResumableCall::Finished(())) => SliceOutcome::Exited,
             Ok(TypedResumableCall::OutOfFuel(call)) => {
-                self.suspended = Some(call);
+                self.suspended = Suspended::OutOfFuel(call);
                 SliceOutcome::Preempted
             }
-            // No host function of this ABI suspends its caller yet: a host trap
-            // can only be an error, and ends the service.
-            Ok(TypedResumableCall::HostTrap(call)) => self.fault(call.host_error().to_string()),
+            Ok(TypedResumableCall::HostTrap(call)) => match self.store.data_mut().pending.take() {
+                Some(syscall) => {
+                    self.suspended = Suspended::InSyscall(call);
+                    SliceOutcome::Syscall(syscall)
+                }
+                None => self.fault(call.host_error().to_string()),
+            },
             Err(error) => self.fault(error.to_string()),
         }
     }
 
     fn fault(&mut self, reason: String) -> SliceOutcome {
-        self.suspended = None;
-        self.state = ServiceState::Faulted(reason.clone());
+        self.suspended = Suspended::Finished;
         SliceOutcome::Faulted(reason)
     }
 }

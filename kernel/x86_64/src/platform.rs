@@ -13,4 +13,11 @@ impl Platform for X86Platform {
     fn console_write(&self, text: &str) {
         crate::serial::write_str(text);
     }
+
+    fn wait_until(&self, deadline_ns: u64) {
+        // The 1 kHz timer interrupt ends the halt at the latest 1 ms later.
+        if crate::clock::now_ns() < deadline_ns {
+            x86_64::instructions::interrupts::enable_and_hlt();
+        }
+    }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
 /// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
@@ -88,12 +88,18 @@ impl InjectedFault {
     }
 }
 
-/// One service: its name, its validated module and its limits.
+/// One service: its name, its validated module, its limits and its capabilities.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceImage<'a> {
     pub name: &'a str,
     pub module: &'a [u8],
     pub limits: ServiceLimits,
+    /// Endpoints this service provides (and alone may receive from).
+    #[serde(borrow)]
+    pub provides: Vec<&'a str>,
+    /// Endpoints of other services this service may send to and call.
+    #[serde(borrow)]
+    pub uses: Vec<&'a str>,
 }
 
 /// Per-service resource limits.
@@ -103,6 +109,8 @@ pub struct ServiceLimits {
     pub memory_bytes: u32,
     /// Fuel the service may burn before it is preempted.
     pub fuel_slice: u64,
+    /// Messages each endpoint the service provides may queue.
+    pub queue_depth: u32,
 }
 
 impl Default for ServiceLimits {
@@ -110,6 +118,7 @@ impl Default for ServiceLimits {
         ServiceLimits {
             memory_bytes: DEFAULT_MEMORY_LIMIT,
             fuel_slice: DEFAULT_FUEL_SLICE,
+            queue_depth: crate::DEFAULT_QUEUE_DEPTH,
         }
     }
 }
@@ -182,6 +191,8 @@ mod tests {
                 name: "hello",
                 module: b"\0asm\x01\0\0\0",
                 limits: ServiceLimits::default(),
+                provides: vec!["echo"],
+                uses: vec!["log", "kv"],
             }],
         }
     }

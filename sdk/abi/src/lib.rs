@@ -46,18 +46,92 @@ pub struct HostFunction {
     pub results: &'static [ValueType],
 }
 
+/// The longest message `send`, `call` and `reply` carry, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 4096;
+
+/// Size of the record `receive` writes at `info_ptr`: a little-endian `u32`
+/// reply token (0 when the message came from `send`), then a little-endian `u32`
+/// sender id.
+pub const RECEIVE_INFO_LEN: usize = 8;
+
+/// Default number of messages an endpoint queues before `send`/`call` fail
+/// with [`Error::QueueFull`].
+pub const DEFAULT_QUEUE_DEPTH: u32 = 16;
+
+/// The deepest queue a system description may ask for.
+pub const MAX_QUEUE_DEPTH: u32 = 1024;
+
+use ValueType::{I32, I64};
+
 /// `log(ptr: i32, len: i32) -> i32`: writes the UTF-8 text at `ptr..ptr+len` of the
 /// caller's memory as one line on the console, prefixed with the service's name.
 /// Returns 0, or a negative [`Error`].
 pub const LOG: HostFunction = HostFunction {
     name: "log",
-    params: &[ValueType::I32, ValueType::I32],
-    results: &[ValueType::I32],
+    params: &[I32, I32],
+    results: &[I32],
+};
+
+/// `lookup(name_ptr: i32, name_len: i32) -> i32`: the handle (> 0) of the endpoint
+/// called `name` that the caller provides or uses, per the system description.
+pub const LOOKUP: HostFunction = HostFunction {
+    name: "lookup",
+    params: &[I32, I32],
+    results: &[I32],
+};
+
+/// `send(handle: i32, ptr: i32, len: i32) -> i32`: queues a copy of the message
+/// and returns 0 at once; never blocks ([`Error::QueueFull`] when the queue is full).
+pub const SEND: HostFunction = HostFunction {
+    name: "send",
+    params: &[I32, I32, I32],
+    results: &[I32],
+};
+
+/// `call(handle: i32, ptr: i32, len: i32, reply_ptr: i32, reply_cap: i32) -> i32`:
+/// queues the message, blocks until the provider replies, writes the reply at
+/// `reply_ptr` and returns its length.
+pub const CALL: HostFunction = HostFunction {
+    name: "call",
+    params: &[I32, I32, I32, I32, I32],
+    results: &[I32],
+};
+
+/// `receive(handle: i32, ptr: i32, cap: i32, timeout_ns: i64, info_ptr: i32) -> i32`:
+/// takes the oldest message of an endpoint the caller provides, writes it at `ptr`
+/// and its [`RECEIVE_INFO_LEN`]-byte record at `info_ptr`, and returns its length.
+/// `timeout_ns` < 0 waits forever, 0 never waits.
+pub const RECEIVE: HostFunction = HostFunction {
+    name: "receive",
+    params: &[I32, I32, I32, I64, I32],
+    results: &[I32],
+};
+
+/// `reply(token: i32, ptr: i32, len: i32) -> i32`: answers the call that `receive`
+/// returned `token` for, waking the caller. Each token answers once.
+pub const REPLY: HostFunction = HostFunction {
+    name: "reply",
+    params: &[I32, I32, I32],
+    results: &[I32],
+};
+
+/// `sleep(ns: i64) -> i32`: blocks for at least `ns` nanoseconds; returns 0.
+pub const SLEEP: HostFunction = HostFunction {
+    name: "sleep",
+    params: &[I64],
+    results: &[I32],
+};
+
+/// `time() -> i64`: nanoseconds since boot on the monotonic clock.
+pub const TIME: HostFunction = HostFunction {
+    name: "time",
+    params: &[],
+    results: &[I64],
 };
 
 /// Every host function of the ABI. A module importing anything else from
 /// [`IMPORT_MODULE`], or from any other module, is rejected at build time and at load.
-pub const HOST_FUNCTIONS: &[HostFunction] = &[LOG];
+pub const HOST_FUNCTIONS: &[HostFunction] = &[LOG, LOOKUP, SEND, CALL, RECEIVE, REPLY, SLEEP, TIME];
 
 /// Looks up a host function by its import name.
 #[must_use]
@@ -80,6 +154,25 @@ pub enum Error {
     InvalidUtf8 = -4,
     /// The service exports no linear memory named [`MEMORY_EXPORT`].
     NoMemory = -5,
+    /// The handle or reply token is not one the caller holds.
+    BadHandle = -6,
+    /// `lookup`: the caller neither provides nor uses an endpoint of that name.
+    NotFound = -7,
+    /// The endpoint's queue is full; nothing was sent.
+    QueueFull = -8,
+    /// `receive` with timeout 0: no message is waiting.
+    WouldBlock = -9,
+    /// `receive`: no message arrived before the timeout.
+    TimedOut = -10,
+    /// The service at the other end has stopped (the endpoint's provider, or
+    /// the caller a reply was meant for).
+    PeerGone = -11,
+    /// The message does not fit the buffer given for it; it stays queued
+    /// (`receive`) or the token stays valid (`reply`).
+    BufferTooSmall = -12,
+    /// The handle is valid but does not allow this operation (e.g. `receive` on
+    /// an endpoint the caller only uses).
+    NotPermitted = -13,
 }
 
 impl Error {
@@ -90,6 +183,14 @@ impl Error {
         Error::TooLarge,
         Error::InvalidUtf8,
         Error::NoMemory,
+        Error::BadHandle,
+        Error::NotFound,
+        Error::QueueFull,
+        Error::WouldBlock,
+        Error::TimedOut,
+        Error::PeerGone,
+        Error::BufferTooSmall,
+        Error::NotPermitted,
     ];
 
     /// The code as returned to Wasm.
@@ -116,6 +217,14 @@ impl Error {
             Error::TooLarge => "buffer too large",
             Error::InvalidUtf8 => "text is not UTF-8",
             Error::NoMemory => "service exports no memory",
+            Error::BadHandle => "bad handle",
+            Error::NotFound => "no such endpoint granted",
+            Error::QueueFull => "queue full",
+            Error::WouldBlock => "no message waiting",
+            Error::TimedOut => "timed out",
+            Error::PeerGone => "peer has stopped",
+            Error::BufferTooSmall => "buffer too small",
+            Error::NotPermitted => "operation not permitted on this handle",
         }
     }
 }

@@ -23,11 +23,16 @@ impl Platform for TestPlatform {
     fn console_write(&self, text: &str) {
         self.console.lock().unwrap().push_str(text);
     }
+    fn wait_until(&self, deadline_ns: u64) {
+        let mut clock = self.clock.lock().unwrap();
+        *clock = (*clock).max(deadline_ns);
+    }
 }
 
 const LIMITS: ServiceLimits = ServiceLimits {
     memory_bytes: 1 << 20,
     fuel_slice: 1000,
+    queue_depth: 4,
 };
 
 fn bundle(services: &[(&str, &[u8], ServiceLimits)]) -> Vec<u8> {
@@ -43,6 +48,8 @@ fn bundle(services: &[(&str, &[u8], ServiceLimits)]) -> Vec<u8> {
                 name,
                 module,
                 limits: *limits,
+                provides: vec![],
+                uses: vec![],
             })
             .collect(),
     };
@@ -118,7 +125,8 @@ fn hello_logs_with_its_name_and_system_becomes_ready_once() {
         RunSummary {
             exited: 2,
             faulted: 0,
-            failed_to_load: 0
+            failed_to_load: 0,
+            blocked: 0,
         }
     );
 }
@@ -171,7 +179,8 @@ fn a_trapping_service_faults_alone() {
         RunSummary {
             exited: 1,
             faulted: 1,
-            failed_to_load: 0
+            failed_to_load: 0,
+            blocked: 0,
         }
     );
 }
@@ -245,7 +254,8 @@ fn services_that_cannot_load_are_reported_and_skipped() {
             RunSummary {
                 exited: 1,
                 faulted: 0,
-                failed_to_load: 1
+                failed_to_load: 1,
+                blocked: 0,
             }
         );
     }
@@ -289,4 +299,450 @@ fn an_empty_system_is_ready_at_once() {
         "{console}"
     );
     assert_eq!(summary, RunSummary::default());
+}
+
+// ---------------------------------------------------------------------------
+// IPC, capabilities and blocking, with probe services written in WAT.
+
+/// A service with every host function imported, `data` at address 0, and a
+/// `$report` helper that logs an i32 in decimal. `body` is the entry point's body;
+/// locals `$h`, `$r`, `$i` (i32) and `$t` (i64) are free to use.
+fn probe(data: &str, body: &str) -> String {
+    format!(
+        r#"(module
+        (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+        (import "atoll" "lookup" (func $lookup (param i32 i32) (result i32)))
+        (import "atoll" "send" (func $send (param i32 i32 i32) (result i32)))
+        (import "atoll" "call" (func $call (param i32 i32 i32 i32 i32) (result i32)))
+        (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+        (import "atoll" "reply" (func $reply (param i32 i32 i32) (result i32)))
+        (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
+        (import "atoll" "time" (func $time (result i64)))
+        (memory (export "memory") 1)
+        (data (i32.const 0) "{data}")
+        (func $report (param $v i32) (local $p i32) (local $neg i32) (local $n i32)
+            (local.set $p (i32.const 2016))
+            (local.set $neg (i32.lt_s (local.get $v) (i32.const 0)))
+            (local.set $n (select (i32.sub (i32.const 0) (local.get $v)) (local.get $v) (local.get $neg)))
+            (loop $digits
+                (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+                (i32.store8 (local.get $p) (i32.add (i32.const 48) (i32.rem_u (local.get $n) (i32.const 10))))
+                (local.set $n (i32.div_u (local.get $n) (i32.const 10)))
+                (br_if $digits (local.get $n)))
+            (if (local.get $neg) (then
+                (local.set $p (i32.sub (local.get $p) (i32.const 1)))
+                (i32.store8 (local.get $p) (i32.const 45))))
+            (drop (call $log (local.get $p) (i32.sub (i32.const 2016) (local.get $p)))))
+        ;; the reply token of the last message received with info at 200
+        (func $token (result i32) (i32.load (i32.const 200)))
+        (func (export "_start") (local $h i32) (local $r i32) (local $i i32) (local $t i64)
+            {body}))"#
+    )
+}
+
+/// A service image with capabilities.
+struct Spec<'a> {
+    name: &'a str,
+    wat: String,
+    provides: &'a [&'a str],
+    uses: &'a [&'a str],
+}
+
+fn run_specs(specs: &[Spec<'_>]) -> (String, RunSummary) {
+    let modules: Vec<Vec<u8>> = specs
+        .iter()
+        .map(|spec| wat::parse_str(&spec.wat).unwrap())
+        .collect();
+    let bundle = Bundle {
+        kernel: KernelSettings {
+            system_name: "test".into(),
+            exit_when_idle: true,
+            inject_fault: None,
+        },
+        services: specs
+            .iter()
+            .zip(&modules)
+            .map(|(spec, module)| ServiceImage {
+                name: spec.name,
+                module,
+                limits: LIMITS,
+                provides: spec.provides.to_vec(),
+                uses: spec.uses.to_vec(),
+            })
+            .collect(),
+    };
+    let platform = Arc::new(TestPlatform::default());
+    let (mut kernel, _) =
+        Kernel::boot(&bundle::encode(&bundle).unwrap(), platform.clone()).unwrap();
+    let summary = kernel.run();
+    let console = platform.console.lock().unwrap().clone();
+    (console, summary)
+}
+
+/// The lines service `name` logged, without the prefix.
+fn lines_of(console: &str, name: &str) -> Vec<String> {
+    let prefix = format!("[{name}] ");
+    console
+        .lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .map(String::from)
+        .collect()
+}
+
+/// An echo server on handle 1: replies to every call with the request, forever.
+fn echo_server() -> String {
+    probe(
+        "",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (if (i32.ge_s (local.get $r) (i32.const 0))
+                (then (drop (call $reply (call $token) (i32.const 100) (local.get $r)))))
+            (br $serve))",
+    )
+}
+
+#[test]
+fn capabilities_are_checked_and_bad_arguments_get_error_codes() {
+    let client = probe(
+        "echosecret",
+        "(call $report (call $lookup (i32.const 0) (i32.const 4)))     ;; echo: handle 1
+         (call $report (call $lookup (i32.const 4) (i32.const 6)))     ;; secret: not granted
+         (call $report (call $lookup (i32.const 65535) (i32.const 9))) ;; out of bounds
+         (call $report (call $send (i32.const 99) (i32.const 0) (i32.const 4)))   ;; forged
+         (call $report (call $send (i32.const 0) (i32.const 0) (i32.const 4)))    ;; forged
+         (call $report (call $send (i32.const -1) (i32.const 0) (i32.const 4)))   ;; forged
+         (call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 8) (i64.const 0) (i32.const 200))) ;; not ours
+         (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 5000)))   ;; too large
+         (call $report (call $send (i32.const 1) (i32.const 65530) (i32.const 100))) ;; out of bounds
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 65530) (i32.const 100))) ;; reply buffer out of bounds
+         (call $report (call $reply (i32.const 12345) (i32.const 0) (i32.const 1))) ;; forged token
+         (call $report (call $receive (i32.const 1) (i32.const 65535) (i32.const 8) (i64.const 0) (i32.const 200))) ;; checked before the handle
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 16)))    ;; works
+         (drop (call $log (i32.const 300) (i32.const 4)))",
+    );
+    let (console, summary) = run_specs(&[
+        Spec {
+            name: "server",
+            wat: echo_server(),
+            provides: &["echo"],
+            uses: &[],
+        },
+        Spec {
+            name: "vault",
+            wat: probe("", ""),
+            provides: &["secret"],
+            uses: &[],
+        },
+        Spec {
+            name: "client",
+            wat: client,
+            provides: &[],
+            uses: &["echo"],
+        },
+    ]);
+    let codes = |errors: &[Error]| {
+        errors
+            .iter()
+            .map(|e| e.code().to_string())
+            .collect::<Vec<_>>()
+    };
+    let mut expected = vec!["1".to_string()];
+    expected.extend(codes(&[
+        Error::NotFound,
+        Error::OutOfBounds,
+        Error::BadHandle,
+        Error::BadHandle,
+        Error::BadHandle,
+        Error::NotPermitted,
+        Error::TooLarge,
+        Error::OutOfBounds,
+        Error::OutOfBounds,
+        Error::BadHandle,
+        Error::OutOfBounds,
+    ]));
+    expected.push("4".into());
+    expected.push("echo".into());
+    assert_eq!(lines_of(&console, "client"), expected, "{console}");
+    // The server waits forever; everyone else exited.
+    assert_eq!(summary.blocked, 1, "{console}");
+    assert_eq!(summary.exited, 2, "{console}");
+}
+
+#[test]
+fn queues_are_fifo_bounded_and_refuse_when_full() {
+    // Queue depth is 4 (LIMITS). The server sleeps until the client has sent
+    // six messages, then drains its queue without waiting.
+    let client = probe(
+        "m?",
+        "(loop $next
+            (i32.store8 (i32.const 1) (i32.add (i32.const 48) (local.get $i)))
+            (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 2)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $next (i32.lt_u (local.get $i) (i32.const 6))))",
+    );
+    let server = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (loop $drain
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 0) (i32.const 200)))
+            (if (i32.ge_s (local.get $r) (i32.const 0))
+                (then (drop (call $log (i32.const 100) (local.get $r))) (br $drain))
+                (else (call $report (local.get $r)))))
+         ;; a message from send carries token 0
+         (call $report (call $token))",
+    );
+    let (console, _) = run_specs(&[
+        Spec {
+            name: "server",
+            wat: server,
+            provides: &["inbox"],
+            uses: &[],
+        },
+        Spec {
+            name: "client",
+            wat: client,
+            provides: &[],
+            uses: &["inbox"],
+        },
+    ]);
+    let full = Error::QueueFull.code().to_string();
+    assert_eq!(
+        lines_of(&console, "client"),
+        ["0", "0", "0", "0", full.as_str(), &full],
+        "{console}"
+    );
+    let would_block = Error::WouldBlock.code().to_string();
+    assert_eq!(
+        lines_of(&console, "server"),
+        ["m0", "m1", "m2", "m3", &would_block, "0"],
+        "{console}"
+    );
+}
+
+#[test]
+fn calls_park_the_caller_until_the_reply() {
+    // Three clients call one echo server; each gets its own reply.
+    let client = |text: &str| {
+        probe(
+            text,
+            "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 5) (i32.const 300) (i32.const 64)))
+             (drop (call $log (i32.const 300) (i32.const 5)))",
+        )
+    };
+    let (console, summary) = run_specs(&[
+        Spec {
+            name: "a",
+            wat: client("alpha"),
+            provides: &[],
+            uses: &["echo"],
+        },
+        Spec {
+            name: "b",
+            wat: client("bravo"),
+            provides: &[],
+            uses: &["echo"],
+        },
+        Spec {
+            name: "server",
+            wat: echo_server(),
+            provides: &["echo"],
+            uses: &[],
+        },
+        Spec {
+            name: "c",
+            wat: client("charl"),
+            provides: &[],
+            uses: &["echo"],
+        },
+    ]);
+    assert_eq!(lines_of(&console, "a"), ["5", "alpha"], "{console}");
+    assert_eq!(lines_of(&console, "b"), ["5", "bravo"], "{console}");
+    assert_eq!(lines_of(&console, "c"), ["5", "charl"], "{console}");
+    assert_eq!(summary.exited, 3);
+    assert_eq!(summary.blocked, 1);
+}
+
+#[test]
+fn small_buffers_lose_nothing() {
+    // The server first offers a 2-byte buffer (the message stays queued), then a
+    // big one; it first replies too long for the caller's 3-byte reply buffer
+    // (the token stays valid), then short.
+    let server = probe(
+        "okay",
+        "(call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 2) (i64.const -1) (i32.const 200)))
+         (call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (call $report (call $reply (call $token) (i32.const 0) (i32.const 4)))
+         (call $report (call $reply (call $token) (i32.const 0) (i32.const 2)))
+         (call $report (call $reply (call $token) (i32.const 0) (i32.const 2)))",
+    );
+    let client = probe(
+        "ping",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 3)))
+         (drop (call $log (i32.const 300) (i32.const 2)))",
+    );
+    let (console, _) = run_specs(&[
+        Spec {
+            name: "server",
+            wat: server,
+            provides: &["echo"],
+            uses: &[],
+        },
+        Spec {
+            name: "client",
+            wat: client,
+            provides: &[],
+            uses: &["echo"],
+        },
+    ]);
+    let too_small = Error::BufferTooSmall.code().to_string();
+    let bad = Error::BadHandle.code().to_string();
+    assert_eq!(
+        lines_of(&console, "server"),
+        [
+            too_small.as_str(),
+            "4",
+            too_small.as_str(),
+            "0",
+            bad.as_str()
+        ],
+        "{console}"
+    );
+    assert_eq!(lines_of(&console, "client"), ["2", "ok"], "{console}");
+}
+
+#[test]
+fn callers_of_a_service_that_stops_get_an_error() {
+    // The server receives one call and exits without replying. The caller it
+    // received from, the caller still queued, and later callers all get PeerGone.
+    let server = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
+    );
+    let client = probe(
+        "ping",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 64)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 64)))
+         (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 4)))",
+    );
+    let (console, summary) = run_specs(&[
+        Spec {
+            name: "one",
+            wat: client.clone(),
+            provides: &[],
+            uses: &["svc"],
+        },
+        Spec {
+            name: "two",
+            wat: client,
+            provides: &[],
+            uses: &["svc"],
+        },
+        Spec {
+            name: "server",
+            wat: server,
+            provides: &["svc"],
+            uses: &[],
+        },
+    ]);
+    let gone = Error::PeerGone.code().to_string();
+    for name in ["one", "two"] {
+        assert_eq!(
+            lines_of(&console, name),
+            [gone.as_str(), &gone, &gone],
+            "{name}: {console}"
+        );
+    }
+    assert_eq!(summary.exited, 3);
+    assert_eq!(summary.blocked, 0);
+}
+
+#[test]
+fn endpoints_of_a_service_that_failed_to_load_are_gone() {
+    let client = probe(
+        "hi",
+        "(call $report (call $send (i32.const 1) (i32.const 0) (i32.const 2)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 2) (i32.const 300) (i32.const 8)))",
+    );
+    let (console, summary) = run_specs(&[
+        Spec {
+            name: "client",
+            wat: client,
+            provides: &[],
+            uses: &["svc"],
+        },
+        Spec {
+            name: "broken",
+            wat: "(module)".into(),
+            provides: &["svc"],
+            uses: &[],
+        },
+    ]);
+    let gone = Error::PeerGone.code().to_string();
+    assert_eq!(
+        lines_of(&console, "client"),
+        [gone.as_str(), &gone],
+        "{console}"
+    );
+    assert_eq!(summary.failed_to_load, 1);
+}
+
+#[test]
+fn receive_times_out_and_sleep_waits() {
+    let service = probe(
+        "",
+        "(call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 8) (i64.const 0) (i32.const 200)))
+         (local.set $t (call $time))
+         (call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 8) (i64.const 5000000) (i32.const 200)))
+         (call $report (i64.ge_u (i64.sub (call $time) (local.get $t)) (i64.const 5000000)))
+         (local.set $t (call $time))
+         (call $report (call $sleep (i64.const 7000000)))
+         (call $report (i64.ge_u (i64.sub (call $time) (local.get $t)) (i64.const 7000000)))
+         (call $report (call $sleep (i64.const -5)))",
+    );
+    let (console, summary) = run_specs(&[Spec {
+        name: "sleeper",
+        wat: service,
+        provides: &["quiet"],
+        uses: &[],
+    }]);
+    let would_block = Error::WouldBlock.code().to_string();
+    let timed_out = Error::TimedOut.code().to_string();
+    assert_eq!(
+        lines_of(&console, "sleeper"),
+        [would_block.as_str(), timed_out.as_str(), "1", "0", "1", "0"],
+        "{console}"
+    );
+    assert_eq!(summary.exited, 1);
+}
+
+#[test]
+fn kernel_calls_do_not_extend_a_slice() {
+    // A service that spins while making kernel calls is still preempted: the
+    // other service finishes first.
+    let busy = probe(
+        "x",
+        "(loop $again
+            (drop (call $lookup (i32.const 0) (i32.const 1)))
+            (drop (call $send (i32.const 99) (i32.const 0) (i32.const 1)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $again (i32.lt_u (local.get $i) (i32.const 20000))))
+         (call $report (i32.const 1))",
+    );
+    let (console, _) = run_specs(&[
+        Spec {
+            name: "busy",
+            wat: busy,
+            provides: &[],
+            uses: &[],
+        },
+        Spec {
+            name: "quick",
+            wat: hello("done"),
+            provides: &[],
+            uses: &[],
+        },
+    ]);
+    let quick = console.find("[quick] done").unwrap();
+    let busy = console.find("[busy] 1").unwrap();
+    assert!(quick < busy, "{console}");
 }

@@ -1,0 +1,256 @@
+//! Message queues and outstanding calls: the kernel-owned state of IPC.
+//!
+//! An [`Endpoint`] belongs to the service that provides it and holds a bounded
+//! FIFO of messages copied out of their senders' memory. A [`CallTable`] holds
+//! the calls waiting for a reply; each is named by a token that carries a
+//! generation, so a token that has been answered (or forged) names nothing.
+//! Both are plain data structures; the kernel decides who runs.
+
+use crate::guest::GuestSlice;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec::Vec;
+use atoll_abi::Error;
+
+/// Index of a service in the kernel's table.
+pub type ServiceId = usize;
+
+/// A message in a queue.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Message {
+    pub sender: ServiceId,
+    pub data: Vec<u8>,
+    /// The reply token of a `call`; 0 for a `send`.
+    pub token: u32,
+}
+
+/// An endpoint and its queue.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub name: String,
+    /// The providing service; `None` if it failed to load.
+    pub owner: Option<ServiceId>,
+    queue: VecDeque<Message>,
+    depth: usize,
+    open: bool,
+}
+
+impl Endpoint {
+    /// A new endpoint, open if it has an owner.
+    #[must_use]
+    pub fn new(name: String, owner: Option<ServiceId>, depth: usize) -> Endpoint {
+        Endpoint {
+            name,
+            owner,
+            queue: VecDeque::with_capacity(depth.min(64)),
+            depth,
+            open: owner.is_some(),
+        }
+    }
+
+    /// Queues a message. Backpressure rule: a full queue refuses the message
+    /// ([`Error::QueueFull`]); the sender keeps it and decides.
+    pub fn push(&mut self, message: Message) -> Result<(), (Error, Message)> {
+        if !self.open {
+            return Err((Error::PeerGone, message));
+        }
+        if self.queue.len() >= self.depth {
+            return Err((Error::QueueFull, message));
+        }
+        self.queue.push_back(message);
+        Ok(())
+    }
+
+    /// The oldest message.
+    #[must_use]
+    pub fn front(&self) -> Option<&Message> {
+        self.queue.front()
+    }
+
+    /// Removes the oldest message.
+    pub fn pop(&mut self) -> Option<Message> {
+        self.queue.pop_front()
+    }
+
+    /// Messages waiting.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether no message is waiting.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Whether messages are accepted.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Stops accepting messages and hands back those still queued.
+    pub fn close(&mut self) -> VecDeque<Message> {
+        self.open = false;
+        core::mem::take(&mut self.queue)
+    }
+}
+
+/// A call waiting for its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCall {
+    pub caller: ServiceId,
+    /// The service that must reply: the endpoint's provider.
+    pub server: ServiceId,
+    /// Where the reply goes in the caller's memory.
+    pub reply: GuestSlice,
+    /// Whether the server has received the request (only then may it reply).
+    pub received: bool,
+}
+
+/// Outstanding calls, named by tokens.
+///
+/// A token is `generation << 16 | (slot + 1)`: never 0, and a slot's generation
+/// moves on each time a call leaves it, so an old token never names a new call.
+#[derive(Debug, Default)]
+pub struct CallTable {
+    slots: Vec<(u16, Option<PendingCall>)>,
+    free: Vec<usize>,
+}
+
+/// At most this many calls can be outstanding (one per blocked caller).
+pub const MAX_CALLS: usize = 0xffff;
+
+impl CallTable {
+    /// Records a call; its token, or [`Error::QueueFull`] if the table is full.
+    pub fn insert(&mut self, call: PendingCall) -> Result<u32, Error> {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None if self.slots.len() < MAX_CALLS => {
+                self.slots.push((0, None));
+                self.slots.len() - 1
+            }
+            None => return Err(Error::QueueFull),
+        };
+        let entry = self.slots.get_mut(slot).ok_or(Error::QueueFull)?;
+        entry.1 = Some(call);
+        Ok((u32::from(entry.0) << 16) | (slot as u32 + 1))
+    }
+
+    fn slot(token: u32) -> Option<(usize, u16)> {
+        let index = (token & 0xffff) as usize;
+        let generation = (token >> 16) as u16;
+        Some((index.checked_sub(1)?, generation))
+    }
+
+    /// The call a token names, if it is outstanding.
+    #[must_use]
+    pub fn get(&self, token: u32) -> Option<&PendingCall> {
+        let (slot, generation) = Self::slot(token)?;
+        match self.slots.get(slot)? {
+            (current, Some(call)) if *current == generation => Some(call),
+            _ => None,
+        }
+    }
+
+    /// The call a token names, mutable.
+    pub fn get_mut(&mut self, token: u32) -> Option<&mut PendingCall> {
+        let (slot, generation) = Self::slot(token)?;
+        match self.slots.get_mut(slot)? {
+            (current, Some(call)) if *current == generation => Some(call),
+            _ => None,
+        }
+    }
+
+    /// Ends a call; the token names nothing afterwards.
+    pub fn remove(&mut self, token: u32) -> Option<PendingCall> {
+        let (slot, generation) = Self::slot(token)?;
+        let entry = self.slots.get_mut(slot)?;
+        if entry.0 != generation || entry.1.is_none() {
+            return None;
+        }
+        entry.0 = entry.0.wrapping_add(1);
+        self.free.push(slot);
+        entry.1.take()
+    }
+
+    /// Tokens of the calls matching `predicate`.
+    pub fn tokens_where(&self, predicate: impl Fn(&PendingCall) -> bool) -> Vec<u32> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, (generation, call))| match call {
+                Some(call) if predicate(call) => {
+                    Some((u32::from(*generation) << 16) | (slot as u32 + 1))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn message(sender: ServiceId, byte: u8) -> Message {
+        Message {
+            sender,
+            data: vec![byte],
+            token: 0,
+        }
+    }
+
+    #[test]
+    fn queues_are_fifo_and_bounded() {
+        let mut endpoint = Endpoint::new("e".into(), Some(0), 2);
+        endpoint.push(message(1, 1)).unwrap();
+        endpoint.push(message(2, 2)).unwrap();
+        let (error, refused) = endpoint.push(message(1, 3)).unwrap_err();
+        assert_eq!(error, Error::QueueFull);
+        assert_eq!(refused.data, vec![3]);
+        assert_eq!(endpoint.pop().unwrap().data, vec![1]);
+        endpoint.push(message(1, 3)).unwrap();
+        assert_eq!(endpoint.pop().unwrap().data, vec![2]);
+        assert_eq!(endpoint.pop().unwrap().data, vec![3]);
+        assert!(endpoint.pop().is_none());
+    }
+
+    #[test]
+    fn closed_endpoints_refuse_and_hand_back_their_queue() {
+        let mut endpoint = Endpoint::new("e".into(), Some(0), 4);
+        endpoint.push(message(1, 1)).unwrap();
+        let drained = endpoint.close();
+        assert_eq!(drained.len(), 1);
+        assert_eq!(endpoint.push(message(1, 2)).unwrap_err().0, Error::PeerGone);
+        let orphan = Endpoint::new("o".into(), None, 4);
+        assert!(!orphan.is_open());
+    }
+
+    #[test]
+    fn tokens_are_single_use_and_never_zero() {
+        let mut calls = CallTable::default();
+        let call = PendingCall {
+            caller: 1,
+            server: 2,
+            reply: GuestSlice::new(0, 8),
+            received: false,
+        };
+        let first = calls.insert(call).unwrap();
+        assert_ne!(first, 0);
+        assert_eq!(calls.get(first), Some(&call));
+        assert_eq!(calls.remove(first), Some(call));
+        assert_eq!(calls.get(first), None);
+        assert_eq!(calls.remove(first), None);
+        // The slot is reused with a new generation: the old token stays dead.
+        let second = calls.insert(call).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(calls.get(first), None);
+        assert!(calls.get(second).is_some());
+        assert_eq!(calls.get(0), None);
+        assert_eq!(calls.get(u32::MAX), None);
+        assert_eq!(calls.tokens_where(|c| c.server == 2), vec![second]);
+    }
+}
