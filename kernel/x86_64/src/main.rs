@@ -83,10 +83,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
     let summary = kernel.run();
     kprintln!(
-        "atoll: all services stopped ({} exited, {} faulted, {} failed to load)",
+        "atoll: no service can run: {} exited, {} faulted, {} failed to load, {} waiting for ever",
         summary.exited,
         summary.faulted,
-        summary.failed_to_load
+        summary.failed_to_load,
+        summary.blocked
     );
     if settings.exit_when_idle {
         qemu::exit(qemu::ExitCode::Success);

@@ -10,13 +10,6 @@
 //!
 //! ```ignore
 //! #![no_std]
-#![cfg_attr(
-    not(target_family = "wasm"),
-    allow(
-        dead_code,
-        reason = "the host calls exist only on wasm32; host builds run the unit tests"
-    )
-)]
 //! #![no_main]
 //! atoll_sdk::entry!(main);
 //! fn main() {
@@ -24,23 +17,80 @@
 //! }
 //! ```
 #![no_std]
+#![cfg_attr(
+    not(target_family = "wasm"),
+    allow(
+        dead_code,
+        unused_imports,
+        reason = "the host calls exist only on wasm32; host builds run the unit tests"
+    )
+)]
 
 pub use atoll_abi::Error;
 
-/// The raw host functions, exactly as the kernel exports them.
+extern crate alloc;
+
+pub mod ipc;
+#[cfg(target_family = "wasm")]
+pub use ipc::serve;
+pub use ipc::{CallError, Endpoint, Received, ReplyToken, Timeout};
+
+/// The raw host functions, exactly as the kernel exports them. Prefer the safe
+/// wrappers of this crate; these are for bindings and tests of the ABI itself.
 pub mod raw {
     #[cfg(target_family = "wasm")]
     #[link(wasm_import_module = "atoll")]
     unsafe extern "C" {
         /// See [`atoll_abi::LOG`].
         pub fn log(ptr: *const u8, len: usize) -> i32;
+        /// See [`atoll_abi::LOOKUP`].
+        pub fn lookup(ptr: *const u8, len: usize) -> i32;
+        /// See [`atoll_abi::SEND`].
+        pub fn send(handle: i32, ptr: *const u8, len: usize) -> i32;
+        /// See [`atoll_abi::CALL`].
+        pub fn call(handle: i32, ptr: *const u8, len: usize, reply: *mut u8, cap: usize) -> i32;
+        /// See [`atoll_abi::RECEIVE`].
+        pub fn receive(
+            handle: i32,
+            ptr: *mut u8,
+            cap: usize,
+            timeout_ns: i64,
+            info: *mut u8,
+        ) -> i32;
+        /// See [`atoll_abi::REPLY`].
+        pub fn reply(token: u32, ptr: *const u8, len: usize) -> i32;
+        /// See [`atoll_abi::SLEEP`].
+        pub fn sleep(ns: i64) -> i32;
+        /// See [`atoll_abi::TIME`].
+        pub fn time() -> i64;
     }
+}
+
+/// Nanoseconds since boot on the kernel's monotonic clock.
+#[cfg(target_family = "wasm")]
+#[must_use]
+pub fn time() -> u64 {
+    // SAFETY: `time` takes no arguments and touches no memory.
+    u64::try_from(unsafe { raw::time() }).unwrap_or(0)
+}
+
+/// Blocks for at least `ns` nanoseconds; other services run meanwhile.
+#[cfg(target_family = "wasm")]
+pub fn sleep(ns: u64) {
+    // SAFETY: `sleep` touches no memory.
+    unsafe { raw::sleep(i64::try_from(ns).unwrap_or(i64::MAX)) };
 }
 
 /// Turns a host function's status into a `Result`.
 fn check(status: i32) -> Result<(), Error> {
+    check_value(status).map(|_| ())
+}
+
+/// Turns a host function's non-negative result or negative error code into a
+/// `Result`.
+fn check_value(status: i32) -> Result<u32, Error> {
     if status >= 0 {
-        return Ok(());
+        return Ok(status.cast_unsigned());
     }
     // A code this SDK does not know comes from a newer kernel; the nearest
     // meaning is "invalid argument".
