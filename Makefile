@@ -3,6 +3,9 @@
 
 SYSTEM ?= examples/default/system.toml
 BUILDER := target/release/image-builder
+# Crates built for wasm32 (linted for that target).
+WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client \
+	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller
 # Extra options for `image-builder run`, e.g. RUN_ARGS="--uefi".
 RUN_ARGS ?=
 
@@ -35,7 +38,7 @@ lint: setup
 	cargo fmt --all --check
 	cargo clippy --release --all-targets -- -D warnings
 	cargo clippy --profile kernel -p atoll-kernel --target x86_64-unknown-none -- -D warnings
-	cargo clippy --profile service -p atoll-sdk -p hello --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --profile service --target wasm32-unknown-unknown $(foreach p,$(WASM_CRATES),-p $(p)) -- -D warnings
 
 clean:
 	cargo clean
