@@ -5,11 +5,11 @@ SYSTEM ?= examples/default/system.toml
 BUILDER := target/release/image-builder
 # Crates built for wasm32 (linted for that target).
 WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client \
-	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller
+	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client
 # Extra options for `image-builder run`, e.g. RUN_ARGS="--uefi".
 RUN_ARGS ?=
 
-.PHONY: setup builder run run-uefi gdb test lint unit qemu-test clean
+.PHONY: setup builder run run-uefi gdb test lint bench clean
 
 setup:
 	@bash .ci/setup
@@ -39,6 +39,10 @@ lint: setup
 	cargo clippy --release --all-targets -- -D warnings
 	cargo clippy --profile kernel -p atoll-kernel --target x86_64-unknown-none -- -D warnings
 	cargo clippy --profile service --target wasm32-unknown-unknown $(foreach p,$(WASM_CRATES),-p $(p)) -- -D warnings
+
+## Measure IPC round trip, send throughput and spawn cost (QEMU and hosted) against a Linux pipe.
+bench: builder
+	$(BUILDER) bench
 
 clean:
 	cargo clean

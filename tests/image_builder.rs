@@ -201,3 +201,18 @@ fn a_module_without_entry_point_is_rejected() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_kernel_core_runs_hosted_on_linux() {
+    let output = support::image_builder()
+        .arg("host-run")
+        .arg(support::system("echo"))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("atoll: hosted kernel core on Linux"), "{stdout}");
+    assert!(stdout.contains("[echo-client] echo replied: hello over IPC"), "{stdout}");
+    assert!(stdout.contains("[echo-client] 10 pings, 10 pongs"), "{stdout}");
+}

@@ -88,26 +88,7 @@ pub fn build(system: &System, options: &BuildOptions) -> Result<Artifacts, Error
         strip(&options.workspace, &kernel_elf, temporary)
     })?;
 
-    let bundle = Bundle {
-        kernel: KernelSettings {
-            system_name: system.name.clone(),
-            exit_when_idle: system.exit_when_idle,
-            inject_fault: system.inject_fault,
-        },
-        services: system
-            .services
-            .iter()
-            .zip(&modules)
-            .map(|(service, module)| ServiceImage {
-                name: &service.name,
-                module,
-                limits: service.limits,
-                provides: service.provides.iter().map(String::as_str).collect(),
-                uses: service.uses.iter().map(String::as_str).collect(),
-            })
-            .collect(),
-    };
-    let bundle_bytes = bundle::encode(&bundle).context(|| "encoding the bundle".to_string())?;
+    let bundle_bytes = encode_bundle(system, &modules)?;
     let bundle_path = out_dir.join("bundle.bin");
     replace(&bundle_path, |temporary| {
         std::fs::write(temporary, &bundle_bytes)
@@ -224,6 +205,37 @@ fn report(
 pub fn check(system: &System, options: &BuildOptions) -> Result<(), Error> {
     let target_dir = options.workspace.join("target").join("cross");
     modules(system, options, &target_dir).map(|_| ())
+}
+
+/// Builds a system's services and packs them into a boot bundle, without the
+/// kernel or images: what the hosted kernel core runs.
+pub fn bundle_only(system: &System, options: &BuildOptions) -> Result<Vec<u8>, Error> {
+    let target_dir = options.workspace.join("target").join("cross");
+    let modules = modules(system, options, &target_dir)?;
+    encode_bundle(system, &modules)
+}
+
+fn encode_bundle(system: &System, modules: &[Vec<u8>]) -> Result<Vec<u8>, Error> {
+    let bundle = Bundle {
+        kernel: KernelSettings {
+            system_name: system.name.clone(),
+            exit_when_idle: system.exit_when_idle,
+            inject_fault: system.inject_fault,
+        },
+        services: system
+            .services
+            .iter()
+            .zip(modules)
+            .map(|(service, module)| ServiceImage {
+                name: &service.name,
+                module,
+                limits: service.limits,
+                provides: service.provides.iter().map(String::as_str).collect(),
+                uses: service.uses.iter().map(String::as_str).collect(),
+            })
+            .collect(),
+    };
+    bundle::encode(&bundle).context(|| "encoding the bundle".to_string())
 }
 
 /// Builds the services that come from crates, then reads and validates every

@@ -6,8 +6,10 @@
 //! `--help` for the options.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod builder;
 mod error;
+mod hosted;
 mod manifest;
 mod qemu;
 
@@ -65,6 +67,18 @@ enum Command {
         #[arg(long, default_value_t = 512)]
         memory: u32,
     },
+    /// Run a system's services in the kernel core hosted on Linux (no QEMU):
+    /// the same scheduler, IPC and interpreter, natively.
+    HostRun { system: PathBuf },
+    /// Measure IPC and spawn costs in QEMU and hosted, with a Linux pipe as the
+    /// baseline; print a table and append JSON lines to target/bench/.
+    Bench {
+        #[arg(default_value = "tests/systems/bench.toml")]
+        system: PathBuf,
+    },
+    /// The echo side of the pipe baseline (used by `bench`).
+    #[command(hide = true)]
+    PipeEcho,
 }
 
 fn default_workspace() -> &'static str {
@@ -116,6 +130,31 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     quiet: cli.quiet,
                 },
             )?;
+            Ok(0)
+        }
+        Command::HostRun { system } => {
+            let system = load(&system)?;
+            let options = BuildOptions {
+                workspace,
+                firmware: Firmware::Both,
+                quiet: cli.quiet,
+            };
+            let bundle = builder::bundle_only(&system, &options)?;
+            let (_, summary) = hosted::run(&bundle, true).map_err(Error::Other)?;
+            Ok(u8::from(summary.faulted > 0))
+        }
+        Command::Bench { system } => {
+            let system = load(&workspace.join(system))?;
+            let options = BuildOptions {
+                workspace,
+                firmware: Firmware::Bios,
+                quiet: true,
+            };
+            bench::run(&system, &options)?;
+            Ok(0)
+        }
+        Command::PipeEcho => {
+            bench::pipe_echo()?;
             Ok(0)
         }
         Command::Run {

@@ -123,3 +123,31 @@ fn wait(child: &mut Child, timeout: Option<Duration>) -> Result<Option<ExitStatu
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Boots an image with the serial console captured instead of shown; returns
+/// how the boot ended and everything the guest printed.
+pub fn run_captured(image: &Path, options: &RunOptions) -> Result<(Outcome, String), Error> {
+    let mut child = command(image, options)?
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context(|| "starting qemu-system-x86_64".to_string())?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Other("QEMU's output is not captured".into()))?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    let status = wait(&mut child, options.timeout)?;
+    let text = reader.join().unwrap_or_default();
+    let outcome = match status.and_then(|status| status.code()) {
+        None => Outcome::TimedOut,
+        Some(QEMU_SUCCESS) => Outcome::Success,
+        Some(QEMU_FAILURE) => Outcome::Failure,
+        Some(_) => Outcome::NoReport,
+    };
+    Ok((outcome, text.replace('\r', "")))
+}

@@ -1,0 +1,260 @@
+//! `image-builder bench`: measures IPC and spawn costs and prints a table.
+//!
+//! One benchmark system (`tests/systems/bench.toml`) runs twice: in QEMU (the
+//! real kernel under TCG emulation) and hosted on Linux (the same kernel core
+//! and interpreter, natively). Its client service prints `bench: NAME=VALUE`
+//! lines; the kernel's boot log gives each service's load time and the TSC
+//! frequency. A Linux pipe round trip between two processes, measured in the
+//! same run, is the baseline. Figures go to the terminal as a table and to
+//! `target/bench/results.jsonl` as JSON lines.
+
+use crate::builder::{self, BuildOptions, Firmware};
+use crate::error::{Context, Error};
+use crate::manifest::System;
+use crate::{hosted, qemu};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Round trips of the pipe baseline.
+const PIPE_ROUND_TRIPS: u32 = 20_000;
+/// Bytes per pipe message, as in the IPC benchmark.
+const MESSAGE_LEN: usize = 16;
+
+/// What one run of the benchmark system printed.
+#[derive(Default, Debug)]
+struct Figures {
+    values: BTreeMap<String, f64>,
+    /// Load times of the `spawn-*` services, in microseconds.
+    spawn_us: Vec<f64>,
+    tsc_mhz: Option<f64>,
+}
+
+fn parse(console: &str) -> Figures {
+    let mut figures = Figures::default();
+    for line in console.lines() {
+        if let Some(rest) = line.split("bench: ").nth(1)
+            && let Some((name, value)) = rest.split_once('=')
+            && let Ok(value) = value.trim().parse::<f64>()
+        {
+            figures.values.insert(name.to_string(), value);
+        }
+        if let Some(rest) = line.strip_prefix("atoll: loaded service spawn-")
+            && let Some(micros) = rest.split(", ").nth(1)
+            && let Some(micros) = micros.strip_suffix(" us)")
+            && let Ok(micros) = micros.parse::<f64>()
+        {
+            figures.spawn_us.push(micros);
+        }
+        if let Some(rest) = line.strip_prefix("atoll: clock ")
+            && let Some(mhz) = rest.split(' ').next()
+            && let Ok(mhz) = mhz.parse::<f64>()
+        {
+            figures.tsc_mhz = Some(mhz);
+        }
+    }
+    figures
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// The host CPU's nominal clock, for converting host nanoseconds to cycles.
+fn host_mhz() -> Option<f64> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    cpuinfo
+        .lines()
+        .find(|line| line.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The child side of the pipe baseline: echoes fixed-size messages.
+pub fn pipe_echo() -> Result<(), Error> {
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    let mut message = [0u8; MESSAGE_LEN];
+    while stdin.read_exact(&mut message).is_ok() {
+        stdout
+            .write_all(&message)
+            .and_then(|()| stdout.flush())
+            .context(|| "echoing".to_string())?;
+    }
+    Ok(())
+}
+
+/// Round trip of a 16-byte message through two pipes between two processes.
+fn pipe_round_trip_ns() -> Result<f64, Error> {
+    let exe = std::env::current_exe().context(|| "finding image-builder".to_string())?;
+    let mut child = Command::new(exe)
+        .arg("pipe-echo")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context(|| "starting the pipe echo process".to_string())?;
+    let (Some(mut to_child), Some(mut from_child)) = (child.stdin.take(), child.stdout.take())
+    else {
+        return Err(Error::Other("pipes to the echo process are missing".into()));
+    };
+    let mut message = [7u8; MESSAGE_LEN];
+    let mut round_trip = |message: &mut [u8; MESSAGE_LEN]| {
+        to_child
+            .write_all(message)
+            .and_then(|()| to_child.flush())
+            .and_then(|()| from_child.read_exact(message))
+            .context(|| "pipe round trip".to_string())
+    };
+    for _ in 0..1000 {
+        round_trip(&mut message)?;
+    }
+    let started = Instant::now();
+    for _ in 0..PIPE_ROUND_TRIPS {
+        round_trip(&mut message)?;
+    }
+    let elapsed = started.elapsed();
+    drop(to_child);
+    let _ = child.wait();
+    Ok(elapsed.as_nanos() as f64 / f64::from(PIPE_ROUND_TRIPS))
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
+    let mut build_options = options.clone();
+    build_options.firmware = Firmware::Bios;
+    eprintln!("bench: booting `{}` in QEMU (TCG)...", system.name);
+    let artifacts = builder::build(system, &build_options)?;
+    let image = artifacts
+        .bios_image
+        .ok_or_else(|| Error::Other("no BIOS image was written".into()))?;
+    let run_options = qemu::RunOptions {
+        uefi: false,
+        timeout: Some(Duration::from_secs(600)),
+        gdb: false,
+        memory_mib: 512,
+    };
+    let (outcome, guest_console) = qemu::run_captured(&image, &run_options)?;
+    let guest = parse(&guest_console);
+    if outcome != qemu::Outcome::Success || !guest.values.contains_key("done") {
+        return Err(Error::Other(format!(
+            "the benchmark system did not finish in QEMU ({outcome:?}); its console:\n{guest_console}"
+        )));
+    }
+
+    eprintln!("bench: running `{}` hosted on Linux...", system.name);
+    let bundle = builder::bundle_only(system, &build_options)?;
+    let (hosted_console, _) = hosted::run(&bundle, false).map_err(Error::Other)?;
+    let hosted = parse(&hosted_console);
+    if !hosted.values.contains_key("done") {
+        return Err(Error::Other(format!(
+            "the benchmark system did not finish hosted; its console:\n{hosted_console}"
+        )));
+    }
+
+    eprintln!("bench: Linux pipe round trip...");
+    let pipe_ns = pipe_round_trip_ns()?;
+
+    let host_mhz = host_mhz();
+    let cycles = |ns: Option<f64>, mhz: Option<f64>| ns.zip(mhz).map(|(ns, mhz)| ns * mhz / 1000.0);
+    let guest_rt = guest.values.get("ipc_round_trip_ns").copied();
+    let hosted_rt = hosted.values.get("ipc_round_trip_ns").copied();
+    let rows: Vec<(&str, &str, Option<f64>, Option<f64>, Option<f64>)> = vec![
+        (
+            "IPC call/reply round trip, 16 B",
+            "ns",
+            guest_rt,
+            hosted_rt,
+            Some(pipe_ns),
+        ),
+        (
+            "IPC call/reply round trip, 16 B",
+            "cycles",
+            cycles(guest_rt, guest.tsc_mhz),
+            cycles(hosted_rt, host_mhz),
+            cycles(Some(pipe_ns), host_mhz),
+        ),
+        (
+            "send throughput, 16 B",
+            "msg/s",
+            guest.values.get("send_per_second").copied(),
+            hosted.values.get("send_per_second").copied(),
+            None,
+        ),
+        (
+            "service spawn (validated module, median of 20)",
+            "us",
+            median(&guest.spawn_us),
+            median(&hosted.spawn_us),
+            None,
+        ),
+    ];
+    let show = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+    println!();
+    println!(
+        "| {:<48} | {:<6} | {:>14} | {:>14} | {:>14} |",
+        "benchmark", "unit", "guest (TCG)", "hosted core", "Linux pipe"
+    );
+    println!(
+        "|{:-<50}|{:-<8}|{:->16}|{:->16}|{:->16}|",
+        "", "", "", "", ""
+    );
+    for (name, unit, guest_value, hosted_value, pipe_value) in &rows {
+        println!(
+            "| {name:<48} | {unit:<6} | {:>14} | {:>14} | {:>14} |",
+            show(*guest_value),
+            show(*hosted_value),
+            show(*pipe_value)
+        );
+    }
+    if let Some(ratio) = hosted_rt.map(|hosted| hosted / pipe_ns) {
+        println!(
+            "\nhosted IPC round trip / Linux pipe round trip = {ratio:.2} (Singularity: 0.23)"
+        );
+    }
+    println!(
+        "guest TSC {} MHz; host CPU {} MHz; guest figures are under TCG emulation",
+        show(guest.tsc_mhz),
+        show(host_mhz)
+    );
+
+    let out_dir = options.workspace.join("target").join("bench");
+    std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
+    let path = out_dir.join("results.jsonl");
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let mut lines = String::new();
+    for (name, unit, guest_value, hosted_value, pipe_value) in &rows {
+        for (place, value) in [
+            ("guest", guest_value),
+            ("hosted", hosted_value),
+            ("linux-pipe", pipe_value),
+        ] {
+            if let Some(value) = value {
+                let record = serde_json::json!({
+                    "timestamp": timestamp,
+                    "benchmark": name,
+                    "where": place,
+                    "unit": unit,
+                    "value": value,
+                });
+                lines.push_str(&record.to_string());
+                lines.push('\n');
+            }
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(lines.as_bytes()))
+        .context(|| format!("writing {}", path.display()))?;
+    println!("figures appended to {}", path.display());
+    Ok(())
+}
