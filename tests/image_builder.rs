@@ -211,8 +211,21 @@ fn the_kernel_core_runs_hosted_on_linux() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("atoll: hosted kernel core on Linux"), "{stdout}");
-    assert!(stdout.contains("[echo-client] echo replied: hello over IPC"), "{stdout}");
-    assert!(stdout.contains("[echo-client] 10 pings, 10 pongs"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("atoll: hosted kernel core on Linux"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[echo-client] echo replied: hello over IPC"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[echo-client] 10 pings, 10 pongs"),
+        "{stdout}"
+    );
 }
