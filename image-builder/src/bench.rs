@@ -22,6 +22,16 @@ const PIPE_ROUND_TRIPS: u32 = 20_000;
 /// Bytes per pipe message, as in the IPC benchmark.
 const MESSAGE_LEN: usize = 16;
 
+/// Where each figure of a [`Row`] was measured.
+const PLACES: [&str; 3] = ["guest", "hosted", "linux-pipe"];
+
+/// One line of the table: a figure per place of [`PLACES`].
+struct Row {
+    name: &'static str,
+    unit: &'static str,
+    values: [Option<f64>; 3],
+}
+
 /// What one run of the benchmark system printed.
 #[derive(Default, Debug)]
 struct Figures {
@@ -164,35 +174,35 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     let cycles = |ns: Option<f64>, mhz: Option<f64>| ns.zip(mhz).map(|(ns, mhz)| ns * mhz / 1000.0);
     let guest_rt = guest.values.get("ipc_round_trip_ns").copied();
     let hosted_rt = hosted.values.get("ipc_round_trip_ns").copied();
-    let rows: Vec<(&str, &str, Option<f64>, Option<f64>, Option<f64>)> = vec![
-        (
-            "IPC call/reply round trip, 16 B",
-            "ns",
-            guest_rt,
-            hosted_rt,
-            Some(pipe_ns),
-        ),
-        (
-            "IPC call/reply round trip, 16 B",
-            "cycles",
-            cycles(guest_rt, guest.tsc_mhz),
-            cycles(hosted_rt, host_mhz),
-            cycles(Some(pipe_ns), host_mhz),
-        ),
-        (
-            "send throughput, 16 B",
-            "msg/s",
-            guest.values.get("send_per_second").copied(),
-            hosted.values.get("send_per_second").copied(),
-            None,
-        ),
-        (
-            "service spawn (validated module, median of 20)",
-            "us",
-            median(&guest.spawn_us),
-            median(&hosted.spawn_us),
-            None,
-        ),
+    let rows = [
+        Row {
+            name: "IPC call/reply round trip, 16 B",
+            unit: "ns",
+            values: [guest_rt, hosted_rt, Some(pipe_ns)],
+        },
+        Row {
+            name: "IPC call/reply round trip, 16 B",
+            unit: "cycles",
+            values: [
+                cycles(guest_rt, guest.tsc_mhz),
+                cycles(hosted_rt, host_mhz),
+                cycles(Some(pipe_ns), host_mhz),
+            ],
+        },
+        Row {
+            name: "send throughput, 16 B",
+            unit: "msg/s",
+            values: [
+                guest.values.get("send_per_second").copied(),
+                hosted.values.get("send_per_second").copied(),
+                None,
+            ],
+        },
+        Row {
+            name: "service spawn (validated module, median of 20)",
+            unit: "us",
+            values: [median(&guest.spawn_us), median(&hosted.spawn_us), None],
+        },
     ];
     let show = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
     println!();
@@ -204,12 +214,15 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         "|{:-<50}|{:-<8}|{:->16}|{:->16}|{:->16}|",
         "", "", "", "", ""
     );
-    for (name, unit, guest_value, hosted_value, pipe_value) in &rows {
+    for row in &rows {
+        let [guest_value, hosted_value, pipe_value] = row.values;
         println!(
-            "| {name:<48} | {unit:<6} | {:>14} | {:>14} | {:>14} |",
-            show(*guest_value),
-            show(*hosted_value),
-            show(*pipe_value)
+            "| {:<48} | {:<6} | {:>14} | {:>14} | {:>14} |",
+            row.name,
+            row.unit,
+            show(guest_value),
+            show(hosted_value),
+            show(pipe_value)
         );
     }
     if let Some(ratio) = hosted_rt.map(|hosted| hosted / pipe_ns) {
@@ -230,18 +243,14 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
     let mut lines = String::new();
-    for (name, unit, guest_value, hosted_value, pipe_value) in &rows {
-        for (place, value) in [
-            ("guest", guest_value),
-            ("hosted", hosted_value),
-            ("linux-pipe", pipe_value),
-        ] {
+    for row in &rows {
+        for (place, value) in PLACES.iter().zip(row.values) {
             if let Some(value) = value {
                 let record = serde_json::json!({
                     "timestamp": timestamp,
-                    "benchmark": name,
+                    "benchmark": row.name,
                     "where": place,
-                    "unit": unit,
+                    "unit": row.unit,
                     "value": value,
                 });
                 lines.push_str(&record.to_string());
