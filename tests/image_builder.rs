@@ -203,6 +203,26 @@ fn a_module_without_entry_point_is_rejected() {
 }
 
 #[test]
+fn an_endpoint_nobody_provides_is_rejected_with_its_line() {
+    let system = scenario(
+        "unprovided",
+        "[system]\nname = \"bad\"\n[[service]]\nname = \"client\"\nmodule = \"good.wasm\"\nuses = [\"nobody\"]\n",
+        &[("good.wasm", wasm(GOOD))],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr
+            .contains("error: service `client` uses endpoint `nobody`, which no service provides"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("--> {}:6:9", system.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_kernel_core_runs_hosted_on_linux() {
     let output = support::image_builder()
         .arg("host-run")

@@ -24,6 +24,9 @@ pub mod ipc;
 pub mod kernel;
 pub mod service;
 
+#[cfg(test)]
+mod proptests;
+
 pub use kernel::{BootError, Kernel, RunSummary, ServiceState, ServiceStats, Wait};
 pub use service::LoadError;
 

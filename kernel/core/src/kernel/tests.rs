@@ -746,3 +746,71 @@ fn kernel_calls_do_not_extend_a_slice() {
     let busy = console.find("[busy] 1").unwrap();
     assert!(quick < busy, "{console}");
 }
+
+#[test]
+fn round_robin_is_fair_between_equal_spinners() {
+    // Three services with the same CPU-bound work, and a short one added last:
+    // with equal slices in turn the short one finishes first and the equal ones
+    // finish in the order they started, each having burnt the same fuel.
+    let spin = probe(
+        "",
+        "(loop $again
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $again (i32.lt_u (local.get $i) (i32.const 30000))))
+         (call $report (i32.const 1))",
+    );
+    let (console, summary) = run_specs(&[
+        Spec {
+            name: "a",
+            wat: spin.clone(),
+            provides: &[],
+            uses: &[],
+        },
+        Spec {
+            name: "b",
+            wat: spin.clone(),
+            provides: &[],
+            uses: &[],
+        },
+        Spec {
+            name: "c",
+            wat: spin,
+            provides: &[],
+            uses: &[],
+        },
+        Spec {
+            name: "short",
+            wat: hello("first"),
+            provides: &[],
+            uses: &[],
+        },
+    ]);
+    let position = |marker: &str| console.find(marker).unwrap();
+    assert!(position("[short] first") < position("[a] 1"), "{console}");
+    assert!(position("[a] 1") < position("[b] 1"), "{console}");
+    assert!(position("[b] 1") < position("[c] 1"), "{console}");
+    assert_eq!(summary.exited, 4);
+}
+
+#[test]
+fn fuel_is_accounted_per_service() {
+    let platform = Arc::new(TestPlatform::default());
+    let busy = wat::parse_str(probe(
+        "",
+        "(loop $again
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $again (i32.lt_u (local.get $i) (i32.const 5000))))",
+    ))
+    .unwrap();
+    let idle = wat::parse_str(probe("", "")).unwrap();
+    let bytes = bundle(&[("busy", &busy, LIMITS), ("idle", &idle, LIMITS)]);
+    let (mut kernel, _) = Kernel::boot(&bytes, platform).unwrap();
+    kernel.run();
+    let fuel: Vec<u64> = kernel
+        .services
+        .iter()
+        .map(|slot| slot.service.fuel_used())
+        .collect();
+    assert!(fuel[0] > 5000 * 3, "{fuel:?}");
+    assert!(fuel[1] < 100, "{fuel:?}");
+}
