@@ -172,3 +172,69 @@ fn two_hundred_services_boot_and_each_answers_a_ping() {
         .expect("atoll: no service can run: 1 exited, 0 faulted, 0 failed to load, 200 waiting for ever")
         .expect_status(0);
 }
+
+/// The fault-isolation system, booted once for all the tests that read it.
+fn faults_boot() -> &'static support::Boot {
+    static BOOT: std::sync::OnceLock<support::Boot> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| boot("faults", Firmware::Bios, None, TIMEOUT))
+}
+
+/// Checks that `service` was reported with `reason` and that the unrelated echo
+/// pair kept answering.
+fn contained(service: &str, reason: &str) {
+    faults_boot()
+        .expect(&format!("atoll: service {service} faulted: {reason}"))
+        .expect("[echo-client] 10 pings, 10 pongs")
+        .expect(
+            "atoll: no service can run: 1 exited, 6 faulted, 0 failed to load, 1 waiting for ever",
+        )
+        .expect_status(0);
+}
+
+#[test]
+fn fault_unreachable_is_contained() {
+    contained("unreachable", "wasm `unreachable` instruction executed");
+}
+
+#[test]
+fn fault_out_of_bounds_memory_access_is_contained() {
+    contained("out-of-bounds", "out of bounds memory access");
+}
+
+#[test]
+fn fault_divide_by_zero_is_contained() {
+    contained("divide-by-zero", "integer divide by zero");
+}
+
+#[test]
+fn fault_call_stack_exhaustion_is_contained() {
+    contained("stack-exhaustion", "call stack exhausted");
+}
+
+#[test]
+fn fault_memory_bomb_is_capped_and_contained() {
+    // memory-limit-kib = 1024: growth stops at 16 pages.
+    faults_boot().expect("[memory-bomb] refused at page 0016");
+    contained("memory-bomb", "out of bounds memory access");
+}
+
+#[test]
+fn fault_rust_panic_is_logged_and_contained() {
+    faults_boot()
+        .expect("[panic] panic: panicked at tests/services/panic/src/lib.rs:")
+        .expect("[panic] deliberate panic (10 / 0 = None)");
+    contained("panic", "wasm `unreachable` instruction executed");
+}
+
+#[test]
+fn flooding_a_queue_does_not_stop_the_system() {
+    boot(
+        "flood",
+        Firmware::Bios,
+        Some("[echo-client] 10 pings, 10 pongs"),
+        TIMEOUT,
+    )
+    .expect("[echo-client] echo replied: hello over IPC")
+    .expect("[echo-client] 10 pings, 10 pongs")
+    .expect_no("faulted:");
+}

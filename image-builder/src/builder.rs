@@ -273,7 +273,7 @@ fn modules(
                 .join("wasm32-unknown-unknown/service")
                 .join(format!("{}.wasm", name.replace('-', "_"))),
         };
-        match std::fs::read(&path) {
+        match read_module(&path) {
             Err(error) => diagnostics.push(system.diagnostic(
                 service.source_span.clone(),
                 format!(
@@ -300,6 +300,17 @@ fn modules(
     }
 
     Ok(modules)
+}
+
+/// Reads a module: binary Wasm, or WebAssembly text if the file ends in `.wat`.
+fn read_module(path: &Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
+    if path.extension().is_some_and(|extension| extension == "wat") {
+        return wat::parse_bytes(&bytes)
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|error| format!("not valid WebAssembly text: {error}"));
+    }
+    Ok(bytes)
 }
 
 /// Runs `cargo build` with `args` in the workspace.

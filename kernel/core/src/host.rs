@@ -120,14 +120,18 @@ fn log(caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
 fn log_checked(caller: &Caller<'_, HostState>, text: GuestSlice) -> Result<(), Error> {
     let bytes = text.read(memory(caller)?, MAX_LOG_LEN)?;
     let text = core::str::from_utf8(bytes).map_err(|_| Error::InvalidUtf8)?;
+    // Each line of the text becomes a console line with the service's name, so
+    // a service cannot forge another's prefix.
     let state = caller.data();
-    let mut line = alloc::string::String::with_capacity(state.name.len() + text.len() + 4);
-    line.push('[');
-    line.push_str(&state.name);
-    line.push_str("] ");
-    line.push_str(text.trim_end_matches('\n'));
-    line.push('\n');
-    state.platform.console_write(&line);
+    let mut lines = alloc::string::String::with_capacity(text.len() + 2 * state.name.len() + 8);
+    for line in text.trim_end_matches('\n').split('\n') {
+        lines.push('[');
+        lines.push_str(&state.name);
+        lines.push_str("] ");
+        lines.push_str(line.trim_end_matches('\r'));
+        lines.push('\n');
+    }
+    state.platform.console_write(&lines);
     Ok(())
 }
 
