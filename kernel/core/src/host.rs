@@ -109,15 +109,38 @@ fn checked(body: impl FnOnce() -> Result<HostResult, Error>) -> HostResult {
     body().unwrap_or_else(|error| Ok(error.code()))
 }
 
+/// Fuel charged per byte written to the console: console output is slow, and
+/// a service must not buy megabytes of it for a few instructions.
+const FUEL_PER_CONSOLE_BYTE: u64 = 1;
+/// Bytes copied per unit of fuel, as wasmi charges `memory.copy`.
+const BYTES_PER_FUEL: u64 = 64;
+
+/// Charges the caller for work done on its behalf inside a host function. Fuel
+/// that runs out here preempts the service at its next instruction.
+fn charge(caller: &mut Caller<'_, HostState>, fuel: u64) {
+    if let Ok(left) = caller.get_fuel() {
+        let _ = caller.set_fuel(left.saturating_sub(fuel));
+    }
+}
+
+/// Charges for copying `bytes` bytes.
+fn charge_copy(caller: &mut Caller<'_, HostState>, bytes: usize) {
+    charge(caller, bytes as u64 / BYTES_PER_FUEL);
+}
+
 /// `log(ptr, len) -> status`
-fn log(caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
+fn log(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
     match log_checked(&caller, GuestSlice::new(ptr, len)) {
-        Ok(()) => 0,
+        Ok(written) => {
+            charge(&mut caller, written as u64 * FUEL_PER_CONSOLE_BYTE);
+            0
+        }
         Err(error) => error.code(),
     }
 }
 
-fn log_checked(caller: &Caller<'_, HostState>, text: GuestSlice) -> Result<(), Error> {
+/// Writes the text; returns the bytes written to the console.
+fn log_checked(caller: &Caller<'_, HostState>, text: GuestSlice) -> Result<usize, Error> {
     let bytes = text.read(memory(caller)?, MAX_LOG_LEN)?;
     let text = core::str::from_utf8(bytes).map_err(|_| Error::InvalidUtf8)?;
     // Each line of the text becomes a console line with the service's name, so
@@ -132,7 +155,7 @@ fn log_checked(caller: &Caller<'_, HostState>, text: GuestSlice) -> Result<(), E
         lines.push('\n');
     }
     state.platform.console_write(&lines);
-    Ok(())
+    Ok(lines.len())
 }
 
 /// `lookup(name_ptr, name_len) -> handle | error`
@@ -151,16 +174,17 @@ fn lookup(caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
 }
 
 /// `send(handle, ptr, len) -> status`
-fn send(caller: Caller<'_, HostState>, handle: i32, ptr: i32, len: i32) -> HostResult {
+fn send(mut caller: Caller<'_, HostState>, handle: i32, ptr: i32, len: i32) -> HostResult {
     checked(|| {
         let message = copy_message(&caller, ptr, len)?;
+        charge_copy(&mut caller, message.len());
         Ok(suspend(caller, Syscall::Send { handle, message }))
     })
 }
 
 /// `call(handle, ptr, len, reply_ptr, reply_cap) -> reply length | error`
 fn call(
-    caller: Caller<'_, HostState>,
+    mut caller: Caller<'_, HostState>,
     handle: i32,
     ptr: i32,
     len: i32,
@@ -170,6 +194,7 @@ fn call(
     checked(|| {
         let message = copy_message(&caller, ptr, len)?;
         let reply = writable(&caller, reply_ptr, reply_cap)?;
+        charge_copy(&mut caller, message.len());
         Ok(suspend(
             caller,
             Syscall::Call {
@@ -206,9 +231,10 @@ fn receive(
 }
 
 /// `reply(token, ptr, len) -> status`
-fn reply(caller: Caller<'_, HostState>, token: i32, ptr: i32, len: i32) -> HostResult {
+fn reply(mut caller: Caller<'_, HostState>, token: i32, ptr: i32, len: i32) -> HostResult {
     checked(|| {
         let message = copy_message(&caller, ptr, len)?;
+        charge_copy(&mut caller, message.len());
         Ok(suspend(
             caller,
             Syscall::Reply {

@@ -111,21 +111,30 @@ pub struct PendingCall {
 
 /// Outstanding calls, named by tokens.
 ///
-/// A token is `generation << 16 | (slot + 1)`: never 0, and a slot's generation
-/// moves on each time a call leaves it, so an old token never names a new call.
+/// A token is `generation << 12 | (slot + 1)`: never 0, and a slot's 20-bit
+/// generation moves on each time a call leaves it. Free slots are reused
+/// oldest first, so a token comes back only after about a million calls have
+/// passed through its slot, and then only for a call whose provider received it.
 #[derive(Debug, Default)]
 pub struct CallTable {
-    slots: Vec<(u16, Option<PendingCall>)>,
-    free: Vec<usize>,
+    slots: Vec<(u32, Option<PendingCall>)>,
+    free: VecDeque<usize>,
 }
 
 /// At most this many calls can be outstanding (one per blocked caller).
-pub const MAX_CALLS: usize = 0xffff;
+pub const MAX_CALLS: usize = 0xfff;
+
+const SLOT_BITS: u32 = 12;
+const GENERATION_MASK: u32 = (1 << (32 - SLOT_BITS)) - 1;
+
+fn token(slot: usize, generation: u32) -> u32 {
+    (generation << SLOT_BITS) | (slot as u32 + 1)
+}
 
 impl CallTable {
     /// Records a call; its token, or [`Error::QueueFull`] if the table is full.
     pub fn insert(&mut self, call: PendingCall) -> Result<u32, Error> {
-        let slot = match self.free.pop() {
+        let slot = match self.free.pop_front() {
             Some(slot) => slot,
             None if self.slots.len() < MAX_CALLS => {
                 self.slots.push((0, None));
@@ -135,13 +144,12 @@ impl CallTable {
         };
         let entry = self.slots.get_mut(slot).ok_or(Error::QueueFull)?;
         entry.1 = Some(call);
-        Ok((u32::from(entry.0) << 16) | (slot as u32 + 1))
+        Ok(token(slot, entry.0))
     }
 
-    fn slot(token: u32) -> Option<(usize, u16)> {
-        let index = (token & 0xffff) as usize;
-        let generation = (token >> 16) as u16;
-        Some((index.checked_sub(1)?, generation))
+    fn slot(token: u32) -> Option<(usize, u32)> {
+        let index = (token & ((1 << SLOT_BITS) - 1)) as usize;
+        Some((index.checked_sub(1)?, token >> SLOT_BITS))
     }
 
     /// The call a token names, if it is outstanding.
@@ -170,8 +178,8 @@ impl CallTable {
         if entry.0 != generation || entry.1.is_none() {
             return None;
         }
-        entry.0 = entry.0.wrapping_add(1);
-        self.free.push(slot);
+        entry.0 = (entry.0 + 1) & GENERATION_MASK;
+        self.free.push_back(slot);
         entry.1.take()
     }
 
@@ -181,9 +189,7 @@ impl CallTable {
             .iter()
             .enumerate()
             .filter_map(|(slot, (generation, call))| match call {
-                Some(call) if predicate(call) => {
-                    Some((u32::from(*generation) << 16) | (slot as u32 + 1))
-                }
+                Some(call) if predicate(call) => Some(token(slot, *generation)),
                 _ => None,
             })
             .collect()
@@ -252,5 +258,38 @@ mod tests {
         assert_eq!(calls.get(0), None);
         assert_eq!(calls.get(u32::MAX), None);
         assert_eq!(calls.tokens_where(|c| c.server == 2), vec![second]);
+    }
+
+    #[test]
+    fn a_busy_slot_does_not_repeat_tokens_for_a_long_time() {
+        let mut calls = CallTable::default();
+        let call = PendingCall {
+            caller: 1,
+            server: 2,
+            reply: GuestSlice::new(0, 8),
+            received: false,
+        };
+        let first = calls.insert(call).unwrap();
+        calls.remove(first);
+        for _ in 0..100_000 {
+            let token = calls.insert(call).unwrap();
+            assert_ne!(token, first);
+            calls.remove(token);
+        }
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let mut calls = CallTable::default();
+        let call = PendingCall {
+            caller: 1,
+            server: 2,
+            reply: GuestSlice::new(0, 8),
+            received: false,
+        };
+        for _ in 0..MAX_CALLS {
+            calls.insert(call).unwrap();
+        }
+        assert_eq!(calls.insert(call), Err(Error::QueueFull));
     }
 }

@@ -401,6 +401,10 @@ impl Kernel {
             .get(endpoint)
             .and_then(|endpoint| endpoint.owner)
             .ok_or(Error::PeerGone)?;
+        if server == id {
+            // Calling yourself could only wait for ever.
+            return Err(Error::NotPermitted);
+        }
         let token = self.calls.insert(PendingCall {
             caller: id,
             server,

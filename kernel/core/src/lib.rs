@@ -40,4 +40,9 @@ pub trait Platform: Send + Sync + 'static {
     /// whichever comes first (returning early is allowed). Called only when no
     /// service is ready.
     fn wait_until(&self, deadline_ns: u64);
+    /// Bytes the kernel heap can still hand out. Services' memories may only
+    /// grow while this stays above a reserve for the kernel's own use.
+    fn heap_available(&self) -> usize {
+        usize::MAX
+    }
 }

@@ -15,11 +15,13 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use atoll_abi::bundle::ServiceImage;
 use atoll_abi::{ENTRY_POINT, Error, IMPORT_MODULE, MEMORY_EXPORT, ValueType};
+// wasmi does not re-export the error type of its `ResourceLimiter` trait.
 use wasmi::{
-    CompilationMode, Config, EnforcedLimits, Engine, ExternType, Linker, Memory, Module, Store,
-    StoreLimits, StoreLimitsBuilder, TypedFunc, TypedResumableCall, TypedResumableCallHostTrap,
-    TypedResumableCallOutOfFuel, Val, ValType,
+    CompilationMode, Config, EnforcedLimits, Engine, ExternType, Linker, Memory, Module,
+    ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, TypedFunc, TypedResumableCall,
+    TypedResumableCallHostTrap, TypedResumableCallOutOfFuel, Val, ValType,
 };
+use wasmi_core::LimiterError;
 
 /// Fuel a module's start function may burn during instantiation. A start function
 /// cannot be preempted (it runs before the service exists), so it gets a fixed
@@ -34,7 +36,59 @@ pub(crate) struct HostState {
     pub(crate) endpoint_names: Vec<String>,
     /// The kernel call a host function has just suspended the service for.
     pub(crate) pending: Option<Syscall>,
+    limiter: Limiter,
+}
+
+/// Free kernel heap kept back from services' linear memories, so that the
+/// kernel's own allocations (message copies, queues, logs) never run out.
+pub const KERNEL_HEAP_RESERVE: usize = 8 * 1024 * 1024;
+
+/// The service's static limits, plus a check that growing its memory leaves
+/// the kernel its reserve: a memory the heap cannot hold is refused like one
+/// over the limit (`memory.grow` returns -1), never a kernel allocation failure.
+struct Limiter {
     limits: StoreLimits,
+    platform: Arc<dyn Platform>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        let growth = desired.saturating_sub(current);
+        // A grown Vec may be copied: count the new size, not only the growth.
+        let needed = growth
+            .saturating_add(desired)
+            .saturating_add(KERNEL_HEAP_RESERVE);
+        if self.platform.heap_available() < needed {
+            return Ok(false);
+        }
+        self.limits.memory_growing(current, desired, maximum)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 /// Why a service could not be loaded.
@@ -100,6 +154,9 @@ enum Suspended {
 pub struct Service {
     fuel_slice: u64,
     fuel_used: u64,
+    /// Fuel the instruction the service was preempted at needs, when that is
+    /// more than a slice (e.g. a large `memory.grow` or `memory.fill`).
+    fuel_required: u64,
     store: Store<HostState>,
     entry: TypedFunc<(), ()>,
     memory: Memory,
@@ -126,13 +183,13 @@ impl Service {
             .build();
         let state = HostState {
             name: image.name.to_string(),
-            platform,
+            platform: Arc::clone(&platform),
             endpoint_names,
             pending: None,
-            limits,
+            limiter: Limiter { limits, platform },
         };
         let mut store = Store::new(&engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.limiter);
         store.set_fuel(START_FUEL).map_err(LoadError::Instantiate)?;
         let mut linker = Linker::new(&engine);
         crate::host::define(&mut linker).map_err(LoadError::Instantiate)?;
@@ -150,6 +207,7 @@ impl Service {
         Ok(Service {
             fuel_slice: image.limits.fuel_slice.max(1),
             fuel_used: 0,
+            fuel_required: 0,
             store,
             entry,
             memory,
@@ -202,7 +260,10 @@ impl Service {
     /// with the fuel left from before the kernel call, so that making kernel
     /// calls never extends a slice.
     pub fn run_slice(&mut self, syscall_result: i32, fresh: bool) -> SliceOutcome {
-        if fresh && let Err(error) = self.store.set_fuel(self.fuel_slice) {
+        // A slice always covers the instruction the service stopped at, or an
+        // instruction costing more than a slice could never run.
+        let slice = self.fuel_slice.max(self.fuel_required);
+        if fresh && let Err(error) = self.store.set_fuel(slice) {
             return self.fault(error.to_string());
         }
         let fuel_before = self.store.get_fuel().unwrap_or(0);
@@ -219,6 +280,7 @@ impl Service {
         match result {
             Ok(TypedResumableCall::Finished(())) => SliceOutcome::Exited,
             Ok(TypedResumableCall::OutOfFuel(call)) => {
+                self.fuel_required = call.required_fuel();
                 self.suspended = Suspended::OutOfFuel(call);
                 SliceOutcome::Preempted
             }

@@ -138,6 +138,15 @@ extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
     end_of_interrupt(TIMER_VECTOR);
 }
 
+/// IRQ 7 with no line raised (a glitch on the master PIC): no EOI is due.
+extern "x86-interrupt" fn spurious_master(_frame: InterruptStackFrame) {}
+
+/// IRQ 15 with no line raised on the slave PIC: only the master, which saw
+/// the cascade, gets an EOI.
+extern "x86-interrupt" fn spurious_slave(_frame: InterruptStackFrame) {
+    end_of_interrupt(PIC_VECTOR_BASE);
+}
+
 static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
     let mut idt = InterruptDescriptorTable::new();
     idt.divide_error.set_handler_fn(divide_error);
@@ -176,6 +185,8 @@ static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
         .set_handler_fn(vmm_communication);
     idt.security_exception.set_handler_fn(security);
     idt[TIMER_VECTOR].set_handler_fn(timer);
+    idt[PIC_VECTOR_BASE + 7].set_handler_fn(spurious_master);
+    idt[PIC_VECTOR_BASE + 15].set_handler_fn(spurious_slave);
     idt
 });
 

@@ -118,6 +118,15 @@ pub fn heap_in_use() -> usize {
     HEAP.lock().counters().allocated_bytes
 }
 
+/// Bytes of heap not allocated (some of it may be fragmented).
+pub fn heap_available() -> usize {
+    let heap = HEAP.lock();
+    let counters = heap.counters();
+    counters
+        .claimed_bytes
+        .saturating_sub(counters.allocated_bytes)
+}
+
 /// One free physical frame, if any is left.
 #[allow(dead_code, reason = "used by DMA buffers in the drivers issue")]
 pub fn allocate_frame() -> Option<u64> {

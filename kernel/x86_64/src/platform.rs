@@ -14,6 +14,10 @@ impl Platform for X86Platform {
         crate::serial::write_str(text);
     }
 
+    fn heap_available(&self) -> usize {
+        crate::memory::heap_available()
+    }
+
     fn wait_until(&self, deadline_ns: u64) {
         // The 1 kHz timer interrupt ends the halt at the latest 1 ms later.
         if crate::clock::now_ns() < deadline_ns {

@@ -8,10 +8,11 @@ use atoll_abi::bundle::InjectedFault;
 /// Provokes `fault`. Does not return if the fault is handled as it must be.
 pub fn inject(fault: InjectedFault) {
     kprintln!("atoll: self-test: provoking {fault:?}");
+    // Each instruction below is chosen to raise one CPU exception, whose
+    // handler reports it and stops the machine; none touches memory or
+    // registers that Rust relies on.
     match fault {
-        // SAFETY (all asm below): each instruction is chosen to raise one CPU
-        // exception, whose handler reports it and stops the machine; none
-        // touches memory or registers that Rust relies on.
+        // SAFETY: `int3` raises #BP (see above).
         InjectedFault::Breakpoint => unsafe { core::arch::asm!("int3") },
         InjectedFault::DivideError => {
             let divisor = core::hint::black_box(0u64);

@@ -23,7 +23,7 @@ pub enum Timeout {
     Forever,
     /// Do not wait: [`Error::WouldBlock`] if nothing is queued.
     Poll,
-    /// Wait at most this many nanoseconds ([`Error::TimedOut`] after).
+    /// Wait at most this many nanoseconds ([`Error::TimedOut`] after); 0 polls.
     Nanos(u64),
 }
 
@@ -32,7 +32,7 @@ impl Timeout {
         match self {
             Timeout::Forever => -1,
             Timeout::Poll => 0,
-            Timeout::Nanos(ns) => i64::try_from(ns).unwrap_or(i64::MAX).max(1),
+            Timeout::Nanos(ns) => i64::try_from(ns).unwrap_or(i64::MAX),
         }
     }
 }
@@ -218,7 +218,7 @@ where
                 continue;
             }
         };
-        let reply = received.reply;
+        let (reply, sender) = (received.reply, received.sender);
         let response = match postcard::from_bytes::<Request>(received.message) {
             Ok(request) => Some(handler(request)),
             Err(_) => {
@@ -234,8 +234,15 @@ where
             Some(Ok(encoded)) => &encoded[..],
             Some(Err(_)) | None => &[],
         };
-        if let Err(error) = token.reply(encoded) {
-            crate::println!("reply failed: {error}");
+        match token.reply(encoded) {
+            Ok(()) | Err(Error::PeerGone) => {}
+            // The caller's buffer cannot hold the answer: answer empty (the
+            // caller sees a decode error) rather than leave it waiting.
+            Err(Error::BufferTooSmall) => {
+                crate::println!("response too long for service {sender}");
+                let _ = token.reply(&[]);
+            }
+            Err(error) => crate::println!("reply failed: {error}"),
         }
     }
 }

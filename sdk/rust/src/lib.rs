@@ -38,6 +38,9 @@ pub use ipc::{CallError, Endpoint, Received, ReplyToken, Timeout};
 /// The raw host functions, exactly as the kernel exports them. Prefer the safe
 /// wrappers of this crate; these are for bindings and tests of the ABI itself.
 pub mod raw {
+    // SAFETY: these are the kernel's host functions with the signatures of
+    // `atoll_abi::HOST_FUNCTIONS`; the kernel checks every pointer and length
+    // against this module's memory, so a wrong argument is an error code.
     #[cfg(target_family = "wasm")]
     #[link(wasm_import_module = "atoll")]
     unsafe extern "C" {

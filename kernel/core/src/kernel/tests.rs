@@ -12,6 +12,8 @@ use std::sync::Mutex;
 struct TestPlatform {
     console: Mutex<String>,
     clock: Mutex<u64>,
+    /// Heap the platform reports as available (`None`: unlimited).
+    heap: Option<usize>,
 }
 
 impl Platform for TestPlatform {
@@ -26,6 +28,9 @@ impl Platform for TestPlatform {
     fn wait_until(&self, deadline_ns: u64) {
         let mut clock = self.clock.lock().unwrap();
         *clock = (*clock).max(deadline_ns);
+    }
+    fn heap_available(&self) -> usize {
+        self.heap.unwrap_or(usize::MAX)
     }
 }
 
@@ -813,4 +818,87 @@ fn fuel_is_accounted_per_service() {
         .collect();
     assert!(fuel[0] > 5000 * 3, "{fuel:?}");
     assert!(fuel[1] < 100, "{fuel:?}");
+}
+
+#[test]
+fn an_instruction_costing_more_than_a_slice_still_runs() {
+    // memory.grow of 10 pages costs 10 * 65536 / 64 = 10,240 fuel: ten slices.
+    let grower = probe("", "(call $report (memory.grow (i32.const 10)))");
+    let (console, summary) = run_specs(&[Spec {
+        name: "grower",
+        wat: grower,
+        provides: &[],
+        uses: &[],
+    }]);
+    assert_eq!(lines_of(&console, "grower"), ["1"], "{console}");
+    assert_eq!(summary.exited, 1);
+}
+
+#[test]
+fn console_output_is_paid_for_in_fuel() {
+    // 40 lines of 1,000 bytes cost 40,000 fuel: the loud service is preempted
+    // many times, and the quiet one gets the CPU before the loud one is done.
+    let loud = probe(
+        "",
+        "(memory.fill (i32.const 3000) (i32.const 65) (i32.const 1000))
+         (loop $again
+            (drop (call $log (i32.const 3000) (i32.const 1000)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $again (i32.lt_u (local.get $i) (i32.const 40))))
+         (call $report (i32.const 1))",
+    );
+    let (console, _) = run_specs(&[
+        Spec {
+            name: "loud",
+            wat: loud,
+            provides: &[],
+            uses: &[],
+        },
+        Spec {
+            name: "quiet",
+            wat: hello("me too"),
+            provides: &[],
+            uses: &[],
+        },
+    ]);
+    assert!(console.find("[quiet] me too").unwrap() < console.find("[loud] 1").unwrap());
+    assert!(console.find("[quiet] me too").unwrap() > console.find("[loud] AAAA").unwrap());
+}
+
+#[test]
+fn calling_your_own_endpoint_is_refused() {
+    let service = probe(
+        "x",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 100) (i32.const 8)))",
+    );
+    let (console, summary) = run_specs(&[Spec {
+        name: "narcissus",
+        wat: service,
+        provides: &["me"],
+        uses: &[],
+    }]);
+    assert_eq!(
+        lines_of(&console, "narcissus"),
+        [Error::NotPermitted.code().to_string()],
+        "{console}"
+    );
+    assert_eq!(summary.exited, 1);
+}
+
+#[test]
+fn memory_growth_is_refused_when_the_kernel_heap_runs_low() {
+    let grower = wat::parse_str(probe("", "(call $report (memory.grow (i32.const 1)))")).unwrap();
+    let limits = ServiceLimits {
+        memory_bytes: 64 << 20,
+        ..LIMITS
+    };
+    let bytes = bundle(&[("grower", &grower, limits)]);
+    let platform = Arc::new(TestPlatform {
+        heap: Some(crate::service::KERNEL_HEAP_RESERVE + 150_000),
+        ..TestPlatform::default()
+    });
+    let (mut kernel, _) = Kernel::boot(&bytes, platform.clone()).unwrap();
+    kernel.run();
+    let console = platform.console.lock().unwrap().clone();
+    assert_eq!(lines_of(&console, "grower"), ["-1"], "{console}");
 }
