@@ -20,7 +20,7 @@ impl GuestSlice {
     /// addresses are; a "negative" length is thus a huge one and fails the bounds
     /// check or the size limit.
     #[must_use]
-    pub fn new(ptr: i32, len: i32) -> GuestSlice {
+    pub const fn new(ptr: i32, len: i32) -> GuestSlice {
         GuestSlice {
             ptr: ptr.cast_unsigned(),
             len: len.cast_unsigned(),

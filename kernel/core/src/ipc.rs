@@ -235,15 +235,17 @@ mod tests {
         assert!(!orphan.is_open());
     }
 
+    const CALL: PendingCall = PendingCall {
+        caller: 1,
+        server: 2,
+        reply: GuestSlice::new(0, 8),
+        received: false,
+    };
+
     #[test]
     fn tokens_are_single_use_and_never_zero() {
         let mut calls = CallTable::default();
-        let call = PendingCall {
-            caller: 1,
-            server: 2,
-            reply: GuestSlice::new(0, 8),
-            received: false,
-        };
+        let call = CALL;
         let first = calls.insert(call).unwrap();
         assert_ne!(first, 0);
         assert_eq!(calls.get(first), Some(&call));
@@ -263,12 +265,7 @@ mod tests {
     #[test]
     fn a_busy_slot_does_not_repeat_tokens_for_a_long_time() {
         let mut calls = CallTable::default();
-        let call = PendingCall {
-            caller: 1,
-            server: 2,
-            reply: GuestSlice::new(0, 8),
-            received: false,
-        };
+        let call = CALL;
         let first = calls.insert(call).unwrap();
         calls.remove(first);
         for _ in 0..100_000 {
@@ -281,12 +278,7 @@ mod tests {
     #[test]
     fn the_table_is_bounded() {
         let mut calls = CallTable::default();
-        let call = PendingCall {
-            caller: 1,
-            server: 2,
-            reply: GuestSlice::new(0, 8),
-            received: false,
-        };
+        let call = CALL;
         for _ in 0..MAX_CALLS {
             calls.insert(call).unwrap();
         }

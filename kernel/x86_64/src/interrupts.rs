@@ -213,10 +213,6 @@ pub fn enable_timer() {
 }
 
 /// Timer ticks since the timer started.
-#[allow(
-    dead_code,
-    reason = "read by the scheduler's sleep support in the kernel-core issue"
-)]
 pub fn ticks() -> u64 {
     TICKS.load(Ordering::Relaxed)
 }

@@ -92,7 +92,12 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     if settings.exit_when_idle {
         qemu::exit(qemu::ExitCode::Success);
     }
-    kprintln!("atoll: idle");
+    kprintln!(
+        "atoll: idle after {} ms ({} timer ticks), kernel heap in use {} KiB",
+        clock::now_ns() / 1_000_000,
+        interrupts::ticks(),
+        memory::heap_in_use() / 1024
+    );
     loop {
         x86_64::instructions::interrupts::enable_and_hlt();
     }

@@ -110,10 +110,6 @@ pub fn init(boot_info: &BootInfo) -> HeapRegion {
 }
 
 /// Bytes of heap currently allocated.
-#[allow(
-    dead_code,
-    reason = "reported by the memory benchmarks of later issues"
-)]
 pub fn heap_in_use() -> usize {
     HEAP.lock().counters().allocated_bytes
 }

@@ -246,3 +246,17 @@ where
         }
     }
 }
+
+/// [`serve`] on the endpoint called `name`; logs and returns if the service has
+/// no right to such an endpoint.
+#[cfg(target_family = "wasm")]
+pub fn serve_named<Request, Response>(name: &str, handler: impl FnMut(Request) -> Response)
+where
+    Request: DeserializeOwned,
+    Response: Serialize,
+{
+    match Endpoint::lookup(name) {
+        Ok(endpoint) => serve(&endpoint, handler),
+        Err(error) => crate::println!("no `{name}` endpoint to serve: {error}"),
+    }
+}

@@ -31,9 +31,9 @@ pub use atoll_abi::Error;
 extern crate alloc;
 
 pub mod ipc;
-#[cfg(target_family = "wasm")]
-pub use ipc::serve;
 pub use ipc::{CallError, Endpoint, Received, ReplyToken, Timeout};
+#[cfg(target_family = "wasm")]
+pub use ipc::{serve, serve_named};
 
 /// The raw host functions, exactly as the kernel exports them. Prefer the safe
 /// wrappers of this crate; these are for bindings and tests of the ABI itself.

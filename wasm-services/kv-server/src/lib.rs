@@ -7,7 +7,6 @@ extern crate alloc;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use atoll_protocols::kv::{ENDPOINT, Error, MAX_KEY_LEN, Request, Response};
-use atoll_sdk::Endpoint;
 
 /// The most keys the store holds.
 const MAX_KEYS: usize = 1024;
@@ -15,15 +14,8 @@ const MAX_KEYS: usize = 1024;
 atoll_sdk::entry!(main);
 
 fn main() {
-    let endpoint = match Endpoint::lookup(ENDPOINT) {
-        Ok(endpoint) => endpoint,
-        Err(error) => {
-            atoll_sdk::println!("no `{ENDPOINT}` endpoint: {error}");
-            return;
-        }
-    };
     let mut store: BTreeMap<String, i64> = BTreeMap::new();
-    atoll_sdk::serve(&endpoint, |request: Request| handle(&mut store, request))
+    atoll_sdk::serve_named(ENDPOINT, |request: Request| handle(&mut store, request));
 }
 
 fn handle(store: &mut BTreeMap<String, i64>, request: Request) -> Response {
