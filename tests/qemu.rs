@@ -238,3 +238,17 @@ fn flooding_a_queue_does_not_stop_the_system() {
     .expect("[echo-client] 10 pings, 10 pongs")
     .expect_no("faulted:");
 }
+
+#[test]
+fn a_supervised_service_is_restarted_then_escalated() {
+    boot("supervised", Firmware::Bios, None, TIMEOUT)
+        .expect("[supervisor] supervising")
+        .expect("[crasher] ping 4 is poison")
+        .expect("atoll: service crasher restarted (1 so far)")
+        .expect("atoll: service crasher restarted (2 so far)")
+        .expect("[supervisor] escalation: crasher faulted (wasm `unreachable` instruction executed) after 2 restarts within 60000 ms; stopping it")
+        .expect("atoll: service crasher stopped by the supervisor")
+        .expect("[client] answered [1, 2, 3, 5, 6, 7, 9, 10, 11], failed [4, 8, 12, 13]")
+        .expect("[supervisor] client exited; not restarted (Temporary)")
+        .expect_status(0);
+}

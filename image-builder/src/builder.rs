@@ -232,6 +232,8 @@ fn encode_bundle(system: &System, modules: &[Vec<u8>]) -> Result<Vec<u8>, Error>
                 limits: service.limits,
                 provides: service.provides.iter().map(String::as_str).collect(),
                 uses: service.uses.iter().map(String::as_str).collect(),
+                supervisor: service.supervisor,
+                restart: service.restart,
             })
             .collect(),
     };

@@ -5,6 +5,7 @@
 //! file, line and column it applies to, like a compiler's.
 
 use atoll_abi::bundle::{DEFAULT_FUEL_SLICE, DEFAULT_MEMORY_LIMIT, InjectedFault, ServiceLimits};
+use atoll_abi::supervision::{RestartPolicy, Strategy};
 use atoll_abi::{DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH};
 use serde::Deserialize;
 use std::fmt;
@@ -111,6 +112,11 @@ struct RawService {
     provides: Vec<Spanned<String>>,
     #[serde(default)]
     uses: Vec<Spanned<String>>,
+    #[serde(default)]
+    supervisor: Option<Spanned<bool>>,
+    restart: Option<Spanned<String>>,
+    max_restarts: Option<u32>,
+    restart_window_ms: Option<u64>,
 }
 
 /// Where a service's module comes from.
@@ -134,6 +140,9 @@ pub struct ServiceSpec {
     pub provides: Vec<String>,
     /// Endpoints of other services the service may send to and call.
     pub uses: Vec<String>,
+    /// The system's supervisor (gets fault reports on its first endpoint).
+    pub supervisor: bool,
+    pub restart: RestartPolicy,
 }
 
 /// A checked system description.
@@ -210,6 +219,7 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
     let mut seen_names: Vec<&str> = Vec::new();
     // (endpoint, providing service)
     let mut provided: Vec<(String, String)> = Vec::new();
+    let mut supervisor_name: Option<String> = None;
     for service in &raw.services {
         let name = service.name.get_ref();
         if let Err(problem) = check_name(name) {
@@ -300,6 +310,51 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
                 limits.fuel_slice = *fuel.get_ref();
             }
         }
+        let mut restart = RestartPolicy::default();
+        if let Some(strategy) = &service.restart {
+            restart.strategy = match strategy.get_ref().as_str() {
+                "permanent" => Strategy::Permanent,
+                "transient" => Strategy::Transient,
+                "temporary" => Strategy::Temporary,
+                other => {
+                    diagnostics.push(at(
+                        strategy.span(),
+                        format!(
+                            "unknown restart strategy `{other}`, expected permanent, transient or temporary"
+                        ),
+                    ));
+                    Strategy::Transient
+                }
+            };
+        }
+        if let Some(max) = service.max_restarts {
+            restart.max_restarts = max;
+        }
+        if let Some(window) = service.restart_window_ms {
+            restart.window_ms = window;
+        }
+        let is_supervisor = service
+            .supervisor
+            .as_ref()
+            .is_some_and(|flag| *flag.get_ref());
+        if let Some(flag) = service.supervisor.as_ref().filter(|flag| *flag.get_ref()) {
+            if let Some(first) = &supervisor_name {
+                diagnostics.push(at(
+                    flag.span(),
+                    format!("service `{first}` is already the supervisor; a system has one"),
+                ));
+            } else {
+                supervisor_name = Some(name.clone());
+            }
+            if service.provides.is_empty() {
+                diagnostics.push(at(
+                    flag.span(),
+                    format!(
+                        "supervisor `{name}` must provide an endpoint: its first one receives the kernel's reports"
+                    ),
+                ));
+            }
+        }
         if let Some((source, source_span)) = source {
             services.push(ServiceSpec {
                 name: name.clone(),
@@ -312,6 +367,8 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
                     .map(|e| e.get_ref().clone())
                     .collect(),
                 uses: service.uses.iter().map(|e| e.get_ref().clone()).collect(),
+                supervisor: is_supervisor,
+                restart,
             });
         }
     }
@@ -453,6 +510,26 @@ mod tests {
             found[2].starts_with(
                 "11:17: service `b` uses endpoint `nobody`, which no service provides"
             ),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn supervision_settings_are_checked() {
+        let found = errors(
+            "[system]\nname = \"demo\"\n[[service]]\nname = \"a\"\ncrate = \"a\"\nsupervisor = true\n[[service]]\nname = \"b\"\ncrate = \"b\"\nsupervisor = true\nprovides = [\"x\"]\nrestart = \"sometimes\"\n",
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found[0].starts_with("6:14: supervisor `a` must provide an endpoint"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].starts_with("12:11: unknown restart strategy `sometimes`"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].starts_with("10:14: service `a` is already the supervisor"),
             "{found:?}"
         );
     }

@@ -44,6 +44,10 @@ pub enum Syscall {
     Sleep {
         ns: u64,
     },
+    Control {
+        op: i32,
+        name: alloc::string::String,
+    },
 }
 
 /// The host error that suspends a service in a kernel call. Carries nothing:
@@ -71,6 +75,7 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
     linker.func_wrap(IMPORT_MODULE, atoll_abi::REPLY.name, reply)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::SLEEP.name, sleep)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::TIME.name, time)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::CONTROL.name, control)?;
     Ok(())
 }
 
@@ -254,4 +259,14 @@ fn sleep(caller: Caller<'_, HostState>, ns: i64) -> HostResult {
 /// `time() -> ns`
 fn time(caller: Caller<'_, HostState>) -> i64 {
     i64::try_from(caller.data().platform.now_ns()).unwrap_or(i64::MAX)
+}
+
+/// `control(op, name_ptr, name_len) -> status`
+fn control(caller: Caller<'_, HostState>, op: i32, ptr: i32, len: i32) -> HostResult {
+    checked(|| {
+        let name = GuestSlice::new(ptr, len).read(memory(&caller)?, MAX_LOG_LEN)?;
+        let name = core::str::from_utf8(name).map_err(|_| Error::InvalidUtf8)?;
+        let name = alloc::string::String::from(name);
+        Ok(suspend(caller, Syscall::Control { op, name }))
+    })
 }

@@ -61,6 +61,21 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Queues a message from the kernel itself, which a full queue does not
+    /// refuse: kernel reports are never lost. Refused only when closed.
+    pub fn push_from_kernel(&mut self, message: Message) -> Result<(), Error> {
+        if !self.open {
+            return Err(Error::PeerGone);
+        }
+        self.queue.push_back(message);
+        Ok(())
+    }
+
+    /// Accepts messages again (after its provider restarted).
+    pub fn reopen(&mut self) {
+        self.open = self.owner.is_some();
+    }
+
     /// The oldest message.
     #[must_use]
     pub fn front(&self) -> Option<&Message> {

@@ -20,7 +20,10 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use atoll_abi::Error;
-use atoll_abi::bundle::{self, DecodeError, KernelSettings};
+use atoll_abi::bundle::{self, DecodeError, KernelSettings, ServiceImage, ServiceLimits};
+use atoll_abi::supervision::{
+    CONTROL_RESTART, CONTROL_START, CONTROL_STOP, Event, KERNEL_SENDER, Outcome, RestartPolicy,
+};
 
 /// Why the kernel cannot boot at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +64,8 @@ pub enum ServiceState {
     Exited,
     /// Stopped by a trap, with the reason.
     Faulted(String),
+    /// Stopped by the supervisor.
+    Stopped,
 }
 
 /// What a blocked service waits for.
@@ -98,11 +103,23 @@ pub struct ServiceStats {
 /// One entry of the service table.
 struct Slot {
     service: Service,
+    /// What it takes to load the service again.
+    image: Image,
     state: ServiceState,
     handles: Vec<Handle>,
     /// The result the service gets when it next resumes from a kernel call.
     resume_value: i32,
     stats: ServiceStats,
+    restarts: u32,
+}
+
+/// A service's module and settings, kept to restart it.
+struct Image {
+    name: String,
+    module: Vec<u8>,
+    limits: ServiceLimits,
+    endpoint_names: Vec<String>,
+    policy: RestartPolicy,
 }
 
 /// What a kernel call did to its caller.
@@ -121,6 +138,8 @@ pub struct Kernel {
     calls: CallTable,
     run_queue: VecDeque<ServiceId>,
     timers: BTreeSet<(u64, ServiceId)>,
+    /// The service that gets exit and fault reports and may use `control`.
+    supervisor: Option<ServiceId>,
     summary: RunSummary,
     /// Services that have had the CPU at least once.
     started: usize,
@@ -143,6 +162,7 @@ impl Kernel {
             calls: CallTable::default(),
             run_queue: VecDeque::with_capacity(bundle.services.len()),
             timers: BTreeSet::new(),
+            supervisor: None,
             summary: RunSummary::default(),
             started: 0,
             announced_ready: false,
@@ -205,6 +225,13 @@ impl Kernel {
                 names.push((*name).to_string());
             }
             let started_at = kernel.platform.now_ns();
+            let reload = Image {
+                name: image.name.to_string(),
+                module: image.module.to_vec(),
+                limits: image.limits,
+                endpoint_names: names.clone(),
+                policy: image.restart,
+            };
             match Service::load(image, names, Arc::clone(&kernel.platform)) {
                 Ok(service) => {
                     let id = kernel.services.len();
@@ -224,12 +251,17 @@ impl Kernel {
                                 Endpoint::new(endpoint.name.clone(), Some(id), depth as usize);
                         }
                     }
+                    if image.supervisor && kernel.supervisor.is_none() {
+                        kernel.supervisor = Some(id);
+                    }
                     kernel.services.push(Slot {
                         service,
+                        image: reload,
                         state: ServiceState::Ready,
                         handles,
                         resume_value: 0,
                         stats: ServiceStats::default(),
+                        restarts: 0,
                     });
                     kernel.run_queue.push_back(id);
                 }
@@ -315,15 +347,15 @@ impl Kernel {
                     self.summary.exited += 1;
                     let message = format!("service {} exited", slot.service.name());
                     self.log(&message);
-                    self.stopped(id);
+                    self.ended(id, Outcome::Exited);
                     return;
                 }
                 SliceOutcome::Faulted(reason) => {
                     let message = format!("service {} faulted: {reason}", slot.service.name());
-                    slot.state = ServiceState::Faulted(reason);
+                    slot.state = ServiceState::Faulted(reason.clone());
                     self.summary.faulted += 1;
                     self.log(&message);
-                    self.stopped(id);
+                    self.ended(id, Outcome::Faulted(reason));
                     return;
                 }
             }
@@ -363,6 +395,7 @@ impl Kernel {
                 timeout_ns,
             } => self.receive(id, handle, buffer, info, timeout_ns),
             Syscall::Reply { token, message } => self.reply(id, token, &message),
+            Syscall::Control { op, name } => self.control(id, op, &name),
             Syscall::Sleep { ns } => {
                 let deadline = self.platform.now_ns().saturating_add(ns);
                 self.block(id, Wait::Sleep { deadline });
@@ -435,9 +468,14 @@ impl Kernel {
         if let Some(slot) = self.services.get_mut(sender) {
             slot.stats.sent += 1;
         }
-        let Some(owner) = owner else {
-            return Ok(());
-        };
+        if let Some(owner) = owner {
+            self.deliver_if_waiting(owner, endpoint);
+        }
+        Ok(())
+    }
+
+    /// If `owner` waits in `receive` on `endpoint`, hands it the oldest message.
+    fn deliver_if_waiting(&mut self, owner: ServiceId, endpoint: usize) {
         if let Some(ServiceState::Blocked(Wait::Receive {
             endpoint: waited,
             buffer,
@@ -450,7 +488,6 @@ impl Kernel {
             let result = self.deliver(owner, endpoint, buffer, info);
             self.wake(owner, result.unwrap_or_else(Error::code));
         }
-        Ok(())
     }
 
     fn receive(
@@ -594,6 +631,183 @@ impl Kernel {
             // `wake` removed the timer if the service was waiting on it; make
             // sure a stale entry cannot loop.
             self.timers.remove(&(deadline, id));
+        }
+    }
+
+    /// Service `id` has ended. With a live supervisor, the calls it had taken
+    /// are answered with `PeerGone`, its endpoints keep their queues, and the
+    /// supervisor is told; it decides. Without one, the service is stopped.
+    fn ended(&mut self, id: ServiceId, outcome: Outcome) {
+        let supervisor = self.supervisor.filter(|&supervisor| {
+            supervisor != id
+                && matches!(
+                    self.services.get(supervisor).map(|slot| &slot.state),
+                    Some(ServiceState::Ready | ServiceState::Blocked(_))
+                )
+        });
+        let Some(supervisor) = supervisor else {
+            if self.supervisor == Some(id) {
+                self.log("the supervisor has ended: services are no longer supervised");
+            }
+            self.stopped(id);
+            return;
+        };
+        self.answer_taken_calls(id);
+        let Some(slot) = self.services.get(id) else {
+            return;
+        };
+        let event = Event {
+            service: slot.image.name.clone(),
+            outcome,
+            restarts: slot.restarts,
+            policy: slot.image.policy,
+            at_ns: self.platform.now_ns(),
+        };
+        let Some(endpoint) = self
+            .services
+            .get(supervisor)
+            .and_then(|slot| slot.handles.first())
+            .filter(|handle| handle.provider)
+            .map(|handle| handle.endpoint)
+        else {
+            self.stopped(id);
+            return;
+        };
+        let Ok(data) = postcard::to_allocvec(&event) else {
+            self.stopped(id);
+            return;
+        };
+        let message = Message {
+            sender: KERNEL_SENDER as ServiceId,
+            data,
+            token: 0,
+        };
+        let pushed = self
+            .endpoints
+            .get_mut(endpoint)
+            .map(|queue| queue.push_from_kernel(message));
+        if pushed != Some(Ok(())) {
+            self.stopped(id);
+            return;
+        }
+        self.deliver_if_waiting(supervisor, endpoint);
+    }
+
+    /// `control` from the supervisor.
+    fn control(&mut self, id: ServiceId, op: i32, name: &str) -> Result<Then, Error> {
+        if self.supervisor != Some(id) {
+            return Err(Error::NotPermitted);
+        }
+        let target = self
+            .services
+            .iter()
+            .position(|slot| slot.image.name == name)
+            .ok_or(Error::NotFound)?;
+        if target == id {
+            return Err(Error::NotPermitted);
+        }
+        let running = matches!(
+            self.services.get(target).map(|slot| &slot.state),
+            Some(ServiceState::Ready | ServiceState::Blocked(_))
+        );
+        match op {
+            CONTROL_STOP => {
+                self.halt(target);
+                self.stopped(target);
+                self.log(&format!("service {name} stopped by the supervisor"));
+            }
+            CONTROL_START if running => return Err(Error::InvalidArgument),
+            CONTROL_START => self.reload(target)?,
+            CONTROL_RESTART => {
+                self.halt(target);
+                self.answer_taken_calls(target);
+                self.reload(target)?;
+            }
+            _ => return Err(Error::InvalidArgument),
+        }
+        Ok(Then::Continue(0))
+    }
+
+    /// Takes service `id` off the CPU and out of whatever it waits for.
+    fn halt(&mut self, id: ServiceId) {
+        let Some(slot) = self.services.get_mut(id) else {
+            return;
+        };
+        match &slot.state {
+            ServiceState::Blocked(Wait::Reply { token }) => {
+                self.calls.remove(*token);
+            }
+            ServiceState::Blocked(Wait::Receive {
+                deadline: Some(deadline),
+                ..
+            })
+            | ServiceState::Blocked(Wait::Sleep { deadline }) => {
+                self.timers.remove(&(*deadline, id));
+            }
+            _ => {}
+        }
+        if matches!(slot.state, ServiceState::Ready | ServiceState::Blocked(_)) {
+            slot.state = ServiceState::Stopped;
+        }
+        self.run_queue.retain(|&queued| queued != id);
+    }
+
+    /// Loads service `id` afresh from its image: a new Engine and Store (the old
+    /// ones are dropped, with all they allocated), the same handles, and its
+    /// endpoints open with whatever is queued on them.
+    fn reload(&mut self, id: ServiceId) -> Result<(), Error> {
+        let Some(slot) = self.services.get_mut(id) else {
+            return Err(Error::NotFound);
+        };
+        let image = ServiceImage {
+            name: &slot.image.name,
+            module: &slot.image.module,
+            limits: slot.image.limits,
+            provides: Vec::new(),
+            uses: Vec::new(),
+            supervisor: false,
+            restart: slot.image.policy,
+        };
+        match Service::load(
+            &image,
+            slot.image.endpoint_names.clone(),
+            Arc::clone(&self.platform),
+        ) {
+            Ok(service) => {
+                slot.service = service;
+                slot.state = ServiceState::Ready;
+                slot.resume_value = 0;
+                slot.restarts = slot.restarts.saturating_add(1);
+                let message = format!(
+                    "service {} restarted ({} so far)",
+                    slot.image.name, slot.restarts
+                );
+                for endpoint in self.endpoints.iter_mut().filter(|e| e.owner == Some(id)) {
+                    endpoint.reopen();
+                }
+                self.run_queue.push_back(id);
+                self.log(&message);
+                Ok(())
+            }
+            Err(error) => {
+                let message = format!("service {} failed to restart: {error}", slot.image.name);
+                slot.state = ServiceState::Faulted(message.clone());
+                self.log(&message);
+                self.stopped(id);
+                Err(Error::InvalidArgument)
+            }
+        }
+    }
+
+    /// Answers with `PeerGone` the calls service `id` had taken but not answered.
+    fn answer_taken_calls(&mut self, id: ServiceId) {
+        for token in self
+            .calls
+            .tokens_where(|call| call.server == id && call.received)
+        {
+            if let Some(call) = self.calls.remove(token) {
+                self.wake(call.caller, Error::PeerGone.code());
+            }
         }
     }
 

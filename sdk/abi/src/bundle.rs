@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
 /// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
@@ -100,6 +100,10 @@ pub struct ServiceImage<'a> {
     /// Endpoints of other services this service may send to and call.
     #[serde(borrow)]
     pub uses: Vec<&'a str>,
+    /// This service is the system's supervisor (at most one is).
+    pub supervisor: bool,
+    /// How the supervisor should treat this service when it ends.
+    pub restart: crate::supervision::RestartPolicy,
 }
 
 /// Per-service resource limits.
@@ -193,6 +197,8 @@ mod tests {
                 limits: ServiceLimits::default(),
                 provides: vec!["echo"],
                 uses: vec!["log", "kv"],
+                supervisor: false,
+                restart: crate::supervision::RestartPolicy::default(),
             }],
         }
     }

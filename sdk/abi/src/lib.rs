@@ -13,6 +13,7 @@
 extern crate alloc;
 
 pub mod bundle;
+pub mod supervision;
 
 /// The Wasm import module that every Atoll host function lives in.
 pub const IMPORT_MODULE: &str = "atoll";
@@ -129,9 +130,20 @@ pub const TIME: HostFunction = HostFunction {
     results: &[I64],
 };
 
+/// `control(op: i32, name_ptr: i32, name_len: i32) -> i32`: stops, starts or
+/// restarts the service called `name` (see [`supervision`]). Only the system's
+/// supervisor may call it.
+pub const CONTROL: HostFunction = HostFunction {
+    name: "control",
+    params: &[I32, I32, I32],
+    results: &[I32],
+};
+
 /// Every host function of the ABI. A module importing anything else from
 /// [`IMPORT_MODULE`], or from any other module, is rejected at build time and at load.
-pub const HOST_FUNCTIONS: &[HostFunction] = &[LOG, LOOKUP, SEND, CALL, RECEIVE, REPLY, SLEEP, TIME];
+pub const HOST_FUNCTIONS: &[HostFunction] = &[
+    LOG, LOOKUP, SEND, CALL, RECEIVE, REPLY, SLEEP, TIME, CONTROL,
+];
 
 /// Looks up a host function by its import name.
 #[must_use]

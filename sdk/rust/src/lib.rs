@@ -26,11 +26,12 @@
     )
 )]
 
-pub use atoll_abi::Error;
+pub use atoll_abi::{Error, MAX_MESSAGE_LEN};
 
 extern crate alloc;
 
 pub mod ipc;
+pub mod supervision;
 pub use ipc::{CallError, Endpoint, Received, ReplyToken, Timeout};
 #[cfg(target_family = "wasm")]
 pub use ipc::{serve, serve_named};
@@ -66,6 +67,8 @@ pub mod raw {
         pub fn sleep(ns: i64) -> i32;
         /// See [`atoll_abi::TIME`].
         pub fn time() -> i64;
+        /// See [`atoll_abi::CONTROL`].
+        pub fn control(op: i32, name: *const u8, len: usize) -> i32;
     }
 }
 

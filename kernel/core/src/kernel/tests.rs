@@ -5,6 +5,7 @@ use alloc::string::String;
 use alloc::vec;
 use atoll_abi::Error;
 use atoll_abi::bundle::{Bundle, ServiceImage, ServiceLimits};
+use atoll_abi::supervision::RestartPolicy;
 use std::sync::Mutex;
 
 /// A platform that records the console and counts time in steps.
@@ -55,6 +56,8 @@ fn bundle(services: &[(&str, &[u8], ServiceLimits)]) -> Vec<u8> {
                 limits: *limits,
                 provides: vec![],
                 uses: vec![],
+                supervisor: false,
+                restart: RestartPolicy::default(),
             })
             .collect(),
     };
@@ -323,6 +326,7 @@ fn probe(data: &str, body: &str) -> String {
         (import "atoll" "reply" (func $reply (param i32 i32 i32) (result i32)))
         (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
         (import "atoll" "time" (func $time (result i64)))
+        (import "atoll" "control" (func $control (param i32 i32 i32) (result i32)))
         (memory (export "memory") 1)
         (data (i32.const 0) "{data}")
         (func $report (param $v i32) (local $p i32) (local $neg i32) (local $n i32)
@@ -354,6 +358,11 @@ struct Spec<'a> {
 }
 
 fn run_specs(specs: &[Spec<'_>]) -> (String, RunSummary) {
+    run_supervised(specs, None)
+}
+
+/// [`run_specs`] with `supervisor` (a service name) as the system's supervisor.
+fn run_supervised(specs: &[Spec<'_>], supervisor: Option<&str>) -> (String, RunSummary) {
     let modules: Vec<Vec<u8>> = specs
         .iter()
         .map(|spec| wat::parse_str(&spec.wat).unwrap())
@@ -373,6 +382,8 @@ fn run_specs(specs: &[Spec<'_>]) -> (String, RunSummary) {
                 limits: LIMITS,
                 provides: spec.provides.to_vec(),
                 uses: spec.uses.to_vec(),
+                supervisor: supervisor == Some(spec.name),
+                restart: RestartPolicy::default(),
             })
             .collect(),
     };
@@ -901,4 +912,194 @@ fn memory_growth_is_refused_when_the_kernel_heap_runs_low() {
     kernel.run();
     let console = platform.console.lock().unwrap().clone();
     assert_eq!(lines_of(&console, "grower"), ["-1"], "{console}");
+}
+
+// ---------------------------------------------------------------------------
+// Supervision: reports to the supervisor, restart and stop through `control`.
+
+/// A server on handle 1 that logs each message and traps on one starting with
+/// `!`; calls are answered with the message.
+fn fragile_server() -> String {
+    probe(
+        "",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (if (i32.eq (i32.load8_u (i32.const 100)) (i32.const 33)) (then unreachable))
+            (drop (call $log (i32.const 100) (local.get $r)))
+            (if (call $token) (then (drop (call $reply (call $token) (i32.const 100) (local.get $r)))))
+            (br $serve))",
+    )
+}
+
+/// A supervisor (handle 1: its event endpoint) that answers every report with
+/// `control(op, "svc")` and logs the result.
+fn supervisor(op: i32) -> String {
+    probe(
+        "svc",
+        &format!(
+            "(loop $events
+                (local.set $r (call $receive (i32.const 1) (i32.const 400) (i32.const 512) (i64.const -1) (i32.const 200)))
+                (call $report (i32.load (i32.const 204)))  ;; sender: the kernel
+                (call $report (call $control (i32.const {op}) (i32.const 0) (i32.const 3)))
+                (br $events))"
+        ),
+    )
+}
+
+#[test]
+fn a_restarted_service_keeps_its_queue_and_only_the_taken_call_fails() {
+    // The client queues a poison message, then two good ones, then calls: the
+    // server dies on the poison, is restarted, and serves the rest in order.
+    let client = probe(
+        "!ab?",
+        "(call $report (call $send (i32.const 1) (i32.const 0) (i32.const 1)))
+         (call $report (call $send (i32.const 1) (i32.const 1) (i32.const 1)))
+         (call $report (call $send (i32.const 1) (i32.const 2) (i32.const 1)))
+         (call $report (call $call (i32.const 1) (i32.const 3) (i32.const 1) (i32.const 300) (i32.const 8)))
+         (drop (call $log (i32.const 300) (i32.const 1)))
+         ;; a call the server dies on: only this one fails
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))
+         (call $report (call $call (i32.const 1) (i32.const 2) (i32.const 1) (i32.const 300) (i32.const 8)))",
+    );
+    let (console, _) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: supervisor(3),
+                provides: &["events"],
+                uses: &[],
+            },
+            Spec {
+                name: "svc",
+                wat: fragile_server(),
+                provides: &["svc"],
+                uses: &[],
+            },
+            Spec {
+                name: "client",
+                wat: client,
+                provides: &[],
+                uses: &["svc"],
+            },
+        ],
+        Some("sup"),
+    );
+    assert_eq!(lines_of(&console, "svc"), ["a", "b", "?", "b"], "{console}");
+    let gone = Error::PeerGone.code().to_string();
+    assert_eq!(
+        lines_of(&console, "client"),
+        ["0", "0", "0", "1", "?", gone.as_str(), "1"],
+        "{console}"
+    );
+    // Three reports from the kernel (sender u32::MAX): two faults of svc and
+    // the client's exit; this test supervisor answers each by restarting svc.
+    assert_eq!(
+        lines_of(&console, "sup"),
+        ["-1", "0", "-1", "0", "-1", "0"],
+        "{console}"
+    );
+    assert!(
+        console.contains("atoll: service svc restarted (2 so far)"),
+        "{console}"
+    );
+}
+
+#[test]
+fn stopping_a_service_answers_everyone_waiting_on_it() {
+    let client = probe(
+        "!x",
+        "(call $report (call $send (i32.const 1) (i32.const 0) (i32.const 1)))
+         (call $report (call $call (i32.const 1) (i32.const 1) (i32.const 1) (i32.const 300) (i32.const 8)))
+         (call $report (call $send (i32.const 1) (i32.const 1) (i32.const 1)))",
+    );
+    let (console, summary) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: supervisor(1),
+                provides: &["events"],
+                uses: &[],
+            },
+            Spec {
+                name: "svc",
+                wat: fragile_server(),
+                provides: &["svc"],
+                uses: &[],
+            },
+            Spec {
+                name: "client",
+                wat: client,
+                provides: &[],
+                uses: &["svc"],
+            },
+        ],
+        Some("sup"),
+    );
+    let gone = Error::PeerGone.code().to_string();
+    assert_eq!(
+        lines_of(&console, "client"),
+        ["0", gone.as_str(), gone.as_str()],
+        "{console}"
+    );
+    assert!(
+        console.contains("atoll: service svc stopped by the supervisor"),
+        "{console}"
+    );
+    assert_eq!(summary.faulted, 1);
+}
+
+#[test]
+fn only_the_supervisor_may_control_and_only_known_services() {
+    let meddler = probe(
+        "svcnobody",
+        "(call $report (call $control (i32.const 3) (i32.const 0) (i32.const 3)))",
+    );
+    let boss = probe(
+        "svcnobodysup",
+        "(call $report (call $control (i32.const 3) (i32.const 3) (i32.const 6)))  ;; unknown
+         (call $report (call $control (i32.const 3) (i32.const 9) (i32.const 3)))  ;; itself
+         (call $report (call $control (i32.const 9) (i32.const 0) (i32.const 3)))  ;; bad op
+         (call $report (call $control (i32.const 2) (i32.const 0) (i32.const 3)))  ;; already running
+         (call $report (call $control (i32.const 3) (i32.const 70000) (i32.const 3)))",
+    );
+    let (console, _) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: boss,
+                provides: &["events"],
+                uses: &[],
+            },
+            Spec {
+                name: "svc",
+                wat: fragile_server(),
+                provides: &["svc"],
+                uses: &[],
+            },
+            Spec {
+                name: "meddler",
+                wat: meddler,
+                provides: &[],
+                uses: &[],
+            },
+        ],
+        Some("sup"),
+    );
+    let code = |error: Error| error.code().to_string();
+    assert_eq!(
+        lines_of(&console, "meddler"),
+        [code(Error::NotPermitted)],
+        "{console}"
+    );
+    assert_eq!(
+        lines_of(&console, "sup"),
+        [
+            code(Error::NotFound),
+            code(Error::NotPermitted),
+            code(Error::InvalidArgument),
+            code(Error::InvalidArgument),
+            code(Error::OutOfBounds),
+        ],
+        "{console}"
+    );
 }

@@ -1,0 +1,32 @@
+//! For the supervisor service: the kernel's reports and the `control` calls.
+//! Every other service gets `NotPermitted` from these.
+
+use atoll_abi::Error;
+pub use atoll_abi::supervision::{
+    CONTROL_RESTART, CONTROL_START, CONTROL_STOP, Event, KERNEL_SENDER, Outcome, RestartPolicy,
+    Strategy,
+};
+
+#[cfg(target_family = "wasm")]
+fn control(op: i32, service: &str) -> Result<(), Error> {
+    // SAFETY: `service` is a live buffer the kernel only reads.
+    crate::check(unsafe { crate::raw::control(op, service.as_ptr(), service.len()) })
+}
+
+/// Restarts `service`: a fresh instance, same endpoints, queued messages kept.
+#[cfg(target_family = "wasm")]
+pub fn restart(service: &str) -> Result<(), Error> {
+    control(CONTROL_RESTART, service)
+}
+
+/// Stops `service`: its endpoints close; everyone waiting on it gets `PeerGone`.
+#[cfg(target_family = "wasm")]
+pub fn stop(service: &str) -> Result<(), Error> {
+    control(CONTROL_STOP, service)
+}
+
+/// Starts a stopped, exited or faulted `service` afresh.
+#[cfg(target_family = "wasm")]
+pub fn start(service: &str) -> Result<(), Error> {
+    control(CONTROL_START, service)
+}
