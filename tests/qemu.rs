@@ -41,7 +41,8 @@ fn the_default_system_becomes_ready() {
         TIMEOUT,
     );
     boot.expect("[hello] hello from a Wasm service")
-        .expect("atoll: system ready (5 services)")
+        .expect("atoll: system ready (6 services)")
+        .expect("[supervisor] hello exited; not restarted (Transient)")
         .expect("[echo-client] echo replied: hello over IPC")
         .expect("[echo-client] 10 pings, 10 pongs in")
         .expect("[kv-client] visits = Some(3), answer = Ok(Value(Some(42))), long key: Ok(Error(KeyTooLong)), keys: Ok(Len(2))");

@@ -199,6 +199,15 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             ],
         },
         Row {
+            name: "restart, fault to next request (median of 21)",
+            unit: "us",
+            values: [
+                guest.values.get("restart_ns").map(|ns| ns / 1000.0),
+                hosted.values.get("restart_ns").map(|ns| ns / 1000.0),
+                None,
+            ],
+        },
+        Row {
             name: "service spawn (validated module, median of 20)",
             unit: "us",
             values: [median(&guest.spawn_us), median(&hosted.spawn_us), None],

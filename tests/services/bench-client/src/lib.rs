@@ -9,6 +9,7 @@ atoll_sdk::entry!(main);
 
 const ROUND_TRIPS: u64 = 2000;
 const MESSAGES: u64 = 5000;
+const RESTARTS: usize = 21;
 
 fn main() {
     let bench = Endpoint::from_handle(1);
@@ -55,5 +56,24 @@ fn main() {
         MESSAGES * 1_000_000_000 / elapsed
     );
     println!("bench: send_queue_full={refused}");
+    // Restart: a request that kills the supervised server, then one that is
+    // served by its restarted instance. The time includes one round trip.
+    let crasher = Endpoint::from_handle(2);
+    // Postcard: variant 1 (Ping), then the number as a varint.
+    let poison = [1u8, 4]; // echo::Request::Ping(4): the crasher dies on it
+    let ping = [1u8, 1]; // echo::Request::Ping(1)
+    let mut samples = [0u64; RESTARTS];
+    for sample in &mut samples {
+        let started = atoll_sdk::time();
+        let died = crasher.call(&poison, &mut reply).is_err();
+        let served = crasher.call(&ping, &mut reply).is_ok();
+        if !(died && served) {
+            println!("restart benchmark: unexpected answers");
+            return;
+        }
+        *sample = atoll_sdk::time() - started;
+    }
+    samples.sort_unstable();
+    println!("bench: restart_ns={}", samples[RESTARTS / 2]);
     println!("bench: done=1");
 }
