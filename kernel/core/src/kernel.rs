@@ -140,6 +140,10 @@ pub struct Kernel {
     timers: BTreeSet<(u64, ServiceId)>,
     /// The service that gets exit and fault reports and may use `control`.
     supervisor: Option<ServiceId>,
+    /// Bytes held by queued messages, and the most they may hold: a bound on
+    /// kernel memory that no combination of queue depths can exceed.
+    queued_bytes: usize,
+    message_budget: usize,
     summary: RunSummary,
     /// Services that have had the CPU at least once.
     started: usize,
@@ -163,10 +167,13 @@ impl Kernel {
             run_queue: VecDeque::with_capacity(bundle.services.len()),
             timers: BTreeSet::new(),
             supervisor: None,
+            queued_bytes: 0,
+            message_budget: 0,
             summary: RunSummary::default(),
             started: 0,
             announced_ready: false,
         };
+        kernel.message_budget = MAX_MESSAGE_BUDGET.min(kernel.platform.heap_available() / 4);
         kernel.log(&format!(
             "system `{}`: {} services in the bundle",
             bundle.kernel.system_name,
@@ -459,12 +466,23 @@ impl Kernel {
         Ok(Then::Block)
     }
 
+    /// Changes the bound on bytes held by all queues together (at boot: a
+    /// quarter of the free heap, at most 64 MiB). Sends past it get `QueueFull`.
+    pub fn set_message_budget(&mut self, bytes: usize) {
+        self.message_budget = bytes;
+    }
+
     /// Queues a message and, if the provider is waiting for one, delivers it.
     fn enqueue(&mut self, endpoint: usize, message: Message) -> Result<(), Error> {
         let sender = message.sender;
+        let cost = message_cost(&message);
+        if self.queued_bytes.saturating_add(cost) > self.message_budget {
+            return Err(Error::QueueFull);
+        }
         let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
         let owner = queue.owner;
         queue.push(message).map_err(|(error, _)| error)?;
+        self.queued_bytes += cost;
         if let Some(slot) = self.services.get_mut(sender) {
             slot.stats.sent += 1;
         }
@@ -545,7 +563,9 @@ impl Kernel {
         slot.stats.received += 1;
         let length = i32::try_from(message.data.len()).map_err(|_| Error::TooLarge)?;
         let token = message.token;
-        queue.pop();
+        if let Some(message) = queue.pop() {
+            self.queued_bytes = self.queued_bytes.saturating_sub(message_cost(&message));
+        }
         if let Some(call) = self.calls.get_mut(token) {
             call.received = true;
         }
@@ -682,6 +702,8 @@ impl Kernel {
             data,
             token: 0,
         };
+        // Counted, never refused: reports are small and one per ended service.
+        self.queued_bytes += message_cost(&message);
         let pushed = self
             .endpoints
             .get_mut(endpoint)
@@ -816,13 +838,12 @@ impl Kernel {
     fn stopped(&mut self, id: ServiceId) {
         let mut orphaned = Vec::new();
         for endpoint in self.endpoints.iter_mut().filter(|e| e.owner == Some(id)) {
-            orphaned.extend(
-                endpoint
-                    .close()
-                    .into_iter()
-                    .filter(|m| m.token != 0)
-                    .map(|m| m.token),
-            );
+            for message in endpoint.close() {
+                self.queued_bytes = self.queued_bytes.saturating_sub(message_cost(&message));
+                if message.token != 0 {
+                    orphaned.push(message.token);
+                }
+            }
         }
         orphaned.extend(self.calls.tokens_where(|call| call.server == id));
         for token in orphaned {
@@ -844,6 +865,14 @@ impl Kernel {
     fn log(&self, message: &str) {
         self.platform.console_write(&format!("atoll: {message}\n"));
     }
+}
+
+/// The most bytes all queues together may hold.
+pub const MAX_MESSAGE_BUDGET: usize = 64 * 1024 * 1024;
+
+/// What a queued message costs against the budget: its bytes plus bookkeeping.
+fn message_cost(message: &Message) -> usize {
+    message.data.len() + core::mem::size_of::<Message>()
 }
 
 #[cfg(test)]

@@ -363,6 +363,15 @@ fn run_specs(specs: &[Spec<'_>]) -> (String, RunSummary) {
 
 /// [`run_specs`] with `supervisor` (a service name) as the system's supervisor.
 fn run_supervised(specs: &[Spec<'_>], supervisor: Option<&str>) -> (String, RunSummary) {
+    run_with(specs, supervisor, None)
+}
+
+/// [`run_supervised`], with the kernel's message budget set if given.
+fn run_with(
+    specs: &[Spec<'_>],
+    supervisor: Option<&str>,
+    budget: Option<usize>,
+) -> (String, RunSummary) {
     let modules: Vec<Vec<u8>> = specs
         .iter()
         .map(|spec| wat::parse_str(&spec.wat).unwrap())
@@ -390,6 +399,9 @@ fn run_supervised(specs: &[Spec<'_>], supervisor: Option<&str>) -> (String, RunS
     let platform = Arc::new(TestPlatform::default());
     let (mut kernel, _) =
         Kernel::boot(&bundle::encode(&bundle).unwrap(), platform.clone()).unwrap();
+    if let Some(budget) = budget {
+        kernel.set_message_budget(budget);
+    }
     let summary = kernel.run();
     let console = platform.console.lock().unwrap().clone();
     (console, summary)
@@ -1100,6 +1112,49 @@ fn only_the_supervisor_may_control_and_only_known_services() {
             code(Error::InvalidArgument),
             code(Error::OutOfBounds),
         ],
+        "{console}"
+    );
+}
+
+#[test]
+fn all_queues_together_hold_a_bounded_number_of_bytes() {
+    // Two endpoints of depth 4 could hold 8 messages of 4 KiB; a 10 KB budget
+    // admits two, then refuses with QueueFull, whichever endpoint is used.
+    let client = probe(
+        "",
+        "(call $report (call $send (i32.const 1) (i32.const 0) (i32.const 4096)))
+         (call $report (call $send (i32.const 2) (i32.const 0) (i32.const 4096)))
+         (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 4096)))
+         (call $report (call $send (i32.const 2) (i32.const 0) (i32.const 10)))",
+    );
+    let (console, _) = run_with(
+        &[
+            Spec {
+                name: "a",
+                wat: probe("", "(drop (call $sleep (i64.const 10000000000)))"),
+                provides: &["a"],
+                uses: &[],
+            },
+            Spec {
+                name: "b",
+                wat: probe("", "(drop (call $sleep (i64.const 10000000000)))"),
+                provides: &["b"],
+                uses: &[],
+            },
+            Spec {
+                name: "client",
+                wat: client,
+                provides: &[],
+                uses: &["a", "b"],
+            },
+        ],
+        None,
+        Some(10_000),
+    );
+    let full = Error::QueueFull.code().to_string();
+    assert_eq!(
+        lines_of(&console, "client"),
+        ["0", "0", full.as_str(), "0"],
         "{console}"
     );
 }
