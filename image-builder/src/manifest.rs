@@ -117,6 +117,7 @@ struct RawService {
     restart: Option<Spanned<String>>,
     max_restarts: Option<u32>,
     restart_window_ms: Option<u64>,
+    swap_probation_ms: Option<u64>,
 }
 
 /// Where a service's module comes from.
@@ -261,6 +262,9 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
             memory_bytes: DEFAULT_MEMORY_LIMIT,
             fuel_slice: DEFAULT_FUEL_SLICE,
             queue_depth: DEFAULT_QUEUE_DEPTH,
+            swap_probation_ms: service
+                .swap_probation_ms
+                .unwrap_or(atoll_abi::bundle::DEFAULT_SWAP_PROBATION_MS),
         };
         if let Some(depth) = &service.queue_depth {
             let value = *depth.get_ref();

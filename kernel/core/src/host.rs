@@ -48,6 +48,10 @@ pub enum Syscall {
         op: i32,
         name: alloc::string::String,
     },
+    Swap {
+        name: alloc::string::String,
+        module: Vec<u8>,
+    },
 }
 
 /// The host error that suspends a service in a kernel call. Carries nothing:
@@ -76,6 +80,7 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
     linker.func_wrap(IMPORT_MODULE, atoll_abi::SLEEP.name, sleep)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::TIME.name, time)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::CONTROL.name, control)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::SWAP.name, swap)?;
     Ok(())
 }
 
@@ -261,12 +266,42 @@ fn time(caller: Caller<'_, HostState>) -> i64 {
     i64::try_from(caller.data().platform.now_ns()).unwrap_or(i64::MAX)
 }
 
+/// A service name from the caller's memory.
+fn read_name(
+    caller: &Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> Result<alloc::string::String, Error> {
+    let name = GuestSlice::new(ptr, len).read(memory(caller)?, MAX_LOG_LEN)?;
+    let name = core::str::from_utf8(name).map_err(|_| Error::InvalidUtf8)?;
+    Ok(alloc::string::String::from(name))
+}
+
 /// `control(op, name_ptr, name_len) -> status`
 fn control(caller: Caller<'_, HostState>, op: i32, ptr: i32, len: i32) -> HostResult {
     checked(|| {
-        let name = GuestSlice::new(ptr, len).read(memory(&caller)?, MAX_LOG_LEN)?;
-        let name = core::str::from_utf8(name).map_err(|_| Error::InvalidUtf8)?;
-        let name = alloc::string::String::from(name);
+        let name = read_name(&caller, ptr, len)?;
         Ok(suspend(caller, Syscall::Control { op, name }))
+    })
+}
+
+/// The largest module `swap` takes.
+pub const MAX_SWAP_MODULE_LEN: usize = 16 * 1024 * 1024;
+
+/// `swap(name_ptr, name_len, module_ptr, module_len) -> status`
+fn swap(
+    mut caller: Caller<'_, HostState>,
+    name_ptr: i32,
+    name_len: i32,
+    module_ptr: i32,
+    module_len: i32,
+) -> HostResult {
+    checked(|| {
+        let name = read_name(&caller, name_ptr, name_len)?;
+        let module = GuestSlice::new(module_ptr, module_len)
+            .read(memory(&caller)?, MAX_SWAP_MODULE_LEN)?
+            .to_vec();
+        charge_copy(&mut caller, module.len());
+        Ok(suspend(caller, Syscall::Swap { name, module }))
     })
 }

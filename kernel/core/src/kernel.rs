@@ -111,6 +111,20 @@ struct Slot {
     resume_value: i32,
     stats: ServiceStats,
     restarts: u32,
+    /// A new module to swap in at the service's next quiescent point.
+    pending_swap: Option<Vec<u8>>,
+    /// The version replaced by the last swap, kept for a rollback until its
+    /// probation ends.
+    previous: Option<Previous>,
+    swaps: u32,
+}
+
+/// A replaced version, still parked in `receive`.
+struct Previous {
+    service: Service,
+    wait: Wait,
+    module: Vec<u8>,
+    until_ns: u64,
 }
 
 /// A service's module and settings, kept to restart it.
@@ -269,6 +283,9 @@ impl Kernel {
                         resume_value: 0,
                         stats: ServiceStats::default(),
                         restarts: 0,
+                        pending_swap: None,
+                        previous: None,
+                        swaps: 0,
                     });
                     kernel.run_queue.push_back(id);
                 }
@@ -327,6 +344,14 @@ impl Kernel {
         }
         if !slot.service.started() {
             self.started += 1;
+        }
+        if slot
+            .previous
+            .as_ref()
+            .is_some_and(|previous| self.platform.now_ns() > previous.until_ns)
+        {
+            // Probation over: the old version's Engine and Store are freed.
+            slot.previous = None;
         }
         let mut value = slot.resume_value;
         let mut fresh = true;
@@ -403,6 +428,7 @@ impl Kernel {
             } => self.receive(id, handle, buffer, info, timeout_ns),
             Syscall::Reply { token, message } => self.reply(id, token, &message),
             Syscall::Control { op, name } => self.control(id, op, &name),
+            Syscall::Swap { name, module } => self.swap_request(id, &name, module),
             Syscall::Sleep { ns } => {
                 let deadline = self.platform.now_ns().saturating_add(ns);
                 self.block(id, Wait::Sleep { deadline });
@@ -606,8 +632,12 @@ impl Kernel {
         if let Some(deadline) = deadline {
             self.timers.insert((deadline, id));
         }
+        let quiescent = matches!(wait, Wait::Receive { .. });
         if let Some(slot) = self.services.get_mut(id) {
             slot.state = ServiceState::Blocked(wait);
+            if quiescent && slot.pending_swap.is_some() {
+                self.perform_swap(id);
+            }
         }
     }
 
@@ -658,6 +688,9 @@ impl Kernel {
     /// are answered with `PeerGone`, its endpoints keep their queues, and the
     /// supervisor is told; it decides. Without one, the service is stopped.
     fn ended(&mut self, id: ServiceId, outcome: Outcome) {
+        if self.roll_back(id, &outcome) {
+            return;
+        }
         let supervisor = self.supervisor.filter(|&supervisor| {
             supervisor != id
                 && matches!(
@@ -750,6 +783,165 @@ impl Kernel {
         Ok(Then::Continue(0))
     }
 
+    /// `swap` from the supervisor: checks the module now, swaps at the target's
+    /// next quiescent point (waiting in `receive`), which may be at once.
+    fn swap_request(&mut self, id: ServiceId, name: &str, module: Vec<u8>) -> Result<Then, Error> {
+        if self.supervisor != Some(id) {
+            return Err(Error::NotPermitted);
+        }
+        let target = self
+            .services
+            .iter()
+            .position(|slot| slot.image.name == name)
+            .ok_or(Error::NotFound)?;
+        if target == id {
+            return Err(Error::NotPermitted);
+        }
+        if let Err(error) = crate::service::validate(&module) {
+            self.log(&format!("swap of {name} refused: {error}"));
+            return Err(Error::InvalidModule);
+        }
+        let Some(slot) = self.services.get_mut(target) else {
+            return Err(Error::NotFound);
+        };
+        if !matches!(slot.state, ServiceState::Ready | ServiceState::Blocked(_)) {
+            return Err(Error::InvalidArgument);
+        }
+        slot.pending_swap = Some(module);
+        if matches!(slot.state, ServiceState::Blocked(Wait::Receive { .. })) {
+            self.perform_swap(target);
+        }
+        Ok(Then::Continue(0))
+    }
+
+    /// Replaces service `id`, parked in `receive`, by its pending module: the
+    /// old version saves its state, the new one is loaded, restores it and
+    /// starts; the old one is kept, parked, until the probation ends. If the
+    /// new version cannot be loaded or take the state, the old one goes on.
+    fn perform_swap(&mut self, id: ServiceId) {
+        let now = self.platform.now_ns();
+        let platform = Arc::clone(&self.platform);
+        let Some(slot) = self.services.get_mut(id) else {
+            return;
+        };
+        let Some(module) = slot.pending_swap.take() else {
+            return;
+        };
+        let ServiceState::Blocked(wait @ Wait::Receive { .. }) = slot.state.clone() else {
+            return;
+        };
+        let name = slot.image.name.clone();
+        let outcome = (|| -> Result<Service, String> {
+            let state = slot.service.save_state()?;
+            let image = ServiceImage {
+                name: &slot.image.name,
+                module: &module,
+                limits: slot.image.limits,
+                provides: Vec::new(),
+                uses: Vec::new(),
+                supervisor: false,
+                restart: slot.image.policy,
+            };
+            let mut service = Service::load(&image, slot.image.endpoint_names.clone(), platform)
+                .map_err(|error| error.to_string())?;
+            if let Some(state) = state {
+                service.restore_state(&state)?;
+            }
+            Ok(service)
+        })();
+        let service = match outcome {
+            Ok(service) => service,
+            Err(reason) => {
+                self.log(&format!(
+                    "swap of {name} failed, old version kept: {reason}"
+                ));
+                return;
+            }
+        };
+        if let Wait::Receive {
+            deadline: Some(deadline),
+            ..
+        } = wait
+        {
+            self.timers.remove(&(deadline, id));
+        }
+        let Some(slot) = self.services.get_mut(id) else {
+            return;
+        };
+        let old = core::mem::replace(&mut slot.service, service);
+        let old_module = core::mem::replace(&mut slot.image.module, module);
+        let probation = slot
+            .image
+            .limits
+            .swap_probation_ms
+            .saturating_mul(1_000_000);
+        // Dropping the version before last frees its Engine and Store.
+        slot.previous = Some(Previous {
+            service: old,
+            wait,
+            module: old_module,
+            until_ns: now.saturating_add(probation),
+        });
+        slot.state = ServiceState::Ready;
+        slot.resume_value = 0;
+        slot.swaps = slot.swaps.saturating_add(1);
+        let message = format!(
+            "service {name} swapped to a new version ({} swaps)",
+            slot.swaps
+        );
+        self.run_queue.push_back(id);
+        self.log(&message);
+    }
+
+    /// If service `id` was swapped in and ends within its probation, puts the
+    /// previous version back, parked where it was. Returns whether it did.
+    fn roll_back(&mut self, id: ServiceId, outcome: &Outcome) -> bool {
+        let now = self.platform.now_ns();
+        let Some(slot) = self.services.get_mut(id) else {
+            return false;
+        };
+        let Some(previous) = slot.previous.take() else {
+            return false;
+        };
+        if now > previous.until_ns {
+            return false;
+        }
+        self.answer_taken_calls(id);
+        let Some(slot) = self.services.get_mut(id) else {
+            return false;
+        };
+        slot.service = previous.service;
+        slot.image.module = previous.module;
+        let deadline = match &previous.wait {
+            Wait::Receive { deadline, .. } => *deadline,
+            _ => None,
+        };
+        slot.state = ServiceState::Blocked(previous.wait);
+        let what = match outcome {
+            Outcome::Exited => String::from("exited"),
+            Outcome::Faulted(reason) => format!("faulted ({reason})"),
+        };
+        let message = format!(
+            "swap of {} rolled back: the new version {what} during its probation",
+            slot.image.name
+        );
+        if let Some(deadline) = deadline {
+            self.timers.insert((deadline, id));
+        }
+        self.log(&message);
+        // Messages that arrived meanwhile wait in the queue: hand one over.
+        for endpoint in 0..self.endpoints.len() {
+            if self
+                .endpoints
+                .get(endpoint)
+                .is_some_and(|e| e.owner == Some(id) && !e.is_empty())
+            {
+                self.deliver_if_waiting(id, endpoint);
+            }
+        }
+        true
+    }
+
     /// Takes service `id` off the CPU and out of whatever it waits for.
     fn halt(&mut self, id: ServiceId) {
         let Some(slot) = self.services.get_mut(id) else {
@@ -771,6 +963,8 @@ impl Kernel {
         if matches!(slot.state, ServiceState::Ready | ServiceState::Blocked(_)) {
             slot.state = ServiceState::Stopped;
         }
+        slot.pending_swap = None;
+        slot.previous = None;
         self.run_queue.retain(|&queued| queued != id);
     }
 

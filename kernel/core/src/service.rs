@@ -15,12 +15,12 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use atoll_abi::bundle::ServiceImage;
 use atoll_abi::{ENTRY_POINT, Error, IMPORT_MODULE, MEMORY_EXPORT, ValueType};
-// wasmi does not re-export the error type of its `ResourceLimiter` trait.
 use wasmi::{
-    CompilationMode, Config, EnforcedLimits, Engine, ExternType, Linker, Memory, Module,
+    CompilationMode, Config, EnforcedLimits, Engine, ExternType, Instance, Linker, Memory, Module,
     ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, TypedFunc, TypedResumableCall,
     TypedResumableCallHostTrap, TypedResumableCallOutOfFuel, Val, ValType,
 };
+// wasmi does not re-export the error type of its `ResourceLimiter` trait.
 use wasmi_core::LimiterError;
 
 /// Fuel a module's start function may burn during instantiation. A start function
@@ -160,8 +160,23 @@ pub struct Service {
     store: Store<HostState>,
     entry: TypedFunc<(), ()>,
     memory: Memory,
+    instance: Instance,
     suspended: Suspended,
 }
+
+/// Export a service may offer to hand its state to its next version in a
+/// hot swap: `() -> i64`, the state's `(ptr << 32) | len` in its memory.
+pub const STATE_SAVE_EXPORT: &str = "atoll_state_save";
+/// Export a new version may offer to receive that state: `(len: i32) -> i32`,
+/// a buffer of `len` bytes in its memory for the kernel to fill ...
+pub const STATE_ALLOC_EXPORT: &str = "atoll_state_alloc";
+/// ... and `(ptr: i32, len: i32) -> ()`, called once the buffer is filled,
+/// before `_start`.
+pub const STATE_RESTORE_EXPORT: &str = "atoll_state_restore";
+/// The most state a hot swap carries.
+pub const MAX_STATE_LEN: usize = 1024 * 1024;
+/// Fuel for each state-handoff call.
+const STATE_FUEL: u64 = 10_000_000;
 
 impl Service {
     /// Compiles, links and instantiates a service from its image.
@@ -205,6 +220,7 @@ impl Service {
             .get_memory(&store, MEMORY_EXPORT)
             .ok_or(LoadError::MissingMemory)?;
         Ok(Service {
+            instance,
             fuel_slice: image.limits.fuel_slice.max(1),
             fuel_used: 0,
             fuel_required: 0,
@@ -252,6 +268,61 @@ impl Service {
             .ok_or(Error::OutOfBounds)?
             .copy_from_slice(bytes);
         Ok(())
+    }
+
+    /// Asks the service for its state through [`STATE_SAVE_EXPORT`]. `None` if
+    /// it exports no such function. Runs beside a suspended entry-point call,
+    /// with a fuel budget of its own; the slice's fuel is put back after.
+    pub fn save_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+        let Ok(save) = self
+            .instance
+            .get_typed_func::<(), i64>(&self.store, STATE_SAVE_EXPORT)
+        else {
+            return Ok(None);
+        };
+        let packed: i64 = self.with_fuel(|store| save.call(store, ()))?;
+        let packed = packed.cast_unsigned();
+        let slice = GuestSlice::new((packed >> 32) as u32 as i32, packed as u32 as i32);
+        let memory = self.memory.data(&self.store);
+        let state = slice
+            .read(memory, MAX_STATE_LEN)
+            .map_err(|error| alloc::format!("saved state: {error}"))?;
+        Ok(Some(state.to_vec()))
+    }
+
+    /// Hands `state` to the service through [`STATE_ALLOC_EXPORT`] and
+    /// [`STATE_RESTORE_EXPORT`], before it starts. `false` if it exports them not.
+    pub fn restore_state(&mut self, state: &[u8]) -> Result<bool, String> {
+        let alloc = self
+            .instance
+            .get_typed_func::<i32, i32>(&self.store, STATE_ALLOC_EXPORT);
+        let restore = self
+            .instance
+            .get_typed_func::<(i32, i32), ()>(&self.store, STATE_RESTORE_EXPORT);
+        let (Ok(alloc), Ok(restore)) = (alloc, restore) else {
+            return Ok(false);
+        };
+        let len = i32::try_from(state.len()).map_err(|_| "state too large".to_string())?;
+        let ptr = self.with_fuel(|store| alloc.call(store, len))?;
+        self.write_memory(GuestSlice::new(ptr, len), state)
+            .map_err(|error| alloc::format!("state buffer: {error}"))?;
+        self.with_fuel(|store| restore.call(store, (ptr, len)))?;
+        Ok(true)
+    }
+
+    /// Runs `call` with the state-handoff fuel budget, then restores the fuel
+    /// the service had.
+    fn with_fuel<R>(
+        &mut self,
+        call: impl FnOnce(&mut Store<HostState>) -> Result<R, wasmi::Error>,
+    ) -> Result<R, String> {
+        let fuel = self.store.get_fuel().unwrap_or(0);
+        self.store
+            .set_fuel(STATE_FUEL)
+            .map_err(|error| error.to_string())?;
+        let result = call(&mut self.store).map_err(|error| error.to_string());
+        let _ = self.store.set_fuel(fuel);
+        result
     }
 
     /// Runs the service until its fuel runs out, it makes a kernel call, or it

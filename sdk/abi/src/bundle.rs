@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
 /// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
@@ -23,6 +23,9 @@ const HEADER_LEN: usize = MAGIC.len() + 4;
 
 /// Default linear-memory cap of a service: 16 MiB.
 pub const DEFAULT_MEMORY_LIMIT: u32 = 16 * 1024 * 1024;
+
+/// Default hot-swap probation: a new version that faults within 2 s is rolled back.
+pub const DEFAULT_SWAP_PROBATION_MS: u64 = 2_000;
 
 /// Default CPU slice of a service, in fuel units (about one per Wasm operator).
 pub const DEFAULT_FUEL_SLICE: u64 = 100_000;
@@ -115,6 +118,9 @@ pub struct ServiceLimits {
     pub fuel_slice: u64,
     /// Messages each endpoint the service provides may queue.
     pub queue_depth: u32,
+    /// After a hot swap, how long a fault of the new version rolls the old one
+    /// back, in milliseconds.
+    pub swap_probation_ms: u64,
 }
 
 impl Default for ServiceLimits {
@@ -123,6 +129,7 @@ impl Default for ServiceLimits {
             memory_bytes: DEFAULT_MEMORY_LIMIT,
             fuel_slice: DEFAULT_FUEL_SLICE,
             queue_depth: crate::DEFAULT_QUEUE_DEPTH,
+            swap_probation_ms: DEFAULT_SWAP_PROBATION_MS,
         }
     }
 }

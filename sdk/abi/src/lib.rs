@@ -139,10 +139,20 @@ pub const CONTROL: HostFunction = HostFunction {
     results: &[I32],
 };
 
+/// `swap(name_ptr: i32, name_len: i32, module_ptr: i32, module_len: i32) -> i32`:
+/// replaces the running service called `name` with the module at
+/// `module_ptr..+module_len`, at its next quiescent point (see
+/// [`supervision`]). Only the system's supervisor may call it.
+pub const SWAP: HostFunction = HostFunction {
+    name: "swap",
+    params: &[I32, I32, I32, I32],
+    results: &[I32],
+};
+
 /// Every host function of the ABI. A module importing anything else from
 /// [`IMPORT_MODULE`], or from any other module, is rejected at build time and at load.
 pub const HOST_FUNCTIONS: &[HostFunction] = &[
-    LOG, LOOKUP, SEND, CALL, RECEIVE, REPLY, SLEEP, TIME, CONTROL,
+    LOG, LOOKUP, SEND, CALL, RECEIVE, REPLY, SLEEP, TIME, CONTROL, SWAP,
 ];
 
 /// Looks up a host function by its import name.
@@ -185,6 +195,8 @@ pub enum Error {
     /// The handle is valid but does not allow this operation (e.g. `receive` on
     /// an endpoint the caller only uses).
     NotPermitted = -13,
+    /// `swap`: the module fails validation (it would not load).
+    InvalidModule = -14,
 }
 
 impl Error {
@@ -203,6 +215,7 @@ impl Error {
         Error::PeerGone,
         Error::BufferTooSmall,
         Error::NotPermitted,
+        Error::InvalidModule,
     ];
 
     /// The code as returned to Wasm.
@@ -237,6 +250,7 @@ impl Error {
             Error::PeerGone => "peer has stopped",
             Error::BufferTooSmall => "buffer too small",
             Error::NotPermitted => "operation not permitted on this handle",
+            Error::InvalidModule => "invalid module",
         }
     }
 }

@@ -69,6 +69,8 @@ pub mod raw {
         pub fn time() -> i64;
         /// See [`atoll_abi::CONTROL`].
         pub fn control(op: i32, name: *const u8, len: usize) -> i32;
+        /// See [`atoll_abi::SWAP`].
+        pub fn swap(name: *const u8, name_len: usize, module: *const u8, module_len: usize) -> i32;
     }
 }
 

@@ -30,3 +30,21 @@ pub fn stop(service: &str) -> Result<(), Error> {
 pub fn start(service: &str) -> Result<(), Error> {
     control(CONTROL_START, service)
 }
+
+/// Replaces the running `service` with `module` at its next quiescent point
+/// (waiting in `receive`): same endpoints, queues and handles; its state moves
+/// over if both versions export the state functions (docs/abi.md); if the new
+/// version faults or exits during its probation the old one is put back.
+/// [`Error::InvalidModule`] if `module` would not load.
+#[cfg(target_family = "wasm")]
+pub fn swap(service: &str, module: &[u8]) -> Result<(), Error> {
+    // SAFETY: both buffers are live and only read by the kernel.
+    crate::check(unsafe {
+        crate::raw::swap(
+            service.as_ptr(),
+            service.len(),
+            module.as_ptr(),
+            module.len(),
+        )
+    })
+}

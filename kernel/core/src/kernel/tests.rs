@@ -39,6 +39,7 @@ const LIMITS: ServiceLimits = ServiceLimits {
     memory_bytes: 1 << 20,
     fuel_slice: 1000,
     queue_depth: 4,
+    swap_probation_ms: 2000,
 };
 
 fn bundle(services: &[(&str, &[u8], ServiceLimits)]) -> Vec<u8> {
@@ -327,6 +328,7 @@ fn probe(data: &str, body: &str) -> String {
         (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
         (import "atoll" "time" (func $time (result i64)))
         (import "atoll" "control" (func $control (param i32 i32 i32) (result i32)))
+        (import "atoll" "swap" (func $swap (param i32 i32 i32 i32) (result i32)))
         (memory (export "memory") 1)
         (data (i32.const 0) "{data}")
         (func $report (param $v i32) (local $p i32) (local $neg i32) (local $n i32)
@@ -1156,5 +1158,305 @@ fn all_queues_together_hold_a_bounded_number_of_bytes() {
         lines_of(&console, "client"),
         ["0", "0", full.as_str(), "0"],
         "{console}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Hot swap: state handoff, rollback, and the request stream around it.
+
+/// A counting server of `version`: each call is answered with the byte
+/// `version * 100 + count`. It hands its count on through the state exports,
+/// and, if `poison`, traps as soon as it starts.
+fn counter(version: u32, poison: bool) -> String {
+    let start = if poison { "unreachable" } else { "" };
+    format!(
+        r#"(module
+        (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+        (import "atoll" "reply" (func $reply (param i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (global $count (mut i32) (i32.const 0))
+        (func (export "atoll_state_save") (result i64)
+            (i32.store (i32.const 500) (global.get $count))
+            (i64.or (i64.shl (i64.const 500) (i64.const 32)) (i64.const 4)))
+        (func (export "atoll_state_alloc") (param i32) (result i32) (i32.const 600))
+        (func (export "atoll_state_restore") (param i32 i32)
+            (global.set $count (i32.load (local.get 0))))
+        (func (export "_start") (local $r i32)
+            {start}
+            (loop $serve
+                (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+                (global.set $count (i32.add (global.get $count) (i32.const 1)))
+                (i32.store8 (i32.const 300) (i32.add (i32.const {base}) (global.get $count)))
+                (drop (call $reply (i32.load (i32.const 200)) (i32.const 300) (i32.const 1)))
+                (br $serve))))"#,
+        base = version * 100 % 256,
+    )
+}
+
+/// WAT data-string escapes of `bytes`.
+fn escaped(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("\\{byte:02x}")).collect()
+}
+
+/// A supervisor that, for each message from a service (not the kernel),
+/// swaps `svc` to the next of `modules` (in turn) and replies with the result.
+fn swapper(modules: &[Vec<u8>]) -> String {
+    let mut data = String::from("(data (i32.const 0) \"svc\")");
+    let mut offsets = Vec::new();
+    let mut at = 4096;
+    for module in modules {
+        data.push_str(&format!("(data (i32.const {at}) \"{}\")", escaped(module)));
+        offsets.push((at, module.len()));
+        at += module.len() + 16;
+    }
+    let mut choose = String::new();
+    for (index, (offset, len)) in offsets.iter().enumerate() {
+        choose.push_str(&format!(
+            "(if (i32.eq (local.get $i) (i32.const {index})) (then (local.set $r (call $swap (i32.const 0) (i32.const 3) (i32.const {offset}) (i32.const {len})))))"
+        ));
+    }
+    let count = modules.len();
+    format!(
+        r#"(module
+        (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+        (import "atoll" "reply" (func $reply (param i32 i32 i32) (result i32)))
+        (import "atoll" "swap" (func $swap (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 4)
+        {data}
+        (func (export "_start") (local $r i32) (local $i i32)
+            (loop $events
+                (drop (call $receive (i32.const 1) (i32.const 1000) (i32.const 1024) (i64.const -1) (i32.const 200)))
+                (if (i32.ne (i32.load (i32.const 204)) (i32.const -1)) (then
+                    {choose}
+                    (local.set $i (i32.rem_u (i32.add (local.get $i) (i32.const 1)) (i32.const {count})))
+                    (i32.store (i32.const 300) (local.get $r))
+                    (drop (call $reply (i32.load (i32.const 200)) (i32.const 300) (i32.const 4)))))
+                (br $events))))"#
+    )
+}
+
+/// A client that calls `svc` `rounds` times per swap for `swaps` swaps, each
+/// swap requested from the supervisor (handle 2) between rounds, and reports
+/// every answer, and every swap result.
+fn swap_client(rounds: u32, swaps: u32) -> String {
+    probe(
+        "",
+        &format!(
+            "(loop $swaps
+                (local.set $i (i32.const 0))
+                (loop $calls
+                    (local.set $r (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))
+                    (call $report (select (i32.load8_u (i32.const 300)) (local.get $r) (i32.ge_s (local.get $r) (i32.const 0))))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br_if $calls (i32.lt_u (local.get $i) (i32.const {rounds}))))
+                (local.set $h (i32.add (local.get $h) (i32.const 1)))
+                (if (i32.le_u (local.get $h) (i32.const {swaps})) (then
+                    (drop (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 400) (i32.const 8)))
+                    (call $report (i32.load (i32.const 400)))
+                    (br $swaps))))"
+        ),
+    )
+}
+
+fn run_swaps(modules: &[Vec<u8>], rounds: u32, swaps: u32) -> (String, RunSummary) {
+    run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: swapper(modules),
+                provides: &["sup"],
+                uses: &[],
+            },
+            Spec {
+                name: "svc",
+                wat: counter(1, false),
+                provides: &["svc"],
+                uses: &[],
+            },
+            Spec {
+                name: "client",
+                wat: swap_client(rounds, swaps),
+                provides: &[],
+                uses: &["svc", "sup"],
+            },
+        ],
+        Some("sup"),
+    )
+}
+
+#[test]
+fn a_swap_hands_the_state_over_and_loses_no_request() {
+    let v2 = wat::parse_str(counter(2, false)).unwrap();
+    let v1 = wat::parse_str(counter(1, false)).unwrap();
+    let (console, _) = run_swaps(&[v2, v1], 3, 2);
+    // v1 answers 101..103, v2 continues the count (204..206), v1 again (107..109);
+    // each swap request answers 0.
+    assert_eq!(
+        lines_of(&console, "client"),
+        [
+            "101", "102", "103", "0", "204", "205", "206", "0", "107", "108", "109"
+        ],
+        "{console}"
+    );
+    assert!(
+        console.contains("atoll: service svc swapped to a new version (2 swaps)"),
+        "{console}"
+    );
+}
+
+#[test]
+fn a_broken_version_is_rolled_back_and_an_invalid_one_refused() {
+    let broken = wat::parse_str(counter(3, true)).unwrap();
+    let invalid = b"\0asm\x01\0\0\0\x05".to_vec();
+    let (console, _) = run_swaps(&[broken, invalid], 2, 2);
+    let refused = Error::InvalidModule.code().to_string();
+    assert_eq!(
+        lines_of(&console, "client"),
+        [
+            "101",
+            "102",
+            "0",
+            "103",
+            "104",
+            refused.as_str(),
+            "105",
+            "106"
+        ],
+        "{console}"
+    );
+    assert!(
+        console.contains("atoll: swap of svc rolled back: the new version faulted (wasm `unreachable` instruction executed) during its probation"),
+        "{console}"
+    );
+}
+
+#[test]
+fn a_hundred_swaps_under_a_request_stream() {
+    let v2 = wat::parse_str(counter(2, false)).unwrap();
+    let v1 = wat::parse_str(counter(1, false)).unwrap();
+    let (console, _) = run_swaps(&[v2, v1], 2, 100);
+    let answers: Vec<u32> = lines_of(&console, "client")
+        .iter()
+        .map(|line| line.parse().unwrap())
+        .collect();
+    // 101 rounds of 2 answers with a swap report (0) between rounds.
+    assert_eq!(answers.len(), 101 * 2 + 100, "{console}");
+    let replies: Vec<u32> = answers
+        .chunks(3)
+        .flat_map(|chunk| chunk.iter().take(2).copied())
+        .collect();
+    for (index, reply) in replies.iter().enumerate() {
+        // The count is carried across every swap; the version alternates.
+        let count = index as u32 + 1;
+        let version = if (index / 2) % 2 == 0 { 100 } else { 200 };
+        assert_eq!(
+            *reply,
+            (version + count) % 256,
+            "answer {index}: {answers:?}"
+        );
+    }
+    assert!(
+        answers
+            .chunks(3)
+            .all(|chunk| chunk.get(2).is_none_or(|swap| *swap == 0))
+    );
+}
+
+/// A platform that samples this thread's live heap bytes at every console line.
+struct SamplingPlatform {
+    samples: Mutex<Vec<isize>>,
+    clock: Mutex<u64>,
+}
+
+impl Platform for SamplingPlatform {
+    fn now_ns(&self) -> u64 {
+        let mut clock = self.clock.lock().unwrap();
+        *clock += 1000;
+        *clock
+    }
+    fn console_write(&self, _text: &str) {
+        let live = crate::test_allocator::live_bytes();
+        let mut samples = self.samples.lock().unwrap();
+        // Preallocated: recording a sample never allocates.
+        if samples.len() < samples.capacity() {
+            samples.push(live);
+        }
+    }
+    fn wait_until(&self, deadline_ns: u64) {
+        let mut clock = self.clock.lock().unwrap();
+        *clock = (*clock).max(deadline_ns);
+    }
+}
+
+#[test]
+fn a_thousand_swaps_leave_the_heap_flat() {
+    let v2 = wat::parse_str(counter(2, false)).unwrap();
+    let v1 = wat::parse_str(counter(1, false)).unwrap();
+    let specs = [
+        Spec {
+            name: "sup",
+            wat: swapper(&[v2, v1]),
+            provides: &["sup"],
+            uses: &[],
+        },
+        Spec {
+            name: "svc",
+            wat: counter(1, false),
+            provides: &["svc"],
+            uses: &[],
+        },
+        Spec {
+            name: "client",
+            wat: swap_client(1, 1000),
+            provides: &[],
+            uses: &["svc", "sup"],
+        },
+    ];
+    let modules: Vec<Vec<u8>> = specs
+        .iter()
+        .map(|spec| wat::parse_str(&spec.wat).unwrap())
+        .collect();
+    let bundle = Bundle {
+        kernel: KernelSettings {
+            system_name: "leak".into(),
+            exit_when_idle: true,
+            inject_fault: None,
+        },
+        services: specs
+            .iter()
+            .zip(&modules)
+            .map(|(spec, module)| ServiceImage {
+                name: spec.name,
+                module,
+                limits: ServiceLimits {
+                    swap_probation_ms: 0,
+                    ..LIMITS
+                },
+                provides: spec.provides.to_vec(),
+                uses: spec.uses.to_vec(),
+                supervisor: spec.name == "sup",
+                restart: RestartPolicy::default(),
+            })
+            .collect(),
+    };
+    let platform = Arc::new(SamplingPlatform {
+        samples: Mutex::new(Vec::with_capacity(4000)),
+        clock: Mutex::new(0),
+    });
+    let bytes = bundle::encode(&bundle).unwrap();
+    let (mut kernel, _) = Kernel::boot(&bytes, platform.clone()).unwrap();
+    kernel.run();
+    let samples = platform.samples.lock().unwrap().clone();
+    // One console line per swap (the kernel's) plus the client's two reports.
+    assert!(samples.len() > 3000, "{} samples", samples.len());
+    let settled = samples[300..600].iter().copied().max().unwrap();
+    let end = samples[samples.len() - 300..]
+        .iter()
+        .copied()
+        .max()
+        .unwrap();
+    assert!(
+        end <= settled + 64 * 1024,
+        "heap grew from {settled} to {end} bytes over 1,000 swaps"
     );
 }
