@@ -253,3 +253,65 @@ fn a_supervised_service_is_restarted_then_escalated() {
         .expect("[supervisor] client exited; not restarted (Temporary)")
         .expect_status(0);
 }
+
+#[test]
+fn a_service_pushed_from_the_host_takes_over_and_a_broken_one_is_rolled_back() {
+    let mut vm = support::Vm::start("push", Duration::from_secs(240));
+    vm.wait_for("[ticker] ping 3: pong 3", TIMEOUT);
+    let v2 =
+        support::workspace().join("target/cross/wasm32-unknown-unknown/service/test_echo_v2.wasm");
+    // Build echo-v2 through a description that names it, as a developer would.
+    let status = support::image_builder()
+        .args(["build", "--quiet", "--firmware", "bios"])
+        .arg(support::system("push-v2"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let push = |module: &std::path::Path| {
+        support::image_builder()
+            .arg("push")
+            .arg(support::system("push"))
+            .args(["--service", "echo-server", "--watch", "2", "--module"])
+            .arg(module)
+            .output()
+            .unwrap()
+    };
+    let pushed = push(&v2);
+    let answer = String::from_utf8_lossy(&pushed.stdout).into_owned();
+    assert!(
+        pushed.status.success(),
+        "{answer}\n{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    assert!(
+        answer.contains("ok: service echo-server swapped to a new version (1 swaps)"),
+        "{answer}"
+    );
+    vm.wait_for("[echo-server] echo v2 starting", TIMEOUT);
+    vm.wait_for_line("a pong from v2", pong_from_v2, TIMEOUT);
+    let broken = support::workspace().join("tests/systems/faults/unreachable.wat");
+    let refused = push(&broken);
+    let answer = String::from_utf8_lossy(&refused.stdout).into_owned();
+    assert_eq!(refused.status.code(), Some(1), "{answer}");
+    assert!(
+        answer.contains("rolled back: swap of echo-server rolled back"),
+        "{answer}"
+    );
+    vm.wait_for("atoll: swap of echo-server rolled back", TIMEOUT);
+    // v2 is back in service: the ticker goes on getting v2's answers.
+    let mark = vm.log.len();
+    vm.wait_for_line("a pong from v2", pong_from_v2, TIMEOUT);
+    vm.wait_for_line("a pong from v2", pong_from_v2, TIMEOUT);
+    assert!(!vm.log[mark..].contains("Err("), "{}", vm.log);
+}
+
+/// `[ticker] ping N: pong M` with M = 1,000 N: an answer from echo v2.
+fn pong_from_v2(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("[ticker] ping ") else {
+        return false;
+    };
+    let Some((ping, pong)) = rest.split_once(": pong ") else {
+        return false;
+    };
+    matches!((ping.parse::<u64>(), pong.parse::<u64>()), (Ok(ping), Ok(pong)) if pong == ping * 1000)
+}

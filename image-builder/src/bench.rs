@@ -148,6 +148,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         timeout: Some(Duration::from_secs(600)),
         gdb: false,
         memory_mib: 512,
+        control_socket: None,
     };
     let (outcome, guest_console) = qemu::run_captured(&image, &run_options)?;
     let guest = parse(&guest_console);

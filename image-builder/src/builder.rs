@@ -207,6 +207,31 @@ pub fn check(system: &System, options: &BuildOptions) -> Result<(), Error> {
     modules(system, options, &target_dir).map(|_| ())
 }
 
+/// Builds the system's services and returns the module of `service`.
+pub fn service_module(
+    system: &System,
+    options: &BuildOptions,
+    service: &str,
+) -> Result<Vec<u8>, Error> {
+    let index = system
+        .services
+        .iter()
+        .position(|spec| spec.name == service)
+        .ok_or_else(|| {
+            Error::Other(format!(
+                "no service `{service}` in system `{}`",
+                system.name
+            ))
+        })?;
+    let target_dir = options.workspace.join("target").join("cross");
+    let mut modules = modules(system, options, &target_dir)?;
+    if index < modules.len() {
+        Ok(modules.swap_remove(index))
+    } else {
+        Err(Error::Other(format!("no module for `{service}`")))
+    }
+}
+
 /// Builds a system's services and packs them into a boot bundle, without the
 /// kernel or images: what the hosted kernel core runs.
 pub fn bundle_only(system: &System, options: &BuildOptions) -> Result<Vec<u8>, Error> {
@@ -305,7 +330,7 @@ fn modules(
 }
 
 /// Reads a module: binary Wasm, or WebAssembly text if the file ends in `.wat`.
-fn read_module(path: &Path) -> Result<Vec<u8>, String> {
+pub fn read_module(path: &Path) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|error| error.to_string())?;
     if path.extension().is_some_and(|extension| extension == "wat") {
         return wat::parse_bytes(&bytes)

@@ -11,6 +11,7 @@ mod builder;
 mod error;
 mod hosted;
 mod manifest;
+mod push;
 mod qemu;
 
 use builder::{BuildOptions, Firmware};
@@ -66,6 +67,21 @@ enum Command {
         /// Guest memory in MiB.
         #[arg(long, default_value_t = 512)]
         memory: u32,
+    },
+    /// Send a new version of one service to the system running under `run`,
+    /// which swaps it in without a reboot. Builds the service as `build` does
+    /// unless --module is given. Exit status 0 when the new version serves.
+    Push {
+        system: PathBuf,
+        /// The service to replace.
+        #[arg(long)]
+        service: String,
+        /// The new module (.wasm or .wat) instead of the one the description builds.
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// Seconds to watch for a rollback after the swap.
+        #[arg(long, default_value_t = 3)]
+        watch: u64,
     },
     /// Run a system's services in the kernel core hosted on Linux (no QEMU):
     /// the same scheduler, IPC and interpreter, natively.
@@ -153,6 +169,27 @@ fn run(cli: Cli) -> Result<u8, Error> {
             bench::run(&system, &options)?;
             Ok(0)
         }
+        Command::Push {
+            system,
+            service,
+            module,
+            watch,
+        } => {
+            let system = load(&system)?;
+            let options = BuildOptions {
+                workspace: workspace.clone(),
+                firmware: Firmware::Bios,
+                quiet: cli.quiet,
+            };
+            let module = match module {
+                Some(path) => builder::read_module(&path)
+                    .map_err(|error| Error::Other(format!("{}: {error}", path.display())))?,
+                None => builder::service_module(&system, &options, &service)?,
+            };
+            let socket = push::socket_path(&workspace, &system.name);
+            let served = push::push(&socket, &service, &module, Duration::from_secs(watch))?;
+            Ok(if served { 0 } else { 1 })
+        }
         Command::PipeEcho => {
             bench::pipe_echo()?;
             Ok(0)
@@ -166,6 +203,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         } => {
             let system = load(&system)?;
             let firmware = if uefi { Firmware::Uefi } else { Firmware::Bios };
+            let control_socket = push::socket_path(&workspace, &system.name);
             let artifacts = builder::build(
                 &system,
                 &BuildOptions {
@@ -187,11 +225,18 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     atoll_abi::bundle::KERNEL_BASE
                 );
             }
+            if !cli.quiet {
+                eprintln!(
+                    "image-builder: host control channel at {} (image-builder push)",
+                    control_socket.display()
+                );
+            }
             let options = qemu::RunOptions {
                 uefi,
                 timeout: timeout.map(Duration::from_secs),
                 gdb,
                 memory_mib: memory,
+                control_socket: Some(control_socket),
             };
             let outcome = qemu::run(&image, &options)?;
             if !cli.quiet {

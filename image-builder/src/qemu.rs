@@ -46,6 +46,9 @@ pub struct RunOptions {
     /// Wait for GDB on tcp::1234 before the first instruction.
     pub gdb: bool,
     pub memory_mib: u32,
+    /// A Unix socket QEMU listens on as the guest's second serial port: the
+    /// host control channel (`image-builder push`).
+    pub control_socket: Option<PathBuf>,
 }
 
 /// The OVMF firmware for UEFI boots, from Debian's `ovmf` package.
@@ -77,6 +80,12 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     if options.uefi {
         command.arg("-bios").arg(ovmf()?);
+    }
+    if let Some(socket) = &options.control_socket {
+        let _ = std::fs::remove_file(socket);
+        command
+            .arg("-serial")
+            .arg(format!("unix:{},server,nowait", socket.display()));
     }
     if options.gdb {
         command.args(["-s", "-S"]);

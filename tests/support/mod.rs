@@ -207,3 +207,77 @@ fn kill_tree(child: &mut std::process::Child) {
         .status();
     let _ = child.kill();
 }
+
+/// A VM left running while a test talks to it (`image-builder run` in the
+/// background). Stopped when dropped.
+pub struct Vm {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    pub log: String,
+}
+
+impl Vm {
+    /// Builds and starts test system `name` under BIOS.
+    pub fn start(name: &str, timeout: Duration) -> Vm {
+        let path = system(name);
+        build(&path, Firmware::Bios);
+        let mut child = image_builder()
+            .arg("run")
+            .arg(&path)
+            .args(["--quiet", "--timeout", &timeout.as_secs().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("image-builder runs");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (lines_in, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_in.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Vm {
+            child,
+            lines,
+            log: String::new(),
+        }
+    }
+
+    /// Waits until a line containing `marker` appears; panics with the log if
+    /// it does not within `timeout`.
+    #[track_caller]
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) {
+        self.wait_for_line(marker, |line| line.contains(marker), timeout);
+    }
+
+    /// Waits until a line satisfies `test` (described by `what` in the panic).
+    #[track_caller]
+    pub fn wait_for_line(&mut self, what: &str, test: impl Fn(&str) -> bool, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                let line = line.trim_end_matches('\r').to_string();
+                self.log.push_str(&line);
+                self.log.push('\n');
+                if test(&line) {
+                    return;
+                }
+            }
+        }
+        panic!(
+            "`{what}` did not appear within {timeout:?}; serial log:\n{}",
+            self.log
+        );
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        kill_tree(&mut self.child);
+        let _ = self.child.wait();
+    }
+}

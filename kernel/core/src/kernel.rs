@@ -10,6 +10,7 @@
 //! when nothing can ever run again.
 
 use crate::Platform;
+use crate::control::{ControlChannel, Request};
 use crate::guest::GuestSlice;
 use crate::host::Syscall;
 use crate::ipc::{CallTable, Endpoint, Message, PendingCall, ServiceId};
@@ -158,6 +159,10 @@ pub struct Kernel {
     /// kernel memory that no combination of queue depths can exceed.
     queued_bytes: usize,
     message_budget: usize,
+    /// Requests from the host's control channel, and the services whose swap
+    /// outcome the host waits for.
+    control: ControlChannel,
+    host_swaps: Vec<ServiceId>,
     summary: RunSummary,
     /// Services that have had the CPU at least once.
     started: usize,
@@ -183,6 +188,8 @@ impl Kernel {
             supervisor: None,
             queued_bytes: 0,
             message_budget: 0,
+            control: ControlChannel::default(),
+            host_swaps: Vec::new(),
             summary: RunSummary::default(),
             started: 0,
             announced_ready: false,
@@ -315,6 +322,7 @@ impl Kernel {
     pub fn run(&mut self) -> RunSummary {
         self.announce_ready_once();
         loop {
+            self.poll_control();
             self.fire_timers();
             if let Some(id) = self.run_queue.pop_front() {
                 self.run_service(id);
@@ -783,20 +791,62 @@ impl Kernel {
         Ok(Then::Continue(0))
     }
 
-    /// `swap` from the supervisor: checks the module now, swaps at the target's
-    /// next quiescent point (waiting in `receive`), which may be at once.
+    /// Reads the host control channel and acts on complete requests. Returns
+    /// whether any service became runnable (callers idling should run again).
+    pub fn poll_control(&mut self) -> bool {
+        let mut buffer = [0u8; 512];
+        let mut any = false;
+        loop {
+            let read = self.platform.control_read(&mut buffer);
+            let Some(bytes) = buffer.get(..read).filter(|bytes| !bytes.is_empty()) else {
+                break;
+            };
+            for request in self.control.feed(bytes) {
+                match request {
+                    Ok(Request::Swap { service, module }) => {
+                        self.log(&format!(
+                            "host asks to swap {service} ({} bytes)",
+                            module.len()
+                        ));
+                        match self.schedule_swap(&service, module, true) {
+                            Ok(()) => any = true,
+                            Err(error) => self
+                                .platform
+                                .control_write(&format!("error: swap of {service}: {error}\n")),
+                        }
+                    }
+                    Err(reason) => self.platform.control_write(&format!("{reason}\n")),
+                }
+            }
+        }
+        any || !self.run_queue.is_empty()
+    }
+
+    /// `swap` from the supervisor.
     fn swap_request(&mut self, id: ServiceId, name: &str, module: Vec<u8>) -> Result<Then, Error> {
         if self.supervisor != Some(id) {
             return Err(Error::NotPermitted);
         }
+        if self
+            .services
+            .get(id)
+            .is_some_and(|slot| slot.image.name == name)
+        {
+            return Err(Error::NotPermitted);
+        }
+        self.schedule_swap(name, module, false)?;
+        Ok(Then::Continue(0))
+    }
+
+    /// Checks a new module for service `name` now, and swaps it in at the
+    /// service's next quiescent point (waiting in `receive`), which may be at
+    /// once. `host`: the host control channel asked and waits for the outcome.
+    fn schedule_swap(&mut self, name: &str, module: Vec<u8>, host: bool) -> Result<(), Error> {
         let target = self
             .services
             .iter()
             .position(|slot| slot.image.name == name)
             .ok_or(Error::NotFound)?;
-        if target == id {
-            return Err(Error::NotPermitted);
-        }
         if let Err(error) = crate::service::validate(&module) {
             self.log(&format!("swap of {name} refused: {error}"));
             return Err(Error::InvalidModule);
@@ -808,10 +858,22 @@ impl Kernel {
             return Err(Error::InvalidArgument);
         }
         slot.pending_swap = Some(module);
-        if matches!(slot.state, ServiceState::Blocked(Wait::Receive { .. })) {
+        let quiescent = matches!(slot.state, ServiceState::Blocked(Wait::Receive { .. }));
+        if host && !self.host_swaps.contains(&target) {
+            self.host_swaps.push(target);
+        }
+        if quiescent {
             self.perform_swap(target);
         }
-        Ok(Then::Continue(0))
+        Ok(())
+    }
+
+    /// Tells the host, if it asked for this service's swap, how it went.
+    fn tell_host(&mut self, id: ServiceId, line: &str) {
+        if let Some(index) = self.host_swaps.iter().position(|&waiting| waiting == id) {
+            self.host_swaps.swap_remove(index);
+            self.platform.control_write(line);
+        }
     }
 
     /// Replaces service `id`, parked in `receive`, by its pending module: the
@@ -852,9 +914,9 @@ impl Kernel {
         let service = match outcome {
             Ok(service) => service,
             Err(reason) => {
-                self.log(&format!(
-                    "swap of {name} failed, old version kept: {reason}"
-                ));
+                let message = format!("swap of {name} failed, old version kept: {reason}");
+                self.log(&message);
+                self.tell_host(id, &format!("error: {message}\n"));
                 return;
             }
         };
@@ -891,6 +953,7 @@ impl Kernel {
         );
         self.run_queue.push_back(id);
         self.log(&message);
+        self.tell_host(id, &format!("ok: {message}\n"));
     }
 
     /// If service `id` was swapped in and ends within its probation, puts the
@@ -929,6 +992,8 @@ impl Kernel {
             self.timers.insert((deadline, id));
         }
         self.log(&message);
+        self.platform
+            .control_write(&format!("rolled back: {message}\n"));
         // Messages that arrived meanwhile wait in the queue: hand one over.
         for endpoint in 0..self.endpoints.len() {
             if self

@@ -21,6 +21,7 @@
 
 extern crate alloc;
 
+pub mod control;
 pub mod guest;
 mod host;
 pub mod ipc;
@@ -49,5 +50,15 @@ pub trait Platform: Send + Sync + 'static {
     /// grow while this stays above a reserve for the kernel's own use.
     fn heap_available(&self) -> usize {
         usize::MAX
+    }
+    /// Reads bytes waiting on the host control channel, without blocking.
+    /// Returns how many were written to `buffer` (0: none, or no channel).
+    fn control_read(&self, buffer: &mut [u8]) -> usize {
+        let _ = buffer;
+        0
+    }
+    /// Writes a reply line to the host control channel.
+    fn control_write(&self, text: &str) {
+        let _ = text;
     }
 }

@@ -49,6 +49,9 @@ entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     serial::init();
     kprintln!("atoll: booting (kernel {})", env!("CARGO_PKG_VERSION"));
+    if serial::control_present() {
+        kprintln!("atoll: host control channel on COM2");
+    }
     gdt::init();
     interrupts::init();
     let heap = memory::init(boot_info);
@@ -98,8 +101,20 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         interrupts::ticks(),
         memory::heap_in_use() / 1024
     );
+    // Idle, but keep listening to the host control channel: a pushed module
+    // wakes the system up.
     loop {
         x86_64::instructions::interrupts::enable_and_hlt();
+        if kernel.poll_control() {
+            let summary = kernel.run();
+            kprintln!(
+                "atoll: no service can run: {} exited, {} faulted, {} failed to load, {} waiting for ever",
+                summary.exited,
+                summary.faulted,
+                summary.failed_to_load,
+                summary.blocked
+            );
+        }
     }
 }
 

@@ -14,6 +14,14 @@ impl Platform for X86Platform {
         crate::serial::write_str(text);
     }
 
+    fn control_read(&self, buffer: &mut [u8]) -> usize {
+        crate::serial::control_read(buffer)
+    }
+
+    fn control_write(&self, text: &str) {
+        crate::serial::control_write(text);
+    }
+
     fn heap_available(&self) -> usize {
         crate::memory::heap_available()
     }

@@ -9,6 +9,8 @@ use spin::Mutex;
 use x86_64::instructions::port::Port;
 
 const COM1: u16 = 0x3f8;
+/// The host control channel (`image-builder run` connects it to a socket).
+const COM2: u16 = 0x2f8;
 
 struct Uart {
     base: u16,
@@ -35,6 +37,27 @@ impl Uart {
         }
     }
 
+    /// Whether a UART answers at this port (its scratch register keeps a
+    /// value; where there is none, reads float to 0xff).
+    fn present(&self) -> bool {
+        // SAFETY: the scratch register (offset 7) has no function; writing and
+        // reading it only probes for the chip.
+        unsafe {
+            self.port(7).write(0x5a);
+            self.port(7).read() == 0x5a
+        }
+    }
+
+    /// A received byte, if one is waiting.
+    fn read_byte(&self) -> Option<u8> {
+        // SAFETY: reading the line status register has no side effects.
+        if unsafe { self.port(5).read() } & 0x01 == 0 {
+            return None;
+        }
+        // SAFETY: data is ready (checked above); reading takes it.
+        Some(unsafe { self.port(0).read() })
+    }
+
     fn write_byte(&self, byte: u8) {
         // SAFETY: reading the line status register has no side effects.
         while unsafe { self.port(5).read() } & 0x20 == 0 {
@@ -58,10 +81,53 @@ impl Write for Uart {
 }
 
 static CONSOLE: Mutex<Uart> = Mutex::new(Uart { base: COM1 });
+static CONTROL: Mutex<Uart> = Mutex::new(Uart { base: COM2 });
+static CONTROL_PRESENT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
-/// Sets the UART up. Call once, first thing.
+/// Sets the UARTs up. Call once, first thing.
 pub fn init() {
     CONSOLE.lock().init();
+    let control = CONTROL.lock();
+    if control.present() {
+        control.init();
+        CONTROL_PRESENT.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether the machine has the control channel's UART.
+pub fn control_present() -> bool {
+    CONTROL_PRESENT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Reads what the control channel has received into `buffer`, without
+/// waiting; returns the number of bytes.
+pub fn control_read(buffer: &mut [u8]) -> usize {
+    if !control_present() {
+        return 0;
+    }
+    let control = CONTROL.lock();
+    let mut count = 0;
+    for slot in buffer.iter_mut() {
+        match control.read_byte() {
+            Some(byte) => {
+                *slot = byte;
+                count += 1;
+            }
+            None => break,
+        }
+    }
+    count
+}
+
+/// Writes text to the control channel.
+pub fn control_write(text: &str) {
+    if !control_present() {
+        return;
+    }
+    let control = CONTROL.lock();
+    for byte in text.bytes() {
+        control.write_byte(byte);
+    }
 }
 
 /// Writes text to the console.
