@@ -10,7 +10,9 @@ atoll_sdk::entry!(main);
 
 fn main() {
     let echo = Endpoint::from_handle(1);
-    for number in 1.. {
+    let mut number = 0u64;
+    loop {
+        number += 1;
         match echo.request::<_, Response>(&Request::Ping(number)) {
             Ok(Response::Pong(pong)) => println!("ping {number}: pong {pong}"),
             other => println!("ping {number}: {other:?}"),
