@@ -315,3 +315,76 @@ fn pong_from_v2(line: &str) -> bool {
     };
     matches!((ping.parse::<u64>(), pong.parse::<u64>()), (Ok(ping), Ok(pong)) if pong == ping * 1000)
 }
+
+#[test]
+fn a_hundred_host_pushes_under_a_request_stream_lose_nothing_and_leak_nothing() {
+    const SWAPS: usize = 100;
+    let mut vm = support::Vm::start("swaps", Duration::from_secs(600));
+    vm.wait_for("[client] 3: version 1, count 3", TIMEOUT);
+    support::build(&support::system("swaps-v2"), Firmware::Bios);
+    let service = support::workspace().join("target/cross/wasm32-unknown-unknown/service");
+    let versions = [
+        service.join("test_counter_v2.wasm"),
+        service.join("test_counter.wasm"),
+    ];
+    for swap in 0..SWAPS {
+        let pushed = support::image_builder()
+            .arg("push")
+            .arg(support::system("swaps"))
+            .args(["--service", "counter", "--watch", "0", "--module"])
+            .arg(&versions[swap % 2])
+            .output()
+            .unwrap();
+        assert!(
+            pushed.status.success(),
+            "push {swap}: {}{}\n{}",
+            String::from_utf8_lossy(&pushed.stdout),
+            String::from_utf8_lossy(&pushed.stderr),
+            vm.log
+        );
+    }
+    vm.wait_for(
+        &format!("swapped to a new version ({SWAPS} swaps)"),
+        TIMEOUT,
+    );
+    let last = vm.log.matches("[client] ").count();
+    vm.wait_for(&format!("[client] {}: ", last + 3), TIMEOUT);
+    // Every request answered once, in order, with the count carried across
+    // every swap, by the version in service at the time.
+    let mut expected = 1u64;
+    let mut versions_seen = std::collections::BTreeSet::new();
+    for line in vm
+        .log
+        .lines()
+        .filter_map(|line| line.strip_prefix("[client] "))
+    {
+        let (number, answer) = line
+            .split_once(": version ")
+            .unwrap_or_else(|| panic!("{line}\n{}", vm.log));
+        let (version, count) = answer.split_once(", count ").unwrap();
+        assert_eq!(number.parse::<u64>().unwrap(), expected, "{}", vm.log);
+        assert_eq!(count.parse::<u64>().unwrap(), expected, "{}", vm.log);
+        versions_seen.insert(version.to_string());
+        expected += 1;
+    }
+    assert_eq!(versions_seen.len(), 2, "both versions served: {}", vm.log);
+    // The kernel heap after the 100th swap is where it was after the 10th.
+    let heap: Vec<u64> = vm
+        .log
+        .lines()
+        .filter_map(|line| line.strip_prefix("atoll: kernel heap in use: "))
+        .map(|kib| kib.trim_end_matches(" KiB").parse().unwrap())
+        .collect();
+    assert_eq!(heap.len(), SWAPS, "{}", vm.log);
+    eprintln!(
+        "kernel heap in use after swap 1, 10, 50, 100: {} / {} / {} / {} KiB",
+        heap[0],
+        heap[9],
+        heap[49],
+        heap[SWAPS - 1]
+    );
+    assert!(
+        heap[SWAPS - 1] <= heap[9] + 256,
+        "heap after swaps: {heap:?}"
+    );
+}

@@ -953,6 +953,9 @@ impl Kernel {
         );
         self.run_queue.push_back(id);
         self.log(&message);
+        if let Some(bytes) = self.platform.heap_in_use() {
+            self.log(&format!("kernel heap in use: {} KiB", bytes / 1024));
+        }
         self.tell_host(id, &format!("ok: {message}\n"));
     }
 

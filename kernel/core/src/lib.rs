@@ -51,6 +51,10 @@ pub trait Platform: Send + Sync + 'static {
     fn heap_available(&self) -> usize {
         usize::MAX
     }
+    /// Bytes of kernel heap in use, where the platform counts them.
+    fn heap_in_use(&self) -> Option<usize> {
+        None
+    }
     /// Reads bytes waiting on the host control channel, without blocking.
     /// Returns how many were written to `buffer` (0: none, or no channel).
     fn control_read(&self, buffer: &mut [u8]) -> usize {

@@ -22,6 +22,10 @@ impl Platform for X86Platform {
         crate::serial::control_write(text);
     }
 
+    fn heap_in_use(&self) -> Option<usize> {
+        Some(crate::memory::heap_in_use())
+    }
+
     fn heap_available(&self) -> usize {
         crate::memory::heap_available()
     }

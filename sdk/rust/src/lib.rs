@@ -30,6 +30,8 @@ pub use atoll_abi::{Error, MAX_MESSAGE_LEN};
 
 extern crate alloc;
 
+#[cfg(target_family = "wasm")]
+pub mod handoff;
 pub mod ipc;
 pub mod supervision;
 pub use ipc::{CallError, Endpoint, Received, ReplyToken, Timeout};
