@@ -134,6 +134,104 @@ fn pipe_round_trip_ns() -> Result<f64, Error> {
     Ok(elapsed.as_nanos() as f64 / f64::from(PIPE_ROUND_TRIPS))
 }
 
+/// Hot swaps pushed for the pause measurement.
+const SWAPS: usize = 40;
+
+/// Boots `tests/systems/swaps.toml` in QEMU, pushes [`SWAPS`] versions of its
+/// counter through the control channel while its client keeps calling, and
+/// returns the pauses the kernel logged (request to the new version waiting in
+/// `receive`, ready to serve), in microseconds, and how many requests failed.
+fn swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, usize), Error> {
+    let load = |name: &str| {
+        crate::manifest::load(&options.workspace.join("tests/systems").join(name))
+            .map_err(Error::Diagnostics)
+    };
+    let system = load("swaps.toml")?;
+    let system_v2 = load("swaps-v2.toml")?;
+    let versions = [
+        builder::service_module(&system_v2, options, "counter")?,
+        builder::service_module(&system, options, "counter")?,
+    ];
+    let artifacts = builder::build(&system, options)?;
+    let image = artifacts
+        .bios_image
+        .ok_or_else(|| Error::Other("no BIOS image was written".into()))?;
+    let socket = crate::push::socket_path(&options.workspace, &system.name);
+    let run_options = qemu::RunOptions {
+        uefi: false,
+        timeout: None,
+        gdb: false,
+        memory_mib: 512,
+        control_socket: Some(socket.clone()),
+    };
+    let mut child = qemu::command(&image, &run_options)?
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context(|| "starting qemu-system-x86_64".to_string())?;
+    let console = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    if let Some(mut stdout) = child.stdout.take() {
+        let console = std::sync::Arc::clone(&console);
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(read) = stdout.read(&mut chunk) {
+                if read == 0 {
+                    break;
+                }
+                if let (Ok(mut console), Some(bytes)) = (console.lock(), chunk.get(..read)) {
+                    console.push_str(&String::from_utf8_lossy(bytes));
+                }
+            }
+        });
+    }
+    let text = || console.lock().map(|text| text.clone()).unwrap_or_default();
+    let result = (|| {
+        let started = Instant::now();
+        while !text().contains("[client] 3: ") {
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err(Error::Other(format!(
+                    "the swap system did not start:\n{}",
+                    text()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for swap in 0..SWAPS {
+            let module = versions.get(swap % 2).map_or(&[][..], Vec::as_slice);
+            if !crate::push::push(&socket, "counter", module, Duration::ZERO)? {
+                return Err(Error::Other(format!("swap {swap} failed:\n{}", text())));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result?;
+    let console = text();
+    let pauses = console
+        .lines()
+        .filter_map(|line| {
+            line.trim_end()
+                .strip_prefix("atoll: swap pause of counter: ")
+        })
+        .filter_map(|micros| micros.trim_end_matches(" us").parse::<f64>().ok())
+        .collect();
+    let failed = console
+        .lines()
+        .filter(|line| line.starts_with("[client] ") && !line.contains(", count "))
+        .count();
+    Ok((pauses, failed))
+}
+
+/// The value below which `fraction` of `values` lie.
+fn percentile(values: &[f64], fraction: f64) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted.get(index).copied()
+}
+
 /// Runs the benchmark and prints the table.
 pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     let mut build_options = options.clone();
@@ -167,6 +265,9 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             "the benchmark system did not finish hosted; its console:\n{hosted_console}"
         )));
     }
+
+    eprintln!("bench: {SWAPS} hot swaps pushed into a running VM...");
+    let (pauses, failed_requests) = swap_pauses(&build_options)?;
 
     eprintln!("bench: Linux pipe round trip...");
     let pipe_ns = pipe_round_trip_ns()?;
@@ -209,6 +310,21 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             ],
         },
         Row {
+            name: "hot-swap pause, median (request to serving)",
+            unit: "us",
+            values: [percentile(&pauses, 0.5), None, None],
+        },
+        Row {
+            name: "hot-swap pause, p99",
+            unit: "us",
+            values: [percentile(&pauses, 0.99), None, None],
+        },
+        Row {
+            name: "requests failed during the swaps",
+            unit: "count",
+            values: [Some(failed_requests as f64), None, None],
+        },
+        Row {
             name: "service spawn (validated module, median of 20)",
             unit: "us",
             values: [median(&guest.spawn_us), median(&hosted.spawn_us), None],
@@ -240,6 +356,10 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             "\nhosted IPC round trip / Linux pipe round trip = {ratio:.2} (Singularity: 0.23)"
         );
     }
+    println!(
+        "{} swaps measured; the hosted core has no control channel, so swap pauses are guest-only",
+        pauses.len()
+    );
     println!(
         "guest TSC {} MHz; host CPU {} MHz; guest figures are under TCG emulation",
         show(guest.tsc_mhz),

@@ -118,6 +118,9 @@ struct Slot {
     /// probation ends.
     previous: Option<Previous>,
     swaps: u32,
+    /// When the swap in progress was asked for: the pause lasts until the new
+    /// version waits in `receive`, ready to serve.
+    swap_asked_at: Option<u64>,
 }
 
 /// A replaced version, still parked in `receive`.
@@ -293,6 +296,7 @@ impl Kernel {
                         pending_swap: None,
                         previous: None,
                         swaps: 0,
+                        swap_asked_at: None,
                     });
                     kernel.run_queue.push_back(id);
                 }
@@ -641,10 +645,22 @@ impl Kernel {
             self.timers.insert((deadline, id));
         }
         let quiescent = matches!(wait, Wait::Receive { .. });
+        let now = self.platform.now_ns();
         if let Some(slot) = self.services.get_mut(id) {
             slot.state = ServiceState::Blocked(wait);
             if quiescent && slot.pending_swap.is_some() {
                 self.perform_swap(id);
+            } else if quiescent
+                && slot.previous.is_some()
+                && let Some(asked) = slot.swap_asked_at.take()
+            {
+                // The new version is ready to serve: the swap's pause is over.
+                let message = format!(
+                    "swap pause of {}: {} us",
+                    slot.image.name,
+                    now.saturating_sub(asked) / 1000
+                );
+                self.log(&message);
             }
         }
     }
@@ -858,6 +874,7 @@ impl Kernel {
             return Err(Error::InvalidArgument);
         }
         slot.pending_swap = Some(module);
+        slot.swap_asked_at = Some(self.platform.now_ns());
         let quiescent = matches!(slot.state, ServiceState::Blocked(Wait::Receive { .. }));
         if host && !self.host_swaps.contains(&target) {
             self.host_swaps.push(target);
