@@ -224,6 +224,43 @@ fn swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, usize), Error> {
     Ok((pauses, failed))
 }
 
+/// The same swaps in the hosted core: the counter of `swaps-hosted.toml`
+/// under a finite request stream, fed [`SWAPS`] swap requests through the
+/// hosted platform's control channel. Pauses in microseconds, and the
+/// requests answered wrongly.
+fn hosted_swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, Option<f64>), Error> {
+    let load = |name: &str| {
+        crate::manifest::load(&options.workspace.join("tests/systems").join(name))
+            .map_err(Error::Diagnostics)
+    };
+    let system = load("swaps-hosted.toml")?;
+    let system_v2 = load("swaps-v2.toml")?;
+    let versions = [
+        builder::service_module(&system_v2, options, "counter")?,
+        builder::service_module(&system, options, "counter")?,
+    ];
+    let frames = (0..SWAPS)
+        .map(|swap| {
+            let module = versions.get(swap % 2).map_or(&[][..], Vec::as_slice);
+            atoll_core::control::encode_swap("counter", module)
+        })
+        .collect();
+    let bundle = builder::bundle_only(&system, options)?;
+    let (console, _) = hosted::run_scripted(&bundle, false, frames).map_err(Error::Other)?;
+    let log = options.workspace.join("target/bench/hosted-swaps.log");
+    let _ = std::fs::create_dir_all(options.workspace.join("target/bench"));
+    let _ = std::fs::write(&log, &console);
+    let pauses = console
+        .lines()
+        .filter_map(|line| line.strip_prefix("atoll: swap pause of counter: "))
+        .filter_map(|micros| micros.trim_end_matches(" us").parse::<f64>().ok())
+        .collect();
+    Ok((
+        pauses,
+        parse(&console).values.get("swap_requests_failed").copied(),
+    ))
+}
+
 /// The value below which `fraction` of `values` lie.
 fn percentile(values: &[f64], fraction: f64) -> Option<f64> {
     let mut sorted = values.to_vec();
@@ -269,6 +306,9 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     eprintln!("bench: {SWAPS} hot swaps pushed into a running VM...");
     let (pauses, failed_requests) = swap_pauses(&build_options)?;
 
+    eprintln!("bench: {SWAPS} hot swaps in the hosted core...");
+    let (hosted_pauses, hosted_failed) = hosted_swap_pauses(&build_options)?;
+
     eprintln!("bench: Linux pipe round trip...");
     let pipe_ns = pipe_round_trip_ns()?;
 
@@ -312,17 +352,25 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         Row {
             name: "hot-swap pause, median (request to serving)",
             unit: "us",
-            values: [percentile(&pauses, 0.5), None, None],
+            values: [
+                percentile(&pauses, 0.5),
+                percentile(&hosted_pauses, 0.5),
+                None,
+            ],
         },
         Row {
             name: "hot-swap pause, p99",
             unit: "us",
-            values: [percentile(&pauses, 0.99), None, None],
+            values: [
+                percentile(&pauses, 0.99),
+                percentile(&hosted_pauses, 0.99),
+                None,
+            ],
         },
         Row {
             name: "requests failed during the swaps",
             unit: "count",
-            values: [Some(failed_requests as f64), None, None],
+            values: [Some(failed_requests as f64), hosted_failed, None],
         },
         Row {
             name: "service spawn (validated module, median of 20)",
@@ -357,8 +405,9 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         );
     }
     println!(
-        "{} swaps measured; the hosted core has no control channel, so swap pauses are guest-only",
-        pauses.len()
+        "swaps measured: {} in the guest, {} hosted",
+        pauses.len(),
+        hosted_pauses.len()
     );
     println!(
         "guest TSC {} MHz; host CPU {} MHz; guest figures are under TCG emulation",

@@ -14,7 +14,27 @@ struct HostPlatform {
     started: Instant,
     echo: bool,
     console: Mutex<String>,
+    /// Control requests to feed the kernel, one at a time: the next is
+    /// released once the kernel has answered the previous one.
+    script: Mutex<Script>,
 }
+
+#[derive(Default)]
+struct Script {
+    frames: std::collections::VecDeque<Vec<u8>>,
+    /// Bytes of the released frame not yet read by the kernel.
+    sending: Vec<u8>,
+    /// Frames released, and swaps the kernel reported finished (its
+    /// "swap pause" line: the new version serves).
+    released: usize,
+    finished: usize,
+    /// When the last swap finished; the next frame waits a little, so that
+    /// the services run between swaps.
+    finished_at: Option<Instant>,
+}
+
+/// Time between one swap finishing and the next request.
+const SCRIPT_GAP: Duration = Duration::from_millis(2);
 
 impl Platform for HostPlatform {
     fn now_ns(&self) -> u64 {
@@ -27,8 +47,48 @@ impl Platform for HostPlatform {
             let _ = stdout.write_all(text.as_bytes());
             let _ = stdout.flush();
         }
+        if text.contains("swap pause of ")
+            && let Ok(mut script) = self.script.lock()
+        {
+            script.finished += 1;
+            script.finished_at = Some(Instant::now());
+        }
         if let Ok(mut console) = self.console.lock() {
             console.push_str(text);
+        }
+    }
+
+    fn control_read(&self, buffer: &mut [u8]) -> usize {
+        let Ok(mut script) = self.script.lock() else {
+            return 0;
+        };
+        let rested = script
+            .finished_at
+            .is_none_or(|at| at.elapsed() >= SCRIPT_GAP);
+        if script.sending.is_empty() && script.finished == script.released && rested {
+            if let Some(frame) = script.frames.pop_front() {
+                script.sending = frame;
+                script.released += 1;
+            }
+        }
+        let count = script.sending.len().min(buffer.len());
+        let taken: Vec<u8> = script.sending.drain(..count).collect();
+        if let Some(target) = buffer.get_mut(..count) {
+            target.copy_from_slice(&taken);
+        }
+        count
+    }
+
+    fn control_write(&self, text: &str) {
+        if !text.starts_with("ok:")
+            && let Ok(mut script) = self.script.lock()
+        {
+            // A failed request: go on with the next one.
+            script.finished = script.released;
+            script.finished_at = Some(Instant::now());
+        }
+        if self.echo {
+            print!("control: {text}");
         }
     }
 
@@ -43,10 +103,24 @@ impl Platform for HostPlatform {
 /// Boots a bundle in the hosted core and runs it until nothing can run.
 /// Returns the console text and how the run ended.
 pub fn run(bundle: &[u8], echo: bool) -> Result<(String, RunSummary), String> {
+    run_scripted(bundle, echo, Vec::new())
+}
+
+/// [`run`], feeding the kernel's control channel `frames` (e.g. swap
+/// requests), each once the previous one has been answered.
+pub fn run_scripted(
+    bundle: &[u8],
+    echo: bool,
+    frames: Vec<Vec<u8>>,
+) -> Result<(String, RunSummary), String> {
     let platform = Arc::new(HostPlatform {
         started: Instant::now(),
         echo,
         console: Mutex::new(String::new()),
+        script: Mutex::new(Script {
+            frames: frames.into(),
+            ..Script::default()
+        }),
     });
     platform.console_write("atoll: hosted kernel core on Linux\n");
     let (mut kernel, _settings) =
