@@ -137,7 +137,7 @@ fn pipe_round_trip_ns() -> Result<f64, Error> {
 /// Hot swaps pushed for the pause measurement.
 const SWAPS: usize = 40;
 
-/// Boots `tests/systems/swaps.toml` in QEMU, pushes [`SWAPS`] versions of its
+/// Boots `tests/systems/bench-swaps.toml` in QEMU, pushes [`SWAPS`] versions of its
 /// counter through the control channel while its client keeps calling, and
 /// returns the pauses the kernel logged (request to the new version waiting in
 /// `receive`, ready to serve), in microseconds, and how many requests failed.
@@ -146,7 +146,7 @@ fn swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, usize), Error> {
         crate::manifest::load(&options.workspace.join("tests/systems").join(name))
             .map_err(Error::Diagnostics)
     };
-    let system = load("swaps.toml")?;
+    let system = load("bench-swaps.toml")?;
     let system_v2 = load("swaps-v2.toml")?;
     let versions = [
         builder::service_module(&system_v2, options, "counter")?,

@@ -65,11 +65,13 @@ impl Platform for HostPlatform {
         let rested = script
             .finished_at
             .is_none_or(|at| at.elapsed() >= SCRIPT_GAP);
-        if script.sending.is_empty() && script.finished == script.released && rested {
-            if let Some(frame) = script.frames.pop_front() {
-                script.sending = frame;
-                script.released += 1;
-            }
+        if script.sending.is_empty()
+            && script.finished == script.released
+            && rested
+            && let Some(frame) = script.frames.pop_front()
+        {
+            script.sending = frame;
+            script.released += 1;
         }
         let count = script.sending.len().min(buffer.len());
         let taken: Vec<u8> = script.sending.drain(..count).collect();
