@@ -1460,3 +1460,43 @@ fn a_thousand_swaps_leave_the_heap_flat() {
         "heap grew from {settled} to {end} bytes over 1,000 swaps"
     );
 }
+
+#[test]
+fn a_spinning_service_can_be_killed_by_the_supervisor() {
+    // svc spins for ever; a client asks the supervisor (by any message) to act,
+    // and this supervisor stops svc. Without the stop, run() would never end.
+    let spinner = probe("", "(loop $forever (br $forever))");
+    let client = probe(
+        "kill",
+        "(call $report (call $send (i32.const 1) (i32.const 0) (i32.const 4)))",
+    );
+    let (console, summary) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: supervisor(1),
+                provides: &["events"],
+                uses: &[],
+            },
+            Spec {
+                name: "svc",
+                wat: spinner,
+                provides: &["svc"],
+                uses: &[],
+            },
+            Spec {
+                name: "client",
+                wat: client,
+                provides: &[],
+                uses: &["events"],
+            },
+        ],
+        Some("sup"),
+    );
+    assert!(
+        console.contains("atoll: service svc stopped by the supervisor"),
+        "{console}"
+    );
+    assert_eq!(lines_of(&console, "client"), ["0"], "{console}");
+    assert_eq!(summary.faulted, 0);
+}
