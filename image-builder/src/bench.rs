@@ -134,6 +134,22 @@ fn pipe_round_trip_ns() -> Result<f64, Error> {
     Ok(elapsed.as_nanos() as f64 / f64::from(PIPE_ROUND_TRIPS))
 }
 
+/// Loads `tests/systems/<file>` and builds the two counter versions that the
+/// swap benchmarks alternate: [v2, v1].
+fn counter_versions(options: &BuildOptions, file: &str) -> Result<(System, [Vec<u8>; 2]), Error> {
+    let load = |name: &str| {
+        crate::manifest::load(&options.workspace.join("tests/systems").join(name))
+            .map_err(Error::Diagnostics)
+    };
+    let system = load(file)?;
+    let system_v2 = load("swaps-v2.toml")?;
+    let versions = [
+        builder::service_module(&system_v2, options, "counter")?,
+        builder::service_module(&system, options, "counter")?,
+    ];
+    Ok((system, versions))
+}
+
 /// Hot swaps pushed for the pause measurement.
 const SWAPS: usize = 40;
 
@@ -142,16 +158,7 @@ const SWAPS: usize = 40;
 /// returns the pauses the kernel logged (request to the new version waiting in
 /// `receive`, ready to serve), in microseconds, and how many requests failed.
 fn swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, usize), Error> {
-    let load = |name: &str| {
-        crate::manifest::load(&options.workspace.join("tests/systems").join(name))
-            .map_err(Error::Diagnostics)
-    };
-    let system = load("bench-swaps.toml")?;
-    let system_v2 = load("swaps-v2.toml")?;
-    let versions = [
-        builder::service_module(&system_v2, options, "counter")?,
-        builder::service_module(&system, options, "counter")?,
-    ];
+    let (system, versions) = counter_versions(options, "bench-swaps.toml")?;
     let artifacts = builder::build(&system, options)?;
     let image = artifacts
         .bios_image
@@ -229,16 +236,7 @@ fn swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, usize), Error> {
 /// hosted platform's control channel. Pauses in microseconds, and the
 /// requests answered wrongly.
 fn hosted_swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, Option<f64>), Error> {
-    let load = |name: &str| {
-        crate::manifest::load(&options.workspace.join("tests/systems").join(name))
-            .map_err(Error::Diagnostics)
-    };
-    let system = load("swaps-hosted.toml")?;
-    let system_v2 = load("swaps-v2.toml")?;
-    let versions = [
-        builder::service_module(&system_v2, options, "counter")?,
-        builder::service_module(&system, options, "counter")?,
-    ];
+    let (system, versions) = counter_versions(options, "swaps-hosted.toml")?;
     let frames = (0..SWAPS)
         .map(|swap| {
             let module = versions.get(swap % 2).map_or(&[][..], Vec::as_slice);

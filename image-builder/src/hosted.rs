@@ -128,10 +128,7 @@ pub fn run_scripted(
     let (mut kernel, _settings) =
         Kernel::boot(bundle, platform.clone()).map_err(|error| format!("cannot boot: {error}"))?;
     let summary = kernel.run();
-    platform.console_write(&format!(
-        "atoll: no service can run: {} exited, {} faulted, {} failed to load, {} waiting for ever\n",
-        summary.exited, summary.faulted, summary.failed_to_load, summary.blocked
-    ));
+    platform.console_write(&format!("atoll: no service can run: {summary}\n"));
     let console = platform
         .console
         .lock()

@@ -54,6 +54,16 @@ pub struct RunSummary {
     pub blocked: usize,
 }
 
+impl core::fmt::Display for RunSummary {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            formatter,
+            "{} exited, {} faulted, {} failed to load, {} waiting for ever",
+            self.exited, self.faulted, self.failed_to_load, self.blocked
+        )
+    }
+}
+
 /// Where a service is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServiceState {

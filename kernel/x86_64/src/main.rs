@@ -85,13 +85,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         selftest::inject(fault);
     }
     let summary = kernel.run();
-    kprintln!(
-        "atoll: no service can run: {} exited, {} faulted, {} failed to load, {} waiting for ever",
-        summary.exited,
-        summary.faulted,
-        summary.failed_to_load,
-        summary.blocked
-    );
+    kprintln!("atoll: no service can run: {summary}");
     if settings.exit_when_idle {
         qemu::exit(qemu::ExitCode::Success);
     }
@@ -107,13 +101,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         x86_64::instructions::interrupts::enable_and_hlt();
         if kernel.poll_control() {
             let summary = kernel.run();
-            kprintln!(
-                "atoll: no service can run: {} exited, {} faulted, {} failed to load, {} waiting for ever",
-                summary.exited,
-                summary.faulted,
-                summary.failed_to_load,
-                summary.blocked
-            );
+            kprintln!("atoll: no service can run: {summary}");
         }
     }
 }
