@@ -116,17 +116,16 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<u8, Error> {
     let workspace = cli.workspace.canonicalize().unwrap_or(cli.workspace);
     let load = |path: &PathBuf| manifest::load(path).map_err(Error::Diagnostics);
+    let quiet = cli.quiet;
+    let options = |firmware| BuildOptions {
+        workspace: workspace.clone(),
+        firmware,
+        quiet,
+    };
     match cli.command {
         Command::Check { system } => {
             let system = load(&system)?;
-            builder::check(
-                &system,
-                &BuildOptions {
-                    workspace,
-                    firmware: Firmware::Both,
-                    quiet: cli.quiet,
-                },
-            )?;
+            builder::check(&system, &options(Firmware::Both))?;
             if !cli.quiet {
                 eprintln!(
                     "system `{}`: {} services, all valid",
@@ -138,23 +137,12 @@ fn run(cli: Cli) -> Result<u8, Error> {
         }
         Command::Build { system, firmware } => {
             let system = load(&system)?;
-            builder::build(
-                &system,
-                &BuildOptions {
-                    workspace,
-                    firmware,
-                    quiet: cli.quiet,
-                },
-            )?;
+            builder::build(&system, &options(firmware))?;
             Ok(0)
         }
         Command::HostRun { system } => {
             let system = load(&system)?;
-            let options = BuildOptions {
-                workspace,
-                firmware: Firmware::Both,
-                quiet: cli.quiet,
-            };
+            let options = options(Firmware::Both);
             let bundle = builder::bundle_only(&system, &options)?;
             let (_, summary) = hosted::run(&bundle, true).map_err(Error::Other)?;
             Ok(u8::from(summary.faulted > 0))
@@ -176,11 +164,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             watch,
         } => {
             let system = load(&system)?;
-            let options = BuildOptions {
-                workspace: workspace.clone(),
-                firmware: Firmware::Bios,
-                quiet: cli.quiet,
-            };
+            let options = options(Firmware::Bios);
             let module = match module {
                 Some(path) => builder::read_module(&path)
                     .map_err(|error| Error::Other(format!("{}: {error}", path.display())))?,
@@ -204,14 +188,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             let system = load(&system)?;
             let firmware = if uefi { Firmware::Uefi } else { Firmware::Bios };
             let control_socket = push::socket_path(&workspace, &system.name);
-            let artifacts = builder::build(
-                &system,
-                &BuildOptions {
-                    workspace,
-                    firmware,
-                    quiet: cli.quiet,
-                },
-            )?;
+            let artifacts = builder::build(&system, &options(firmware))?;
             let image = if uefi {
                 artifacts.uefi_image
             } else {

@@ -298,9 +298,17 @@ fn swap(
 ) -> HostResult {
     checked(|| {
         let name = read_name(&caller, name_ptr, name_len)?;
-        let module = GuestSlice::new(module_ptr, module_len)
-            .read(memory(&caller)?, MAX_SWAP_MODULE_LEN)?
-            .to_vec();
+        let module =
+            GuestSlice::new(module_ptr, module_len).read(memory(&caller)?, MAX_SWAP_MODULE_LEN)?;
+        // The copy is sized by the caller: refuse it if it would eat into the
+        // kernel's heap reserve (the kernel checks the caller's right later).
+        let needed = module
+            .len()
+            .saturating_add(crate::service::KERNEL_HEAP_RESERVE);
+        if caller.data().platform.heap_available() < needed {
+            return Err(Error::TooLarge);
+        }
+        let module = module.to_vec();
         charge_copy(&mut caller, module.len());
         Ok(suspend(caller, Syscall::Swap { name, module }))
     })

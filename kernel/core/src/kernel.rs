@@ -131,6 +131,8 @@ struct Slot {
     /// When the swap in progress was asked for: the pause lasts until the new
     /// version waits in `receive`, ready to serve.
     swap_asked_at: Option<u64>,
+    /// Whether the service has had the CPU at least once (for `system ready`).
+    ever_ran: bool,
 }
 
 /// A replaced version, still parked in `receive`.
@@ -176,6 +178,9 @@ pub struct Kernel {
     /// outcome the host waits for.
     control: ControlChannel,
     host_swaps: Vec<ServiceId>,
+    /// When the control channel was last polled: it is polled at most every
+    /// [`CONTROL_POLL_NS`] while services run, and on every idle wake-up.
+    control_polled_at: u64,
     summary: RunSummary,
     /// Services that have had the CPU at least once.
     started: usize,
@@ -203,6 +208,7 @@ impl Kernel {
             message_budget: 0,
             control: ControlChannel::default(),
             host_swaps: Vec::new(),
+            control_polled_at: 0,
             summary: RunSummary::default(),
             started: 0,
             announced_ready: false,
@@ -307,6 +313,7 @@ impl Kernel {
                         previous: None,
                         swaps: 0,
                         swap_asked_at: None,
+                        ever_ran: false,
                     });
                     kernel.run_queue.push_back(id);
                 }
@@ -336,7 +343,11 @@ impl Kernel {
     pub fn run(&mut self) -> RunSummary {
         self.announce_ready_once();
         loop {
-            self.poll_control();
+            let now = self.platform.now_ns();
+            if now.saturating_sub(self.control_polled_at) >= CONTROL_POLL_NS {
+                self.control_polled_at = now;
+                self.poll_control();
+            }
             self.fire_timers();
             if let Some(id) = self.run_queue.pop_front() {
                 self.run_service(id);
@@ -364,7 +375,9 @@ impl Kernel {
         if slot.state != ServiceState::Ready {
             return;
         }
-        if !slot.service.started() {
+        if !slot.ever_ran {
+            // Counted once per service: restarts and swaps start new instances.
+            slot.ever_ran = true;
             self.started += 1;
         }
         if slot
@@ -1155,6 +1168,9 @@ impl Kernel {
         self.platform.console_write(&format!("atoll: {message}\n"));
     }
 }
+
+/// How often the host control channel is polled while services run.
+const CONTROL_POLL_NS: u64 = 1_000_000;
 
 /// The most bytes all queues together may hold.
 pub const MAX_MESSAGE_BUDGET: usize = 64 * 1024 * 1024;

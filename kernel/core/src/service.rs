@@ -237,12 +237,6 @@ impl Service {
         &self.store.data().name
     }
 
-    /// Whether the service has been given the CPU at least once.
-    #[must_use]
-    pub fn started(&self) -> bool {
-        !matches!(self.suspended, Suspended::NotStarted)
-    }
-
     /// Fuel burnt so far by the entry point (excludes the start function).
     #[must_use]
     pub fn fuel_used(&self) -> u64 {
