@@ -249,3 +249,74 @@ fn the_kernel_core_runs_hosted_on_linux() {
         "{stdout}"
     );
 }
+
+#[test]
+fn stubbed_wasi_imports_are_listed_as_a_warning() {
+    let module = wasm(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_seek" (func (param i32 i64 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "path_open"
+                (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "_start")))"#,
+    );
+    let system = scenario(
+        "wasi-stubs",
+        "[system]\nname = \"w\"\n[[service]]\nname = \"posix\"\nmodule = \"posix.wasm\"\n",
+        &[("posix.wasm", module)],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: service `posix` imports WASI functions the kernel only stubs (they return ENOSYS, or EBADF for a missing descriptor): fd_seek, path_open"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("--> {}:5:10", system.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_build_command_runs_before_the_module_is_read_and_its_failure_is_reported() {
+    let system = scenario(
+        "build-command",
+        "[system]\nname = \"b\"\n[[service]]\nname = \"made\"\nmodule = \"out/made.wasm\"\nbuild = \"mkdir -p out && cp good.wasm out/made.wasm\"\n",
+        &[("good.wasm", wasm(GOOD))],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 0, "{stderr}");
+    assert!(system.with_file_name("out/made.wasm").exists());
+
+    let system = scenario(
+        "build-command-fails",
+        "[system]\nname = \"b\"\n[[service]]\nname = \"broken\"\nmodule = \"never.wasm\"\nbuild = \"echo compiler says no >&2; exit 3\"\n",
+        &[],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("error: service `broken`: build command failed (exit status: 3):")
+            && stderr.contains("compiler says no")
+            && stderr.contains(&format!("--> {}:6:9", system.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_wasi_arguments_and_environment_are_rejected() {
+    let system = scenario(
+        "bad-env",
+        "[system]\nname = \"e\"\n[[service]]\nname = \"good\"\nmodule = \"good.wasm\"\nenv = { \"A=B\" = \"x\" }\n",
+        &[("good.wasm", wasm(GOOD))],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("environment variable `A=B`: names are non-empty without `=` or NUL"),
+        "{stderr}"
+    );
+}

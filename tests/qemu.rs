@@ -386,3 +386,28 @@ fn a_hundred_host_pushes_under_a_request_stream_lose_nothing_and_leak_nothing() 
         "heap after swaps: {heap:?}"
     );
 }
+
+#[test]
+fn unmodified_wasi_programs_in_c_and_go_run_and_report_their_exit_status() {
+    let boot = support::boot_path(
+        support::workspace().join("examples/wasi/system.toml"),
+        Firmware::Bios,
+        None,
+        TIMEOUT,
+    );
+    boot.expect("[hello-c] hello from C: printf works, 3 args: hello-c one two")
+        .expect("[hello-c] GREETING=hello from system.toml")
+        .expect("[hello-c] slept at least 20 ms")
+        .expect("[hello-c] wall clock after 2020: yes")
+        .expect("atoll: hello-c: WASI fd_tell is not supported, returned ENOSYS")
+        .expect("[hello-c] lseek on stdout: -1, errno 52 (Function not implemented); still running")
+        .expect("[hello-c] random bytes: ok")
+        .expect("[hello-c] exiting with status 3")
+        .expect("atoll: service hello-c exited with status 3")
+        .expect("[hello-go] hello from Go wasip1: args hello-go --flag")
+        .expect("[hello-go] GREETING=hi Go")
+        .expect("[hello-go] slept at least 20 ms")
+        .expect("atoll: service hello-go exited with status 7")
+        .expect("atoll: no service can run: 2 exited, 0 faulted")
+        .expect_status(0);
+}

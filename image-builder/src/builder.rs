@@ -259,6 +259,8 @@ fn encode_bundle(system: &System, modules: &[Vec<u8>]) -> Result<Vec<u8>, Error>
                 uses: service.uses.iter().map(String::as_str).collect(),
                 supervisor: service.supervisor,
                 restart: service.restart,
+                args: service.args.iter().map(String::as_str).collect(),
+                env: service.env.iter().map(String::as_str).collect(),
             })
             .collect(),
     };
@@ -291,6 +293,8 @@ fn modules(
         cargo(options, target_dir, &args)?;
     }
 
+    run_build_commands(system, options)?;
+
     let mut modules = Vec::with_capacity(system.services.len());
     let mut diagnostics = Vec::new();
     for service in &system.services {
@@ -318,7 +322,22 @@ fn modules(
                         path.display()
                     ),
                 )),
-                Ok(()) => modules.push(module),
+                Ok(info) => {
+                    if !info.wasi_stubs.is_empty() {
+                        eprintln!(
+                            "{}",
+                            Warning(system.diagnostic(
+                                service.source_span.clone(),
+                                format!(
+                                    "service `{}` imports WASI functions the kernel only stubs (they return ENOSYS, or EBADF for a missing descriptor): {}",
+                                    service.name,
+                                    info.wasi_stubs.join(", ")
+                                ),
+                            ))
+                        );
+                    }
+                    modules.push(module);
+                }
             },
         }
     }
@@ -327,6 +346,57 @@ fn modules(
     }
 
     Ok(modules)
+}
+
+/// A diagnostic shown as a warning.
+struct Warning(Diagnostic);
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0.to_string();
+        let text = text.strip_prefix("error: ").unwrap_or(&text);
+        write!(formatter, "warning: {text}")
+    }
+}
+
+/// Runs the services' `build` commands (`sh -c`, in the description's folder,
+/// with `ATOLL_ROOT` set to the workspace), in description order. A failing
+/// command is an error at its `build` line, with its output.
+fn run_build_commands(system: &System, options: &BuildOptions) -> Result<(), Error> {
+    let folder = system.path.parent().unwrap_or(Path::new("."));
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    let root = std::fs::canonicalize(&options.workspace).unwrap_or(options.workspace.clone());
+    for service in &system.services {
+        let Some((command, span)) = &service.build else {
+            continue;
+        };
+        options.progress(format_args!("    Building {}: {command}", service.name));
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(command)
+            .current_dir(folder)
+            .env("ATOLL_ROOT", &root)
+            .output()
+            .context(|| format!("running the build command of `{}`", service.name))?;
+        if !output.status.success() {
+            let mut log = String::from_utf8_lossy(&output.stdout).into_owned();
+            log.push_str(&String::from_utf8_lossy(&output.stderr));
+            return Err(Error::Diagnostics(vec![system.diagnostic(
+                span.clone(),
+                format!(
+                    "service `{}`: build command failed ({}):\n{}",
+                    service.name,
+                    output.status,
+                    log.trim_end()
+                ),
+            )]));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a module: binary Wasm, or WebAssembly text if the file ends in `.wat`.

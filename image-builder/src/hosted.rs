@@ -41,6 +41,21 @@ impl Platform for HostPlatform {
         u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
+    fn boot_wall_clock_ns(&self) -> u64 {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        u64::try_from(since_epoch.as_nanos())
+            .unwrap_or(0)
+            .saturating_sub(self.now_ns())
+    }
+
+    fn random_seed(&self) -> u64 {
+        // std's hasher keys come from the OS's random source.
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(self.now_ns())
+    }
+
     fn console_write(&self, text: &str) {
         if self.echo {
             let mut stdout = std::io::stdout().lock();

@@ -105,6 +105,10 @@ struct RawService {
     module: Option<Spanned<String>>,
     #[serde(rename = "crate")]
     krate: Option<Spanned<String>>,
+    build: Option<Spanned<String>>,
+    #[serde(default)]
+    args: Vec<Spanned<String>>,
+    env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     memory_limit_kib: Option<Spanned<u64>>,
     fuel_slice: Option<Spanned<u64>>,
     queue_depth: Option<Spanned<u32>>,
@@ -136,6 +140,13 @@ pub struct ServiceSpec {
     pub source: ModuleSource,
     /// Where `module = ` or `crate = ` is written, for later diagnostics.
     pub source_span: Range<usize>,
+    /// A shell command that builds the module file, run in the description's
+    /// folder before the module is read; with where it is written.
+    pub build: Option<(String, Range<usize>)>,
+    /// WASI command-line arguments: the service's name, then `args`.
+    pub args: Vec<String>,
+    /// WASI environment, as `KEY=value`.
+    pub env: Vec<String>,
     pub limits: ServiceLimits,
     /// Endpoints the service provides.
     pub provides: Vec<String>,
@@ -359,11 +370,25 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
                 ));
             }
         }
+        let build = service
+            .build
+            .as_ref()
+            .map(|build| (build.get_ref().clone(), build.span()));
+        if let (Some(build), Some(_)) = (&service.build, &service.krate) {
+            diagnostics.push(at(
+                build.span(),
+                format!("service `{name}`: `build` goes with `module` (a crate is built by cargo)"),
+            ));
+        }
+        let (args, env) = wasi_strings(service, &mut diagnostics, &at);
         if let Some((source, source_span)) = source {
             services.push(ServiceSpec {
                 name: name.clone(),
                 source,
                 source_span,
+                build,
+                args,
+                env,
                 limits,
                 provides: service
                     .provides
@@ -401,6 +426,50 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
         inject_fault,
         services,
     })
+}
+
+/// A service's WASI arguments (its name first) and environment, checked: no
+/// NUL bytes (they end C strings), no `=` in variable names, and at most
+/// [`atoll_abi::wasi::MAX_ARGS_ENV_LEN`] bytes together.
+fn wasi_strings(
+    service: &RawService,
+    diagnostics: &mut Vec<Diagnostic>,
+    at: &dyn Fn(Range<usize>, String) -> Diagnostic,
+) -> (Vec<String>, Vec<String>) {
+    let mut args = vec![service.name.get_ref().clone()];
+    for arg in &service.args {
+        if arg.get_ref().contains('\0') {
+            diagnostics.push(at(
+                arg.span(),
+                "an argument cannot hold a NUL byte".to_string(),
+            ));
+        }
+        args.push(arg.get_ref().clone());
+    }
+    let mut env = Vec::new();
+    if let Some(table) = &service.env {
+        for (key, value) in table.get_ref() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
+                diagnostics.push(at(
+                    table.span(),
+                    format!("environment variable `{key}`: names are non-empty without `=` or NUL, values without NUL"),
+                ));
+            }
+            env.push(format!("{key}={value}"));
+        }
+    }
+    let total: usize = args.iter().chain(&env).map(|text| text.len() + 1).sum();
+    if total > atoll_abi::wasi::MAX_ARGS_ENV_LEN {
+        diagnostics.push(at(
+            service.name.span(),
+            format!(
+                "service `{}`: args and env hold {total} bytes, more than {}",
+                service.name.get_ref(),
+                atoll_abi::wasi::MAX_ARGS_ENV_LEN
+            ),
+        ));
+    }
+    (args, env)
 }
 
 /// Names are used in logs, file names and (later) IPC: keep them plain.

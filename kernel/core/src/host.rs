@@ -57,7 +57,7 @@ pub enum Syscall {
 /// The host error that suspends a service in a kernel call. Carries nothing:
 /// the call itself is in [`HostState::pending`].
 #[derive(Debug)]
-struct Suspend;
+pub(crate) struct Suspend;
 
 impl core::fmt::Display for Suspend {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -67,7 +67,7 @@ impl core::fmt::Display for Suspend {
 
 impl wasmi::errors::HostError for Suspend {}
 
-type HostResult = Result<i32, wasmi::Error>;
+pub(crate) type HostResult = Result<i32, wasmi::Error>;
 
 /// Defines every host function of [`atoll_abi::HOST_FUNCTIONS`] in `linker`.
 pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error> {
@@ -127,7 +127,7 @@ const BYTES_PER_FUEL: u64 = 64;
 
 /// Charges the caller for work done on its behalf inside a host function. Fuel
 /// that runs out here preempts the service at its next instruction.
-fn charge(caller: &mut Caller<'_, HostState>, fuel: u64) {
+pub(crate) fn charge(caller: &mut Caller<'_, HostState>, fuel: u64) {
     if let Ok(left) = caller.get_fuel() {
         let _ = caller.set_fuel(left.saturating_sub(fuel));
     }
@@ -153,9 +153,12 @@ fn log(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
 fn log_checked(caller: &Caller<'_, HostState>, text: GuestSlice) -> Result<usize, Error> {
     let bytes = text.read(memory(caller)?, MAX_LOG_LEN)?;
     let text = core::str::from_utf8(bytes).map_err(|_| Error::InvalidUtf8)?;
-    // Each line of the text becomes a console line with the service's name, so
-    // a service cannot forge another's prefix.
-    let state = caller.data();
+    Ok(console_lines(caller.data(), text))
+}
+
+/// Writes `text` to the console, each of its lines prefixed with the service's
+/// name (so a service cannot forge another's prefix). Returns the bytes written.
+pub(crate) fn console_lines(state: &HostState, text: &str) -> usize {
     let mut lines = alloc::string::String::with_capacity(text.len() + 2 * state.name.len() + 8);
     for line in text.trim_end_matches('\n').split('\n') {
         lines.push('[');
@@ -165,7 +168,7 @@ fn log_checked(caller: &Caller<'_, HostState>, text: GuestSlice) -> Result<usize
         lines.push('\n');
     }
     state.platform.console_write(&lines);
-    Ok(lines.len())
+    lines.len()
 }
 
 /// `lookup(name_ptr, name_len) -> handle | error`

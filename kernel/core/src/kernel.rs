@@ -150,6 +150,8 @@ struct Image {
     limits: ServiceLimits,
     endpoint_names: Vec<String>,
     policy: RestartPolicy,
+    args: Vec<String>,
+    env: Vec<String>,
 }
 
 /// What a kernel call did to its caller.
@@ -278,6 +280,8 @@ impl Kernel {
                 limits: image.limits,
                 endpoint_names: names.clone(),
                 policy: image.restart,
+                args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
+                env: image.env.iter().map(|var| (*var).to_string()).collect(),
             };
             match Service::load(image, names, Arc::clone(&kernel.platform)) {
                 Ok(service) => {
@@ -409,12 +413,25 @@ impl Kernel {
                         Then::Block => return,
                     }
                 }
-                SliceOutcome::Exited => {
+                SliceOutcome::Exited(status) => {
                     slot.state = ServiceState::Exited;
                     self.summary.exited += 1;
-                    let message = format!("service {} exited", slot.service.name());
+                    let (message, outcome) = if status == 0 {
+                        (
+                            format!("service {} exited", slot.service.name()),
+                            Outcome::Exited,
+                        )
+                    } else {
+                        (
+                            format!(
+                                "service {} exited with status {status}",
+                                slot.service.name()
+                            ),
+                            Outcome::Failed(status),
+                        )
+                    };
                     self.log(&message);
-                    self.ended(id, Outcome::Exited);
+                    self.ended(id, outcome);
                     return;
                 }
                 SliceOutcome::Faulted(reason) => {
@@ -943,6 +960,8 @@ impl Kernel {
                 uses: Vec::new(),
                 supervisor: false,
                 restart: slot.image.policy,
+                args: slot.image.args.iter().map(String::as_str).collect(),
+                env: slot.image.env.iter().map(String::as_str).collect(),
             };
             let mut service = Service::load(&image, slot.image.endpoint_names.clone(), platform)
                 .map_err(|error| error.to_string())?;
@@ -1026,6 +1045,7 @@ impl Kernel {
         let what = match outcome {
             Outcome::Exited => String::from("exited"),
             Outcome::Faulted(reason) => format!("faulted ({reason})"),
+            Outcome::Failed(status) => format!("exited with status {status}"),
         };
         let message = format!(
             "swap of {} rolled back: the new version {what} during its probation",
@@ -1091,6 +1111,8 @@ impl Kernel {
             uses: Vec::new(),
             supervisor: false,
             restart: slot.image.policy,
+            args: slot.image.args.iter().map(String::as_str).collect(),
+            env: slot.image.env.iter().map(String::as_str).collect(),
         };
         match Service::load(
             &image,

@@ -27,6 +27,7 @@ mod host;
 pub mod ipc;
 pub mod kernel;
 pub mod service;
+mod wasi;
 
 #[cfg(test)]
 mod proptests;
@@ -46,6 +47,16 @@ pub trait Platform: Send + Sync + 'static {
     /// whichever comes first (returning early is allowed). Called only when no
     /// service is ready.
     fn wait_until(&self, deadline_ns: u64);
+    /// Wall-clock time at boot, in nanoseconds since the Unix epoch (0 if the
+    /// platform has no clock). WASI's realtime clock is this plus [`Platform::now_ns`].
+    fn boot_wall_clock_ns(&self) -> u64 {
+        0
+    }
+    /// A seed for services' random generators, as unpredictable as the
+    /// platform can make it.
+    fn random_seed(&self) -> u64 {
+        self.now_ns()
+    }
     /// Bytes the kernel heap can still hand out. Services' memories may only
     /// grow while this stays above a reserve for the kernel's own use.
     fn heap_available(&self) -> usize {

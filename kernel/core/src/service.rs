@@ -36,6 +36,16 @@ pub(crate) struct HostState {
     pub(crate) endpoint_names: Vec<String>,
     /// The kernel call a host function has just suspended the service for.
     pub(crate) pending: Option<Syscall>,
+    /// Set by WASI `proc_exit`: the service has ended with this status.
+    pub(crate) exit_status: Option<i32>,
+    /// WASI `args_get` and `environ_get` (`KEY=value`) strings.
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<String>,
+    /// WASI stubs this service has called, by index in `atoll_abi::wasi::FUNCTIONS`
+    /// (each is logged once).
+    pub(crate) wasi_warned: u64,
+    /// State of the service's `random_get` generator (never 0).
+    pub(crate) random: u64,
     limiter: Limiter,
 }
 
@@ -98,8 +108,8 @@ pub enum LoadError {
     Compile(wasmi::Error),
     /// An import is not a host function of the ABI: `(module, name)`.
     UnknownImport(String, String),
-    /// An import names a host function but with another signature.
-    ImportSignature(String),
+    /// An import names a host function but with another signature: `(module, name)`.
+    ImportSignature(String, String),
     /// Instantiation failed (e.g. its memory exceeds the service's limit, or its
     /// start function trapped).
     Instantiate(wasmi::Error),
@@ -116,9 +126,9 @@ impl core::fmt::Display for LoadError {
             LoadError::UnknownImport(module, name) => {
                 write!(formatter, "imports unknown function `{module}::{name}`")
             }
-            LoadError::ImportSignature(name) => write!(
+            LoadError::ImportSignature(module, name) => write!(
                 formatter,
-                "imports `{IMPORT_MODULE}::{name}` with a signature other than the ABI's"
+                "imports `{module}::{name}` with a signature other than the ABI's"
             ),
             LoadError::Instantiate(error) => write!(formatter, "cannot instantiate: {error}"),
             LoadError::MissingEntryPoint => {
@@ -136,8 +146,9 @@ pub enum SliceOutcome {
     Preempted,
     /// The service made a kernel call; resume it with the call's result.
     Syscall(Syscall),
-    /// The entry point returned.
-    Exited,
+    /// The entry point returned (status 0) or the service called WASI
+    /// `proc_exit` with this status.
+    Exited(i32),
     /// The service trapped, with the interpreter's reason.
     Faulted(String),
 }
@@ -201,6 +212,11 @@ impl Service {
             platform: Arc::clone(&platform),
             endpoint_names,
             pending: None,
+            exit_status: None,
+            args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
+            env: image.env.iter().map(|var| (*var).to_string()).collect(),
+            wasi_warned: 0,
+            random: seed(platform.random_seed(), image.name),
             limiter: Limiter { limits, platform },
         };
         let mut store = Store::new(&engine, state);
@@ -208,7 +224,10 @@ impl Service {
         store.set_fuel(START_FUEL).map_err(LoadError::Instantiate)?;
         let mut linker = Linker::new(&engine);
         crate::host::define(&mut linker).map_err(LoadError::Instantiate)?;
-        check_imports(&module)?;
+        let info = check_imports(&module)?;
+        if info.uses_wasi {
+            crate::wasi::define(&mut linker).map_err(LoadError::Instantiate)?;
+        }
         check_exports(&module)?;
         let instance = linker
             .instantiate_and_start(&mut store, &module)
@@ -343,7 +362,7 @@ impl Service {
             .fuel_used
             .saturating_add(fuel_before.saturating_sub(remaining));
         match result {
-            Ok(TypedResumableCall::Finished(())) => SliceOutcome::Exited,
+            Ok(TypedResumableCall::Finished(())) => SliceOutcome::Exited(0),
             Ok(TypedResumableCall::OutOfFuel(call)) => {
                 self.fuel_required = call.required_fuel();
                 self.suspended = Suspended::OutOfFuel(call);
@@ -354,7 +373,13 @@ impl Service {
                     self.suspended = Suspended::InSyscall(call);
                     SliceOutcome::Syscall(syscall)
                 }
-                None => self.fault(call.host_error().to_string()),
+                None => match self.store.data_mut().exit_status.take() {
+                    Some(status) => {
+                        self.suspended = Suspended::Finished;
+                        SliceOutcome::Exited(status)
+                    }
+                    None => self.fault(call.host_error().to_string()),
+                },
             },
             Err(error) => self.fault(error.to_string()),
         }
@@ -366,34 +391,68 @@ impl Service {
     }
 }
 
-/// Checks a module as the kernel's loader will, without running it: it compiles
-/// under the kernel's interpreter configuration and limits, imports only host
-/// functions of the ABI with their exact signatures, and exports the entry point
-/// and its memory. image-builder calls this, so a bundle never holds a module
-/// that this kernel would refuse for these reasons.
-pub fn validate(module: &[u8]) -> Result<(), LoadError> {
-    let engine = Engine::new(&engine_config());
-    let module = Module::new(&engine, module).map_err(LoadError::Compile)?;
-    check_imports(&module)?;
-    check_exports(&module)
+/// What [`validate`] learnt about a module's imports.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// It imports from WASI preview1.
+    pub uses_wasi: bool,
+    /// The WASI functions it imports that the kernel only stubs (they return
+    /// an errno), in import order.
+    pub wasi_stubs: Vec<&'static str>,
 }
 
-fn check_imports(module: &Module) -> Result<(), LoadError> {
+/// Checks a module as the kernel's loader will, without running it: it compiles
+/// under the kernel's interpreter configuration and limits, imports only host
+/// functions of the ABI or of WASI preview1 with their exact signatures, and
+/// exports the entry point and its memory. image-builder calls this, so a
+/// bundle never holds a module that this kernel would refuse for these reasons.
+pub fn validate(module: &[u8]) -> Result<ModuleInfo, LoadError> {
+    let engine = Engine::new(&engine_config());
+    let module = Module::new(&engine, module).map_err(LoadError::Compile)?;
+    let info = check_imports(&module)?;
+    check_exports(&module)?;
+    Ok(info)
+}
+
+fn check_imports(module: &Module) -> Result<ModuleInfo, LoadError> {
+    let mut info = ModuleInfo::default();
     for import in module.imports() {
         let unknown =
             || LoadError::UnknownImport(import.module().to_string(), import.name().to_string());
-        if import.module() != IMPORT_MODULE {
-            return Err(unknown());
-        }
-        let function = atoll_abi::host_function(import.name()).ok_or_else(unknown)?;
+        let (params, results) = match import.module() {
+            IMPORT_MODULE => {
+                let function = atoll_abi::host_function(import.name()).ok_or_else(unknown)?;
+                (function.params, function.results)
+            }
+            atoll_abi::wasi::IMPORT_MODULE => {
+                let function = atoll_abi::wasi::function(import.name()).ok_or_else(unknown)?;
+                info.uses_wasi = true;
+                if matches!(function.support, atoll_abi::wasi::Support::Stub { .. }) {
+                    info.wasi_stubs.push(function.name);
+                }
+                (function.params, function.results)
+            }
+            _ => return Err(unknown()),
+        };
         let signature = import.ty().func().ok_or_else(unknown)?;
-        if !types_match(signature.params(), function.params)
-            || !types_match(signature.results(), function.results)
-        {
-            return Err(LoadError::ImportSignature(import.name().to_string()));
+        if !types_match(signature.params(), params) || !types_match(signature.results(), results) {
+            return Err(LoadError::ImportSignature(
+                import.module().to_string(),
+                import.name().to_string(),
+            ));
         }
     }
-    Ok(())
+    Ok(info)
+}
+
+/// A generator seed for service `name`: never 0 (xorshift's fixed point), and
+/// different for services loaded at the same instant.
+fn seed(platform_seed: u64, name: &str) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in name.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (platform_seed ^ hash) | 1
 }
 
 fn types_match(actual: &[ValType], expected: &[ValueType]) -> bool {
@@ -435,7 +494,11 @@ fn engine_config() -> Config {
         // Fuel running out during lazy compilation is not resumable: compile
         // everything up front.
         .compilation_mode(CompilationMode::Eager)
-        // Bounds on functions, globals, tables, etc. against compilation bombs.
-        .enforced_limits(EnforcedLimits::strict());
+        // No `EnforcedLimits::strict()`: its cap of 1,000 data segments refuses
+        // every Go program (about 28,000), and its other bounds guard lazy
+        // compilation, which is off. A module's size is bounded instead (the
+        // bundle is built by image-builder; `swap` takes at most 16 MiB and
+        // only with the heap reserve intact), and compiling is linear in it.
+        .enforced_limits(EnforcedLimits::default());
     config
 }

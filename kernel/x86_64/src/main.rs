@@ -20,6 +20,7 @@ mod interrupts;
 mod memory;
 mod platform;
 mod qemu;
+mod rtc;
 mod selftest;
 mod serial;
 
@@ -62,6 +63,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     );
     kprintln!("atoll: {} free frames", memory::free_frames());
     let tsc_hz = clock::init();
+    rtc::init();
     kprintln!(
         "atoll: clock {} MHz (TSC calibrated against the PIT)",
         tsc_hz / 1_000_000

@@ -10,6 +10,14 @@ impl Platform for X86Platform {
         crate::clock::now_ns()
     }
 
+    fn boot_wall_clock_ns(&self) -> u64 {
+        crate::rtc::boot_wall_clock_ns()
+    }
+
+    fn random_seed(&self) -> u64 {
+        crate::rtc::random_seed()
+    }
+
     fn console_write(&self, text: &str) {
         crate::serial::write_str(text);
     }

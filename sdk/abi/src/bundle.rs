@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
 /// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
@@ -107,6 +107,13 @@ pub struct ServiceImage<'a> {
     pub supervisor: bool,
     /// How the supervisor should treat this service when it ends.
     pub restart: crate::supervision::RestartPolicy,
+    /// Command-line arguments a WASI program sees (`args_get`); the first is
+    /// the service's name.
+    #[serde(borrow)]
+    pub args: Vec<&'a str>,
+    /// Environment variables a WASI program sees (`environ_get`), as `KEY=value`.
+    #[serde(borrow)]
+    pub env: Vec<&'a str>,
 }
 
 /// Per-service resource limits.
@@ -206,6 +213,8 @@ mod tests {
                 uses: vec!["log", "kv"],
                 supervisor: false,
                 restart: crate::supervision::RestartPolicy::default(),
+                args: vec!["hello", "--verbose"],
+                env: vec!["LANG=C"],
             }],
         }
     }

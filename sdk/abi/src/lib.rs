@@ -14,6 +14,7 @@ extern crate alloc;
 
 pub mod bundle;
 pub mod supervision;
+pub mod wasi;
 
 /// The Wasm import module that every Atoll host function lives in.
 pub const IMPORT_MODULE: &str = "atoll";

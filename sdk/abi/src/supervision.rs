@@ -62,6 +62,9 @@ pub enum Outcome {
     Exited,
     /// It trapped, with the interpreter's reason.
     Faulted(String),
+    /// It ended with a nonzero exit status (WASI `proc_exit`); supervisors
+    /// treat this like a fault.
+    Failed(i32),
 }
 
 /// A report from the kernel to the supervisor.

@@ -44,12 +44,14 @@ fn main() {
 fn handle(history: &mut BTreeMap<String, VecDeque<u64>>, event: &Event) {
     let name = event.service.as_str();
     let restart = match (&event.policy.strategy, &event.outcome) {
-        (Strategy::Permanent, _) | (Strategy::Transient, Outcome::Faulted(_)) => true,
+        (Strategy::Permanent, _)
+        | (Strategy::Transient, Outcome::Faulted(_) | Outcome::Failed(_)) => true,
         (Strategy::Transient, Outcome::Exited) | (Strategy::Temporary, _) => false,
     };
     let what = match &event.outcome {
         Outcome::Exited => String::from("exited"),
         Outcome::Faulted(reason) => alloc::format!("faulted ({reason})"),
+        Outcome::Failed(status) => alloc::format!("exited with status {status}"),
     };
     if !restart {
         println!("{name} {what}; not restarted ({:?})", event.policy.strategy);

@@ -59,6 +59,8 @@ fn bundle(services: &[(&str, &[u8], ServiceLimits)]) -> Vec<u8> {
                 uses: vec![],
                 supervisor: false,
                 restart: RestartPolicy::default(),
+                args: Vec::new(),
+                env: Vec::new(),
             })
             .collect(),
     };
@@ -395,6 +397,8 @@ fn run_with(
                 uses: spec.uses.to_vec(),
                 supervisor: supervisor == Some(spec.name),
                 restart: RestartPolicy::default(),
+                args: Vec::new(),
+                env: Vec::new(),
             })
             .collect(),
     };
@@ -1436,6 +1440,8 @@ fn a_thousand_swaps_leave_the_heap_flat() {
                 uses: spec.uses.to_vec(),
                 supervisor: spec.name == "sup",
                 restart: RestartPolicy::default(),
+                args: Vec::new(),
+                env: Vec::new(),
             })
             .collect(),
     };
@@ -1499,4 +1505,199 @@ fn a_spinning_service_can_be_killed_by_the_supervisor() {
     );
     assert_eq!(lines_of(&console, "client"), ["0"], "{console}");
     assert_eq!(summary.faulted, 0);
+}
+
+// --- WASI preview1 ----------------------------------------------------------
+
+/// A WASI service: `body` runs in `_start`; `$report` logs `r=NN` for a
+/// two-digit value; `$write` writes the 9 bytes at 100 ("out line\n") to `fd`.
+fn wasi_probe(body: &str) -> String {
+    format!(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_seek" (func $fd_seek (param i32 i64 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes (param i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "args_get" (func $args_get (param i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "environ_get" (func $environ_get (param i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+            (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "\64\00\00\00\09\00\00\00")
+            (data (i32.const 100) "out line\0a")
+            (data (i32.const 120) "r=00")
+            (func $report (param $value i32)
+                (i32.store8 (i32.const 122) (i32.add (i32.const 48) (i32.div_u (local.get $value) (i32.const 10))))
+                (i32.store8 (i32.const 123) (i32.add (i32.const 48) (i32.rem_u (local.get $value) (i32.const 10))))
+                (drop (call $log (i32.const 120) (i32.const 4))))
+            (func $write (param $fd i32) (result i32)
+                (call $fd_write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 50)))
+            (func (export "_start") {body}))"#
+    )
+}
+
+#[test]
+fn wasi_fd_write_prints_and_proc_exit_reports_the_status() {
+    let (console, summary) = run_wat(&[(
+        "w",
+        &wasi_probe(
+            "(call $report (call $write (i32.const 1)))
+             (call $report (call $write (i32.const 2)))
+             (call $report (i32.load (i32.const 50)))
+             (call $report (call $write (i32.const 0)))
+             (call $report (call $write (i32.const 7)))
+             (call $exit (i32.const 5))
+             unreachable",
+        ),
+    )]);
+    assert_eq!(console.matches("[w] out line\n").count(), 2, "{console}");
+    // fd_write returns 0 and stores 9 written; stdin and fd 7 are EBADF (8).
+    assert!(
+        console.contains("[w] r=00\n[w] out line\n[w] r=00\n[w] r=09\n[w] r=08\n[w] r=08\n"),
+        "{console}"
+    );
+    assert!(
+        console.contains("service w exited with status 5"),
+        "{console}"
+    );
+    assert_eq!(summary.exited, 1);
+    assert_eq!(summary.faulted, 0);
+}
+
+#[test]
+fn wasi_stubs_return_errno_log_once_and_the_service_goes_on() {
+    let (console, summary) = run_wat(&[(
+        "s",
+        &wasi_probe(
+            "(call $report (call $fd_seek (i32.const 1) (i64.const 0) (i32.const 1) (i32.const 60)))
+             (call $report (call $fd_seek (i32.const 1) (i64.const 0) (i32.const 1) (i32.const 60)))
+             (call $report (call $fd_seek (i32.const 9) (i64.const 0) (i32.const 1) (i32.const 60)))",
+        ),
+    )]);
+    // ENOSYS (52) for stdout, EBADF (8) for a descriptor that does not exist.
+    assert!(
+        console.contains("[s] r=52\n[s] r=52\n[s] r=08\n"),
+        "{console}"
+    );
+    assert_eq!(
+        console.matches("WASI fd_seek is not supported").count(),
+        1,
+        "{console}"
+    );
+    assert!(console.contains("service s exited\n"), "{console}");
+    assert_eq!(summary.faulted, 0);
+}
+
+#[test]
+fn wasi_bad_pointers_are_efault_not_a_fault() {
+    let (console, summary) = run_wat(&[(
+        "p",
+        &wasi_probe(
+            // iovec array outside memory; nwritten outside memory; argc
+            // pointer outside memory; a negative subscription count.
+            "(call $report (call $fd_write (i32.const 1) (i32.const 65532) (i32.const 1) (i32.const 50)))
+             (call $report (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const -4)))
+             (call $report (call $args_sizes (i32.const -8) (i32.const 200)))
+             (call $report (call $poll (i32.const 0) (i32.const 200) (i32.const -1) (i32.const 60)))",
+        ),
+    )]);
+    assert!(
+        console.contains("[p] r=21\n[p] r=21\n[p] r=21\n[p] r=28\n"),
+        "{console}"
+    );
+    assert_eq!(summary.faulted, 0);
+}
+
+#[test]
+fn wasi_args_and_environment_come_from_the_image() {
+    let module = wat::parse_str(wasi_probe(
+        // argc and buffer size at 60/64; argv at 300, strings at 400; environ
+        // at 500, strings at 600. Log argv[1] and the environment string.
+        "(call $report (call $args_sizes (i32.const 60) (i32.const 64)))
+         (call $report (i32.load (i32.const 60)))
+         (call $report (i32.load (i32.const 64)))
+         (call $report (call $args_get (i32.const 300) (i32.const 400)))
+         (drop (call $log (i32.load (i32.const 304)) (i32.const 5)))
+         (call $report (call $environ_get (i32.const 500) (i32.const 600)))
+         (drop (call $log (i32.load (i32.const 500)) (i32.const 5)))",
+    ))
+    .unwrap();
+    let bundle = bundle::encode(&Bundle {
+        kernel: KernelSettings {
+            system_name: "test".into(),
+            exit_when_idle: true,
+            inject_fault: None,
+        },
+        services: vec![ServiceImage {
+            name: "a",
+            module: &module,
+            limits: LIMITS,
+            provides: vec![],
+            uses: vec![],
+            supervisor: false,
+            restart: RestartPolicy::default(),
+            args: vec!["a", "first"],
+            env: vec!["K=v"],
+        }],
+    })
+    .unwrap();
+    let platform = Arc::new(TestPlatform::default());
+    let (mut kernel, _) = Kernel::boot(&bundle, platform.clone()).unwrap();
+    kernel.run();
+    let console = platform.console.lock().unwrap().clone();
+    // 2 args, "a\0first\0" is 8 bytes.
+    assert!(
+        console.contains("[a] r=00\n[a] r=02\n[a] r=08\n[a] r=00\n[a] first\n[a] r=00\n[a] K=v\0"),
+        "{console}"
+    );
+}
+
+#[test]
+fn wasi_poll_oneoff_sleeps_on_a_clock() {
+    let (console, _) = run_wat(&[(
+        "z",
+        &wasi_probe(
+            // One relative monotonic clock subscription of 5 ms at 200
+            // (userdata 0x77, tag 0 clock, id 1, timeout 5e6); events at 300.
+            "(i64.store (i32.const 200) (i64.const 0x77))
+             (i32.store8 (i32.const 208) (i32.const 0))
+             (i32.store (i32.const 216) (i32.const 1))
+             (i64.store (i32.const 224) (i64.const 5000000))
+             (call $report (call $poll (i32.const 200) (i32.const 300) (i32.const 1) (i32.const 60)))
+             (call $report (i32.load (i32.const 60)))
+             (call $report (i32.sub (i32.load8_u (i32.const 300)) (i32.const 100)))",
+        ),
+    )]);
+    // ESUCCESS, one event, carrying the userdata 0x77 (119, logged as 119 - 100).
+    assert!(
+        console.contains("[z] r=00\n[z] r=01\n[z] r=19\n"),
+        "{console}"
+    );
+}
+
+#[test]
+fn unknown_or_mistyped_wasi_imports_fail_to_load() {
+    for (module, expected) in [
+        (
+            r#"(module (import "wasi_snapshot_preview1" "fd_teleport" (func (param i32) (result i32)))
+                (memory (export "memory") 1) (func (export "_start")))"#,
+            "imports unknown function `wasi_snapshot_preview1::fd_teleport`",
+        ),
+        (
+            r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32)))
+                (memory (export "memory") 1) (func (export "_start")))"#,
+            "imports `wasi_snapshot_preview1::fd_write` with a signature other than the ABI's",
+        ),
+        (
+            r#"(module (import "env" "printf" (func (param i32) (result i32)))
+                (memory (export "memory") 1) (func (export "_start")))"#,
+            "imports unknown function `env::printf`",
+        ),
+    ] {
+        let error = crate::service::validate(&wat::parse_str(module).unwrap()).unwrap_err();
+        assert_eq!(error.to_string(), expected);
+    }
+    let info = crate::service::validate(&wat::parse_str(wasi_probe("")).unwrap()).unwrap();
+    assert!(info.uses_wasi);
+    assert_eq!(info.wasi_stubs, ["fd_seek"]);
 }

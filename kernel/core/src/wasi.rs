@@ -1,0 +1,503 @@
+//! WASI preview1, the subset a console program needs, as host functions.
+//!
+//! What is here: `fd_write` to the console (stdout and stderr, each line with
+//! the service's name), `fd_read` on an empty stdin, `proc_exit` with its
+//! status reported, the clocks, `random_get`, `args_*`/`environ_*` from
+//! `system.toml`, `sched_yield`, `poll_oneoff` for clock subscriptions, and
+//! the descriptor queries a libc makes at start-up. Every other preview1
+//! function is a stub returning an errno (table in `atoll_abi::wasi`) that the
+//! kernel logs once per service and function.
+//!
+//! What is not here: files, sockets, preopened directories. Descriptors 0, 1
+//! and 2 exist; any other is `EBADF`. Pointers are checked through
+//! [`GuestSlice`] like every other host function's; a bad one is `EFAULT`.
+
+use crate::guest::GuestSlice;
+use crate::host::{HostResult, Suspend, console_lines};
+use crate::service::HostState;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use atoll_abi::wasi::{FUNCTIONS, IMPORT_MODULE, Support, errno};
+use atoll_abi::{MEMORY_EXPORT, ValueType};
+use wasmi::{Caller, Extern, FuncType, Linker, Val, ValType};
+
+/// The most bytes one `fd_write` takes (a shorter write is legal; libcs loop).
+const MAX_WRITE: usize = 4096;
+/// The most `iovec`s or subscriptions one call may pass.
+const MAX_VECTORS: usize = 1024;
+/// Fuel per byte of console output, as `log` charges.
+const FUEL_PER_CONSOLE_BYTE: u64 = 1;
+
+/// Clock ids of preview1.
+const CLOCK_REALTIME: i32 = 0;
+const CLOCK_MONOTONIC: i32 = 1;
+
+/// `filetype::character_device`.
+const FILETYPE_CHARACTER_DEVICE: u8 = 2;
+/// Rights: `fd_read` (bit 1), `fd_write` (bit 6), `poll_fd_readwrite` (bit 27).
+const RIGHT_FD_READ: u64 = 1 << 1;
+const RIGHT_FD_WRITE: u64 = 1 << 6;
+const RIGHT_POLL: u64 = 1 << 27;
+
+/// Defines the WASI functions in `linker`: the implemented ones, and a stub for
+/// every other function of preview1.
+pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error> {
+    for (index, function) in FUNCTIONS.iter().enumerate() {
+        let Support::Stub { fd_param } = function.support else {
+            continue;
+        };
+        let ty = FuncType::new(
+            function.params.iter().map(|ty| value_type(*ty)),
+            function.results.iter().map(|ty| value_type(*ty)),
+        );
+        linker.func_new(
+            IMPORT_MODULE,
+            function.name,
+            ty,
+            move |mut caller: Caller<'_, HostState>, params: &[Val], results: &mut [Val]| {
+                let errno = match fd_param.and_then(|position| params.get(position)) {
+                    Some(Val::I32(fd)) if !(0..=2).contains(fd) => errno::BADF,
+                    _ => errno::NOSYS,
+                };
+                warn_once(&mut caller, index, errno);
+                if let Some(result) = results.first_mut() {
+                    *result = Val::I32(errno);
+                }
+                Ok(())
+            },
+        )?;
+    }
+    linker.func_wrap(IMPORT_MODULE, "args_get", args_get)?;
+    linker.func_wrap(IMPORT_MODULE, "args_sizes_get", args_sizes_get)?;
+    linker.func_wrap(IMPORT_MODULE, "environ_get", environ_get)?;
+    linker.func_wrap(IMPORT_MODULE, "environ_sizes_get", environ_sizes_get)?;
+    linker.func_wrap(IMPORT_MODULE, "clock_res_get", clock_res_get)?;
+    linker.func_wrap(IMPORT_MODULE, "clock_time_get", clock_time_get)?;
+    linker.func_wrap(IMPORT_MODULE, "fd_fdstat_get", fd_fdstat_get)?;
+    linker.func_wrap(IMPORT_MODULE, "fd_prestat_get", fd_prestat_get)?;
+    linker.func_wrap(IMPORT_MODULE, "fd_prestat_dir_name", fd_prestat_dir_name)?;
+    linker.func_wrap(IMPORT_MODULE, "fd_read", fd_read)?;
+    linker.func_wrap(IMPORT_MODULE, "fd_write", fd_write)?;
+    linker.func_wrap(IMPORT_MODULE, "poll_oneoff", poll_oneoff)?;
+    linker.func_wrap(IMPORT_MODULE, "proc_exit", proc_exit)?;
+    linker.func_wrap(IMPORT_MODULE, "sched_yield", sched_yield)?;
+    linker.func_wrap(IMPORT_MODULE, "random_get", random_get)?;
+    Ok(())
+}
+
+fn value_type(ty: ValueType) -> ValType {
+    match ty {
+        ValueType::I32 => ValType::I32,
+        ValueType::I64 => ValType::I64,
+    }
+}
+
+/// Logs, once per service and function, that a stub was called.
+fn warn_once(caller: &mut Caller<'_, HostState>, index: usize, errno: i32) {
+    let bit = 1u64 << (index % 64);
+    let state = caller.data_mut();
+    if state.wasi_warned & bit != 0 {
+        return;
+    }
+    state.wasi_warned |= bit;
+    let name = FUNCTIONS.get(index).map_or("?", |function| function.name);
+    let errno = if errno == errno::BADF {
+        "EBADF"
+    } else {
+        "ENOSYS"
+    };
+    state.platform.console_write(&format!(
+        "atoll: {}: WASI {name} is not supported, returned {errno}\n",
+        state.name
+    ));
+}
+
+/// A WASI call's outcome: `Err` carries the errno.
+type Errno<T> = Result<T, i32>;
+
+fn errno_of(result: Errno<()>) -> i32 {
+    result.err().unwrap_or(errno::SUCCESS)
+}
+
+/// The caller's memory, writable.
+fn memory_mut<'a>(caller: &'a mut Caller<'_, HostState>) -> Errno<&'a mut [u8]> {
+    let memory = caller
+        .get_export(MEMORY_EXPORT)
+        .and_then(Extern::into_memory)
+        .ok_or(errno::FAULT)?;
+    Ok(memory.data_mut(caller))
+}
+
+/// `len` bytes of `memory` at `ptr`, checked.
+fn bytes(memory: &[u8], ptr: u32, len: usize) -> Errno<&[u8]> {
+    let len = i32::try_from(len).map_err(|_| errno::FAULT)?;
+    GuestSlice::new(ptr.cast_signed(), len)
+        .read(memory, usize::MAX)
+        .map_err(|_| errno::FAULT)
+}
+
+fn bytes_mut(memory: &mut [u8], ptr: u32, len: usize) -> Errno<&mut [u8]> {
+    let len = i32::try_from(len).map_err(|_| errno::FAULT)?;
+    GuestSlice::new(ptr.cast_signed(), len)
+        .write(memory, usize::MAX)
+        .map_err(|_| errno::FAULT)
+}
+
+fn store(memory: &mut [u8], ptr: u32, value: &[u8]) -> Errno<()> {
+    bytes_mut(memory, ptr, value.len())?.copy_from_slice(value);
+    Ok(())
+}
+
+fn load_u32(memory: &[u8], ptr: u32) -> Errno<u32> {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(bytes(memory, ptr, 4)?);
+    Ok(u32::from_le_bytes(word))
+}
+
+fn load_u64(memory: &[u8], ptr: u32) -> Errno<u64> {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes(memory, ptr, 8)?);
+    Ok(u64::from_le_bytes(word))
+}
+
+/// Address `base + offset`, or `EFAULT` past 4 GiB.
+fn at(base: i32, offset: usize) -> Errno<u32> {
+    u32::try_from(offset)
+        .ok()
+        .and_then(|offset| base.cast_unsigned().checked_add(offset))
+        .ok_or(errno::FAULT)
+}
+
+/// Writes a NUL-terminated string list as `*_get` does: pointers at `list`,
+/// strings at `buffer`.
+fn write_strings(
+    caller: &mut Caller<'_, HostState>,
+    strings: &[String],
+    list: i32,
+    buffer: i32,
+) -> Errno<()> {
+    let strings = strings.to_vec();
+    let memory = memory_mut(caller)?;
+    let mut offset = 0usize;
+    for (index, string) in strings.iter().enumerate() {
+        let address = at(buffer, offset)?;
+        store(memory, at(list, index * 4)?, &address.to_le_bytes())?;
+        store(memory, address, string.as_bytes())?;
+        store(memory, at(buffer, offset + string.len())?, &[0])?;
+        offset += string.len() + 1;
+    }
+    Ok(())
+}
+
+/// Writes the count and total size (with NULs) of a string list.
+fn write_sizes(
+    caller: &mut Caller<'_, HostState>,
+    strings: &[String],
+    count_ptr: i32,
+    size_ptr: i32,
+) -> Errno<()> {
+    let count = u32::try_from(strings.len()).map_err(|_| errno::TOO_BIG)?;
+    let size: usize = strings.iter().map(|string| string.len() + 1).sum();
+    let size = u32::try_from(size).map_err(|_| errno::TOO_BIG)?;
+    let memory = memory_mut(caller)?;
+    store(memory, count_ptr.cast_unsigned(), &count.to_le_bytes())?;
+    store(memory, size_ptr.cast_unsigned(), &size.to_le_bytes())
+}
+
+fn args_get(mut caller: Caller<'_, HostState>, argv: i32, buffer: i32) -> i32 {
+    let args = caller.data().args.clone();
+    errno_of(write_strings(&mut caller, &args, argv, buffer))
+}
+
+fn args_sizes_get(mut caller: Caller<'_, HostState>, count: i32, size: i32) -> i32 {
+    let args = caller.data().args.clone();
+    errno_of(write_sizes(&mut caller, &args, count, size))
+}
+
+fn environ_get(mut caller: Caller<'_, HostState>, environ: i32, buffer: i32) -> i32 {
+    let env = caller.data().env.clone();
+    errno_of(write_strings(&mut caller, &env, environ, buffer))
+}
+
+fn environ_sizes_get(mut caller: Caller<'_, HostState>, count: i32, size: i32) -> i32 {
+    let env = caller.data().env.clone();
+    errno_of(write_sizes(&mut caller, &env, count, size))
+}
+
+/// The time on clock `id` in nanoseconds.
+fn clock_now(state: &HostState, id: i32) -> Errno<u64> {
+    let now = state.platform.now_ns();
+    match id {
+        CLOCK_MONOTONIC => Ok(now),
+        CLOCK_REALTIME => Ok(state.platform.boot_wall_clock_ns().saturating_add(now)),
+        // Process and thread CPU time: not kept per service.
+        2 | 3 => Err(errno::NOTSUP),
+        _ => Err(errno::INVAL),
+    }
+}
+
+fn clock_res_get(mut caller: Caller<'_, HostState>, id: i32, resolution: i32) -> i32 {
+    errno_of((|| {
+        clock_now(caller.data(), id)?;
+        let memory = memory_mut(&mut caller)?;
+        store(memory, resolution.cast_unsigned(), &1u64.to_le_bytes())
+    })())
+}
+
+fn clock_time_get(mut caller: Caller<'_, HostState>, id: i32, _precision: i64, time: i32) -> i32 {
+    errno_of((|| {
+        let now = clock_now(caller.data(), id)?;
+        let memory = memory_mut(&mut caller)?;
+        store(memory, time.cast_unsigned(), &now.to_le_bytes())
+    })())
+}
+
+fn fd_fdstat_get(mut caller: Caller<'_, HostState>, fd: i32, stat: i32) -> i32 {
+    let rights = match fd {
+        0 => RIGHT_FD_READ | RIGHT_POLL,
+        1 | 2 => RIGHT_FD_WRITE | RIGHT_POLL,
+        _ => return errno::BADF,
+    };
+    let mut record = [0u8; 24];
+    record[0] = FILETYPE_CHARACTER_DEVICE;
+    record[8..16].copy_from_slice(&rights.to_le_bytes());
+    errno_of(
+        memory_mut(&mut caller).and_then(|memory| store(memory, stat.cast_unsigned(), &record)),
+    )
+}
+
+/// No preopened directories: every descriptor answers `EBADF`, which ends a
+/// libc's scan for them.
+fn fd_prestat_get(_caller: Caller<'_, HostState>, _fd: i32, _prestat: i32) -> i32 {
+    errno::BADF
+}
+
+fn fd_prestat_dir_name(_caller: Caller<'_, HostState>, _fd: i32, _path: i32, _len: i32) -> i32 {
+    errno::BADF
+}
+
+/// stdin is empty (end of file) until a console service feeds it.
+fn fd_read(mut caller: Caller<'_, HostState>, fd: i32, _iovs: i32, _count: i32, read: i32) -> i32 {
+    if fd != 0 {
+        return errno::BADF;
+    }
+    errno_of(
+        memory_mut(&mut caller)
+            .and_then(|memory| store(memory, read.cast_unsigned(), &0u32.to_le_bytes())),
+    )
+}
+
+fn fd_write(
+    mut caller: Caller<'_, HostState>,
+    fd: i32,
+    iovs: i32,
+    count: i32,
+    written: i32,
+) -> i32 {
+    if fd != 1 && fd != 2 {
+        return errno::BADF;
+    }
+    let gathered = (|| -> Errno<Vec<u8>> {
+        let count = usize::try_from(count.cast_unsigned()).map_err(|_| errno::INVAL)?;
+        if count > MAX_VECTORS {
+            return Err(errno::INVAL);
+        }
+        let memory = memory_mut(&mut caller)?;
+        let mut gathered = Vec::new();
+        for index in 0..count {
+            let entry = at(iovs, index * 8)?;
+            let base = load_u32(memory, entry)?;
+            let len = load_u32(memory, at(entry.cast_signed(), 4)?)? as usize;
+            let room = MAX_WRITE - gathered.len();
+            gathered.extend_from_slice(bytes(memory, base, len.min(room))?);
+            if gathered.len() == MAX_WRITE {
+                break;
+            }
+        }
+        let total = u32::try_from(gathered.len()).map_err(|_| errno::INVAL)?;
+        store(memory, written.cast_unsigned(), &total.to_le_bytes())?;
+        Ok(gathered)
+    })();
+    match gathered {
+        Ok(bytes) => {
+            if !bytes.is_empty() {
+                let text = String::from_utf8_lossy(&bytes);
+                let printed = console_lines(caller.data(), &text);
+                crate::host::charge(&mut caller, printed as u64 * FUEL_PER_CONSOLE_BYTE);
+            }
+            errno::SUCCESS
+        }
+        Err(errno) => errno,
+    }
+}
+
+/// Subscription and event record sizes and tags.
+const SUBSCRIPTION_LEN: usize = 48;
+const EVENT_LEN: usize = 32;
+const EVENT_CLOCK: u8 = 0;
+const EVENT_FD_READ: u8 = 1;
+const EVENT_FD_WRITE: u8 = 2;
+/// `subclockflags::subscription_clock_abstime`.
+const ABSTIME: u16 = 1;
+
+/// One event to report.
+struct Event {
+    userdata: u64,
+    error: u16,
+    kind: u8,
+}
+
+/// `poll_oneoff`: clock subscriptions sleep; descriptor subscriptions on
+/// stdin/stdout/stderr are ready at once (stdin at end of file), others fail
+/// with `EBADF` in their event.
+fn poll_oneoff(
+    mut caller: Caller<'_, HostState>,
+    subscriptions: i32,
+    events: i32,
+    count: i32,
+    event_count: i32,
+) -> HostResult {
+    let now = caller.data().platform.now_ns();
+    // Realtime deadlines become monotonic ones by subtracting the wall-clock
+    // time at boot.
+    let boot_wall_clock = caller.data().platform.boot_wall_clock_ns();
+    let plan = (|| -> Errno<(Vec<Event>, u64)> {
+        let count = count.cast_unsigned() as usize;
+        if count == 0 || count > MAX_VECTORS {
+            return Err(errno::INVAL);
+        }
+        let memory = memory_mut(&mut caller)?;
+        // Bounds of the whole output array, before anything is written.
+        bytes(memory, events.cast_unsigned(), count * EVENT_LEN)?;
+        let mut ready = Vec::new();
+        let mut clocks = Vec::new();
+        for index in 0..count {
+            let base = at(subscriptions, index * SUBSCRIPTION_LEN)?;
+            let record = bytes(memory, base, SUBSCRIPTION_LEN)?;
+            let userdata = load_u64(record, 0)?;
+            match record.get(8).copied() {
+                Some(EVENT_CLOCK) => {
+                    let id = load_u32(record, 16)?.cast_signed();
+                    let timeout = load_u64(record, 24)?;
+                    let flags = u16::from(record.get(40).copied().unwrap_or(0));
+                    let deadline = if flags & ABSTIME != 0 {
+                        let offset = if id == CLOCK_REALTIME {
+                            boot_wall_clock
+                        } else {
+                            0
+                        };
+                        timeout.saturating_sub(offset)
+                    } else {
+                        now.saturating_add(timeout)
+                    };
+                    if id != CLOCK_REALTIME && id != CLOCK_MONOTONIC {
+                        ready.push(Event {
+                            userdata,
+                            error: errno::INVAL as u16,
+                            kind: EVENT_CLOCK,
+                        });
+                    } else {
+                        clocks.push((deadline, userdata));
+                    }
+                }
+                Some(kind @ (EVENT_FD_READ | EVENT_FD_WRITE)) => {
+                    let fd = load_u32(record, 16)?;
+                    let valid = (kind == EVENT_FD_READ && fd == 0)
+                        || (kind == EVENT_FD_WRITE && (fd == 1 || fd == 2));
+                    ready.push(Event {
+                        userdata,
+                        error: if valid { 0 } else { errno::BADF as u16 },
+                        kind,
+                    });
+                }
+                _ => return Err(errno::INVAL),
+            }
+        }
+        if !ready.is_empty() {
+            return Ok((ready, now));
+        }
+        let earliest = clocks
+            .iter()
+            .map(|(deadline, _)| *deadline)
+            .min()
+            .unwrap_or(now);
+        let fired = clocks
+            .iter()
+            .filter(|(deadline, _)| *deadline <= earliest)
+            .map(|(_, userdata)| Event {
+                userdata: *userdata,
+                error: 0,
+                kind: EVENT_CLOCK,
+            })
+            .collect();
+        Ok((fired, earliest))
+    })();
+    let (fired, until) = match plan {
+        Ok(plan) => plan,
+        Err(errno) => return Ok(errno),
+    };
+    // The events are written now; the service only sees them once it is
+    // resumed, after the sleep.
+    let written = (|| -> Errno<()> {
+        let memory = memory_mut(&mut caller)?;
+        for (index, event) in fired.iter().enumerate() {
+            let mut record = [0u8; EVENT_LEN];
+            record[0..8].copy_from_slice(&event.userdata.to_le_bytes());
+            record[8..10].copy_from_slice(&event.error.to_le_bytes());
+            record[10] = event.kind;
+            store(memory, at(events, index * EVENT_LEN)?, &record)?;
+        }
+        let total = u32::try_from(fired.len()).map_err(|_| errno::INVAL)?;
+        store(memory, event_count.cast_unsigned(), &total.to_le_bytes())
+    })();
+    if let Err(errno) = written {
+        return Ok(errno);
+    }
+    if until <= now {
+        return Ok(errno::SUCCESS);
+    }
+    // `sleep` resumes with 0, which is ESUCCESS.
+    suspend(caller, crate::host::Syscall::Sleep { ns: until - now })
+}
+
+fn proc_exit(mut caller: Caller<'_, HostState>, status: i32) -> Result<(), wasmi::Error> {
+    caller.data_mut().exit_status = Some(status);
+    Err(wasmi::Error::host(Suspend))
+}
+
+fn sched_yield(caller: Caller<'_, HostState>) -> HostResult {
+    suspend(caller, crate::host::Syscall::Sleep { ns: 0 })
+}
+
+fn suspend(mut caller: Caller<'_, HostState>, syscall: crate::host::Syscall) -> HostResult {
+    caller.data_mut().pending = Some(syscall);
+    Err(wasmi::Error::host(Suspend))
+}
+
+/// Fills the buffer from the service's generator (xorshift, seeded from the
+/// platform's entropy when the service loads). Not for cryptography.
+fn random_get(mut caller: Caller<'_, HostState>, buffer: i32, len: i32) -> i32 {
+    let len = len.cast_unsigned() as usize;
+    let mut state = caller.data().random;
+    let result = memory_mut(&mut caller).and_then(|memory| {
+        let target = bytes_mut(memory, buffer.cast_unsigned(), len)?;
+        for chunk in target.chunks_mut(8) {
+            state = next_random(state);
+            let word = state.to_le_bytes();
+            chunk.copy_from_slice(word.get(..chunk.len()).unwrap_or(&[]));
+        }
+        Ok(())
+    });
+    caller.data_mut().random = state;
+    crate::host::charge(&mut caller, len as u64 / 8);
+    errno_of(result)
+}
+
+/// xorshift64* step.
+fn next_random(mut state: u64) -> u64 {
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}

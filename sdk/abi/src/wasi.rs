@@ -1,0 +1,180 @@
+//! The WASI preview1 subset: which `wasi_snapshot_preview1` functions exist,
+//! with their Wasm signatures, and which the kernel implements.
+//!
+//! Unmodified `wasip1` programs (C with wasi-libc, Go with `GOOS=wasip1`, Rust
+//! `wasm32-wasip1`) import functions from module [`IMPORT_MODULE`] alongside, or
+//! instead of, Atoll's own. Every function of preview1 links: the ones marked
+//! [`Support::Implemented`] do what WASI says; every other one is a stub that
+//! returns an errno ([`Support::Stub`]) and makes the kernel log one line the
+//! first time each service calls it. image-builder lists a module's stubbed
+//! imports as a warning. An import from any other module is an error.
+//!
+//! What is not here: the behaviour (kernel `wasi.rs`) and the errno meanings
+//! beyond the few the kernel returns.
+
+use crate::ValueType::{self, I32, I64};
+
+/// The Wasm import module of WASI preview1.
+pub const IMPORT_MODULE: &str = "wasi_snapshot_preview1";
+
+/// WASI errno values the kernel returns (from the preview1 witx).
+pub mod errno {
+    /// No error.
+    pub const SUCCESS: i32 = 0;
+    /// Argument list too long.
+    pub const TOO_BIG: i32 = 1;
+    /// Bad file descriptor: the descriptor does not exist.
+    pub const BADF: i32 = 8;
+    /// Bad address: a pointer outside the caller's memory.
+    pub const FAULT: i32 = 21;
+    /// Invalid argument.
+    pub const INVAL: i32 = 28;
+    /// Function not supported.
+    pub const NOSYS: i32 = 52;
+    /// Not supported (e.g. a clock the kernel does not have).
+    pub const NOTSUP: i32 = 58;
+}
+
+/// How the kernel provides a WASI function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Support {
+    /// Implemented as WASI specifies (within the limits in `docs/abi.md`).
+    Implemented,
+    /// A stub returning [`errno::NOSYS`], or [`errno::BADF`] when its
+    /// descriptor argument (parameter `fd_param`) is not 0, 1 or 2.
+    Stub { fd_param: Option<usize> },
+}
+
+/// One WASI preview1 function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WasiFunction {
+    pub name: &'static str,
+    pub params: &'static [ValueType],
+    pub results: &'static [ValueType],
+    pub support: Support,
+}
+
+const fn implemented(
+    name: &'static str,
+    params: &'static [ValueType],
+    results: &'static [ValueType],
+) -> WasiFunction {
+    WasiFunction {
+        name,
+        params,
+        results,
+        support: Support::Implemented,
+    }
+}
+
+/// A stub whose descriptor is parameter `fd_param` (if it has one).
+const fn stub(
+    name: &'static str,
+    params: &'static [ValueType],
+    fd_param: Option<usize>,
+) -> WasiFunction {
+    WasiFunction {
+        name,
+        params,
+        results: &[I32],
+        support: Support::Stub { fd_param },
+    }
+}
+
+/// Every function of WASI preview1, in the order of the witx.
+pub const FUNCTIONS: &[WasiFunction] = &[
+    implemented("args_get", &[I32, I32], &[I32]),
+    implemented("args_sizes_get", &[I32, I32], &[I32]),
+    implemented("environ_get", &[I32, I32], &[I32]),
+    implemented("environ_sizes_get", &[I32, I32], &[I32]),
+    implemented("clock_res_get", &[I32, I32], &[I32]),
+    implemented("clock_time_get", &[I32, I64, I32], &[I32]),
+    stub("fd_advise", &[I32, I64, I64, I32], Some(0)),
+    stub("fd_allocate", &[I32, I64, I64], Some(0)),
+    stub("fd_close", &[I32], Some(0)),
+    stub("fd_datasync", &[I32], Some(0)),
+    implemented("fd_fdstat_get", &[I32, I32], &[I32]),
+    stub("fd_fdstat_set_flags", &[I32, I32], Some(0)),
+    stub("fd_fdstat_set_rights", &[I32, I64, I64], Some(0)),
+    stub("fd_filestat_get", &[I32, I32], Some(0)),
+    stub("fd_filestat_set_size", &[I32, I64], Some(0)),
+    stub("fd_filestat_set_times", &[I32, I64, I64, I32], Some(0)),
+    stub("fd_pread", &[I32, I32, I32, I64, I32], Some(0)),
+    implemented("fd_prestat_get", &[I32, I32], &[I32]),
+    implemented("fd_prestat_dir_name", &[I32, I32, I32], &[I32]),
+    stub("fd_pwrite", &[I32, I32, I32, I64, I32], Some(0)),
+    implemented("fd_read", &[I32, I32, I32, I32], &[I32]),
+    stub("fd_readdir", &[I32, I32, I32, I64, I32], Some(0)),
+    stub("fd_renumber", &[I32, I32], Some(0)),
+    stub("fd_seek", &[I32, I64, I32, I32], Some(0)),
+    stub("fd_sync", &[I32], Some(0)),
+    stub("fd_tell", &[I32, I32], Some(0)),
+    implemented("fd_write", &[I32, I32, I32, I32], &[I32]),
+    stub("path_create_directory", &[I32, I32, I32], Some(0)),
+    stub("path_filestat_get", &[I32, I32, I32, I32, I32], Some(0)),
+    stub(
+        "path_filestat_set_times",
+        &[I32, I32, I32, I32, I64, I64, I32],
+        Some(0),
+    ),
+    stub("path_link", &[I32, I32, I32, I32, I32, I32, I32], Some(0)),
+    stub(
+        "path_open",
+        &[I32, I32, I32, I32, I32, I64, I64, I32, I32],
+        Some(0),
+    ),
+    stub("path_readlink", &[I32, I32, I32, I32, I32, I32], Some(0)),
+    stub("path_remove_directory", &[I32, I32, I32], Some(0)),
+    stub("path_rename", &[I32, I32, I32, I32, I32, I32], Some(0)),
+    stub("path_symlink", &[I32, I32, I32, I32, I32], Some(2)),
+    stub("path_unlink_file", &[I32, I32, I32], Some(0)),
+    implemented("poll_oneoff", &[I32, I32, I32, I32], &[I32]),
+    implemented("proc_exit", &[I32], &[]),
+    stub("proc_raise", &[I32], None),
+    implemented("sched_yield", &[], &[I32]),
+    implemented("random_get", &[I32, I32], &[I32]),
+    stub("sock_accept", &[I32, I32, I32], Some(0)),
+    stub("sock_recv", &[I32, I32, I32, I32, I32, I32], Some(0)),
+    stub("sock_send", &[I32, I32, I32, I32, I32], Some(0)),
+    stub("sock_shutdown", &[I32, I32], Some(0)),
+];
+
+/// Looks up a WASI function by its import name.
+#[must_use]
+pub fn function(name: &str) -> Option<&'static WasiFunction> {
+    FUNCTIONS.iter().find(|function| function.name == name)
+}
+
+/// Position of a function in [`FUNCTIONS`] (for per-function bookkeeping).
+#[must_use]
+pub fn index(name: &str) -> Option<usize> {
+    FUNCTIONS.iter().position(|function| function.name == name)
+}
+
+/// The most `args` plus `env` bytes a service's description may carry.
+pub const MAX_ARGS_ENV_LEN: usize = 64 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_complete_and_unique() {
+        assert_eq!(FUNCTIONS.len(), 46);
+        for (position, function) in FUNCTIONS.iter().enumerate() {
+            assert_eq!(index(function.name), Some(position), "{}", function.name);
+            if let Support::Stub {
+                fd_param: Some(fd_param),
+            } = function.support
+            {
+                assert_eq!(
+                    function.params.get(fd_param),
+                    Some(&I32),
+                    "{}",
+                    function.name
+                );
+            }
+        }
+        assert!(FUNCTIONS.len() <= 64, "per-service warned set is a u64");
+    }
+}
