@@ -411,3 +411,43 @@ fn unmodified_wasi_programs_in_c_and_go_run_and_report_their_exit_status() {
         .expect("atoll: no service can run: 2 exited, 0 faulted")
         .expect_status(0);
 }
+
+#[test]
+fn a_driver_gets_errors_for_what_it_was_not_granted_and_the_kernel_goes_on() {
+    boot("driver-probe", Firmware::Bios, None, TIMEOUT)
+        .expect("[probe] ungranted port in     = -13")
+        .expect("[probe] kernel PIC port out   = -13")
+        .expect("[probe] granted port in ok    = 1")
+        .expect("[probe] dma alloc handle      = 1")
+        .expect("[probe] dma address nonzero   = 1")
+        // "hello dm" read back as a little-endian i64.
+        .expect("[probe] dma round trip        = 7882460910737712488")
+        .expect("[probe] forged dma handle     = -6")
+        .expect("[probe] dma over budget       = -3")
+        .expect("[probe] ungranted pci read    = -13")
+        .expect("[probe] ungranted irq ack     = -13")
+        .expect("[probe] dma read out of bounds= -2")
+        .expect("[probe] pci BAR write         = -13")
+        .expect("[probe] freed handle reused   = -6")
+        .expect("atoll: service probe exited")
+        .expect_status(0);
+}
+
+#[test]
+fn services_in_c_zig_assemblyscript_wat_and_rust_talk_over_typed_protocols() {
+    let boot = support::boot_path(
+        support::workspace().join("examples/polyglot/system.toml"),
+        Firmware::Bios,
+        Some("atoll: no service can run"),
+        TIMEOUT,
+    );
+    boot.expect("atoll: system ready (7 services)")
+        .expect("[c-kv-client] c-kv-client: all replies correct")
+        .expect("[polyglot-client] echo-c: 11 typed replies correct")
+        .expect("[polyglot-client] echo-zig: 11 typed replies correct")
+        .expect("[polyglot-client] echo-as: 11 typed replies correct")
+        .expect("[polyglot-client] echo-wat: 11 typed replies correct")
+        .expect("[polyglot-client] 4 of 4 servers answered correctly")
+        .expect_no("WRONG")
+        .expect_no("FAILED");
+}

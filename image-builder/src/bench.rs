@@ -169,6 +169,7 @@ fn swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, usize), Error> {
         timeout: None,
         gdb: false,
         memory_mib: 512,
+        disk: None,
         control_socket: Some(socket.clone()),
     };
     let mut child = qemu::command(&image, &run_options)?
@@ -281,6 +282,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         timeout: Some(Duration::from_secs(600)),
         gdb: false,
         memory_mib: 512,
+        disk: None,
         control_socket: None,
     };
     let (outcome, guest_console) = qemu::run_captured(&image, &run_options)?;

@@ -261,6 +261,7 @@ fn encode_bundle(system: &System, modules: &[Vec<u8>]) -> Result<Vec<u8>, Error>
                 restart: service.restart,
                 args: service.args.iter().map(String::as_str).collect(),
                 env: service.env.iter().map(String::as_str).collect(),
+                grants: service.grants.clone(),
             })
             .collect(),
     };

@@ -50,6 +50,11 @@ impl Platform for HostPlatform {
             .saturating_sub(self.now_ns())
     }
 
+    fn physical_address(&self, virtual_address: usize) -> Option<u64> {
+        // No device reads it here: the address only has to be stable.
+        Some(virtual_address as u64)
+    }
+
     fn random_seed(&self) -> u64 {
         // std's hasher keys come from the OS's random source.
         use std::hash::{BuildHasher, RandomState};

@@ -8,6 +8,7 @@
 
 mod bench;
 mod builder;
+mod disk;
 mod error;
 mod hosted;
 mod manifest;
@@ -67,6 +68,10 @@ enum Command {
         /// Guest memory in MiB.
         #[arg(long, default_value_t = 512)]
         memory: u32,
+        /// Attach a data disk: a raw image (used in place, writes persist) or
+        /// a folder (copied into a fresh FAT image). Overrides `[disk]`.
+        #[arg(long)]
+        disk: Option<PathBuf>,
     },
     /// Send a new version of one service to the system running under `run`,
     /// which swaps it in without a reboot. Builds the service as `build` does
@@ -184,8 +189,17 @@ fn run(cli: Cli) -> Result<u8, Error> {
             timeout,
             gdb,
             memory,
+            disk,
         } => {
             let system = load(&system)?;
+            let made = workspace
+                .join("target/atoll")
+                .join(&system.name)
+                .join("disk.img");
+            let disk = disk::prepare(system.disk.as_ref(), disk.as_deref(), &made)?;
+            if let (Some(disk), false) = (&disk, cli.quiet) {
+                eprintln!("image-builder: data disk {}", disk.display());
+            }
             let firmware = if uefi { Firmware::Uefi } else { Firmware::Bios };
             let control_socket = push::socket_path(&workspace, &system.name);
             let artifacts = builder::build(&system, &options(firmware))?;
@@ -214,6 +228,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 gdb,
                 memory_mib: memory,
                 control_socket: Some(control_socket),
+                disk,
             };
             let outcome = qemu::run(&image, &options)?;
             if !cli.quiet {

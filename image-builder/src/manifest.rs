@@ -5,6 +5,7 @@
 //! file, line and column it applies to, like a compiler's.
 
 use atoll_abi::bundle::{DEFAULT_FUEL_SLICE, DEFAULT_MEMORY_LIMIT, InjectedFault, ServiceLimits};
+use atoll_abi::driver::{Grants, PciGrant, PortRange};
 use atoll_abi::supervision::{RestartPolicy, Strategy};
 use atoll_abi::{DEFAULT_QUEUE_DEPTH, MAX_QUEUE_DEPTH};
 use serde::Deserialize;
@@ -82,6 +83,15 @@ struct RawDescription {
     kernel: RawKernel,
     #[serde(default, rename = "service")]
     services: Vec<RawService>,
+    disk: Option<RawDisk>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDisk {
+    image: Option<Spanned<String>>,
+    folder: Option<Spanned<String>>,
+    size_mib: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -109,6 +119,13 @@ struct RawService {
     #[serde(default)]
     args: Vec<Spanned<String>>,
     env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    #[serde(default)]
+    io_ports: Vec<Spanned<String>>,
+    #[serde(default)]
+    irqs: Vec<Spanned<u8>>,
+    #[serde(default)]
+    pci: Vec<Spanned<String>>,
+    dma_kib: Option<Spanned<u32>>,
     memory_limit_kib: Option<Spanned<u64>>,
     fuel_slice: Option<Spanned<u64>>,
     queue_depth: Option<Spanned<u32>>,
@@ -147,6 +164,8 @@ pub struct ServiceSpec {
     pub args: Vec<String>,
     /// WASI environment, as `KEY=value`.
     pub env: Vec<String>,
+    /// Driver capabilities.
+    pub grants: Grants,
     pub limits: ServiceLimits,
     /// Endpoints the service provides.
     pub provides: Vec<String>,
@@ -166,7 +185,19 @@ pub struct System {
     pub exit_when_idle: bool,
     pub inject_fault: Option<InjectedFault>,
     pub services: Vec<ServiceSpec>,
+    /// The data disk `run` attaches, if any.
+    pub disk: Option<Disk>,
 }
+
+/// A data disk for `run`: an existing image, or a FAT image made from a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disk {
+    Image(PathBuf),
+    Folder { path: PathBuf, size_mib: u32 },
+}
+
+/// Default size of a FAT image made from a folder.
+pub const DEFAULT_DISK_MIB: u32 = 32;
 
 impl System {
     /// A diagnostic about this description.
@@ -232,6 +263,8 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
     // (endpoint, providing service)
     let mut provided: Vec<(String, String)> = Vec::new();
     let mut supervisor_name: Option<String> = None;
+    let mut irq_owners: Vec<(u8, String)> = Vec::new();
+    let mut port_owners: Vec<(PortRange, String)> = Vec::new();
     for service in &raw.services {
         let name = service.name.get_ref();
         if let Err(problem) = check_name(name) {
@@ -381,6 +414,36 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
             ));
         }
         let (args, env) = wasi_strings(service, &mut diagnostics, &at);
+        let grants = driver_grants(service, &mut diagnostics, &at);
+        for &irq in &grants.irqs {
+            if let Some((_, owner)) = irq_owners.iter().find(|(known, _)| *known == irq) {
+                diagnostics.push(at(
+                    service.name.span(),
+                    format!("IRQ {irq} is granted to both `{owner}` and `{name}`"),
+                ));
+            } else {
+                irq_owners.push((irq, name.clone()));
+            }
+        }
+        for range in &grants.ports {
+            if let Some((_, owner)) = port_owners.iter().find(|(known, _)| known.overlaps(range)) {
+                diagnostics.push(at(
+                    service.name.span(),
+                    format!(
+                        "ports {:#x}-{:#x} of `{name}` overlap ports granted to `{owner}`",
+                        range.first, range.last
+                    ),
+                ));
+            } else {
+                port_owners.push((*range, name.clone()));
+            }
+        }
+        if !grants.irqs.is_empty() && service.provides.is_empty() {
+            diagnostics.push(at(
+                service.name.span(),
+                format!("service `{name}` is granted interrupts but provides no endpoint to receive them on"),
+            ));
+        }
         if let Some((source, source_span)) = source {
             services.push(ServiceSpec {
                 name: name.clone(),
@@ -389,6 +452,7 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
                 build,
                 args,
                 env,
+                grants,
                 limits,
                 provides: service
                     .provides
@@ -415,16 +479,165 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
             }
         }
     }
+    let disk = raw
+        .disk
+        .as_ref()
+        .and_then(|disk| match (&disk.image, &disk.folder) {
+            (Some(image), None) => Some(Disk::Image(base.join(image.get_ref()))),
+            (None, Some(folder)) => Some(Disk::Folder {
+                path: base.join(folder.get_ref()),
+                size_mib: disk
+                    .size_mib
+                    .as_ref()
+                    .map_or(DEFAULT_DISK_MIB, |size| *size.get_ref()),
+            }),
+            (Some(image), Some(_)) => {
+                diagnostics.push(at(
+                    image.span(),
+                    "[disk] has both `image` and `folder`; give one".to_string(),
+                ));
+                None
+            }
+            (None, None) => {
+                diagnostics.push(Diagnostic::at(
+                    path,
+                    source,
+                    0..0,
+                    "[disk] needs `image = \"file.img\"` or `folder = \"dir\"`",
+                ));
+                None
+            }
+        });
+    if let Some(size) = raw.disk.as_ref().and_then(|disk| disk.size_mib.as_ref())
+        && !(8..=4096).contains(size.get_ref())
+    {
+        diagnostics.push(at(
+            size.span(),
+            "size-mib must be between 8 and 4096".to_string(),
+        ));
+    }
     if !diagnostics.is_empty() {
         return Err(diagnostics);
     }
     Ok(System {
+        disk,
         path: path.to_path_buf(),
         source: source.to_string(),
         name,
         exit_when_idle: raw.system.exit_when_idle,
         inject_fault,
         services,
+    })
+}
+
+/// A service's driver grants, checked: port ranges (`"0x3f8-0x3ff"` or one
+/// port) clear of the kernel's own, interrupt lines 1-15 but the kernel's,
+/// PCI `"vvvv:dddd"`, `"vvvv:*"` or `"*"`, a bounded DMA budget.
+fn driver_grants(
+    service: &RawService,
+    diagnostics: &mut Vec<Diagnostic>,
+    at: &dyn Fn(Range<usize>, String) -> Diagnostic,
+) -> Grants {
+    let mut grants = Grants::default();
+    for text in &service.io_ports {
+        match parse_port_range(text.get_ref()) {
+            Some(range) => match atoll_abi::driver::reserved(&range) {
+                Some(owner) => diagnostics.push(at(
+                    text.span(),
+                    format!(
+                        "ports `{}` include {owner}, which the kernel keeps",
+                        text.get_ref()
+                    ),
+                )),
+                None => grants.ports.push(range),
+            },
+            None => diagnostics.push(at(
+                text.span(),
+                format!(
+                    "`{}` is not a port range: write \"0x3f8-0x3ff\" or \"0x60\"",
+                    text.get_ref()
+                ),
+            )),
+        }
+    }
+    for irq in &service.irqs {
+        let value = *irq.get_ref();
+        if value == 0
+            || value > atoll_abi::driver::MAX_IRQ
+            || atoll_abi::driver::RESERVED_IRQS.contains(&value)
+        {
+            diagnostics.push(at(
+                irq.span(),
+                format!("IRQ {value} cannot be granted: lines 1-15 except 2, 7 and 15"),
+            ));
+        } else if !grants.irqs.contains(&value) {
+            grants.irqs.push(value);
+        }
+    }
+    for text in &service.pci {
+        match parse_pci_grant(text.get_ref()) {
+            Some(grant) => grants.pci.push(grant),
+            None => diagnostics.push(at(
+                text.span(),
+                format!(
+                    "`{}` is not a PCI grant: write \"1af4:1001\", \"1af4:*\" or \"*\"",
+                    text.get_ref()
+                ),
+            )),
+        }
+    }
+    if let Some(kib) = &service.dma_kib {
+        if *kib.get_ref() > atoll_abi::driver::MAX_DMA_KIB {
+            diagnostics.push(at(
+                kib.span(),
+                format!("dma-kib must be at most {}", atoll_abi::driver::MAX_DMA_KIB),
+            ));
+        } else {
+            grants.dma_kib = *kib.get_ref();
+        }
+    }
+    grants
+}
+
+fn parse_number(text: &str) -> Option<u16> {
+    let text = text.trim();
+    match text.strip_prefix("0x") {
+        Some(hex) => u16::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+fn parse_port_range(text: &str) -> Option<PortRange> {
+    let (first, last) = match text.split_once('-') {
+        Some((first, last)) => (parse_number(first)?, parse_number(last)?),
+        None => {
+            let port = parse_number(text)?;
+            (port, port)
+        }
+    };
+    (first <= last).then_some(PortRange { first, last })
+}
+
+fn parse_pci_grant(text: &str) -> Option<PciGrant> {
+    if text == "*" {
+        return Some(PciGrant {
+            vendor: None,
+            device: None,
+        });
+    }
+    let (vendor, device) = text.split_once(':')?;
+    let hex = |part: &str| {
+        (part.len() == 4)
+            .then(|| u16::from_str_radix(part, 16).ok())
+            .flatten()
+    };
+    Some(PciGrant {
+        vendor: Some(hex(vendor)?),
+        device: if device == "*" {
+            None
+        } else {
+            Some(hex(device)?)
+        },
     })
 }
 

@@ -49,6 +49,8 @@ pub struct RunOptions {
     /// A Unix socket QEMU listens on as the guest's second serial port: the
     /// host control channel (`image-builder push`).
     pub control_socket: Option<PathBuf>,
+    /// A raw image attached as a legacy virtio-blk PCI device (the data disk).
+    pub disk: Option<PathBuf>,
 }
 
 /// The OVMF firmware for UEFI boots, from Debian's `ovmf` package.
@@ -86,6 +88,16 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
         command
             .arg("-serial")
             .arg(format!("unix:{},server,nowait", socket.display()));
+    }
+    if let Some(disk) = &options.disk {
+        // Legacy virtio (device 1af4:1001, I/O BAR): what the driver speaks.
+        command
+            .arg("-drive")
+            .arg(format!(
+                "file={},if=none,id=data,format=raw",
+                disk.display()
+            ))
+            .args(["-device", "virtio-blk-pci,drive=data,disable-modern=on"]);
     }
     if options.gdb {
         command.args(["-s", "-S"]);

@@ -52,6 +52,11 @@ pub enum Syscall {
         name: alloc::string::String,
         module: Vec<u8>,
     },
+    Info {
+        kind: i32,
+        index: i32,
+        buffer: GuestSlice,
+    },
 }
 
 /// The host error that suspends a service in a kernel call. Carries nothing:
@@ -81,7 +86,8 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
     linker.func_wrap(IMPORT_MODULE, atoll_abi::TIME.name, time)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::CONTROL.name, control)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::SWAP.name, swap)?;
-    Ok(())
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::INFO.name, info)?;
+    crate::driver::define(linker)
 }
 
 /// The caller's linear memory as bytes.
@@ -314,5 +320,20 @@ fn swap(
         let module = module.to_vec();
         charge_copy(&mut caller, module.len());
         Ok(suspend(caller, Syscall::Swap { name, module }))
+    })
+}
+
+/// `info(kind, index, ptr, cap) -> length | error`
+fn info(caller: Caller<'_, HostState>, kind: i32, index: i32, ptr: i32, cap: i32) -> HostResult {
+    checked(|| {
+        let buffer = writable(&caller, ptr, cap)?;
+        Ok(suspend(
+            caller,
+            Syscall::Info {
+                kind,
+                index,
+                buffer,
+            },
+        ))
     })
 }

@@ -152,6 +152,7 @@ struct Image {
     policy: RestartPolicy,
     args: Vec<String>,
     env: Vec<String>,
+    grants: Arc<crate::driver::Resolved>,
 }
 
 /// What a kernel call did to its caller.
@@ -187,6 +188,14 @@ pub struct Kernel {
     /// Services that have had the CPU at least once.
     started: usize,
     announced_ready: bool,
+    /// The service each interrupt line is granted to.
+    irq_owner: [Option<ServiceId>; 16],
+    /// Lines that fired but whose notification could not be queued yet.
+    irq_pending: u16,
+    system_name: String,
+    /// Totals for `info`.
+    messages: u64,
+    interrupts: u64,
 }
 
 impl Kernel {
@@ -214,6 +223,20 @@ impl Kernel {
             summary: RunSummary::default(),
             started: 0,
             announced_ready: false,
+            irq_owner: [None; 16],
+            irq_pending: 0,
+            system_name: bundle.kernel.system_name.clone(),
+            messages: 0,
+            interrupts: 0,
+        };
+        let pci_present = if bundle
+            .services
+            .iter()
+            .any(|image| !image.grants.pci.is_empty())
+        {
+            crate::driver::enumerate(kernel.platform.as_ref())
+        } else {
+            Vec::new()
         };
         kernel.message_budget = MAX_MESSAGE_BUDGET.min(kernel.platform.heap_available() / 4);
         kernel.log(&format!(
@@ -282,10 +305,21 @@ impl Kernel {
                 policy: image.restart,
                 args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
                 env: image.env.iter().map(|var| (*var).to_string()).collect(),
+                grants: Arc::new(crate::driver::resolve(
+                    &image.grants,
+                    &pci_present,
+                    kernel.platform.as_ref(),
+                )),
             };
             match Service::load(image, names, Arc::clone(&kernel.platform)) {
-                Ok(service) => {
+                Ok(mut service) => {
                     let id = kernel.services.len();
+                    service.grant(Arc::clone(&reload.grants));
+                    for &irq in &reload.grants.irqs {
+                        if let Some(owner) = kernel.irq_owner.get_mut(usize::from(irq)) {
+                            *owner = Some(id);
+                        }
+                    }
                     let micros = kernel.platform.now_ns().saturating_sub(started_at) / 1000;
                     kernel.log(&format!(
                         "loaded service {} ({} bytes, {micros} us)",
@@ -353,6 +387,7 @@ impl Kernel {
                 self.poll_control();
             }
             self.fire_timers();
+            self.deliver_interrupts();
             if let Some(id) = self.run_queue.pop_front() {
                 self.run_service(id);
                 self.announce_ready_once();
@@ -360,6 +395,8 @@ impl Kernel {
             }
             match self.timers.first() {
                 Some(&(deadline, _)) => self.platform.wait_until(deadline),
+                // A live driver may still be woken by its device.
+                None if self.interrupts_awaited() => self.platform.wait_until(u64::MAX),
                 None => break,
             }
         }
@@ -481,6 +518,11 @@ impl Kernel {
             Syscall::Reply { token, message } => self.reply(id, token, &message),
             Syscall::Control { op, name } => self.control(id, op, &name),
             Syscall::Swap { name, module } => self.swap_request(id, &name, module),
+            Syscall::Info {
+                kind,
+                index,
+                buffer,
+            } => self.info(id, kind, index, buffer),
             Syscall::Sleep { ns } => {
                 let deadline = self.platform.now_ns().saturating_add(ns);
                 self.block(id, Wait::Sleep { deadline });
@@ -561,6 +603,7 @@ impl Kernel {
         let owner = queue.owner;
         queue.push(message).map_err(|(error, _)| error)?;
         self.queued_bytes += cost;
+        self.messages += 1;
         if let Some(slot) = self.services.get_mut(sender) {
             slot.stats.sent += 1;
         }
@@ -752,6 +795,10 @@ impl Kernel {
     /// are answered with `PeerGone`, its endpoints keep their queues, and the
     /// supervisor is told; it decides. Without one, the service is stopped.
     fn ended(&mut self, id: ServiceId, outcome: Outcome) {
+        if let Some(slot) = self.services.get(id) {
+            // A dead driver's devices must not write to memory any more.
+            crate::driver::quiesce(&slot.image.grants, self.platform.as_ref());
+        }
         if self.roll_back(id, &outcome) {
             return;
         }
@@ -962,9 +1009,13 @@ impl Kernel {
                 restart: slot.image.policy,
                 args: slot.image.args.iter().map(String::as_str).collect(),
                 env: slot.image.env.iter().map(String::as_str).collect(),
+                grants: Default::default(),
             };
+            // The new version sets its devices up afresh: stop the old one's DMA.
+            crate::driver::quiesce(&slot.image.grants, platform.as_ref());
             let mut service = Service::load(&image, slot.image.endpoint_names.clone(), platform)
                 .map_err(|error| error.to_string())?;
+            service.grant(Arc::clone(&slot.image.grants));
             if let Some(state) = state {
                 service.restore_state(&state)?;
             }
@@ -1113,13 +1164,16 @@ impl Kernel {
             restart: slot.image.policy,
             args: slot.image.args.iter().map(String::as_str).collect(),
             env: slot.image.env.iter().map(String::as_str).collect(),
+            grants: Default::default(),
         };
+        crate::driver::quiesce(&slot.image.grants, self.platform.as_ref());
         match Service::load(
             &image,
             slot.image.endpoint_names.clone(),
             Arc::clone(&self.platform),
         ) {
-            Ok(service) => {
+            Ok(mut service) => {
+                service.grant(Arc::clone(&slot.image.grants));
                 slot.service = service;
                 slot.state = ServiceState::Ready;
                 slot.resume_value = 0;
@@ -1177,6 +1231,115 @@ impl Kernel {
         }
     }
 
+    /// Queues a notification for each interrupt line that fired, on its
+    /// owner's first provided endpoint. The line stays masked until the owner
+    /// acknowledges it, so at most one notification per line is outstanding;
+    /// one that cannot be queued now is retried on the next turn.
+    fn deliver_interrupts(&mut self) {
+        let fired = self.platform.take_interrupts() | self.irq_pending;
+        self.irq_pending = 0;
+        if fired == 0 {
+            return;
+        }
+        for irq in 0..16u8 {
+            if fired & (1 << irq) == 0 {
+                continue;
+            }
+            let Some(owner) = self.irq_owner.get(usize::from(irq)).copied().flatten() else {
+                continue;
+            };
+            let live = matches!(
+                self.services.get(owner).map(|slot| &slot.state),
+                Some(ServiceState::Ready | ServiceState::Blocked(_))
+            );
+            let endpoint = self
+                .services
+                .get(owner)
+                .and_then(|slot| slot.handles.first())
+                .filter(|handle| handle.provider)
+                .map(|handle| handle.endpoint);
+            let (true, Some(endpoint)) = (live, endpoint) else {
+                // Nobody to tell: the line stays masked until a restarted
+                // driver acknowledges it.
+                continue;
+            };
+            let message = Message {
+                sender: KERNEL_SENDER as ServiceId,
+                data: alloc::vec![irq],
+                token: 0,
+            };
+            let cost = message_cost(&message);
+            let pushed = self
+                .endpoints
+                .get_mut(endpoint)
+                .map(|queue| queue.push_from_kernel(message));
+            if pushed == Some(Ok(())) {
+                self.queued_bytes += cost;
+                self.interrupts += 1;
+                self.deliver_if_waiting(owner, endpoint);
+            } else {
+                self.irq_pending |= 1 << irq;
+            }
+        }
+    }
+
+    /// Whether a live service owns an interrupt line (so an idle system
+    /// waits for interrupts instead of ending).
+    fn interrupts_awaited(&self) -> bool {
+        self.irq_owner.iter().flatten().any(|&owner| {
+            matches!(
+                self.services.get(owner).map(|slot| &slot.state),
+                Some(ServiceState::Ready | ServiceState::Blocked(_))
+            )
+        })
+    }
+
+    /// `info`: writes a system or service record into the caller's buffer.
+    fn info(
+        &mut self,
+        id: ServiceId,
+        kind: i32,
+        index: i32,
+        buffer: GuestSlice,
+    ) -> Result<Then, Error> {
+        let record = match kind {
+            atoll_abi::info::SYSTEM => postcard::to_allocvec(&atoll_abi::info::SystemInfo {
+                system_name: self.system_name.clone(),
+                uptime_ns: self.platform.now_ns(),
+                services: u32::try_from(self.services.len()).unwrap_or(u32::MAX),
+                heap_in_use: self.platform.heap_in_use().unwrap_or(0) as u64,
+                heap_available: self.platform.heap_available().min(u64::MAX as usize) as u64,
+                queued_bytes: self.queued_bytes as u64,
+                message_budget: self.message_budget as u64,
+                messages: self.messages,
+                interrupts: self.interrupts,
+            }),
+            atoll_abi::info::SERVICE => {
+                let slot = usize::try_from(index)
+                    .ok()
+                    .and_then(|index| self.services.get(index))
+                    .ok_or(Error::NotFound)?;
+                postcard::to_allocvec(&atoll_abi::info::ServiceInfo {
+                    name: slot.image.name.clone(),
+                    state: state_name(&slot.state),
+                    memory_bytes: slot.service.memory_size() as u64,
+                    fuel_used: slot.service.fuel_used(),
+                    sent: slot.stats.sent,
+                    received: slot.stats.received,
+                    restarts: slot.restarts,
+                    swaps: slot.swaps,
+                    dma_bytes: slot.service.dma_bytes() as u64,
+                })
+            }
+            _ => return Err(Error::InvalidArgument),
+        }
+        .map_err(|_| Error::InvalidArgument)?;
+        let len = i32::try_from(record.len()).map_err(|_| Error::TooLarge)?;
+        let slot = self.services.get_mut(id).ok_or(Error::BadHandle)?;
+        slot.service.write_memory(buffer, &record)?;
+        Ok(Then::Continue(len))
+    }
+
     /// Logs `system ready` once, as soon as every loaded service has had the CPU.
     fn announce_ready_once(&mut self) {
         if self.announced_ready || self.started < self.services.len() {
@@ -1188,6 +1351,19 @@ impl Kernel {
 
     fn log(&self, message: &str) {
         self.platform.console_write(&format!("atoll: {message}\n"));
+    }
+}
+
+/// A service state as `ps` shows it.
+fn state_name(state: &ServiceState) -> String {
+    match state {
+        ServiceState::Ready => String::from("ready"),
+        ServiceState::Blocked(Wait::Receive { .. }) => String::from("receiving"),
+        ServiceState::Blocked(Wait::Reply { .. }) => String::from("calling"),
+        ServiceState::Blocked(Wait::Sleep { .. }) => String::from("sleeping"),
+        ServiceState::Exited => String::from("exited"),
+        ServiceState::Faulted(_) => String::from("faulted"),
+        ServiceState::Stopped => String::from("stopped"),
     }
 }
 

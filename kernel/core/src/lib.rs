@@ -22,6 +22,7 @@
 extern crate alloc;
 
 pub mod control;
+pub mod driver;
 pub mod guest;
 mod host;
 pub mod ipc;
@@ -64,6 +65,39 @@ pub trait Platform: Send + Sync + 'static {
     }
     /// Bytes of kernel heap in use, where the platform counts them.
     fn heap_in_use(&self) -> Option<usize> {
+        None
+    }
+    /// Reads `width` (1, 2 or 4) bytes from an I/O port. The kernel calls
+    /// this only for ports granted to the asking service.
+    fn port_in(&self, port: u16, width: u8) -> u32 {
+        let _ = (port, width);
+        u32::MAX
+    }
+    /// Writes the low `width` bytes of `value` to an I/O port.
+    fn port_out(&self, port: u16, width: u8, value: u32) {
+        let _ = (port, width, value);
+    }
+    /// Reads a 32-bit PCI configuration register (`None`: no PCI here).
+    fn pci_read(&self, address: u16, offset: u8) -> Option<u32> {
+        let _ = (address, offset);
+        None
+    }
+    /// Writes a 32-bit PCI configuration register.
+    fn pci_write(&self, address: u16, offset: u8, value: u32) {
+        let _ = (address, offset, value);
+    }
+    /// Unmasks interrupt line `irq`. The platform masks a line when it fires.
+    fn irq_unmask(&self, irq: u8) {
+        let _ = irq;
+    }
+    /// Takes the set of lines that fired since the last call (bit n: IRQ n).
+    fn take_interrupts(&self) -> u16 {
+        0
+    }
+    /// The physical address of kernel memory at `virtual_address`, for DMA
+    /// (`None`: this platform has no DMA).
+    fn physical_address(&self, virtual_address: usize) -> Option<u64> {
+        let _ = virtual_address;
         None
     }
     /// Reads bytes waiting on the host control channel, without blocking.

@@ -46,6 +46,8 @@ pub(crate) struct HostState {
     pub(crate) wasi_warned: u64,
     /// State of the service's `random_get` generator (never 0).
     pub(crate) random: u64,
+    /// Its driver grants and the DMA buffers it holds.
+    pub(crate) driver: crate::driver::DriverState,
     limiter: Limiter,
 }
 
@@ -217,6 +219,7 @@ impl Service {
             env: image.env.iter().map(|var| (*var).to_string()).collect(),
             wasi_warned: 0,
             random: seed(platform.random_seed(), image.name),
+            driver: crate::driver::DriverState::default(),
             limiter: Limiter { limits, platform },
         };
         let mut store = Store::new(&engine, state);
@@ -248,6 +251,17 @@ impl Service {
             memory,
             suspended: Suspended::NotStarted,
         })
+    }
+
+    /// Gives the service its resolved driver grants (after every load).
+    pub fn grant(&mut self, grants: Arc<crate::driver::Resolved>) {
+        self.store.data_mut().driver.grants = grants;
+    }
+
+    /// Bytes of DMA memory the service holds.
+    #[must_use]
+    pub fn dma_bytes(&self) -> usize {
+        self.store.data().driver.dma_bytes()
     }
 
     /// The service's name from the system description.

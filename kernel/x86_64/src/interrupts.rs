@@ -12,7 +12,7 @@
 use crate::gdt::DOUBLE_FAULT_IST_INDEX;
 use crate::qemu;
 use crate::serial::emergency_print;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use spin::Lazy;
 use x86_64::instructions::port::Port;
 use x86_64::registers::control::Cr2;
@@ -138,6 +138,77 @@ extern "x86-interrupt" fn timer(_frame: InterruptStackFrame) {
     end_of_interrupt(TIMER_VECTOR);
 }
 
+/// Device interrupt lines that fired and await delivery (bit n: IRQ n).
+static FIRED: AtomicU16 = AtomicU16::new(0);
+/// The PICs' mask registers (bit n: IRQ n masked), as last written.
+static MASK: AtomicU16 = AtomicU16::new(0xffff);
+
+/// A device interrupt: mask its line (the driver unmasks it with `irq_ack`
+/// once it has served the device), note it for the scheduler, acknowledge the
+/// PIC. Never enters the interpreter.
+fn device_interrupt(irq: u8) {
+    set_masked(irq, true);
+    FIRED.fetch_or(1 << irq, Ordering::AcqRel);
+    end_of_interrupt(PIC_VECTOR_BASE + irq);
+}
+
+macro_rules! device_irq {
+    ($($handler:ident = $irq:literal),*) => {
+        $(extern "x86-interrupt" fn $handler(_frame: InterruptStackFrame) {
+            device_interrupt($irq);
+        })*
+        /// The device lines' handlers, by IRQ number.
+        const DEVICE_HANDLERS: &[(u8, extern "x86-interrupt" fn(InterruptStackFrame))] =
+            &[$(($irq, $handler)),*];
+    };
+}
+
+device_irq!(
+    irq1 = 1,
+    irq3 = 3,
+    irq4 = 4,
+    irq5 = 5,
+    irq6 = 6,
+    irq8 = 8,
+    irq9 = 9,
+    irq10 = 10,
+    irq11 = 11,
+    irq12 = 12,
+    irq13 = 13,
+    irq14 = 14
+);
+
+/// Takes the lines that fired since the last call.
+pub fn take_fired() -> u16 {
+    FIRED.swap(0, Ordering::AcqRel)
+}
+
+/// Masks or unmasks one line (and keeps the cascade line 2 open for the
+/// slave's lines).
+pub fn set_masked(irq: u8, masked: bool) {
+    if irq > 15 {
+        return;
+    }
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let bit = 1u16 << irq;
+        let mask = if masked {
+            MASK.fetch_or(bit, Ordering::AcqRel) | bit
+        } else {
+            MASK.fetch_and(!bit, Ordering::AcqRel) & !bit
+        };
+        // The cascade (IRQ 2) is open whenever any slave line is.
+        let cascade_open = mask & 0xff00 != 0xff00;
+        let master = (mask as u8) & if cascade_open { !0b100 } else { 0xff };
+        let [_, slave] = mask.to_le_bytes();
+        // SAFETY: writing the PICs' mask registers (OCW1) only masks or
+        // unmasks lines; the PICs belong to the kernel.
+        unsafe {
+            Port::<u8>::new(PIC1_DATA).write(master);
+            Port::<u8>::new(PIC2_DATA).write(slave);
+        }
+    });
+}
+
 /// IRQ 7 with no line raised (a glitch on the master PIC): no EOI is due.
 extern "x86-interrupt" fn spurious_master(_frame: InterruptStackFrame) {}
 
@@ -186,6 +257,9 @@ static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
     idt.security_exception.set_handler_fn(security);
     idt[TIMER_VECTOR].set_handler_fn(timer);
     idt[PIC_VECTOR_BASE + 7].set_handler_fn(spurious_master);
+    for &(irq, handler) in DEVICE_HANDLERS {
+        idt[PIC_VECTOR_BASE + irq].set_handler_fn(handler);
+    }
     idt[PIC_VECTOR_BASE + 15].set_handler_fn(spurious_slave);
     idt
 });
@@ -206,9 +280,9 @@ pub fn enable_timer() {
         Port::<u8>::new(0x43).write(0b0011_0100);
         Port::<u8>::new(0x40).write(low);
         Port::<u8>::new(0x40).write(high);
-        // Unmask IRQ 0 only.
-        Port::<u8>::new(PIC1_DATA).write(0xfe);
     }
+    // Unmask IRQ 0 only; device lines open when their drivers acknowledge them.
+    set_masked(0, false);
     x86_64::instructions::interrupts::enable();
 }
 

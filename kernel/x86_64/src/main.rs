@@ -18,6 +18,7 @@ mod clock;
 mod gdt;
 mod interrupts;
 mod memory;
+mod pci;
 mod platform;
 mod qemu;
 mod rtc;

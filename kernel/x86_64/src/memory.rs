@@ -9,6 +9,7 @@
 
 use bootloader_api::BootInfo;
 use bootloader_api::info::MemoryRegionKind;
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use talc::TalcLock;
 use talc::source::Manual;
@@ -103,10 +104,27 @@ pub fn init(boot_info: &BootInfo) -> HeapRegion {
     if claimed.is_none() {
         panic!("the heap region is too small to claim");
     }
+    HEAP_VIRTUAL.store(heap_virtual, Ordering::Relaxed);
+    HEAP_PHYSICAL.store(heap_start, Ordering::Relaxed);
+    HEAP_SIZE.store(heap_size, Ordering::Relaxed);
     HeapRegion {
         start: heap_start,
         size: heap_size,
     }
+}
+
+static HEAP_VIRTUAL: AtomicU64 = AtomicU64::new(0);
+static HEAP_PHYSICAL: AtomicU64 = AtomicU64::new(0);
+static HEAP_SIZE: AtomicU64 = AtomicU64::new(0);
+
+/// The physical address of a heap byte. The heap is one physically contiguous
+/// region mapped at a fixed offset, so any heap allocation is physically
+/// contiguous too (what DMA buffers need).
+pub fn heap_physical_address(virtual_address: u64) -> Option<u64> {
+    let start = HEAP_VIRTUAL.load(Ordering::Relaxed);
+    let size = HEAP_SIZE.load(Ordering::Relaxed);
+    let offset = virtual_address.checked_sub(start)?;
+    (offset < size).then(|| HEAP_PHYSICAL.load(Ordering::Relaxed) + offset)
 }
 
 /// Bytes of heap currently allocated.

@@ -38,6 +38,34 @@ impl Platform for X86Platform {
         crate::memory::heap_available()
     }
 
+    fn port_in(&self, port: u16, width: u8) -> u32 {
+        crate::pci::port_in(port, width)
+    }
+
+    fn port_out(&self, port: u16, width: u8, value: u32) {
+        crate::pci::port_out(port, width, value);
+    }
+
+    fn pci_read(&self, address: u16, offset: u8) -> Option<u32> {
+        Some(crate::pci::config_read(address, offset))
+    }
+
+    fn pci_write(&self, address: u16, offset: u8, value: u32) {
+        crate::pci::config_write(address, offset, value);
+    }
+
+    fn irq_unmask(&self, irq: u8) {
+        crate::interrupts::set_masked(irq, false);
+    }
+
+    fn take_interrupts(&self) -> u16 {
+        crate::interrupts::take_fired()
+    }
+
+    fn physical_address(&self, virtual_address: usize) -> Option<u64> {
+        crate::memory::heap_physical_address(virtual_address as u64)
+    }
+
     fn wait_until(&self, deadline_ns: u64) {
         // The 1 kHz timer interrupt ends the halt at the latest 1 ms later.
         if crate::clock::now_ns() < deadline_ns {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
 /// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
@@ -114,6 +114,8 @@ pub struct ServiceImage<'a> {
     /// Environment variables a WASI program sees (`environ_get`), as `KEY=value`.
     #[serde(borrow)]
     pub env: Vec<&'a str>,
+    /// Driver capabilities: ports, interrupts, PCI functions, DMA budget.
+    pub grants: crate::driver::Grants,
 }
 
 /// Per-service resource limits.
@@ -215,6 +217,18 @@ mod tests {
                 restart: crate::supervision::RestartPolicy::default(),
                 args: vec!["hello", "--verbose"],
                 env: vec!["LANG=C"],
+                grants: crate::driver::Grants {
+                    ports: vec![crate::driver::PortRange {
+                        first: 0x3f8,
+                        last: 0x3ff,
+                    }],
+                    irqs: vec![4],
+                    pci: vec![crate::driver::PciGrant {
+                        vendor: Some(0x1af4),
+                        device: None,
+                    }],
+                    dma_kib: 64,
+                },
             }],
         }
     }

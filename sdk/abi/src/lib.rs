@@ -13,6 +13,8 @@
 extern crate alloc;
 
 pub mod bundle;
+pub mod driver;
+pub mod info;
 pub mod supervision;
 pub mod wasi;
 
@@ -150,10 +152,129 @@ pub const SWAP: HostFunction = HostFunction {
     results: &[I32],
 };
 
+/// `port_in(port: i32, width: i32) -> i64`: reads an I/O port of `width` bytes
+/// (1, 2 or 4) and returns the value zero-extended, or a negative [`Error`]:
+/// `NotPermitted` unless the whole access lies in a port range granted to the
+/// caller ([`driver`]).
+pub const PORT_IN: HostFunction = HostFunction {
+    name: "port_in",
+    params: &[I32, I32],
+    results: &[I64],
+};
+
+/// `port_out(port: i32, width: i32, value: i32) -> i32`: writes the low
+/// `width` bytes of `value` to an I/O port granted to the caller.
+pub const PORT_OUT: HostFunction = HostFunction {
+    name: "port_out",
+    params: &[I32, I32, I32],
+    results: &[I32],
+};
+
+/// `irq_ack(irq: i32) -> i32`: unmasks interrupt line `irq`, granted to the
+/// caller. Lines start masked; a driver calls this once its device is set up,
+/// and again after handling each interrupt notification ([`driver`]).
+pub const IRQ_ACK: HostFunction = HostFunction {
+    name: "irq_ack",
+    params: &[I32],
+    results: &[I32],
+};
+
+/// `dma_alloc(len: i32) -> i32`: allocates a zeroed, physically contiguous,
+/// page-aligned buffer of `len` bytes from the caller's `dma-kib` budget and
+/// returns its handle (> 0).
+pub const DMA_ALLOC: HostFunction = HostFunction {
+    name: "dma_alloc",
+    params: &[I32],
+    results: &[I32],
+};
+
+/// `dma_address(handle: i32) -> i64`: the physical address of a DMA buffer,
+/// to program into a device.
+pub const DMA_ADDRESS: HostFunction = HostFunction {
+    name: "dma_address",
+    params: &[I32],
+    results: &[I64],
+};
+
+/// `dma_read(handle: i32, offset: i32, ptr: i32, len: i32) -> i32`: copies
+/// `len` bytes from the buffer at `offset` into the caller's memory at `ptr`.
+pub const DMA_READ: HostFunction = HostFunction {
+    name: "dma_read",
+    params: &[I32, I32, I32, I32],
+    results: &[I32],
+};
+
+/// `dma_write(handle: i32, offset: i32, ptr: i32, len: i32) -> i32`: copies
+/// `len` bytes from the caller's memory at `ptr` into the buffer at `offset`.
+pub const DMA_WRITE: HostFunction = HostFunction {
+    name: "dma_write",
+    params: &[I32, I32, I32, I32],
+    results: &[I32],
+};
+
+/// `dma_free(handle: i32) -> i32`: returns a DMA buffer to the budget. A
+/// service's buffers are also freed when it stops, restarts or is swapped.
+pub const DMA_FREE: HostFunction = HostFunction {
+    name: "dma_free",
+    params: &[I32],
+    results: &[I32],
+};
+
+/// `pci_read(address: i32, offset: i32) -> i64`: reads the 32-bit
+/// configuration register at `offset` (a multiple of 4, below 256) of PCI
+/// function `address` (`bus << 8 | device << 3 | function`), which must be
+/// granted to the caller. Returns the value zero-extended.
+pub const PCI_READ: HostFunction = HostFunction {
+    name: "pci_read",
+    params: &[I32, I32],
+    results: &[I64],
+};
+
+/// `pci_write(address: i32, offset: i32, value: i32) -> i32`: writes a
+/// configuration register of a granted function. The header's identity and
+/// base address registers (offsets below 0x04 and 0x10..0x28) are refused
+/// with `NotPermitted`: a driver may not move its device onto others' ports.
+pub const PCI_WRITE: HostFunction = HostFunction {
+    name: "pci_write",
+    params: &[I32, I32, I32],
+    results: &[I32],
+};
+
+/// `info(kind: i32, index: i32, ptr: i32, cap: i32) -> i32`: writes a
+/// postcard record about the system ([`info::SYSTEM`], `index` ignored) or
+/// about service number `index` ([`info::SERVICE`]) at `ptr` and returns its
+/// length; `NotFound` past the last service. Any service may ask (like
+/// `/proc`): it reveals names and counters, not data.
+pub const INFO: HostFunction = HostFunction {
+    name: "info",
+    params: &[I32, I32, I32, I32],
+    results: &[I32],
+};
+
 /// Every host function of the ABI. A module importing anything else from
 /// [`IMPORT_MODULE`], or from any other module, is rejected at build time and at load.
 pub const HOST_FUNCTIONS: &[HostFunction] = &[
-    LOG, LOOKUP, SEND, CALL, RECEIVE, REPLY, SLEEP, TIME, CONTROL, SWAP,
+    LOG,
+    LOOKUP,
+    SEND,
+    CALL,
+    RECEIVE,
+    REPLY,
+    SLEEP,
+    TIME,
+    CONTROL,
+    SWAP,
+    PORT_IN,
+    PORT_OUT,
+    IRQ_ACK,
+    DMA_ALLOC,
+    DMA_ADDRESS,
+    DMA_READ,
+    DMA_WRITE,
+    DMA_FREE,
+    PCI_READ,
+    PCI_WRITE,
+    INFO,
 ];
 
 /// Looks up a host function by its import name.

@@ -31,6 +31,8 @@ pub use atoll_abi::{Error, MAX_MESSAGE_LEN};
 extern crate alloc;
 
 #[cfg(target_family = "wasm")]
+pub mod driver;
+#[cfg(target_family = "wasm")]
 pub mod handoff;
 pub mod ipc;
 pub mod supervision;
@@ -73,6 +75,28 @@ pub mod raw {
         pub fn control(op: i32, name: *const u8, len: usize) -> i32;
         /// See [`atoll_abi::SWAP`].
         pub fn swap(name: *const u8, name_len: usize, module: *const u8, module_len: usize) -> i32;
+        /// See [`atoll_abi::PORT_IN`].
+        pub fn port_in(port: i32, width: i32) -> i64;
+        /// See [`atoll_abi::PORT_OUT`].
+        pub fn port_out(port: i32, width: i32, value: i32) -> i32;
+        /// See [`atoll_abi::IRQ_ACK`].
+        pub fn irq_ack(irq: i32) -> i32;
+        /// See [`atoll_abi::DMA_ALLOC`].
+        pub fn dma_alloc(len: i32) -> i32;
+        /// See [`atoll_abi::DMA_ADDRESS`].
+        pub fn dma_address(handle: i32) -> i64;
+        /// See [`atoll_abi::DMA_READ`].
+        pub fn dma_read(handle: i32, offset: i32, ptr: *mut u8, len: usize) -> i32;
+        /// See [`atoll_abi::DMA_WRITE`].
+        pub fn dma_write(handle: i32, offset: i32, ptr: *const u8, len: usize) -> i32;
+        /// See [`atoll_abi::DMA_FREE`].
+        pub fn dma_free(handle: i32) -> i32;
+        /// See [`atoll_abi::PCI_READ`].
+        pub fn pci_read(address: i32, offset: i32) -> i64;
+        /// See [`atoll_abi::PCI_WRITE`].
+        pub fn pci_write(address: i32, offset: i32, value: i32) -> i32;
+        /// See [`atoll_abi::INFO`].
+        pub fn info(kind: i32, index: i32, ptr: *mut u8, cap: usize) -> i32;
     }
 }
 

@@ -78,6 +78,212 @@ pub mod kv {
     }
 }
 
+/// Block devices: sectors of a disk (served by the virtio-blk driver).
+pub mod block {
+    use alloc::vec::Vec;
+    use serde::{Deserialize, Serialize};
+
+    pub const ENDPOINT: &str = "block";
+
+    /// Bytes per sector.
+    pub const SECTOR_SIZE: usize = 512;
+    /// The most sectors one `Read` or `Write` carries (a message is at most
+    /// 4 KiB, with room for its header).
+    pub const MAX_SECTORS: u32 = 7;
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Request {
+        /// How many sectors the disk has.
+        Capacity,
+        /// `count` sectors (1..=MAX_SECTORS) from `sector`.
+        Read { sector: u64, count: u32 },
+        /// Whole sectors from `sector` (`data.len()` a multiple of SECTOR_SIZE).
+        Write { sector: u64, data: Vec<u8> },
+        /// Makes earlier writes durable.
+        Flush,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Response {
+        Capacity { sectors: u64 },
+        Data(Vec<u8>),
+        Done,
+        Error(Error),
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Error {
+        /// Past the end of the disk.
+        OutOfRange,
+        /// More than MAX_SECTORS, none, or not whole sectors.
+        BadLength,
+        /// The device reported an error.
+        Io,
+        /// No device, or it failed to initialise.
+        NoDevice,
+    }
+}
+
+/// Files: a FAT volume on a block device (served by the fat service).
+///
+/// Requests name files by path and carry offsets: the server keeps no
+/// per-client state, so a restart of the file system or of the disk driver
+/// loses nothing a client holds (the request in flight gets an error).
+pub mod fs {
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use serde::{Deserialize, Serialize};
+
+    pub const ENDPOINT: &str = "fs";
+
+    /// The most bytes one `Read` returns or one `Write` carries.
+    pub const MAX_DATA: u32 = 3072;
+    /// The most entries one `List` answer holds.
+    pub const MAX_ENTRIES: u32 = 32;
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Request {
+        /// The entry at `path` (`/` separated, from the volume's root): checks it
+        /// exists and gives its size, like `open` without a handle.
+        Open { path: String },
+        /// Up to MAX_ENTRIES entries of directory `path`, from entry `start`.
+        List { path: String, start: u32 },
+        /// Up to `len` (at most MAX_DATA) bytes of file `path` from `offset`;
+        /// fewer at the end of the file.
+        Read { path: String, offset: u64, len: u32 },
+        /// Writes `data` at `offset` of file `path`, creating it if missing and
+        /// extending it as needed.
+        Write {
+            path: String,
+            offset: u64,
+            data: Vec<u8>,
+        },
+        /// Creates an empty file (`Exists` if there is one).
+        Create { path: String },
+        /// Removes a file.
+        Remove { path: String },
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Response {
+        Entry(Entry),
+        Entries { entries: Vec<Entry>, more: bool },
+        Data(Vec<u8>),
+        Written(u32),
+        Done,
+        Error(Error),
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Entry {
+        pub name: String,
+        pub size: u64,
+        pub directory: bool,
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Error {
+        NotFound,
+        Exists,
+        NotADirectory,
+        IsADirectory,
+        /// A name the volume cannot hold (e.g. not 8.3 when creating).
+        InvalidName,
+        /// The volume is full.
+        NoSpace,
+        /// The disk driver failed or went away during this request.
+        Device,
+        /// No FAT volume could be mounted.
+        NoVolume,
+        /// Anything else, described.
+        Other(String),
+    }
+}
+
+/// The serial console (served by the console driver).
+pub mod console {
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use serde::{Deserialize, Serialize};
+
+    pub const ENDPOINT: &str = "console";
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Request {
+        /// Writes text as is (no name prefix, no added newline).
+        Write(String),
+        /// Waits until input is available, then answers up to `max` bytes.
+        Read { max: u32 },
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Response {
+        Done,
+        Input(Vec<u8>),
+        /// Another `Read` is already waiting.
+        Busy,
+    }
+}
+
+/// PCI devices found at boot (served by the pci service).
+pub mod pci {
+    use alloc::vec::Vec;
+    use serde::{Deserialize, Serialize};
+
+    pub const ENDPOINT: &str = "pci";
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Request {
+        /// Up to 32 devices from index `start`.
+        List { start: u32 },
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Response {
+        Devices { devices: Vec<Device>, more: bool },
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Device {
+        /// `bus << 8 | device << 3 | function`.
+        pub address: u16,
+        pub vendor: u16,
+        pub device: u16,
+        pub class: u8,
+        pub subclass: u8,
+        /// Interrupt line (0xff: none).
+        pub irq: u8,
+    }
+}
+
+/// Administration requests to the supervisor, on its endpoint (the shell's
+/// `stop`, `start`, `restart`, `swap`). The kernel's reports arrive on the
+/// same endpoint from the kernel's sender id.
+pub mod admin {
+    use alloc::string::String;
+    use serde::{Deserialize, Serialize};
+
+    pub const ENDPOINT: &str = "supervisor";
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Request {
+        Stop(String),
+        Start(String),
+        Restart(String),
+        /// Swaps service `name` for the module in file `path` (fs protocol).
+        SwapFromFile {
+            name: String,
+            path: String,
+        },
+    }
+
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    pub enum Response {
+        Done,
+        Error(String),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

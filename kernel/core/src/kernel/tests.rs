@@ -61,6 +61,7 @@ fn bundle(services: &[(&str, &[u8], ServiceLimits)]) -> Vec<u8> {
                 restart: RestartPolicy::default(),
                 args: Vec::new(),
                 env: Vec::new(),
+                grants: Default::default(),
             })
             .collect(),
     };
@@ -399,6 +400,7 @@ fn run_with(
                 restart: RestartPolicy::default(),
                 args: Vec::new(),
                 env: Vec::new(),
+                grants: Default::default(),
             })
             .collect(),
     };
@@ -1442,6 +1444,7 @@ fn a_thousand_swaps_leave_the_heap_flat() {
                 restart: RestartPolicy::default(),
                 args: Vec::new(),
                 env: Vec::new(),
+                grants: Default::default(),
             })
             .collect(),
     };
@@ -1638,6 +1641,7 @@ fn wasi_args_and_environment_come_from_the_image() {
             restart: RestartPolicy::default(),
             args: vec!["a", "first"],
             env: vec!["K=v"],
+            grants: Default::default(),
         }],
     })
     .unwrap();
