@@ -4,8 +4,10 @@
 SYSTEM ?= examples/default/system.toml
 BUILDER := target/release/image-builder
 # Crates built for wasm32 (linted for that target).
-WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client supervisor polyglot-client \
-	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client test-panic test-crasher test-crash-client test-echo-v2 test-ticker test-counter test-counter-v2 test-counter-client test-counter-bench-client
+WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client supervisor polyglot-client pci virtio-blk fat \
+	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client test-panic test-crasher test-crash-client test-echo-v2 test-ticker test-counter test-counter-v2 test-counter-client test-counter-bench-client test-fs-client test-fs-reader test-storage-bench
+# Service crates with host unit tests (built for the host only under test).
+HOST_TESTED_SERVICES := fat virtio-blk
 # Extra options for `image-builder run`, e.g. RUN_ARGS="--uefi".
 RUN_ARGS ?=
 
@@ -33,12 +35,15 @@ gdb: run
 ## Everything CI checks: formatting, lints on all three targets, host and QEMU tests.
 test: setup lint
 	cargo test --release
+	# Services whose logic has host tests (the FAT layer runs on mkfs.fat images).
+	cargo test --release $(foreach p,$(HOST_TESTED_SERVICES),-p $(p))
 
 lint: setup
 	cargo fmt --all --check
 	cargo clippy --release --all-targets -- -D warnings
 	cargo clippy --profile kernel -p atoll-kernel --target x86_64-unknown-none -- -D warnings
 	cargo clippy --profile service --target wasm32-unknown-unknown $(foreach p,$(WASM_CRATES),-p $(p)) -- -D warnings
+	cargo clippy --release --tests $(foreach p,$(HOST_TESTED_SERVICES),-p $(p)) -- -D warnings
 
 ## Measure IPC round trip, send throughput and spawn cost (QEMU and hosted) against a Linux pipe.
 bench: builder

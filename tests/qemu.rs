@@ -451,3 +451,93 @@ fn services_in_c_zig_assemblyscript_wat_and_rust_talk_over_typed_protocols() {
         .expect_no("WRONG")
         .expect_no("FAILED");
 }
+
+/// Runs a host tool; panics with its output if it fails.
+fn host_tool(program: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("{program} cannot run ({error}): .ci/setup installs it"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_fat_service_reads_and_writes_a_host_made_disk_and_survives_driver_restarts() {
+    // A FAT16 image made on the host with mkfs.fat and filled with mtools
+    // (no partition table: a "superfloppy", mounted through a virtual MBR).
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("storage");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("disk.img");
+    let disk_name = disk.to_str().unwrap();
+    host_tool(
+        "mkfs.fat",
+        &["-C", "-F", "16", "-n", "HOSTDISK", disk_name, "32768"],
+    );
+    let hello = dir.join("hello.txt");
+    std::fs::write(&hello, "Hello from the host disk!\n").unwrap();
+    let pattern: Vec<u8> = (0..96 * 1024u64)
+        .map(|index| ((index * 7 + index / 4096) % 251) as u8)
+        .collect();
+    let pattern_file = dir.join("pattern.bin");
+    std::fs::write(&pattern_file, &pattern).unwrap();
+    host_tool(
+        "mcopy",
+        &["-i", disk_name, hello.to_str().unwrap(), "::HELLO.TXT"],
+    );
+    host_tool(
+        "mcopy",
+        &[
+            "-i",
+            disk_name,
+            pattern_file.to_str().unwrap(),
+            "::PATTERN.BIN",
+        ],
+    );
+
+    let boot = support::boot_with(
+        support::system("storage"),
+        Firmware::Bios,
+        &["--disk", disk_name],
+        Some("fs-reader: "),
+        Duration::from_secs(90),
+    );
+    boot.expect(" 1af4:1001 class 01.00 irq ")
+        .expect("[virtio-blk] disk at 00:0")
+        .expect("[fat] mounted FAT16 volume")
+        .expect("fs-client: PASS list /: HELLO.TXT (26 bytes)")
+        .expect("fs-client: PASS read /HELLO.TXT: Hello from the host disk!")
+        .expect("fs-client: PASS write /WRITTEN.TXT")
+        .expect("fs-client: PASS read with the driver stopped: Ok(Error(Device))")
+        .expect("fs-client: PASS read after the driver restarted")
+        .expect(", 0 failed")
+        .expect_no("fs-client: FAIL");
+    // The reader went on through two driver kills: at most the request in
+    // flight at each failed, and no byte read was wrong.
+    let line = boot
+        .log
+        .lines()
+        .find(|line| line.contains("fs-reader: "))
+        .unwrap();
+    let number = |label: &str| -> u64 {
+        let before = line.split(label).next().unwrap();
+        before.split_whitespace().last().unwrap().parse().unwrap()
+    };
+    assert!(number(" reads verified") > 20, "{}", boot.log);
+    assert!(number(" device errors") <= 3, "{}", boot.log);
+    assert_eq!(number(" corrupt"), 0, "{}", boot.log);
+
+    // What Atoll wrote, the host reads back, and fsck.fat finds the volume clean.
+    let written = host_tool("mtype", &["-i", disk_name, "::WRITTEN.TXT"]);
+    assert_eq!(
+        written,
+        "Written by Atoll's fs-client through fat and virtio-blk.\n"
+    );
+    host_tool("fsck.fat", &["-n", disk_name]);
+}

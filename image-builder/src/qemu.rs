@@ -79,6 +79,9 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
         .arg(format!("format=raw,file={}", image.display()))
         .args(["-m", &format!("{}M", options.memory_mib)])
         .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
+        // No network card: QEMU's default e1000 would share its interrupt
+        // line with the disk and has no driver to quiet it.
+        .args(["-nic", "none"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     if options.uefi {
         command.arg("-bios").arg(ovmf()?);
@@ -171,4 +174,52 @@ pub fn run_captured(image: &Path, options: &RunOptions) -> Result<(Outcome, Stri
         Some(_) => Outcome::NoReport,
     };
     Ok((outcome, text.replace('\r', "")))
+}
+
+/// Boots an image with the console captured, and stops QEMU as soon as the
+/// console shows `marker` (or at the timeout, or when QEMU ends by itself).
+/// Returns whether the marker was seen, and the console.
+pub fn run_until(
+    image: &Path,
+    options: &RunOptions,
+    marker: &str,
+) -> Result<(bool, String), Error> {
+    let mut child = command(image, options)?
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context(|| "starting qemu-system-x86_64".to_string())?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| Error::Other("QEMU's output is not captured".into()))?;
+    let (sender, receiver) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(read) = std::io::Read::read(&mut stdout, &mut buffer) {
+            if read == 0 || sender.send(buffer[..read].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = options.timeout.map(|timeout| Instant::now() + timeout);
+    let mut text = Vec::new();
+    let mut seen = false;
+    loop {
+        match receiver.recv_timeout(Duration::from_millis(100)) {
+            Ok(bytes) => text.extend_from_slice(&bytes),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if String::from_utf8_lossy(&text).contains(marker) {
+            seen = true;
+            break;
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok((seen, String::from_utf8_lossy(&text).replace('\r', "")))
 }

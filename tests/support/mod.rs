@@ -127,13 +127,25 @@ pub fn boot_path(
     until: Option<&str>,
     timeout: Duration,
 ) -> Boot {
+    boot_with(system, firmware, &[], until, timeout)
+}
+
+/// [`boot_path`] with extra arguments for `image-builder run` (e.g. `--disk`).
+pub fn boot_with(
+    system: PathBuf,
+    firmware: Firmware,
+    run_args: &[&str],
+    until: Option<&str>,
+    timeout: Duration,
+) -> Boot {
     build(&system, firmware);
     let started = Instant::now();
     let mut command = image_builder();
     command
         .arg("run")
         .arg(&system)
-        .args(["--quiet", "--timeout", &timeout.as_secs().to_string()]);
+        .args(["--quiet", "--timeout", &timeout.as_secs().to_string()])
+        .args(run_args);
     if firmware == Firmware::Uefi {
         command.arg("--uefi");
     }

@@ -1,0 +1,302 @@
+//! The disk under the file system: sectors from the block service, with a
+//! virtual MBR in front of superfloppy images, as an embedded-sdmmc
+//! `BlockDevice`.
+
+use crate::layout::{SECTOR, virtual_mbr};
+use atoll_protocols::block;
+use core::cell::RefCell;
+use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx};
+
+/// The most sectors one block request carries.
+pub const MAX_SECTORS: usize = block::MAX_SECTORS as usize;
+
+/// Why a disk access failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskError {
+    /// The block service is gone or the kernel refused the call.
+    Gone,
+    /// The block service answered with an error.
+    Device(block::Error),
+    /// The block service answered something that is not an answer to the
+    /// request.
+    Protocol,
+    /// A write to the virtual MBR, or a buffer that is not whole sectors.
+    Refused,
+}
+
+impl core::fmt::Display for DiskError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DiskError::Gone => formatter.write_str("the disk driver is gone"),
+            DiskError::Device(error) => write!(formatter, "the disk driver reports {error:?}"),
+            DiskError::Protocol => formatter.write_str("malformed answer from the disk driver"),
+            DiskError::Refused => formatter.write_str("refused disk access"),
+        }
+    }
+}
+
+impl core::error::Error for DiskError {}
+
+/// Raw sectors: the block protocol, or an image in memory for tests.
+pub trait Sectors {
+    /// How many sectors the disk has.
+    fn capacity(&self) -> Result<u64, DiskError>;
+    /// Fills `buffer` (1 to [`MAX_SECTORS`] whole sectors) from `sector` on.
+    fn read(&self, sector: u64, buffer: &mut [u8]) -> Result<(), DiskError>;
+    /// Writes `data` (1 to [`MAX_SECTORS`] whole sectors) from `sector` on.
+    fn write(&self, sector: u64, data: &[u8]) -> Result<(), DiskError>;
+    /// Makes earlier writes durable.
+    fn flush(&self) -> Result<(), DiskError>;
+}
+
+/// The disk as the file system sees it.
+pub struct Disk<S> {
+    io: S,
+    /// For a superfloppy: the MBR shown at sector 0, everything else one later.
+    mbr: Option<[u8; SECTOR]>,
+    /// The device's sectors.
+    capacity: u64,
+    /// Sectors as seen (one more than the device for a superfloppy).
+    sectors: u64,
+    /// The sectors read with the last one-sector read.
+    ahead: RefCell<ReadAhead>,
+}
+
+/// embedded-sdmmc reads one sector at a time; each miss here fetches as many
+/// as one block request carries, so sequential reads (file data, FAT and
+/// directory sectors) cost a seventh of the calls. Writes go through and
+/// update it. It lives as long as the mount: a remount starts it empty.
+struct ReadAhead {
+    /// First device sector held.
+    start: u64,
+    /// Sectors held (0: none).
+    count: usize,
+    data: [u8; MAX_SECTORS * SECTOR],
+}
+
+impl ReadAhead {
+    fn sector(&self, sector: u64) -> Option<&[u8]> {
+        let index = usize::try_from(sector.checked_sub(self.start)?).ok()?;
+        if index >= self.count {
+            return None;
+        }
+        self.data.get(index * SECTOR..(index + 1) * SECTOR)
+    }
+
+    /// Copies written sectors over the ones held.
+    fn update(&mut self, sector: u64, data: &[u8]) {
+        for (offset, written) in (0u64..).zip(data.chunks(SECTOR)) {
+            let Some(index) = (sector + offset)
+                .checked_sub(self.start)
+                .and_then(|index| usize::try_from(index).ok())
+                .filter(|index| *index < self.count)
+            else {
+                continue;
+            };
+            if let Some(held) = self.data.get_mut(index * SECTOR..(index + 1) * SECTOR)
+                && held.len() == written.len()
+            {
+                held.copy_from_slice(written);
+            }
+        }
+    }
+}
+
+impl<S: Sectors> Disk<S> {
+    /// Looks at sector 0 to decide whether a virtual MBR is needed.
+    pub fn open(io: S) -> Result<Disk<S>, DiskError> {
+        let capacity = io.capacity()?;
+        let mut sector0 = [0u8; SECTOR];
+        io.read(0, &mut sector0)?;
+        let mbr = virtual_mbr(&sector0, capacity);
+        Ok(Disk {
+            sectors: capacity + u64::from(mbr.is_some()),
+            capacity,
+            mbr,
+            io,
+            ahead: RefCell::new(ReadAhead {
+                start: 0,
+                count: 0,
+                data: [0; MAX_SECTORS * SECTOR],
+            }),
+        })
+    }
+
+    /// Whether the disk is a superfloppy shown behind a virtual MBR.
+    #[must_use]
+    pub fn superfloppy(&self) -> bool {
+        self.mbr.is_some()
+    }
+
+    /// The underlying sectors (for `flush`).
+    pub fn io(&self) -> &S {
+        &self.io
+    }
+
+    /// Reads whole sectors from `sector` on (any number).
+    pub fn read(&self, sector: u64, buffer: &mut [u8]) -> Result<(), DiskError> {
+        if !buffer.len().is_multiple_of(SECTOR) {
+            return Err(DiskError::Refused);
+        }
+        let (mut sector, mut rest) = (sector, buffer);
+        if let Some(mbr) = &self.mbr {
+            if sector == 0
+                && let Some((first, tail)) = rest.split_at_mut_checked(SECTOR)
+            {
+                first.copy_from_slice(mbr);
+                rest = tail;
+                sector = 1;
+            }
+            sector = sector.saturating_sub(1);
+        }
+        for chunk in rest.chunks_mut(MAX_SECTORS * SECTOR) {
+            self.read_device(sector, chunk)?;
+            sector += (chunk.len() / SECTOR) as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads from the device, one-sector reads through the read-ahead.
+    fn read_device(&self, sector: u64, buffer: &mut [u8]) -> Result<(), DiskError> {
+        if buffer.len() != SECTOR || sector >= self.capacity {
+            return self.io.read(sector, buffer);
+        }
+        let mut ahead = self.ahead.borrow_mut();
+        if ahead.sector(sector).is_none() {
+            let count = (self.capacity - sector).min(MAX_SECTORS as u64) as usize;
+            ahead.count = 0;
+            let fill = ahead
+                .data
+                .get_mut(..count * SECTOR)
+                .ok_or(DiskError::Refused)?;
+            self.io.read(sector, fill)?;
+            ahead.start = sector;
+            ahead.count = count;
+        }
+        let held = ahead.sector(sector).ok_or(DiskError::Refused)?;
+        buffer.copy_from_slice(held);
+        Ok(())
+    }
+
+    /// Writes whole sectors from `sector` on (any number; never the virtual MBR).
+    pub fn write(&self, sector: u64, data: &[u8]) -> Result<(), DiskError> {
+        if !data.len().is_multiple_of(SECTOR) {
+            return Err(DiskError::Refused);
+        }
+        let mut sector = match (&self.mbr, sector) {
+            (Some(_), 0) => return Err(DiskError::Refused),
+            (Some(_), sector) => sector - 1,
+            (None, sector) => sector,
+        };
+        for chunk in data.chunks(MAX_SECTORS * SECTOR) {
+            let written = self.io.write(sector, chunk);
+            let mut ahead = self.ahead.borrow_mut();
+            match written {
+                Ok(()) => ahead.update(sector, chunk),
+                Err(error) => {
+                    // What the device holds now is unknown.
+                    ahead.count = 0;
+                    return Err(error);
+                }
+            }
+            sector += (chunk.len() / SECTOR) as u64;
+        }
+        Ok(())
+    }
+}
+
+impl<S: Sectors> BlockDevice for Disk<S> {
+    type Error = DiskError;
+
+    fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), DiskError> {
+        let mut sector = u64::from(start.0);
+        let mut buffer = [0u8; MAX_SECTORS * SECTOR];
+        for chunk in blocks.chunks_mut(MAX_SECTORS) {
+            let bytes = buffer
+                .get_mut(..chunk.len() * SECTOR)
+                .ok_or(DiskError::Refused)?;
+            Disk::read(self, sector, bytes)?;
+            for (block, data) in chunk.iter_mut().zip(bytes.as_chunks::<SECTOR>().0) {
+                block.contents = *data;
+            }
+            sector += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn write(&self, blocks: &[Block], start: BlockIdx) -> Result<(), DiskError> {
+        let mut sector = u64::from(start.0);
+        let mut buffer = [0u8; MAX_SECTORS * SECTOR];
+        for chunk in blocks.chunks(MAX_SECTORS) {
+            let bytes = buffer
+                .get_mut(..chunk.len() * SECTOR)
+                .ok_or(DiskError::Refused)?;
+            for (data, block) in bytes.as_chunks_mut::<SECTOR>().0.iter_mut().zip(chunk) {
+                *data = block.contents;
+            }
+            Disk::write(self, sector, bytes)?;
+            sector += chunk.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn num_blocks(&self) -> Result<BlockCount, DiskError> {
+        Ok(BlockCount(u32::try_from(self.sectors).unwrap_or(u32::MAX)))
+    }
+}
+
+/// The block protocol on an endpoint.
+#[cfg(target_family = "wasm")]
+#[derive(Clone, Copy, Debug)]
+pub struct BlockClient(pub atoll_sdk::Endpoint);
+
+#[cfg(target_family = "wasm")]
+impl BlockClient {
+    fn call(&self, request: &block::Request) -> Result<block::Response, DiskError> {
+        match self.0.request(request) {
+            Ok(block::Response::Error(error)) => Err(DiskError::Device(error)),
+            Ok(response) => Ok(response),
+            Err(atoll_sdk::CallError::Decode) => Err(DiskError::Protocol),
+            Err(_) => Err(DiskError::Gone),
+        }
+    }
+}
+
+#[cfg(target_family = "wasm")]
+impl Sectors for BlockClient {
+    fn capacity(&self) -> Result<u64, DiskError> {
+        match self.call(&block::Request::Capacity)? {
+            block::Response::Capacity { sectors } => Ok(sectors),
+            _ => Err(DiskError::Protocol),
+        }
+    }
+
+    fn read(&self, sector: u64, buffer: &mut [u8]) -> Result<(), DiskError> {
+        let count = u32::try_from(buffer.len() / SECTOR).map_err(|_| DiskError::Refused)?;
+        match self.call(&block::Request::Read { sector, count })? {
+            block::Response::Data(data) if data.len() == buffer.len() => {
+                buffer.copy_from_slice(&data);
+                Ok(())
+            }
+            _ => Err(DiskError::Protocol),
+        }
+    }
+
+    fn write(&self, sector: u64, data: &[u8]) -> Result<(), DiskError> {
+        let request = block::Request::Write {
+            sector,
+            data: data.to_vec(),
+        };
+        match self.call(&request)? {
+            block::Response::Done => Ok(()),
+            _ => Err(DiskError::Protocol),
+        }
+    }
+
+    fn flush(&self) -> Result<(), DiskError> {
+        match self.call(&block::Request::Flush)? {
+            block::Response::Done => Ok(()),
+            _ => Err(DiskError::Protocol),
+        }
+    }
+}

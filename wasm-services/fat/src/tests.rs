@@ -1,0 +1,536 @@
+//! The whole file system on images made by dosfstools' `mkfs.fat` and checked
+//! by `fsck.fat` (tests that need them are skipped, with a note, where they
+//! are not installed).
+
+use crate::disk::{DiskError, MAX_SECTORS, Sectors};
+use crate::fs::FileSystem;
+use crate::layout::{FatType, SECTOR};
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use atoll_protocols::fs::{Entry, Error, Request, Response};
+use core::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A disk in memory that can be made to fail like a vanished driver.
+#[derive(Clone)]
+struct Memory {
+    bytes: Rc<RefCell<Vec<u8>>>,
+    failing: Rc<Cell<bool>>,
+    calls: Rc<Cell<u32>>,
+}
+
+impl Memory {
+    fn range(&self, sector: u64, len: usize) -> Result<core::ops::Range<usize>, DiskError> {
+        self.calls.set(self.calls.get() + 1);
+        if self.failing.get() {
+            return Err(DiskError::Gone);
+        }
+        if len == 0 || !len.is_multiple_of(SECTOR) || len > MAX_SECTORS * SECTOR {
+            return Err(DiskError::Device(atoll_protocols::block::Error::BadLength));
+        }
+        let start = sector as usize * SECTOR;
+        let end = start + len;
+        if end > self.bytes.borrow().len() {
+            return Err(DiskError::Device(atoll_protocols::block::Error::OutOfRange));
+        }
+        Ok(start..end)
+    }
+}
+
+impl Sectors for Memory {
+    fn capacity(&self) -> Result<u64, DiskError> {
+        if self.failing.get() {
+            return Err(DiskError::Gone);
+        }
+        Ok((self.bytes.borrow().len() / SECTOR) as u64)
+    }
+
+    fn read(&self, sector: u64, buffer: &mut [u8]) -> Result<(), DiskError> {
+        let range = self.range(sector, buffer.len())?;
+        buffer.copy_from_slice(&self.bytes.borrow()[range]);
+        Ok(())
+    }
+
+    fn write(&self, sector: u64, data: &[u8]) -> Result<(), DiskError> {
+        let range = self.range(sector, data.len())?;
+        self.bytes.borrow_mut()[range].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), DiskError> {
+        if self.failing.get() {
+            return Err(DiskError::Gone);
+        }
+        Ok(())
+    }
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--help").output().is_ok()
+}
+
+fn tools() -> bool {
+    let ok = have("mkfs.fat") && have("mcopy") && have("fsck.fat");
+    if !ok {
+        std::eprintln!("skipped: dosfstools and mtools are not installed");
+    }
+    ok
+}
+
+fn run(command: &mut Command) {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{command:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(std::format!("atoll-fat-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A 32 MiB disk with an MBR and one FAT16 partition at sector 2048, as
+/// image-builder makes them, holding HELLO.TXT, a long-named file and a
+/// directory.
+fn partitioned_image(name: &str) -> PathBuf {
+    let path = scratch(name);
+    let sectors: u32 = 32 * 2048;
+    let mut disk = vec![0u8; sectors as usize * SECTOR];
+    disk[446 + 4] = 0x06;
+    disk[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
+    disk[446 + 12..446 + 16].copy_from_slice(&(sectors - 2048).to_le_bytes());
+    disk[510] = 0x55;
+    disk[511] = 0xaa;
+    std::fs::write(&path, &disk).unwrap();
+    run(Command::new("mkfs.fat")
+        .args(["-F", "16", "--offset", "2048", "-n", "ATOLL"])
+        .arg(&path));
+    let target = std::format!("{}@@1M", path.display());
+    fill(&target, name);
+    path
+}
+
+/// A FAT32 superfloppy (no partition table) of 40 MiB.
+fn superfloppy_image(name: &str) -> PathBuf {
+    let path = scratch(name);
+    std::fs::write(&path, vec![0u8; 40 << 20]).unwrap();
+    run(Command::new("mkfs.fat")
+        .args(["-F", "32", "-s", "1"])
+        .arg(&path));
+    fill(&path.display().to_string(), name);
+    path
+}
+
+/// Copies the test files in (`name` keeps parallel tests' sources apart).
+fn fill(target: &str, name: &str) {
+    let source = scratch(&std::format!("{name}.source"));
+    std::fs::write(&source, "Hello from the host disk!\n").unwrap();
+    run(Command::new("mcopy")
+        .args(["-i", target])
+        .arg(&source)
+        .arg("::HELLO.TXT"));
+    let long: String = (0..5000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    std::fs::write(&source, &long).unwrap();
+    run(Command::new("mcopy")
+        .args(["-i", target])
+        .arg(&source)
+        .arg("::A Long File Name.txt"));
+    run(Command::new("mmd").args(["-i", target, "::DOCS"]));
+    std::fs::write(&source, "nested\n").unwrap();
+    run(Command::new("mcopy")
+        .args(["-i", target])
+        .arg(&source)
+        .arg("::DOCS/NOTE.TXT"));
+}
+
+/// Removes a test's files, and the scratch folder once it is empty (a failed
+/// test leaves its image behind to look at).
+fn done(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(std::format!("{}.source", path.display()));
+    if let Some(folder) = path.parent() {
+        let _ = std::fs::remove_dir(folder);
+    }
+}
+
+fn load(path: &Path) -> Memory {
+    Memory {
+        bytes: Rc::new(RefCell::new(std::fs::read(path).unwrap())),
+        failing: Rc::new(Cell::new(false)),
+        calls: Rc::new(Cell::new(0)),
+    }
+}
+
+/// Writes the memory back and runs `fsck.fat -n` on the volume.
+fn check_volume(memory: &Memory, path: &Path, first_sector: usize) {
+    let bytes = memory.bytes.borrow();
+    let volume = path.with_extension("volume");
+    std::fs::write(&volume, &bytes[first_sector * SECTOR..]).unwrap();
+    std::fs::write(path, &*bytes).unwrap();
+    let output = Command::new("fsck.fat")
+        .arg("-n")
+        .arg(&volume)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    std::eprintln!("fsck.fat -n: {report}");
+    let _ = std::fs::remove_file(&volume);
+    assert!(output.status.success(), "fsck.fat: {report}");
+    // fsck.fat -n exits 0 even for some repairs it would make; check its words.
+    for alarm in [
+        "Orphaned",
+        "lost",
+        "differ",
+        "wrong",
+        "Free cluster summary",
+    ] {
+        assert!(!report.contains(alarm), "fsck.fat: {report}");
+    }
+}
+
+fn read(files: &mut FileSystem<Memory>, path: &str, offset: u64, len: u32) -> Response {
+    files.handle(Request::Read {
+        path: path.to_string(),
+        offset,
+        len,
+    })
+}
+
+fn write(files: &mut FileSystem<Memory>, path: &str, offset: u64, data: &[u8]) -> Response {
+    files.handle(Request::Write {
+        path: path.to_string(),
+        offset,
+        data: data.to_vec(),
+    })
+}
+
+fn names(response: Response) -> Vec<String> {
+    match response {
+        Response::Entries { entries, .. } => entries.into_iter().map(|entry| entry.name).collect(),
+        other => panic!("not a listing: {other:?}"),
+    }
+}
+
+fn list(files: &mut FileSystem<Memory>, path: &str) -> Response {
+    files.handle(Request::List {
+        path: path.to_string(),
+        start: 0,
+    })
+}
+
+#[test]
+fn partitioned_fat16_reads_writes_and_stays_consistent() {
+    if !tools() {
+        return;
+    }
+    let path = partitioned_image("fat16.img");
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    let summary = files.summary().unwrap();
+    assert_eq!(summary.fat_type, FatType::Fat16);
+    assert!(!summary.superfloppy);
+    assert_eq!(summary.label.as_deref(), Some("ATOLL"));
+    assert!(summary.free > 30 << 20 && summary.free < summary.bytes);
+
+    let mut root = names(list(&mut files, "/"));
+    root.sort();
+    assert_eq!(root, ["A Long File Name.txt", "DOCS", "HELLO.TXT"]);
+    assert_eq!(names(list(&mut files, "/docs")), ["NOTE.TXT"]);
+    assert_eq!(
+        list(&mut files, "/HELLO.TXT"),
+        Response::Error(Error::NotADirectory)
+    );
+    assert_eq!(list(&mut files, "/nope"), Response::Error(Error::NotFound));
+
+    // Case-insensitive 8.3 names, long names, nested paths.
+    assert_eq!(
+        read(&mut files, "/hello.txt", 0, 100),
+        Response::Data(b"Hello from the host disk!\n".to_vec())
+    );
+    assert_eq!(
+        read(&mut files, "/HELLO.TXT", 6, 4),
+        Response::Data(b"from".to_vec())
+    );
+    assert_eq!(
+        read(&mut files, "/HELLO.TXT", 500, 4),
+        Response::Data(Vec::new())
+    );
+    assert_eq!(
+        read(&mut files, "/Docs/note.txt", 0, 100),
+        Response::Data(b"nested\n".to_vec())
+    );
+    // Read-ahead: directory, FAT and data sectors come seven to a call.
+    let before = memory.calls.get();
+    match read(&mut files, "/a long file name.TXT", 0, 3072) {
+        Response::Data(data) => assert_eq!(data.len(), 3072),
+        other => panic!("{other:?}"),
+    }
+    let calls = memory.calls.get() - before;
+    assert!(calls <= 4, "{calls} block calls for 6 sectors");
+    match read(&mut files, "/a long file name.TXT", 4000, 3072) {
+        Response::Data(data) => {
+            assert_eq!(data.len(), 1000);
+            assert_eq!(data[0], b'a' + (4000 % 26) as u8);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        files.handle(Request::Open {
+            path: "/DOCS".into()
+        }),
+        Response::Entry(Entry {
+            name: "DOCS".into(),
+            size: 0,
+            directory: true
+        })
+    );
+    assert_eq!(
+        read(&mut files, "/DOCS", 0, 10),
+        Response::Error(Error::IsADirectory)
+    );
+
+    // Create, write, extend with a gap, overwrite in the middle.
+    assert_eq!(
+        write(&mut files, "/written.txt", 0, b"written by atoll"),
+        Response::Written(16)
+    );
+    assert_eq!(
+        files.handle(Request::Open {
+            path: "/WRITTEN.TXT".into()
+        }),
+        Response::Entry(Entry {
+            name: "WRITTEN.TXT".into(),
+            size: 16,
+            directory: false
+        })
+    );
+    let big: Vec<u8> = (0..3072u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(
+        write(&mut files, "/DOCS/BIG.BIN", 10_000, &big),
+        Response::Written(3072)
+    );
+    match read(&mut files, "/DOCS/BIG.BIN", 9_000, 3072) {
+        Response::Data(data) => {
+            assert!(data[..1000].iter().all(|byte| *byte == 0));
+            assert_eq!(data[1000..], big[..2072]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        write(&mut files, "/FAR.BIN", 17 << 20, b"x"),
+        Response::Error(Error::Other(_))
+    ));
+    assert_eq!(
+        files.handle(Request::Open {
+            path: "/FAR.BIN".into()
+        }),
+        Response::Error(Error::NotFound)
+    );
+    assert_eq!(
+        write(&mut files, "/WRITTEN.TXT", 8, b"BY"),
+        Response::Written(2)
+    );
+    assert_eq!(
+        read(&mut files, "/WRITTEN.TXT", 0, 100),
+        Response::Data(b"written BY atoll".to_vec())
+    );
+    assert_eq!(
+        files.handle(Request::Create {
+            path: "/written.TXT".into()
+        }),
+        Response::Error(Error::Exists)
+    );
+    assert_eq!(
+        files.handle(Request::Create {
+            path: "/EMPTY.DAT".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(
+        files.handle(Request::Create {
+            path: "/not an 8.3 name.text".into()
+        }),
+        Response::Error(Error::InvalidName)
+    );
+
+    // Remove frees the clusters (fsck below checks) and leaves long names alone.
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/DOCS/BIG.BIN".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(
+        read(&mut files, "/DOCS/BIG.BIN", 0, 1),
+        Response::Error(Error::NotFound)
+    );
+    assert!(matches!(
+        files.handle(Request::Remove {
+            path: "/A Long File Name.txt".into()
+        }),
+        Response::Error(Error::Other(_))
+    ));
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/DOCS".into()
+        }),
+        Response::Error(Error::IsADirectory)
+    );
+    let after = files.summary().unwrap();
+    assert_eq!(
+        after.free,
+        summary.free - 2048,
+        "only WRITTEN.TXT's cluster is in use"
+    );
+
+    check_volume(&memory, &path, 2048);
+    let written = Command::new("mtype")
+        .args([
+            "-i",
+            &std::format!("{}@@1M", path.display()),
+            "::WRITTEN.TXT",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(written.stdout, b"written BY atoll");
+    done(&path);
+}
+
+#[test]
+fn a_superfloppy_fat32_mounts_behind_a_virtual_mbr() {
+    if !tools() {
+        return;
+    }
+    let path = superfloppy_image("fat32.img");
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    let summary = files.summary().unwrap();
+    assert_eq!(summary.fat_type, FatType::Fat32);
+    assert!(summary.superfloppy);
+    assert_eq!(
+        read(&mut files, "/HELLO.TXT", 0, 5),
+        Response::Data(b"Hello".to_vec())
+    );
+    let data = vec![7u8; 3000];
+    for round in 0..3u64 {
+        assert_eq!(
+            write(&mut files, "/LOG.BIN", round * 3000, &data),
+            Response::Written(3000)
+        );
+    }
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/HELLO.TXT".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(
+        files.handle(Request::Open {
+            path: "/LOG.BIN".into()
+        }),
+        Response::Entry(Entry {
+            name: "LOG.BIN".into(),
+            size: 9000,
+            directory: false
+        })
+    );
+    check_volume(&memory, &path, 0);
+    done(&path);
+}
+
+#[test]
+fn a_failing_driver_fails_one_request_and_the_next_one_works() {
+    if !tools() {
+        return;
+    }
+    let path = partitioned_image("failing.img");
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    assert!(files.summary().is_ok());
+    memory.failing.set(true);
+    assert_eq!(
+        read(&mut files, "/HELLO.TXT", 0, 5),
+        Response::Error(Error::Device)
+    );
+    assert_eq!(
+        write(&mut files, "/X.TXT", 0, b"x"),
+        Response::Error(Error::Device)
+    );
+    memory.failing.set(false);
+    assert_eq!(
+        read(&mut files, "/HELLO.TXT", 0, 5),
+        Response::Data(b"Hello".to_vec())
+    );
+    assert_eq!(write(&mut files, "/X.TXT", 0, b"x"), Response::Written(1));
+    check_volume(&memory, &path, 2048);
+    done(&path);
+}
+
+#[test]
+fn a_blank_disk_has_no_volume_until_it_gets_one() {
+    let memory = Memory {
+        bytes: Rc::new(RefCell::new(vec![0u8; 4096 * SECTOR])),
+        failing: Rc::new(Cell::new(false)),
+        calls: Rc::new(Cell::new(0)),
+    };
+    let mut files = FileSystem::new(memory.clone());
+    assert_eq!(files.summary(), Err(Error::NoVolume));
+    assert_eq!(list(&mut files, "/"), Response::Error(Error::NoVolume));
+    assert!(memory.calls.get() > 0);
+}
+
+#[test]
+fn long_listings_page_within_a_message() {
+    if !tools() {
+        return;
+    }
+    let path = partitioned_image("paging.img");
+    let target = std::format!("{}@@1M", path.display());
+    run(Command::new("mmd").args(["-i", &target, "::MANY"]));
+    let source = scratch("paging.source");
+    std::fs::write(&source, "x").unwrap();
+    for i in 0..40 {
+        let name = std::format!("::MANY/{i:02} {}.txt", "a rather long file name".repeat(8));
+        run(Command::new("mcopy")
+            .args(["-i", &target])
+            .arg(&source)
+            .arg(&name));
+    }
+    let mut files = FileSystem::new(load(&path));
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let response = files.handle(Request::List {
+            path: "/many".into(),
+            start: seen.len() as u32,
+        });
+        let encoded = postcard::to_allocvec(&response).unwrap();
+        assert!(
+            encoded.len() <= atoll_sdk::MAX_MESSAGE_LEN,
+            "{} bytes",
+            encoded.len()
+        );
+        pages += 1;
+        match response {
+            Response::Entries { entries, more } => {
+                assert!(!entries.is_empty());
+                seen.extend(entries.into_iter().map(|entry| entry.name));
+                if !more {
+                    break;
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    assert!(pages > 1, "long names take more than one page of 32");
+    assert!(seen[39].starts_with("39 a rather long"));
+    let _ = std::fs::remove_file(&source);
+    done(&path);
+}
