@@ -316,8 +316,15 @@ impl Kernel {
                     let id = kernel.services.len();
                     service.grant(Arc::clone(&reload.grants));
                     for &irq in &reload.grants.irqs {
-                        if let Some(owner) = kernel.irq_owner.get_mut(usize::from(irq)) {
-                            *owner = Some(id);
+                        match kernel.irq_owner.get_mut(usize::from(irq)) {
+                            Some(owner @ None) => *owner = Some(id),
+                            // Two PCI grants can resolve to one shared line:
+                            // the first driver keeps it (lines are not shared).
+                            Some(Some(_)) => kernel.log(&format!(
+                                "service {}: IRQ {irq} is already granted; not shared",
+                                image.name
+                            )),
+                            None => {}
                         }
                     }
                     let micros = kernel.platform.now_ns().saturating_sub(started_at) / 1000;

@@ -15,6 +15,9 @@ struct TestPlatform {
     clock: Mutex<u64>,
     /// Heap the platform reports as available (`None`: unlimited).
     heap: Option<usize>,
+    /// Interrupt lines unmasked by `irq_ack`; each fires once, after it is.
+    unmasked: Mutex<Vec<u8>>,
+    fired: Mutex<Vec<u8>>,
 }
 
 impl Platform for TestPlatform {
@@ -32,6 +35,21 @@ impl Platform for TestPlatform {
     }
     fn heap_available(&self) -> usize {
         self.heap.unwrap_or(usize::MAX)
+    }
+    fn irq_unmask(&self, irq: u8) {
+        self.unmasked.lock().unwrap().push(irq);
+    }
+    fn take_interrupts(&self) -> u16 {
+        let unmasked = self.unmasked.lock().unwrap().clone();
+        let mut fired = self.fired.lock().unwrap();
+        let mut lines = 0;
+        for irq in unmasked {
+            if !fired.contains(&irq) {
+                fired.push(irq);
+                lines |= 1 << irq;
+            }
+        }
+        lines
     }
 }
 
@@ -1704,4 +1722,62 @@ fn unknown_or_mistyped_wasi_imports_fail_to_load() {
     let info = crate::service::validate(&wat::parse_str(wasi_probe("")).unwrap()).unwrap();
     assert!(info.uses_wasi);
     assert_eq!(info.wasi_stubs, ["fd_seek"]);
+}
+
+#[test]
+fn an_interrupt_reaches_its_driver_as_a_kernel_notification_once_acknowledged() {
+    let module = wat::parse_str(
+        r#"(module
+            (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (import "atoll" "irq_ack" (func $irq_ack (param i32) (result i32)))
+            (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "irq=? len=? kernel=?")
+            (func (export "_start")
+                (local $len i32)
+                ;; Not granted: refused, and nothing is unmasked.
+                (if (i32.ne (call $irq_ack (i32.const 6)) (i32.const -13)) (then unreachable))
+                (drop (call $irq_ack (i32.const 5)))
+                (local.set $len (call $receive (i32.const 1) (i32.const 100) (i32.const 16)
+                    (i64.const -1) (i32.const 200)))
+                (i32.store8 (i32.const 4) (i32.add (i32.const 48) (i32.load8_u (i32.const 100))))
+                (i32.store8 (i32.const 10) (i32.add (i32.const 48) (local.get $len)))
+                (i32.store8 (i32.const 19) (i32.add (i32.const 48)
+                    (i32.eq (i32.load (i32.const 204)) (i32.const -1))))
+                (drop (call $log (i32.const 0) (i32.const 20)))))"#,
+    )
+    .unwrap();
+    let bundle = bundle::encode(&Bundle {
+        kernel: KernelSettings {
+            system_name: "test".into(),
+            exit_when_idle: true,
+            inject_fault: None,
+        },
+        services: vec![ServiceImage {
+            name: "driver",
+            module: &module,
+            limits: LIMITS,
+            provides: vec!["dev"],
+            uses: vec![],
+            supervisor: false,
+            restart: RestartPolicy::default(),
+            args: vec![],
+            env: vec![],
+            grants: atoll_abi::driver::Grants {
+                irqs: vec![5],
+                ..Default::default()
+            },
+        }],
+    })
+    .unwrap();
+    let platform = Arc::new(TestPlatform::default());
+    let (mut kernel, _) = Kernel::boot(&bundle, platform.clone()).unwrap();
+    let summary = kernel.run();
+    let console = platform.console.lock().unwrap().clone();
+    assert!(
+        console.contains("[driver] irq=5 len=1 kernel=1"),
+        "{console}"
+    );
+    assert_eq!(*platform.unmasked.lock().unwrap(), [5]);
+    assert_eq!(summary.faulted, 0, "{console}");
 }
