@@ -4,10 +4,10 @@
 SYSTEM ?= examples/default/system.toml
 BUILDER := target/release/image-builder
 # Crates built for wasm32 (linted for that target).
-WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client supervisor polyglot-client pci virtio-blk fat \
+WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client supervisor console shell polyglot-client pci virtio-blk fat \
 	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client test-panic test-crasher test-crash-client test-echo-v2 test-ticker test-counter test-counter-v2 test-counter-client test-counter-bench-client test-fs-client test-fs-reader test-storage-bench
 # Service crates with host unit tests (built for the host only under test).
-HOST_TESTED_SERVICES := fat virtio-blk
+HOST_TESTED_SERVICES := fat virtio-blk console shell
 # Extra options for `image-builder run`, e.g. RUN_ARGS="--uefi".
 RUN_ARGS ?=
 

@@ -33,20 +33,58 @@ fn hello_boots_from_the_uefi_image() {
 }
 
 #[test]
-fn the_default_system_becomes_ready() {
-    let boot = support::boot_path(
+fn the_default_system_ends_at_a_shell_where_ps_ls_cat_and_errors_work() {
+    let mut vm = support::Vm::start_path(
         support::workspace().join("examples/default/system.toml"),
-        Firmware::Bios,
-        Some("atoll: no service can run"),
-        TIMEOUT,
+        Duration::from_secs(120),
     );
-    boot.expect("[hello] hello from a Wasm service")
-        .expect("atoll: system ready (6 services)")
-        .expect("[supervisor] hello exited; not restarted (Transient)")
-        .expect("[echo-client] echo replied: hello over IPC")
-        .expect("[echo-client] 10 pings, 10 pongs in")
-        .expect("[kv-client] visits = Some(3), answer = Ok(Value(Some(42))), long key: Ok(Error(KeyTooLong)), keys: Ok(Len(2))");
-    assert_eq!(boot.status, None, "the default system idles:\n{}", boot.log);
+    let wait = Duration::from_secs(60);
+    vm.wait_for_seen("atoll: system ready (11 services)", wait);
+    vm.wait_for_seen("[hello] hello from a Wasm service", wait);
+    vm.wait_for_seen("Atoll shell. Type `help` for the commands.", wait);
+    vm.wait_for_seen("[echo-client] echo replied: hello over IPC", wait);
+    vm.wait_for_seen("[echo-client] 10 pings, 10 pongs in", wait);
+    vm.wait_for_seen(
+        "[kv-client] visits = Some(3), answer = Ok(Value(Some(42))), long key: Ok(Error(KeyTooLong)), keys: Ok(Len(2))",
+        wait,
+    );
+    vm.wait_for_seen("[supervisor] hello exited; not restarted (Transient)", wait);
+    vm.wait_for_seen("[fat] mounted FAT16 volume \"ATOLL\"", wait);
+
+    vm.type_line("ps");
+    vm.wait_for_line(
+        "a ps row for the console driver",
+        |line| line.starts_with("console ") && line.contains("receiving"),
+        wait,
+    );
+    vm.wait_for_line(
+        "a ps row for the shell itself",
+        |line| line.starts_with("shell ") && line.contains("running"),
+        wait,
+    );
+    vm.type_line("ls /");
+    vm.wait_for("HELLO.TXT", wait);
+    vm.type_line("cat /HELLO.TXT");
+    vm.wait_for(
+        "Hello from a FAT volume, read through two user-space services.",
+        wait,
+    );
+    vm.type_line("write /NOTE.TXT typed in the shell");
+    vm.type_line("cat /NOTE.TXT");
+    // The file's line alone (the echoed commands hold the text too).
+    vm.wait_for_line(
+        "NOTE.TXT's contents",
+        |line| line.trim_end() == "typed in the shell",
+        wait,
+    );
+    vm.type_line("bogus");
+    vm.wait_for("error: unknown command `bogus` (try `help`)", wait);
+    vm.type_line("restart fat");
+    vm.wait_for("atoll: service fat restarted (1 so far)", wait);
+    vm.type_line("ls /DOCS");
+    vm.wait_for("ABOUT.TXT", wait);
+    vm.type_line("stats");
+    vm.wait_for_line("the uptime", |line| line.contains("uptime"), wait);
 }
 
 /// Boots a system whose kernel provokes a fault in itself.

@@ -231,13 +231,18 @@ pub struct Vm {
 impl Vm {
     /// Builds and starts test system `name` under BIOS.
     pub fn start(name: &str, timeout: Duration) -> Vm {
-        let path = system(name);
+        Vm::start_path(system(name), timeout)
+    }
+
+    /// Builds and starts a description anywhere under BIOS; its serial input
+    /// is [`Vm::type_line`].
+    pub fn start_path(path: PathBuf, timeout: Duration) -> Vm {
         build(&path, Firmware::Bios);
         let mut child = image_builder()
             .arg("run")
             .arg(&path)
             .args(["--quiet", "--timeout", &timeout.as_secs().to_string()])
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -256,6 +261,24 @@ impl Vm {
             child,
             lines,
             log: String::new(),
+        }
+    }
+
+    /// Types `line` and Enter on the guest's serial console.
+    pub fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin is piped");
+        stdin
+            .write_all(format!("{line}\r").as_bytes())
+            .and_then(|()| stdin.flush())
+            .expect("the VM reads its serial input");
+    }
+
+    /// Like [`Vm::wait_for`], but also satisfied by a line already seen.
+    #[track_caller]
+    pub fn wait_for_seen(&mut self, marker: &str, timeout: Duration) {
+        if !self.log.contains(marker) {
+            self.wait_for(marker, timeout);
         }
     }
 

@@ -1135,7 +1135,12 @@ impl Kernel {
         };
         match &slot.state {
             ServiceState::Blocked(Wait::Reply { token }) => {
-                self.calls.remove(*token);
+                // A call its server has taken stays on record, so that the
+                // server's reply gets PeerGone (and removes it); one still
+                // queued goes now.
+                if self.calls.get(*token).is_some_and(|call| !call.received) {
+                    self.calls.remove(*token);
+                }
             }
             ServiceState::Blocked(Wait::Receive {
                 deadline: Some(deadline),
@@ -1322,13 +1327,16 @@ impl Kernel {
                 interrupts: self.interrupts,
             }),
             atoll_abi::info::SERVICE => {
-                let slot = usize::try_from(index)
-                    .ok()
-                    .and_then(|index| self.services.get(index))
-                    .ok_or(Error::NotFound)?;
+                let index = usize::try_from(index).map_err(|_| Error::NotFound)?;
+                let slot = self.services.get(index).ok_or(Error::NotFound)?;
                 postcard::to_allocvec(&atoll_abi::info::ServiceInfo {
                     name: slot.image.name.clone(),
-                    state: state_name(&slot.state),
+                    // The caller is the one service on the CPU.
+                    state: if index == id {
+                        String::from("running")
+                    } else {
+                        state_name(&slot.state)
+                    },
                     memory_bytes: slot.service.memory_size() as u64,
                     fuel_used: slot.service.fuel_used(),
                     sent: slot.stats.sent,

@@ -8,6 +8,18 @@
 //!   escalates: the service is stopped for good and the escalation logged.
 //! - A service not restarted is stopped, so that its endpoints close and its
 //!   callers get `PeerGone` instead of waiting.
+//!
+//! It also serves the `admin` protocol (`atoll_protocols::admin`) on the same
+//! endpoint, for the services granted `uses = ["supervisor"]` (the shell):
+//! `Stop`, `Start` and `Restart` a service by name, and `SwapFromFile`, which
+//! reads a module from the `fs` endpoint (if the supervisor is granted one)
+//! and hot-swaps it in. Requests sent without `call` are carried out but get
+//! no answer.
+//!
+//! What it is not: a service manager. It keeps no list of services of its
+//! own (the kernel knows them), starts nothing at boot, and administration
+//! requests bypass the restart policy: a service stopped on request stays
+//! stopped until someone starts it.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -15,8 +27,13 @@ extern crate alloc;
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
+use alloc::vec::Vec;
+use atoll_protocols::{admin, fs};
 use atoll_sdk::supervision::{self, Event, KERNEL_SENDER, Outcome, Strategy};
-use atoll_sdk::{Endpoint, Timeout, println};
+use atoll_sdk::{CallError, Endpoint, Error, ReplyToken, Timeout, println};
+
+/// The largest module `swap` takes (docs/abi.md).
+const MAX_MODULE_LEN: u64 = 16 << 20;
 
 atoll_sdk::entry!(main);
 
@@ -31,7 +48,7 @@ fn main() {
             continue;
         };
         if received.sender != KERNEL_SENDER {
-            println!("ignoring a message from service {}", received.sender);
+            administer(received.message, received.sender, received.reply);
             continue;
         }
         match postcard::from_bytes::<Event>(received.message) {
@@ -79,5 +96,153 @@ fn handle(history: &mut BTreeMap<String, VecDeque<u64>>, event: &Event) {
     match supervision::restart(name) {
         Ok(()) => println!("{name} {what}; restarted"),
         Err(error) => println!("{name} {what}; restart failed: {error}"),
+    }
+}
+
+/// Carries out an `admin` request from another service and answers it (if it
+/// was a call). A request that does not decode gets an empty answer.
+fn administer(message: &[u8], sender: u32, reply: Option<ReplyToken>) {
+    let response = match postcard::from_bytes::<admin::Request>(message) {
+        Ok(request) => Some(match carry_out(&request) {
+            Ok(()) => admin::Response::Done,
+            Err(message) => admin::Response::Error(message),
+        }),
+        Err(_) => {
+            println!("malformed request from service {sender}");
+            None
+        }
+    };
+    let Some(token) = reply else { return };
+    let mut answer = [0u8; atoll_sdk::MAX_MESSAGE_LEN];
+    let encoded = match response.map(|response| postcard::to_slice(&response, &mut answer)) {
+        Some(Ok(encoded)) => &encoded[..],
+        Some(Err(_)) | None => &[],
+    };
+    match token.reply(encoded) {
+        // The caller is gone: it was stopped or restarted (maybe by this very
+        // request). The kernel withdraws the call of a caller it halts, so
+        // that shows as `BadHandle` rather than `PeerGone`.
+        Ok(()) | Err(Error::PeerGone | Error::BadHandle) => {}
+        Err(Error::BufferTooSmall) => {
+            let _ = token.reply(&[]);
+        }
+        Err(error) => println!("reply to service {sender} failed: {error}"),
+    }
+}
+
+fn carry_out(request: &admin::Request) -> Result<(), String> {
+    match request {
+        admin::Request::Stop(name) => {
+            supervision::stop(name).map_err(|error| control_error(name, error, "stop"))?;
+            println!("{name} stopped on request");
+        }
+        admin::Request::Start(name) => {
+            supervision::start(name).map_err(|error| control_error(name, error, "start"))?;
+            println!("{name} started on request");
+        }
+        admin::Request::Restart(name) => {
+            supervision::restart(name).map_err(|error| control_error(name, error, "restart"))?;
+            println!("{name} restarted on request");
+        }
+        admin::Request::SwapFromFile { name, path } => {
+            let module = read_file(path)?;
+            supervision::swap(name, &module).map_err(|error| swap_error(name, error))?;
+            println!(
+                "{name} swapping to {path} ({} bytes) on request",
+                module.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn control_error(name: &str, error: Error, operation: &str) -> String {
+    match (error, operation) {
+        (Error::NotFound, _) => alloc::format!("no service called `{name}`"),
+        (Error::NotPermitted, _) => String::from("the supervisor cannot control itself"),
+        (Error::InvalidArgument, "start") => {
+            alloc::format!("`{name}` is running already, or failed to load")
+        }
+        (Error::InvalidArgument, _) => alloc::format!("`{name}` failed to load again"),
+        (error, _) => alloc::format!("cannot {operation} `{name}`: {error}"),
+    }
+}
+
+fn swap_error(name: &str, error: Error) -> String {
+    match error {
+        Error::NotFound => alloc::format!("no service called `{name}`"),
+        Error::NotPermitted => String::from("the supervisor cannot swap itself"),
+        Error::InvalidModule => String::from(
+            "not a valid service module (invalid Wasm, unknown imports, or no `_start`/`memory`)",
+        ),
+        Error::InvalidArgument => alloc::format!("`{name}` is not running"),
+        Error::TooLarge => String::from("not enough kernel memory for the new module"),
+        error => alloc::format!("cannot swap `{name}`: {error}"),
+    }
+}
+
+/// The whole file at `path`, read from the `fs` endpoint.
+fn read_file(path: &str) -> Result<Vec<u8>, String> {
+    let fs = Endpoint::lookup(fs::ENDPOINT).map_err(|_| String::from("no file system"))?;
+    let call = |request: &fs::Request| -> Result<fs::Response, String> {
+        match fs.request(request) {
+            Ok(fs::Response::Error(error)) => Err(alloc::format!("{path}: {}", fs_error(&error))),
+            Ok(response) => Ok(response),
+            Err(CallError::Kernel(Error::PeerGone)) => {
+                Err(String::from("the file system has stopped"))
+            }
+            Err(error) => Err(alloc::format!("file system: {error}")),
+        }
+    };
+    let size = match call(&fs::Request::Open {
+        path: String::from(path),
+    })? {
+        fs::Response::Entry(entry) if entry.directory => {
+            return Err(alloc::format!("{path}: is a directory"));
+        }
+        fs::Response::Entry(entry) => entry.size,
+        _ => return Err(String::from("unexpected answer from the file system")),
+    };
+    if size > MAX_MODULE_LEN {
+        return Err(alloc::format!(
+            "{path}: {size} bytes is more than a module may have (16 MiB)"
+        ));
+    }
+    let mut module = Vec::new();
+    module
+        .try_reserve_exact(usize::try_from(size).unwrap_or(usize::MAX))
+        .map_err(|_| alloc::format!("{path}: not enough memory for {size} bytes"))?;
+    loop {
+        let request = fs::Request::Read {
+            path: String::from(path),
+            offset: module.len() as u64,
+            len: fs::MAX_DATA,
+        };
+        let fs::Response::Data(data) = call(&request)? else {
+            return Err(String::from("unexpected answer from the file system"));
+        };
+        if module.len() as u64 + data.len() as u64 > MAX_MODULE_LEN {
+            return Err(alloc::format!(
+                "{path}: more than a module may have (16 MiB)"
+            ));
+        }
+        module.extend_from_slice(&data);
+        if data.len() < fs::MAX_DATA as usize {
+            return Ok(module);
+        }
+    }
+}
+
+fn fs_error(error: &fs::Error) -> &str {
+    match error {
+        fs::Error::NotFound => "not found",
+        fs::Error::IsADirectory => "is a directory",
+        fs::Error::NotADirectory => "a part of the path is not a directory",
+        fs::Error::Device => "disk error",
+        fs::Error::NoVolume => "no FAT volume mounted",
+        fs::Error::Exists => "already exists",
+        fs::Error::InvalidName => "invalid name",
+        fs::Error::NoSpace => "no space left",
+        fs::Error::Other(text) => text,
     }
 }

@@ -1,0 +1,421 @@
+//! The shell proper: the read-edit-run loop and the commands.
+
+use crate::command::{self, Command, HELP};
+use crate::editor::{Editor, Event};
+use crate::format::{self, Align, fs_error};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use atoll_protocols::{admin, console, fs, pci};
+use atoll_sdk::driver::{service_info, system_info};
+use atoll_sdk::{CallError, Endpoint, Error, println, sleep};
+use core::fmt::Write;
+
+const BANNER: &str = "\nAtoll shell. Type `help` for the commands.\n";
+const PROMPT: &str = "atoll> ";
+/// The most input bytes asked for at once.
+const READ_MAX: u32 = 256;
+/// The most text one console `Write` carries (a message holds 4 KiB).
+const WRITE_CHUNK: usize = 4000;
+/// How often, and how long apart, a write to a console that is gone or busy
+/// is tried before the text is dropped.
+const WRITE_ATTEMPTS: u32 = 50;
+const RETRY_NS: u64 = 100_000_000;
+/// Bounds on paged listings, against a server that never says "no more".
+const MAX_SERVICES: u32 = 4096;
+const MAX_PAGES: u32 = 1024;
+
+type Outcome = Result<(), String>;
+
+struct Shell {
+    console: Endpoint,
+    supervisor: Option<Endpoint>,
+    fs: Option<Endpoint>,
+    pci: Option<Endpoint>,
+    /// Output not yet written to the console.
+    out: String,
+}
+
+pub fn main() {
+    let console = match Endpoint::lookup(console::ENDPOINT) {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            println!("no console to run on: {error}");
+            return;
+        }
+    };
+    let mut shell = Shell {
+        console,
+        supervisor: Endpoint::lookup(admin::ENDPOINT).ok(),
+        fs: Endpoint::lookup(fs::ENDPOINT).ok(),
+        pci: Endpoint::lookup(pci::ENDPOINT).ok(),
+        out: String::new(),
+    };
+    let mut editor = Editor::new();
+    shell.out.push_str(BANNER);
+    shell.out.push_str(PROMPT);
+    shell.flush();
+    loop {
+        for byte in shell.read() {
+            match editor.feed(byte, &mut shell.out) {
+                Some(Event::Line(line)) => {
+                    shell.flush();
+                    shell.run(&line);
+                    shell.out.push_str(PROMPT);
+                }
+                Some(Event::Cancelled) => shell.out.push_str(PROMPT),
+                None => {}
+            }
+        }
+        shell.flush();
+    }
+}
+
+/// A failed call, for people; `who` names the service called.
+fn call_error(who: &str, error: CallError) -> String {
+    match error {
+        CallError::Kernel(Error::PeerGone) => format!("{who} has stopped"),
+        CallError::Kernel(Error::QueueFull) => format!("{who} is busy (its queue is full)"),
+        CallError::Kernel(error) => format!("{who}: {error}"),
+        CallError::Encode => String::from("request too large"),
+        CallError::Decode => format!("{who} sent an answer the shell cannot read"),
+    }
+}
+
+fn unexpected(who: &str) -> String {
+    format!("unexpected answer from {who}")
+}
+
+impl Shell {
+    /// Waits for typed input.
+    fn read(&mut self) -> Vec<u8> {
+        let request = console::Request::Read { max: READ_MAX };
+        let mut told = false;
+        loop {
+            match self.console.request::<_, console::Response>(&request) {
+                Ok(console::Response::Input(bytes)) => return bytes,
+                Ok(console::Response::Busy) => {
+                    if !core::mem::replace(&mut told, true) {
+                        println!("another service is reading the console; waiting for it");
+                    }
+                    sleep(10 * RETRY_NS);
+                }
+                Ok(console::Response::Done) => {}
+                // The console driver is being restarted, or is stopped.
+                Err(CallError::Kernel(Error::PeerGone | Error::QueueFull)) => sleep(5 * RETRY_NS),
+                Err(error) => {
+                    println!(
+                        "reading the console failed: {}",
+                        call_error("console", error)
+                    );
+                    sleep(10 * RETRY_NS);
+                }
+            }
+        }
+    }
+
+    /// Writes the pending output to the console.
+    fn flush(&mut self) {
+        let mut rest = self.out.as_str();
+        while !rest.is_empty() {
+            let mut end = rest.len().min(WRITE_CHUNK);
+            while !rest.is_char_boundary(end) {
+                end -= 1;
+            }
+            let (chunk, tail) = rest.split_at(end);
+            write_console(self.console, chunk);
+            rest = tail;
+        }
+        self.out.clear();
+    }
+
+    fn run(&mut self, line: &str) {
+        let outcome = command::parse(line).and_then(|command| self.execute(command));
+        if let Err(message) = outcome {
+            let _ = writeln!(self.out, "error: {message}");
+        }
+    }
+
+    fn execute(&mut self, command: Command<'_>) -> Outcome {
+        match command {
+            Command::Nothing => Ok(()),
+            Command::Help => {
+                self.out.push_str(HELP);
+                Ok(())
+            }
+            Command::Echo(text) => {
+                let _ = writeln!(self.out, "{text}");
+                Ok(())
+            }
+            Command::Ps => self.ps(),
+            Command::Stats => self.stats(),
+            Command::Restart(name) => self.admin(admin::Request::Restart(name.to_string())),
+            Command::Stop(name) => self.admin(admin::Request::Stop(name.to_string())),
+            Command::Start(name) => self.admin(admin::Request::Start(name.to_string())),
+            Command::Swap { name, path } => self.admin(admin::Request::SwapFromFile {
+                name: name.to_string(),
+                path: path.to_string(),
+            }),
+            Command::Ls(path) => self.ls(path.unwrap_or("/")),
+            Command::Cat(path) => self.cat(path),
+            Command::Write { path, text } => self.write(path, text),
+            Command::Lspci => self.lspci(),
+        }
+    }
+
+    fn ps(&mut self) -> Outcome {
+        let mut rows = Vec::new();
+        for index in 0..MAX_SERVICES {
+            let service = match service_info(index) {
+                Ok(service) => service,
+                Err(Error::NotFound) => break,
+                Err(error) => return Err(format!("cannot read service {index}: {error}")),
+            };
+            rows.push(alloc::vec![
+                service.name,
+                service.state,
+                (service.memory_bytes / 1024).to_string(),
+                service.fuel_used.to_string(),
+                service.sent.to_string(),
+                service.received.to_string(),
+                service.restarts.to_string(),
+            ]);
+        }
+        let columns = [
+            ("NAME", Align::Left),
+            ("STATE", Align::Left),
+            ("MEM KiB", Align::Right),
+            ("FUEL", Align::Right),
+            ("SENT", Align::Right),
+            ("RECEIVED", Align::Right),
+            ("RESTARTS", Align::Right),
+        ];
+        self.out.push_str(&format::table(&columns, &rows));
+        Ok(())
+    }
+
+    fn stats(&mut self) -> Outcome {
+        let system = system_info().map_err(|error| format!("cannot read the counters: {error}"))?;
+        let lines = [
+            ("system", system.system_name),
+            ("uptime", format::duration(system.uptime_ns)),
+            ("services", system.services.to_string()),
+            (
+                "heap",
+                format!(
+                    "{} in use, {} free",
+                    format::bytes(system.heap_in_use),
+                    format::bytes(system.heap_available)
+                ),
+            ),
+            (
+                "queued",
+                format!(
+                    "{} of a {} message budget",
+                    format::bytes(system.queued_bytes),
+                    format::bytes(system.message_budget)
+                ),
+            ),
+            ("messages", system.messages.to_string()),
+            ("interrupts", system.interrupts.to_string()),
+        ];
+        for (label, value) in lines {
+            let _ = writeln!(self.out, "{label:<11}{value}");
+        }
+        Ok(())
+    }
+
+    fn admin(&mut self, request: admin::Request) -> Outcome {
+        let supervisor = self
+            .supervisor
+            .ok_or("no supervisor (the shell is not granted `supervisor`)")?;
+        match supervisor.request::<_, admin::Response>(&request) {
+            Ok(admin::Response::Done) => {
+                self.out.push_str("Done\n");
+                Ok(())
+            }
+            Ok(admin::Response::Error(message)) => Err(message),
+            Err(error) => Err(call_error("the supervisor", error)),
+        }
+    }
+
+    fn fs_request(&self, request: &fs::Request) -> Result<fs::Response, String> {
+        let fs = self
+            .fs
+            .ok_or("no file system (the shell is not granted `fs`)")?;
+        fs.request(request)
+            .map_err(|error| call_error("the file system", error))
+    }
+
+    fn ls(&mut self, path: &str) -> Outcome {
+        let mut rows = Vec::new();
+        let mut start = 0u32;
+        for _ in 0..MAX_PAGES {
+            let request = fs::Request::List {
+                path: path.to_string(),
+                start,
+            };
+            let (entries, more) = match self.fs_request(&request)? {
+                fs::Response::Entries { entries, more } => (entries, more),
+                fs::Response::Error(error) => return Err(format!("{path}: {}", fs_error(&error))),
+                _ => return Err(unexpected("the file system")),
+            };
+            let count = entries.len();
+            for entry in entries {
+                let (size, slash) = if entry.directory {
+                    (String::new(), "/")
+                } else {
+                    (entry.size.to_string(), "")
+                };
+                rows.push(alloc::vec![size, format!("{}{slash}", entry.name)]);
+            }
+            if !more || count == 0 {
+                break;
+            }
+            start = start.saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
+        }
+        if rows.is_empty() {
+            self.out.push_str("(empty)\n");
+        } else {
+            let columns = [("SIZE", Align::Right), ("NAME", Align::Left)];
+            self.out.push_str(&format::table(&columns, &rows));
+        }
+        Ok(())
+    }
+
+    fn cat(&mut self, path: &str) -> Outcome {
+        let mut offset = 0u64;
+        // Bytes of a character split between two reads.
+        let mut carry = Vec::new();
+        let mut ends_line = true;
+        loop {
+            let request = fs::Request::Read {
+                path: path.to_string(),
+                offset,
+                len: fs::MAX_DATA,
+            };
+            let data = match self.fs_request(&request)? {
+                fs::Response::Data(data) => data,
+                fs::Response::Error(error) => return Err(format!("{path}: {}", fs_error(&error))),
+                _ => return Err(unexpected("the file system")),
+            };
+            let last = data.len() < fs::MAX_DATA as usize;
+            offset = offset.saturating_add(data.len() as u64);
+            carry.extend_from_slice(&data);
+            let used = format::decode_lossy(&carry, last, &mut self.out);
+            carry.drain(..used.min(carry.len()));
+            if !self.out.is_empty() {
+                ends_line = self.out.ends_with('\n');
+            }
+            self.flush();
+            if last {
+                break;
+            }
+        }
+        if !ends_line {
+            self.out.push('\n');
+        }
+        Ok(())
+    }
+
+    /// Replaces the file's contents with `text` and a newline: removes the
+    /// file, then writes it anew (so no old bytes are left past the end).
+    fn write(&mut self, path: &str, text: &str) -> Outcome {
+        let mut data = Vec::from(text.as_bytes());
+        data.push(b'\n');
+        match self.fs_request(&fs::Request::Remove {
+            path: path.to_string(),
+        })? {
+            fs::Response::Done | fs::Response::Error(fs::Error::NotFound) => {}
+            fs::Response::Error(error) => return Err(format!("{path}: {}", fs_error(&error))),
+            _ => return Err(unexpected("the file system")),
+        }
+        let mut offset = 0u64;
+        for chunk in data.chunks(fs::MAX_DATA as usize) {
+            let request = fs::Request::Write {
+                path: path.to_string(),
+                offset,
+                data: chunk.to_vec(),
+            };
+            let written = match self.fs_request(&request)? {
+                fs::Response::Written(count) => count,
+                fs::Response::Error(error) => return Err(format!("{path}: {}", fs_error(&error))),
+                _ => return Err(unexpected("the file system")),
+            };
+            if written as usize != chunk.len() {
+                return Err(format!(
+                    "{path}: short write ({written} of {} bytes)",
+                    chunk.len()
+                ));
+            }
+            offset = offset.saturating_add(u64::from(written));
+        }
+        let _ = writeln!(self.out, "wrote {offset} bytes to {path}");
+        Ok(())
+    }
+
+    fn lspci(&mut self) -> Outcome {
+        let pci = self
+            .pci
+            .ok_or("no PCI service (the shell is not granted `pci`)")?;
+        let mut rows = Vec::new();
+        let mut start = 0u32;
+        for _ in 0..MAX_PAGES {
+            let (devices, more) = match pci.request(&pci::Request::List { start }) {
+                Ok(pci::Response::Devices { devices, more }) => (devices, more),
+                Err(error) => return Err(call_error("the PCI service", error)),
+            };
+            let count = devices.len();
+            for device in devices {
+                rows.push(alloc::vec![
+                    format::pci_address(device.address),
+                    format!("{:04x}", device.vendor),
+                    format!("{:04x}", device.device),
+                    format!(
+                        "{:02x}.{:02x} {}",
+                        device.class,
+                        device.subclass,
+                        format::pci_class(device.class, device.subclass)
+                    ),
+                    if device.irq == 0xff {
+                        String::from("-")
+                    } else {
+                        device.irq.to_string()
+                    },
+                ]);
+            }
+            if !more || count == 0 {
+                break;
+            }
+            start = start.saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
+        }
+        let columns = [
+            ("ADDRESS", Align::Left),
+            ("VENDOR", Align::Left),
+            ("DEVICE", Align::Left),
+            ("CLASS", Align::Left),
+            ("IRQ", Align::Right),
+        ];
+        self.out.push_str(&format::table(&columns, &rows));
+        Ok(())
+    }
+}
+
+/// Writes one chunk of text, retrying for a while if the console driver is
+/// restarting or busy; the text is dropped if it never comes back.
+fn write_console(console: Endpoint, text: &str) {
+    let request = console::Request::Write(text.to_string());
+    for _ in 0..WRITE_ATTEMPTS {
+        match console.request::<_, console::Response>(&request) {
+            Ok(_) => return,
+            Err(CallError::Kernel(Error::PeerGone | Error::QueueFull)) => sleep(RETRY_NS),
+            Err(error) => {
+                println!(
+                    "writing to the console failed: {}",
+                    call_error("console", error)
+                );
+                return;
+            }
+        }
+    }
+}
