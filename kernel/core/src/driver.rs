@@ -77,18 +77,51 @@ pub fn enumerate(platform: &dyn Platform) -> Vec<(PciAddress, u16, u16)> {
     found
 }
 
-/// Resolves `grants` against the PCI functions `present`.
+/// What earlier services' grants already hold: a PCI function, a line or a
+/// port goes to one service only (the first in the description).
+#[derive(Debug, Default)]
+pub struct Claims {
+    functions: Vec<PciAddress>,
+    irqs: Vec<u8>,
+    ports: Vec<PortRange>,
+}
+
+/// Resolves `grants` against the PCI functions `present`, skipping what is
+/// reserved for the kernel or already claimed. Returns the grants and a line
+/// for the log about each thing skipped.
 pub fn resolve(
     grants: &Grants,
     present: &[(PciAddress, u16, u16)],
     platform: &dyn Platform,
-) -> Resolved {
+    claims: &mut Claims,
+) -> (Resolved, Vec<alloc::string::String>) {
+    use alloc::format;
+    let mut skipped = Vec::new();
     let mut resolved = Resolved {
-        ports: grants.ports.clone(),
-        irqs: grants.irqs.clone(),
         dma_budget: grants.dma_kib as usize * 1024,
         ..Resolved::default()
     };
+    // image-builder refuses these already; the kernel does not rely on it.
+    let mut add_ports = |range: PortRange, resolved: &mut Resolved, skipped: &mut Vec<_>| {
+        if let Some(owner) = atoll_abi::driver::reserved(&range) {
+            skipped.push(format!(
+                "ports {:#x}-{:#x} overlap {owner}",
+                range.first, range.last
+            ));
+        } else if claims.ports.iter().any(|claimed| claimed.overlaps(&range)) {
+            skipped.push(format!(
+                "ports {:#x}-{:#x} are granted already",
+                range.first, range.last
+            ));
+        } else {
+            claims.ports.push(range);
+            resolved.ports.push(range);
+        }
+    };
+    for &range in &grants.ports {
+        add_ports(range, &mut resolved, &mut skipped);
+    }
+    let mut wanted_irqs: Vec<u8> = grants.irqs.clone();
     for grant in &grants.pci {
         if grant.vendor.is_none() {
             resolved.pci_all = true;
@@ -98,21 +131,37 @@ pub fn resolve(
             if !grant.matches(vendor, device) || resolved.pci.contains(&address) {
                 continue;
             }
+            if claims.functions.contains(&address) {
+                skipped.push(format!("PCI function {address:#06x} is granted already"));
+                continue;
+            }
+            claims.functions.push(address);
             resolved.pci.push(address);
             resolved.bus_masters.push(address);
-            resolved.ports.extend(io_bars(address, platform));
+            for range in io_bars(address, platform) {
+                add_ports(range, &mut resolved, &mut skipped);
+            }
             if let Some(line) = platform.pci_read(address, PCI_INTERRUPT_LINE) {
                 let irq = line as u8;
-                if (1..=MAX_IRQ).contains(&irq)
-                    && !atoll_abi::driver::RESERVED_IRQS.contains(&irq)
-                    && !resolved.irqs.contains(&irq)
-                {
-                    resolved.irqs.push(irq);
+                if (1..=MAX_IRQ).contains(&irq) && !wanted_irqs.contains(&irq) {
+                    wanted_irqs.push(irq);
                 }
             }
         }
     }
-    resolved
+    for irq in wanted_irqs {
+        if !(1..=MAX_IRQ).contains(&irq) || atoll_abi::driver::RESERVED_IRQS.contains(&irq) {
+            skipped.push(format!("IRQ {irq} is the kernel's"));
+        } else if claims.irqs.contains(&irq) {
+            skipped.push(format!(
+                "IRQ {irq} is granted already (lines are not shared)"
+            ));
+        } else {
+            claims.irqs.push(irq);
+            resolved.irqs.push(irq);
+        }
+    }
+    (resolved, skipped)
 }
 
 /// The I/O port ranges a function decodes (its I/O BARs), sized the standard
@@ -178,18 +227,31 @@ impl DmaBuffer {
     }
 }
 
+/// A service's DMA buffers. Freed buffers are retired, not returned to the
+/// heap: the device may still hold their addresses. Retired buffers are
+/// reused by the same service's later allocations and go back to the heap
+/// only with the whole pool, which the kernel drops after turning the
+/// service's bus mastering off (restart, stop, end). A hot swap hands the
+/// pool, handles and all, to the new version.
+#[derive(Default)]
+pub struct DmaPool {
+    /// Handle `h` is `live[h - 1]`.
+    live: Vec<Option<DmaBuffer>>,
+    retired: Vec<DmaBuffer>,
+    /// Bytes of live and retired buffers: what counts against the budget.
+    bytes: usize,
+}
+
 /// What a service holds of driver resources (in its [`HostState`]).
 #[derive(Default)]
 pub(crate) struct DriverState {
     pub(crate) grants: alloc::sync::Arc<Resolved>,
-    /// Handle `h` is `dma[h - 1]`.
-    dma: Vec<Option<DmaBuffer>>,
-    dma_used: usize,
+    pub(crate) dma: DmaPool,
 }
 
 impl DriverState {
     pub(crate) fn dma_bytes(&self) -> usize {
-        self.dma_used
+        self.dma.bytes
     }
 }
 
@@ -270,43 +332,62 @@ fn dma_alloc(mut caller: Caller<'_, HostState>, len: i32) -> i32 {
         if len == 0 {
             return Err(Error::InvalidArgument);
         }
-        let state = caller.data();
-        if state.driver.grants.dma_budget == 0 {
+        let rounded = len.div_ceil(PAGE) * PAGE;
+        let state = caller.data_mut();
+        let budget = state.driver.grants.dma_budget;
+        if budget == 0 {
             return Err(Error::NotPermitted);
         }
-        let rounded = len.div_ceil(PAGE) * PAGE;
-        if state.driver.dma_used.saturating_add(rounded) > state.driver.grants.dma_budget {
-            return Err(Error::TooLarge);
-        }
-        let needed = rounded
-            .saturating_add(PAGE)
-            .saturating_add(crate::service::KERNEL_HEAP_RESERVE);
-        if state.platform.heap_available() < needed {
-            return Err(Error::TooLarge);
-        }
-        let storage = alloc::vec![0u8; rounded + PAGE];
-        let base = storage.as_ptr() as usize;
-        let start = base.next_multiple_of(PAGE) - base;
-        let physical = state
-            .platform
-            .physical_address(base + start)
-            .ok_or(Error::NotPermitted)?;
-        let buffer = DmaBuffer {
-            storage,
-            start,
-            len: rounded,
-            physical,
-        };
-        let driver = &mut caller.data_mut().driver;
-        driver.dma_used += rounded;
-        let slot = match driver.dma.iter().position(Option::is_none) {
-            Some(free) => free,
+        let pool = &mut state.driver.dma;
+        // A retired buffer large enough is reused (zeroed); it is already
+        // counted against the budget.
+        let buffer = match pool.retired.iter().position(|buffer| buffer.len >= rounded) {
+            Some(index) => {
+                let mut buffer = pool.retired.swap_remove(index);
+                buffer.bytes_mut().fill(0);
+                buffer
+            }
             None => {
-                driver.dma.push(None);
-                driver.dma.len() - 1
+                if pool.bytes.saturating_add(rounded) > budget {
+                    return Err(Error::TooLarge);
+                }
+                let needed = rounded
+                    .saturating_add(PAGE)
+                    .saturating_add(crate::service::KERNEL_HEAP_RESERVE);
+                if state.platform.heap_available() < needed {
+                    return Err(Error::TooLarge);
+                }
+                // Free heap may be fragmented: ask, do not assume.
+                let mut storage: Vec<u8> = Vec::new();
+                storage
+                    .try_reserve_exact(rounded + PAGE)
+                    .map_err(|_| Error::TooLarge)?;
+                storage.resize(rounded + PAGE, 0);
+                let base = storage.as_ptr() as usize;
+                let start = base.next_multiple_of(PAGE) - base;
+                let physical = state
+                    .platform
+                    .physical_address(base + start)
+                    .ok_or(Error::NotPermitted)?;
+                let pool = &mut state.driver.dma;
+                pool.bytes += rounded;
+                DmaBuffer {
+                    storage,
+                    start,
+                    len: rounded,
+                    physical,
+                }
             }
         };
-        if let Some(entry) = driver.dma.get_mut(slot) {
+        let pool = &mut state.driver.dma;
+        let slot = match pool.live.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => {
+                pool.live.push(None);
+                pool.live.len() - 1
+            }
+        };
+        if let Some(entry) = pool.live.get_mut(slot) {
             *entry = Some(buffer);
         }
         i32::try_from(slot + 1).map_err(|_| Error::TooLarge)
@@ -319,7 +400,7 @@ fn buffer(state: &HostState, handle: i32) -> Result<&DmaBuffer, Error> {
     usize::try_from(handle)
         .ok()
         .and_then(|handle| handle.checked_sub(1))
-        .and_then(|index| state.driver.dma.get(index))
+        .and_then(|index| state.driver.dma.live.get(index))
         .and_then(Option::as_ref)
         .ok_or(Error::BadHandle)
 }
@@ -387,6 +468,7 @@ fn dma_write(
         let buffer = state
             .driver
             .dma
+            .live
             .get_mut(index)
             .and_then(Option::as_mut)
             .ok_or(Error::BadHandle)?;
@@ -403,14 +485,15 @@ fn dma_write(
 }
 
 fn dma_free(mut caller: Caller<'_, HostState>, handle: i32) -> i32 {
-    let driver = &mut caller.data_mut().driver;
+    let pool = &mut caller.data_mut().driver.dma;
     let entry = usize::try_from(handle)
         .ok()
         .and_then(|handle| handle.checked_sub(1))
-        .and_then(|index| driver.dma.get_mut(index));
+        .and_then(|index| pool.live.get_mut(index));
     match entry.and_then(Option::take) {
         Some(buffer) => {
-            driver.dma_used = driver.dma_used.saturating_sub(buffer.len);
+            // Retired, not freed: the device may still write it.
+            pool.retired.push(buffer);
             0
         }
         None => Error::BadHandle.code(),
@@ -449,6 +532,10 @@ fn pci_read(caller: Caller<'_, HostState>, address: i32, offset: i32) -> i64 {
 
 fn pci_write(caller: Caller<'_, HostState>, address: i32, offset: i32, value: i32) -> i32 {
     let result = pci_access(caller.data(), address, offset).and_then(|(address, offset)| {
+        // The `*` grant reads only: writes need a grant naming the function.
+        if !caller.data().driver.grants.pci.contains(&address) {
+            return Err(Error::NotPermitted);
+        }
         // Identity and base address registers stay as the firmware set them:
         // the kernel granted ports from them at boot.
         if offset < PCI_COMMAND || (PCI_BAR0..0x28).contains(&offset) {

@@ -238,6 +238,7 @@ impl Kernel {
         } else {
             Vec::new()
         };
+        let mut claims = crate::driver::Claims::default();
         kernel.message_budget = MAX_MESSAGE_BUDGET.min(kernel.platform.heap_available() / 4);
         kernel.log(&format!(
             "system `{}`: {} services in the bundle",
@@ -305,26 +306,33 @@ impl Kernel {
                 policy: image.restart,
                 args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
                 env: image.env.iter().map(|var| (*var).to_string()).collect(),
-                grants: Arc::new(crate::driver::resolve(
-                    &image.grants,
-                    &pci_present,
-                    kernel.platform.as_ref(),
-                )),
+                grants: {
+                    let (grants, skipped) = crate::driver::resolve(
+                        &image.grants,
+                        &pci_present,
+                        kernel.platform.as_ref(),
+                        &mut claims,
+                    );
+                    for what in skipped {
+                        kernel.log(&format!("service {}: not granted: {what}", image.name));
+                    }
+                    if !grants.irqs.is_empty() && image.provides.is_empty() {
+                        kernel.log(&format!(
+                            "service {}: has interrupt lines but no endpoint: notifications are dropped",
+                            image.name
+                        ));
+                    }
+                    Arc::new(grants)
+                },
             };
             match Service::load(image, names, Arc::clone(&kernel.platform)) {
                 Ok(mut service) => {
                     let id = kernel.services.len();
                     service.grant(Arc::clone(&reload.grants));
+                    // Claims made each line unique to one service.
                     for &irq in &reload.grants.irqs {
-                        match kernel.irq_owner.get_mut(usize::from(irq)) {
-                            Some(owner @ None) => *owner = Some(id),
-                            // Two PCI grants can resolve to one shared line:
-                            // the first driver keeps it (lines are not shared).
-                            Some(Some(_)) => kernel.log(&format!(
-                                "service {}: IRQ {irq} is already granted; not shared",
-                                image.name
-                            )),
-                            None => {}
+                        if let Some(owner) = kernel.irq_owner.get_mut(usize::from(irq)) {
+                            *owner = Some(id);
                         }
                     }
                     let micros = kernel.platform.now_ns().saturating_sub(started_at) / 1000;
@@ -403,7 +411,10 @@ impl Kernel {
             match self.timers.first() {
                 Some(&(deadline, _)) => self.platform.wait_until(deadline),
                 // A live driver may still be woken by its device.
-                None if self.interrupts_awaited() => self.platform.wait_until(u64::MAX),
+                // (In steps, so that the control channel is still polled.)
+                None if self.interrupts_awaited() => self
+                    .platform
+                    .wait_until(self.platform.now_ns().saturating_add(CONTROL_POLL_NS)),
                 None => break,
             }
         }
@@ -802,12 +813,13 @@ impl Kernel {
     /// are answered with `PeerGone`, its endpoints keep their queues, and the
     /// supervisor is told; it decides. Without one, the service is stopped.
     fn ended(&mut self, id: ServiceId, outcome: Outcome) {
+        if self.roll_back(id, &outcome) {
+            // The old version takes its device back, DMA buffers and all.
+            return;
+        }
         if let Some(slot) = self.services.get(id) {
             // A dead driver's devices must not write to memory any more.
             crate::driver::quiesce(&slot.image.grants, self.platform.as_ref());
-        }
-        if self.roll_back(id, &outcome) {
-            return;
         }
         let supervisor = self.supervisor.filter(|&supervisor| {
             supervisor != id
@@ -886,6 +898,9 @@ impl Kernel {
         match op {
             CONTROL_STOP => {
                 self.halt(target);
+                if let Some(slot) = self.services.get(target) {
+                    crate::driver::quiesce(&slot.image.grants, self.platform.as_ref());
+                }
                 self.stopped(target);
                 self.log(&format!("service {name} stopped by the supervisor"));
             }
@@ -1018,8 +1033,6 @@ impl Kernel {
                 env: slot.image.env.iter().map(String::as_str).collect(),
                 grants: Default::default(),
             };
-            // The new version sets its devices up afresh: stop the old one's DMA.
-            crate::driver::quiesce(&slot.image.grants, platform.as_ref());
             let mut service = Service::load(&image, slot.image.endpoint_names.clone(), platform)
                 .map_err(|error| error.to_string())?;
             service.grant(Arc::clone(&slot.image.grants));
@@ -1047,7 +1060,10 @@ impl Kernel {
         let Some(slot) = self.services.get_mut(id) else {
             return;
         };
-        let old = core::mem::replace(&mut slot.service, service);
+        let mut old = core::mem::replace(&mut slot.service, service);
+        // DMA buffers (and their handles) carry over: the device may hold
+        // their addresses, and the new version may keep using them.
+        slot.service.put_dma(old.take_dma());
         let old_module = core::mem::replace(&mut slot.image.module, module);
         let probation = slot
             .image
@@ -1093,7 +1109,9 @@ impl Kernel {
         let Some(slot) = self.services.get_mut(id) else {
             return false;
         };
-        slot.service = previous.service;
+        let mut restored = previous.service;
+        restored.put_dma(slot.service.take_dma());
+        slot.service = restored;
         slot.image.module = previous.module;
         let deadline = match &previous.wait {
             Wait::Receive { deadline, .. } => *deadline,
@@ -1218,8 +1236,21 @@ impl Kernel {
             .tokens_where(|call| call.server == id && call.received)
         {
             if let Some(call) = self.calls.remove(token) {
-                self.wake(call.caller, Error::PeerGone.code());
+                self.wake_caller(call.caller, token, Error::PeerGone.code());
             }
+        }
+    }
+
+    /// Wakes `caller` with `result` if it still waits for the reply to
+    /// `token` (a caller stopped or restarted meanwhile waits for nothing, or
+    /// for something else).
+    fn wake_caller(&mut self, caller: ServiceId, token: u32, result: i32) {
+        let waiting = matches!(
+            self.services.get(caller).map(|slot| &slot.state),
+            Some(ServiceState::Blocked(Wait::Reply { token: waited })) if *waited == token
+        );
+        if waiting {
+            self.wake(caller, result);
         }
     }
 
@@ -1238,7 +1269,7 @@ impl Kernel {
         orphaned.extend(self.calls.tokens_where(|call| call.server == id));
         for token in orphaned {
             if let Some(call) = self.calls.remove(token) {
-                self.wake(call.caller, Error::PeerGone.code());
+                self.wake_caller(call.caller, token, Error::PeerGone.code());
             }
         }
     }

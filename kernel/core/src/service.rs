@@ -258,6 +258,16 @@ impl Service {
         self.store.data_mut().driver.grants = grants;
     }
 
+    /// Takes the service's DMA buffers (to hand them to its next version).
+    pub fn take_dma(&mut self) -> crate::driver::DmaPool {
+        core::mem::take(&mut self.store.data_mut().driver.dma)
+    }
+
+    /// Gives the service DMA buffers of its previous version.
+    pub fn put_dma(&mut self, pool: crate::driver::DmaPool) {
+        self.store.data_mut().driver.dma = pool;
+    }
+
     /// Bytes of DMA memory the service holds.
     #[must_use]
     pub fn dma_bytes(&self) -> usize {

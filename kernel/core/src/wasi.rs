@@ -415,6 +415,14 @@ fn poll_oneoff(
             }
         }
         if !ready.is_empty() {
+            // Clocks already expired are reported with the ready descriptors.
+            ready.extend(clocks.iter().filter(|(deadline, _)| *deadline <= now).map(
+                |(_, userdata)| Event {
+                    userdata: *userdata,
+                    error: 0,
+                    kind: EVENT_CLOCK,
+                },
+            ));
             return Ok((ready, now));
         }
         let earliest = clocks

@@ -30,8 +30,8 @@ pub struct SystemInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInfo {
     pub name: String,
-    /// `ready`, `running`, `receiving`, `calling`, `sleeping`, `exited`,
-    /// `exited N`, `faulted`, `stopped`.
+    /// `ready`, `running` (the asking service), `receiving`, `calling`,
+    /// `sleeping`, `exited`, `faulted`, `stopped`.
     pub state: String,
     pub memory_bytes: u64,
     pub fuel_used: u64,

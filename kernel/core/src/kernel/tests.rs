@@ -1781,3 +1781,60 @@ fn an_interrupt_reaches_its_driver_as_a_kernel_notification_once_acknowledged() 
     assert_eq!(*platform.unmasked.lock().unwrap(), [5]);
     assert_eq!(summary.faulted, 0, "{console}");
 }
+
+#[test]
+fn a_reply_to_a_restarted_caller_gets_peer_gone_and_wakes_nobody() {
+    // slow takes svc's call, sleeps; meanwhile trigger exits, the supervisor
+    // restarts svc, and the new svc calls again. slow's late reply to the old
+    // call must get PeerGone, and the new call its own answer.
+    let slow = probe(
+        "",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (drop (call $sleep (i64.const 1000000)))
+            (call $report (call $reply (call $token) (i32.const 100) (local.get $r)))
+            (br $serve))",
+    );
+    let svc = probe(
+        "x",
+        "(call $report (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))
+         (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
+    );
+    let (console, summary) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: supervisor(3),
+                provides: &["events"],
+                uses: &[],
+            },
+            Spec {
+                name: "slow",
+                wat: slow,
+                provides: &["slow"],
+                uses: &[],
+            },
+            Spec {
+                name: "svc",
+                wat: svc,
+                provides: &["svc"],
+                uses: &["slow"],
+            },
+            Spec {
+                name: "trigger",
+                wat: probe("", ""),
+                provides: &[],
+                uses: &[],
+            },
+        ],
+        Some("sup"),
+    );
+    let gone = Error::PeerGone.code().to_string();
+    assert_eq!(
+        lines_of(&console, "slow"),
+        [gone.as_str(), "0"],
+        "{console}"
+    );
+    assert_eq!(lines_of(&console, "svc"), ["1"], "{console}");
+    assert_eq!(summary.faulted, 0, "{console}");
+}
