@@ -3,6 +3,8 @@
 //! `BlockDevice`.
 
 use crate::layout::{SECTOR, virtual_mbr};
+use alloc::vec;
+use alloc::vec::Vec;
 use atoll_protocols::block;
 use core::cell::RefCell;
 use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx};
@@ -58,23 +60,39 @@ pub struct Disk<S> {
     capacity: u64,
     /// Sectors as seen (one more than the device for a superfloppy).
     sectors: u64,
-    /// The sectors read with the last one-sector read.
+    /// The sectors read ahead of embedded-sdmmc's one-sector reads.
     ahead: RefCell<ReadAhead>,
 }
 
+/// How many runs of sectors the read-ahead keeps: a file's data, its FAT
+/// sector and a directory or two, so that reading one does not evict the
+/// others.
+const WINDOWS: usize = 4;
+
 /// embedded-sdmmc reads one sector at a time; each miss here fetches as many
-/// as one block request carries, so sequential reads (file data, FAT and
-/// directory sectors) cost a seventh of the calls. Writes go through and
-/// update it. It lives as long as the mount: a remount starts it empty.
+/// as one block request carries into the least recently used of a few
+/// windows, so sequential reads (file data, FAT and directory sectors, also
+/// interleaved) cost a seventh of the calls. Writes go through and update
+/// it. It lives as long as the mount: a remount starts it empty.
 struct ReadAhead {
+    /// On the heap: a service has a 64 KiB stack.
+    windows: Vec<Window>,
+    /// Counts lookups, to find the least recently used window.
+    clock: u64,
+}
+
+/// Sectors read together.
+struct Window {
     /// First device sector held.
     start: u64,
     /// Sectors held (0: none).
     count: usize,
-    data: [u8; MAX_SECTORS * SECTOR],
+    /// The `clock` when it was last used.
+    used: u64,
+    data: Vec<u8>,
 }
 
-impl ReadAhead {
+impl Window {
     fn sector(&self, sector: u64) -> Option<&[u8]> {
         let index = usize::try_from(sector.checked_sub(self.start)?).ok()?;
         if index >= self.count {
@@ -102,6 +120,56 @@ impl ReadAhead {
     }
 }
 
+impl ReadAhead {
+    fn new() -> Self {
+        ReadAhead {
+            windows: (0..WINDOWS)
+                .map(|_| Window {
+                    start: 0,
+                    count: 0,
+                    used: 0,
+                    data: vec![0; MAX_SECTORS * SECTOR],
+                })
+                .collect(),
+            clock: 0,
+        }
+    }
+
+    /// The window holding `sector`, marked used.
+    fn find(&mut self, sector: u64) -> Option<&Window> {
+        self.clock += 1;
+        let window = self
+            .windows
+            .iter_mut()
+            .find(|window| window.sector(sector).is_some())?;
+        window.used = self.clock;
+        Some(window)
+    }
+
+    /// The window to fill next: an empty one, else the least recently used.
+    fn victim(&mut self) -> Option<&mut Window> {
+        let clock = self.clock;
+        let window = self
+            .windows
+            .iter_mut()
+            .min_by_key(|window| if window.count == 0 { 0 } else { window.used })?;
+        window.used = clock;
+        Some(window)
+    }
+
+    fn update(&mut self, sector: u64, data: &[u8]) {
+        for window in &mut self.windows {
+            window.update(sector, data);
+        }
+    }
+
+    fn clear(&mut self) {
+        for window in &mut self.windows {
+            window.count = 0;
+        }
+    }
+}
+
 impl<S: Sectors> Disk<S> {
     /// Looks at sector 0 to decide whether a virtual MBR is needed.
     pub fn open(io: S) -> Result<Disk<S>, DiskError> {
@@ -114,11 +182,7 @@ impl<S: Sectors> Disk<S> {
             capacity,
             mbr,
             io,
-            ahead: RefCell::new(ReadAhead {
-                start: 0,
-                count: 0,
-                data: [0; MAX_SECTORS * SECTOR],
-            }),
+            ahead: RefCell::new(ReadAhead::new()),
         })
     }
 
@@ -162,18 +226,22 @@ impl<S: Sectors> Disk<S> {
             return self.io.read(sector, buffer);
         }
         let mut ahead = self.ahead.borrow_mut();
-        if ahead.sector(sector).is_none() {
-            let count = (self.capacity - sector).min(MAX_SECTORS as u64) as usize;
-            ahead.count = 0;
-            let fill = ahead
-                .data
-                .get_mut(..count * SECTOR)
-                .ok_or(DiskError::Refused)?;
-            self.io.read(sector, fill)?;
-            ahead.start = sector;
-            ahead.count = count;
+        if let Some(window) = ahead.find(sector) {
+            let held = window.sector(sector).ok_or(DiskError::Refused)?;
+            buffer.copy_from_slice(held);
+            return Ok(());
         }
-        let held = ahead.sector(sector).ok_or(DiskError::Refused)?;
+        let window = ahead.victim().ok_or(DiskError::Refused)?;
+        let count = (self.capacity - sector).min(MAX_SECTORS as u64) as usize;
+        window.count = 0;
+        let fill = window
+            .data
+            .get_mut(..count * SECTOR)
+            .ok_or(DiskError::Refused)?;
+        self.io.read(sector, fill)?;
+        window.start = sector;
+        window.count = count;
+        let held = window.sector(sector).ok_or(DiskError::Refused)?;
         buffer.copy_from_slice(held);
         Ok(())
     }
@@ -195,7 +263,7 @@ impl<S: Sectors> Disk<S> {
                 Ok(()) => ahead.update(sector, chunk),
                 Err(error) => {
                     // What the device holds now is unknown.
-                    ahead.count = 0;
+                    ahead.clear();
                     return Err(error);
                 }
             }

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use atoll_protocols::block;
 use atoll_protocols::fs::{Entry, Error, MAX_DATA, MAX_ENTRIES, Request, Response};
 use atoll_sdk::MAX_MESSAGE_LEN;
-use core::cell::Cell;
+use core::cell::{Cell, RefCell};
 use core::ops::ControlFlow;
 use embedded_sdmmc::{
     DirEntry, LfnBuffer, Mode, RawDirectory, RawFile, RawVolume, ShortFileName, TimeSource,
@@ -106,6 +106,21 @@ struct Mount<S: Sectors> {
     /// This service wrote the FAT behind embedded-sdmmc's back: mount afresh
     /// before the next request.
     stale: Cell<bool>,
+    /// The file the last `Read` opened, kept open for the next one.
+    reading: RefCell<Option<Reading>>,
+}
+
+/// The file last read, still open: a `Read` of the same path reuses it, so
+/// sequential reads neither search the directories again nor walk the
+/// cluster chain from the start (embedded-sdmmc keeps the file's current
+/// cluster, and a seek forward walks on from there). Only requests that
+/// change the volume could make it wrong: they close it first, and so does
+/// any error; it lives no longer than the mount.
+struct Reading {
+    /// The path's components, as the request gave them.
+    path: Vec<String>,
+    file: RawFile,
+    size: u64,
 }
 
 /// The file system service's state: the disk and, once it could be read, the
@@ -149,6 +164,9 @@ impl<S: Sectors + Clone> FileSystem<S> {
             Ok(mount) => mount,
             Err(error) => return Response::Error(error),
         };
+        if modifies {
+            mount.forget_reading();
+        }
         let mut outcome = match request {
             Request::Open { path } => mount.open(&path).map(Response::Entry),
             Request::List { path, start } => mount.list(&path, start),
@@ -176,6 +194,7 @@ impl<S: Sectors + Clone> FileSystem<S> {
                 response
             }
             Err(failure) => {
+                mount.forget_reading();
                 if failure.remount || stale {
                     self.mount = None;
                 }
@@ -215,7 +234,17 @@ impl<S: Sectors> Mount<S> {
             volume,
             geometry,
             stale: Cell::new(false),
+            reading: RefCell::new(None),
         })
+    }
+
+    /// Closes the file kept open for reading, if any.
+    fn forget_reading(&self) {
+        if let Some(reading) = self.reading.take() {
+            // Read-only: closing writes nothing, and a failure here only
+            // means embedded-sdmmc no longer knows the handle.
+            let _ = self.manager.close_file(reading.file);
+        }
     }
 
     fn summary(&self) -> Outcome<Summary> {
@@ -340,27 +369,47 @@ impl<S: Sectors> Mount<S> {
     fn read(&self, path: &str, offset: u64, len: u32) -> Outcome<Vec<u8>> {
         let parts = components(path)?;
         let (last, parents) = parts.split_last().ok_or(Error::IsADirectory)?;
-        self.in_directory(parents, |directory| {
-            let found = self.lookup(directory, last)?;
-            if found.entry.attributes.is_directory() {
-                return Err(Error::IsADirectory.into());
+        let kept = self
+            .reading
+            .borrow()
+            .as_ref()
+            .filter(|reading| reading.path.iter().eq(parts.iter()))
+            .map(|reading| (reading.file, reading.size));
+        let (file, size) = match kept {
+            Some(kept) => kept,
+            None => {
+                // At most one file open for reading (and none that a lookup
+                // below could find already open).
+                self.forget_reading();
+                let opened = self.in_directory(parents, |directory| {
+                    let found = self.lookup(directory, last)?;
+                    if found.entry.attributes.is_directory() {
+                        return Err(Error::IsADirectory.into());
+                    }
+                    let file = self.manager.open_file_in_dir(
+                        directory,
+                        found.entry.name,
+                        Mode::ReadOnly,
+                    )?;
+                    Ok((file, u64::from(found.entry.size)))
+                })?;
+                *self.reading.borrow_mut() = Some(Reading {
+                    path: parts.iter().map(|part| (*part).to_string()).collect(),
+                    file: opened.0,
+                    size: opened.1,
+                });
+                opened
             }
-            let size = u64::from(found.entry.size);
-            if offset >= size {
-                return Ok(Vec::new());
-            }
-            let want = u64::from(len.min(MAX_DATA)).min(size - offset);
-            let mut data = vec![0u8; want as usize];
-            let file =
-                self.manager
-                    .open_file_in_dir(directory, found.entry.name, Mode::ReadOnly)?;
-            let result = self.read_at(file, offset, &mut data);
-            let closed = self.manager.close_file(file);
-            let got = result?;
-            closed?;
-            data.truncate(got);
-            Ok(data)
-        })
+        };
+        if offset >= size {
+            return Ok(Vec::new());
+        }
+        let want = u64::from(len.min(MAX_DATA)).min(size - offset);
+        let mut data = vec![0u8; want as usize];
+        // On an error the caller closes the file (its position is unknown).
+        let got = self.read_at(file, offset, &mut data)?;
+        data.truncate(got);
+        Ok(data)
     }
 
     fn read_at(&self, file: RawFile, offset: u64, data: &mut [u8]) -> Outcome<usize> {

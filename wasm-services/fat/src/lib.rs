@@ -4,8 +4,13 @@
 //! What it is: a service that `uses = ["block"]` and `provides = ["fs"]`. It
 //! mounts the first MBR partition of the disk with embedded-sdmmc, through a
 //! `BlockDevice` that calls the block service (at most 7 sectors a call; a
-//! one-sector miss also reads the 6 after it, so sequential reads of file
-//! data, FAT and directories take a seventh of the calls). A disk whose
+//! one-sector miss also reads the 6 after it into the least recently used of
+//! 4 windows, so sequential reads of file data, FAT and directories, even
+//! interleaved, take a seventh of the calls). The file last read stays open:
+//! a `Read` of the same path (as given) goes on from where the last one
+//! stopped, without a directory search or a walk of the cluster chain from
+//! its start; any `Write`, `Create` or `Remove`, any error, and any remount
+//! close it, so a read never sees an outdated file. A disk whose
 //! sector 0 is itself a FAT boot sector (a "superfloppy", as plain `mkfs.fat`
 //! makes) is shown behind a virtual MBR with one partition at sector 1, so it
 //! mounts too. It logs the volume at start (`mounted FAT16 volume "LABEL",
@@ -31,7 +36,8 @@
 //! listed, and files with one can be read and written but not removed, since
 //! embedded-sdmmc would leave the name's entries behind), directories (no
 //! create or remove), timestamps (no clock: files are stamped 2025-01-01), a
-//! cache beyond the read-ahead (which lives as long as a mount), or
+//! cache beyond the read-ahead and the file last read (both live as long as a
+//! mount), or
 //! concurrency (one request at a time). embedded-sdmmc asserts on some
 //! inconsistencies of a corrupt volume; the geometry is checked before it
 //! mounts, but a corrupt FAT chain can still trap the service, and then its

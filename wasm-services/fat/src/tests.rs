@@ -9,7 +9,7 @@ use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
-use atoll_protocols::fs::{Entry, Error, Request, Response};
+use atoll_protocols::fs::{Entry, Error, MAX_DATA, Request, Response};
 use core::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -532,5 +532,117 @@ fn long_listings_page_within_a_message() {
     assert!(pages > 1, "long names take more than one page of 32");
     assert!(seen[39].starts_with("39 a rather long"));
     let _ = std::fs::remove_file(&source);
+    done(&path);
+}
+
+/// Reads `path` from start to end in requests of `fs::MAX_DATA` bytes.
+fn read_all(files: &mut FileSystem<Memory>, path: &str) -> Vec<u8> {
+    let mut contents = Vec::new();
+    loop {
+        match read(files, path, contents.len() as u64, MAX_DATA) {
+            Response::Data(data) if data.is_empty() => return contents,
+            Response::Data(data) => contents.extend_from_slice(&data),
+            other => panic!("{path} at {}: {other:?}", contents.len()),
+        }
+    }
+}
+
+#[test]
+fn sequential_reads_reuse_the_open_file_until_it_changes() {
+    if !tools() {
+        return;
+    }
+    let path = partitioned_image("sequential.img");
+    let source = scratch("sequential.bin");
+    let mut expected: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&source, &expected).unwrap();
+    run(Command::new("mcopy")
+        .args(["-i", &std::format!("{}@@1M", path.display())])
+        .arg(&source)
+        .arg("::SEQ.BIN"));
+    let _ = std::fs::remove_file(&source);
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    assert!(files.summary().is_ok());
+
+    // One lookup, then about one block call per seven sectors of data.
+    let before = memory.calls.get();
+    assert_eq!(read_all(&mut files, "/seq.bin"), expected);
+    let calls = memory.calls.get() - before;
+    let sectors = expected.len().div_ceil(SECTOR) as u32;
+    assert!(
+        calls <= sectors.div_ceil(MAX_SECTORS as u32) + 6,
+        "{calls} block calls for {sectors} sectors"
+    );
+
+    // Going back, another file in between, the same file by another spelling.
+    assert_eq!(
+        read(&mut files, "/SEQ.BIN", 3, 4),
+        Response::Data(expected[3..7].to_vec())
+    );
+    assert_eq!(
+        read(&mut files, "/HELLO.TXT", 0, 5),
+        Response::Data(b"Hello".to_vec())
+    );
+    assert_eq!(
+        read(&mut files, "//Seq.Bin", 150_000, 8),
+        Response::Data(expected[150_000..150_008].to_vec())
+    );
+
+    // A write (in the middle, and past the end) shows in the next reads.
+    assert_eq!(
+        read(&mut files, "/SEQ.BIN", 9_000, 8),
+        Response::Data(expected[9_000..9_008].to_vec())
+    );
+    assert_eq!(
+        write(&mut files, "/SEQ.BIN", 10_000, b"CHANGED!"),
+        Response::Written(8)
+    );
+    expected[10_000..10_008].copy_from_slice(b"CHANGED!");
+    assert_eq!(
+        read(&mut files, "/SEQ.BIN", 10_000, 8),
+        Response::Data(b"CHANGED!".to_vec())
+    );
+    assert_eq!(
+        write(&mut files, "/SEQ.BIN", 200_000, b"tail"),
+        Response::Written(4)
+    );
+    expected.extend_from_slice(b"tail");
+    assert_eq!(read_all(&mut files, "/SEQ.BIN"), expected);
+
+    // A failed read closes the file; the next read opens it afresh.
+    memory.failing.set(true);
+    assert_eq!(
+        read(&mut files, "/SEQ.BIN", 100_000, 8),
+        Response::Error(Error::Device)
+    );
+    memory.failing.set(false);
+    assert_eq!(
+        read(&mut files, "/SEQ.BIN", 100_000, 8),
+        Response::Data(expected[100_000..100_008].to_vec())
+    );
+
+    // Removed while open for reading: gone.
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/SEQ.BIN".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(
+        read(&mut files, "/SEQ.BIN", 100_008, 8),
+        Response::Error(Error::NotFound)
+    );
+    assert_eq!(
+        files.handle(Request::Create {
+            path: "/SEQ.BIN".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(
+        read(&mut files, "/SEQ.BIN", 0, 8),
+        Response::Data(Vec::new())
+    );
+    check_volume(&memory, &path, 2048);
     done(&path);
 }
