@@ -98,7 +98,11 @@ pub mod block {
         /// `count` sectors (1..=MAX_SECTORS) from `sector`.
         Read { sector: u64, count: u32 },
         /// Whole sectors from `sector` (`data.len()` a multiple of SECTOR_SIZE).
-        Write { sector: u64, data: Vec<u8> },
+        Write {
+            sector: u64,
+            #[serde(with = "serde_bytes")]
+            data: Vec<u8>,
+        },
         /// Makes earlier writes durable.
         Flush,
     }
@@ -106,7 +110,7 @@ pub mod block {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub enum Response {
         Capacity { sectors: u64 },
-        Data(Vec<u8>),
+        Data(#[serde(with = "serde_bytes")] Vec<u8>),
         Done,
         Error(Error),
     }
@@ -168,7 +172,7 @@ pub mod fs {
     pub enum Response {
         Entry(Entry),
         Entries { entries: Vec<Entry>, more: bool },
-        Data(Vec<u8>),
+        Data(#[serde(with = "serde_bytes")] Vec<u8>),
         Written(u32),
         Done,
         Error(Error),
@@ -219,7 +223,7 @@ pub mod console {
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
     pub enum Response {
         Done,
-        Input(Vec<u8>),
+        Input(#[serde(with = "serde_bytes")] Vec<u8>),
         /// Another `Read` is already waiting.
         Busy,
     }
@@ -304,5 +308,21 @@ mod tests {
         assert_eq!(bytes, [2, 6, b'v', b'i', b's', b'i', b't', b's', 5]);
         let echo = echo::Request::Echo("hi".to_string());
         assert_eq!(postcard::to_allocvec(&echo).unwrap(), [0, 2, b'h', b'i']);
+        // Byte payloads keep the wire format of a plain Vec<u8>: the length,
+        // then the bytes.
+        let data = fs::Response::Data(alloc::vec![1, 2, 3]);
+        let bytes = postcard::to_allocvec(&data).unwrap();
+        assert_eq!(bytes, [2, 3, 1, 2, 3]);
+        #[derive(serde::Serialize)]
+        enum Plain {
+            _Entry,
+            _Entries,
+            Data(alloc::vec::Vec<u8>),
+        }
+        assert_eq!(
+            postcard::to_allocvec(&Plain::Data(alloc::vec![1, 2, 3])).unwrap(),
+            bytes
+        );
+        assert_eq!(postcard::from_bytes::<fs::Response>(&bytes).unwrap(), data);
     }
 }
