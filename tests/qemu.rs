@@ -579,3 +579,60 @@ fn the_fat_service_reads_and_writes_a_host_made_disk_and_survives_driver_restart
     );
     host_tool("fsck.fat", &["-n", disk_name]);
 }
+
+#[test]
+fn the_shell_swaps_a_service_for_a_module_read_from_the_disk() {
+    // A disk folder holding a new echo server: answers like the old one and
+    // says so when it starts.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("shell-swap");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = wat::parse_str(
+        r#"(module
+            (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+            (import "atoll" "reply" (func $reply (param i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "echo v2 serving")
+            (func (export "_start") (local $len i32)
+                (drop (call $log (i32.const 0) (i32.const 15)))
+                (loop $serve
+                    (local.set $len (call $receive (i32.const 1) (i32.const 1024) (i32.const 4096)
+                        (i64.const -1) (i32.const 64)))
+                    (if (i32.ge_s (local.get $len) (i32.const 0))
+                        (then (drop (call $reply (i32.load (i32.const 64)) (i32.const 1024) (local.get $len)))))
+                    (br $serve))))"#,
+    )
+    .unwrap();
+    std::fs::write(dir.join("ECHO2.WASM"), module).unwrap();
+    std::fs::write(dir.join("BAD.WASM"), b"not wasm").unwrap();
+
+    let mut vm = support::Vm::start_with(
+        support::workspace().join("examples/default/system.toml"),
+        &["--disk", dir.to_str().unwrap()],
+        Duration::from_secs(120),
+    );
+    let wait = Duration::from_secs(60);
+    vm.wait_for_seen("Atoll shell. Type `help` for the commands.", wait);
+    vm.wait_for_seen("[fat] mounted FAT16 volume", wait);
+    vm.type_line("ls /");
+    vm.wait_for("ECHO2.WASM", wait);
+    vm.type_line("swap echo-server /BAD.WASM");
+    vm.wait_for_line(
+        "the refusal of a module that is not Wasm",
+        |line| line.starts_with("error: "),
+        wait,
+    );
+    vm.type_line("swap echo-server /ECHO2.WASM");
+    vm.wait_for_seen("[echo-server] echo v2 serving", wait);
+    vm.wait_for_seen(
+        "atoll: service echo-server swapped to a new version (1 swaps)",
+        wait,
+    );
+    vm.type_line("ps");
+    vm.wait_for_line(
+        "echo-server still receiving",
+        |line| line.starts_with("echo-server ") && line.contains("receiving"),
+        wait,
+    );
+}

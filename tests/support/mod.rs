@@ -237,11 +237,17 @@ impl Vm {
     /// Builds and starts a description anywhere under BIOS; its serial input
     /// is [`Vm::type_line`].
     pub fn start_path(path: PathBuf, timeout: Duration) -> Vm {
+        Vm::start_with(path, &[], timeout)
+    }
+
+    /// [`Vm::start_path`] with extra arguments for `image-builder run`.
+    pub fn start_with(path: PathBuf, run_args: &[&str], timeout: Duration) -> Vm {
         build(&path, Firmware::Bios);
         let mut child = image_builder()
             .arg("run")
             .arg(&path)
             .args(["--quiet", "--timeout", &timeout.as_secs().to_string()])
+            .args(run_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
