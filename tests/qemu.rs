@@ -636,3 +636,17 @@ fn the_shell_swaps_a_service_for_a_module_read_from_the_disk() {
         wait,
     );
 }
+
+#[test]
+fn a_wasi_program_reads_its_stdin_from_the_serial_console() {
+    let mut vm = support::Vm::start_path(
+        support::workspace().join("examples/wasi/stdin.toml"),
+        Duration::from_secs(90),
+    );
+    let wait = Duration::from_secs(60);
+    vm.wait_for_seen("[ask-c] What is your name?", wait);
+    vm.wait_for_seen("[console] ", wait);
+    vm.type_line("Atoll");
+    vm.wait_for("[ask-c] hello, Atoll!", wait);
+    vm.wait_for("atoll: service ask-c exited", wait);
+}

@@ -57,6 +57,14 @@ pub enum Syscall {
         index: i32,
         buffer: GuestSlice,
     },
+    /// WASI `fd_read` on stdin: a console `Read` call whose answer is decoded
+    /// into `buffer`, its length written at `count`.
+    ReadStdin {
+        handle: i32,
+        message: Vec<u8>,
+        buffer: GuestSlice,
+        count: GuestSlice,
+    },
 }
 
 /// The host error that suspends a service in a kernel call. Carries nothing:

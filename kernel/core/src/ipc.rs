@@ -122,6 +122,10 @@ pub struct PendingCall {
     pub reply: GuestSlice,
     /// Whether the server has received the request (only then may it reply).
     pub received: bool,
+    /// A WASI `fd_read` on stdin served by the console: the reply is decoded
+    /// (console protocol) into `reply`, its length stored at this slice, and
+    /// the caller resumes with a WASI errno instead of an ABI code.
+    pub stdin_count: Option<GuestSlice>,
 }
 
 /// Outstanding calls, named by tokens.
@@ -255,6 +259,7 @@ mod tests {
         server: 2,
         reply: GuestSlice::new(0, 8),
         received: false,
+        stdin_count: None,
     };
 
     #[test]

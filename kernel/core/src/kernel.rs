@@ -526,7 +526,19 @@ impl Kernel {
                 handle,
                 message,
                 reply,
-            } => self.call(id, handle, message, reply),
+            } => self.call(id, handle, message, reply, None),
+            Syscall::ReadStdin {
+                handle,
+                message,
+                buffer,
+                count,
+            } => {
+                // WASI wants an errno, now or when the console answers.
+                return match self.call(id, handle, message, buffer, Some(count)) {
+                    Ok(then) => then,
+                    Err(_) => Then::Continue(atoll_abi::wasi::errno::IO),
+                };
+            }
             Syscall::Receive {
                 handle,
                 buffer,
@@ -572,6 +584,7 @@ impl Kernel {
         handle: i32,
         data: Vec<u8>,
         reply: GuestSlice,
+        stdin_count: Option<GuestSlice>,
     ) -> Result<Then, Error> {
         let endpoint = self.endpoint_of(id, handle, false)?;
         let server = self
@@ -588,6 +601,7 @@ impl Kernel {
             server,
             reply,
             received: false,
+            stdin_count,
         })?;
         if let Err(error) = self.enqueue(
             endpoint,
@@ -723,6 +737,13 @@ impl Kernel {
         if !waiting {
             self.calls.remove(token);
             return Err(Error::PeerGone);
+        }
+        if let Some(count) = call.stdin_count {
+            let caller = self.services.get_mut(call.caller).ok_or(Error::PeerGone)?;
+            let errno = crate::wasi::deliver_stdin(&mut caller.service, call.reply, count, data);
+            self.calls.remove(token);
+            self.wake(call.caller, errno);
+            return Ok(Then::Continue(0));
         }
         if data.len() > call.reply.len() {
             // The token stays valid: the server may answer with something shorter.
@@ -1236,7 +1257,7 @@ impl Kernel {
             .tokens_where(|call| call.server == id && call.received)
         {
             if let Some(call) = self.calls.remove(token) {
-                self.wake_caller(call.caller, token, Error::PeerGone.code());
+                self.wake_caller(call.caller, token, peer_gone(&call));
             }
         }
     }
@@ -1269,7 +1290,7 @@ impl Kernel {
         orphaned.extend(self.calls.tokens_where(|call| call.server == id));
         for token in orphaned {
             if let Some(call) = self.calls.remove(token) {
-                self.wake_caller(call.caller, token, Error::PeerGone.code());
+                self.wake_caller(call.caller, token, peer_gone(&call));
             }
         }
     }
@@ -1397,6 +1418,16 @@ impl Kernel {
 
     fn log(&self, message: &str) {
         self.platform.console_write(&format!("atoll: {message}\n"));
+    }
+}
+
+/// What a caller resumes with when its server goes away: `PeerGone`, or
+/// WASI's `EIO` for a stdin read.
+fn peer_gone(call: &PendingCall) -> i32 {
+    if call.stdin_count.is_some() {
+        atoll_abi::wasi::errno::IO
+    } else {
+        Error::PeerGone.code()
     }
 }
 

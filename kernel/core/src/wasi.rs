@@ -1,7 +1,8 @@
 //! WASI preview1, the subset a console program needs, as host functions.
 //!
 //! What is here: `fd_write` to the console (stdout and stderr, each line with
-//! the service's name), `fd_read` on an empty stdin, `proc_exit` with its
+//! the service's name), `fd_read` on stdin (from the console service when the
+//! service uses its endpoint, else empty), `proc_exit` with its
 //! status reported, the clocks, `random_get`, `args_*`/`environ_*` from
 //! `system.toml`, `sched_yield`, `poll_oneoff` for clock subscriptions, and
 //! the descriptor queries a libc makes at start-up. Every other preview1
@@ -277,15 +278,134 @@ fn fd_prestat_dir_name(_caller: Caller<'_, HostState>, _fd: i32, _path: i32, _le
     errno::BADF
 }
 
-/// stdin is empty (end of file) until a console service feeds it.
-fn fd_read(mut caller: Caller<'_, HostState>, fd: i32, _iovs: i32, _count: i32, read: i32) -> i32 {
+/// stdin: read from the console service when the service `uses` its
+/// endpoint (the first non-empty `iovec` is filled; a short read is what a
+/// terminal gives), otherwise empty (end of file).
+fn fd_read(
+    mut caller: Caller<'_, HostState>,
+    fd: i32,
+    iovs: i32,
+    count: i32,
+    read: i32,
+) -> HostResult {
     if fd != 0 {
-        return errno::BADF;
+        return Ok(errno::BADF);
     }
-    errno_of(
-        memory_mut(&mut caller)
-            .and_then(|memory| store(memory, read.cast_unsigned(), &0u32.to_le_bytes())),
-    )
+    let console = caller
+        .data()
+        .endpoint_names
+        .iter()
+        .position(|name| name == atoll_abi::wasi::CONSOLE_ENDPOINT);
+    let plan = (|| -> Errno<Option<(i32, GuestSlice, GuestSlice)>> {
+        let memory = memory_mut(&mut caller)?;
+        let read_slice = GuestSlice::new(read, 4);
+        read_slice.read(memory, 4).map_err(|_| errno::FAULT)?;
+        let Some(console) = console else {
+            store(memory, read.cast_unsigned(), &0u32.to_le_bytes())?;
+            return Ok(None);
+        };
+        let count = usize::try_from(count.cast_unsigned()).map_err(|_| errno::INVAL)?;
+        if count > MAX_VECTORS {
+            return Err(errno::INVAL);
+        }
+        for index in 0..count {
+            let entry = at(iovs, index * 8)?;
+            let base = load_u32(memory, entry)?;
+            let len = load_u32(memory, at(entry.cast_signed(), 4)?)?;
+            if len == 0 {
+                continue;
+            }
+            let len = len.min(MAX_STDIN_READ);
+            let buffer = GuestSlice::new(base.cast_signed(), len.cast_signed());
+            buffer.read(memory, usize::MAX).map_err(|_| errno::FAULT)?;
+            let handle = i32::try_from(console + 1).map_err(|_| errno::IO)?;
+            return Ok(Some((handle, buffer, read_slice)));
+        }
+        // Nothing to fill: a read of 0 bytes.
+        store(memory, read.cast_unsigned(), &0u32.to_le_bytes())?;
+        Ok(None)
+    })();
+    match plan {
+        Err(errno) => Ok(errno),
+        Ok(None) => Ok(errno::SUCCESS),
+        Ok(Some((handle, buffer, count))) => {
+            let mut message = alloc::vec![atoll_abi::wasi::CONSOLE_READ];
+            push_varint(&mut message, buffer.len() as u64);
+            suspend(
+                caller,
+                crate::host::Syscall::ReadStdin {
+                    handle,
+                    message,
+                    buffer,
+                    count,
+                },
+            )
+        }
+    }
+}
+
+/// The most stdin bytes one `fd_read` asks the console for (its answer must
+/// fit a message).
+const MAX_STDIN_READ: u32 = 3072;
+
+fn push_varint(bytes: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            bytes.push(byte);
+            return;
+        }
+        bytes.push(byte | 0x80);
+    }
+}
+
+/// Decodes a LEB128 varint at the start of `bytes`: `(value, rest)`.
+fn take_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for (index, byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            return Some((value, bytes.get(index + 1..)?));
+        }
+    }
+    None
+}
+
+/// Puts the console's answer to a stdin read into the reader's memory: the
+/// input bytes (a terminal's `\r` becomes `\n`) into `buffer`, their count
+/// at `count`. Returns the WASI errno `fd_read` resumes with.
+pub(crate) fn deliver_stdin(
+    service: &mut crate::service::Service,
+    buffer: GuestSlice,
+    count: GuestSlice,
+    answer: &[u8],
+) -> i32 {
+    match answer.split_first() {
+        Some((&atoll_abi::wasi::CONSOLE_INPUT, rest)) => {
+            let Some((len, bytes)) = take_varint(rest) else {
+                return errno::IO;
+            };
+            let Some(input) = usize::try_from(len).ok().and_then(|len| bytes.get(..len)) else {
+                return errno::IO;
+            };
+            let taken = input.len().min(buffer.len());
+            let text: Vec<u8> = input
+                .iter()
+                .take(taken)
+                .map(|&byte| if byte == b'\r' { b'\n' } else { byte })
+                .collect();
+            let total = u32::try_from(text.len()).unwrap_or(0).to_le_bytes();
+            if service.write_memory(buffer, &text).is_err()
+                || service.write_memory(count, &total).is_err()
+            {
+                return errno::FAULT;
+            }
+            errno::SUCCESS
+        }
+        Some((&atoll_abi::wasi::CONSOLE_BUSY, _)) => errno::AGAIN,
+        _ => errno::IO,
+    }
 }
 
 fn fd_write(

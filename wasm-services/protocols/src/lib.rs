@@ -325,4 +325,22 @@ mod tests {
         );
         assert_eq!(postcard::from_bytes::<fs::Response>(&bytes).unwrap(), data);
     }
+
+    #[test]
+    fn the_kernel_reads_wasi_stdin_in_the_console_protocol() {
+        use atoll_abi::wasi::{CONSOLE_BUSY, CONSOLE_ENDPOINT, CONSOLE_INPUT, CONSOLE_READ};
+        assert_eq!(console::ENDPOINT, CONSOLE_ENDPOINT);
+        assert_eq!(
+            postcard::to_allocvec(&console::Request::Read { max: 300 }).unwrap(),
+            [CONSOLE_READ, 0xac, 0x02]
+        );
+        assert_eq!(
+            postcard::to_allocvec(&console::Response::Input(b"hi".to_vec())).unwrap(),
+            [CONSOLE_INPUT, 2, b'h', b'i']
+        );
+        assert_eq!(
+            postcard::to_allocvec(&console::Response::Busy).unwrap(),
+            [CONSOLE_BUSY]
+        );
+    }
 }

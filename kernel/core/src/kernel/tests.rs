@@ -1533,8 +1533,14 @@ fn a_spinning_service_can_be_killed_by_the_supervisor() {
 /// A WASI service: `body` runs in `_start`; `$report` logs `r=NN` for a
 /// two-digit value; `$write` writes the 9 bytes at 100 ("out line\n") to `fd`.
 fn wasi_probe(body: &str) -> String {
+    wasi_probe_with("", body)
+}
+
+/// [`wasi_probe`] with more imports.
+fn wasi_probe_with(imports: &str, body: &str) -> String {
     format!(
         r#"(module
+            {imports}
             (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
             (import "wasi_snapshot_preview1" "fd_seek" (func $fd_seek (param i32 i64 i32 i32) (result i32)))
             (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
@@ -1837,4 +1843,56 @@ fn a_reply_to_a_restarted_caller_gets_peer_gone_and_wakes_nobody() {
     );
     assert_eq!(lines_of(&console, "svc"), ["1"], "{console}");
     assert_eq!(summary.faulted, 0, "{console}");
+}
+
+#[test]
+fn wasi_stdin_comes_from_the_console_service_when_granted() {
+    // A fake console: answers the first read with Input("hi\r"), the second
+    // with Busy. The WASI reader logs errno and count, then the bytes.
+    let console = probe(
+        r"\01\03hi\0d\02",
+        "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (call $report (i32.load8_u (i32.const 100)))   ;; Read's variant
+         (call $report (i32.load8_u (i32.const 101)))   ;; max, one varint byte
+         (drop (call $reply (call $token) (i32.const 0) (i32.const 5)))
+         (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (drop (call $reply (call $token) (i32.const 5) (i32.const 1)))",
+    );
+    let reader = wasi_probe_with(
+        r#"(import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))"#,
+        // iovec at 8: 100 bytes at 400; nread at 60.
+        "(i32.store (i32.const 8) (i32.const 400))
+         (i32.store (i32.const 12) (i32.const 100))
+         (call $report (call $fd_read (i32.const 0) (i32.const 8) (i32.const 1) (i32.const 60)))
+         (call $report (i32.load (i32.const 60)))
+         (drop (call $log (i32.const 400) (i32.const 2)))
+         (call $report (i32.load8_u (i32.const 402)))
+         (call $report (call $fd_read (i32.const 0) (i32.const 8) (i32.const 1) (i32.const 60)))",
+    );
+    let (console_log, summary) = run_specs(&[
+        Spec {
+            name: "console",
+            wat: console,
+            provides: &["console"],
+            uses: &[],
+        },
+        Spec {
+            name: "reader",
+            wat: reader,
+            provides: &[],
+            uses: &["console"],
+        },
+    ]);
+    assert_eq!(
+        lines_of(&console_log, "console"),
+        ["1", "100"],
+        "{console_log}"
+    );
+    // ESUCCESS, 3 bytes, "hi\n" (the terminal's \r made \n, 10), then EAGAIN (6).
+    assert_eq!(
+        lines_of(&console_log, "reader"),
+        ["r=00", "r=03", "hi", "r=10", "r=06"],
+        "{console_log}"
+    );
+    assert_eq!(summary.faulted, 0, "{console_log}");
 }
