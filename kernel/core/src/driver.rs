@@ -215,12 +215,6 @@ pub(crate) struct DmaBuffer {
 }
 
 impl DmaBuffer {
-    fn bytes(&self) -> &[u8] {
-        self.storage
-            .get(self.start..self.start + self.len)
-            .unwrap_or(&[])
-    }
-
     fn bytes_mut(&mut self) -> &mut [u8] {
         let end = self.start + self.len;
         self.storage.get_mut(self.start..end).unwrap_or(&mut [])
@@ -396,17 +390,23 @@ fn dma_alloc(mut caller: Caller<'_, HostState>, len: i32) -> i32 {
     result.unwrap_or_else(Error::code)
 }
 
-fn buffer(state: &HostState, handle: i32) -> Result<&DmaBuffer, Error> {
-    usize::try_from(handle)
-        .ok()
-        .and_then(|handle| handle.checked_sub(1))
-        .and_then(|index| state.driver.dma.live.get(index))
-        .and_then(Option::as_ref)
-        .ok_or(Error::BadHandle)
+impl DmaPool {
+    /// The live buffer of `handle` (handle `h` names `live[h - 1]`).
+    fn slot(&mut self, handle: i32) -> Result<&mut Option<DmaBuffer>, Error> {
+        usize::try_from(handle)
+            .ok()
+            .and_then(|handle| handle.checked_sub(1))
+            .and_then(|index| self.live.get_mut(index))
+            .ok_or(Error::BadHandle)
+    }
+
+    fn buffer(&mut self, handle: i32) -> Result<&mut DmaBuffer, Error> {
+        self.slot(handle)?.as_mut().ok_or(Error::BadHandle)
+    }
 }
 
-fn dma_address(caller: Caller<'_, HostState>, handle: i32) -> i64 {
-    match buffer(caller.data(), handle) {
+fn dma_address(mut caller: Caller<'_, HostState>, handle: i32) -> i64 {
+    match caller.data_mut().driver.dma.buffer(handle) {
         Ok(buffer) => i64::try_from(buffer.physical).unwrap_or(i64::MAX),
         Err(error) => i64::from(error.code()),
     }
@@ -423,32 +423,28 @@ fn window(buffer_len: usize, offset: i32, len: i32) -> Result<core::ops::Range<u
     Ok(offset..end)
 }
 
-fn dma_read(
-    mut caller: Caller<'_, HostState>,
-    handle: i32,
-    offset: i32,
-    ptr: i32,
-    len: i32,
-) -> i32 {
-    let result = (|| -> Result<(), Error> {
-        let memory = caller
-            .get_export(MEMORY_EXPORT)
-            .and_then(Extern::into_memory)
-            .ok_or(Error::NoMemory)?;
-        let (memory, state) = memory.data_and_store_mut(&mut caller);
-        let buffer = buffer(state, handle)?;
-        let range = window(buffer.len, offset, len)?;
-        let source = buffer.bytes().get(range).ok_or(Error::OutOfBounds)?;
-        let target = GuestSlice::new(ptr, len).write(memory, usize::MAX)?;
-        target.copy_from_slice(source);
-        Ok(())
-    })();
-    charge(&mut caller, len.max(0) as u64 / 64);
-    result.map_or_else(Error::code, |()| 0)
+/// Which way a DMA copy goes.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// Buffer to linear memory (`dma_read`).
+    ToService,
+    /// Linear memory to buffer (`dma_write`).
+    ToBuffer,
 }
 
-fn dma_write(
+fn dma_read(caller: Caller<'_, HostState>, handle: i32, offset: i32, ptr: i32, len: i32) -> i32 {
+    dma_copy(caller, Direction::ToService, handle, offset, ptr, len)
+}
+
+fn dma_write(caller: Caller<'_, HostState>, handle: i32, offset: i32, ptr: i32, len: i32) -> i32 {
+    dma_copy(caller, Direction::ToBuffer, handle, offset, ptr, len)
+}
+
+/// Copies `len` bytes between buffer `handle` at `offset` and the caller's
+/// memory at `ptr`, both windows checked first.
+fn dma_copy(
     mut caller: Caller<'_, HostState>,
+    direction: Direction,
     handle: i32,
     offset: i32,
     ptr: i32,
@@ -460,24 +456,17 @@ fn dma_write(
             .and_then(Extern::into_memory)
             .ok_or(Error::NoMemory)?;
         let (memory, state) = memory.data_and_store_mut(&mut caller);
-        let source = GuestSlice::new(ptr, len).read(memory, usize::MAX)?;
-        let index = usize::try_from(handle)
-            .ok()
-            .and_then(|handle| handle.checked_sub(1))
-            .ok_or(Error::BadHandle)?;
-        let buffer = state
-            .driver
-            .dma
-            .live
-            .get_mut(index)
-            .and_then(Option::as_mut)
-            .ok_or(Error::BadHandle)?;
+        let buffer = state.driver.dma.buffer(handle)?;
         let range = window(buffer.len, offset, len)?;
-        buffer
+        let device = buffer
             .bytes_mut()
             .get_mut(range)
-            .ok_or(Error::OutOfBounds)?
-            .copy_from_slice(source);
+            .ok_or(Error::OutOfBounds)?;
+        let service = GuestSlice::new(ptr, len).write(memory, usize::MAX)?;
+        match direction {
+            Direction::ToService => service.copy_from_slice(device),
+            Direction::ToBuffer => device.copy_from_slice(service),
+        }
         Ok(())
     })();
     charge(&mut caller, len.max(0) as u64 / 64);
@@ -486,17 +475,13 @@ fn dma_write(
 
 fn dma_free(mut caller: Caller<'_, HostState>, handle: i32) -> i32 {
     let pool = &mut caller.data_mut().driver.dma;
-    let entry = usize::try_from(handle)
-        .ok()
-        .and_then(|handle| handle.checked_sub(1))
-        .and_then(|index| pool.live.get_mut(index));
-    match entry.and_then(Option::take) {
-        Some(buffer) => {
+    match pool.slot(handle).map(Option::take) {
+        Ok(Some(buffer)) => {
             // Retired, not freed: the device may still write it.
             pool.retired.push(buffer);
             0
         }
-        None => Error::BadHandle.code(),
+        _ => Error::BadHandle.code(),
     }
 }
 

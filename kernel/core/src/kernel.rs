@@ -842,13 +842,9 @@ impl Kernel {
             // A dead driver's devices must not write to memory any more.
             crate::driver::quiesce(&slot.image.grants, self.platform.as_ref());
         }
-        let supervisor = self.supervisor.filter(|&supervisor| {
-            supervisor != id
-                && matches!(
-                    self.services.get(supervisor).map(|slot| &slot.state),
-                    Some(ServiceState::Ready | ServiceState::Blocked(_))
-                )
-        });
+        let supervisor = self
+            .supervisor
+            .filter(|&supervisor| supervisor != id && self.is_live(supervisor));
         let Some(supervisor) = supervisor else {
             if self.supervisor == Some(id) {
                 self.log("the supervisor has ended: services are no longer supervised");
@@ -912,10 +908,7 @@ impl Kernel {
         if target == id {
             return Err(Error::NotPermitted);
         }
-        let running = matches!(
-            self.services.get(target).map(|slot| &slot.state),
-            Some(ServiceState::Ready | ServiceState::Blocked(_))
-        );
+        let running = self.is_live(target);
         match op {
             CONTROL_STOP => {
                 self.halt(target);
@@ -1312,10 +1305,7 @@ impl Kernel {
             let Some(owner) = self.irq_owner.get(usize::from(irq)).copied().flatten() else {
                 continue;
             };
-            let live = matches!(
-                self.services.get(owner).map(|slot| &slot.state),
-                Some(ServiceState::Ready | ServiceState::Blocked(_))
-            );
+            let live = self.is_live(owner);
             let endpoint = self
                 .services
                 .get(owner)
@@ -1347,15 +1337,21 @@ impl Kernel {
         }
     }
 
+    /// Whether service `id` is loaded and neither ended nor stopped.
+    fn is_live(&self, id: ServiceId) -> bool {
+        matches!(
+            self.services.get(id).map(|slot| &slot.state),
+            Some(ServiceState::Ready | ServiceState::Blocked(_))
+        )
+    }
+
     /// Whether a live service owns an interrupt line (so an idle system
     /// waits for interrupts instead of ending).
     fn interrupts_awaited(&self) -> bool {
-        self.irq_owner.iter().flatten().any(|&owner| {
-            matches!(
-                self.services.get(owner).map(|slot| &slot.state),
-                Some(ServiceState::Ready | ServiceState::Blocked(_))
-            )
-        })
+        self.irq_owner
+            .iter()
+            .flatten()
+            .any(|&owner| self.is_live(owner))
     }
 
     /// `info`: writes a system or service record into the caller's buffer.
@@ -1372,7 +1368,7 @@ impl Kernel {
                 uptime_ns: self.platform.now_ns(),
                 services: u32::try_from(self.services.len()).unwrap_or(u32::MAX),
                 heap_in_use: self.platform.heap_in_use().unwrap_or(0) as u64,
-                heap_available: self.platform.heap_available().min(u64::MAX as usize) as u64,
+                heap_available: self.platform.heap_available() as u64,
                 queued_bytes: self.queued_bytes as u64,
                 message_budget: self.message_budget as u64,
                 messages: self.messages,
