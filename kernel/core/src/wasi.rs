@@ -162,6 +162,15 @@ fn load_u64(memory: &[u8], ptr: u32) -> Errno<u64> {
     Ok(u64::from_le_bytes(word))
 }
 
+/// Entry `index` of an `iovec` array at `iovs`: `(buffer, length)`.
+fn iovec(memory: &[u8], iovs: i32, index: usize) -> Errno<(u32, u32)> {
+    let entry = at(iovs, index * 8)?;
+    Ok((
+        load_u32(memory, entry)?,
+        load_u32(memory, at(entry.cast_signed(), 4)?)?,
+    ))
+}
+
 /// Address `base + offset`, or `EFAULT` past 4 GiB.
 fn at(base: i32, offset: usize) -> Errno<u32> {
     u32::try_from(offset)
@@ -309,9 +318,7 @@ fn fd_read(
             return Err(errno::INVAL);
         }
         for index in 0..count {
-            let entry = at(iovs, index * 8)?;
-            let base = load_u32(memory, entry)?;
-            let len = load_u32(memory, at(entry.cast_signed(), 4)?)?;
+            let (base, len) = iovec(memory, iovs, index)?;
             if len == 0 {
                 continue;
             }
@@ -426,9 +433,8 @@ fn fd_write(
         let memory = memory_mut(&mut caller)?;
         let mut gathered = Vec::new();
         for index in 0..count {
-            let entry = at(iovs, index * 8)?;
-            let base = load_u32(memory, entry)?;
-            let len = load_u32(memory, at(entry.cast_signed(), 4)?)? as usize;
+            let (base, len) = iovec(memory, iovs, index)?;
+            let len = len as usize;
             let room = MAX_WRITE - gathered.len();
             gathered.extend_from_slice(bytes(memory, base, len.min(room))?);
             if gathered.len() == MAX_WRITE {
