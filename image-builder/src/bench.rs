@@ -277,15 +277,7 @@ const BIG_FILE_BYTES: usize = 2 * 1024 * 1024;
 /// (KB/s, from the page cache: context, not a like-for-like figure).
 fn storage(options: &BuildOptions) -> Result<(Figures, f64), Error> {
     let path = options.workspace.join("tests/systems/bench-storage.toml");
-    let system = crate::manifest::load(&path).map_err(|diagnostics| {
-        Error::Other(
-            diagnostics
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"),
-        )
-    })?;
+    let system = crate::manifest::load(&path).map_err(Error::Diagnostics)?;
     let bench_dir = options.workspace.join("target").join("bench");
     let folder = bench_dir.join("storage-files");
     std::fs::create_dir_all(&folder).context(|| format!("creating {}", folder.display()))?;
