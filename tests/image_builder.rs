@@ -320,3 +320,52 @@ fn bad_wasi_arguments_and_environment_are_rejected() {
         "{stderr}"
     );
 }
+
+/// A valid service whose one global is initialised by `depth` nested
+/// `i32.add` (extended constant expressions), written as bytes.
+fn nested_const_module(depth: usize) -> Vec<u8> {
+    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        let mut len = body.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            out.push(if len == 0 { byte } else { byte | 0x80 });
+            if len == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(body);
+    }
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut module);
+    section(3, &[1, 0], &mut module);
+    section(5, &[1, 0, 1], &mut module);
+    let mut global = vec![1, 0x7f, 0, 0x41, 1];
+    for _ in 0..depth {
+        global.extend_from_slice(&[0x41, 1, 0x6a]);
+    }
+    global.push(0x0b);
+    section(6, &global, &mut module);
+    let mut exports = vec![2, 6];
+    exports.extend_from_slice(b"memory\x02\x00\x06_start\x00\x00");
+    section(7, &exports, &mut module);
+    section(10, &[1, 2, 0, 0x0b], &mut module);
+    module
+}
+
+#[test]
+fn nested_constant_expressions_are_rejected_without_overflowing_the_stack() {
+    // 300,000 levels once overflowed image-builder's own stack (abort).
+    let system = scenario(
+        "nested-const",
+        "[system]\nname = \"bad\"\n\n[[service]]\nname = \"deep\"\nmodule = \"deep.wasm\"\n",
+        &[("deep.wasm", nested_const_module(300_000))],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr.contains("deep.wasm: invalid module: a constant expression in the global section has more than 128 operators"),
+        "{stderr}"
+    );
+}

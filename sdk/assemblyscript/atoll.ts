@@ -57,6 +57,7 @@ export enum ErrorCode {
   BufferTooSmall = -12,
   NotPermitted = -13,
   InvalidModule = -14,
+  OutOfMemory = -15,
 }
 
 /** The longest text `log` prints, in bytes. */

@@ -84,6 +84,7 @@ enum atoll_error {
     ATOLL_ERR_BUFFER_TOO_SMALL = -12, /* buffer too small */
     ATOLL_ERR_NOT_PERMITTED = -13, /* operation not permitted on this handle */
     ATOLL_ERR_INVALID_MODULE = -14, /* invalid module */
+    ATOLL_ERR_OUT_OF_MEMORY = -15, /* kernel memory exhausted */
 };
 
 /* A short lowercase description of a host function's result. */
@@ -103,6 +104,7 @@ static inline const char *atoll_error_description(int32_t code) {
     case ATOLL_ERR_BUFFER_TOO_SMALL: return "buffer too small";
     case ATOLL_ERR_NOT_PERMITTED: return "operation not permitted on this handle";
     case ATOLL_ERR_INVALID_MODULE: return "invalid module";
+    case ATOLL_ERR_OUT_OF_MEMORY: return "kernel memory exhausted";
     default: return code >= 0 ? "ok" : "unknown error";
     }
 }

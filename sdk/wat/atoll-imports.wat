@@ -62,6 +62,7 @@
 ;;  -12  BufferTooSmall   buffer too small
 ;;  -13  NotPermitted     operation not permitted on this handle
 ;;  -14  InvalidModule    invalid module
+;;  -15  OutOfMemory      kernel memory exhausted
 ;;
 ;; Limits (bytes): MAX_MESSAGE_LEN 4096, MAX_LOG_LEN 1024, RECEIVE_INFO_LEN 8, WASM_PAGE_SIZE 65536.
 ;; The receive info record: u32 reply token (0 for `send`), u32 sender id, little-endian.

@@ -59,6 +59,7 @@ pub const Error = enum(i32) {
     BufferTooSmall = -12,
     NotPermitted = -13,
     InvalidModule = -14,
+    OutOfMemory = -15,
 };
 
 /// The same codes as a Zig error set (`error.NotFound`, ...), built from

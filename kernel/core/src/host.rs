@@ -48,9 +48,11 @@ pub enum Syscall {
         op: i32,
         name: alloc::string::String,
     },
+    /// The module stays in the caller's memory until the kernel has checked
+    /// that the caller may swap at all.
     Swap {
         name: alloc::string::String,
-        module: Vec<u8>,
+        module: GuestSlice,
     },
     Info {
         kind: i32,
@@ -107,11 +109,11 @@ fn memory<'a>(caller: &'a Caller<'_, HostState>) -> Result<&'a [u8], Error> {
     Ok(memory.data(caller))
 }
 
-/// Copies a message out of the caller's memory into a kernel-owned buffer.
+/// Copies a message out of the caller's memory into a kernel-owned buffer,
+/// if the kernel heap admits it ([`Error::OutOfMemory`] if not).
 fn copy_message(caller: &Caller<'_, HostState>, ptr: i32, len: i32) -> Result<Vec<u8>, Error> {
-    Ok(GuestSlice::new(ptr, len)
-        .read(memory(caller)?, MAX_MESSAGE_LEN)?
-        .to_vec())
+    let bytes = GuestSlice::new(ptr, len).read(memory(caller)?, MAX_MESSAGE_LEN)?;
+    caller.data().heap.copy(bytes)
 }
 
 /// Checks that a buffer the kernel will write later lies in the caller's memory
@@ -137,7 +139,7 @@ fn checked(body: impl FnOnce() -> Result<HostResult, Error>) -> HostResult {
 /// a service must not buy megabytes of it for a few instructions.
 const FUEL_PER_CONSOLE_BYTE: u64 = 1;
 /// Bytes copied per unit of fuel, as wasmi charges `memory.copy`.
-const BYTES_PER_FUEL: u64 = 64;
+pub(crate) const BYTES_PER_FUEL: u64 = 64;
 
 /// Charges the caller for work done on its behalf inside a host function. Fuel
 /// that runs out here preempts the service at its next instruction.
@@ -307,7 +309,7 @@ pub const MAX_SWAP_MODULE_LEN: usize = 16 * 1024 * 1024;
 
 /// `swap(name_ptr, name_len, module_ptr, module_len) -> status`
 fn swap(
-    mut caller: Caller<'_, HostState>,
+    caller: Caller<'_, HostState>,
     name_ptr: i32,
     name_len: i32,
     module_ptr: i32,
@@ -315,18 +317,10 @@ fn swap(
 ) -> HostResult {
     checked(|| {
         let name = read_name(&caller, name_ptr, name_len)?;
-        let module =
-            GuestSlice::new(module_ptr, module_len).read(memory(&caller)?, MAX_SWAP_MODULE_LEN)?;
-        // The copy is sized by the caller: refuse it if it would eat into the
-        // kernel's heap reserve (the kernel checks the caller's right later).
-        let needed = module
-            .len()
-            .saturating_add(crate::service::KERNEL_HEAP_RESERVE);
-        if caller.data().platform.heap_available() < needed {
-            return Err(Error::TooLarge);
-        }
-        let module = module.to_vec();
-        charge_copy(&mut caller, module.len());
+        let module = GuestSlice::new(module_ptr, module_len);
+        // Only checked here; the kernel copies it once it has checked the
+        // caller's right to swap, and charges for the copy.
+        module.read(memory(&caller)?, MAX_SWAP_MODULE_LEN)?;
         Ok(suspend(caller, Syscall::Swap { name, module }))
     })
 }

@@ -12,6 +12,7 @@
 use crate::Platform;
 use crate::control::{ControlChannel, Request};
 use crate::guest::GuestSlice;
+use crate::heap::Heap;
 use crate::host::Syscall;
 use crate::ipc::{CallTable, Endpoint, Message, PendingCall, ServiceId};
 use crate::service::{Service, SliceOutcome};
@@ -166,6 +167,8 @@ enum Then {
 /// The kernel core.
 pub struct Kernel {
     platform: Arc<dyn Platform>,
+    /// Admission for everything services make the kernel hold.
+    heap: Arc<Heap>,
     services: Vec<Slot>,
     endpoints: Vec<Endpoint>,
     calls: CallTable,
@@ -208,6 +211,7 @@ impl Kernel {
     ) -> Result<(Kernel, KernelSettings), BootError> {
         let bundle = bundle::decode(bundle_bytes).map_err(BootError::Bundle)?;
         let mut kernel = Kernel {
+            heap: Heap::new(Arc::clone(&platform)),
             platform,
             services: Vec::with_capacity(bundle.services.len()),
             endpoints: Vec::new(),
@@ -325,7 +329,7 @@ impl Kernel {
                     Arc::new(grants)
                 },
             };
-            match Service::load(image, names, Arc::clone(&kernel.platform)) {
+            match Service::load(image, names, Arc::clone(&kernel.platform), &kernel.heap) {
                 Ok(mut service) => {
                     let id = kernel.services.len();
                     service.grant(Arc::clone(&reload.grants));
@@ -631,6 +635,9 @@ impl Kernel {
         if self.queued_bytes.saturating_add(cost) > self.message_budget {
             return Err(Error::QueueFull);
         }
+        // The copy exists already; what the queue holds from now on must
+        // still leave the kernel its reserve.
+        self.heap.admit(cost)?;
         let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
         let owner = queue.owner;
         queue.push(message).map_err(|(error, _)| error)?;
@@ -882,7 +889,18 @@ impl Kernel {
             data,
             token: 0,
         };
-        // Counted, never refused: reports are small and one per ended service.
+        // Counted against the budget but never refused by it: reports are
+        // small and one per ended service. Only a heap at its reserve (a
+        // supervisor that restarts without reading its reports) drops one,
+        // and then the service stays stopped.
+        if self.heap.admit(message_cost(&message)).is_err() {
+            self.log(&format!(
+                "report of {} to the supervisor dropped: kernel heap low; it stays stopped",
+                event.service
+            ));
+            self.stopped(id);
+            return;
+        }
         self.queued_bytes += message_cost(&message);
         let pushed = self
             .endpoints
@@ -961,18 +979,26 @@ impl Kernel {
         any || !self.run_queue.is_empty()
     }
 
-    /// `swap` from the supervisor.
-    fn swap_request(&mut self, id: ServiceId, name: &str, module: Vec<u8>) -> Result<Then, Error> {
+    /// `swap` from the supervisor: the module is copied out of its memory
+    /// only once its right to swap is checked, and the copy is paid for.
+    fn swap_request(
+        &mut self,
+        id: ServiceId,
+        name: &str,
+        module: GuestSlice,
+    ) -> Result<Then, Error> {
         if self.supervisor != Some(id) {
             return Err(Error::NotPermitted);
         }
-        if self
-            .services
-            .get(id)
-            .is_some_and(|slot| slot.image.name == name)
-        {
+        let slot = self.services.get_mut(id).ok_or(Error::BadHandle)?;
+        if slot.image.name == name {
             return Err(Error::NotPermitted);
         }
+        let bytes = slot
+            .service
+            .read_memory(module, crate::host::MAX_SWAP_MODULE_LEN)?;
+        let module = self.heap.copy(bytes)?;
+        slot.service.charge_copy(module.len());
         self.schedule_swap(name, module, false)?;
         Ok(Then::Continue(0))
     }
@@ -986,6 +1012,8 @@ impl Kernel {
             .iter()
             .position(|slot| slot.image.name == name)
             .ok_or(Error::NotFound)?;
+        // Validation compiles the module once; loading it will again.
+        self.heap.admit(crate::heap::compile_cost(module.len()))?;
         if let Err(error) = crate::service::validate(&module) {
             self.log(&format!("swap of {name} refused: {error}"));
             return Err(Error::InvalidModule);
@@ -1023,6 +1051,7 @@ impl Kernel {
     fn perform_swap(&mut self, id: ServiceId) {
         let now = self.platform.now_ns();
         let platform = Arc::clone(&self.platform);
+        let heap = Arc::clone(&self.heap);
         let Some(slot) = self.services.get_mut(id) else {
             return;
         };
@@ -1047,8 +1076,9 @@ impl Kernel {
                 env: slot.image.env.iter().map(String::as_str).collect(),
                 grants: Default::default(),
             };
-            let mut service = Service::load(&image, slot.image.endpoint_names.clone(), platform)
-                .map_err(|error| error.to_string())?;
+            let mut service =
+                Service::load(&image, slot.image.endpoint_names.clone(), platform, &heap)
+                    .map_err(|error| error.to_string())?;
             service.grant(Arc::clone(&slot.image.grants));
             if let Some(state) = state {
                 service.restore_state(&state)?;
@@ -1215,6 +1245,7 @@ impl Kernel {
             &image,
             slot.image.endpoint_names.clone(),
             Arc::clone(&self.platform),
+            &self.heap,
         ) {
             Ok(mut service) => {
                 service.grant(Arc::clone(&slot.image.grants));
@@ -1368,7 +1399,7 @@ impl Kernel {
                 uptime_ns: self.platform.now_ns(),
                 services: u32::try_from(self.services.len()).unwrap_or(u32::MAX),
                 heap_in_use: self.platform.heap_in_use().unwrap_or(0) as u64,
-                heap_available: self.platform.heap_available() as u64,
+                heap_available: self.heap.available() as u64,
                 queued_bytes: self.queued_bytes as u64,
                 message_budget: self.message_budget as u64,
                 messages: self.messages,

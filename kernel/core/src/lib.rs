@@ -24,9 +24,11 @@ extern crate alloc;
 pub mod control;
 pub mod driver;
 pub mod guest;
+pub mod heap;
 mod host;
 pub mod ipc;
 pub mod kernel;
+pub mod preflight;
 pub mod service;
 mod wasi;
 

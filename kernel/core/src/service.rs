@@ -9,6 +9,7 @@
 
 use crate::Platform;
 use crate::guest::GuestSlice;
+use crate::heap::{Heap, InterpreterClaim};
 use crate::host::Syscall;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -32,6 +33,9 @@ pub const START_FUEL: u64 = 10_000_000;
 pub(crate) struct HostState {
     pub(crate) name: String,
     pub(crate) platform: Arc<dyn Platform>,
+    /// The kernel heap's admission, for what the service's calls make the
+    /// kernel hold.
+    pub(crate) heap: Arc<Heap>,
     /// Endpoint names in handle order: handle `h` names `endpoint_names[h - 1]`.
     pub(crate) endpoint_names: Vec<String>,
     /// The kernel call a host function has just suspended the service for.
@@ -51,17 +55,19 @@ pub(crate) struct HostState {
     limiter: Limiter,
 }
 
-/// Free kernel heap kept back from services' linear memories, so that the
-/// kernel's own allocations (message copies, queues, logs) never run out.
-pub const KERNEL_HEAP_RESERVE: usize = 8 * 1024 * 1024;
+/// Kept for the modules that still name it here.
+pub use crate::heap::KERNEL_HEAP_RESERVE;
 
-/// The service's static limits, plus a check that growing its memory leaves
-/// the kernel its reserve: a memory the heap cannot hold is refused like one
-/// over the limit (`memory.grow` returns -1), never a kernel allocation failure.
+/// The service's static limits, plus the kernel heap's admission: a memory or
+/// table the heap cannot hold is refused like one over the limit
+/// (`memory.grow` returns -1), never a kernel allocation failure.
 struct Limiter {
     limits: StoreLimits,
-    platform: Arc<dyn Platform>,
+    heap: Arc<Heap>,
 }
+
+/// Bytes the interpreter holds per table element (a reference, with slack).
+const TABLE_ELEMENT_BYTES: usize = 16;
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(
@@ -70,12 +76,11 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> Result<bool, LimiterError> {
-        let growth = desired.saturating_sub(current);
-        // A grown Vec may be copied: count the new size, not only the growth.
-        let needed = growth
-            .saturating_add(desired)
-            .saturating_add(KERNEL_HEAP_RESERVE);
-        if self.platform.heap_available() < needed {
+        // The memory is a Vec grown with `try_reserve`: while it moves, the
+        // new buffer (up to twice the old one, by amortised doubling) and the
+        // old one are both held.
+        let needed = desired.max(current.saturating_mul(2));
+        if self.heap.admit(needed).is_err() {
             return Ok(false);
         }
         self.limits.memory_growing(current, desired, maximum)
@@ -87,6 +92,12 @@ impl ResourceLimiter for Limiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> Result<bool, LimiterError> {
+        let needed = desired
+            .max(current.saturating_mul(2))
+            .saturating_mul(TABLE_ELEMENT_BYTES);
+        if self.heap.admit(needed).is_err() {
+            return Ok(false);
+        }
         self.limits.table_growing(current, desired, maximum)
     }
 
@@ -106,8 +117,13 @@ impl ResourceLimiter for Limiter {
 /// Why a service could not be loaded.
 #[derive(Debug)]
 pub enum LoadError {
+    /// The module exceeds a bound checked before compilation (see [`crate::preflight`]).
+    Preflight(crate::preflight::PreflightError),
     /// The module is not valid Wasm or exceeds the kernel's module limits.
     Compile(wasmi::Error),
+    /// The kernel heap cannot hold the compiled module and its interpreter
+    /// without eating into its reserve.
+    OutOfMemory,
     /// An import is not a host function of the ABI: `(module, name)`.
     UnknownImport(String, String),
     /// An import names a host function but with another signature: `(module, name)`.
@@ -124,7 +140,11 @@ pub enum LoadError {
 impl core::fmt::Display for LoadError {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            LoadError::Preflight(error) => write!(formatter, "invalid module: {error}"),
             LoadError::Compile(error) => write!(formatter, "invalid module: {error}"),
+            LoadError::OutOfMemory => {
+                write!(formatter, "the kernel heap cannot hold it now")
+            }
             LoadError::UnknownImport(module, name) => {
                 write!(formatter, "imports unknown function `{module}::{name}`")
             }
@@ -175,6 +195,9 @@ pub struct Service {
     memory: Memory,
     instance: Instance,
     suspended: Suspended,
+    /// This interpreter's share of the heap's stack headroom (released when
+    /// the service is dropped, after its Store).
+    _claim: InterpreterClaim,
 }
 
 /// Export a service may offer to hand its state to its next version in a
@@ -199,9 +222,15 @@ impl Service {
         image: &ServiceImage<'_>,
         endpoint_names: Vec<String>,
         platform: Arc<dyn Platform>,
+        heap: &Arc<Heap>,
     ) -> Result<Service, LoadError> {
-        let engine = Engine::new(&engine_config());
-        let module = Module::new(&engine, image.module).map_err(LoadError::Compile)?;
+        heap.admit(crate::heap::compile_cost(image.module.len()))
+            .map_err(|_| LoadError::OutOfMemory)?;
+        let claim = heap
+            .claim_interpreter()
+            .map_err(|_| LoadError::OutOfMemory)?;
+        let module = compile(image.module)?;
+        let engine = module.engine().clone();
         let limits = StoreLimitsBuilder::new()
             .memory_size(image.limits.memory_bytes as usize)
             .instances(1)
@@ -212,6 +241,7 @@ impl Service {
         let state = HostState {
             name: image.name.to_string(),
             platform: Arc::clone(&platform),
+            heap: Arc::clone(heap),
             endpoint_names,
             pending: None,
             exit_status: None,
@@ -220,7 +250,10 @@ impl Service {
             wasi_warned: 0,
             random: seed(platform.random_seed(), image.name),
             driver: crate::driver::DriverState::default(),
-            limiter: Limiter { limits, platform },
+            limiter: Limiter {
+                limits,
+                heap: Arc::clone(heap),
+            },
         };
         let mut store = Store::new(&engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -250,6 +283,7 @@ impl Service {
             entry,
             memory,
             suspended: Suspended::NotStarted,
+            _claim: claim,
         })
     }
 
@@ -290,6 +324,22 @@ impl Service {
     #[must_use]
     pub fn memory_size(&self) -> usize {
         self.memory.data(&self.store).len()
+    }
+
+    /// The bytes of `slice` in the service's memory, if it lies inside it and
+    /// is at most `max` long.
+    pub fn read_memory(&self, slice: GuestSlice, max: usize) -> Result<&[u8], Error> {
+        slice.read(self.memory.data(&self.store), max)
+    }
+
+    /// Charges the service for copying `bytes` bytes on its behalf in the
+    /// kernel (as `memory.copy` is charged). Fuel that runs out here preempts
+    /// it at its next instruction.
+    pub fn charge_copy(&mut self, bytes: usize) {
+        let fuel = bytes as u64 / crate::host::BYTES_PER_FUEL;
+        if let Ok(left) = self.store.get_fuel() {
+            let _ = self.store.set_fuel(left.saturating_sub(fuel));
+        }
     }
 
     /// Copies `bytes` to the start of `target` in the service's memory, after
@@ -431,11 +481,18 @@ pub struct ModuleInfo {
 /// exports the entry point and its memory. image-builder calls this, so a
 /// bundle never holds a module that this kernel would refuse for these reasons.
 pub fn validate(module: &[u8]) -> Result<ModuleInfo, LoadError> {
-    let engine = Engine::new(&engine_config());
-    let module = Module::new(&engine, module).map_err(LoadError::Compile)?;
+    let module = compile(module)?;
     let info = check_imports(&module)?;
     check_exports(&module)?;
     Ok(info)
+}
+
+/// Compiles `bytes` in an `Engine` of its own, after the checks that must
+/// precede the interpreter (no module reaches wasmi's recursive paths unbounded).
+fn compile(bytes: &[u8]) -> Result<Module, LoadError> {
+    crate::preflight::check(bytes).map_err(LoadError::Preflight)?;
+    let engine = Engine::new(&engine_config());
+    Module::new(&engine, bytes).map_err(LoadError::Compile)
 }
 
 fn check_imports(module: &Module) -> Result<ModuleInfo, LoadError> {
@@ -523,6 +580,9 @@ fn engine_config() -> Config {
         // compilation, which is off. A module's size is bounded instead (the
         // bundle is built by image-builder; `swap` takes at most 16 MiB and
         // only with the heap reserve intact), and compiling is linear in it.
-        .enforced_limits(EnforcedLimits::default());
+        .enforced_limits(EnforcedLimits::default())
+        // Explicit, so that the heap's stack headroom matches them.
+        .set_max_stack_height(crate::heap::VALUE_STACK_BYTES)
+        .set_max_recursion_depth(crate::heap::MAX_RECURSION_DEPTH);
     config
 }

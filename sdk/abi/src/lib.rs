@@ -319,6 +319,10 @@ pub enum Error {
     NotPermitted = -13,
     /// `swap`: the module fails validation (it would not load).
     InvalidModule = -14,
+    /// The kernel cannot hold what the call needs (a queued message, a module,
+    /// a DMA buffer) without eating into the heap it keeps for itself. Nothing
+    /// was done; the call may succeed once memory is freed.
+    OutOfMemory = -15,
 }
 
 impl Error {
@@ -338,6 +342,7 @@ impl Error {
         Error::BufferTooSmall,
         Error::NotPermitted,
         Error::InvalidModule,
+        Error::OutOfMemory,
     ];
 
     /// The code as returned to Wasm.
@@ -373,6 +378,7 @@ impl Error {
             Error::BufferTooSmall => "buffer too small",
             Error::NotPermitted => "operation not permitted on this handle",
             Error::InvalidModule => "invalid module",
+            Error::OutOfMemory => "kernel memory exhausted",
         }
     }
 }

@@ -15,6 +15,8 @@ struct TestPlatform {
     clock: Mutex<u64>,
     /// Heap the platform reports as available (`None`: unlimited).
     heap: Option<usize>,
+    /// Report what the thread's [`crate::test_allocator::FiniteHeap`] leaves.
+    finite_heap: bool,
     /// Interrupt lines unmasked by `irq_ack`; each fires once, after it is.
     unmasked: Mutex<Vec<u8>>,
     fired: Mutex<Vec<u8>>,
@@ -34,6 +36,9 @@ impl Platform for TestPlatform {
         *clock = (*clock).max(deadline_ns);
     }
     fn heap_available(&self) -> usize {
+        if self.finite_heap {
+            return crate::test_allocator::available();
+        }
         self.heap.unwrap_or(usize::MAX)
     }
     fn irq_unmask(&self, irq: u8) {
@@ -943,7 +948,10 @@ fn memory_growth_is_refused_when_the_kernel_heap_runs_low() {
     };
     let bytes = bundle(&[("grower", &grower, limits)]);
     let platform = Arc::new(TestPlatform {
-        heap: Some(crate::service::KERNEL_HEAP_RESERVE + 150_000),
+        // Room to load (reserve, stack headroom), not to grow by a page.
+        heap: Some(
+            crate::heap::KERNEL_HEAP_RESERVE + crate::heap::INTERPRETER_STACK_BYTES + 100_000,
+        ),
         ..TestPlatform::default()
     });
     let (mut kernel, _) = Kernel::boot(&bytes, platform.clone()).unwrap();
@@ -1896,3 +1904,5 @@ fn wasi_stdin_comes_from_the_console_service_when_granted() {
     );
     assert_eq!(summary.faulted, 0, "{console_log}");
 }
+
+mod hardening;

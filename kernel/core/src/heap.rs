@@ -1,0 +1,140 @@
+//! The kernel heap's budget: the one place that decides whether memory a
+//! service asks for may be taken.
+//!
+//! Everything lives on one heap: the kernel's own tables, every service's
+//! linear memory, its interpreter (compiled code, value and call stacks), the
+//! messages queued for it and its DMA buffers. A failed allocation in the
+//! kernel is fatal (Rust's `alloc` aborts), so the kernel must never attempt
+//! one that can fail because of what a service did. The rule:
+//!
+//! - **Held allocations** a service causes (queued message copies, a module
+//!   copied for `swap`, compiling and instantiating a module on restart or
+//!   swap, memory and table growth, DMA buffers) are *admitted* first:
+//!   [`Heap::admit`] refuses them with [`Error::OutOfMemory`] (or the service's
+//!   own failure: `memory.grow` returns -1, a restart fails) unless the heap
+//!   keeps [`KERNEL_HEAP_RESERVE`] free after them, plus the stack headroom of
+//!   every interpreter (below). Large copies also use fallible allocation
+//!   (`try_reserve`), so a fragmented heap gives the same error.
+//! - **Interpreter stacks** grow lazily inside wasmi, where an allocation
+//!   cannot fail gracefully. Each loaded instance holds an [`InterpreterClaim`]
+//!   for the most its stacks can grow ([`INTERPRETER_STACK_BYTES`], enforced by
+//!   the interpreter's configuration), and admission keeps that headroom free.
+//! - **Transient and kernel-bounded allocations** (one kernel call's
+//!   arguments, at most [`atoll_abi::MAX_MESSAGE_LEN`] or
+//!   [`atoll_abi::MAX_LOG_LEN`]; `info` records; a supervisor report per
+//!   ended service; one notification per interrupt line) come out of the
+//!   reserve, which is sized for them many times over.
+//!
+//! What is not here: the allocator itself (the platform's) and the message
+//! budget that shares the queues fairly (`Kernel::enqueue`).
+
+use crate::Platform;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use atoll_abi::Error;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Free kernel heap kept back from everything a service can cause, for the
+/// kernel's own bounded allocations.
+pub const KERNEL_HEAP_RESERVE: usize = 8 * 1024 * 1024;
+
+/// The most an interpreter's value stack may hold, in bytes (wasmi's own
+/// default, set explicitly so that the headroom below matches it).
+pub const VALUE_STACK_BYTES: usize = 1_000_000;
+/// The deepest Wasm call nesting an interpreter allows (wasmi's default).
+pub const MAX_RECURSION_DEPTH: usize = 1000;
+/// What one interpreter's stacks may grow to: the value stack, its call
+/// frames, and slack for the vectors' doubling.
+pub const INTERPRETER_STACK_BYTES: usize = VALUE_STACK_BYTES * 2 + MAX_RECURSION_DEPTH * 64;
+
+/// Bytes of heap a module's compilation and instantiation may take, besides
+/// its linear memory and tables (which are admitted as they grow): wasmi's
+/// compiled code and metadata, measured at 2-6x the module's size on the
+/// services of this repository (`compile_cost_covers_real_modules`), so 8x
+/// plus a fixed part for the Engine, Store and linker.
+#[must_use]
+pub fn compile_cost(module_len: usize) -> usize {
+    module_len.saturating_mul(8).saturating_add(256 * 1024)
+}
+
+/// The kernel's view of its heap.
+pub struct Heap {
+    platform: Arc<dyn Platform>,
+    /// Interpreters loaded (services, and previous versions kept for a
+    /// rollback), each of which may still grow its stacks.
+    interpreters: AtomicUsize,
+}
+
+impl Heap {
+    #[must_use]
+    pub fn new(platform: Arc<dyn Platform>) -> Arc<Heap> {
+        Arc::new(Heap {
+            platform,
+            interpreters: AtomicUsize::new(0),
+        })
+    }
+
+    /// Free bytes that must stay free whatever a service does: the reserve
+    /// and every interpreter's stack headroom.
+    #[must_use]
+    pub fn kept_free(&self) -> usize {
+        self.interpreters
+            .load(Ordering::Relaxed)
+            .saturating_mul(INTERPRETER_STACK_BYTES)
+            .saturating_add(KERNEL_HEAP_RESERVE)
+    }
+
+    /// Whether `bytes` more may be held on a service's behalf.
+    pub fn admit(&self, bytes: usize) -> Result<(), Error> {
+        if self.platform.heap_available() < bytes.saturating_add(self.kept_free()) {
+            return Err(Error::OutOfMemory);
+        }
+        Ok(())
+    }
+
+    /// Admits and copies `bytes` into a new kernel-owned vector, allocated
+    /// fallibly (a fragmented heap refuses it the same way).
+    pub fn copy(&self, bytes: &[u8]) -> Result<Vec<u8>, Error> {
+        self.admit(bytes.len())?;
+        let mut copy = Vec::new();
+        copy.try_reserve_exact(bytes.len())
+            .map_err(|_| Error::OutOfMemory)?;
+        copy.extend_from_slice(bytes);
+        Ok(copy)
+    }
+
+    /// Records one more interpreter (admitting its stack headroom first);
+    /// the claim ends when it is dropped.
+    pub fn claim_interpreter(self: &Arc<Heap>) -> Result<InterpreterClaim, Error> {
+        self.admit(INTERPRETER_STACK_BYTES)?;
+        self.interpreters.fetch_add(1, Ordering::Relaxed);
+        Ok(InterpreterClaim {
+            heap: Arc::clone(self),
+        })
+    }
+
+    /// The platform's free bytes (for `info`).
+    #[must_use]
+    pub fn available(&self) -> usize {
+        self.platform.heap_available()
+    }
+}
+
+/// One interpreter's share of the stack headroom, held by its service.
+pub struct InterpreterClaim {
+    heap: Arc<Heap>,
+}
+
+impl InterpreterClaim {
+    /// The heap this claim is on.
+    #[must_use]
+    pub fn heap(&self) -> &Arc<Heap> {
+        &self.heap
+    }
+}
+
+impl Drop for InterpreterClaim {
+    fn drop(&mut self) {
+        self.heap.interpreters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
