@@ -180,11 +180,30 @@ pub(crate) fn console_lines(state: &HostState, text: &str) -> usize {
         lines.push('[');
         lines.push_str(&state.name);
         lines.push_str("] ");
-        lines.push_str(line.trim_end_matches('\r'));
+        push_escaped(&mut lines, line.trim_end_matches('\r'));
         lines.push('\n');
     }
     state.platform.console_write(&lines);
     lines.len()
+}
+
+/// Appends `line` with every control character but tab written as a visible
+/// escape (`\x1b`, `\x08`, `\u{9b}`): a service must not move the cursor,
+/// erase its `[name]` prefix or ring the bell on the console.
+fn push_escaped(out: &mut alloc::string::String, line: &str) {
+    use core::fmt::Write;
+    for character in line.chars() {
+        if character.is_control() && character != '\t' {
+            let code = u32::from(character);
+            let _ = if code < 0x80 {
+                write!(out, "\\x{code:02x}")
+            } else {
+                write!(out, "\\u{{{code:x}}}")
+            };
+        } else {
+            out.push(character);
+        }
+    }
 }
 
 /// `lookup(name_ptr, name_len) -> handle | error`

@@ -87,6 +87,12 @@ impl Endpoint {
         self.queue.pop_front()
     }
 
+    /// Whether a waiting message satisfies `predicate`.
+    #[must_use]
+    pub fn holds(&self, predicate: impl Fn(&Message) -> bool) -> bool {
+        self.queue.iter().any(predicate)
+    }
+
     /// Messages waiting.
     #[must_use]
     pub fn len(&self) -> usize {

@@ -184,6 +184,10 @@ pub struct Kernel {
     /// outcome the host waits for.
     control: ControlChannel,
     host_swaps: Vec<ServiceId>,
+    /// Services whose last swap the host asked for, still on probation: only
+    /// their rollback is reported on the control channel (where a concurrent
+    /// `push` might otherwise take it for its own answer).
+    host_probation: Vec<ServiceId>,
     /// When the control channel was last polled: it is polled at most every
     /// [`CONTROL_POLL_NS`] while services run, and on every idle wake-up.
     control_polled_at: u64,
@@ -223,6 +227,7 @@ impl Kernel {
             message_budget: 0,
             control: ControlChannel::default(),
             host_swaps: Vec::new(),
+            host_probation: Vec::new(),
             control_polled_at: 0,
             summary: RunSummary::default(),
             started: 0,
@@ -450,6 +455,7 @@ impl Kernel {
         {
             // Probation over: the old version's Engine and Store are freed.
             slot.previous = None;
+            self.host_probation.retain(|&asked| asked != id);
         }
         let mut value = slot.resume_value;
         let mut fresh = true;
@@ -1133,7 +1139,12 @@ impl Kernel {
         if let Some(bytes) = self.platform.heap_in_use() {
             self.log(&format!("kernel heap in use: {} KiB", bytes / 1024));
         }
+        let host_asked = self.host_swaps.contains(&id);
         self.tell_host(id, &format!("ok: {message}\n"));
+        self.host_probation.retain(|&waiting| waiting != id);
+        if host_asked {
+            self.host_probation.push(id);
+        }
     }
 
     /// If service `id` was swapped in and ends within its probation, puts the
@@ -1175,8 +1186,11 @@ impl Kernel {
             self.timers.insert((deadline, id));
         }
         self.log(&message);
-        self.platform
-            .control_write(&format!("rolled back: {message}\n"));
+        if let Some(index) = self.host_probation.iter().position(|&asked| asked == id) {
+            self.host_probation.swap_remove(index);
+            self.platform
+                .control_write(&format!("rolled back: {message}\n"));
+        }
         // Messages that arrived meanwhile wait in the queue: hand one over.
         for endpoint in 0..self.endpoints.len() {
             if self
@@ -1321,8 +1335,9 @@ impl Kernel {
 
     /// Queues a notification for each interrupt line that fired, on its
     /// owner's first provided endpoint. The line stays masked until the owner
-    /// acknowledges it, so at most one notification per line is outstanding;
-    /// one that cannot be queued now is retried on the next turn.
+    /// acknowledges it, and a line whose notification still waits in the
+    /// queue is not notified again, so at most one notification per line is
+    /// queued; one that cannot be queued now is retried on the next turn.
     fn deliver_interrupts(&mut self) {
         let fired = self.platform.take_interrupts() | self.irq_pending;
         self.irq_pending = 0;
@@ -1348,6 +1363,18 @@ impl Kernel {
                 // driver acknowledges it.
                 continue;
             };
+            let notification = |message: &Message| {
+                message.sender == KERNEL_SENDER as ServiceId && message.data == [irq]
+            };
+            if self
+                .endpoints
+                .get(endpoint)
+                .is_some_and(|queue| queue.holds(notification))
+            {
+                // Already told and not yet received (a driver that acknowledges
+                // without receiving): one notification per line is enough.
+                continue;
+            }
             let message = Message {
                 sender: KERNEL_SENDER as ServiceId,
                 data: alloc::vec![irq],

@@ -420,9 +420,14 @@ impl Service {
     pub fn run_slice(&mut self, syscall_result: i32, fresh: bool) -> SliceOutcome {
         // A slice always covers the instruction the service stopped at, or an
         // instruction costing more than a slice could never run.
-        let slice = self.fuel_slice.max(self.fuel_required);
-        if fresh && let Err(error) = self.store.set_fuel(slice) {
-            return self.fault(error.to_string());
+        if fresh {
+            // Only the slice that resumes the costly instruction is larger.
+            let slice = self
+                .fuel_slice
+                .max(core::mem::take(&mut self.fuel_required));
+            if let Err(error) = self.store.set_fuel(slice) {
+                return self.fault(error.to_string());
+            }
         }
         let fuel_before = self.store.get_fuel().unwrap_or(0);
         let result = match core::mem::replace(&mut self.suspended, Suspended::Finished) {
@@ -455,7 +460,18 @@ impl Service {
                     None => self.fault(call.host_error().to_string()),
                 },
             },
-            Err(error) => self.fault(error.to_string()),
+            // `proc_exit` tail-called from the root frame (`_start` doing
+            // `return_call`) cannot be resumed: the interpreter ends the call
+            // with the host error instead of a resumable trap. It is still an
+            // exit. (No other suspending host function can be tail-called
+            // from `_start`: they return a value, `_start` none.)
+            Err(error) => match self.store.data_mut().exit_status.take() {
+                Some(status) => {
+                    self.suspended = Suspended::Finished;
+                    SliceOutcome::Exited(status)
+                }
+                None => self.fault(error.to_string()),
+            },
         }
     }
 

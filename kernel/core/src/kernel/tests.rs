@@ -17,8 +17,12 @@ struct TestPlatform {
     heap: Option<usize>,
     /// Report what the thread's [`crate::test_allocator::FiniteHeap`] leaves.
     finite_heap: bool,
-    /// Interrupt lines unmasked by `irq_ack`; each fires once, after it is.
+    /// Interrupt lines unmasked by `irq_ack`; each fires once, after it is
+    /// (every time it is, with `refire`: a device that keeps asking).
     unmasked: Mutex<Vec<u8>>,
+    refire: bool,
+    /// What the kernel wrote to the host control channel.
+    control: Mutex<String>,
     fired: Mutex<Vec<u8>>,
 }
 
@@ -41,15 +45,23 @@ impl Platform for TestPlatform {
         }
         self.heap.unwrap_or(usize::MAX)
     }
+    fn control_write(&self, text: &str) {
+        self.control.lock().unwrap().push_str(text);
+    }
     fn irq_unmask(&self, irq: u8) {
         self.unmasked.lock().unwrap().push(irq);
     }
     fn take_interrupts(&self) -> u16 {
-        let unmasked = self.unmasked.lock().unwrap().clone();
+        let unmasked = if self.refire {
+            // Masked again as it fires; fires again once acknowledged.
+            std::mem::take(&mut *self.unmasked.lock().unwrap())
+        } else {
+            self.unmasked.lock().unwrap().clone()
+        };
         let mut fired = self.fired.lock().unwrap();
         let mut lines = 0;
         for irq in unmasked {
-            if !fired.contains(&irq) {
+            if self.refire || !fired.contains(&irq) {
                 fired.push(irq);
                 lines |= 1 << irq;
             }
@@ -1681,9 +1693,9 @@ fn wasi_args_and_environment_come_from_the_image() {
     let (mut kernel, _) = Kernel::boot(&bundle, platform.clone()).unwrap();
     kernel.run();
     let console = platform.console.lock().unwrap().clone();
-    // 2 args, "a\0first\0" is 8 bytes.
+    // 2 args, "a\0first\0" is 8 bytes. (NULs are logged escaped.)
     assert!(
-        console.contains("[a] r=00\n[a] r=02\n[a] r=08\n[a] r=00\n[a] first\n[a] r=00\n[a] K=v\0"),
+        console.contains("[a] r=00\n[a] r=02\n[a] r=08\n[a] r=00\n[a] first\n[a] r=00\n[a] K=v\\x00"),
         "{console}"
     );
 }

@@ -87,13 +87,13 @@ fn a_hot_swap_to_nested_constant_expressions_is_refused() {
     );
 }
 
-/// Boots `specs` (each with its own limits) on a platform whose heap is the
-/// calling thread's [`crate::test_allocator::FiniteHeap`], with the message
-/// budget out of the way so that the heap alone stops what services queue.
-fn run_on_finite_heap(
+/// Boots `specs` (each with its own limits) on `platform`, with the message
+/// budget set if given, and runs them to the end.
+fn run_on(
     specs: &[(Spec<'_>, ServiceLimits)],
     supervisor: Option<&str>,
-    heap_bytes: usize,
+    platform: &Arc<TestPlatform>,
+    budget: Option<usize>,
 ) -> (String, RunSummary) {
     let modules: Vec<Vec<u8>> = specs
         .iter()
@@ -123,20 +123,34 @@ fn run_on_finite_heap(
             .collect(),
     };
     let bytes = bundle::encode(&bundle).unwrap();
+    let (mut kernel, _) = Kernel::boot(&bytes, platform.clone()).unwrap();
+    if let Some(budget) = budget {
+        kernel.set_message_budget(budget);
+    }
+    let summary = kernel.run();
+    drop(kernel);
+    let console = platform.console.lock().unwrap().clone();
+    (console, summary)
+}
+
+/// [`run_on`] a platform whose heap is the calling thread's
+/// [`crate::test_allocator::FiniteHeap`] of `heap_bytes`, with the message
+/// budget out of the way so that the heap alone stops what services queue.
+fn run_on_finite_heap(
+    specs: &[(Spec<'_>, ServiceLimits)],
+    supervisor: Option<&str>,
+    heap_bytes: usize,
+) -> (String, RunSummary) {
     let platform = Arc::new(TestPlatform {
         finite_heap: true,
         ..TestPlatform::default()
     });
-    let console_capacity = 1 << 20;
-    platform.console.lock().unwrap().reserve(console_capacity);
+    // The console's growth is the test's, not the kernel's.
+    platform.console.lock().unwrap().reserve(1 << 20);
     let heap = crate::test_allocator::FiniteHeap::new(heap_bytes);
-    let (mut kernel, _) = Kernel::boot(&bytes, platform.clone()).unwrap();
-    kernel.set_message_budget(usize::MAX);
-    let summary = kernel.run();
-    drop(kernel);
+    let result = run_on(specs, supervisor, &platform, Some(usize::MAX));
     drop(heap);
-    let console = platform.console.lock().unwrap().clone();
-    (console, summary)
+    result
 }
 
 /// Grows its memory a page at a time until refused, then logs the pages it got.
@@ -244,4 +258,212 @@ fn a_squeezed_heap_refuses_queued_messages_instead_of_failing() {
     assert!(refused_by_heap > 0, "the heap never ran out: {console}");
     // Nothing queued was lost: the sink gets every message that was accepted.
     assert_eq!(lines_of(&console, "sink"), [sent.to_string()], "{console}");
+}
+
+#[test]
+fn a_driver_that_acknowledges_without_receiving_gets_one_notification() {
+    // Before: one more notification queued per acknowledgement, without bound.
+    let module = wat::parse_str(
+        r#"(module
+            (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (import "atoll" "irq_ack" (func $irq_ack (param i32) (result i32)))
+            (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
+            (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "notifications: ?")
+            (func (export "_start") (local $i i32) (local $n i32)
+                (loop $ack
+                    (drop (call $irq_ack (i32.const 5)))
+                    (drop (call $sleep (i64.const 1000)))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br_if $ack (i32.lt_u (local.get $i) (i32.const 50))))
+                (loop $drain
+                    (if (i32.ge_s (call $receive (i32.const 1) (i32.const 100) (i32.const 16)
+                            (i64.const 0) (i32.const 200)) (i32.const 0)) (then
+                        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+                        (br $drain))))
+                (i32.store8 (i32.const 15) (i32.add (i32.const 48) (local.get $n)))
+                (drop (call $log (i32.const 0) (i32.const 16)))))"#,
+    )
+    .unwrap();
+    let bundle = bundle::encode(&Bundle {
+        kernel: KernelSettings {
+            system_name: "test".into(),
+            exit_when_idle: true,
+            inject_fault: None,
+        },
+        services: vec![ServiceImage {
+            name: "driver",
+            module: &module,
+            limits: LIMITS,
+            provides: vec!["dev"],
+            uses: vec![],
+            supervisor: false,
+            restart: RestartPolicy::default(),
+            args: vec![],
+            env: vec![],
+            grants: atoll_abi::driver::Grants {
+                irqs: vec![5],
+                ..Default::default()
+            },
+        }],
+    })
+    .unwrap();
+    let platform = Arc::new(TestPlatform {
+        refire: true,
+        ..TestPlatform::default()
+    });
+    let (mut kernel, _) = Kernel::boot(&bundle, platform.clone()).unwrap();
+    let summary = kernel.run();
+    let console = platform.console.lock().unwrap().clone();
+    assert_eq!(summary.faulted, 0, "{console}");
+    assert_eq!(
+        lines_of(&console, "driver"),
+        ["notifications: 1"],
+        "{console}"
+    );
+}
+
+#[test]
+fn a_slice_is_larger_only_to_resume_the_costly_instruction() {
+    // One `memory.fill` costing three slices and a `sleep` at once, then
+    // turns of a `sleep` and a spin longer than a slice. Before: every later
+    // slice kept the fill's size, so the spin was never preempted.
+    let module = wat::parse_str(
+        r#"(module
+            (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
+            (memory (export "memory") 4)
+            (func (export "_start") (local $i i32)
+                (memory.fill (i32.const 0) (i32.const 0) (i32.const 200000))
+                (loop $turns
+                    (drop (call $sleep (i64.const 0)))
+                    (local.set $i (i32.const 0))
+                    (loop $spin
+                        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                        (br_if $spin (i32.lt_u (local.get $i) (i32.const 150))))
+                    (br $turns))))"#,
+    )
+    .unwrap();
+    let platform: Arc<dyn Platform> = Arc::new(TestPlatform::default());
+    let heap = crate::heap::Heap::new(Arc::clone(&platform));
+    let image = ServiceImage {
+        name: "filler",
+        module: &module,
+        limits: LIMITS,
+        provides: vec![],
+        uses: vec![],
+        supervisor: false,
+        restart: RestartPolicy::default(),
+        args: vec![],
+        env: vec![],
+        grants: Default::default(),
+    };
+    let mut service = Service::load(&image, Vec::new(), platform, &heap).unwrap();
+    let mut preempted_after_fill = 0;
+    let mut filled = false;
+    for _ in 0..40 {
+        match service.run_slice(0, true) {
+            SliceOutcome::Preempted if filled => preempted_after_fill += 1,
+            SliceOutcome::Preempted => {}
+            SliceOutcome::Syscall(_) => filled = true,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(filled);
+    // The spin (about 1,350 fuel) does not fit a 1,000-fuel slice.
+    assert!(preempted_after_fill >= 10, "{preempted_after_fill}");
+}
+
+#[test]
+fn kernel_calls_tail_called_from_start_end_the_service_cleanly() {
+    // `return_call` from `_start` to a host function that suspends: before,
+    // "faulted: suspended in a kernel call".
+    let exit = r#"(module
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (func (export "_start") (return_call $exit (i32.const 7))))"#;
+    let sleeper = r#"(module
+        (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
+        (memory (export "memory") 1)
+        (func $body (result i32) (return_call $sleep (i64.const 1000)))
+        (func (export "_start") (drop (call $body))))"#;
+    let tail_sleeper = r#"(module
+        (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
+        (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "_start") (return_call $sleep2))
+        (func $sleep2 (drop (call $sleep (i64.const 1000)))))"#;
+    let (console, summary) = run_wat(&[
+        ("exit", exit),
+        ("sleeper", sleeper),
+        ("tail-sleeper", tail_sleeper),
+    ]);
+    assert_eq!(summary.faulted, 0, "{console}");
+    assert_eq!(summary.exited, 3, "{console}");
+    assert!(
+        console.contains("atoll: service exit exited with status 7"),
+        "{console}"
+    );
+}
+
+#[test]
+fn control_characters_in_logs_are_shown_not_obeyed() {
+    // ESC [2K (erase line), CR, BS, BEL, NUL and a C1 CSI: before, passed to
+    // the terminal as they were, so a service could erase its own prefix.
+    let (console, _) = run_wat(&[(
+        "sly",
+        r#"(module
+            (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "a\1b[2Kb\0dc\08d\07\00e\c2\9bf\tg\n")
+            (func (export "_start") (drop (call $log (i32.const 0) (i32.const 19)))))"#,
+    )]);
+    assert_eq!(
+        lines_of(&console, "sly"),
+        ["a\\x1b[2Kb\\x0dc\\x08d\\x07\\x00e\\u{9b}f\tg"],
+        "{console:?}"
+    );
+}
+
+#[test]
+fn a_rollback_of_the_supervisors_swap_is_not_reported_to_the_host() {
+    // Before: "rolled back: ..." went to the control channel whoever had
+    // asked, where a concurrent `push` could take it for its own answer.
+    let broken = wat::parse_str(counter(3, true)).unwrap();
+    let platform = Arc::new(TestPlatform::default());
+    let specs = [
+        (
+            Spec {
+                name: "sup",
+                wat: swapper(&[broken]),
+                provides: &["sup"],
+                uses: &[],
+            },
+            LIMITS,
+        ),
+        (
+            Spec {
+                name: "svc",
+                wat: counter(1, false),
+                provides: &["svc"],
+                uses: &[],
+            },
+            LIMITS,
+        ),
+        (
+            Spec {
+                name: "client",
+                wat: swap_client(2, 1),
+                provides: &[],
+                uses: &["svc", "sup"],
+            },
+            LIMITS,
+        ),
+    ];
+    let (console, _) = run_on(&specs, Some("sup"), &platform, None);
+    assert!(
+        console.contains("atoll: swap of svc rolled back"),
+        "{console}"
+    );
+    assert_eq!(*platform.control.lock().unwrap(), "", "{console}");
 }
