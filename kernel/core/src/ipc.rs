@@ -87,6 +87,15 @@ impl Endpoint {
         self.queue.pop_front()
     }
 
+    /// Takes the queued call named `token` out of the queue.
+    pub fn remove_call(&mut self, token: u32) -> Option<Message> {
+        let index = self
+            .queue
+            .iter()
+            .position(|message| message.token == token)?;
+        self.queue.remove(index)
+    }
+
     /// Whether a waiting message satisfies `predicate`.
     #[must_use]
     pub fn holds(&self, predicate: impl Fn(&Message) -> bool) -> bool {

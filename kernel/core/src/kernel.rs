@@ -497,6 +497,7 @@ impl Kernel {
                     };
                     self.log(&message);
                     self.ended(id, outcome);
+                    self.free_the_supervisor();
                     return;
                 }
                 SliceOutcome::Faulted(reason) => {
@@ -505,6 +506,7 @@ impl Kernel {
                     self.summary.faulted += 1;
                     self.log(&message);
                     self.ended(id, Outcome::Faulted(reason));
+                    self.free_the_supervisor();
                     return;
                 }
             }
@@ -625,7 +627,58 @@ impl Kernel {
             return Err(error);
         }
         self.block(id, Wait::Reply { token });
+        self.free_the_supervisor();
         Ok(Then::Block)
+    }
+
+    /// Breaks the one wait the kernel can see will never end: the supervisor
+    /// waiting, through a chain of calls, on a service that has ended. Such a
+    /// service is restarted only by the supervisor, which cannot act while it
+    /// waits, so the call into the ended service is answered with `PeerGone`
+    /// (and leaves its queue) and the chain unwinds. Other callers of an
+    /// ended service keep waiting for its restart, as designed.
+    fn free_the_supervisor(&mut self) {
+        let Some(mut waiter) = self.supervisor.filter(|&id| self.is_live(id)) else {
+            return;
+        };
+        // A chain visits each service at most once unless it loops; a loop
+        // of live services is their own deadlock, not one the kernel breaks.
+        for _ in 0..self.services.len() {
+            let Some(ServiceState::Blocked(Wait::Reply { token })) =
+                self.services.get(waiter).map(|slot| &slot.state)
+            else {
+                return;
+            };
+            let token = *token;
+            let Some(server) = self.calls.get(token).map(|call| call.server) else {
+                return;
+            };
+            if self.is_live(server) {
+                waiter = server;
+                continue;
+            }
+            if let Some(call) = self.calls.remove(token) {
+                for endpoint in self.endpoints.iter_mut() {
+                    if let Some(message) = endpoint.remove_call(token) {
+                        self.queued_bytes =
+                            self.queued_bytes.saturating_sub(message_cost(&message));
+                    }
+                }
+                self.log(&format!(
+                    "call from {} to ended service {} answered PeerGone: the supervisor waits on it",
+                    self.name_of(call.caller),
+                    self.name_of(server)
+                ));
+                self.wake_caller(call.caller, token, peer_gone(&call));
+            }
+            return;
+        }
+    }
+
+    fn name_of(&self, id: ServiceId) -> &str {
+        self.services
+            .get(id)
+            .map_or("?", |slot| slot.image.name.as_str())
     }
 
     /// Changes the bound on bytes held by all queues together (at boot: a
@@ -1054,6 +1107,9 @@ impl Kernel {
     /// old version saves its state, the new one is loaded, restores it and
     /// starts; the old one is kept, parked, until the probation ends. If the
     /// new version cannot be loaded or take the state, the old one goes on.
+    /// Calls the old version had taken and not answered are answered with
+    /// `PeerGone` (a rollback restores the version without them: its replies
+    /// to them get `BadHandle`).
     fn perform_swap(&mut self, id: ServiceId) {
         let now = self.platform.now_ns();
         let platform = Arc::clone(&self.platform);
@@ -1107,6 +1163,12 @@ impl Kernel {
         {
             self.timers.remove(&(deadline, id));
         }
+        let Some(slot) = self.services.get_mut(id) else {
+            return;
+        };
+        // Calls the old version had taken end here: the new version starts
+        // with none, and a caller must not wait for a reply nobody will give.
+        self.answer_taken_calls(id);
         let Some(slot) = self.services.get_mut(id) else {
             return;
         };

@@ -1695,7 +1695,8 @@ fn wasi_args_and_environment_come_from_the_image() {
     let console = platform.console.lock().unwrap().clone();
     // 2 args, "a\0first\0" is 8 bytes. (NULs are logged escaped.)
     assert!(
-        console.contains("[a] r=00\n[a] r=02\n[a] r=08\n[a] r=00\n[a] first\n[a] r=00\n[a] K=v\\x00"),
+        console
+            .contains("[a] r=00\n[a] r=02\n[a] r=08\n[a] r=00\n[a] first\n[a] r=00\n[a] K=v\\x00"),
         "{console}"
     );
 }

@@ -467,3 +467,157 @@ fn a_rollback_of_the_supervisors_swap_is_not_reported_to_the_host() {
     );
     assert_eq!(*platform.control.lock().unwrap(), "", "{console}");
 }
+
+/// A service that ends at once.
+const ENDS_AT_ONCE: &str = r#"(module (memory (export "memory") 1) (func (export "_start")))"#;
+
+#[test]
+fn the_supervisor_calling_an_ended_service_is_answered_not_stranded() {
+    // Before: the supervisor's call sat in the ended service's queue, so it
+    // never read the report of the end and nothing was ever restarted.
+    let supervisor = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))
+         (call $report (call $receive (i32.const 1) (i32.const 1000) (i32.const 1024) (i64.const 0) (i32.const 200)))",
+    );
+    let (console, summary) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: supervisor,
+                provides: &["sup"],
+                uses: &["svc"],
+            },
+            Spec {
+                name: "svc",
+                wat: ENDS_AT_ONCE.into(),
+                provides: &["svc"],
+                uses: &[],
+            },
+        ],
+        Some("sup"),
+    );
+    assert_eq!(summary.blocked, 0, "{console}");
+    let lines = lines_of(&console, "sup");
+    assert_eq!(lines.first().map(String::as_str), Some("-11"), "{console}");
+    // ... and then reads the report (a message of some length).
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|len| len.parse::<i32>().unwrap() > 0),
+        "{console}"
+    );
+}
+
+#[test]
+fn a_chain_from_the_supervisor_to_an_ended_service_unwinds() {
+    // The supervisor calls `mid`, which calls the ended `svc`: `mid`'s call
+    // is answered, `mid` replies, the supervisor goes on.
+    let supervisor = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))",
+    );
+    let mid = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (i32.store (i32.const 300) (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 400) (i32.const 8)))
+         (drop (call $reply (call $token) (i32.const 300) (i32.const 4)))",
+    );
+    let (console, summary) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: supervisor,
+                provides: &["sup"],
+                uses: &["mid"],
+            },
+            Spec {
+                name: "mid",
+                wat: mid,
+                provides: &["mid"],
+                uses: &["svc"],
+            },
+            Spec {
+                name: "svc",
+                wat: ENDS_AT_ONCE.into(),
+                provides: &["svc"],
+                uses: &[],
+            },
+        ],
+        Some("sup"),
+    );
+    assert_eq!(summary.blocked, 0, "{console}");
+    // `mid` answered with the PeerGone it got (4 bytes).
+    assert_eq!(lines_of(&console, "sup"), ["4"], "{console}");
+    assert!(
+        console.contains("call from mid to ended service svc answered PeerGone"),
+        "{console}"
+    );
+}
+
+#[test]
+fn a_call_the_old_version_had_taken_is_answered_at_the_swap() {
+    // `svc` v1 takes every call and never answers (a reader waiting for
+    // input, a request in flight). Before: its caller waited for ever.
+    let holder = probe(
+        "",
+        "(loop $take
+            (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (br $take))",
+    );
+    let waiting = probe(
+        "",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))",
+    );
+    let swapping = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 400) (i32.const 8)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))
+         (call $report (i32.load8_u (i32.const 300)))",
+    );
+    let v2 = wat::parse_str(counter(2, false)).unwrap();
+    let (console, summary) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: swapper(&[v2]),
+                provides: &["sup"],
+                uses: &[],
+            },
+            Spec {
+                name: "svc",
+                wat: holder,
+                provides: &["svc"],
+                uses: &[],
+            },
+            Spec {
+                name: "waiting",
+                wat: waiting,
+                provides: &[],
+                uses: &["svc"],
+            },
+            Spec {
+                name: "swapping",
+                wat: swapping,
+                provides: &[],
+                uses: &["svc", "sup"],
+            },
+        ],
+        Some("sup"),
+    );
+    assert_eq!(
+        lines_of(&console, "waiting"),
+        [Error::PeerGone.code().to_string()],
+        "{console}"
+    );
+    // The supervisor answered (4 bytes), and v2 answers (1 byte: 201).
+    assert_eq!(
+        lines_of(&console, "swapping"),
+        ["4", "1", "201"],
+        "{console}"
+    );
+    assert_eq!(summary.faulted, 0, "{console}");
+}
