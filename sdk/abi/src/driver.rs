@@ -68,10 +68,11 @@ impl PortRange {
 /// (DMA into any of the low 16 MiB), the keyboard controller and port 0x92
 /// (CPU reset, A20 gate), QEMU's firmware configuration interface (its DMA
 /// interface writes any physical memory) and QEMU's ACPI registers (power
-/// off, device eject). The ACPI power-management block sits where the
-/// firmware put it: the two ranges below are where SeaBIOS (0x600) and OVMF
-/// (0xb000) put it on QEMU's i440fx and q35 machines; the kernel also reads
-/// the PM function's base register at boot and refuses what it names
+/// off, device eject). The ACPI power-management block and the SMBus
+/// controller sit where the firmware put them: the ranges below are where
+/// SeaBIOS (0x600, 0x700) and OVMF (0xb000, 0xb100) put them on QEMU's
+/// i440fx machine (measured with QEMU 7.2); the kernel also reads the
+/// chipset's base registers at boot and refuses what they name
 /// (`atoll_core::driver`). COM1 is shared: the kernel writes its own log
 /// there and a console driver may own it.
 pub const RESERVED_PORTS: &[(PortRange, &str)] = &[
@@ -103,6 +104,7 @@ pub const RESERVED_PORTS: &[(PortRange, &str)] = &[
         range(0x600, 0x67f),
         "the ACPI power-management block (SeaBIOS)",
     ),
+    (range(0x700, 0x70f), "the SMBus controller (SeaBIOS)"),
     (range(0xa00, 0xa17), "QEMU's ACPI memory hotplug registers"),
     (
         range(0xae00, 0xafff),
@@ -112,6 +114,7 @@ pub const RESERVED_PORTS: &[(PortRange, &str)] = &[
         range(0xb000, 0xb03f),
         "the ACPI power-management block (OVMF)",
     ),
+    (range(0xb100, 0xb10f), "the SMBus controller (OVMF)"),
     (range(0xcf8, 0xcff), "PCI configuration and reset control"),
 ];
 

@@ -600,7 +600,7 @@ fn chipset_and_firmware_ports_are_never_granted() {
                 .register(0x90, 0x4101),
         ),
     ]);
-    let probes: [(u16, u16); 13] = [
+    let probes: [(u16, u16); 15] = [
         (0x00, 0x1f),     // ISA DMA controller
         (0x60, 0x60),     // keyboard controller data
         (0x64, 0x64),     // keyboard controller command (reset)
@@ -610,7 +610,9 @@ fn chipset_and_firmware_ports_are_never_granted() {
         (0x4d0, 0x4d1),   // PIC edge/level control
         (0x510, 0x51b),   // fw_cfg and its DMA
         (0x600, 0x63f),   // ACPI PM block where SeaBIOS puts it
+        (0x700, 0x70f),   // SMBus where SeaBIOS puts it
         (0xb000, 0xb03f), // ACPI PM block where OVMF puts it
+        (0xb100, 0xb10f), // SMBus where OVMF puts it
         (0x4000, 0x403f), // this machine's PM block
         (0x4100, 0x410f), // this machine's SMBus
         (0x3f8, 0x3ff),   // COM1: granted
