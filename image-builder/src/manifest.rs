@@ -265,6 +265,7 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
     let mut supervisor_name: Option<String> = None;
     let mut irq_owners: Vec<(u8, String)> = Vec::new();
     let mut port_owners: Vec<(PortRange, String)> = Vec::new();
+    let mut pci_owners: Vec<(PciGrant, String)> = Vec::new();
     for service in &raw.services {
         let name = service.name.get_ref();
         if let Err(problem) = check_name(name) {
@@ -436,6 +437,31 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
                 ));
             } else {
                 port_owners.push((*range, name.clone()));
+            }
+        }
+        // A PCI function goes to one driver (the kernel gives it to the
+        // first): two grants that could match the same function are refused.
+        // `*` (configuration reads, for enumeration) is shared.
+        for grant in grants.pci.iter().filter(|grant| grant.vendor.is_some()) {
+            let overlapping = |known: &PciGrant| {
+                known.vendor == grant.vendor
+                    && (known.device.is_none()
+                        || grant.device.is_none()
+                        || known.device == grant.device)
+            };
+            if let Some((_, owner)) = pci_owners
+                .iter()
+                .find(|(known, owner)| owner != name && overlapping(known))
+            {
+                diagnostics.push(at(
+                    service.name.span(),
+                    format!(
+                        "PCI grant {} of `{name}` may match the functions granted to `{owner}`",
+                        pci_grant_text(grant)
+                    ),
+                ));
+            } else {
+                pci_owners.push((*grant, name.clone()));
             }
         }
         if !grants.irqs.is_empty() && service.provides.is_empty() {
@@ -618,6 +644,15 @@ fn parse_port_range(text: &str) -> Option<PortRange> {
     (first <= last).then_some(PortRange { first, last })
 }
 
+/// A PCI grant as `system.toml` writes it.
+fn pci_grant_text(grant: &PciGrant) -> String {
+    match (grant.vendor, grant.device) {
+        (None, _) => "`*`".to_string(),
+        (Some(vendor), None) => format!("`{vendor:04x}:*`"),
+        (Some(vendor), Some(device)) => format!("`{vendor:04x}:{device:04x}`"),
+    }
+}
+
 fn parse_pci_grant(text: &str) -> Option<PciGrant> {
     if text == "*" {
         return Some(PciGrant {
@@ -795,6 +830,38 @@ mod tests {
         assert!(
             found[2].starts_with(
                 "11:17: service `b` uses endpoint `nobody`, which no service provides"
+            ),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn chipset_ports_and_shared_pci_functions_cannot_be_granted() {
+        let found = errors(
+            "[system]\nname = \"demo\"\n[[service]]\nname = \"a\"\ncrate = \"a\"\nio-ports = [\"0x92\", \"0x60\", \"0x64\", \"0x510-0x51b\", \"0x0-0x1f\", \"0x80\", \"0xc0-0xdf\", \"0x600-0x63f\", \"0xb000\", \"0x4d0\", \"0x3f8-0x3ff\"]\npci = [\"1af4:1001\", \"*\"]\n[[service]]\nname = \"b\"\ncrate = \"b\"\npci = [\"1af4:*\", \"*\", \"8086:100e\"]\n",
+        );
+        assert_eq!(found.len(), 11, "{found:?}");
+        for (problem, range) in found.iter().zip([
+            "0x92",
+            "0x60",
+            "0x64",
+            "0x510-0x51b",
+            "0x0-0x1f",
+            "0x80",
+            "0xc0-0xdf",
+            "0x600-0x63f",
+            "0xb000",
+            "0x4d0",
+        ]) {
+            assert!(
+                problem.starts_with("6:") && problem.contains(&format!("ports `{range}` include")),
+                "{found:?}"
+            );
+            assert!(problem.ends_with("which the kernel keeps"), "{found:?}");
+        }
+        assert!(
+            found[10].starts_with(
+                "9:8: PCI grant `1af4:*` of `b` may match the functions granted to `a`"
             ),
             "{found:?}"
         );

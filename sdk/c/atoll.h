@@ -167,7 +167,7 @@ int32_t atoll_dma_free(int32_t handle);
 /* pci_read(address: i32, offset: i32) -> i64: reads a granted PCI function's config register; the value or an error */
 __attribute__((import_module("atoll"), import_name("pci_read")))
 int64_t atoll_pci_read(int32_t address, int32_t offset);
-/* pci_write(address: i32, offset: i32, value: i32) -> i32: writes a granted PCI function's config register; 0 or an error */
+/* pci_write(address: i32, offset: i32, value: i32) -> i32: writes the command register of a PCI function granted by name (I/O, memory, bus-master, INTx-disable bits only); 0 or an error */
 __attribute__((import_module("atoll"), import_name("pci_write")))
 int32_t atoll_pci_write(int32_t address, int32_t offset, uint32_t value);
 /* info(kind: i32, index: i32, ptr: i32, cap: i32) -> i32: writes a postcard record about the system or a service; its length or an error */

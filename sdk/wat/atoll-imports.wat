@@ -42,7 +42,7 @@
 (import "atoll" "dma_free" (func $atoll_dma_free (param i32) (result i32)))
 ;; pci_read(address: i32, offset: i32) -> i64: reads a granted PCI function's config register; the value or an error
 (import "atoll" "pci_read" (func $atoll_pci_read (param i32 i32) (result i64)))
-;; pci_write(address: i32, offset: i32, value: i32) -> i32: writes a granted PCI function's config register; 0 or an error
+;; pci_write(address: i32, offset: i32, value: i32) -> i32: writes the command register of a PCI function granted by name (I/O, memory, bus-master, INTx-disable bits only); 0 or an error
 (import "atoll" "pci_write" (func $atoll_pci_write (param i32 i32 i32) (result i32)))
 ;; info(kind: i32, index: i32, ptr: i32, cap: i32) -> i32: writes a postcard record about the system or a service; its length or an error
 (import "atoll" "info" (func $atoll_info (param i32 i32 i32 i32) (result i32)))

@@ -3,17 +3,21 @@
 //!
 //! What is here: resolving a service's grants at boot (a PCI grant naming a
 //! vendor becomes the matching functions' configuration space, I/O BARs and
-//! interrupt line), the host functions that use them, and quiescing a
-//! driver's devices when it ends. What is not here: touching hardware, which
-//! the [`Platform`] does; interrupt delivery, which the scheduler does
+//! interrupt line; bridges, chipset functions and functions with unassigned
+//! BARs are never granted; the chipset's own port blocks are reserved), the
+//! host functions that use them, and quiescing a driver's devices when it
+//! ends. What is not here: touching hardware, which the [`Platform`] does;
+//! interrupt delivery, which the scheduler does
 //! (`Kernel::deliver_interrupts`).
 //!
 //! The model: the kernel only checks and moves bytes. A driver programs its
 //! device itself, through port and configuration accesses the kernel checks
-//! one by one, and gives the device physical addresses of DMA buffers the
-//! kernel allocated for it (there is no IOMMU: a device can reach all memory,
-//! so only drivers of trusted devices get PCI grants, and the kernel turns off
-//! a driver's bus mastering before freeing its buffers).
+//! one by one (configuration writes: the command register only), and gives
+//! the device physical addresses of DMA buffers the kernel allocated for it.
+//! There is no IOMMU: a device with bus mastering on can write any physical
+//! memory, so a PCI grant trusts the driver (and the device) with all of
+//! memory; the kernel only makes sure a driver that ends leaves no DMA
+//! running into memory it frees (bus mastering off before its buffers go).
 
 use crate::Platform;
 use crate::guest::GuestSlice;
@@ -41,11 +45,26 @@ pub struct Resolved {
 /// PCI configuration offsets the kernel uses.
 const PCI_ID: u8 = 0x00;
 const PCI_COMMAND: u8 = 0x04;
+const PCI_CLASS: u8 = 0x08;
 const PCI_HEADER_TYPE: u8 = 0x0c;
 const PCI_BAR0: u8 = 0x10;
 const PCI_INTERRUPT_LINE: u8 = 0x3c;
-/// Command register bit 2: the function may master the bus (DMA).
+/// Command register bits: I/O and memory decoding, bus mastering (DMA), and
+/// the INTx disable bit.
+const COMMAND_IO: u32 = 1 << 0;
+const COMMAND_MEMORY: u32 = 1 << 1;
 const COMMAND_BUS_MASTER: u32 = 1 << 2;
+const COMMAND_INTX_DISABLE: u32 = 1 << 10;
+/// The command bits a driver may change; the rest of the command register
+/// (special cycles, memory write and invalidate, parity and SERR# reporting,
+/// fast back-to-back) stays as the firmware set it.
+const COMMAND_DRIVER_BITS: u32 =
+    COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE;
+/// Base classes never granted, whatever a grant names: bridges (host, ISA,
+/// PCI-to-PCI, CardBus, "other", which on QEMU's i440fx is the PIIX4 power
+/// management function) and base system peripherals (PIC, DMA controller,
+/// timer, RTC, IOMMU). They hold the machine, not a device.
+const CHIPSET_CLASSES: [u8; 2] = [0x06, 0x08];
 
 /// Every present PCI function, with its vendor and device ids.
 pub fn enumerate(platform: &dyn Platform) -> Vec<(PciAddress, u16, u16)> {
@@ -78,12 +97,90 @@ pub fn enumerate(platform: &dyn Platform) -> Vec<(PciAddress, u16, u16)> {
 }
 
 /// What earlier services' grants already hold: a PCI function, a line or a
-/// port goes to one service only (the first in the description).
+/// port goes to one service only (the first in the description). Also the
+/// ports this machine's chipset decodes where the firmware put them (the
+/// ACPI power-management and SMBus blocks), which no grant may reach.
 #[derive(Debug, Default)]
 pub struct Claims {
     functions: Vec<PciAddress>,
     irqs: Vec<u8>,
     ports: Vec<PortRange>,
+    machine: Vec<(PortRange, &'static str)>,
+}
+
+/// Chipset functions whose configuration names a block of ports: (vendor,
+/// device, register, base mask, length, enable register and bit, what).
+/// The PIIX4 power-management function (QEMU's i440fx, 00:01.3): PMBA at
+/// 0x40 (bits 15:6, 64 ports), enabled by PMREGMISC bit 0; SMBBA at 0x90
+/// (bits 15:4, 16 ports), enabled by SMBHSTCFG (0xd2) bit 0. The ICH9 LPC
+/// bridge (QEMU's q35, 00:1f.0): PMBASE at 0x40 (bits 15:7, 128 ports),
+/// enabled by ACPI_CNTL (0x44) bit 7.
+const CHIPSET_PORT_BLOCKS: [(u16, u16, u8, u32, u16, &str); 3] = [
+    (
+        0x8086,
+        0x7113,
+        0x40,
+        0xffc0,
+        64,
+        "the ACPI power-management block",
+    ),
+    (0x8086, 0x7113, 0x90, 0xfff0, 16, "the SMBus controller"),
+    (
+        0x8086,
+        0x2918,
+        0x40,
+        0xff80,
+        128,
+        "the ACPI power-management block",
+    ),
+];
+
+impl Claims {
+    /// Claims holding nothing yet, with the port blocks of the chipset
+    /// functions `present` reserved. Returns a log line for each such block.
+    /// (A block is reserved even when its enable bit is off: a driver could
+    /// not turn it on, but the firmware or a later kernel might.)
+    pub fn new(
+        present: &[(PciAddress, u16, u16)],
+        platform: &dyn Platform,
+    ) -> (Claims, Vec<alloc::string::String>) {
+        let mut claims = Claims::default();
+        let mut lines = Vec::new();
+        for &(address, vendor, device) in present {
+            for &(block_vendor, block_device, register, mask, len, what) in &CHIPSET_PORT_BLOCKS {
+                if (vendor, device) != (block_vendor, block_device) {
+                    continue;
+                }
+                let Some(value) = platform.pci_read(address, register) else {
+                    continue;
+                };
+                let first = (value & mask) as u16;
+                if first == 0 {
+                    continue;
+                }
+                let Some(last) = first.checked_add(len - 1) else {
+                    continue;
+                };
+                let range = PortRange { first, last };
+                lines.push(alloc::format!(
+                    "reserved {what} at ports {first:#x}-{last:#x} (PCI function {address:#06x}, {vendor:04x}:{device:04x})"
+                ));
+                claims.machine.push((range, what));
+            }
+        }
+        (claims, lines)
+    }
+
+    /// What the kernel keeps of `range`, if anything: a fixed reserved range
+    /// or a block of this machine's chipset.
+    fn reserved(&self, range: &PortRange) -> Option<&'static str> {
+        atoll_abi::driver::reserved(range).or_else(|| {
+            self.machine
+                .iter()
+                .find(|(reserved, _)| reserved.overlaps(range))
+                .map(|(_, what)| *what)
+        })
+    }
 }
 
 /// Resolves `grants` against the PCI functions `present`, skipping what is
@@ -101,25 +198,27 @@ pub fn resolve(
         dma_budget: grants.dma_kib as usize * 1024,
         ..Resolved::default()
     };
-    // image-builder refuses these already; the kernel does not rely on it.
-    let mut add_ports = |range: PortRange, resolved: &mut Resolved, skipped: &mut Vec<_>| {
-        if let Some(owner) = atoll_abi::driver::reserved(&range) {
-            skipped.push(format!(
-                "ports {:#x}-{:#x} overlap {owner}",
-                range.first, range.last
-            ));
-        } else if claims.ports.iter().any(|claimed| claimed.overlaps(&range)) {
-            skipped.push(format!(
-                "ports {:#x}-{:#x} are granted already",
-                range.first, range.last
-            ));
-        } else {
-            claims.ports.push(range);
-            resolved.ports.push(range);
-        }
-    };
+    // image-builder refuses the fixed ranges already; the kernel does not
+    // rely on it.
+    let add_ports =
+        |range: PortRange, resolved: &mut Resolved, skipped: &mut Vec<_>, claims: &mut Claims| {
+            if let Some(owner) = claims.reserved(&range) {
+                skipped.push(format!(
+                    "ports {:#x}-{:#x} overlap {owner}",
+                    range.first, range.last
+                ));
+            } else if claims.ports.iter().any(|claimed| claimed.overlaps(&range)) {
+                skipped.push(format!(
+                    "ports {:#x}-{:#x} are granted already",
+                    range.first, range.last
+                ));
+            } else {
+                claims.ports.push(range);
+                resolved.ports.push(range);
+            }
+        };
     for &range in &grants.ports {
-        add_ports(range, &mut resolved, &mut skipped);
+        add_ports(range, &mut resolved, &mut skipped, claims);
     }
     let mut wanted_irqs: Vec<u8> = grants.irqs.clone();
     for grant in &grants.pci {
@@ -135,11 +234,20 @@ pub fn resolve(
                 skipped.push(format!("PCI function {address:#06x} is granted already"));
                 continue;
             }
+            let io_ranges = match grantable(address, platform, claims) {
+                Ok(ranges) => ranges,
+                Err(reason) => {
+                    skipped.push(format!(
+                        "PCI function {address:#06x} ({vendor:04x}:{device:04x}) {reason}"
+                    ));
+                    continue;
+                }
+            };
             claims.functions.push(address);
             resolved.pci.push(address);
             resolved.bus_masters.push(address);
-            for range in io_bars(address, platform) {
-                add_ports(range, &mut resolved, &mut skipped);
+            for range in io_ranges {
+                add_ports(range, &mut resolved, &mut skipped, claims);
             }
             if let Some(line) = platform.pci_read(address, PCI_INTERRUPT_LINE) {
                 let irq = line as u8;
@@ -164,35 +272,131 @@ pub fn resolve(
     (resolved, skipped)
 }
 
-/// The I/O port ranges a function decodes (its I/O BARs), sized the standard
-/// way: write all ones, read back the mask, restore. Runs at boot, before any
-/// driver touches the device.
-fn io_bars(address: PciAddress, platform: &dyn Platform) -> Vec<PortRange> {
+/// Whether the function at `address` may be granted at all, and if so the
+/// port ranges of its I/O BARs. Only an ordinary device may: header type 0
+/// (a bridge's header holds bus numbers, forwarding windows and a secondary
+/// bus reset), not a chipset class, every BAR it implements assigned by the
+/// firmware (an unassigned BAR would decode at address 0 once a driver turns
+/// decoding on) and no I/O BAR on ports the kernel keeps.
+fn grantable(
+    address: PciAddress,
+    platform: &dyn Platform,
+    claims: &Claims,
+) -> Result<Vec<PortRange>, alloc::string::String> {
+    use alloc::format;
+    let header = platform
+        .pci_read(address, PCI_HEADER_TYPE)
+        .map_or(0xff, |value| (value >> 16) as u8 & 0x7f);
+    if header != 0 {
+        return Err(format!("is a bridge (header type {header}): never granted"));
+    }
+    let class = platform
+        .pci_read(address, PCI_CLASS)
+        .map_or(0xff, |value| (value >> 24) as u8);
+    if CHIPSET_CLASSES.contains(&class) {
+        return Err(format!(
+            "is a chipset function (class {class:#04x}): never granted"
+        ));
+    }
     let mut ranges = Vec::new();
-    for index in 0..6u8 {
-        let offset = PCI_BAR0 + index * 4;
-        let Some(bar) = platform.pci_read(address, offset) else {
-            break;
-        };
-        if bar & 1 == 0 {
-            continue; // memory BAR (not granted: no MMIO mapping for services)
-        }
-        platform.pci_write(address, offset, u32::MAX);
-        let mask = platform.pci_read(address, offset).unwrap_or(0);
-        platform.pci_write(address, offset, bar);
-        let size = (!(mask & 0xffff_fffc)).wrapping_add(1) & 0xffff;
-        let base = (bar & 0xffff_fffc) as u16;
-        if size == 0 || base == 0 {
-            continue;
-        }
-        if let Some(last) = base.checked_add(size as u16 - 1) {
-            let range = PortRange { first: base, last };
-            if atoll_abi::driver::reserved(&range).is_none() {
-                ranges.push(range);
+    for bar in bars(address, platform)? {
+        if let Bar::Io(range) = bar {
+            if let Some(owner) = claims.reserved(&range) {
+                return Err(format!(
+                    "decodes ports {:#x}-{:#x}, which overlap {owner}: not granted",
+                    range.first, range.last
+                ));
             }
+            ranges.push(range);
         }
     }
-    ranges
+    Ok(ranges)
+}
+
+/// A base address register the function implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bar {
+    /// I/O space: the ports it decodes.
+    Io(PortRange),
+    /// Memory space (32- or 64-bit; not granted: services map no MMIO).
+    Memory,
+}
+
+/// The BARs of a type-0 function, sized the standard way (write all ones,
+/// read back the mask, restore) with I/O and memory decoding off meanwhile,
+/// so that the all-ones address is never decoded. A 64-bit memory BAR takes
+/// two registers: the second is its upper half, not a BAR of its own. Runs
+/// at boot, before any driver touches the device. An implemented BAR the
+/// firmware left at 0 is an error.
+fn bars(address: PciAddress, platform: &dyn Platform) -> Result<Vec<Bar>, alloc::string::String> {
+    use alloc::format;
+    let command = platform.pci_read(address, PCI_COMMAND).unwrap_or(0) & 0xffff;
+    platform.pci_write(
+        address,
+        PCI_COMMAND,
+        command & !(COMMAND_IO | COMMAND_MEMORY),
+    );
+    let size = |offset: u8| -> (u32, u32) {
+        let value = platform.pci_read(address, offset).unwrap_or(0);
+        platform.pci_write(address, offset, u32::MAX);
+        let mask = platform.pci_read(address, offset).unwrap_or(0);
+        platform.pci_write(address, offset, value);
+        (value, mask)
+    };
+    let mut found = Vec::new();
+    let mut result = Ok(());
+    let mut index = 0u8;
+    while index < 6 {
+        let offset = PCI_BAR0 + index * 4;
+        let (value, mask) = size(offset);
+        if value & 1 == 1 {
+            let size_mask = mask & 0xffff_fffc;
+            if size_mask != 0 {
+                let size = (!size_mask).wrapping_add(1) & 0xffff;
+                let base = value & 0xffff_fffc;
+                let range = u16::try_from(base)
+                    .ok()
+                    .filter(|&base| base != 0 && size != 0)
+                    .and_then(|first| {
+                        let last = first.checked_add(u16::try_from(size - 1).ok()?)?;
+                        Some(PortRange { first, last })
+                    });
+                match range {
+                    Some(range) => found.push(Bar::Io(range)),
+                    None => {
+                        result = Err(format!(
+                            "has I/O BAR {index} unassigned or out of range ({value:#x}): not granted"
+                        ));
+                        break;
+                    }
+                }
+            }
+            index += 1;
+            continue;
+        }
+        let wide = (value >> 1) & 0b11 == 0b10;
+        let (upper, upper_mask) = if wide {
+            if index == 5 {
+                result = Err(format!(
+                    "has a 64-bit BAR {index} without an upper half: not granted"
+                ));
+                break;
+            }
+            size(offset + 4)
+        } else {
+            (0, 0)
+        };
+        if mask & 0xffff_fff0 != 0 || upper_mask != 0 {
+            if value & 0xffff_fff0 == 0 && upper == 0 {
+                result = Err(format!("has memory BAR {index} unassigned: not granted"));
+                break;
+            }
+            found.push(Bar::Memory);
+        }
+        index += if wide { 2 } else { 1 };
+    }
+    platform.pci_write(address, PCI_COMMAND, command);
+    result.map(|()| found)
 }
 
 /// Turns off bus mastering of the service's PCI functions: called when a
@@ -200,7 +404,8 @@ fn io_bars(address: PciAddress, platform: &dyn Platform) -> Vec<PortRange> {
 pub fn quiesce(resolved: &Resolved, platform: &dyn Platform) {
     for &address in &resolved.bus_masters {
         if let Some(command) = platform.pci_read(address, PCI_COMMAND) {
-            platform.pci_write(address, PCI_COMMAND, command & !COMMAND_BUS_MASTER);
+            // The low half only: the status half is write-one-to-clear.
+            platform.pci_write(address, PCI_COMMAND, command & 0xffff & !COMMAND_BUS_MASTER);
         }
     }
 }
@@ -234,6 +439,10 @@ pub struct DmaPool {
     retired: Vec<DmaBuffer>,
     /// Bytes of live and retired buffers: what counts against the budget.
     bytes: usize,
+    /// While a new version restores its state in a hot swap: which handles
+    /// were live before (`Some`). Freeing is refused meanwhile, so a swap that
+    /// fails leaves the old version every buffer it had.
+    restoring: Option<Vec<bool>>,
 }
 
 /// What a service holds of driver resources (in its [`HostState`]).
@@ -392,7 +601,7 @@ fn dma_alloc(mut caller: Caller<'_, HostState>, len: i32) -> i32 {
 
 impl DmaPool {
     /// The live buffer of `handle` (handle `h` names `live[h - 1]`).
-    fn slot(&mut self, handle: i32) -> Result<&mut Option<DmaBuffer>, Error> {
+    pub(crate) fn slot(&mut self, handle: i32) -> Result<&mut Option<DmaBuffer>, Error> {
         usize::try_from(handle)
             .ok()
             .and_then(|handle| handle.checked_sub(1))
@@ -400,9 +609,60 @@ impl DmaPool {
             .ok_or(Error::BadHandle)
     }
 
-    fn buffer(&mut self, handle: i32) -> Result<&mut DmaBuffer, Error> {
+    pub(crate) fn buffer(&mut self, handle: i32) -> Result<&mut DmaBuffer, Error> {
         self.slot(handle)?.as_mut().ok_or(Error::BadHandle)
     }
+
+    /// Starts a state restore: remembers which handles are live.
+    fn begin_restore(&mut self) {
+        self.restoring = Some(self.live.iter().map(Option::is_some).collect());
+    }
+
+    /// Ends a state restore. If it failed, the buffers allocated during it
+    /// are retired (never freed: the failed version may have given the device
+    /// their addresses), so the old version gets back exactly its handles.
+    fn end_restore(&mut self, succeeded: bool) {
+        let Some(before) = self.restoring.take() else {
+            return;
+        };
+        if succeeded {
+            return;
+        }
+        for (index, entry) in self.live.iter_mut().enumerate() {
+            if !before.get(index).copied().unwrap_or(false)
+                && let Some(buffer) = entry.take()
+            {
+                self.retired.push(buffer);
+            }
+        }
+    }
+}
+
+/// The state handoff of a hot swap, for a driver: `new` restores `state`
+/// (if any) holding the DMA pool of `old`, so that buffers it allocates count
+/// against the same budget and join the pool the kernel keeps until bus
+/// mastering is off. On success the pool stays with `new`; on failure it goes
+/// back to `old`, with what the restore allocated retired.
+pub(crate) fn restore_with_dma(
+    old: &mut crate::service::Service,
+    new: &mut crate::service::Service,
+    state: Option<&[u8]>,
+) -> Result<(), alloc::string::String> {
+    let mut pool = old.take_dma();
+    pool.begin_restore();
+    new.put_dma(pool);
+    let result = match state {
+        Some(state) => new.restore_state(state).map(|_| ()),
+        None => Ok(()),
+    };
+    let mut pool = new.take_dma();
+    pool.end_restore(result.is_ok());
+    if result.is_ok() {
+        new.put_dma(pool);
+    } else {
+        old.put_dma(pool);
+    }
+    result
 }
 
 fn dma_address(mut caller: Caller<'_, HostState>, handle: i32) -> i64 {
@@ -475,6 +735,10 @@ fn dma_copy(
 
 fn dma_free(mut caller: Caller<'_, HostState>, handle: i32) -> i32 {
     let pool = &mut caller.data_mut().driver.dma;
+    if pool.restoring.is_some() {
+        // The swap is not committed yet: the old version may get it back.
+        return Error::NotPermitted.code();
+    }
     match pool.slot(handle).map(Option::take) {
         Ok(Some(buffer)) => {
             // Retired, not freed: the device may still write it.
@@ -515,21 +779,29 @@ fn pci_read(caller: Caller<'_, HostState>, address: i32, offset: i32) -> i64 {
     }
 }
 
+/// Writes a configuration register of a function granted by name. Only the
+/// command register is writable, and in it only [`COMMAND_DRIVER_BITS`]
+/// (the status half is write-one-to-clear and clears error bits only).
+/// Everything else is refused: identity, BARs (the kernel granted ports from
+/// them), the expansion ROM BAR, cache line and BIST, the interrupt line the
+/// kernel resolved, and every capability (MSI and MSI-X address and data,
+/// power management and function-level reset, which would reset the BARs)
+/// and device-specific register from 0x40 on.
 fn pci_write(caller: Caller<'_, HostState>, address: i32, offset: i32, value: i32) -> i32 {
     let result = pci_access(caller.data(), address, offset).and_then(|(address, offset)| {
         // The `*` grant reads only: writes need a grant naming the function.
-        if !caller.data().driver.grants.pci.contains(&address) {
+        if !caller.data().driver.grants.pci.contains(&address) || offset != PCI_COMMAND {
             return Err(Error::NotPermitted);
         }
-        // Identity and base address registers stay as the firmware set them:
-        // the kernel granted ports from them at boot.
-        if offset < PCI_COMMAND || (PCI_BAR0..0x28).contains(&offset) {
+        let platform = &caller.data().platform;
+        let current = platform
+            .pci_read(address, PCI_COMMAND)
+            .ok_or(Error::NotPermitted)?;
+        let value = value.cast_unsigned();
+        if (value ^ current) & 0xffff & !COMMAND_DRIVER_BITS != 0 {
             return Err(Error::NotPermitted);
         }
-        caller
-            .data()
-            .platform
-            .pci_write(address, offset, value.cast_unsigned());
+        platform.pci_write(address, PCI_COMMAND, value);
         Ok(())
     });
     result.map_or_else(Error::code, |()| 0)

@@ -238,22 +238,22 @@ impl Kernel {
             messages: 0,
             interrupts: 0,
         };
-        let pci_present = if bundle
-            .services
-            .iter()
-            .any(|image| !image.grants.pci.is_empty())
-        {
+        let pci_present = if bundle.services.iter().any(|image| !image.grants.is_empty()) {
             crate::driver::enumerate(kernel.platform.as_ref())
         } else {
             Vec::new()
         };
-        let mut claims = crate::driver::Claims::default();
+        let (mut claims, reserved) =
+            crate::driver::Claims::new(&pci_present, kernel.platform.as_ref());
         kernel.message_budget = MAX_MESSAGE_BUDGET.min(kernel.platform.heap_available() / 4);
         kernel.log(&format!(
             "system `{}`: {} services in the bundle",
             bundle.kernel.system_name,
             bundle.services.len()
         ));
+        for line in reserved {
+            kernel.log(&line);
+        }
         // Pass 1: every provided endpoint, closed until its provider loads.
         // `declared_by[e]` is the bundle index of endpoint e's provider.
         let mut declared_by: Vec<Option<usize>> = Vec::new();
@@ -1142,9 +1142,7 @@ impl Kernel {
                 Service::load(&image, slot.image.endpoint_names.clone(), platform, &heap)
                     .map_err(|error| error.to_string())?;
             service.grant(Arc::clone(&slot.image.grants));
-            if let Some(state) = state {
-                service.restore_state(&state)?;
-            }
+            crate::driver::restore_with_dma(&mut slot.service, &mut service, state.as_deref())?;
             Ok(service)
         })();
         let service = match outcome {
@@ -1163,19 +1161,14 @@ impl Kernel {
         {
             self.timers.remove(&(deadline, id));
         }
-        let Some(slot) = self.services.get_mut(id) else {
-            return;
-        };
         // Calls the old version had taken end here: the new version starts
         // with none, and a caller must not wait for a reply nobody will give.
         self.answer_taken_calls(id);
         let Some(slot) = self.services.get_mut(id) else {
             return;
         };
-        let mut old = core::mem::replace(&mut slot.service, service);
-        // DMA buffers (and their handles) carry over: the device may hold
-        // their addresses, and the new version may keep using them.
-        slot.service.put_dma(old.take_dma());
+        // The new version holds the DMA buffers already (restore_with_dma).
+        let old = core::mem::replace(&mut slot.service, service);
         let old_module = core::mem::replace(&mut slot.image.module, module);
         let probation = slot
             .image
@@ -1571,5 +1564,7 @@ fn message_cost(message: &Message) -> usize {
     message.data.len() + core::mem::size_of::<Message>()
 }
 
+#[cfg(test)]
+mod driver_tests;
 #[cfg(test)]
 mod tests;

@@ -62,9 +62,15 @@ impl CalendarTime {
 fn cmos(register: u8) -> u8 {
     let mut index = Port::<u8>::new(0x70);
     let mut data = Port::<u8>::new(0x71);
-    // SAFETY: ports 0x70/0x71 select and read a CMOS register; bit 7 of the
-    // index keeps NMIs enabled as the firmware left them (0). Reading the
-    // clock registers has no side effect.
+    // SAFETY: ports 0x70/0x71 select and read a CMOS register (no memory
+    // effect; reading the clock and status registers has no side effect).
+    // Bit 7 of the index is the NMI mask, which is write-only: writing 0
+    // there *unmasks* NMIs, whatever the firmware had set. We rely on the
+    // firmware running with NMIs unmasked (SeaBIOS and OVMF do) and on the
+    // kernel's NMI handler (interrupts.rs), which reports and exits, being
+    // installed before this runs. Ports 0x70-0x71 are reserved from every
+    // grant (RESERVED_PORTS), so no driver can change the index between the
+    // two accesses; this runs once at boot, before any service.
     unsafe {
         index.write(register & 0x7f);
         data.read()

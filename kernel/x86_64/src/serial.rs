@@ -2,7 +2,10 @@
 //!
 //! The kernel keeps this for its log and its fault reports. Everything goes through
 //! one spin lock; the fault path bypasses it (see [`emergency_print`]) because a
-//! fault may strike while the lock is held.
+//! fault may strike while the lock is held. The lock orders the kernel's own
+//! writers only: COM1 is shared with a console driver granted its ports, which
+//! the lock does not cover. COM2 (the host control channel) is the kernel's
+//! alone: no grant may include it.
 
 use core::fmt::{self, Write};
 use spin::Mutex;
@@ -31,8 +34,13 @@ impl Uart {
             (2, 0xc7), // FIFOs on and cleared
         ];
         for (offset, value) in settings {
-            // SAFETY: COM1's registers are standard I/O ports; writing them only
-            // configures the UART, which nothing else in the kernel uses.
+            // SAFETY: writing a 16550's registers only configures that UART
+            // (no memory effect). Not exclusive: COM1 may be granted to a
+            // console driver (io-ports 0x3f8-0x3ff), which can reprogram it
+            // at any time; the kernel then writes through whatever settings
+            // the driver left (its output may be garbled, never unsafe).
+            // COM2 is reserved from every grant (RESERVED_PORTS), so the
+            // control channel's settings are the kernel's alone.
             unsafe { self.port(offset).write(value) };
         }
     }
@@ -41,7 +49,8 @@ impl Uart {
     /// value; where there is none, reads float to 0xff).
     fn present(&self) -> bool {
         // SAFETY: the scratch register (offset 7) has no function; writing and
-        // reading it only probes for the chip.
+        // reading it only probes for the chip. Called once at boot, before any
+        // service runs.
         unsafe {
             self.port(7).write(0x5a);
             self.port(7).read() == 0x5a
@@ -50,20 +59,28 @@ impl Uart {
 
     /// A received byte, if one is waiting.
     fn read_byte(&self) -> Option<u8> {
-        // SAFETY: reading the line status register has no side effects.
+        // SAFETY: reading the line status register has no memory effect (on
+        // a real 16550 it clears latched error bits; only the control
+        // channel, COM2, which no driver can be granted, is read here).
         if unsafe { self.port(5).read() } & 0x01 == 0 {
             return None;
         }
-        // SAFETY: data is ready (checked above); reading takes it.
+        // SAFETY: data is ready (checked above); reading takes it. No memory
+        // effect.
         Some(unsafe { self.port(0).read() })
     }
 
     fn write_byte(&self, byte: u8) {
-        // SAFETY: reading the line status register has no side effects.
+        // SAFETY: reading the line status register has no memory effect. On
+        // COM1 a console driver may read it too (the UART is shared); a
+        // driver that leaves the UART unable to transmit makes this loop
+        // wait, which is a liveness problem, not a memory-safety one.
         while unsafe { self.port(5).read() } & 0x20 == 0 {
             core::hint::spin_loop();
         }
-        // SAFETY: the transmit holding register is empty (checked above).
+        // SAFETY: writing the transmit register has no memory effect. On COM1
+        // a console driver may have set DLAB meanwhile, and then this byte
+        // lands in the divisor latch (garbled output, not unsafety).
         unsafe { self.port(0).write(byte) };
     }
 }

@@ -60,68 +60,68 @@ impl PortRange {
     }
 }
 
-/// Ports the kernel keeps for itself: the PICs, the PIT and its gate, the CMOS
-/// clock, the debug-exit port, COM2 (the host control channel) and PCI
-/// configuration. No grant may include them. (COM1 is shared: the kernel
-/// writes its own log there and a console driver may own it.)
+/// Ports no grant may include: the kernel's own devices (the PICs and their
+/// edge/level control, the PIT and its gate, the CMOS clock, the debug-exit
+/// port, COM2, the host control channel, and PCI configuration with the
+/// reset control register at 0xcf9), and chipset functions whose misuse
+/// reaches past any one device: the ISA DMA controllers and page registers
+/// (DMA into any of the low 16 MiB), the keyboard controller and port 0x92
+/// (CPU reset, A20 gate), QEMU's firmware configuration interface (its DMA
+/// interface writes any physical memory) and QEMU's ACPI registers (power
+/// off, device eject). The ACPI power-management block and the SMBus
+/// controller sit where the firmware put them: the ranges below are where
+/// SeaBIOS (0x600, 0x700) and OVMF (0xb000, 0xb100) put them on QEMU's
+/// i440fx machine (measured with QEMU 7.2); the kernel also reads the
+/// chipset's base registers at boot and refuses what they name
+/// (`atoll_core::driver`). COM1 is shared: the kernel writes its own log
+/// there and a console driver may own it.
 pub const RESERVED_PORTS: &[(PortRange, &str)] = &[
+    (range(0x00, 0x1f), "the ISA DMA controller (channels 0-3)"),
+    (range(0x20, 0x21), "the master PIC"),
+    (range(0x40, 0x43), "the PIT"),
+    (range(0x60, 0x60), "the keyboard controller (data)"),
+    (range(0x61, 0x61), "the PIT gate"),
     (
-        PortRange {
-            first: 0x20,
-            last: 0x21,
-        },
-        "the master PIC",
+        range(0x64, 0x64),
+        "the keyboard controller (command: CPU reset)",
+    ),
+    (range(0x70, 0x71), "the CMOS clock"),
+    (range(0x80, 0x8f), "the ISA DMA page registers"),
+    (
+        range(0x92, 0x92),
+        "system control port A (fast A20 and CPU reset)",
+    ),
+    (range(0xa0, 0xa1), "the slave PIC"),
+    (range(0xc0, 0xdf), "the ISA DMA controller (channels 4-7)"),
+    (range(0xf4, 0xf7), "QEMU's debug exit"),
+    (range(0x2f8, 0x2ff), "COM2, the host control channel"),
+    (range(0x4d0, 0x4d1), "the PICs' edge/level control"),
+    (
+        range(0x510, 0x51b),
+        "QEMU's firmware configuration (fw_cfg, with DMA)",
     ),
     (
-        PortRange {
-            first: 0xa0,
-            last: 0xa1,
-        },
-        "the slave PIC",
+        range(0x600, 0x67f),
+        "the ACPI power-management block (SeaBIOS)",
+    ),
+    (range(0x700, 0x70f), "the SMBus controller (SeaBIOS)"),
+    (range(0xa00, 0xa17), "QEMU's ACPI memory hotplug registers"),
+    (
+        range(0xae00, 0xafff),
+        "QEMU's ACPI hotplug and GPE registers",
     ),
     (
-        PortRange {
-            first: 0x40,
-            last: 0x43,
-        },
-        "the PIT",
+        range(0xb000, 0xb03f),
+        "the ACPI power-management block (OVMF)",
     ),
-    (
-        PortRange {
-            first: 0x61,
-            last: 0x61,
-        },
-        "the PIT gate",
-    ),
-    (
-        PortRange {
-            first: 0x70,
-            last: 0x71,
-        },
-        "the CMOS clock",
-    ),
-    (
-        PortRange {
-            first: 0xf4,
-            last: 0xf7,
-        },
-        "QEMU's debug exit",
-    ),
-    (
-        PortRange {
-            first: 0x2f8,
-            last: 0x2ff,
-        },
-        "COM2, the host control channel",
-    ),
-    (
-        PortRange {
-            first: 0xcf8,
-            last: 0xcff,
-        },
-        "PCI configuration",
-    ),
+    (range(0xb100, 0xb10f), "the SMBus controller (OVMF)"),
+    (range(0xcf8, 0xcff), "PCI configuration and reset control"),
 ];
+
+/// The ports `first..=last`.
+const fn range(first: u16, last: u16) -> PortRange {
+    PortRange { first, last }
+}
 
 /// Interrupt lines the kernel keeps: 0 (its timer), 2 (the PIC cascade), and
 /// 7 and 15 (where the PICs signal spurious interrupts).

@@ -230,10 +230,13 @@ pub const PCI_READ: HostFunction = HostFunction {
     results: &[I64],
 };
 
-/// `pci_write(address: i32, offset: i32, value: i32) -> i32`: writes a
-/// configuration register of a granted function. The header's identity and
-/// base address registers (offsets below 0x04 and 0x10..0x28) are refused
-/// with `NotPermitted`: a driver may not move its device onto others' ports.
+/// `pci_write(address: i32, offset: i32, value: i32) -> i32`: writes the
+/// command register (offset 0x04) of a function granted by name, changing
+/// only I/O space, memory space, bus master and INTx disable (bits 0, 1, 2,
+/// 10; the status half is write-one-to-clear). Every other register (BARs,
+/// expansion ROM, capabilities such as MSI and power management) and every
+/// other command bit is refused with `NotPermitted`: a driver may not move,
+/// reset or power down its device, nor make it write memory through MSI.
 pub const PCI_WRITE: HostFunction = HostFunction {
     name: "pci_write",
     params: &[I32, I32, I32],

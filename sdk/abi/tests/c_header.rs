@@ -181,7 +181,7 @@ const NAMES: &[Names] = &[
             ("int32_t", "offset"),
             ("uint32_t", "value"),
         ],
-        summary: "writes a granted PCI function's config register; 0 or an error",
+        summary: "writes the command register of a PCI function granted by name (I/O, memory, bus-master, INTx-disable bits only); 0 or an error",
     },
     Names {
         function: "info",

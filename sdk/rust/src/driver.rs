@@ -140,7 +140,9 @@ pub fn pci_read(address: u16, offset: u8) -> Result<u32, Error> {
     u32::try_from(value).map_err(|_| Error::InvalidArgument)
 }
 
-/// Writes a configuration register of a granted PCI function.
+/// Writes the command register (offset 0x04) of a PCI function granted by
+/// name: only I/O space, memory space, bus master and INTx disable may
+/// change. Any other offset or bit: `Error::NotPermitted`.
 pub fn pci_write(address: u16, offset: u8, value: u32) -> Result<(), Error> {
     // SAFETY: no memory is touched; the kernel checks the grant.
     check(unsafe { raw::pci_write(i32::from(address), i32::from(offset), value.cast_signed()) })

@@ -1,7 +1,9 @@
 ;; A driver that tries what it was granted and what it was not, and logs each
 ;; result as `label = value` (negative values are the ABI's error codes).
 ;; Granted (tests/systems/driver-probe.toml): ports 0x3f8-0x3ff, 8 KiB of DMA,
-;; the virtio-blk PCI function (its BAR ports and IRQ).
+;; and the PCI functions of vendor 8086 (Intel) that are not chipset
+;; functions: the host bridge (00:00.0) and the PIIX4 power-management
+;; function (00:01.3) stay refused.
 (module
   (import "atoll" "log" (func $log (param i32 i32) (result i32)))
   (import "atoll" "port_in" (func $port_in (param i32 i32) (result i64)))
@@ -28,6 +30,7 @@
   (data (i32.const 320) "dma read out of bounds= ")
   (data (i32.const 352) "pci BAR write         = ")
   (data (i32.const 384) "freed handle reused   = ")
+  (data (i32.const 416) "chipset PM pci read   = ")
   (data (i32.const 1024) "hello dma")
   ;; Logs the 24-byte label at $label followed by $value in decimal.
   (func $report (param $label i32) (param $value i64)
@@ -65,5 +68,6 @@
     (call $report (i32.const 288) (i64.extend_i32_s (call $irq_ack (i32.const 1))))
     (call $report (i32.const 320) (i64.extend_i32_s (call $dma_read (local.get $handle) (i32.const 4090) (i32.const 2048) (i32.const 8))))
     (call $report (i32.const 352) (i64.extend_i32_s (call $pci_write (i32.const 0) (i32.const 0x10) (i32.const 0))))
+    (call $report (i32.const 416) (call $pci_read (i32.const 0x0b) (i32.const 0)))
     (drop (call $dma_free (local.get $handle)))
     (call $report (i32.const 384) (i64.extend_i32_s (call $dma_read (local.get $handle) (i32.const 0) (i32.const 2048) (i32.const 8))))))
