@@ -554,17 +554,12 @@ fn dma_alloc(mut caller: Caller<'_, HostState>, len: i32) -> i32 {
                 if pool.bytes.saturating_add(rounded) > budget {
                     return Err(Error::TooLarge);
                 }
-                let needed = rounded
-                    .saturating_add(PAGE)
-                    .saturating_add(crate::service::KERNEL_HEAP_RESERVE);
-                if state.platform.heap_available() < needed {
-                    return Err(Error::TooLarge);
-                }
+                state.heap.admit(rounded.saturating_add(PAGE))?;
                 // Free heap may be fragmented: ask, do not assume.
                 let mut storage: Vec<u8> = Vec::new();
                 storage
                     .try_reserve_exact(rounded + PAGE)
-                    .map_err(|_| Error::TooLarge)?;
+                    .map_err(|_| Error::OutOfMemory)?;
                 storage.resize(rounded + PAGE, 0);
                 let base = storage.as_ptr() as usize;
                 let start = base.next_multiple_of(PAGE) - base;

@@ -55,9 +55,6 @@ pub(crate) struct HostState {
     limiter: Limiter,
 }
 
-/// Kept for the modules that still name it here.
-pub use crate::heap::KERNEL_HEAP_RESERVE;
-
 /// The service's static limits, plus the kernel heap's admission: a memory or
 /// table the heap cannot hold is refused like one over the limit
 /// (`memory.grow` returns -1), never a kernel allocation failure.
