@@ -141,12 +141,16 @@ const FUEL_PER_CONSOLE_BYTE: u64 = 1;
 /// Bytes copied per unit of fuel, as wasmi charges `memory.copy`.
 pub(crate) const BYTES_PER_FUEL: u64 = 64;
 
-/// Charges the caller for work done on its behalf inside a host function. Fuel
-/// that runs out here preempts the service at its next instruction.
+/// Charges the caller, in full, for work done on its behalf inside a host
+/// function. What its slice cannot cover becomes debt, taken from its next
+/// slices before it runs again ([`crate::service::Service::run_slice`]): no
+/// work is free, however little fuel was left. Fuel that runs out here
+/// preempts the service at its next instruction.
 pub(crate) fn charge(caller: &mut Caller<'_, HostState>, fuel: u64) {
-    if let Ok(left) = caller.get_fuel() {
-        let _ = caller.set_fuel(left.saturating_sub(fuel));
-    }
+    let left = caller.get_fuel().unwrap_or(0);
+    let _ = caller.set_fuel(left.saturating_sub(fuel));
+    let state = caller.data_mut();
+    state.fuel_debt = state.fuel_debt.saturating_add(fuel.saturating_sub(left));
 }
 
 /// Charges for copying `bytes` bytes.

@@ -48,6 +48,9 @@ pub(crate) struct HostState {
     /// WASI stubs this service has called, by index in `atoll_abi::wasi::FUNCTIONS`
     /// (each is logged once).
     pub(crate) wasi_warned: u64,
+    /// Fuel charged for kernel work that the slice could not cover; paid
+    /// from the next slices.
+    pub(crate) fuel_debt: u64,
     /// State of the service's `random_get` generator (never 0).
     pub(crate) random: u64,
     /// Its driver grants and the DMA buffers it holds.
@@ -245,6 +248,7 @@ impl Service {
             args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
             env: image.env.iter().map(|var| (*var).to_string()).collect(),
             wasi_warned: 0,
+            fuel_debt: 0,
             random: seed(platform.random_seed(), image.name),
             driver: crate::driver::DriverState::default(),
             limiter: Limiter {
@@ -334,9 +338,10 @@ impl Service {
     /// it at its next instruction.
     pub fn charge_copy(&mut self, bytes: usize) {
         let fuel = bytes as u64 / crate::host::BYTES_PER_FUEL;
-        if let Ok(left) = self.store.get_fuel() {
-            let _ = self.store.set_fuel(left.saturating_sub(fuel));
-        }
+        let left = self.store.get_fuel().unwrap_or(0);
+        let _ = self.store.set_fuel(left.saturating_sub(fuel));
+        let state = self.store.data_mut();
+        state.fuel_debt = state.fuel_debt.saturating_add(fuel.saturating_sub(left));
     }
 
     /// Copies `bytes` to the start of `target` in the service's memory, after
@@ -422,7 +427,13 @@ impl Service {
             let slice = self
                 .fuel_slice
                 .max(core::mem::take(&mut self.fuel_required));
-            if let Err(error) = self.store.set_fuel(slice) {
+            // Debt for kernel work comes off the top; the service keeps at
+            // least one unit, so it still moves.
+            let debt = &mut self.store.data_mut().fuel_debt;
+            let paid = (*debt).min(slice.saturating_sub(1));
+            *debt -= paid;
+            self.fuel_used = self.fuel_used.saturating_add(paid);
+            if let Err(error) = self.store.set_fuel(slice - paid) {
                 return self.fault(error.to_string());
             }
         }

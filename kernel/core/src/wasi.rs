@@ -613,6 +613,8 @@ fn suspend(mut caller: Caller<'_, HostState>, syscall: crate::host::Syscall) -> 
 /// platform's entropy when the service loads). Not for cryptography.
 fn random_get(mut caller: Caller<'_, HostState>, buffer: i32, len: i32) -> i32 {
     let len = len.cast_unsigned() as usize;
+    // Paid before the work (in full: what the slice lacks is debt).
+    crate::host::charge(&mut caller, len as u64 / 8);
     let mut state = caller.data().random;
     let result = memory_mut(&mut caller).and_then(|memory| {
         let target = bytes_mut(memory, buffer.cast_unsigned(), len)?;
@@ -624,7 +626,6 @@ fn random_get(mut caller: Caller<'_, HostState>, buffer: i32, len: i32) -> i32 {
         Ok(())
     });
     caller.data_mut().random = state;
-    crate::host::charge(&mut caller, len as u64 / 8);
     errno_of(result)
 }
 

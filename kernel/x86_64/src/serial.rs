@@ -149,10 +149,24 @@ pub fn control_write(text: &str) {
 
 /// Writes text to the console.
 pub fn write_str(text: &str) {
-    x86_64::instructions::interrupts::without_interrupts(|| {
-        let _ = CONSOLE.lock().write_str(text);
-    });
+    // In pieces, with interrupts on between them: a long write from a
+    // service must not hold interrupts off for its whole length.
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(WRITE_PIECE);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            let _ = CONSOLE.lock().write_str(piece);
+        });
+        rest = tail;
+    }
 }
+
+/// Bytes written with interrupts off at a time (about 5 ms at 115,200 baud).
+const WRITE_PIECE: usize = 64;
 
 /// Writes formatted text to the console.
 pub fn print(args: fmt::Arguments<'_>) {

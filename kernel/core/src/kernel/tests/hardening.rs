@@ -621,3 +621,60 @@ fn a_call_the_old_version_had_taken_is_answered_at_the_swap() {
     );
     assert_eq!(summary.faulted, 0, "{console}");
 }
+
+/// Iterations of a counting loop (kept at address 0) after `slices` slices,
+/// with `random_get` over `random_bytes` first (none if 0).
+fn iterations_after(random_bytes: u32, slices: usize) -> u32 {
+    let module = wat::parse_str(format!(
+        r#"(module
+            (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+            (memory (export "memory") 32)
+            (func (export "_start")
+                (if (i32.ne (i32.const {random_bytes}) (i32.const 0)) (then
+                    (drop (call $random (i32.const 64) (i32.const {random_bytes})))))
+                (loop $count
+                    (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+                    (br $count))))"#
+    ))
+    .unwrap();
+    let platform: Arc<dyn Platform> = Arc::new(TestPlatform::default());
+    let heap = crate::heap::Heap::new(Arc::clone(&platform));
+    let limits = ServiceLimits {
+        memory_bytes: 4 << 20,
+        ..LIMITS
+    };
+    let image = ServiceImage {
+        name: "spender",
+        module: &module,
+        limits,
+        provides: vec![],
+        uses: vec![],
+        supervisor: false,
+        restart: RestartPolicy::default(),
+        args: vec![],
+        env: vec![],
+        grants: Default::default(),
+    };
+    let mut service = Service::load(&image, Vec::new(), platform, &heap).unwrap();
+    for _ in 0..slices {
+        assert_eq!(service.run_slice(0, true), SliceOutcome::Preempted);
+    }
+    let counter = service
+        .read_memory(crate::guest::GuestSlice::new(0, 4), 4)
+        .unwrap();
+    u32::from_le_bytes(counter.try_into().unwrap())
+}
+
+#[test]
+fn kernel_work_is_paid_in_full_even_when_the_slice_is_nearly_spent() {
+    // 1 MiB of random_get costs 131,072 fuel; the slice is 1,000. Before,
+    // the charge stopped at what was left of the slice: the rest was free.
+    let idle = iterations_after(0, 300);
+    let spender = iterations_after(1 << 20, 300);
+    // 300 slices are 300,000 fuel; the random bytes take 131,072 of them.
+    assert!(
+        spender * 10 < idle * 6,
+        "spender {spender} vs idle {idle} iterations"
+    );
+    assert!(spender * 10 > idle * 4, "spender {spender} vs idle {idle}");
+}
