@@ -33,6 +33,9 @@ pub struct Endpoint {
     queue: VecDeque<Message>,
     depth: usize,
     open: bool,
+    /// The oldest message has been refused once for a receive buffer too
+    /// small for it.
+    head_refused: bool,
 }
 
 impl Endpoint {
@@ -45,6 +48,7 @@ impl Endpoint {
             queue: VecDeque::with_capacity(depth.min(64)),
             depth,
             open: owner.is_some(),
+            head_refused: false,
         }
     }
 
@@ -84,7 +88,14 @@ impl Endpoint {
 
     /// Removes the oldest message.
     pub fn pop(&mut self) -> Option<Message> {
+        self.head_refused = false;
         self.queue.pop_front()
+    }
+
+    /// Records that the oldest message did not fit a receive buffer; returns
+    /// whether it had already been refused once before.
+    pub fn refuse_head(&mut self) -> bool {
+        core::mem::replace(&mut self.head_refused, true)
     }
 
     /// Takes the queued call named `token` out of the queue.
@@ -93,6 +104,9 @@ impl Endpoint {
             .queue
             .iter()
             .position(|message| message.token == token)?;
+        if index == 0 {
+            self.head_refused = false;
+        }
         self.queue.remove(index)
     }
 
@@ -123,6 +137,7 @@ impl Endpoint {
     /// Stops accepting messages and hands back those still queued.
     pub fn close(&mut self) -> VecDeque<Message> {
         self.open = false;
+        self.head_refused = false;
         core::mem::take(&mut self.queue)
     }
 }
@@ -153,6 +168,10 @@ pub struct PendingCall {
 pub struct CallTable {
     slots: Vec<(u32, Option<PendingCall>)>,
     free: VecDeque<usize>,
+    /// Per slot, the token and server of the last call withdrawn from it
+    /// because its caller went away, until the slot is reused: that
+    /// server's late reply gets `PeerGone` rather than `BadHandle`.
+    withdrawn: Vec<Option<(u32, ServiceId)>>,
 }
 
 /// At most this many calls can be outstanding (one per blocked caller).
@@ -168,14 +187,34 @@ fn token(slot: usize, generation: u32) -> u32 {
 impl CallTable {
     /// Records a call; its token, or [`Error::QueueFull`] if the table is full.
     pub fn insert(&mut self, call: PendingCall) -> Result<u32, Error> {
+        // A slot that remembers a withdrawn call is reused only once the
+        // table cannot grow: its server's late reply should still be told
+        // PeerGone.
+        let remembers = |slot: &usize| {
+            self.withdrawn
+                .get(*slot)
+                .is_some_and(|withdrawn| withdrawn.is_some())
+        };
+        let reusable = self
+            .free
+            .front()
+            .is_some_and(|slot| !remembers(slot) || self.slots.len() >= MAX_CALLS);
         let slot = match self.free.pop_front() {
-            Some(slot) => slot,
-            None if self.slots.len() < MAX_CALLS => {
+            Some(slot) if reusable => slot,
+            other => {
+                if let Some(slot) = other {
+                    self.free.push_front(slot);
+                }
+                if self.slots.len() >= MAX_CALLS {
+                    return Err(Error::QueueFull);
+                }
                 self.slots.push((0, None));
                 self.slots.len() - 1
             }
-            None => return Err(Error::QueueFull),
         };
+        if let Some(withdrawn) = self.withdrawn.get_mut(slot) {
+            *withdrawn = None;
+        }
         let entry = self.slots.get_mut(slot).ok_or(Error::QueueFull)?;
         entry.1 = Some(call);
         Ok(token(slot, entry.0))
@@ -215,6 +254,29 @@ impl CallTable {
         entry.0 = (entry.0 + 1) & GENERATION_MASK;
         self.free.push_back(slot);
         entry.1.take()
+    }
+
+    /// Ends a call whose caller went away: the slot is free at once (nothing
+    /// is kept for a reply that may never come), and [`CallTable::withdrawn`]
+    /// still recognises the token for its server until the slot is reused.
+    pub fn withdraw(&mut self, token: u32) -> Option<PendingCall> {
+        let call = self.remove(token)?;
+        let (slot, _) = Self::slot(token)?;
+        if self.withdrawn.len() <= slot {
+            self.withdrawn.resize(slot + 1, None);
+        }
+        if let Some(withdrawn) = self.withdrawn.get_mut(slot) {
+            *withdrawn = Some((token, call.server));
+        }
+        Some(call)
+    }
+
+    /// Whether `token` named a call of `server` withdrawn with its caller.
+    #[must_use]
+    pub fn withdrawn(&self, token: u32, server: ServiceId) -> bool {
+        Self::slot(token)
+            .and_then(|(slot, _)| self.withdrawn.get(slot))
+            .is_some_and(|withdrawn| *withdrawn == Some((token, server)))
     }
 
     /// Tokens of the calls matching `predicate`.

@@ -722,8 +722,11 @@ impl Kernel {
             && *waited == endpoint
         {
             let (buffer, info) = (*buffer, *info);
-            let result = self.deliver(owner, endpoint, buffer, info);
-            self.wake(owner, result.unwrap_or_else(Error::code));
+            match self.deliver(owner, endpoint, buffer, info) {
+                // What was queued went back to its sender: keep waiting.
+                Err(Error::WouldBlock) => {}
+                result => self.wake(owner, result.unwrap_or_else(Error::code)),
+            }
         }
     }
 
@@ -741,7 +744,11 @@ impl Kernel {
             .get(endpoint)
             .is_some_and(|queue| !queue.is_empty());
         if waiting {
-            return self.deliver(id, endpoint, buffer, info).map(Then::Continue);
+            match self.deliver(id, endpoint, buffer, info) {
+                // What was queued went back to its sender: wait as if empty.
+                Err(Error::WouldBlock) => {}
+                result => return result.map(Then::Continue),
+            }
         }
         if timeout_ns == 0 {
             return Err(Error::WouldBlock);
@@ -770,6 +777,24 @@ impl Kernel {
         buffer: GuestSlice,
         info: GuestSlice,
     ) -> Result<i32, Error> {
+        // A message the buffer cannot hold stays queued, once: a receiver
+        // that offers too small a buffer again cannot take it, and it must
+        // not wedge the queue, so it goes back to its sender.
+        loop {
+            let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
+            let head = queue.front().ok_or(Error::WouldBlock)?;
+            if head.data.len() <= buffer.len() {
+                break;
+            }
+            if !queue.refuse_head() {
+                return Err(Error::BufferTooSmall);
+            }
+            let Some(refused) = queue.pop() else {
+                return Err(Error::WouldBlock);
+            };
+            self.queued_bytes = self.queued_bytes.saturating_sub(message_cost(&refused));
+            self.refuse_to_sender(&refused, id, buffer.len());
+        }
         let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
         let message = queue.front().ok_or(Error::WouldBlock)?;
         let slot = self.services.get_mut(id).ok_or(Error::BadHandle)?;
@@ -791,8 +816,38 @@ impl Kernel {
         Ok(length)
     }
 
+    /// Hands back a message its receiver could not take twice: a call's
+    /// caller wakes with `TooLarge`; a send, whose sender is not waiting, is
+    /// dropped with a log line.
+    fn refuse_to_sender(&mut self, message: &Message, receiver: ServiceId, capacity: usize) {
+        let what = format!(
+            "{} bytes from {} are more than {} receives ({capacity} bytes)",
+            message.data.len(),
+            self.name_of(message.sender),
+            self.name_of(receiver)
+        );
+        match self.calls.remove(message.token) {
+            Some(call) => {
+                self.log(&format!("call refused: {what}"));
+                let result = if call.stdin_count.is_some() {
+                    atoll_abi::wasi::errno::IO
+                } else {
+                    Error::TooLarge.code()
+                };
+                self.wake_caller(call.caller, message.token, result);
+            }
+            None => self.log(&format!("message dropped: {what}")),
+        }
+    }
+
     fn reply(&mut self, id: ServiceId, token: u32, data: &[u8]) -> Result<Then, Error> {
-        let call = *self.calls.get(token).ok_or(Error::BadHandle)?;
+        let Some(call) = self.calls.get(token).copied() else {
+            return Err(if self.calls.withdrawn(token, id) {
+                Error::PeerGone
+            } else {
+                Error::BadHandle
+            });
+        };
         if call.server != id || !call.received {
             return Err(Error::BadHandle);
         }
@@ -1266,11 +1321,20 @@ impl Kernel {
         };
         match &slot.state {
             ServiceState::Blocked(Wait::Reply { token }) => {
-                // A call its server has taken stays on record, so that the
-                // server's reply gets PeerGone (and removes it); one still
-                // queued goes now.
-                if self.calls.get(*token).is_some_and(|call| !call.received) {
-                    self.calls.remove(*token);
+                // Its call goes now: one still queued leaves the table (its
+                // message, delivered later, has no reply to wait for), one
+                // its server has taken is withdrawn, so that the table never
+                // keeps calls for callers that are gone (the server's late
+                // reply gets PeerGone).
+                let token = *token;
+                match self.calls.get(token).map(|call| call.received) {
+                    Some(false) => {
+                        self.calls.remove(token);
+                    }
+                    Some(true) => {
+                        self.calls.withdraw(token);
+                    }
+                    None => {}
                 }
             }
             ServiceState::Blocked(Wait::Receive {
@@ -1294,6 +1358,16 @@ impl Kernel {
     /// ones are dropped, with all they allocated), the same handles, and its
     /// endpoints open with whatever is queued on them.
     fn reload(&mut self, id: ServiceId) -> Result<(), Error> {
+        // A swap asked for the version that ended is not for this one.
+        let abandoned = self.services.get_mut(id).and_then(|slot| {
+            slot.swap_asked_at = None;
+            slot.pending_swap.take().map(|_| slot.image.name.clone())
+        });
+        if let Some(name) = abandoned {
+            let message = format!("swap of {name} abandoned: the service was started afresh");
+            self.log(&message);
+            self.tell_host(id, &format!("error: {message}\n"));
+        }
         let Some(slot) = self.services.get_mut(id) else {
             return Err(Error::NotFound);
         };

@@ -411,6 +411,12 @@ impl Service {
             .map_err(|error| error.to_string())?;
         let result = call(&mut self.store).map_err(|error| error.to_string());
         let _ = self.store.set_fuel(fuel);
+        // A handoff export that made a kernel call (or exited) failed: the
+        // call is not performed, and must not linger for the entry point's
+        // next suspension to pick up.
+        let state = self.store.data_mut();
+        state.pending = None;
+        state.exit_status = None;
         result
     }
 

@@ -678,3 +678,196 @@ fn kernel_work_is_paid_in_full_even_when_the_slice_is_nearly_spent() {
     );
     assert!(spender * 10 > idle * 4, "spender {spender} vs idle {idle}");
 }
+
+#[test]
+fn one_large_message_cannot_wedge_a_server_with_a_small_buffer() {
+    // The server receives into 16 bytes. A 100-byte send and a 100-byte call
+    // reach it first. Before: the send stayed at the head of the queue for
+    // ever and nobody else was served.
+    let server = probe(
+        "",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 16) (i64.const -1) (i32.const 200)))
+            (call $report (local.get $r))
+            (if (i32.ge_s (local.get $r) (i32.const 0)) (then
+                (drop (call $reply (call $token) (i32.const 100) (i32.const 1)))))
+            (br $serve))",
+    );
+    let big = probe(
+        "",
+        "(call $report (call $send (i32.const 1) (i32.const 0) (i32.const 100)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 100) (i32.const 300) (i32.const 8)))",
+    );
+    let small = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 8)))",
+    );
+    let (console, summary) = run_specs(&[
+        Spec {
+            name: "server",
+            wat: server,
+            provides: &["svc"],
+            uses: &[],
+        },
+        Spec {
+            name: "big",
+            wat: big,
+            provides: &[],
+            uses: &["svc"],
+        },
+        Spec {
+            name: "small",
+            wat: small,
+            provides: &[],
+            uses: &["svc"],
+        },
+    ]);
+    let too_small = Error::BufferTooSmall.code().to_string();
+    let too_large = Error::TooLarge.code().to_string();
+    // Each large message is refused once, then handed back.
+    assert_eq!(
+        lines_of(&console, "server"),
+        [too_small.as_str(), too_small.as_str(), "4"],
+        "{console}"
+    );
+    assert_eq!(
+        lines_of(&console, "big"),
+        ["0", too_large.as_str()],
+        "{console}"
+    );
+    assert_eq!(lines_of(&console, "small"), ["1"], "{console}");
+    assert!(
+        console.contains(
+            "atoll: message dropped: 100 bytes from big are more than server receives (16 bytes)"
+        ),
+        "{console}"
+    );
+    assert_eq!(summary.faulted, 0, "{console}");
+}
+
+#[test]
+fn calls_of_stopped_callers_leave_the_call_table() {
+    // The server takes a call and never answers; its caller is stopped by
+    // the supervisor. Before: the call stayed in the table for as long as
+    // the server lived (the table holds 4,095).
+    let server = probe(
+        "",
+        "(loop $take
+            (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (br $take))",
+    );
+    let caller = probe(
+        "",
+        "(drop (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))",
+    );
+    let stopper = probe(
+        "caller",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $control (i32.const 1) (i32.const 0) (i32.const 6)))",
+    );
+    let specs = [
+        Spec {
+            name: "sup",
+            wat: stopper,
+            provides: &["sup"],
+            uses: &[],
+        },
+        Spec {
+            name: "server",
+            wat: server,
+            provides: &["svc"],
+            uses: &[],
+        },
+        Spec {
+            name: "caller",
+            wat: caller,
+            provides: &[],
+            uses: &["svc"],
+        },
+    ];
+    let modules: Vec<Vec<u8>> = specs
+        .iter()
+        .map(|spec| wat::parse_str(&spec.wat).unwrap())
+        .collect();
+    let images: Vec<(&str, &[u8], ServiceLimits)> = specs
+        .iter()
+        .zip(&modules)
+        .map(|(spec, module)| (spec.name, module.as_slice(), LIMITS))
+        .collect();
+    let encoded = bundle(&images);
+    let mut decoded = bundle::decode(&encoded).unwrap();
+    for (image, spec) in decoded.services.iter_mut().zip(&specs) {
+        image.provides = spec.provides.to_vec();
+        image.uses = spec.uses.to_vec();
+        image.supervisor = spec.name == "sup";
+    }
+    let platform = Arc::new(TestPlatform::default());
+    let (mut kernel, _) =
+        Kernel::boot(&bundle::encode(&decoded).unwrap(), platform.clone()).unwrap();
+    kernel.run();
+    let console = platform.console.lock().unwrap().clone();
+    assert_eq!(lines_of(&console, "sup"), ["0"], "{console}");
+    assert!(kernel.calls.tokens_where(|_| true).is_empty(), "{console}");
+}
+
+#[test]
+fn a_swap_pending_when_a_service_ends_is_not_applied_to_its_next_start() {
+    // svc is busy (spinning) when the swap is asked, then faults; the
+    // supervisor starts it afresh. Before: the new instance was swapped to
+    // the old request's module at its first `receive`.
+    let v2 = wat::parse_str(hello("v2")).unwrap();
+    let svc = probe(
+        "v1",
+        "(if (i64.lt_u (call $time) (i64.const 5000000)) (then
+            (loop $spin
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $spin (i32.lt_u (local.get $i) (i32.const 100000))))
+            unreachable))
+         (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 0) (i32.const 200)))
+         (drop (call $log (i32.const 0) (i32.const 2)))",
+    );
+    let sup = format!(
+        r#"(module
+        (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+        (import "atoll" "swap" (func $swap (param i32 i32 i32 i32) (result i32)))
+        (import "atoll" "control" (func $control (param i32 i32 i32) (result i32)))
+        (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
+        (memory (export "memory") 4)
+        (data (i32.const 0) "svc")
+        (data (i32.const 4096) "{module}")
+        (func (export "_start")
+            (drop (call $sleep (i64.const 1000)))
+            (if (i32.ne (call $swap (i32.const 0) (i32.const 3) (i32.const 4096) (i32.const {len})) (i32.const 0))
+                (then unreachable))
+            (drop (call $receive (i32.const 1) (i32.const 1000) (i32.const 1024) (i64.const -1) (i32.const 200)))
+            (drop (call $sleep (i64.const 6000000)))
+            (if (i32.ne (call $control (i32.const 2) (i32.const 0) (i32.const 3)) (i32.const 0))
+                (then unreachable))))"#,
+        module = escaped(&v2),
+        len = v2.len()
+    );
+    let (console, summary) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: sup,
+                provides: &["sup"],
+                uses: &[],
+            },
+            Spec {
+                name: "svc",
+                wat: svc,
+                provides: &["svc"],
+                uses: &[],
+            },
+        ],
+        Some("sup"),
+    );
+    assert!(
+        console.contains("atoll: swap of svc abandoned: the service was started afresh"),
+        "{console}"
+    );
+    assert_eq!(lines_of(&console, "svc"), ["v1"], "{console}");
+    assert_eq!(summary.faulted, 1, "{console}");
+}
