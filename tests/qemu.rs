@@ -656,3 +656,14 @@ fn a_wasi_program_reads_its_stdin_from_the_serial_console() {
     vm.wait_for("[ask-c] hello, Atoll!", wait);
     vm.wait_for("atoll: service ask-c exited", wait);
 }
+
+#[test]
+fn kernel_output_survives_a_driver_that_leaves_dlab_set_on_com1() {
+    // Before: the log line written while DLAB was set went into the divisor
+    // latch and never reached the serial port.
+    boot("dlab", Firmware::Bios, None, TIMEOUT)
+        .expect("[dlab] written while DLAB was set")
+        .expect("[dlab] DLAB cleared")
+        .expect("atoll: service dlab exited")
+        .expect_status(0);
+}

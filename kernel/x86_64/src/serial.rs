@@ -71,19 +71,44 @@ impl Uart {
     }
 
     fn write_byte(&self, byte: u8) {
-        // SAFETY: reading the line status register has no memory effect. On
-        // COM1 a console driver may read it too (the UART is shared); a
-        // driver that leaves the UART unable to transmit makes this loop
-        // wait, which is a liveness problem, not a memory-safety one.
+        // Bounded: a console driver granted COM1 may leave the UART unable to
+        // transmit, and this runs with interrupts off. After the bound the
+        // byte is dropped (the kernel's log loses a byte; nothing waits).
+        let mut spins = 0u32;
+        // SAFETY: reading the line status register has no memory effect (on
+        // a real 16550 it clears latched error bits that a console driver
+        // sharing COM1 might have wanted: its input may miss an error report).
         while unsafe { self.port(5).read() } & 0x20 == 0 {
+            spins += 1;
+            if spins >= TRANSMIT_SPINS {
+                return;
+            }
             core::hint::spin_loop();
         }
-        // SAFETY: writing the transmit register has no memory effect. On COM1
-        // a console driver may have set DLAB meanwhile, and then this byte
-        // lands in the divisor latch (garbled output, not unsafety).
+        // A console driver may have been preempted between setting and
+        // clearing DLAB (line control bit 7): then offset 0 is the divisor
+        // latch. Write with DLAB clear, and put the driver's setting back.
+        // SAFETY: reading the line control register has no effect at all.
+        let line_control = unsafe { self.port(3).read() };
+        if line_control & 0x80 != 0 {
+            // SAFETY: clearing DLAB only changes what offsets 0-1 address;
+            // restored below, before any service runs again (interrupts are
+            // off and the kernel does not switch services here).
+            unsafe { self.port(3).write(line_control & 0x7f) };
+        }
+        // SAFETY: writing the transmit register sends a byte; no memory
+        // effect.
         unsafe { self.port(0).write(byte) };
+        if line_control & 0x80 != 0 {
+            // SAFETY: puts back the driver's line control setting.
+            unsafe { self.port(3).write(line_control) };
+        }
     }
 }
+
+/// Line-status polls before a byte is given up (far longer than a byte takes
+/// at any baud rate a driver can set, under emulation or not).
+const TRANSMIT_SPINS: u32 = 1_000_000;
 
 impl Write for Uart {
     fn write_str(&mut self, text: &str) -> fmt::Result {
