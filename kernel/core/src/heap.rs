@@ -38,9 +38,12 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 /// kernel's own bounded allocations.
 pub const KERNEL_HEAP_RESERVE: usize = 8 * 1024 * 1024;
 
-/// The most an interpreter's value stack may hold, in bytes (wasmi's own
-/// default, set explicitly so that the headroom below matches it).
-pub const VALUE_STACK_BYTES: usize = 1_000_000;
+/// The most an interpreter's value stack may hold, in bytes: 32,768 cells,
+/// room for the deepest call nesting allowed with 32 registers per frame on
+/// average (wasmi's own default is about 1 MB). Every interpreter's possible
+/// growth is kept free on the heap, so this bound is what a service costs
+/// before it runs: at 1 MB, 200 services would keep 400 MB idle.
+pub const VALUE_STACK_BYTES: usize = 256 * 1024;
 /// The deepest Wasm call nesting an interpreter allows (wasmi's default).
 pub const MAX_RECURSION_DEPTH: usize = 1000;
 /// What one interpreter's stacks may grow to: the value stack, its call

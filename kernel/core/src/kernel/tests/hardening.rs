@@ -238,7 +238,12 @@ fn a_squeezed_heap_refuses_queued_messages_instead_of_failing() {
             LIMITS,
         ));
     }
-    let (console, summary) = run_on_finite_heap(&specs, None, 52 << 20);
+    // The reserve, every interpreter's stack headroom, and 11 MiB: less than
+    // the growers want (12 x 1 MiB), so they squeeze it.
+    let heap = crate::heap::KERNEL_HEAP_RESERVE
+        + specs.len() * crate::heap::INTERPRETER_STACK_BYTES
+        + (11 << 20);
+    let (console, summary) = run_on_finite_heap(&specs, None, heap);
     assert_eq!(summary.faulted, 0, "{console}");
     assert_eq!(summary.failed_to_load, 0, "{console}");
     let mut sent = 0;
