@@ -50,15 +50,7 @@ pub const MAX_RECURSION_DEPTH: usize = 1000;
 /// frames, and slack for the vectors' doubling.
 pub const INTERPRETER_STACK_BYTES: usize = VALUE_STACK_BYTES * 2 + MAX_RECURSION_DEPTH * 64;
 
-/// Bytes of heap a module's compilation and instantiation may take, besides
-/// its linear memory and tables (which are admitted as they grow): wasmi's
-/// compiled code and metadata, measured at 2-6x the module's size on the
-/// services of this repository (`compile_cost_covers_real_modules`), so 8x
-/// plus a fixed part for the Engine, Store and linker.
-#[must_use]
-pub fn compile_cost(module_len: usize) -> usize {
-    module_len.saturating_mul(8).saturating_add(256 * 1024)
-}
+pub use crate::preflight::compile_cost;
 
 /// The kernel's view of its heap.
 pub struct Heap {

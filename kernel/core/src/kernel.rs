@@ -139,6 +139,9 @@ struct Slot {
 /// A replaced version, still parked in `receive`.
 struct Previous {
     service: Service,
+    /// The second stack its interpreter keeps after the state-save call ran
+    /// beside its suspended entry point.
+    _second_stack: crate::heap::InterpreterClaim,
     wait: Wait,
     module: Vec<u8>,
     until_ns: u64,
@@ -836,7 +839,21 @@ impl Kernel {
                 };
                 self.wake_caller(call.caller, message.token, result);
             }
-            None => self.log(&format!("message dropped: {what}")),
+            None => {
+                self.log(&format!("message dropped: {what}"));
+                // A report the supervisor cannot take: the service it
+                // describes will not be restarted, so it is stopped.
+                if message.sender == KERNEL_SENDER as ServiceId
+                    && let Ok(event) = postcard::from_bytes::<Event>(&message.data)
+                    && let Some(ended) = self
+                        .services
+                        .iter()
+                        .position(|slot| slot.image.name == event.service)
+                    && !self.is_live(ended)
+                {
+                    self.stopped(ended);
+                }
+            }
         }
     }
 
@@ -969,6 +986,21 @@ impl Kernel {
         let Some(supervisor) = supervisor else {
             if self.supervisor == Some(id) {
                 self.log("the supervisor has ended: services are no longer supervised");
+                // Services that ended before it and were waiting for its
+                // decision are stopped now: nobody else would restart them,
+                // and their callers must not wait for ever.
+                let waiting: Vec<ServiceId> = (0..self.services.len())
+                    .filter(|&other| {
+                        other != id
+                            && matches!(
+                                self.services.get(other).map(|slot| &slot.state),
+                                Some(ServiceState::Exited | ServiceState::Faulted(_))
+                            )
+                    })
+                    .collect();
+                for other in waiting {
+                    self.stopped(other);
+                }
             }
             self.stopped(id);
             return;
@@ -1127,7 +1159,7 @@ impl Kernel {
             .position(|slot| slot.image.name == name)
             .ok_or(Error::NotFound)?;
         // Validation compiles the module once; loading it will again.
-        self.heap.admit(crate::heap::compile_cost(module.len()))?;
+        self.heap.admit(crate::heap::compile_cost(&module))?;
         if let Err(error) = crate::service::validate(&module) {
             self.log(&format!("swap of {name} refused: {error}"));
             return Err(Error::InvalidModule);
@@ -1179,7 +1211,10 @@ impl Kernel {
             return;
         };
         let name = slot.image.name.clone();
-        let outcome = (|| -> Result<Service, String> {
+        let outcome = (|| -> Result<(Service, crate::heap::InterpreterClaim), String> {
+            let second_stack = heap
+                .claim_interpreter()
+                .map_err(|error| error.to_string())?;
             let state = slot.service.save_state()?;
             let image = ServiceImage {
                 name: &slot.image.name,
@@ -1198,10 +1233,10 @@ impl Kernel {
                     .map_err(|error| error.to_string())?;
             service.grant(Arc::clone(&slot.image.grants));
             crate::driver::restore_with_dma(&mut slot.service, &mut service, state.as_deref())?;
-            Ok(service)
+            Ok((service, second_stack))
         })();
-        let service = match outcome {
-            Ok(service) => service,
+        let (service, second_stack) = match outcome {
+            Ok(outcome) => outcome,
             Err(reason) => {
                 let message = format!("swap of {name} failed, old version kept: {reason}");
                 self.log(&message);
@@ -1233,6 +1268,7 @@ impl Kernel {
         // Dropping the version before last frees its Engine and Store.
         slot.previous = Some(Previous {
             service: old,
+            _second_stack: second_stack,
             wait,
             module: old_module,
             until_ns: now.saturating_add(probation),
@@ -1330,6 +1366,12 @@ impl Kernel {
                 match self.calls.get(token).map(|call| call.received) {
                     Some(false) => {
                         self.calls.remove(token);
+                        for endpoint in self.endpoints.iter_mut() {
+                            if let Some(message) = endpoint.remove_call(token) {
+                                self.queued_bytes =
+                                    self.queued_bytes.saturating_sub(message_cost(&message));
+                            }
+                        }
                     }
                     Some(true) => {
                         self.calls.withdraw(token);

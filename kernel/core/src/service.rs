@@ -224,7 +224,7 @@ impl Service {
         platform: Arc<dyn Platform>,
         heap: &Arc<Heap>,
     ) -> Result<Service, LoadError> {
-        heap.admit(crate::heap::compile_cost(image.module.len()))
+        heap.admit(crate::heap::compile_cost(image.module))
             .map_err(|_| LoadError::OutOfMemory)?;
         let claim = heap
             .claim_interpreter()
@@ -376,7 +376,13 @@ impl Service {
         let state = slice
             .read(memory, MAX_STATE_LEN)
             .map_err(|error| alloc::format!("saved state: {error}"))?;
-        Ok(Some(state.to_vec()))
+        let copy = self
+            .store
+            .data()
+            .heap
+            .copy(state)
+            .map_err(|error| alloc::format!("saved state: {error}"))?;
+        Ok(Some(copy))
     }
 
     /// Hands `state` to the service through [`STATE_ALLOC_EXPORT`] and
@@ -433,10 +439,10 @@ impl Service {
             let slice = self
                 .fuel_slice
                 .max(core::mem::take(&mut self.fuel_required));
-            // Debt for kernel work comes off the top; the service keeps at
-            // least one unit, so it still moves.
+            // Debt for kernel work comes off the top (a slice may go wholly
+            // to it: the service runs again once the debt is paid).
             let debt = &mut self.store.data_mut().fuel_debt;
-            let paid = (*debt).min(slice.saturating_sub(1));
+            let paid = (*debt).min(slice);
             *debt -= paid;
             self.fuel_used = self.fuel_used.saturating_add(paid);
             if let Err(error) = self.store.set_fuel(slice - paid) {

@@ -876,3 +876,115 @@ fn a_swap_pending_when_a_service_ends_is_not_applied_to_its_next_start() {
     assert_eq!(lines_of(&console, "svc"), ["v1"], "{console}");
     assert_eq!(summary.faulted, 1, "{console}");
 }
+
+/// A valid service with `functions` empty functions, a passive element
+/// segment of `items` references to function 0, and `globals` i32 globals.
+fn shaped_module(functions: usize, items: usize, globals: usize) -> Vec<u8> {
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut module);
+    let mut declared = Vec::new();
+    leb(functions.max(1), &mut declared);
+    declared.resize(declared.len() + functions.max(1), 0);
+    section(3, &declared, &mut module);
+    section(5, &[1, 0, 1], &mut module);
+    if globals > 0 {
+        let mut body = Vec::new();
+        leb(globals, &mut body);
+        for _ in 0..globals {
+            body.extend_from_slice(&[0x7f, 0, 0x41, 0, 0x0b]);
+        }
+        section(6, &body, &mut module);
+    }
+    let mut exports = vec![2];
+    for (name, kind) in [(&b"memory"[..], 2u8), (&b"_start"[..], 0u8)] {
+        leb(name.len(), &mut exports);
+        exports.extend_from_slice(name);
+        exports.extend_from_slice(&[kind, 0]);
+    }
+    section(7, &exports, &mut module);
+    if items > 0 {
+        // One passive segment (flags 1), elemkind funcref (0), `items` x func 0.
+        let mut body = vec![1, 1, 0];
+        leb(items, &mut body);
+        body.resize(body.len() + items, 0);
+        section(9, &body, &mut module);
+    }
+    let mut code = Vec::new();
+    leb(functions.max(1), &mut code);
+    for _ in 0..functions.max(1) {
+        code.extend_from_slice(&[2, 0, 0x0b]);
+    }
+    section(10, &code, &mut module);
+    module
+}
+
+#[test]
+fn compile_cost_bounds_hostile_shapes() {
+    // Before, the admitted cost was 8 bytes per module byte: 200,000 empty
+    // functions (800 KB) took 42 MB, far past the admitted 6.6 MB and the
+    // whole reserve. Each load here runs on a heap of exactly what is
+    // admitted (plus a page of memory and slack): more would abort.
+    for (functions, items, globals) in [(200_000, 0, 0), (1, 1_000_000, 0), (1, 0, 200_000)] {
+        let module = shaped_module(functions, items, globals);
+        let admitted = crate::preflight::compile_cost(&module);
+        let platform: Arc<dyn Platform> = Arc::new(TestPlatform::default());
+        let heap = crate::heap::Heap::new(Arc::clone(&platform));
+        let image = ServiceImage {
+            name: "shaped",
+            module: &module,
+            limits: LIMITS,
+            provides: vec![],
+            uses: vec![],
+            supervisor: false,
+            restart: RestartPolicy::default(),
+            args: vec![],
+            env: vec![],
+            grants: Default::default(),
+        };
+        let limit = crate::test_allocator::FiniteHeap::new(admitted + (1 << 20));
+        let service = Service::load(&image, Vec::new(), platform, &heap);
+        drop(limit);
+        assert!(service.is_ok(), "{functions} {items} {globals}");
+    }
+}
+
+#[test]
+fn services_left_waiting_for_an_ended_supervisor_are_stopped() {
+    // svc ends; the supervisor ends too before deciding anything. Before:
+    // svc's endpoints stayed open, and its callers waited for ever.
+    let supervisor = probe("", "(drop (call $sleep (i64.const 1000000)))");
+    let client = probe(
+        "",
+        "(drop (call $sleep (i64.const 3000000)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))",
+    );
+    let (console, summary) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: supervisor,
+                provides: &["sup"],
+                uses: &[],
+            },
+            Spec {
+                name: "svc",
+                wat: ENDS_AT_ONCE.into(),
+                provides: &["svc"],
+                uses: &[],
+            },
+            Spec {
+                name: "client",
+                wat: client,
+                provides: &[],
+                uses: &["svc"],
+            },
+        ],
+        Some("sup"),
+    );
+    assert_eq!(summary.blocked, 0, "{console}");
+    assert_eq!(
+        lines_of(&console, "client"),
+        [Error::PeerGone.code().to_string()],
+        "{console}"
+    );
+}
