@@ -369,3 +369,155 @@ fn nested_constant_expressions_are_rejected_without_overflowing_the_stack() {
         "{stderr}"
     );
 }
+
+#[test]
+fn modules_the_kernel_would_refuse_at_boot_are_rejected_with_their_service_and_line() {
+    // Before: check passed each of these; the kernel then refused them at boot.
+    let service = |items: &str| {
+        wasm(&format!(
+            r#"(module (memory (export "memory") 1) {items} (func $f) (func (export "_start")))"#
+        ))
+    };
+    let cases = [
+        (
+            "two-memories",
+            service("(memory 1)"),
+            "",
+            "defines 2 linear memories; a service has exactly one",
+        ),
+        (
+            "two-tables",
+            service("(table 1 funcref) (table 1 funcref)"),
+            "",
+            "defines 2 tables; a service has at most one",
+        ),
+        (
+            "big-memory",
+            wasm(r#"(module (memory (export "memory") 3) (func (export "_start")))"#),
+            "memory-limit-kib = 128\n",
+            "its initial memory of 192 KiB is above the service's memory-limit-kib of 128",
+        ),
+        (
+            "big-table",
+            service("(table 100001 funcref)"),
+            "",
+            "its initial table of 100001 elements is above the kernel's cap of 100000",
+        ),
+        (
+            "data-out-of-bounds",
+            service(r#"(data (i32.const 65535) "ab")"#),
+            "",
+            "data segment 0 writes bytes 65535..65537, outside the initial memory of 65536 bytes",
+        ),
+        (
+            "elements-out-of-bounds",
+            service("(table 1 funcref) (elem (i32.const 1) func $f)"),
+            "",
+            "element segment 0 fills elements 1..2, outside the initial table of 1",
+        ),
+    ];
+    for (name, module, extra, message) in cases {
+        let system = scenario(
+            name,
+            &format!(
+                "[system]\nname = \"bad\"\n\n[[service]]\nname = \"{name}\"\nmodule = \"m.wasm\"\n{extra}"
+            ),
+            &[("m.wasm", module)],
+        );
+        let (status, stderr) = check(&system);
+        assert_eq!(status, 2, "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("error: service `{name}`: module "))
+                && stderr.contains(&format!("m.wasm: {message}")),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("--> {}:6:10", system.display())),
+            "{name}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn every_unknown_import_of_a_module_is_named() {
+    let module = wasm(
+        r#"(module
+            (import "env" "open_door" (func))
+            (import "atoll" "log" (func (param i32 i32) (result i32)))
+            (import "env" "close_door" (func))
+            (memory (export "memory") 1)
+            (func (export "_start")))"#,
+    );
+    let system = scenario(
+        "unknown-imports",
+        "[system]\nname = \"bad\"\n[[service]]\nname = \"sneaky\"\nmodule = \"sneaky.wasm\"\n",
+        &[("sneaky.wasm", module)],
+    );
+    let (status, stderr) = check(&system);
+    assert_eq!(status, 2, "{stderr}");
+    assert!(
+        stderr
+            .contains("sneaky.wasm: imports unknown functions `env::open_door`, `env::close_door`"),
+        "{stderr}"
+    );
+}
+
+/// Runs `image-builder host-run --quiet`; returns (exit status, stdout, stderr).
+fn host_run(system: &PathBuf) -> (i32, String, String) {
+    let output = support::image_builder()
+        .arg("host-run")
+        .arg(system)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn host_run_exits_with_1_when_a_service_faults_or_fails_to_load() {
+    // Before: a service that failed to load left host-run's status at 0.
+    let start_traps = wasm(
+        r#"(module (memory (export "memory") 1) (func $s unreachable) (start $s)
+            (func (export "_start")))"#,
+    );
+    let faults =
+        wasm(r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#);
+    for (name, module, summary) in [
+        (
+            "fails-to-load",
+            start_traps,
+            "atoll: no service can run: 1 exited, 0 faulted, 1 failed to load, 0 waiting for ever",
+        ),
+        (
+            "faults",
+            faults,
+            "atoll: no service can run: 1 exited, 1 faulted, 0 failed to load, 0 waiting for ever",
+        ),
+    ] {
+        let system = scenario(
+            &format!("host-run-{name}"),
+            &format!(
+                "[system]\nname = \"h\"\nexit-when-idle = true\n[[service]]\nname = \"good\"\nmodule = \"good.wasm\"\n[[service]]\nname = \"{name}\"\nmodule = \"bad.wasm\"\n"
+            ),
+            &[("good.wasm", wasm(GOOD)), ("bad.wasm", module)],
+        );
+        let (status, stdout, stderr) = host_run(&system);
+        assert_eq!(status, 1, "{name}: {stdout}\n{stderr}");
+        assert!(stdout.contains(summary), "{name}: {stdout}");
+        assert!(
+            stderr.contains("image-builder: a service faulted or failed to load (exit status 1)"),
+            "{name}: {stderr}"
+        );
+    }
+    let system = scenario(
+        "host-run-good",
+        "[system]\nname = \"h\"\nexit-when-idle = true\n[[service]]\nname = \"good\"\nmodule = \"good.wasm\"\n",
+        &[("good.wasm", wasm(GOOD))],
+    );
+    let (status, stdout, stderr) = host_run(&system);
+    assert_eq!(status, 0, "{stdout}\n{stderr}");
+}

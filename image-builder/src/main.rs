@@ -51,9 +51,11 @@ enum Command {
     },
     /// Build, then boot in QEMU (headless, serial console on this terminal).
     ///
-    /// Exit status: 0 when the kernel exits with success, 1 when it reports a
-    /// failure, 3 when QEMU ends without a report (e.g. a triple fault), 124 on
-    /// timeout, 2 when the build fails.
+    /// Exit status (as host-run's; a system ends only with `exit-when-idle`):
+    /// 0 when no service faulted or failed to load, 1 when a service faulted
+    /// or failed to load, 2 when image-builder fails (description, build), 3
+    /// when the kernel fails (panic, CPU exception, no bundle) or QEMU ends
+    /// without the kernel's report (e.g. a triple fault), 124 on timeout.
     Run {
         system: PathBuf,
         /// Boot through UEFI (OVMF) instead of BIOS.
@@ -90,6 +92,10 @@ enum Command {
     },
     /// Run a system's services in the kernel core hosted on Linux (no QEMU):
     /// the same scheduler, IPC and interpreter, natively.
+    ///
+    /// Exit status (as run's): 0 when no service faulted or failed to load, 1
+    /// when a service faulted or failed to load, 2 when image-builder fails,
+    /// 3 when the kernel core cannot boot the bundle.
     HostRun { system: PathBuf },
     /// Measure IPC and spawn costs in QEMU and hosted, with a Linux pipe as the
     /// baseline; print a table and append JSON lines to target/bench/.
@@ -149,8 +155,17 @@ fn run(cli: Cli) -> Result<u8, Error> {
             let system = load(&system)?;
             let options = options(Firmware::Both);
             let bundle = builder::bundle_only(&system, &options)?;
-            let (_, summary) = hosted::run(&bundle, true).map_err(Error::Other)?;
-            Ok(u8::from(summary.faulted > 0))
+            let outcome = match hosted::run(&bundle, true) {
+                Ok((_, summary)) => qemu::Outcome::of_summary(&summary),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    qemu::Outcome::KernelFailure
+                }
+            };
+            if !cli.quiet || outcome != qemu::Outcome::Success {
+                eprintln!("image-builder: {outcome}");
+            }
+            Ok(outcome.exit_code())
         }
         Command::Bench { system } => {
             let system = load(&workspace.join(system))?;
@@ -231,10 +246,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 disk,
             };
             let outcome = qemu::run(&image, &options)?;
-            if !cli.quiet {
-                eprintln!("image-builder: guest ended: {outcome:?}");
+            if !cli.quiet || outcome != qemu::Outcome::Success {
+                eprintln!("image-builder: {outcome}");
             }
-            Ok(u8::try_from(outcome.exit_code()).unwrap_or(1))
+            Ok(outcome.exit_code())
         }
     }
 }

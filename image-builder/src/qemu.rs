@@ -3,6 +3,7 @@
 //! The kernel reports its end through QEMU's `isa-debug-exit` device, which
 //! makes QEMU exit with `(code << 1) | 1`. A plain exit status of 0 therefore
 //! never means success: it is what a triple fault gives under `-no-reboot`.
+//! [`Outcome`] is also how `host-run` ends: one exit-status rule for both.
 
 use crate::error::{Context, Error};
 use std::path::{Path, PathBuf};
@@ -11,16 +12,22 @@ use std::time::{Duration, Instant};
 
 /// QEMU's status when the kernel exits with success (`0x10 << 1 | 1`).
 pub const QEMU_SUCCESS: i32 = 33;
-/// QEMU's status when the kernel exits with failure (`0x11 << 1 | 1`).
+/// QEMU's status when the kernel itself fails (`0x11 << 1 | 1`).
 pub const QEMU_FAILURE: i32 = 35;
+/// QEMU's status when the kernel ran to its end but a service faulted or
+/// failed to load (`0x12 << 1 | 1`).
+pub const QEMU_SERVICES_FAILED: i32 = 37;
 
-/// How a boot ended, as this tool's exit status.
+/// How a run ended (in QEMU or hosted), as this tool's exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The kernel exited with success: status 0.
+    /// No service faulted or failed to load: status 0.
     Success,
-    /// The kernel reported a failure (exception, panic, boot error): status 1.
-    Failure,
+    /// A service faulted or failed to load: status 1.
+    ServicesFailed,
+    /// The kernel reported its own failure (exception, panic, boot error):
+    /// status 3.
+    KernelFailure,
     /// QEMU ended without the kernel reporting (triple fault, reset): status 3.
     NoReport,
     /// The timeout expired and QEMU was stopped: status 124.
@@ -28,13 +35,46 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn exit_code(self) -> i32 {
+    /// From QEMU's exit status (`None`: stopped at the timeout).
+    pub fn of_qemu(status: Option<i32>) -> Outcome {
+        match status {
+            None => Outcome::TimedOut,
+            Some(QEMU_SUCCESS) => Outcome::Success,
+            Some(QEMU_SERVICES_FAILED) => Outcome::ServicesFailed,
+            Some(QEMU_FAILURE) => Outcome::KernelFailure,
+            Some(_) => Outcome::NoReport,
+        }
+    }
+
+    /// From the kernel's summary of a run that ended.
+    pub fn of_summary(summary: &atoll_core::RunSummary) -> Outcome {
+        if summary.succeeded() {
+            Outcome::Success
+        } else {
+            Outcome::ServicesFailed
+        }
+    }
+
+    pub fn exit_code(self) -> u8 {
         match self {
             Outcome::Success => 0,
-            Outcome::Failure => 1,
-            Outcome::NoReport => 3,
+            Outcome::ServicesFailed => 1,
+            Outcome::KernelFailure | Outcome::NoReport => 3,
             Outcome::TimedOut => 124,
         }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            Outcome::Success => "no service faulted or failed to load",
+            Outcome::ServicesFailed => "a service faulted or failed to load",
+            Outcome::KernelFailure => "the kernel failed (panic, CPU exception or boot error)",
+            Outcome::NoReport => "QEMU ended without the kernel's report (e.g. a triple fault)",
+            Outcome::TimedOut => "timed out; QEMU was stopped",
+        };
+        write!(formatter, "{text} (exit status {})", self.exit_code())
     }
 }
 
@@ -115,12 +155,9 @@ pub fn run(image: &Path, options: &RunOptions) -> Result<Outcome, Error> {
             .to_string()
     })?;
     let status = wait(&mut child, options.timeout)?;
-    Ok(match status.and_then(|status| status.code()) {
-        None => Outcome::TimedOut,
-        Some(QEMU_SUCCESS) => Outcome::Success,
-        Some(QEMU_FAILURE) => Outcome::Failure,
-        Some(_) => Outcome::NoReport,
-    })
+    Ok(Outcome::of_qemu(
+        status.map(|status| status.code().unwrap_or(-1)),
+    ))
 }
 
 /// Waits for `child`; `None` if the timeout expired first (the child is killed).
@@ -167,12 +204,7 @@ pub fn run_captured(image: &Path, options: &RunOptions) -> Result<(Outcome, Stri
     });
     let status = wait(&mut child, options.timeout)?;
     let text = reader.join().unwrap_or_default();
-    let outcome = match status.and_then(|status| status.code()) {
-        None => Outcome::TimedOut,
-        Some(QEMU_SUCCESS) => Outcome::Success,
-        Some(QEMU_FAILURE) => Outcome::Failure,
-        Some(_) => Outcome::NoReport,
-    };
+    let outcome = Outcome::of_qemu(status.map(|status| status.code().unwrap_or(-1)));
     Ok((outcome, text.replace('\r', "")))
 }
 

@@ -45,8 +45,9 @@ pub enum Firmware {
 pub struct Boot {
     pub system: PathBuf,
     pub log: String,
-    /// image-builder's exit status (0 success, 1 kernel failure, 3 no report,
-    /// 124 timeout); `None` when the harness stopped QEMU at a marker.
+    /// image-builder's exit status (0 success, 1 a service faulted or failed
+    /// to load, 3 kernel failure or no report, 124 timeout); `None` when the
+    /// harness stopped QEMU at a marker.
     pub status: Option<i32>,
     pub elapsed: Duration,
 }
@@ -82,7 +83,7 @@ impl Boot {
         assert_eq!(
             self.status,
             Some(status),
-            "exit status of {} (0 success, 1 kernel failure, 3 no report, 124 timeout); serial log:\n{}",
+            "exit status of {} (0 success, 1 a service faulted or failed to load, 3 kernel failure or no report, 124 timeout); serial log:\n{}",
             self.system.display(),
             self.log
         );

@@ -22,6 +22,40 @@ pub enum Request {
     Swap { service: String, module: Vec<u8> },
 }
 
+/// Why a swap was refused: the error code a supervisor's `swap` returns, and
+/// the reason, which the host's answer line carries too
+/// (`error: swap of NAME: invalid module: ...`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct SwapRefusal {
+    pub error: atoll_abi::Error,
+    /// What the module failed (for [`atoll_abi::Error::InvalidModule`]).
+    pub reason: Option<String>,
+}
+
+impl From<atoll_abi::Error> for SwapRefusal {
+    fn from(error: atoll_abi::Error) -> Self {
+        SwapRefusal {
+            error,
+            reason: None,
+        }
+    }
+}
+
+impl From<SwapRefusal> for atoll_abi::Error {
+    fn from(refusal: SwapRefusal) -> Self {
+        refusal.error
+    }
+}
+
+impl core::fmt::Display for SwapRefusal {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.reason {
+            Some(reason) => write!(formatter, "{}: {reason}", self.error),
+            None => write!(formatter, "{}", self.error),
+        }
+    }
+}
+
 /// Accumulates bytes and cuts them into requests.
 #[derive(Debug, Default)]
 pub struct ControlChannel {

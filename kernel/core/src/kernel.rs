@@ -65,6 +65,17 @@ impl core::fmt::Display for RunSummary {
     }
 }
 
+impl RunSummary {
+    /// Whether no service faulted and none failed to load: the run succeeded
+    /// (exit status 0 of `image-builder run` and `host-run`; see
+    /// docs/design.md). Nonzero WASI exit statuses and services waiting for
+    /// ever do not count against it.
+    #[must_use]
+    pub fn succeeded(&self) -> bool {
+        self.faulted == 0 && self.failed_to_load == 0
+    }
+}
+
 /// Where a service is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServiceState {
@@ -1152,7 +1163,12 @@ impl Kernel {
     /// Checks a new module for service `name` now, and swaps it in at the
     /// service's next quiescent point (waiting in `receive`), which may be at
     /// once. `host`: the host control channel asked and waits for the outcome.
-    fn schedule_swap(&mut self, name: &str, module: Vec<u8>, host: bool) -> Result<(), Error> {
+    fn schedule_swap(
+        &mut self,
+        name: &str,
+        module: Vec<u8>,
+        host: bool,
+    ) -> Result<(), crate::control::SwapRefusal> {
         let target = self
             .services
             .iter()
@@ -1160,15 +1176,24 @@ impl Kernel {
             .ok_or(Error::NotFound)?;
         // Validation compiles the module once; loading it will again.
         self.heap.admit(crate::heap::compile_cost(&module))?;
-        if let Err(error) = crate::service::validate(&module) {
+        let limits = self
+            .services
+            .get(target)
+            .ok_or(Error::NotFound)?
+            .image
+            .limits;
+        if let Err(error) = crate::service::validate(&module, &limits) {
             self.log(&format!("swap of {name} refused: {error}"));
-            return Err(Error::InvalidModule);
+            return Err(crate::control::SwapRefusal {
+                error: Error::InvalidModule,
+                reason: Some(error.to_string()),
+            });
         }
         let Some(slot) = self.services.get_mut(target) else {
-            return Err(Error::NotFound);
+            return Err(Error::NotFound.into());
         };
         if !matches!(slot.state, ServiceState::Ready | ServiceState::Blocked(_)) {
-            return Err(Error::InvalidArgument);
+            return Err(Error::InvalidArgument.into());
         }
         slot.pending_swap = Some(module);
         slot.swap_asked_at = Some(self.platform.now_ns());

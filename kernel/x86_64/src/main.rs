@@ -90,7 +90,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     let summary = kernel.run();
     kprintln!("atoll: no service can run: {summary}");
     if settings.exit_when_idle {
-        qemu::exit(qemu::ExitCode::Success);
+        qemu::exit(if summary.succeeded() {
+            qemu::ExitCode::Success
+        } else {
+            qemu::ExitCode::ServicesFailed
+        });
     }
     kprintln!(
         "atoll: idle after {} ms ({} timer ticks), kernel heap in use {} KiB",

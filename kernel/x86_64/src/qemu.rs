@@ -1,8 +1,9 @@
 //! Leaving QEMU with a status, through its `isa-debug-exit` device.
 //!
-//! QEMU exits with `(value << 1) | 1`: [`ExitCode::Success`] gives status 33 and
-//! [`ExitCode::Failure`] 35. On a machine without the device the write does
-//! nothing and the CPU halts for good.
+//! QEMU exits with `(value << 1) | 1`: [`ExitCode::Success`] gives status 33,
+//! [`ExitCode::ServicesFailed`] 37 and [`ExitCode::Failure`] 35; image-builder
+//! maps them to its exit statuses 0, 1 and 3 (docs/design.md). On a machine
+//! without the device the write does nothing and the CPU halts for good.
 
 use x86_64::instructions::port::Port;
 
@@ -12,8 +13,12 @@ const DEBUG_EXIT_PORT: u16 = 0xf4;
 #[derive(Clone, Copy, Debug)]
 #[repr(u32)]
 pub enum ExitCode {
+    /// Every service ended or waits for ever; none faulted or failed to load.
     Success = 0x10,
+    /// The kernel itself failed: a panic, a CPU exception, no bootable bundle.
     Failure = 0x11,
+    /// The kernel ran to its end, but a service faulted or failed to load.
+    ServicesFailed = 0x12,
 }
 
 /// Stops the machine with `code`.

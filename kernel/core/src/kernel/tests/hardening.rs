@@ -2,6 +2,7 @@
 //! once brought the kernel down, and what the kernel does with it now.
 
 use super::*;
+use crate::LoadError;
 
 /// `value` as unsigned LEB128.
 fn leb(mut value: usize, out: &mut Vec<u8>) {
@@ -51,9 +52,9 @@ fn nested_constant_expressions_are_refused_before_the_interpreter_recurses() {
     // 300,000 levels overflowed even the host's 8 MiB stack; 20,000 the kernel's.
     let deep = nested_const_module(300_000);
     let shallow = nested_const_module(4);
-    assert!(crate::service::validate(&shallow).is_ok());
+    assert!(crate::service::validate(&shallow, &LIMITS).is_ok());
     assert!(matches!(
-        crate::service::validate(&deep),
+        crate::service::validate(&deep, &LIMITS),
         Err(crate::LoadError::Preflight(_))
     ));
     let hello = wat::parse_str(hello("still here")).unwrap();
@@ -987,4 +988,163 @@ fn services_left_waiting_for_an_ended_supervisor_are_stopped() {
         [Error::PeerGone.code().to_string()],
         "{console}"
     );
+}
+
+/// A service module with `items` between its memory export and `_start`.
+fn service_with(items: &str) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module (memory (export "memory") 1) {items} (func $f) (func (export "_start")))"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn check_and_loader_refuse_the_same_memories_tables_and_segments() {
+    // Before: `validate` (image-builder check) passed all of these, and the
+    // kernel refused them at boot, one with wasmi's Debug text of a table.
+    let limit = u64::from(LIMITS.memory_bytes);
+    let cases: Vec<(&str, Vec<u8>, LoadError)> = vec![
+        (
+            "two-memories",
+            service_with("(memory 1)"),
+            LoadError::TooManyMemories(2),
+        ),
+        (
+            "two-tables",
+            service_with("(table 1 funcref) (table 1 funcref)"),
+            LoadError::TooManyTables(2),
+        ),
+        (
+            "big-memory",
+            wat::parse_str(r#"(module (memory (export "memory") 17) (func (export "_start")))"#)
+                .unwrap(),
+            LoadError::MemoryAboveLimit {
+                initial_bytes: 17 * 65536,
+                limit_bytes: limit,
+            },
+        ),
+        (
+            "big-table",
+            service_with("(table 100001 funcref)"),
+            LoadError::TableAboveLimit { initial: 100_001 },
+        ),
+        (
+            "data-past-the-end",
+            service_with(r#"(data (i32.const 100) "x") (data (i32.const 65535) "ab")"#),
+            LoadError::DataOutOfBounds {
+                segment: 1,
+                offset: 65535,
+                end: 65537,
+                memory_bytes: 65536,
+            },
+        ),
+        (
+            "data-at-a-computed-offset",
+            service_with(r#"(data (i32.add (i32.const 65000) (i32.const 600)) "x")"#),
+            LoadError::DataOutOfBounds {
+                segment: 0,
+                offset: 65600,
+                end: 65601,
+                memory_bytes: 65536,
+            },
+        ),
+        (
+            "elements-past-the-end",
+            service_with("(table 2 funcref) (elem (i32.const 1) func $f $f)"),
+            LoadError::ElementOutOfBounds {
+                segment: 0,
+                offset: 1,
+                end: 3,
+                table_size: 2,
+            },
+        ),
+    ];
+    let hello = wat::parse_str(hello("still here")).unwrap();
+    for (name, module, expected) in &cases {
+        let refused = crate::service::validate(module, &LIMITS).unwrap_err();
+        assert_eq!(refused.to_string(), expected.to_string(), "{name}");
+        assert!(
+            core::mem::discriminant(&refused) == core::mem::discriminant(expected),
+            "{name}: {refused:?}"
+        );
+        let (console, summary) = run_images(&[(name, module, LIMITS), ("hello", &hello, LIMITS)]);
+        assert_eq!(summary.failed_to_load, 1, "{name}: {console}");
+        assert_eq!(summary.exited, 1, "{name}: {console}");
+        assert!(
+            console.contains(&format!(
+                "atoll: service {name} failed to load: {refused}\n"
+            )),
+            "{name}: {console}"
+        );
+        assert!(!console.contains("Stored {"), "{name}: {console}");
+    }
+    // What fits exactly passes both.
+    for module in [
+        service_with(
+            r#"(data (i32.const 65534) "ab") (table 2 funcref) (elem (i32.const 0) func $f $f)"#,
+        ),
+        wat::parse_str(r#"(module (memory (export "memory") 16) (func (export "_start")))"#)
+            .unwrap(),
+        service_with("(table 100000 funcref)"),
+    ] {
+        crate::service::validate(&module, &LIMITS).unwrap();
+        let (console, summary) = run_images(&[("fits", &module, LIMITS)]);
+        assert_eq!(summary.failed_to_load, 0, "{console}");
+    }
+}
+
+#[test]
+fn every_unknown_import_is_named() {
+    let module = wat::parse_str(
+        r#"(module
+            (import "env" "open_door" (func))
+            (import "atoll" "log" (func (param i32 i32) (result i32)))
+            (import "atoll" "teleport" (func))
+            (import "env" "table" (table 1 funcref))
+            (memory (export "memory") 1) (func (export "_start")))"#,
+    )
+    .unwrap();
+    let refused = crate::service::validate(&module, &LIMITS).unwrap_err();
+    let LoadError::UnknownImports(imports) = &refused else {
+        panic!("{refused:?}");
+    };
+    let names: Vec<(&str, &str)> = imports
+        .iter()
+        .map(|(module, name)| (module.as_str(), name.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("env", "open_door"),
+            ("atoll", "teleport"),
+            ("env", "table")
+        ]
+    );
+    assert_eq!(
+        refused.to_string(),
+        "imports unknown functions `env::open_door`, `atoll::teleport`, `env::table`"
+    );
+}
+
+#[test]
+fn a_host_swap_refused_tells_the_host_why() {
+    // Before: the host heard only "error: swap of svc: invalid module"; the
+    // reason went to the serial console.
+    let platform = Arc::new(TestPlatform::default());
+    let good = wat::parse_str(hello("v1")).unwrap();
+    let bytes = bundle(&[("svc", &good, LIMITS)]);
+    let (mut kernel, _) = Kernel::boot(&bytes, platform.clone()).unwrap();
+    let broken = service_with(r#"(data (i32.const 65535) "ab")"#);
+    let reason = crate::service::validate(&broken, &LIMITS).unwrap_err();
+    platform
+        .control_input
+        .lock()
+        .unwrap()
+        .extend(crate::control::encode_swap("svc", &broken));
+    kernel.poll_control();
+    assert_eq!(
+        *platform.control.lock().unwrap(),
+        format!("error: swap of svc: invalid module: {reason}\n")
+    );
+    assert!(matches!(reason, LoadError::DataOutOfBounds { .. }));
 }
