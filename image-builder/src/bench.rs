@@ -11,11 +11,70 @@
 use crate::builder::{self, BuildOptions, Firmware};
 use crate::error::{Context, Error};
 use crate::manifest::System;
-use crate::{hosted, qemu};
+use crate::{compute, hosted, qemu};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Table names of the compute kernels, in the order of [`compute::KERNELS`].
+const COMPUTE_NAMES: [&str; 4] = [
+    "compute: SHA-256 of 1 MiB",
+    "compute: sort 100,000 u32",
+    "compute: f64 matrix multiply 128x128",
+    "compute: UTF-8 scan of 1 MiB",
+];
+
+/// Prints the compute table: milliseconds per place, then the ratios the
+/// issue sets targets for.
+fn print_compute(compute: &compute::Compute) {
+    let at = |place: usize, name: &str| {
+        compute
+            .places
+            .get(place)
+            .and_then(|timings| timings.ns.get(name))
+            .map(|ns| ns / 1e6)
+    };
+    let show = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    let ratio = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.2}x"));
+    println!();
+    println!(
+        "| {:<38} | {:>14} | {:>11} | {:>8} | {:>11} | {:>11} | {:>14} | {:>12} |",
+        "compute (ms)",
+        "guest baseline",
+        "guest now",
+        "speed-up",
+        "hosted core",
+        "plain wasmi",
+        "hosted / wasmi",
+        "wasmi portable"
+    );
+    println!(
+        "|{:-<40}|{:->16}|{:->13}|{:->10}|{:->13}|{:->13}|{:->16}|{:->14}|",
+        "", "", "", "", "", "", "", ""
+    );
+    for (index, name) in compute::KERNELS.iter().enumerate() {
+        let [baseline, guest, hosted, wasmi, portable] =
+            [0, 1, 2, 3, 4].map(|place| at(place, name));
+        // Throughput ratios: time of the reference / time of the measured.
+        let speed_up = baseline.zip(guest).map(|(before, now)| before / now);
+        let hosted_vs_wasmi = wasmi.zip(hosted).map(|(wasmi, hosted)| wasmi / hosted);
+        println!(
+            "| {:<38} | {:>14} | {:>11} | {:>8} | {:>11} | {:>11} | {:>14} | {:>12} |",
+            COMPUTE_NAMES.get(index).copied().unwrap_or(name),
+            show(baseline),
+            show(guest),
+            ratio(speed_up),
+            show(hosted),
+            show(wasmi),
+            ratio(hosted_vs_wasmi),
+            show(portable)
+        );
+    }
+    println!(
+        "speed-up: guest throughput now / baseline kernel (soft-float, portable dispatch); hosted / wasmi: throughput of the hosted core relative to plain wasmi (default features and Config)"
+    );
+}
 
 /// Round trips of the pipe baseline.
 const PIPE_ROUND_TRIPS: u32 = 20_000;
@@ -371,6 +430,8 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     eprintln!("bench: storage throughput (virtio-blk driver and FAT service in QEMU)...");
     let (storage, host_file_kb_per_s) = storage(&build_options)?;
 
+    let compute = compute::run(&build_options)?;
+
     let host_mhz = host_mhz();
     let cycles = |ns: Option<f64>, mhz: Option<f64>| ns.zip(mhz).map(|(ns, mhz)| ns * mhz / 1000.0);
     let guest_rt = guest.values.get("ipc_round_trip_ns").copied();
@@ -454,6 +515,20 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
                 Some(host_file_kb_per_s),
             ],
         },
+        Row {
+            name: "kernel stack high-water mark, this system",
+            unit: "KiB",
+            values: [
+                compute::stack_report(&guest_console).map(|(used, _)| used),
+                None,
+                None,
+            ],
+        },
+        Row {
+            name: "kernel stack high-water mark, torture test",
+            unit: "KiB",
+            values: [compute.torture_stack_kib.map(|(used, _)| used), None, None],
+        },
     ];
     let show = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
     println!();
@@ -491,6 +566,10 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         show(guest.tsc_mhz),
         show(host_mhz)
     );
+    if let Some((_, size)) = compute.torture_stack_kib {
+        println!("kernel stack size {size:.0} KiB");
+    }
+    print_compute(&compute);
 
     let out_dir = options.workspace.join("target").join("bench");
     std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
@@ -508,6 +587,22 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
                     "where": place,
                     "unit": row.unit,
                     "value": value,
+                });
+                lines.push_str(&record.to_string());
+                lines.push('\n');
+            }
+        }
+    }
+    for (index, name) in compute::KERNELS.iter().enumerate() {
+        let benchmark = COMPUTE_NAMES.get(index).copied().unwrap_or(name);
+        for (place, timings) in compute::PLACES.iter().zip(&compute.places) {
+            if let Some(ns) = timings.ns.get(*name) {
+                let record = serde_json::json!({
+                    "timestamp": timestamp,
+                    "benchmark": benchmark,
+                    "where": place,
+                    "unit": "ms",
+                    "value": ns / 1e6,
                 });
                 lines.push_str(&record.to_string());
                 lines.push('\n');

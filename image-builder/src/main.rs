@@ -8,6 +8,7 @@
 
 mod bench;
 mod builder;
+mod compute;
 mod disk;
 mod error;
 mod hosted;
@@ -15,7 +16,7 @@ mod manifest;
 mod push;
 mod qemu;
 
-use builder::{BuildOptions, Firmware};
+use builder::{BuildOptions, Firmware, KernelConfig};
 use clap::{Parser, Subcommand};
 use error::Error;
 use std::path::PathBuf;
@@ -31,6 +32,10 @@ struct Cli {
     /// Print only errors and the guest's console.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Build the kernel as before issue 12 (soft-float `x86_64-unknown-none`,
+    /// wasmi's portable dispatch), for before/after comparisons.
+    #[arg(long, global = true)]
+    baseline_kernel: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -122,10 +127,16 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let workspace = cli.workspace.canonicalize().unwrap_or(cli.workspace);
     let load = |path: &PathBuf| manifest::load(path).map_err(Error::Diagnostics);
     let quiet = cli.quiet;
+    let kernel = if cli.baseline_kernel {
+        KernelConfig::Baseline
+    } else {
+        KernelConfig::HardFloat
+    };
     let options = |firmware| BuildOptions {
         workspace: workspace.clone(),
         firmware,
         quiet,
+        kernel,
     };
     match cli.command {
         Command::Check { system } => {
@@ -158,6 +169,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 workspace,
                 firmware: Firmware::Bios,
                 quiet: true,
+                kernel,
             };
             bench::run(&system, &options)?;
             Ok(0)

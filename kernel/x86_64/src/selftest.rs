@@ -41,6 +41,23 @@ pub fn inject(fault: InjectedFault) {
             kprintln!("atoll: self-test: recursion returned at depth {depth}");
         }
         InjectedFault::Panic => panic!("self-test panic"),
+        InjectedFault::SimdFloatingPoint => {
+            // MXCSR with the divide-by-zero mask (bit 9) cleared.
+            let mxcsr: u32 = crate::cpu::MXCSR_DEFAULT & !(1 << 9);
+            let zero = core::hint::black_box(0.0f64);
+            // SAFETY: see above; `ldmxcsr` unmasks the divide-by-zero
+            // exception, and `divsd` by zero then raises #XM. The local is
+            // only read.
+            unsafe {
+                core::arch::asm!(
+                    "ldmxcsr [{mxcsr}]",
+                    "divsd {one}, {zero}",
+                    mxcsr = in(reg) &raw const mxcsr,
+                    one = inout(xmm_reg) 1.0f64 => _,
+                    zero = in(xmm_reg) zero,
+                )
+            }
+        }
     }
     kprintln!("atoll: self-test: {fault:?} did not stop the kernel");
 }
