@@ -55,6 +55,9 @@ pub struct BuildOptions {
     pub firmware: Firmware,
     pub quiet: bool,
     pub kernel: KernelConfig,
+    /// Extra cargo features of the kernel (`--kernel-features`), e.g. another
+    /// wasmi dispatch for measurements.
+    pub kernel_features: Option<String>,
 }
 
 impl BuildOptions {
@@ -160,6 +163,9 @@ fn build_kernel(options: &BuildOptions) -> Result<PathBuf, Error> {
             let mut args = vec!["--profile", "kernel", "--target", &spec];
             args.extend_from_slice(KERNEL_BUILD_STD);
             args.extend_from_slice(&["-p", "atoll-kernel"]);
+            if let Some(features) = &options.kernel_features {
+                args.extend_from_slice(&["--features", features]);
+            }
             cargo(options, &cross, &args)?;
             Ok(cross.join("x86_64-atoll-kernel/kernel/atoll-kernel"))
         }

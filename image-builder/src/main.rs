@@ -36,6 +36,10 @@ struct Cli {
     /// wasmi's portable dispatch), for before/after comparisons.
     #[arg(long, global = true)]
     baseline_kernel: bool,
+    /// Extra cargo features for the kernel, e.g. `unstable-dispatch` or
+    /// `portable-dispatch,indirect-dispatch` (wasmi dispatch variants).
+    #[arg(long, global = true)]
+    kernel_features: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -127,6 +131,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let workspace = cli.workspace.canonicalize().unwrap_or(cli.workspace);
     let load = |path: &PathBuf| manifest::load(path).map_err(Error::Diagnostics);
     let quiet = cli.quiet;
+    let kernel_features = cli.kernel_features;
     let kernel = if cli.baseline_kernel {
         KernelConfig::Baseline
     } else {
@@ -137,6 +142,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         firmware,
         quiet,
         kernel,
+        kernel_features: kernel_features.clone(),
     };
     match cli.command {
         Command::Check { system } => {
@@ -170,6 +176,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 firmware: Firmware::Bios,
                 quiet: true,
                 kernel,
+                kernel_features: kernel_features.clone(),
             };
             bench::run(&system, &options)?;
             Ok(0)

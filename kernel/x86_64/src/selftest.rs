@@ -41,23 +41,7 @@ pub fn inject(fault: InjectedFault) {
             kprintln!("atoll: self-test: recursion returned at depth {depth}");
         }
         InjectedFault::Panic => panic!("self-test panic"),
-        InjectedFault::SimdFloatingPoint => {
-            // MXCSR with the divide-by-zero mask (bit 9) cleared.
-            let mxcsr: u32 = crate::cpu::MXCSR_DEFAULT & !(1 << 9);
-            let zero = core::hint::black_box(0.0f64);
-            // SAFETY: see above; `ldmxcsr` unmasks the divide-by-zero
-            // exception, and `divsd` by zero then raises #XM. The local is
-            // only read.
-            unsafe {
-                core::arch::asm!(
-                    "ldmxcsr [{mxcsr}]",
-                    "divsd {one}, {zero}",
-                    mxcsr = in(reg) &raw const mxcsr,
-                    one = inout(xmm_reg) 1.0f64 => _,
-                    zero = in(xmm_reg) zero,
-                )
-            }
-        }
+        InjectedFault::SimdFloatingPoint => simd_divide_by_zero(),
     }
     kprintln!("atoll: self-test: {fault:?} did not stop the kernel");
 }
@@ -66,4 +50,38 @@ pub fn inject(fault: InjectedFault) {
 fn recurse(depth: u64) -> u64 {
     let frame = core::hint::black_box([depth; 64]);
     recurse(depth + 1).wrapping_add(frame[0])
+}
+
+/// Unmasks the SSE divide-by-zero exception and divides 1.0 by 0.0: #XM.
+fn simd_divide_by_zero() {
+    // MXCSR with the divide-by-zero mask (bit 9) cleared.
+    let mxcsr: u32 = crate::cpu::MXCSR_DEFAULT & !(1 << 9);
+    let operands = [1.0f64, core::hint::black_box(0.0)];
+    // SAFETY: `ldmxcsr` unmasks the exception and `divsd` then raises #XM,
+    // whose handler stops the machine; the instructions only read the
+    // locals. xmm0 is declared clobbered where the compiler uses XMM
+    // registers (the hard-float target); the baseline soft-float kernel's
+    // compiler never does (SSE is enabled at entry either way).
+    #[cfg(target_feature = "sse2")]
+    unsafe {
+        core::arch::asm!(
+            "ldmxcsr [{mxcsr}]",
+            "movsd xmm0, qword ptr [{operands}]",
+            "divsd xmm0, qword ptr [{operands} + 8]",
+            mxcsr = in(reg) &raw const mxcsr,
+            operands = in(reg) operands.as_ptr(),
+            out("xmm0") _,
+        )
+    }
+    // SAFETY: as above.
+    #[cfg(not(target_feature = "sse2"))]
+    unsafe {
+        core::arch::asm!(
+            "ldmxcsr [{mxcsr}]",
+            "movsd xmm0, qword ptr [{operands}]",
+            "divsd xmm0, qword ptr [{operands} + 8]",
+            mxcsr = in(reg) &raw const mxcsr,
+            operands = in(reg) operands.as_ptr(),
+        )
+    }
 }

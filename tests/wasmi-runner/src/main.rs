@@ -45,7 +45,11 @@ fn run(path: &str, exports: Vec<String>) -> Result<(), String> {
                 let Some(ty) = import.ty().func() else {
                     return Err(format!("import {} is not a function", import.name()));
                 };
-                let results: Vec<Val> = ty.results().iter().map(|ty| Val::default(*ty)).collect();
+                let results: Vec<Val> = ty
+                    .results()
+                    .iter()
+                    .map(|ty| Val::default_for_ty(*ty))
+                    .collect();
                 linker
                     .func_new(
                         import.module(),

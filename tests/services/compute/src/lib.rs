@@ -20,7 +20,7 @@ use atoll_sdk::println;
 atoll_sdk::entry!(main);
 
 /// The kernels, by name, in the order they run.
-const KERNELS: &[(&str, fn() -> i64)] = &[
+const KERNELS: &[(&str, extern "C" fn() -> i64)] = &[
     ("sha256", bench_sha256),
     ("sort", bench_sort),
     ("matmul", bench_matmul),
