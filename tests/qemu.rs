@@ -751,3 +751,57 @@ fn float_work_interrupted_thousands_of_times_keeps_every_bit() {
         boot.log
     );
 }
+
+/// The interrupt handlers that return to the interrupted code (the timer, the
+/// device lines, the spurious ones) may run in the middle of the interpreter,
+/// whose float values live in XMM registers: they must not touch any XMM
+/// register (docs/design.md, "Interrupt handlers and XMM state"). Checked on
+/// the disassembly of the kernel that the tests boot.
+#[test]
+fn interrupt_handlers_that_return_touch_no_xmm_register() {
+    let system = support::system("hello");
+    support::build(&system, Firmware::Bios);
+    let elf = support::workspace().join("target/atoll/test-hello/kernel.elf");
+    let libdir = std::process::Command::new("rustc")
+        .current_dir(support::workspace())
+        .args(["--print", "target-libdir"])
+        .output()
+        .expect("rustc runs");
+    let libdir = std::path::PathBuf::from(String::from_utf8_lossy(&libdir.stdout).trim());
+    let objdump = libdir.with_file_name("bin").join("llvm-objdump");
+    let output = std::process::Command::new(&objdump)
+        .args(["-d", "-C", "--no-show-raw-insn"])
+        .arg(&elf)
+        .output()
+        .expect("llvm-objdump (the toolchain's llvm-tools) runs");
+    assert!(output.status.success(), "{} failed", objdump.display());
+    let disassembly = String::from_utf8_lossy(&output.stdout);
+    let mut returning: Vec<String> = ["timer", "spurious_master", "spurious_slave"]
+        .iter()
+        .map(|name| name.to_string())
+        .chain([1, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14].map(|irq| format!("irq{irq}")))
+        .map(|name| format!("<atoll_kernel::interrupts::{name}>:"))
+        .collect();
+    for function in disassembly.split("\n\n") {
+        let Some(position) = returning
+            .iter()
+            .position(|header| function.lines().any(|line| line.ends_with(header.as_str())))
+        else {
+            continue;
+        };
+        let header = returning.swap_remove(position);
+        assert!(
+            function.contains("iretq"),
+            "{header} does not return:\n{function}"
+        );
+        assert!(
+            !function.contains("%xmm") && !function.contains("fxsave"),
+            "{header} touches XMM state:\n{function}"
+        );
+    }
+    assert!(
+        returning.is_empty(),
+        "handlers not found in {}: {returning:?}",
+        elf.display()
+    );
+}

@@ -1,7 +1,8 @@
 //! From a checked description to a bundle and disk images.
 //!
-//! image-builder invokes cargo once per target (the kernel for
-//! `x86_64-unknown-none`, services for `wasm32-unknown-unknown`) in a target
+//! image-builder invokes cargo once per target (the kernel for its own
+//! hard-float target `kernel/x86_64/x86_64-atoll-kernel.json` with build-std,
+//! services for `wasm32-unknown-unknown`) in a target
 //! folder of its own (`target/cross`), so it never waits on a cargo lock held by
 //! whoever started it, and never disturbs the host build of the `bootloader`
 //! crate. docs/design.md explains the choice.
