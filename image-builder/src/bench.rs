@@ -11,7 +11,7 @@
 use crate::builder::{self, BuildOptions, Firmware};
 use crate::error::{Context, Error};
 use crate::manifest::System;
-use crate::{compute, hosted, qemu};
+use crate::{boot_time, compute, hosted, qemu};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -408,6 +408,24 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         )));
     }
 
+    eprintln!(
+        "bench: booting `{}` in QEMU on the baseline kernel (soft-float, portable dispatch)...",
+        system.name
+    );
+    let mut baseline_options = build_options.clone();
+    baseline_options.kernel = crate::builder::KernelConfig::Baseline;
+    let baseline_artifacts = builder::build(system, &baseline_options)?;
+    let baseline_image = baseline_artifacts
+        .bios_image
+        .ok_or_else(|| Error::Other("no BIOS image was written".into()))?;
+    let (baseline_outcome, baseline_console) = qemu::run_captured(&baseline_image, &run_options)?;
+    let baseline = parse(&baseline_console);
+    if baseline_outcome != qemu::Outcome::Success || !baseline.values.contains_key("done") {
+        return Err(Error::Other(format!(
+            "the benchmark system did not finish on the baseline kernel ({baseline_outcome:?}); its console:\n{baseline_console}"
+        )));
+    }
+
     eprintln!("bench: running `{}` hosted on Linux...", system.name);
     let bundle = builder::bundle_only(system, &build_options)?;
     let (hosted_console, _) = hosted::run(&bundle, false).map_err(Error::Other)?;
@@ -431,6 +449,9 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     let (storage, host_file_kb_per_s) = storage(&build_options)?;
 
     let compute = compute::run(&build_options)?;
+
+    eprintln!("bench: boot time of the default system against the floor (BIOS and UEFI)...");
+    let boot = boot_time::run(&build_options)?;
 
     let host_mhz = host_mhz();
     let cycles = |ns: Option<f64>, mhz: Option<f64>| ns.zip(mhz).map(|(ns, mhz)| ns * mhz / 1000.0);
@@ -516,6 +537,26 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             ],
         },
         Row {
+            name: "boot to system ready, default system, BIOS",
+            unit: "ms",
+            values: [boot.bios.0.map(|s| s * 1000.0), None, None],
+        },
+        Row {
+            name: "boot floor (kernel powers off at entry), BIOS",
+            unit: "ms",
+            values: [boot.bios.1.map(|s| s * 1000.0), None, None],
+        },
+        Row {
+            name: "boot to system ready, default system, UEFI",
+            unit: "ms",
+            values: [boot.uefi.0.map(|s| s * 1000.0), None, None],
+        },
+        Row {
+            name: "boot floor (kernel powers off at entry), UEFI",
+            unit: "ms",
+            values: [boot.uefi.1.map(|s| s * 1000.0), None, None],
+        },
+        Row {
             name: "kernel stack high-water mark, this system",
             unit: "KiB",
             values: [
@@ -532,21 +573,44 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     ];
     let show = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
     println!();
+    // The guest on the kernel of before issue 12, for the rows the IPC
+    // benchmark system gives.
+    let baseline_value = |row: &Row| -> Option<f64> {
+        match (row.name, row.unit) {
+            ("IPC call/reply round trip, 16 B", "ns") => {
+                baseline.values.get("ipc_round_trip_ns").copied()
+            }
+            ("IPC call/reply round trip, 16 B", "cycles") => cycles(
+                baseline.values.get("ipc_round_trip_ns").copied(),
+                baseline.tsc_mhz,
+            ),
+            ("send throughput, 16 B", _) => baseline.values.get("send_per_second").copied(),
+            ("restart, fault to next request (median of 21)", _) => {
+                baseline.values.get("restart_ns").map(|ns| ns / 1000.0)
+            }
+            ("service spawn (validated module, median of 20)", _) => median(&baseline.spawn_us),
+            ("kernel stack high-water mark, this system", _) => {
+                compute::stack_report(&baseline_console).map(|(used, _)| used)
+            }
+            _ => None,
+        }
+    };
     println!(
-        "| {:<48} | {:<6} | {:>14} | {:>14} | {:>14} |",
-        "benchmark", "unit", "guest (TCG)", "hosted core", "Linux"
+        "| {:<48} | {:<6} | {:>14} | {:>14} | {:>14} | {:>14} |",
+        "benchmark", "unit", "guest (TCG)", "guest baseline", "hosted core", "Linux"
     );
     println!(
-        "|{:-<50}|{:-<8}|{:->16}|{:->16}|{:->16}|",
-        "", "", "", "", ""
+        "|{:-<50}|{:-<8}|{:->16}|{:->16}|{:->16}|{:->16}|",
+        "", "", "", "", "", ""
     );
     for row in &rows {
         let [guest_value, hosted_value, pipe_value] = row.values;
         println!(
-            "| {:<48} | {:<6} | {:>14} | {:>14} | {:>14} |",
+            "| {:<48} | {:<6} | {:>14} | {:>14} | {:>14} | {:>14} |",
             row.name,
             row.unit,
             show(guest_value),
+            show(baseline_value(row)),
             show(hosted_value),
             show(pipe_value)
         );
@@ -569,6 +633,14 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     if let Some((_, size)) = compute.torture_stack_kib {
         println!("kernel stack size {size:.0} KiB");
     }
+    for (firmware, (ready, floor)) in [("BIOS", boot.bios), ("UEFI", boot.uefi)] {
+        if let Some((ready, floor)) = ready.zip(floor) {
+            println!(
+                "boot to system ready / floor, {firmware}: {:.2} (target <= 1.2)",
+                ready / floor
+            );
+        }
+    }
     print_compute(&compute);
 
     let out_dir = options.workspace.join("target").join("bench");
@@ -579,6 +651,17 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         .map_or(0, |elapsed| elapsed.as_secs());
     let mut lines = String::new();
     for row in &rows {
+        if let Some(value) = baseline_value(row) {
+            let record = serde_json::json!({
+                "timestamp": timestamp,
+                "benchmark": row.name,
+                "where": "guest-baseline",
+                "unit": row.unit,
+                "value": value,
+            });
+            lines.push_str(&record.to_string());
+            lines.push('\n');
+        }
         for (place, value) in PLACES.iter().zip(row.values) {
             if let Some(value) = value {
                 let record = serde_json::json!({

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod boot_time;
 mod builder;
 mod compute;
 mod disk;
