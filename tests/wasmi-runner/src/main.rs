@@ -2,27 +2,29 @@
 //! wasmi (default features, default `Config`: no fuel, lazy compilation) and
 //! prints how long each took.
 //!
-//! `wasmi-runner MODULE.wasm EXPORT...` prints, per export,
+//! `wasmi-runner [--fuel] MODULE.wasm EXPORT...` prints, per export,
 //! `EXPORT ns=NANOSECONDS checksum=0x...`: the best of three calls, each on a
 //! fresh instance. Every import of the module is satisfied by a function that
 //! returns zeros (the benchmark functions call none). This is the reference
 //! column of `image-builder bench`: what the same interpreter reaches on the
-//! host without Atoll around it.
+//! host without Atoll around it. `--fuel` turns on fuel metering (with
+//! unlimited fuel), to tell its cost apart from Atoll's.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::time::Instant;
-use wasmi::{Engine, Linker, Module, Store, Val};
+use wasmi::{Config, Engine, Linker, Module, Store, Val};
 
 const CALLS: usize = 3;
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let fuel = args.next_if(|arg| arg == "--fuel").is_some();
     let Some(path) = args.next() else {
-        eprintln!("usage: wasmi-runner MODULE.wasm EXPORT...");
+        eprintln!("usage: wasmi-runner [--fuel] MODULE.wasm EXPORT...");
         return ExitCode::from(2);
     };
-    match run(&path, args.collect()) {
+    match run(&path, args.collect(), fuel) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("wasmi-runner: {error}");
@@ -31,15 +33,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(path: &str, exports: Vec<String>) -> Result<(), String> {
+fn run(path: &str, exports: Vec<String>, fuel: bool) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|error| format!("{path}: {error}"))?;
-    let engine = Engine::default();
+    let mut config = Config::default();
+    config.consume_fuel(fuel);
+    let engine = Engine::new(&config);
     let module = Module::new(&engine, &bytes).map_err(|error| error.to_string())?;
     for export in exports {
         let mut best = u128::MAX;
         let mut checksum = 0i64;
         for _ in 0..CALLS {
             let mut store = Store::new(&engine, ());
+            if fuel {
+                store
+                    .set_fuel(u64::MAX)
+                    .map_err(|error| error.to_string())?;
+            }
             let mut linker = Linker::<()>::new(&engine);
             for import in module.imports() {
                 let Some(ty) = import.ty().func() else {
