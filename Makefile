@@ -5,9 +5,12 @@ SYSTEM ?= examples/default/system.toml
 BUILDER := target/release/image-builder
 # Crates built for wasm32 (linted for that target).
 WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client supervisor console shell polyglot-client pci virtio-blk fat \
-	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client test-panic test-crasher test-crash-client test-echo-v2 test-ticker test-counter test-counter-v2 test-counter-client test-counter-bench-client test-fs-client test-fs-reader test-storage-bench
+	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client test-panic test-crasher test-crash-client test-echo-v2 test-ticker test-counter test-counter-v2 test-counter-client test-counter-bench-client test-fs-client test-fs-reader test-storage-bench test-compute test-float-check
 # Service crates with host unit tests (built for the host only under test).
 HOST_TESTED_SERVICES := fat virtio-blk console shell
+# The kernel's target: SSE2 with the hard-float ABI, core and alloc built from
+# source (docs/design.md, "The kernel target"); image-builder uses the same flags.
+KERNEL_TARGET := --target kernel/x86_64/x86_64-atoll-kernel.json -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem -Zjson-target-spec
 # Extra options for `image-builder run`, e.g. RUN_ARGS="--uefi".
 RUN_ARGS ?=
 
@@ -41,7 +44,10 @@ test: setup lint
 lint: setup
 	cargo fmt --all --check
 	cargo clippy --release --all-targets -- -D warnings
-	cargo clippy --profile kernel -p atoll-kernel --target x86_64-unknown-none -- -D warnings
+	cargo clippy --profile kernel -p atoll-kernel $(KERNEL_TARGET) -- -D warnings
+	# The baseline kernel (before issue 12) that `make bench` compares against.
+	cargo clippy --profile kernel -p atoll-kernel --target x86_64-unknown-none --features portable-dispatch --target-dir target/cross-baseline -- -D warnings
+	cargo clippy --release -p wasmi-runner -- -D warnings
 	cargo clippy --profile service --target wasm32-unknown-unknown $(foreach p,$(WASM_CRATES),-p $(p)) -- -D warnings
 	cargo clippy --release --tests $(foreach p,$(HOST_TESTED_SERVICES),-p $(p)) -- -D warnings
 

@@ -11,11 +11,70 @@
 use crate::builder::{self, BuildOptions, Firmware};
 use crate::error::{Context, Error};
 use crate::manifest::System;
-use crate::{hosted, qemu};
+use crate::{boot_time, compute, hosted, qemu};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Table names of the compute kernels, in the order of [`compute::KERNELS`].
+const COMPUTE_NAMES: [&str; 4] = [
+    "compute: SHA-256 of 1 MiB",
+    "compute: sort 100,000 u32",
+    "compute: f64 matrix multiply 128x128",
+    "compute: UTF-8 scan of 1 MiB",
+];
+
+/// Prints the compute table: milliseconds per place, then the ratios the
+/// issue sets targets for.
+fn print_compute(compute: &compute::Compute) {
+    let at = |place: usize, name: &str| {
+        compute
+            .places
+            .get(place)
+            .and_then(|timings| timings.ns.get(name))
+            .map(|ns| ns / 1e6)
+    };
+    let show = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+    let ratio = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.2}x"));
+    println!();
+    println!(
+        "| {:<38} | {:>14} | {:>11} | {:>8} | {:>11} | {:>11} | {:>14} | {:>12} |",
+        "compute (ms)",
+        "guest baseline",
+        "guest now",
+        "speed-up",
+        "hosted core",
+        "plain wasmi",
+        "hosted / wasmi",
+        "wasmi portable"
+    );
+    println!(
+        "|{:-<40}|{:->16}|{:->13}|{:->10}|{:->13}|{:->13}|{:->16}|{:->14}|",
+        "", "", "", "", "", "", "", ""
+    );
+    for (index, name) in compute::KERNELS.iter().enumerate() {
+        let [baseline, guest, hosted, wasmi, portable] =
+            [0, 1, 2, 3, 4].map(|place| at(place, name));
+        // Throughput ratios: time of the reference / time of the measured.
+        let speed_up = baseline.zip(guest).map(|(before, now)| before / now);
+        let hosted_vs_wasmi = wasmi.zip(hosted).map(|(wasmi, hosted)| wasmi / hosted);
+        println!(
+            "| {:<38} | {:>14} | {:>11} | {:>8} | {:>11} | {:>11} | {:>14} | {:>12} |",
+            COMPUTE_NAMES.get(index).copied().unwrap_or(name),
+            show(baseline),
+            show(guest),
+            ratio(speed_up),
+            show(hosted),
+            show(wasmi),
+            ratio(hosted_vs_wasmi),
+            show(portable)
+        );
+    }
+    println!(
+        "speed-up: guest throughput now / baseline kernel (soft-float, portable dispatch); hosted / wasmi: throughput of the hosted core relative to plain wasmi (default features and Config)"
+    );
+}
 
 /// Round trips of the pipe baseline.
 const PIPE_ROUND_TRIPS: u32 = 20_000;
@@ -349,6 +408,24 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         )));
     }
 
+    eprintln!(
+        "bench: booting `{}` in QEMU on the baseline kernel (soft-float, portable dispatch)...",
+        system.name
+    );
+    let mut baseline_options = build_options.clone();
+    baseline_options.kernel = crate::builder::KernelConfig::Baseline;
+    let baseline_artifacts = builder::build(system, &baseline_options)?;
+    let baseline_image = baseline_artifacts
+        .bios_image
+        .ok_or_else(|| Error::Other("no BIOS image was written".into()))?;
+    let (baseline_outcome, baseline_console) = qemu::run_captured(&baseline_image, &run_options)?;
+    let baseline = parse(&baseline_console);
+    if baseline_outcome != qemu::Outcome::Success || !baseline.values.contains_key("done") {
+        return Err(Error::Other(format!(
+            "the benchmark system did not finish on the baseline kernel ({baseline_outcome:?}); its console:\n{baseline_console}"
+        )));
+    }
+
     eprintln!("bench: running `{}` hosted on Linux...", system.name);
     let bundle = builder::bundle_only(system, &build_options)?;
     let (hosted_console, _) = hosted::run(&bundle, false).map_err(Error::Other)?;
@@ -370,6 +447,11 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
 
     eprintln!("bench: storage throughput (virtio-blk driver and FAT service in QEMU)...");
     let (storage, host_file_kb_per_s) = storage(&build_options)?;
+
+    let compute = compute::run(&build_options)?;
+
+    eprintln!("bench: boot time of the default system against the floor (BIOS and UEFI)...");
+    let boot = boot_time::run(&build_options)?;
 
     let host_mhz = host_mhz();
     let cycles = |ns: Option<f64>, mhz: Option<f64>| ns.zip(mhz).map(|(ns, mhz)| ns * mhz / 1000.0);
@@ -454,24 +536,81 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
                 Some(host_file_kb_per_s),
             ],
         },
+        Row {
+            name: "boot to system ready, default system, BIOS",
+            unit: "ms",
+            values: [boot.bios.0.map(|s| s * 1000.0), None, None],
+        },
+        Row {
+            name: "boot floor (kernel powers off at entry), BIOS",
+            unit: "ms",
+            values: [boot.bios.1.map(|s| s * 1000.0), None, None],
+        },
+        Row {
+            name: "boot to system ready, default system, UEFI",
+            unit: "ms",
+            values: [boot.uefi.0.map(|s| s * 1000.0), None, None],
+        },
+        Row {
+            name: "boot floor (kernel powers off at entry), UEFI",
+            unit: "ms",
+            values: [boot.uefi.1.map(|s| s * 1000.0), None, None],
+        },
+        Row {
+            name: "kernel stack high-water mark, this system",
+            unit: "KiB",
+            values: [
+                compute::stack_report(&guest_console).map(|(used, _)| used),
+                None,
+                None,
+            ],
+        },
+        Row {
+            name: "kernel stack high-water mark, torture test",
+            unit: "KiB",
+            values: [compute.torture_stack_kib.map(|(used, _)| used), None, None],
+        },
     ];
     let show = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
     println!();
+    // The guest on the kernel of before issue 12, for the rows the IPC
+    // benchmark system gives.
+    let baseline_value = |row: &Row| -> Option<f64> {
+        match (row.name, row.unit) {
+            ("IPC call/reply round trip, 16 B", "ns") => {
+                baseline.values.get("ipc_round_trip_ns").copied()
+            }
+            ("IPC call/reply round trip, 16 B", "cycles") => cycles(
+                baseline.values.get("ipc_round_trip_ns").copied(),
+                baseline.tsc_mhz,
+            ),
+            ("send throughput, 16 B", _) => baseline.values.get("send_per_second").copied(),
+            ("restart, fault to next request (median of 21)", _) => {
+                baseline.values.get("restart_ns").map(|ns| ns / 1000.0)
+            }
+            ("service spawn (validated module, median of 20)", _) => median(&baseline.spawn_us),
+            ("kernel stack high-water mark, this system", _) => {
+                compute::stack_report(&baseline_console).map(|(used, _)| used)
+            }
+            _ => None,
+        }
+    };
     println!(
-        "| {:<48} | {:<6} | {:>14} | {:>14} | {:>14} |",
-        "benchmark", "unit", "guest (TCG)", "hosted core", "Linux"
+        "| {:<48} | {:<6} | {:>14} | {:>14} | {:>14} | {:>14} |",
+        "benchmark", "unit", "guest (TCG)", "guest baseline", "hosted core", "Linux"
     );
     println!(
-        "|{:-<50}|{:-<8}|{:->16}|{:->16}|{:->16}|",
-        "", "", "", "", ""
+        "|{:-<50}|{:-<8}|{:->16}|{:->16}|{:->16}|{:->16}|",
+        "", "", "", "", "", ""
     );
     for row in &rows {
         let [guest_value, hosted_value, pipe_value] = row.values;
         println!(
-            "| {:<48} | {:<6} | {:>14} | {:>14} | {:>14} |",
+            "| {:<48} | {:<6} | {:>14} | {:>14} | {:>14} | {:>14} |",
             row.name,
             row.unit,
             show(guest_value),
+            show(baseline_value(row)),
             show(hosted_value),
             show(pipe_value)
         );
@@ -491,6 +630,18 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         show(guest.tsc_mhz),
         show(host_mhz)
     );
+    if let Some((_, size)) = compute.torture_stack_kib {
+        println!("kernel stack size {size:.0} KiB");
+    }
+    for (firmware, (ready, floor)) in [("BIOS", boot.bios), ("UEFI", boot.uefi)] {
+        if let Some((ready, floor)) = ready.zip(floor) {
+            println!(
+                "boot to system ready / floor, {firmware}: {:.2} (target <= 1.2)",
+                ready / floor
+            );
+        }
+    }
+    print_compute(&compute);
 
     let out_dir = options.workspace.join("target").join("bench");
     std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
@@ -500,6 +651,17 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         .map_or(0, |elapsed| elapsed.as_secs());
     let mut lines = String::new();
     for row in &rows {
+        if let Some(value) = baseline_value(row) {
+            let record = serde_json::json!({
+                "timestamp": timestamp,
+                "benchmark": row.name,
+                "where": "guest-baseline",
+                "unit": row.unit,
+                "value": value,
+            });
+            lines.push_str(&record.to_string());
+            lines.push('\n');
+        }
         for (place, value) in PLACES.iter().zip(row.values) {
             if let Some(value) = value {
                 let record = serde_json::json!({
@@ -508,6 +670,22 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
                     "where": place,
                     "unit": row.unit,
                     "value": value,
+                });
+                lines.push_str(&record.to_string());
+                lines.push('\n');
+            }
+        }
+    }
+    for (index, name) in compute::KERNELS.iter().enumerate() {
+        let benchmark = COMPUTE_NAMES.get(index).copied().unwrap_or(name);
+        for (place, timings) in compute::PLACES.iter().zip(&compute.places) {
+            if let Some(ns) = timings.ns.get(*name) {
+                let record = serde_json::json!({
+                    "timestamp": timestamp,
+                    "benchmark": benchmark,
+                    "where": place,
+                    "unit": "ms",
+                    "value": ns / 1e6,
                 });
                 lines.push_str(&record.to_string());
                 lines.push('\n');

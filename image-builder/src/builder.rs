@@ -1,7 +1,8 @@
 //! From a checked description to a bundle and disk images.
 //!
-//! image-builder invokes cargo once per target (the kernel for
-//! `x86_64-unknown-none`, services for `wasm32-unknown-unknown`) in a target
+//! image-builder invokes cargo once per target (the kernel for its own
+//! hard-float target `kernel/x86_64/x86_64-atoll-kernel.json` with build-std,
+//! services for `wasm32-unknown-unknown`) in a target
 //! folder of its own (`target/cross`), so it never waits on a cargo lock held by
 //! whoever started it, and never disturbs the host build of the `bootloader`
 //! crate. docs/design.md explains the choice.
@@ -30,12 +31,34 @@ pub struct Artifacts {
     pub uefi_image: Option<PathBuf>,
 }
 
+/// Which kernel to build.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelConfig {
+    /// The kernel target `kernel/x86_64/x86_64-atoll-kernel.json` (SSE2,
+    /// hard-float ABI, built with `-Zbuild-std`) and the workspace's wasmi
+    /// configuration (tail-call dispatch).
+    #[default]
+    HardFloat,
+    /// The kernel as it was before issue 12, for before/after measurements:
+    /// the soft-float `x86_64-unknown-none` target and wasmi's portable (loop)
+    /// dispatch (the kernel's `portable-dispatch` feature). Built in a target
+    /// folder of its own, so switching costs no rebuild of the other.
+    Baseline,
+}
+
+/// The kernel target specification, relative to the workspace.
+pub const KERNEL_TARGET_SPEC: &str = "kernel/x86_64/x86_64-atoll-kernel.json";
+
 /// Build settings from the command line.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub workspace: PathBuf,
     pub firmware: Firmware,
     pub quiet: bool,
+    pub kernel: KernelConfig,
+    /// Extra cargo features of the kernel (`--kernel-features`), e.g. another
+    /// wasmi dispatch for measurements.
+    pub kernel_features: Option<String>,
 }
 
 impl BuildOptions {
@@ -50,27 +73,17 @@ impl BuildOptions {
 pub fn build(system: &System, options: &BuildOptions) -> Result<Artifacts, Error> {
     let started = Instant::now();
     let target_dir = options.workspace.join("target").join("cross");
-    let out_dir = options
+    let mut out_dir = options
         .workspace
         .join("target")
         .join("atoll")
         .join(&system.name);
+    if options.kernel == KernelConfig::Baseline {
+        out_dir.as_mut_os_string().push("-baseline");
+    }
     std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
 
-    options.progress(format_args!("   Compiling kernel (x86_64-unknown-none)"));
-    cargo(
-        options,
-        &target_dir,
-        &[
-            "--profile",
-            "kernel",
-            "--target",
-            "x86_64-unknown-none",
-            "-p",
-            "atoll-kernel",
-        ],
-    )?;
-    let kernel_built = target_dir.join("x86_64-unknown-none/kernel/atoll-kernel");
+    let kernel_built = build_kernel(options)?;
 
     let modules = modules(system, options, &target_dir)?;
 
@@ -137,6 +150,57 @@ pub fn build(system: &System, options: &BuildOptions) -> Result<Artifacts, Error
     }
     Ok(artifacts)
 }
+
+/// Builds the kernel and returns the path of its ELF file.
+fn build_kernel(options: &BuildOptions) -> Result<PathBuf, Error> {
+    let cross = options.workspace.join("target").join("cross");
+    match options.kernel {
+        KernelConfig::HardFloat => {
+            options.progress(format_args!(
+                "   Compiling kernel (x86_64-atoll-kernel: SSE2, hard-float)"
+            ));
+            let spec = options.workspace.join(KERNEL_TARGET_SPEC);
+            let spec = spec.to_string_lossy();
+            let mut args = vec!["--profile", "kernel", "--target", &spec];
+            args.extend_from_slice(KERNEL_BUILD_STD);
+            args.extend_from_slice(&["-p", "atoll-kernel"]);
+            if let Some(features) = &options.kernel_features {
+                args.extend_from_slice(&["--features", features]);
+            }
+            cargo(options, &cross, &args)?;
+            Ok(cross.join("x86_64-atoll-kernel/kernel/atoll-kernel"))
+        }
+        KernelConfig::Baseline => {
+            options.progress(format_args!(
+                "   Compiling baseline kernel (x86_64-unknown-none, portable dispatch)"
+            ));
+            let target_dir = options.workspace.join("target").join("cross-baseline");
+            cargo(
+                options,
+                &target_dir,
+                &[
+                    "--profile",
+                    "kernel",
+                    "--target",
+                    "x86_64-unknown-none",
+                    "-p",
+                    "atoll-kernel",
+                    "--features",
+                    "portable-dispatch",
+                ],
+            )?;
+            Ok(target_dir.join("x86_64-unknown-none/kernel/atoll-kernel"))
+        }
+    }
+}
+
+/// cargo's flags for a JSON target: build `core`, `alloc` and
+/// `compiler_builtins` (with its `memcpy` family) from source.
+pub const KERNEL_BUILD_STD: &[&str] = &[
+    "-Zbuild-std=core,alloc,compiler_builtins",
+    "-Zbuild-std-features=compiler-builtins-mem",
+    "-Zjson-target-spec",
+];
 
 /// Writes `path` through `write`, which gets a temporary path beside it, then
 /// renames the result into place.

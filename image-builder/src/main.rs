@@ -7,7 +7,9 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod boot_time;
 mod builder;
+mod compute;
 mod disk;
 mod error;
 mod hosted;
@@ -15,7 +17,7 @@ mod manifest;
 mod push;
 mod qemu;
 
-use builder::{BuildOptions, Firmware};
+use builder::{BuildOptions, Firmware, KernelConfig};
 use clap::{Parser, Subcommand};
 use error::Error;
 use std::path::PathBuf;
@@ -31,6 +33,14 @@ struct Cli {
     /// Print only errors and the guest's console.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Build the kernel as before issue 12 (soft-float `x86_64-unknown-none`,
+    /// wasmi's portable dispatch), for before/after comparisons.
+    #[arg(long, global = true)]
+    baseline_kernel: bool,
+    /// Extra cargo features for the kernel, e.g. `unstable-dispatch` or
+    /// `portable-dispatch,indirect-dispatch` (wasmi dispatch variants).
+    #[arg(long, global = true)]
+    kernel_features: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -128,10 +138,18 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let workspace = cli.workspace.canonicalize().unwrap_or(cli.workspace);
     let load = |path: &PathBuf| manifest::load(path).map_err(Error::Diagnostics);
     let quiet = cli.quiet;
+    let kernel_features = cli.kernel_features;
+    let kernel = if cli.baseline_kernel {
+        KernelConfig::Baseline
+    } else {
+        KernelConfig::HardFloat
+    };
     let options = |firmware| BuildOptions {
         workspace: workspace.clone(),
         firmware,
         quiet,
+        kernel,
+        kernel_features: kernel_features.clone(),
     };
     match cli.command {
         Command::Check { system } => {
@@ -173,6 +191,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 workspace,
                 firmware: Firmware::Bios,
                 quiet: true,
+                kernel,
+                kernel_features: kernel_features.clone(),
             };
             bench::run(&system, &options)?;
             Ok(0)

@@ -15,6 +15,7 @@
 extern crate alloc;
 
 mod clock;
+mod cpu;
 mod gdt;
 mod interrupts;
 mod memory;
@@ -33,8 +34,9 @@ use atoll_abi::bundle::KERNEL_BASE;
 /// The lowest page of the kernel stack region, left unmapped by the bootloader
 /// as a guard page; the stack proper starts one page above.
 pub const KERNEL_STACK_GUARD: u64 = 0xffff_ff00_0000_0000;
-/// Size of the kernel stack. The interpreter uses little native stack with
-/// portable dispatch; compilation and validation use the heap.
+/// Size of the kernel stack. The interpreter's handlers jump to each other
+/// (tail-call dispatch) and keep Wasm stacks on the heap; compilation and
+/// validation use the heap too. `cpu::stack_high_water` measures the use.
 pub const KERNEL_STACK_SIZE: u64 = 1024 * 1024;
 
 const BOOTLOADER_CONFIG: BootloaderConfig = {
@@ -49,8 +51,16 @@ const BOOTLOADER_CONFIG: BootloaderConfig = {
 entry_point!(kernel_main, config = &BOOTLOADER_CONFIG);
 
 fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
+    // `black_box`: the floor kernel keeps all its code, so that the loader
+    // reads as many bytes as for the real one.
+    if core::hint::black_box(cfg!(feature = "exit-at-entry")) {
+        // The boot-time floor of `make bench`: firmware, bootloader and
+        // loading this image, nothing of the kernel's own work.
+        qemu::exit(qemu::ExitCode::Success);
+    }
     serial::init();
     kprintln!("atoll: booting (kernel {})", env!("CARGO_PKG_VERSION"));
+    kprintln!("atoll: SSE2 enabled, MXCSR {:#x}", cpu::mxcsr());
     if serial::control_present() {
         kprintln!("atoll: host control channel on COM2");
     }
@@ -89,6 +99,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
     let summary = kernel.run();
     kprintln!("atoll: no service can run: {summary}");
+    report_stack();
     if settings.exit_when_idle {
         qemu::exit(if summary.succeeded() {
             qemu::ExitCode::Success
@@ -109,8 +120,20 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         if kernel.poll_control() {
             let summary = kernel.run();
             kprintln!("atoll: no service can run: {summary}");
+            report_stack();
         }
     }
+}
+
+/// Logs the kernel stack's high-water mark and the timer interrupts so far
+/// (the bench and the stack and XMM tests read these lines).
+fn report_stack() {
+    kprintln!(
+        "atoll: kernel stack high-water mark {} KiB of {} KiB; {} timer interrupts",
+        cpu::stack_high_water().div_ceil(1024),
+        KERNEL_STACK_SIZE / 1024,
+        interrupts::ticks()
+    );
 }
 
 #[panic_handler]

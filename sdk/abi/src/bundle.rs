@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
 /// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
@@ -68,6 +68,9 @@ pub enum InjectedFault {
     StackOverflow,
     /// A Rust panic in the kernel.
     Panic,
+    /// An SSE division by zero with that exception unmasked in MXCSR: vector 19
+    /// (#XM; it would be #UD if CR4.OSXMMEXCPT were not set).
+    SimdFloatingPoint,
 }
 
 impl InjectedFault {
@@ -79,6 +82,7 @@ impl InjectedFault {
         (InjectedFault::PageFault, "page-fault"),
         (InjectedFault::StackOverflow, "stack-overflow"),
         (InjectedFault::Panic, "panic"),
+        (InjectedFault::SimdFloatingPoint, "simd-floating-point"),
     ];
 
     /// The fault with this `system.toml` name.

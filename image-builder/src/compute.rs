@@ -1,0 +1,229 @@
+//! The compute rows of `image-builder bench`: the kernels of `test-compute`
+//! (SHA-256 over 1 MiB, sorting 100,000 integers, a 128x128 f64 matrix
+//! multiply, a UTF-8 scan over 1 MiB) timed five ways in the same run:
+//!
+//! - in QEMU on the kernel as it is (hard-float target, tail-call dispatch),
+//! - in QEMU on the baseline kernel of before issue 12 (soft-float target,
+//!   portable dispatch; `--baseline-kernel`),
+//! - in the hosted core (atoll-core natively, fuel and all),
+//! - under plain wasmi on the host, default features and `Config` (no fuel):
+//!   `tests/wasmi-runner`, built by the bench,
+//! - the same runner with wasmi's portable dispatch.
+//!
+//! It also boots the stack torture system and reads the kernel stack's
+//! high-water mark. Every place must report the same checksums.
+
+use crate::builder::{self, BuildOptions, KernelConfig};
+use crate::error::{Context, Error};
+use crate::{hosted, qemu};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The kernels of `test-compute`, in its order.
+pub const KERNELS: [&str; 4] = ["sha256", "sort", "matmul", "utf8"];
+
+/// Where a compute figure was measured, in table order.
+pub const PLACES: [&str; 5] = [
+    "guest-baseline",
+    "guest",
+    "hosted",
+    "wasmi",
+    "wasmi-portable",
+];
+
+/// Times (ns) and checksums of one place, by kernel name.
+#[derive(Debug, Default)]
+pub struct Timings {
+    pub ns: BTreeMap<String, f64>,
+    pub checksums: BTreeMap<String, String>,
+}
+
+/// What the compute part of the bench measured.
+#[derive(Debug)]
+pub struct Compute {
+    /// One [`Timings`] per entry of [`PLACES`].
+    pub places: Vec<Timings>,
+    /// Kernel stack high-water mark (KiB) and stack size (KiB) after the
+    /// torture test.
+    pub torture_stack_kib: Option<(f64, f64)>,
+}
+
+/// Reads `bench: compute_NAME_ns=V` and `compute: NAME checksum 0x...` lines.
+fn parse_service(console: &str) -> Timings {
+    let mut timings = Timings::default();
+    for line in console.lines() {
+        if let Some(rest) = line.split("bench: compute_").nth(1)
+            && let Some((name, value)) = rest.split_once("_ns=")
+            && let Ok(value) = value.trim().parse::<f64>()
+        {
+            timings.ns.insert(name.to_string(), value);
+        }
+        if let Some(rest) = line.split("compute: ").nth(1)
+            && let Some((name, checksum)) = rest.split_once(" checksum ")
+        {
+            timings
+                .checksums
+                .insert(name.to_string(), checksum.trim().to_string());
+        }
+    }
+    timings
+}
+
+/// Reads the runner's `bench_NAME ns=V checksum=0x...` lines.
+fn parse_runner(output: &str) -> Timings {
+    let mut timings = Timings::default();
+    for line in output.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(export), Some(ns), Some(checksum)) = (words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        let Some(name) = export.strip_prefix("bench_") else {
+            continue;
+        };
+        if let (Some(ns), Some(checksum)) = (
+            ns.strip_prefix("ns=").and_then(|ns| ns.parse::<f64>().ok()),
+            checksum.strip_prefix("checksum="),
+        ) {
+            timings.ns.insert(name.to_string(), ns);
+            timings
+                .checksums
+                .insert(name.to_string(), checksum.to_string());
+        }
+    }
+    timings
+}
+
+/// `atoll: kernel stack high-water mark N KiB of M KiB`: (N, M).
+pub fn stack_report(console: &str) -> Option<(f64, f64)> {
+    let line = console
+        .lines()
+        .find_map(|line| line.split("atoll: kernel stack high-water mark ").nth(1))?;
+    let mut numbers = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|word| word.parse::<f64>().ok());
+    Some((numbers.next()?, numbers.next()?))
+}
+
+/// Boots `system` in QEMU (BIOS) with `kernel` and returns its console.
+fn boot(path: &Path, options: &BuildOptions, kernel: KernelConfig) -> Result<String, Error> {
+    let system = crate::manifest::load(path).map_err(Error::Diagnostics)?;
+    let mut options = options.clone();
+    options.kernel = kernel;
+    let artifacts = builder::build(&system, &options)?;
+    let image = artifacts
+        .bios_image
+        .ok_or_else(|| Error::Other("no BIOS image was written".into()))?;
+    let run_options = qemu::RunOptions {
+        uefi: false,
+        timeout: Some(Duration::from_secs(900)),
+        gdb: false,
+        memory_mib: 512,
+        disk: None,
+        control_socket: None,
+    };
+    let (outcome, console) = qemu::run_captured(&image, &run_options)?;
+    if outcome != qemu::Outcome::Success {
+        return Err(Error::Other(format!(
+            "{} did not finish in QEMU ({outcome:?}); its console:\n{console}",
+            path.display()
+        )));
+    }
+    Ok(console)
+}
+
+/// Builds `tests/wasmi-runner` (with wasmi's portable dispatch if `portable`)
+/// in a target folder of its own and returns the binary.
+fn build_runner(options: &BuildOptions, portable: bool) -> Result<PathBuf, Error> {
+    let target_dir =
+        options
+            .workspace
+            .join("target")
+            .join(if portable { "cross-baseline" } else { "cross" });
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&options.workspace)
+        .args(["build", "--quiet", "--release", "-p", "wasmi-runner"])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    if portable {
+        command.args(["--features", "portable-dispatch"]);
+    }
+    let status = command
+        .status()
+        .context(|| "building wasmi-runner".to_string())?;
+    if !status.success() {
+        return Err(Error::Other(format!(
+            "building wasmi-runner failed ({status})"
+        )));
+    }
+    Ok(target_dir.join("release").join("wasmi-runner"))
+}
+
+fn run_runner(runner: &Path, module: &Path) -> Result<Timings, Error> {
+    let output = Command::new(runner)
+        .arg(module)
+        .args(KERNELS.iter().map(|name| format!("bench_{name}")))
+        .output()
+        .context(|| format!("running {}", runner.display()))?;
+    if !output.status.success() {
+        return Err(Error::Other(format!(
+            "{} failed: {}",
+            runner.display(),
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok(parse_runner(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// Runs every measurement of the compute part.
+pub fn run(options: &BuildOptions) -> Result<Compute, Error> {
+    let path = options.workspace.join("tests/systems/bench-compute.toml");
+    let system = crate::manifest::load(&path).map_err(Error::Diagnostics)?;
+
+    eprintln!(
+        "bench: compute services in QEMU, baseline kernel (soft-float, portable dispatch)..."
+    );
+    let baseline = parse_service(&boot(&path, options, KernelConfig::Baseline)?);
+    eprintln!("bench: compute services in QEMU, current kernel...");
+    let guest = parse_service(&boot(&path, options, KernelConfig::HardFloat)?);
+
+    eprintln!("bench: compute services in the hosted core...");
+    let bundle = builder::bundle_only(&system, options)?;
+    let (console, _) = hosted::run(&bundle, false).map_err(Error::Other)?;
+    let hosted = parse_service(&console);
+
+    eprintln!("bench: compute kernels under plain wasmi on the host...");
+    let module = options
+        .workspace
+        .join("target/cross/wasm32-unknown-unknown/service/test_compute.wasm");
+    let wasmi = run_runner(&build_runner(options, false)?, &module)?;
+    let wasmi_portable = run_runner(&build_runner(options, true)?, &module)?;
+
+    let places = vec![baseline, guest, hosted, wasmi, wasmi_portable];
+    for name in KERNELS {
+        let checksums: Vec<Option<&String>> = places
+            .iter()
+            .map(|timings| timings.checksums.get(name))
+            .collect();
+        if checksums.iter().any(|checksum| *checksum != checksums[0]) || checksums[0].is_none() {
+            return Err(Error::Other(format!(
+                "compute kernel {name}: the places disagree on its checksum ({checksums:?} for {PLACES:?})"
+            )));
+        }
+    }
+
+    eprintln!("bench: stack torture test in QEMU...");
+    let torture = boot(
+        &options.workspace.join("tests/systems/torture.toml"),
+        options,
+        KernelConfig::HardFloat,
+    )?;
+    Ok(Compute {
+        places,
+        torture_stack_kib: stack_report(&torture),
+    })
+}
