@@ -15,10 +15,13 @@
 //!   keeps [`KERNEL_HEAP_RESERVE`] free after them, plus the stack headroom of
 //!   every interpreter (below). Large copies also use fallible allocation
 //!   (`try_reserve`), so a fragmented heap gives the same error.
-//! - **Interpreter stacks** grow lazily inside wasmi, where an allocation
-//!   cannot fail gracefully. Each loaded instance holds an [`InterpreterClaim`]
-//!   for the most its stacks can grow ([`INTERPRETER_STACK_BYTES`], enforced by
-//!   the interpreter's configuration), and admission keeps that headroom free.
+//! - **Interpreter stacks** grow lazily inside wasmi, unadmitted: the value
+//!   stack fallibly (a failure is the service's trap, but a success may eat
+//!   the reserve), call frames infallibly. Each loaded instance holds an
+//!   [`InterpreterClaim`] for the most its stacks can grow
+//!   ([`INTERPRETER_STACK_BYTES`], enforced by the interpreter's
+//!   configuration; a second claim while a swapped-out version is kept), and
+//!   admission keeps that headroom free.
 //! - **Transient and kernel-bounded allocations** (one kernel call's
 //!   arguments, at most [`atoll_abi::MAX_MESSAGE_LEN`] or
 //!   [`atoll_abi::MAX_LOG_LEN`]; `info` records; a supervisor report per
