@@ -123,14 +123,6 @@ pub struct InterpreterClaim {
     heap: Arc<Heap>,
 }
 
-impl InterpreterClaim {
-    /// The heap this claim is on.
-    #[must_use]
-    pub fn heap(&self) -> &Arc<Heap> {
-        &self.heap
-    }
-}
-
 impl Drop for InterpreterClaim {
     fn drop(&mut self) {
         self.heap.interpreters.fetch_sub(1, Ordering::Relaxed);
