@@ -23,6 +23,25 @@ fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(body);
 }
 
+/// Loads `module` alone, outside any kernel, on an unlimited test platform.
+fn load_alone(module: &[u8], limits: ServiceLimits) -> Result<Service, crate::LoadError> {
+    let platform: Arc<dyn Platform> = Arc::new(TestPlatform::default());
+    let heap = crate::heap::Heap::new(Arc::clone(&platform));
+    let image = ServiceImage {
+        name: "alone",
+        module,
+        limits,
+        provides: vec![],
+        uses: vec![],
+        supervisor: false,
+        restart: RestartPolicy::default(),
+        args: vec![],
+        env: vec![],
+        grants: Default::default(),
+    };
+    Service::load(&image, Vec::new(), platform, &heap)
+}
+
 /// A valid service (memory, `_start`) whose one global is initialised by
 /// `depth` nested `i32.add`: written as bytes, since text this deep is slow.
 pub(super) fn nested_const_module(depth: usize) -> Vec<u8> {
@@ -350,21 +369,7 @@ fn a_slice_is_larger_only_to_resume_the_costly_instruction() {
                     (br $turns))))"#,
     )
     .unwrap();
-    let platform: Arc<dyn Platform> = Arc::new(TestPlatform::default());
-    let heap = crate::heap::Heap::new(Arc::clone(&platform));
-    let image = ServiceImage {
-        name: "filler",
-        module: &module,
-        limits: LIMITS,
-        provides: vec![],
-        uses: vec![],
-        supervisor: false,
-        restart: RestartPolicy::default(),
-        args: vec![],
-        env: vec![],
-        grants: Default::default(),
-    };
-    let mut service = Service::load(&image, Vec::new(), platform, &heap).unwrap();
+    let mut service = load_alone(&module, LIMITS).unwrap();
     let mut preempted_after_fill = 0;
     let mut filled = false;
     for _ in 0..40 {
@@ -643,25 +648,11 @@ fn iterations_after(random_bytes: u32, slices: usize) -> u32 {
                     (br $count))))"#
     ))
     .unwrap();
-    let platform: Arc<dyn Platform> = Arc::new(TestPlatform::default());
-    let heap = crate::heap::Heap::new(Arc::clone(&platform));
     let limits = ServiceLimits {
         memory_bytes: 4 << 20,
         ..LIMITS
     };
-    let image = ServiceImage {
-        name: "spender",
-        module: &module,
-        limits,
-        provides: vec![],
-        uses: vec![],
-        supervisor: false,
-        restart: RestartPolicy::default(),
-        args: vec![],
-        env: vec![],
-        grants: Default::default(),
-    };
-    let mut service = Service::load(&image, Vec::new(), platform, &heap).unwrap();
+    let mut service = load_alone(&module, limits).unwrap();
     for _ in 0..slices {
         assert_eq!(service.run_slice(0, true), SliceOutcome::Preempted);
     }
@@ -928,22 +919,8 @@ fn compile_cost_bounds_hostile_shapes() {
     for (functions, items, globals) in [(200_000, 0, 0), (1, 1_000_000, 0), (1, 0, 200_000)] {
         let module = shaped_module(functions, items, globals);
         let admitted = crate::preflight::compile_cost(&module);
-        let platform: Arc<dyn Platform> = Arc::new(TestPlatform::default());
-        let heap = crate::heap::Heap::new(Arc::clone(&platform));
-        let image = ServiceImage {
-            name: "shaped",
-            module: &module,
-            limits: LIMITS,
-            provides: vec![],
-            uses: vec![],
-            supervisor: false,
-            restart: RestartPolicy::default(),
-            args: vec![],
-            env: vec![],
-            grants: Default::default(),
-        };
         let limit = crate::test_allocator::FiniteHeap::new(admitted + (1 << 20));
-        let service = Service::load(&image, Vec::new(), platform, &heap);
+        let service = load_alone(&module, LIMITS);
         drop(limit);
         assert!(service.is_ok(), "{functions} {items} {globals}");
     }
