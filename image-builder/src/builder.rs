@@ -378,7 +378,7 @@ fn modules(
                     path.display()
                 ),
             )),
-            Ok(module) => match atoll_core::service::validate(&module, &service.limits) {
+            Ok(module) => match atoll_core::loader::validate(&module, &service.limits) {
                 Err(error) => diagnostics.push(system.diagnostic(
                     service.source_span.clone(),
                     format!(

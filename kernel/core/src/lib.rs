@@ -22,15 +22,15 @@
 extern crate alloc;
 
 pub mod control;
-pub mod driver;
+pub mod grants;
 pub mod guest;
 pub mod heap;
 mod host;
 pub mod ipc;
 pub mod kernel;
+pub mod loader;
 pub mod preflight;
 pub mod service;
-mod wasi;
 
 #[cfg(test)]
 mod proptests;
@@ -38,7 +38,7 @@ mod proptests;
 mod test_allocator;
 
 pub use kernel::{BootError, Kernel, RunSummary, ServiceState, ServiceStats, Wait};
-pub use service::LoadError;
+pub use loader::LoadError;
 
 /// What the kernel core needs from the machine it runs on.
 pub trait Platform: Send + Sync + 'static {

@@ -326,8 +326,8 @@ fn a_failed_restore_retires_its_dma_buffers_instead_of_freeing_them() {
     let service = &mut kernel.services[0].service;
     assert_eq!(service.dma_bytes(), 8192);
     let mut pool = service.take_dma();
-    assert!(pool.buffer(1).is_ok());
-    assert_eq!(pool.buffer(2).err(), Some(Error::BadHandle));
+    assert!(pool.physical(1).is_ok());
+    assert_eq!(pool.physical(2).err(), Some(Error::BadHandle));
     service.put_dma(pool);
 }
 

@@ -291,7 +291,7 @@ fn services_that_cannot_load_are_reported_and_skipped() {
         ),
     ];
     let good = wat(&hello("ok"));
-    assert!(crate::service::validate(&good, &LIMITS).is_ok());
+    assert!(crate::loader::validate(&good, &LIMITS).is_ok());
     for (name, module, message) in &cases {
         let (console, summary) = run_images(&[(name, module, LIMITS), ("hello", &good, LIMITS)]);
         assert!(
@@ -299,7 +299,7 @@ fn services_that_cannot_load_are_reported_and_skipped() {
             "{name}: {console}"
         );
         if !name.starts_with("start-loops") {
-            assert!(crate::service::validate(module, &LIMITS).is_err(), "{name}");
+            assert!(crate::loader::validate(module, &LIMITS).is_err(), "{name}");
         }
         assert!(
             console.contains("atoll: system ready (1 services)"),
@@ -1752,11 +1752,10 @@ fn unknown_or_mistyped_wasi_imports_fail_to_load() {
             "imports unknown function `env::printf`",
         ),
     ] {
-        let error =
-            crate::service::validate(&wat::parse_str(module).unwrap(), &LIMITS).unwrap_err();
+        let error = crate::loader::validate(&wat::parse_str(module).unwrap(), &LIMITS).unwrap_err();
         assert_eq!(error.to_string(), expected);
     }
-    let info = crate::service::validate(&wat::parse_str(wasi_probe("")).unwrap(), &LIMITS).unwrap();
+    let info = crate::loader::validate(&wat::parse_str(wasi_probe("")).unwrap(), &LIMITS).unwrap();
     assert!(info.uses_wasi);
     assert_eq!(info.wasi_stubs, ["fd_seek"]);
 }

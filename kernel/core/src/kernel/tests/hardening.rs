@@ -27,19 +27,17 @@ fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
 fn load_alone(module: &[u8], limits: ServiceLimits) -> Result<Service, crate::LoadError> {
     let platform: Arc<dyn Platform> = Arc::new(TestPlatform::default());
     let heap = crate::heap::Heap::new(Arc::clone(&platform));
-    let image = ServiceImage {
-        name: "alone",
-        module,
+    let program = crate::loader::Program::compile(module, &limits, &heap)?;
+    let image = crate::service::Image {
+        name: "alone".into(),
+        program: Arc::new(program),
         limits,
-        provides: vec![],
-        uses: vec![],
-        supervisor: false,
-        restart: RestartPolicy::default(),
-        args: vec![],
-        env: vec![],
+        endpoint_names: Vec::new(),
+        args: Vec::new(),
+        env: Vec::new(),
         grants: Default::default(),
     };
-    Service::load(&image, Vec::new(), platform, &heap)
+    Service::start(&image, platform, &heap)
 }
 
 /// A valid service (memory, `_start`) whose one global is initialised by
@@ -71,9 +69,9 @@ fn nested_constant_expressions_are_refused_before_the_interpreter_recurses() {
     // 300,000 levels overflowed even the host's 8 MiB stack; 20,000 the kernel's.
     let deep = nested_const_module(300_000);
     let shallow = nested_const_module(4);
-    assert!(crate::service::validate(&shallow, &LIMITS).is_ok());
+    assert!(crate::loader::validate(&shallow, &LIMITS).is_ok());
     assert!(matches!(
-        crate::service::validate(&deep, &LIMITS),
+        crate::loader::validate(&deep, &LIMITS),
         Err(crate::LoadError::Preflight(_))
     ));
     let hello = wat::parse_str(hello("still here")).unwrap();
@@ -1038,7 +1036,7 @@ fn check_and_loader_refuse_the_same_memories_tables_and_segments() {
     ];
     let hello = wat::parse_str(hello("still here")).unwrap();
     for (name, module, expected) in &cases {
-        let refused = crate::service::validate(module, &LIMITS).unwrap_err();
+        let refused = crate::loader::validate(module, &LIMITS).unwrap_err();
         assert_eq!(refused.to_string(), expected.to_string(), "{name}");
         assert!(
             core::mem::discriminant(&refused) == core::mem::discriminant(expected),
@@ -1064,7 +1062,7 @@ fn check_and_loader_refuse_the_same_memories_tables_and_segments() {
             .unwrap(),
         service_with("(table 100000 funcref)"),
     ] {
-        crate::service::validate(&module, &LIMITS).unwrap();
+        crate::loader::validate(&module, &LIMITS).unwrap();
         let (console, summary) = run_images(&[("fits", &module, LIMITS)]);
         assert_eq!(summary.failed_to_load, 0, "{console}");
     }
@@ -1081,7 +1079,7 @@ fn every_unknown_import_is_named() {
             (memory (export "memory") 1) (func (export "_start")))"#,
     )
     .unwrap();
-    let refused = crate::service::validate(&module, &LIMITS).unwrap_err();
+    let refused = crate::loader::validate(&module, &LIMITS).unwrap_err();
     let LoadError::UnknownImports(imports) = &refused else {
         panic!("{refused:?}");
     };
@@ -1112,7 +1110,7 @@ fn a_host_swap_refused_tells_the_host_why() {
     let bytes = bundle(&[("svc", &good, LIMITS)]);
     let (mut kernel, _) = Kernel::boot(&bytes, platform.clone()).unwrap();
     let broken = service_with(r#"(data (i32.const 65535) "ab")"#);
-    let reason = crate::service::validate(&broken, &LIMITS).unwrap_err();
+    let reason = crate::loader::validate(&broken, &LIMITS).unwrap_err();
     platform
         .control_input
         .lock()

@@ -13,9 +13,10 @@
 //! and 2 exist; any other is `EBADF`. Pointers are checked through
 //! [`GuestSlice`] like every other host function's; a bad one is `EFAULT`.
 
+use super::{
+    FUEL_PER_CONSOLE_BYTE, HostResult, HostState, Syscall, charge, console_lines, suspend,
+};
 use crate::guest::GuestSlice;
-use crate::host::{HostResult, Suspend, console_lines};
-use crate::service::HostState;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -27,8 +28,6 @@ use wasmi::{Caller, Extern, FuncType, Linker, Val, ValType};
 const MAX_WRITE: usize = 4096;
 /// The most `iovec`s or subscriptions one call may pass.
 const MAX_VECTORS: usize = 1024;
-/// Fuel per byte of console output, as `log` charges.
-const FUEL_PER_CONSOLE_BYTE: u64 = 1;
 
 /// Clock ids of preview1.
 const CLOCK_REALTIME: i32 = 0;
@@ -340,7 +339,7 @@ fn fd_read(
             push_varint(&mut message, buffer.len() as u64);
             suspend(
                 caller,
-                crate::host::Syscall::ReadStdin {
+                Syscall::ReadStdin {
                     handle,
                     message,
                     buffer,
@@ -450,7 +449,7 @@ fn fd_write(
             if !bytes.is_empty() {
                 let text = String::from_utf8_lossy(&bytes);
                 let printed = console_lines(caller.data(), &text);
-                crate::host::charge(&mut caller, printed as u64 * FUEL_PER_CONSOLE_BYTE);
+                charge(&mut caller, printed as u64 * FUEL_PER_CONSOLE_BYTE);
             }
             errno::SUCCESS
         }
@@ -592,21 +591,16 @@ fn poll_oneoff(
         return Ok(errno::SUCCESS);
     }
     // `sleep` resumes with 0, which is ESUCCESS.
-    suspend(caller, crate::host::Syscall::Sleep { ns: until - now })
+    suspend(caller, Syscall::Sleep { ns: until - now })
 }
 
-fn proc_exit(mut caller: Caller<'_, HostState>, status: i32) -> Result<(), wasmi::Error> {
-    caller.data_mut().exit_status = Some(status);
-    Err(wasmi::Error::host(Suspend))
+/// Ends the service with `status`, through wasmi's exit trap.
+fn proc_exit(_caller: Caller<'_, HostState>, status: i32) -> Result<(), wasmi::Error> {
+    Err(wasmi::Error::i32_exit(status))
 }
 
 fn sched_yield(caller: Caller<'_, HostState>) -> HostResult {
-    suspend(caller, crate::host::Syscall::Sleep { ns: 0 })
-}
-
-fn suspend(mut caller: Caller<'_, HostState>, syscall: crate::host::Syscall) -> HostResult {
-    caller.data_mut().pending = Some(syscall);
-    Err(wasmi::Error::host(Suspend))
+    suspend(caller, Syscall::Sleep { ns: 0 })
 }
 
 /// Fills the buffer from the service's generator (xorshift, seeded from the
@@ -614,7 +608,7 @@ fn suspend(mut caller: Caller<'_, HostState>, syscall: crate::host::Syscall) -> 
 fn random_get(mut caller: Caller<'_, HostState>, buffer: i32, len: i32) -> i32 {
     let len = len.cast_unsigned() as usize;
     // Paid before the work (in full: what the slice lacks is debt).
-    crate::host::charge(&mut caller, len as u64 / 8);
+    charge(&mut caller, len as u64 / 8);
     let mut state = caller.data().random;
     let result = memory_mut(&mut caller).and_then(|memory| {
         let target = bytes_mut(memory, buffer.cast_unsigned(), len)?;

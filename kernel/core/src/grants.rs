@@ -20,13 +20,10 @@
 //! running into memory it frees (bus mastering off before its buffers go).
 
 use crate::Platform;
-use crate::guest::GuestSlice;
-use crate::host::charge;
-use crate::service::HostState;
+use crate::heap::Heap;
 use alloc::vec::Vec;
+use atoll_abi::Error;
 use atoll_abi::driver::{Grants, MAX_IRQ, PciAddress, PortRange};
-use atoll_abi::{Error, MEMORY_EXPORT};
-use wasmi::{Caller, Extern, Linker};
 
 /// A service's grants, resolved against the machine at boot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,7 +41,7 @@ pub struct Resolved {
 
 /// PCI configuration offsets the kernel uses.
 const PCI_ID: u8 = 0x00;
-const PCI_COMMAND: u8 = 0x04;
+pub(crate) const PCI_COMMAND: u8 = 0x04;
 const PCI_CLASS: u8 = 0x08;
 const PCI_HEADER_TYPE: u8 = 0x0c;
 const PCI_BAR0: u8 = 0x10;
@@ -58,7 +55,7 @@ const COMMAND_INTX_DISABLE: u32 = 1 << 10;
 /// The command bits a driver may change; the rest of the command register
 /// (special cycles, memory write and invalidate, parity and SERR# reporting,
 /// fast back-to-back) stays as the firmware set it.
-const COMMAND_DRIVER_BITS: u32 =
+pub(crate) const COMMAND_DRIVER_BITS: u32 =
     COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE;
 /// Base classes never granted, whatever a grant names: bridges (host, ISA,
 /// PCI-to-PCI, CardBus, "other", which on QEMU's i440fx is the PIIX4 power
@@ -445,116 +442,50 @@ pub struct DmaPool {
     restoring: Option<Vec<bool>>,
 }
 
-/// What a service holds of driver resources (in its [`HostState`]).
+/// What a service holds of driver resources (in its host state).
 #[derive(Default)]
 pub(crate) struct DriverState {
     pub(crate) grants: alloc::sync::Arc<Resolved>,
     pub(crate) dma: DmaPool,
 }
 
-impl DriverState {
-    pub(crate) fn dma_bytes(&self) -> usize {
-        self.dma.bytes
-    }
-}
-
 const PAGE: usize = 4096;
 
-/// Defines the driver host functions in `linker`.
-pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error> {
-    use atoll_abi::IMPORT_MODULE as M;
-    linker.func_wrap(M, atoll_abi::PORT_IN.name, port_in)?;
-    linker.func_wrap(M, atoll_abi::PORT_OUT.name, port_out)?;
-    linker.func_wrap(M, atoll_abi::IRQ_ACK.name, irq_ack)?;
-    linker.func_wrap(M, atoll_abi::DMA_ALLOC.name, dma_alloc)?;
-    linker.func_wrap(M, atoll_abi::DMA_ADDRESS.name, dma_address)?;
-    linker.func_wrap(M, atoll_abi::DMA_READ.name, dma_read)?;
-    linker.func_wrap(M, atoll_abi::DMA_WRITE.name, dma_write)?;
-    linker.func_wrap(M, atoll_abi::DMA_FREE.name, dma_free)?;
-    linker.func_wrap(M, atoll_abi::PCI_READ.name, pci_read)?;
-    linker.func_wrap(M, atoll_abi::PCI_WRITE.name, pci_write)?;
-    Ok(())
-}
-
-/// A checked port access: `(port, width)` if it lies in a granted range.
-fn port_access(state: &HostState, port: i32, width: i32) -> Result<(u16, u8), Error> {
-    let port = u16::try_from(port).map_err(|_| Error::InvalidArgument)?;
-    let width = match width {
-        1 => 1u8,
-        2 => 2,
-        4 => 4,
-        _ => return Err(Error::InvalidArgument),
-    };
-    let granted = state
-        .driver
-        .grants
-        .ports
-        .iter()
-        .any(|range| range.contains(port, u16::from(width)));
-    if granted {
-        Ok((port, width))
-    } else {
-        Err(Error::NotPermitted)
+impl DmaPool {
+    /// Bytes of live and retired buffers.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
-}
 
-fn port_in(caller: Caller<'_, HostState>, port: i32, width: i32) -> i64 {
-    match port_access(caller.data(), port, width) {
-        Ok((port, width)) => i64::from(caller.data().platform.port_in(port, width)),
-        Err(error) => i64::from(error.code()),
-    }
-}
-
-fn port_out(caller: Caller<'_, HostState>, port: i32, width: i32, value: i32) -> i32 {
-    match port_access(caller.data(), port, width) {
-        Ok((port, width)) => {
-            caller
-                .data()
-                .platform
-                .port_out(port, width, value.cast_unsigned());
-            0
-        }
-        Err(error) => error.code(),
-    }
-}
-
-fn irq_ack(caller: Caller<'_, HostState>, irq: i32) -> i32 {
-    let Ok(irq) = u8::try_from(irq) else {
-        return Error::NotPermitted.code();
-    };
-    if !caller.data().driver.grants.irqs.contains(&irq) {
-        return Error::NotPermitted.code();
-    }
-    caller.data().platform.irq_unmask(irq);
-    0
-}
-
-fn dma_alloc(mut caller: Caller<'_, HostState>, len: i32) -> i32 {
-    let result = (|| -> Result<i32, Error> {
-        let len = usize::try_from(len).map_err(|_| Error::InvalidArgument)?;
+    /// Allocates a zeroed, page-aligned buffer of at least `len` bytes within
+    /// `budget`, reusing a retired one where one is large enough. Returns its handle.
+    pub(crate) fn alloc(
+        &mut self,
+        len: usize,
+        budget: usize,
+        heap: &Heap,
+        platform: &dyn Platform,
+    ) -> Result<i32, Error> {
         if len == 0 {
             return Err(Error::InvalidArgument);
         }
-        let rounded = len.div_ceil(PAGE) * PAGE;
-        let state = caller.data_mut();
-        let budget = state.driver.grants.dma_budget;
         if budget == 0 {
             return Err(Error::NotPermitted);
         }
-        let pool = &mut state.driver.dma;
+        let rounded = len.div_ceil(PAGE).saturating_mul(PAGE);
         // A retired buffer large enough is reused (zeroed); it is already
         // counted against the budget.
-        let buffer = match pool.retired.iter().position(|buffer| buffer.len >= rounded) {
+        let buffer = match self.retired.iter().position(|buffer| buffer.len >= rounded) {
             Some(index) => {
-                let mut buffer = pool.retired.swap_remove(index);
+                let mut buffer = self.retired.swap_remove(index);
                 buffer.bytes_mut().fill(0);
                 buffer
             }
             None => {
-                if pool.bytes.saturating_add(rounded) > budget {
+                if self.bytes.saturating_add(rounded) > budget {
                     return Err(Error::TooLarge);
                 }
-                state.heap.admit(rounded.saturating_add(PAGE))?;
+                heap.admit(rounded.saturating_add(PAGE))?;
                 // Free heap may be fragmented: ask, do not assume.
                 let mut storage: Vec<u8> = Vec::new();
                 storage
@@ -563,12 +494,10 @@ fn dma_alloc(mut caller: Caller<'_, HostState>, len: i32) -> i32 {
                 storage.resize(rounded + PAGE, 0);
                 let base = storage.as_ptr() as usize;
                 let start = base.next_multiple_of(PAGE) - base;
-                let physical = state
-                    .platform
+                let physical = platform
                     .physical_address(base + start)
                     .ok_or(Error::NotPermitted)?;
-                let pool = &mut state.driver.dma;
-                pool.bytes += rounded;
+                self.bytes += rounded;
                 DmaBuffer {
                     storage,
                     start,
@@ -577,26 +506,54 @@ fn dma_alloc(mut caller: Caller<'_, HostState>, len: i32) -> i32 {
                 }
             }
         };
-        let pool = &mut state.driver.dma;
-        let slot = match pool.live.iter().position(Option::is_none) {
+        let slot = match self.live.iter().position(Option::is_none) {
             Some(free) => free,
             None => {
-                pool.live.push(None);
-                pool.live.len() - 1
+                self.live.push(None);
+                self.live.len() - 1
             }
         };
-        if let Some(entry) = pool.live.get_mut(slot) {
+        if let Some(entry) = self.live.get_mut(slot) {
             *entry = Some(buffer);
         }
         i32::try_from(slot + 1).map_err(|_| Error::TooLarge)
-    })();
-    charge(&mut caller, len.max(0) as u64 / 64);
-    result.unwrap_or_else(Error::code)
-}
+    }
 
-impl DmaPool {
+    /// Retires buffer `handle` (the device may still write it).
+    pub(crate) fn free(&mut self, handle: i32) -> Result<(), Error> {
+        if self.restoring.is_some() {
+            // The swap is not committed yet: the old version may get it back.
+            return Err(Error::NotPermitted);
+        }
+        let buffer = self.slot(handle)?.take().ok_or(Error::BadHandle)?;
+        self.retired.push(buffer);
+        Ok(())
+    }
+
+    /// The physical address of buffer `handle`.
+    pub(crate) fn physical(&mut self, handle: i32) -> Result<u64, Error> {
+        Ok(self.buffer(handle)?.physical)
+    }
+
+    /// Bytes `offset..offset+len` of buffer `handle`, checked.
+    pub(crate) fn window(
+        &mut self,
+        handle: i32,
+        offset: i32,
+        len: i32,
+    ) -> Result<&mut [u8], Error> {
+        let buffer = self.buffer(handle)?;
+        let offset = usize::try_from(offset).map_err(|_| Error::OutOfBounds)?;
+        let len = usize::try_from(len).map_err(|_| Error::OutOfBounds)?;
+        let end = offset.checked_add(len).ok_or(Error::OutOfBounds)?;
+        buffer
+            .bytes_mut()
+            .get_mut(offset..end)
+            .ok_or(Error::OutOfBounds)
+    }
+
     /// The live buffer of `handle` (handle `h` names `live[h - 1]`).
-    pub(crate) fn slot(&mut self, handle: i32) -> Result<&mut Option<DmaBuffer>, Error> {
+    fn slot(&mut self, handle: i32) -> Result<&mut Option<DmaBuffer>, Error> {
         usize::try_from(handle)
             .ok()
             .and_then(|handle| handle.checked_sub(1))
@@ -604,19 +561,19 @@ impl DmaPool {
             .ok_or(Error::BadHandle)
     }
 
-    pub(crate) fn buffer(&mut self, handle: i32) -> Result<&mut DmaBuffer, Error> {
+    fn buffer(&mut self, handle: i32) -> Result<&mut DmaBuffer, Error> {
         self.slot(handle)?.as_mut().ok_or(Error::BadHandle)
     }
 
     /// Starts a state restore: remembers which handles are live.
-    fn begin_restore(&mut self) {
+    pub(crate) fn begin_restore(&mut self) {
         self.restoring = Some(self.live.iter().map(Option::is_some).collect());
     }
 
     /// Ends a state restore. If it failed, the buffers allocated during it
     /// are retired (never freed: the failed version may have given the device
     /// their addresses), so the old version gets back exactly its handles.
-    fn end_restore(&mut self, succeeded: bool) {
+    pub(crate) fn end_restore(&mut self, succeeded: bool) {
         let Some(before) = self.restoring.take() else {
             return;
         };
@@ -631,173 +588,4 @@ impl DmaPool {
             }
         }
     }
-}
-
-/// The state handoff of a hot swap, for a driver: `new` restores `state`
-/// (if any) holding the DMA pool of `old`, so that buffers it allocates count
-/// against the same budget and join the pool the kernel keeps until bus
-/// mastering is off. On success the pool stays with `new`; on failure it goes
-/// back to `old`, with what the restore allocated retired.
-pub(crate) fn restore_with_dma(
-    old: &mut crate::service::Service,
-    new: &mut crate::service::Service,
-    state: Option<&[u8]>,
-) -> Result<(), alloc::string::String> {
-    let mut pool = old.take_dma();
-    pool.begin_restore();
-    new.put_dma(pool);
-    let result = match state {
-        Some(state) => new.restore_state(state).map(|_| ()),
-        None => Ok(()),
-    };
-    let mut pool = new.take_dma();
-    pool.end_restore(result.is_ok());
-    if result.is_ok() {
-        new.put_dma(pool);
-    } else {
-        old.put_dma(pool);
-    }
-    result
-}
-
-fn dma_address(mut caller: Caller<'_, HostState>, handle: i32) -> i64 {
-    match caller.data_mut().driver.dma.buffer(handle) {
-        Ok(buffer) => i64::try_from(buffer.physical).unwrap_or(i64::MAX),
-        Err(error) => i64::from(error.code()),
-    }
-}
-
-/// The window `offset..offset+len` of a buffer, checked.
-fn window(buffer_len: usize, offset: i32, len: i32) -> Result<core::ops::Range<usize>, Error> {
-    let offset = usize::try_from(offset).map_err(|_| Error::OutOfBounds)?;
-    let len = usize::try_from(len).map_err(|_| Error::OutOfBounds)?;
-    let end = offset.checked_add(len).ok_or(Error::OutOfBounds)?;
-    if end > buffer_len {
-        return Err(Error::OutOfBounds);
-    }
-    Ok(offset..end)
-}
-
-/// Which way a DMA copy goes.
-#[derive(Clone, Copy)]
-enum Direction {
-    /// Buffer to linear memory (`dma_read`).
-    ToService,
-    /// Linear memory to buffer (`dma_write`).
-    ToBuffer,
-}
-
-fn dma_read(caller: Caller<'_, HostState>, handle: i32, offset: i32, ptr: i32, len: i32) -> i32 {
-    dma_copy(caller, Direction::ToService, handle, offset, ptr, len)
-}
-
-fn dma_write(caller: Caller<'_, HostState>, handle: i32, offset: i32, ptr: i32, len: i32) -> i32 {
-    dma_copy(caller, Direction::ToBuffer, handle, offset, ptr, len)
-}
-
-/// Copies `len` bytes between buffer `handle` at `offset` and the caller's
-/// memory at `ptr`, both windows checked first.
-fn dma_copy(
-    mut caller: Caller<'_, HostState>,
-    direction: Direction,
-    handle: i32,
-    offset: i32,
-    ptr: i32,
-    len: i32,
-) -> i32 {
-    let result = (|| -> Result<(), Error> {
-        let memory = caller
-            .get_export(MEMORY_EXPORT)
-            .and_then(Extern::into_memory)
-            .ok_or(Error::NoMemory)?;
-        let (memory, state) = memory.data_and_store_mut(&mut caller);
-        let buffer = state.driver.dma.buffer(handle)?;
-        let range = window(buffer.len, offset, len)?;
-        let device = buffer
-            .bytes_mut()
-            .get_mut(range)
-            .ok_or(Error::OutOfBounds)?;
-        let service = GuestSlice::new(ptr, len).write(memory, usize::MAX)?;
-        match direction {
-            Direction::ToService => service.copy_from_slice(device),
-            Direction::ToBuffer => device.copy_from_slice(service),
-        }
-        Ok(())
-    })();
-    charge(&mut caller, len.max(0) as u64 / 64);
-    result.map_or_else(Error::code, |()| 0)
-}
-
-fn dma_free(mut caller: Caller<'_, HostState>, handle: i32) -> i32 {
-    let pool = &mut caller.data_mut().driver.dma;
-    if pool.restoring.is_some() {
-        // The swap is not committed yet: the old version may get it back.
-        return Error::NotPermitted.code();
-    }
-    match pool.slot(handle).map(Option::take) {
-        Ok(Some(buffer)) => {
-            // Retired, not freed: the device may still write it.
-            pool.retired.push(buffer);
-            0
-        }
-        _ => Error::BadHandle.code(),
-    }
-}
-
-/// A checked configuration access: the function is granted and the register
-/// is aligned and inside the 256-byte header.
-fn pci_access(state: &HostState, address: i32, offset: i32) -> Result<(u16, u8), Error> {
-    let address = u16::try_from(address).map_err(|_| Error::InvalidArgument)?;
-    let offset = u8::try_from(offset).map_err(|_| Error::InvalidArgument)?;
-    if offset % 4 != 0 {
-        return Err(Error::InvalidArgument);
-    }
-    let grants = &state.driver.grants;
-    if grants.pci_all || grants.pci.contains(&address) {
-        Ok((address, offset))
-    } else {
-        Err(Error::NotPermitted)
-    }
-}
-
-fn pci_read(caller: Caller<'_, HostState>, address: i32, offset: i32) -> i64 {
-    let result = pci_access(caller.data(), address, offset).and_then(|(address, offset)| {
-        caller
-            .data()
-            .platform
-            .pci_read(address, offset)
-            .ok_or(Error::NotPermitted)
-    });
-    match result {
-        Ok(value) => i64::from(value),
-        Err(error) => i64::from(error.code()),
-    }
-}
-
-/// Writes a configuration register of a function granted by name. Only the
-/// command register is writable, and in it only [`COMMAND_DRIVER_BITS`]
-/// (the status half is write-one-to-clear and clears error bits only).
-/// Everything else is refused: identity, BARs (the kernel granted ports from
-/// them), the expansion ROM BAR, cache line and BIST, the interrupt line the
-/// kernel resolved, and every capability (MSI and MSI-X address and data,
-/// power management and function-level reset, which would reset the BARs)
-/// and device-specific register from 0x40 on.
-fn pci_write(caller: Caller<'_, HostState>, address: i32, offset: i32, value: i32) -> i32 {
-    let result = pci_access(caller.data(), address, offset).and_then(|(address, offset)| {
-        // The `*` grant reads only: writes need a grant naming the function.
-        if !caller.data().driver.grants.pci.contains(&address) || offset != PCI_COMMAND {
-            return Err(Error::NotPermitted);
-        }
-        let platform = &caller.data().platform;
-        let current = platform
-            .pci_read(address, PCI_COMMAND)
-            .ok_or(Error::NotPermitted)?;
-        let value = value.cast_unsigned();
-        if (value ^ current) & 0xffff & !COMMAND_DRIVER_BITS != 0 {
-            return Err(Error::NotPermitted);
-        }
-        platform.pci_write(address, PCI_COMMAND, value);
-        Ok(())
-    });
-    result.map_or_else(Error::code, |()| 0)
 }

@@ -1,0 +1,197 @@
+//! The Atoll host functions (`atoll::*`): logging, names, messages, time,
+//! supervision and `info`. Each is a thin adapter over [`super`]'s helpers.
+
+use super::{
+    FUEL_PER_CONSOLE_BYTE, HostResult, HostState, Syscall, charge, charge_copy, checked,
+    console_lines, copy_message, memory, suspend, writable,
+};
+use crate::guest::GuestSlice;
+use atoll_abi::{Error, IMPORT_MODULE, MAX_LOG_LEN, RECEIVE_INFO_LEN};
+use wasmi::{Caller, Linker};
+
+/// Defines every host function of [`atoll_abi::HOST_FUNCTIONS`] in `linker`.
+pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error> {
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::LOG.name, log)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::LOOKUP.name, lookup)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::SEND.name, send)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::CALL.name, call)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::RECEIVE.name, receive)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::REPLY.name, reply)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::SLEEP.name, sleep)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::TIME.name, time)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::CONTROL.name, control)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::SWAP.name, swap)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::INFO.name, info)?;
+    Ok(())
+}
+
+/// `log(ptr, len) -> status`
+fn log(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
+    match log_checked(&caller, GuestSlice::new(ptr, len)) {
+        Ok(written) => {
+            charge(&mut caller, written as u64 * FUEL_PER_CONSOLE_BYTE);
+            0
+        }
+        Err(error) => error.code(),
+    }
+}
+
+/// Writes the text; returns the bytes written to the console.
+fn log_checked(caller: &Caller<'_, HostState>, text: GuestSlice) -> Result<usize, Error> {
+    let bytes = text.read(memory(caller)?, MAX_LOG_LEN)?;
+    let text = core::str::from_utf8(bytes).map_err(|_| Error::InvalidUtf8)?;
+    Ok(console_lines(caller.data(), text))
+}
+
+/// `lookup(name_ptr, name_len) -> handle | error`
+fn lookup(caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
+    let found = || -> Result<i32, Error> {
+        let name = GuestSlice::new(ptr, len).read(memory(&caller)?, MAX_LOG_LEN)?;
+        let index = caller
+            .data()
+            .endpoint_names
+            .iter()
+            .position(|known| known.as_bytes() == name)
+            .ok_or(Error::NotFound)?;
+        i32::try_from(index + 1).map_err(|_| Error::NotFound)
+    };
+    found().unwrap_or_else(Error::code)
+}
+
+/// `send(handle, ptr, len) -> status`
+fn send(mut caller: Caller<'_, HostState>, handle: i32, ptr: i32, len: i32) -> HostResult {
+    checked(|| {
+        let message = copy_message(&caller, ptr, len)?;
+        charge_copy(&mut caller, message.len());
+        Ok(suspend(caller, Syscall::Send { handle, message }))
+    })
+}
+
+/// `call(handle, ptr, len, reply_ptr, reply_cap) -> reply length | error`
+fn call(
+    mut caller: Caller<'_, HostState>,
+    handle: i32,
+    ptr: i32,
+    len: i32,
+    reply_ptr: i32,
+    reply_cap: i32,
+) -> HostResult {
+    checked(|| {
+        let message = copy_message(&caller, ptr, len)?;
+        let reply = writable(&caller, reply_ptr, reply_cap)?;
+        charge_copy(&mut caller, message.len());
+        Ok(suspend(
+            caller,
+            Syscall::Call {
+                handle,
+                message,
+                reply,
+            },
+        ))
+    })
+}
+
+/// `receive(handle, ptr, cap, timeout_ns, info_ptr) -> length | error`
+fn receive(
+    caller: Caller<'_, HostState>,
+    handle: i32,
+    ptr: i32,
+    cap: i32,
+    timeout_ns: i64,
+    info_ptr: i32,
+) -> HostResult {
+    checked(|| {
+        let buffer = writable(&caller, ptr, cap)?;
+        let info = writable(&caller, info_ptr, RECEIVE_INFO_LEN as i32)?;
+        Ok(suspend(
+            caller,
+            Syscall::Receive {
+                handle,
+                buffer,
+                info,
+                timeout_ns,
+            },
+        ))
+    })
+}
+
+/// `reply(token, ptr, len) -> status`
+fn reply(mut caller: Caller<'_, HostState>, token: i32, ptr: i32, len: i32) -> HostResult {
+    checked(|| {
+        let message = copy_message(&caller, ptr, len)?;
+        charge_copy(&mut caller, message.len());
+        Ok(suspend(
+            caller,
+            Syscall::Reply {
+                token: token.cast_unsigned(),
+                message,
+            },
+        ))
+    })
+}
+
+/// `sleep(ns) -> 0`
+fn sleep(caller: Caller<'_, HostState>, ns: i64) -> HostResult {
+    let ns = u64::try_from(ns).unwrap_or(0);
+    suspend(caller, Syscall::Sleep { ns })
+}
+
+/// `time() -> ns`
+fn time(caller: Caller<'_, HostState>) -> i64 {
+    i64::try_from(caller.data().platform.now_ns()).unwrap_or(i64::MAX)
+}
+
+/// A service name from the caller's memory.
+fn read_name(
+    caller: &Caller<'_, HostState>,
+    ptr: i32,
+    len: i32,
+) -> Result<alloc::string::String, Error> {
+    let name = GuestSlice::new(ptr, len).read(memory(caller)?, MAX_LOG_LEN)?;
+    let name = core::str::from_utf8(name).map_err(|_| Error::InvalidUtf8)?;
+    Ok(alloc::string::String::from(name))
+}
+
+/// `control(op, name_ptr, name_len) -> status`
+fn control(caller: Caller<'_, HostState>, op: i32, ptr: i32, len: i32) -> HostResult {
+    checked(|| {
+        let name = read_name(&caller, ptr, len)?;
+        Ok(suspend(caller, Syscall::Control { op, name }))
+    })
+}
+
+/// The largest module `swap` takes.
+pub(crate) const MAX_SWAP_MODULE_LEN: usize = 16 * 1024 * 1024;
+
+/// `swap(name_ptr, name_len, module_ptr, module_len) -> status`
+fn swap(
+    caller: Caller<'_, HostState>,
+    name_ptr: i32,
+    name_len: i32,
+    module_ptr: i32,
+    module_len: i32,
+) -> HostResult {
+    checked(|| {
+        let name = read_name(&caller, name_ptr, name_len)?;
+        let module = GuestSlice::new(module_ptr, module_len);
+        // Only checked here; the kernel copies it once it has checked the
+        // caller's right to swap, and charges for the copy.
+        module.read(memory(&caller)?, MAX_SWAP_MODULE_LEN)?;
+        Ok(suspend(caller, Syscall::Swap { name, module }))
+    })
+}
+
+/// `info(kind, index, ptr, cap) -> length | error`
+fn info(caller: Caller<'_, HostState>, kind: i32, index: i32, ptr: i32, cap: i32) -> HostResult {
+    checked(|| {
+        let buffer = writable(&caller, ptr, cap)?;
+        Ok(suspend(
+            caller,
+            Syscall::Info {
+                kind,
+                index,
+                buffer,
+            },
+        ))
+    })
+}

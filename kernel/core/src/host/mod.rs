@@ -1,0 +1,296 @@
+//! What every host function stands on: the state a service's host functions
+//! see ([`HostState`]), the kernel call a host function suspends its caller
+//! in ([`Syscall`]), charging fuel for work done in the kernel, and access to
+//! the caller's memory. The functions themselves come in families:
+//! [`abi`] (`atoll::*`), [`driver`] (ports, interrupts, DMA, PCI) and
+//! [`wasi`] (WASI preview1).
+//!
+//! Each host function is a thin adapter. It checks its arguments against the
+//! caller's memory through [`crate::guest`] and answers argument errors at once
+//! with an error code. Calls that need only the caller (`log`, `lookup`,
+//! `time`) are served right there. Calls that involve other services (`send`,
+//! `call`, `receive`, `reply`, `sleep`) copy what they carry into a
+//! kernel-owned [`Syscall`] and suspend the caller: the interpreter returns to
+//! the kernel, which performs the call with every service in reach and later
+//! resumes the caller with the result. A suspended service costs no kernel
+//! stack. WASI `proc_exit` ends its caller with wasmi's exit trap
+//! ([`wasmi::Error::i32_exit`]), which carries the status.
+
+pub(crate) mod abi;
+pub(crate) mod driver;
+pub(crate) mod wasi;
+
+use crate::Platform;
+use crate::guest::GuestSlice;
+use crate::heap::Heap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use atoll_abi::{Error, MAX_MESSAGE_LEN, MEMORY_EXPORT};
+use wasmi::{Caller, Extern, Linker, ResourceLimiter, StoreLimits};
+// wasmi does not re-export the error type of its `ResourceLimiter` trait.
+use wasmi_core::LimiterError;
+
+/// Defines the host functions in `linker`: the ABI's and the driver
+/// functions, and WASI's if the module imports from it.
+pub(crate) fn define(linker: &mut Linker<HostState>, wasi: bool) -> Result<(), wasmi::Error> {
+    abi::define(linker)?;
+    driver::define(linker)?;
+    if wasi {
+        wasi::define(linker)?;
+    }
+    Ok(())
+}
+
+/// What a host function sees of the service calling it.
+pub(crate) struct HostState {
+    pub(crate) name: String,
+    pub(crate) platform: Arc<dyn Platform>,
+    /// The kernel heap's admission, for what the service's calls make the
+    /// kernel hold.
+    pub(crate) heap: Arc<Heap>,
+    /// Endpoint names in handle order: handle `h` names `endpoint_names[h - 1]`.
+    pub(crate) endpoint_names: Vec<String>,
+    /// The kernel call a host function has just suspended the service for.
+    pub(crate) pending: Option<Syscall>,
+    /// WASI `args_get` and `environ_get` (`KEY=value`) strings.
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<String>,
+    /// WASI stubs this service has called, by index in `atoll_abi::wasi::FUNCTIONS`
+    /// (each is logged once).
+    pub(crate) wasi_warned: u64,
+    /// Fuel charged for kernel work that the slice could not cover; paid
+    /// from the next slices.
+    pub(crate) fuel_debt: u64,
+    /// State of the service's `random_get` generator (never 0).
+    pub(crate) random: u64,
+    /// Its driver grants and the DMA buffers it holds.
+    pub(crate) driver: crate::grants::DriverState,
+    pub(crate) limiter: Limiter,
+}
+
+/// The service's static limits, plus the kernel heap's admission: a memory or
+/// table the heap cannot hold is refused like one over the limit
+/// (`memory.grow` returns -1), never a kernel allocation failure.
+pub(crate) struct Limiter {
+    pub(crate) limits: StoreLimits,
+    pub(crate) heap: Arc<Heap>,
+}
+
+/// Bytes the interpreter holds per table element (a reference, with slack).
+const TABLE_ELEMENT_BYTES: usize = 16;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        // The memory is a Vec grown with `try_reserve`: while it moves, the
+        // new buffer (up to twice the old one, by amortised doubling) and the
+        // old one are both held.
+        let needed = desired.max(current.saturating_mul(2));
+        if self.heap.admit(needed).is_err() {
+            return Ok(false);
+        }
+        self.limits.memory_growing(current, desired, maximum)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> Result<bool, LimiterError> {
+        let needed = desired
+            .max(current.saturating_mul(2))
+            .saturating_mul(TABLE_ELEMENT_BYTES);
+        if self.heap.admit(needed).is_err() {
+            return Ok(false);
+        }
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+/// A generator seed for service `name`: never 0 (xorshift's fixed point), and
+/// different for services loaded at the same instant.
+pub(crate) fn seed(platform_seed: u64, name: &str) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    for byte in name.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (platform_seed ^ hash) | 1
+}
+
+/// A kernel call, with its arguments checked and its message copied out of the
+/// caller's memory.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Syscall {
+    Send {
+        handle: i32,
+        message: Vec<u8>,
+    },
+    Call {
+        handle: i32,
+        message: Vec<u8>,
+        reply: GuestSlice,
+    },
+    Receive {
+        handle: i32,
+        buffer: GuestSlice,
+        info: GuestSlice,
+        /// < 0: forever; 0: do not wait.
+        timeout_ns: i64,
+    },
+    Reply {
+        token: u32,
+        message: Vec<u8>,
+    },
+    Sleep {
+        ns: u64,
+    },
+    Control {
+        op: i32,
+        name: alloc::string::String,
+    },
+    /// The module stays in the caller's memory until the kernel has checked
+    /// that the caller may swap at all.
+    Swap {
+        name: alloc::string::String,
+        module: GuestSlice,
+    },
+    Info {
+        kind: i32,
+        index: i32,
+        buffer: GuestSlice,
+    },
+    /// WASI `fd_read` on stdin: a console `Read` call whose answer is decoded
+    /// into `buffer`, its length written at `count`.
+    ReadStdin {
+        handle: i32,
+        message: Vec<u8>,
+        buffer: GuestSlice,
+        count: GuestSlice,
+    },
+}
+
+/// The host error that suspends a service in a kernel call. Carries nothing:
+/// the call itself is in [`HostState::pending`] (wasmi hands a resumable
+/// call's error back only by reference).
+#[derive(Debug)]
+pub(crate) struct Suspend;
+
+impl core::fmt::Display for Suspend {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter.write_str("suspended in a kernel call")
+    }
+}
+
+impl wasmi::errors::HostError for Suspend {}
+
+pub(crate) type HostResult = Result<i32, wasmi::Error>;
+
+/// The caller's linear memory as bytes.
+fn memory<'a>(caller: &'a Caller<'_, HostState>) -> Result<&'a [u8], Error> {
+    let memory = caller
+        .get_export(MEMORY_EXPORT)
+        .and_then(Extern::into_memory)
+        .ok_or(Error::NoMemory)?;
+    Ok(memory.data(caller))
+}
+
+/// Copies a message out of the caller's memory into a kernel-owned buffer,
+/// if the kernel heap admits it ([`Error::OutOfMemory`] if not).
+fn copy_message(caller: &Caller<'_, HostState>, ptr: i32, len: i32) -> Result<Vec<u8>, Error> {
+    let bytes = GuestSlice::new(ptr, len).read(memory(caller)?, MAX_MESSAGE_LEN)?;
+    caller.data().heap.copy(bytes)
+}
+
+/// Checks that a buffer the kernel will write later lies in the caller's memory
+/// now. (Linear memory never shrinks, so it still will.)
+fn writable(caller: &Caller<'_, HostState>, ptr: i32, len: i32) -> Result<GuestSlice, Error> {
+    let slice = GuestSlice::new(ptr, len);
+    slice.read(memory(caller)?, usize::MAX)?;
+    Ok(slice)
+}
+
+/// Suspends the caller in `syscall`.
+fn suspend(mut caller: Caller<'_, HostState>, syscall: Syscall) -> HostResult {
+    caller.data_mut().pending = Some(syscall);
+    Err(wasmi::Error::host(Suspend))
+}
+
+/// Runs `body`; an `Err(code)` from it becomes the call's return value.
+fn checked(body: impl FnOnce() -> Result<HostResult, Error>) -> HostResult {
+    body().unwrap_or_else(|error| Ok(error.code()))
+}
+
+/// Fuel charged per byte written to the console: console output is slow, and
+/// a service must not buy megabytes of it for a few instructions.
+const FUEL_PER_CONSOLE_BYTE: u64 = 1;
+/// Bytes copied per unit of fuel, as wasmi charges `memory.copy`.
+pub(crate) const BYTES_PER_FUEL: u64 = 64;
+
+/// Charges the caller, in full, for work done on its behalf inside a host
+/// function. What its slice cannot cover becomes debt, taken from its next
+/// slices before it runs again ([`crate::service::Service::run_slice`]): no
+/// work is free, however little fuel was left. Fuel that runs out here
+/// preempts the service at its next instruction.
+pub(crate) fn charge(caller: &mut Caller<'_, HostState>, fuel: u64) {
+    let left = caller.get_fuel().unwrap_or(0);
+    let _ = caller.set_fuel(left.saturating_sub(fuel));
+    let state = caller.data_mut();
+    state.fuel_debt = state.fuel_debt.saturating_add(fuel.saturating_sub(left));
+}
+
+/// Charges for copying `bytes` bytes.
+fn charge_copy(caller: &mut Caller<'_, HostState>, bytes: usize) {
+    charge(caller, bytes as u64 / BYTES_PER_FUEL);
+}
+
+/// Writes `text` to the console, each of its lines prefixed with the service's
+/// name (so a service cannot forge another's prefix). Returns the bytes written.
+pub(crate) fn console_lines(state: &HostState, text: &str) -> usize {
+    let mut lines = alloc::string::String::with_capacity(text.len() + 2 * state.name.len() + 8);
+    for line in text.trim_end_matches('\n').split('\n') {
+        lines.push('[');
+        lines.push_str(&state.name);
+        lines.push_str("] ");
+        push_escaped(&mut lines, line.trim_end_matches('\r'));
+        lines.push('\n');
+    }
+    state.platform.console_write(&lines);
+    lines.len()
+}
+
+/// Appends `line` with every control character but tab written as a visible
+/// escape (`\x1b`, `\x08`, `\u{9b}`): a service must not move the cursor,
+/// erase its `[name]` prefix or ring the bell on the console.
+fn push_escaped(out: &mut alloc::string::String, line: &str) {
+    use core::fmt::Write;
+    for character in line.chars() {
+        if character.is_control() && character != '\t' {
+            let code = u32::from(character);
+            let _ = if code < 0x80 {
+                write!(out, "\\x{code:02x}")
+            } else {
+                write!(out, "\\u{{{code:x}}}")
+            };
+        } else {
+            out.push(character);
+        }
+    }
+}

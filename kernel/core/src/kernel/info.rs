@@ -1,0 +1,76 @@
+//! `info`: the system and per-service records, and the states the host sees.
+
+use super::*;
+
+impl Kernel {
+    /// Names and states of the loaded services, in bundle order.
+    pub fn service_states(&self) -> impl Iterator<Item = (&str, &ServiceState, ServiceStats)> {
+        self.services
+            .iter()
+            .zip(self.sched.states())
+            .map(|(slot, state)| (slot.service.name(), state, slot.stats))
+    }
+
+    /// `info`: writes a system or service record into the caller's buffer.
+    pub(super) fn info(
+        &mut self,
+        id: ServiceId,
+        kind: i32,
+        index: i32,
+        buffer: GuestSlice,
+    ) -> Result<Then, Error> {
+        let record = match kind {
+            atoll_abi::info::SYSTEM => postcard::to_allocvec(&atoll_abi::info::SystemInfo {
+                system_name: self.system_name.clone(),
+                uptime_ns: self.platform.now_ns(),
+                services: u32::try_from(self.services.len()).unwrap_or(u32::MAX),
+                heap_in_use: self.platform.heap_in_use().unwrap_or(0) as u64,
+                heap_available: self.heap.available() as u64,
+                queued_bytes: self.queued_bytes as u64,
+                message_budget: self.message_budget as u64,
+                messages: self.messages,
+                interrupts: self.interrupts,
+            }),
+            atoll_abi::info::SERVICE => {
+                let index = usize::try_from(index).map_err(|_| Error::NotFound)?;
+                let slot = self.services.get(index).ok_or(Error::NotFound)?;
+                let state = self.sched.state(index).ok_or(Error::NotFound)?;
+                postcard::to_allocvec(&atoll_abi::info::ServiceInfo {
+                    name: slot.image.name.clone(),
+                    // The caller is the one service on the CPU.
+                    state: if index == id {
+                        String::from("running")
+                    } else {
+                        state_name(state)
+                    },
+                    memory_bytes: slot.service.memory_size() as u64,
+                    fuel_used: slot.service.fuel_used(),
+                    sent: slot.stats.sent,
+                    received: slot.stats.received,
+                    restarts: slot.restarts,
+                    swaps: slot.swaps,
+                    dma_bytes: slot.service.dma_bytes() as u64,
+                })
+            }
+            _ => return Err(Error::InvalidArgument),
+        }
+        .map_err(|_| Error::InvalidArgument)?;
+        let len = i32::try_from(record.len()).map_err(|_| Error::TooLarge)?;
+        let slot = self.services.get_mut(id).ok_or(Error::BadHandle)?;
+        slot.service.write_memory(buffer, &record)?;
+        Ok(Then::Continue(len))
+    }
+}
+
+/// A service state as `ps` shows it.
+fn state_name(state: &ServiceState) -> String {
+    match state {
+        ServiceState::Ready => String::from("ready"),
+        ServiceState::Blocked(Wait::Receive { .. }) => String::from("receiving"),
+        ServiceState::Blocked(Wait::Reply { .. }) => String::from("calling"),
+        ServiceState::Blocked(Wait::Sleep { .. }) => String::from("sleeping"),
+        ServiceState::Exited => String::from("exited"),
+        ServiceState::Faulted(_) => String::from("faulted"),
+        ServiceState::Stopped => String::from("stopped"),
+    }
+}

@@ -1,0 +1,77 @@
+//! Interrupt notifications: a line that fired becomes a one-byte message from
+//! the kernel on its owner's first endpoint.
+
+use super::*;
+
+impl Kernel {
+    /// Queues a notification for each interrupt line that fired, on its
+    /// owner's first provided endpoint. The line stays masked until the owner
+    /// acknowledges it, and a line whose notification still waits in the
+    /// queue is not notified again, so at most one notification per line is
+    /// queued; one that cannot be queued now is retried on the next turn.
+    pub(super) fn deliver_interrupts(&mut self) {
+        let fired = self.platform.take_interrupts() | self.irq_pending;
+        self.irq_pending = 0;
+        if fired == 0 {
+            return;
+        }
+        for irq in 0..16u8 {
+            if fired & (1 << irq) == 0 {
+                continue;
+            }
+            let Some(owner) = self.irq_owner.get(usize::from(irq)).copied().flatten() else {
+                continue;
+            };
+            let live = self.is_live(owner);
+            let endpoint = self
+                .services
+                .get(owner)
+                .and_then(|slot| slot.handles.first())
+                .filter(|handle| handle.provider)
+                .map(|handle| handle.endpoint);
+            let (true, Some(endpoint)) = (live, endpoint) else {
+                // Nobody to tell: the line stays masked until a restarted
+                // driver acknowledges it.
+                continue;
+            };
+            let notification = |message: &Message| {
+                message.sender == KERNEL_SENDER as ServiceId && message.data == [irq]
+            };
+            if self
+                .endpoints
+                .get(endpoint)
+                .is_some_and(|queue| queue.holds(notification))
+            {
+                // Already told and not yet received (a driver that acknowledges
+                // without receiving): one notification per line is enough.
+                continue;
+            }
+            let message = Message {
+                sender: KERNEL_SENDER as ServiceId,
+                data: alloc::vec![irq],
+                token: 0,
+            };
+            let cost = message_cost(&message);
+            let pushed = self
+                .endpoints
+                .get_mut(endpoint)
+                .map(|queue| queue.push_from_kernel(message));
+            if pushed == Some(Ok(())) {
+                self.queued_bytes += cost;
+                self.interrupts += 1;
+                self.deliver_if_waiting(owner, endpoint);
+            } else {
+                self.irq_pending |= 1 << irq;
+            }
+        }
+    }
+
+    /// Whether a live service owns an interrupt line (so an idle system
+    /// waits for interrupts instead of ending).
+    pub(super) fn interrupts_awaited(&self) -> bool {
+        self.irq_owner
+            .iter()
+            .flatten()
+            .any(|&owner| self.is_live(owner))
+    }
+}

@@ -1,0 +1,213 @@
+//! The scheduler: the one place where a service's state, its deadline and the
+//! run queue change. Its fields are private, so these invariants hold by
+//! construction, not by convention:
+//!
+//! - a service is [`ServiceState::Ready`] exactly when it is in the run queue
+//!   (once) or on the CPU;
+//! - it has a timer exactly when it is blocked with a deadline, and the timer
+//!   is that deadline;
+//! - a service resumes with the value it was woken with (0 after a start).
+//!
+//! Scheduling is round robin over the FIFO run queue; each turn is at most one
+//! fuel slice (the kernel's loop, `Kernel::run`). Deadlines sit in an ordered
+//! set, so the next one is found in O(log n).
+
+use crate::guest::GuestSlice;
+use crate::ipc::ServiceId;
+use alloc::collections::{BTreeSet, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// Where a service is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceState {
+    /// Runnable, in the run queue.
+    Ready,
+    /// Parked until an event.
+    Blocked(Wait),
+    /// Returned from its entry point (or called WASI `proc_exit`).
+    Exited,
+    /// Stopped by a trap, with the reason.
+    Faulted(String),
+    /// Stopped by the supervisor, or for good.
+    Stopped,
+}
+
+/// What a blocked service waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// A message on `endpoint`, until `deadline` if any.
+    Receive {
+        endpoint: usize,
+        buffer: GuestSlice,
+        info: GuestSlice,
+        deadline: Option<u64>,
+    },
+    /// The reply to the call named `token`.
+    Reply { token: u32 },
+    /// The clock to reach `deadline`.
+    Sleep { deadline: u64 },
+}
+
+impl Wait {
+    fn deadline(&self) -> Option<u64> {
+        match self {
+            Wait::Receive { deadline, .. } => *deadline,
+            Wait::Sleep { deadline } => Some(*deadline),
+            Wait::Reply { .. } => None,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Scheduler {
+    states: Vec<ServiceState>,
+    /// What each service resumes with when it next runs.
+    resume: Vec<i32>,
+    run_queue: VecDeque<ServiceId>,
+    /// The ready service taken off the run queue to run.
+    running: Option<ServiceId>,
+    timers: BTreeSet<(u64, ServiceId)>,
+}
+
+impl Scheduler {
+    /// Adds a service, ready to run. Returns its id.
+    pub(super) fn add(&mut self) -> ServiceId {
+        let id = self.states.len();
+        self.states.push(ServiceState::Ready);
+        self.resume.push(0);
+        self.run_queue.push_back(id);
+        id
+    }
+
+    pub(super) fn state(&self, id: ServiceId) -> Option<&ServiceState> {
+        self.states.get(id)
+    }
+
+    /// Every service's state, by id.
+    pub(super) fn states(&self) -> impl Iterator<Item = &ServiceState> {
+        self.states.iter()
+    }
+
+    /// Whether service `id` exists and has neither ended nor been stopped.
+    pub(super) fn is_live(&self, id: ServiceId) -> bool {
+        matches!(
+            self.states.get(id),
+            Some(ServiceState::Ready | ServiceState::Blocked(_))
+        )
+    }
+
+    /// Whether service `id` waits for the reply to `token`.
+    pub(super) fn awaits_reply(&self, id: ServiceId, token: u32) -> bool {
+        matches!(self.states.get(id), Some(ServiceState::Blocked(Wait::Reply { token: waited })) if *waited == token)
+    }
+
+    /// Services blocked for ever (when nothing else can run).
+    pub(super) fn blocked(&self) -> usize {
+        let blocked = |state: &&ServiceState| matches!(state, ServiceState::Blocked(_));
+        self.states.iter().filter(blocked).count()
+    }
+
+    /// The next ready service and the value it resumes with.
+    pub(super) fn next(&mut self) -> Option<(ServiceId, i32)> {
+        let id = self.run_queue.pop_front()?;
+        self.running = Some(id);
+        Some((id, self.resume.get(id).copied().unwrap_or(0)))
+    }
+
+    /// Puts a service that used up its slice (and is still ready) at the back.
+    pub(super) fn preempted(&mut self, id: ServiceId) {
+        if self.running == Some(id) {
+            self.running = None;
+            self.run_queue.push_back(id);
+        }
+    }
+
+    pub(super) fn has_ready(&self) -> bool {
+        !self.run_queue.is_empty()
+    }
+
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        self.timers.first().map(|&(deadline, _)| deadline)
+    }
+
+    /// Parks service `id` (ready, or ended and being given back its old
+    /// version) until `wait` ends.
+    pub(super) fn block(&mut self, id: ServiceId, wait: Wait) {
+        self.set(id, ServiceState::Blocked(wait));
+    }
+
+    /// Makes blocked service `id` ready to resume with `result`. Returns
+    /// whether it was blocked.
+    pub(super) fn wake(&mut self, id: ServiceId, result: i32) -> bool {
+        if !matches!(self.states.get(id), Some(ServiceState::Blocked(_))) {
+            return false;
+        }
+        self.start(id, result);
+        true
+    }
+
+    /// Makes service `id` ready from whatever it was (a restart, a new
+    /// version), to resume with `result`.
+    pub(super) fn start(&mut self, id: ServiceId, result: i32) {
+        if let Some(resume) = self.resume.get_mut(id) {
+            *resume = result;
+        }
+        self.set(id, ServiceState::Ready);
+    }
+
+    /// Ends service `id` (`Exited`, `Faulted` or `Stopped`): off the run
+    /// queue, its timer gone. Returns the state it left.
+    pub(super) fn end(&mut self, id: ServiceId, state: ServiceState) -> Option<ServiceState> {
+        debug_assert!(!matches!(
+            state,
+            ServiceState::Ready | ServiceState::Blocked(_)
+        ));
+        self.set(id, state)
+    }
+
+    /// The first service whose deadline is at or before `now`, taken off its
+    /// timer, with what it resumes with: 0 after a sleep, `TimedOut` after a
+    /// receive.
+    pub(super) fn due(&mut self, now: u64) -> Option<(ServiceId, i32)> {
+        let &(deadline, id) = self
+            .timers
+            .first()
+            .filter(|&&(deadline, _)| deadline <= now)?;
+        let result = match self.states.get(id) {
+            Some(ServiceState::Blocked(Wait::Sleep { .. })) => 0,
+            _ => atoll_abi::Error::TimedOut.code(),
+        };
+        self.timers.remove(&(deadline, id));
+        Some((id, result))
+    }
+
+    /// Moves service `id` to `state`, keeping the run queue and the timers in
+    /// step. Returns the state it left.
+    fn set(&mut self, id: ServiceId, state: ServiceState) -> Option<ServiceState> {
+        let slot = self.states.get_mut(id)?;
+        let old = core::mem::replace(slot, state);
+        if let ServiceState::Blocked(wait) = &old
+            && let Some(deadline) = wait.deadline()
+        {
+            self.timers.remove(&(deadline, id));
+        }
+        if old == ServiceState::Ready {
+            if self.running == Some(id) {
+                self.running = None;
+            } else {
+                self.run_queue.retain(|&queued| queued != id);
+            }
+        }
+        match self.states.get(id) {
+            Some(ServiceState::Ready) => self.run_queue.push_back(id),
+            Some(ServiceState::Blocked(wait)) => {
+                if let Some(deadline) = wait.deadline() {
+                    self.timers.insert((deadline, id));
+                }
+            }
+            _ => {}
+        }
+        Some(old)
+    }
+}

@@ -1,0 +1,256 @@
+//! Hot swap and rollback: `swap` from the supervisor or a push from the host
+//! control channel. The new module is compiled and checked when the swap is
+//! asked for; at the service's next quiescent point (waiting in `receive`) the
+//! old version saves its state, the new one restores it and takes over.
+
+use super::*;
+
+impl Kernel {
+    /// Reads the host control channel and acts on complete requests. Returns
+    /// whether any service became runnable (callers idling should run again).
+    pub fn poll_control(&mut self) -> bool {
+        let mut buffer = [0u8; 512];
+        let mut any = false;
+        loop {
+            let read = self.platform.control_read(&mut buffer);
+            let Some(bytes) = buffer.get(..read).filter(|bytes| !bytes.is_empty()) else {
+                break;
+            };
+            for request in self.control.feed(bytes) {
+                match request {
+                    Ok(Request::Swap { service, module }) => {
+                        self.log(&format!(
+                            "host asks to swap {service} ({} bytes)",
+                            module.len()
+                        ));
+                        match self.schedule_swap(&service, module, true) {
+                            Ok(()) => any = true,
+                            Err(error) => self
+                                .platform
+                                .control_write(&format!("error: swap of {service}: {error}\n")),
+                        }
+                    }
+                    Err(reason) => self.platform.control_write(&format!("{reason}\n")),
+                }
+            }
+        }
+        any || self.sched.has_ready()
+    }
+
+    /// `swap` from the supervisor: the module is copied out of its memory
+    /// only once its right to swap is checked, and the copy is paid for.
+    pub(super) fn swap_request(
+        &mut self,
+        id: ServiceId,
+        name: &str,
+        module: GuestSlice,
+    ) -> Result<Then, Error> {
+        if self.supervisor != Some(id) {
+            return Err(Error::NotPermitted);
+        }
+        let slot = self.services.get_mut(id).ok_or(Error::BadHandle)?;
+        if slot.image.name == name {
+            return Err(Error::NotPermitted);
+        }
+        let bytes = slot
+            .service
+            .read_memory(module, crate::host::abi::MAX_SWAP_MODULE_LEN)?;
+        let module = self.heap.copy(bytes)?;
+        slot.service.charge_copy(module.len());
+        self.schedule_swap(name, module, false)?;
+        Ok(Then::Continue(0))
+    }
+
+    /// Checks a new module for service `name` now, and swaps it in at the
+    /// service's next quiescent point (waiting in `receive`), which may be at
+    /// once. `host`: the host control channel asked and waits for the outcome.
+    pub(super) fn schedule_swap(
+        &mut self,
+        name: &str,
+        module: Vec<u8>,
+        host: bool,
+    ) -> Result<(), crate::control::SwapRefusal> {
+        let target = self
+            .services
+            .iter()
+            .position(|slot| slot.image.name == name)
+            .ok_or(Error::NotFound)?;
+        let slot = self.services.get(target).ok_or(Error::NotFound)?;
+        if !self.sched.is_live(target) {
+            return Err(Error::InvalidArgument.into());
+        }
+        // Compiled and checked now, outside the swap's pause.
+        let program = match Program::compile(&module, &slot.image.limits, &self.heap) {
+            Ok(program) => program,
+            Err(crate::loader::LoadError::OutOfMemory) => return Err(Error::OutOfMemory.into()),
+            Err(error) => {
+                self.log(&format!("swap of {name} refused: {error}"));
+                return Err(crate::control::SwapRefusal {
+                    error: Error::InvalidModule,
+                    reason: Some(error.to_string()),
+                });
+            }
+        };
+        drop(module);
+        let quiescent = matches!(
+            self.sched.state(target),
+            Some(ServiceState::Blocked(Wait::Receive { .. }))
+        );
+        let Some(slot) = self.services.get_mut(target) else {
+            return Err(Error::NotFound.into());
+        };
+        slot.pending_swap = Some(Arc::new(program));
+        slot.swap_asked_at = Some(self.platform.now_ns());
+        if host && !self.host_swaps.contains(&target) {
+            self.host_swaps.push(target);
+        }
+        if quiescent {
+            self.perform_swap(target);
+        }
+        Ok(())
+    }
+
+    /// Tells the host, if it asked for this service's swap, how it went.
+    pub(super) fn tell_host(&mut self, id: ServiceId, line: &str) {
+        if let Some(index) = self.host_swaps.iter().position(|&waiting| waiting == id) {
+            self.host_swaps.swap_remove(index);
+            self.platform.control_write(line);
+        }
+    }
+
+    /// Replaces service `id`, parked in `receive`, by its pending module: the
+    /// old version saves its state, the new one is loaded, restores it and
+    /// starts; the old one is kept, parked, until the probation ends. If the
+    /// new version cannot be loaded or take the state, the old one goes on.
+    /// Calls the old version had taken and not answered are answered with
+    /// `PeerGone` (a rollback restores the version without them: its replies
+    /// to them get `BadHandle`).
+    pub(super) fn perform_swap(&mut self, id: ServiceId) {
+        let now = self.platform.now_ns();
+        let platform = Arc::clone(&self.platform);
+        let heap = Arc::clone(&self.heap);
+        let Some(slot) = self.services.get_mut(id) else {
+            return;
+        };
+        let Some(program) = slot.pending_swap.take() else {
+            return;
+        };
+        let Some(ServiceState::Blocked(wait @ Wait::Receive { .. })) =
+            self.sched.state(id).cloned()
+        else {
+            return;
+        };
+        let name = slot.image.name.clone();
+        let image = Image {
+            program,
+            ..slot.image.clone()
+        };
+        let outcome = (|| -> Result<(Service, crate::heap::InterpreterClaim), String> {
+            let second_stack = heap
+                .claim_interpreter()
+                .map_err(|error| error.to_string())?;
+            let state = slot.service.save_state()?;
+            let mut service =
+                Service::start(&image, platform, &heap).map_err(|error| error.to_string())?;
+            crate::service::restore_with_dma(&mut slot.service, &mut service, state.as_deref())?;
+            Ok((service, second_stack))
+        })();
+        let (service, second_stack) = match outcome {
+            Ok(outcome) => outcome,
+            Err(reason) => {
+                let message = format!("swap of {name} failed, old version kept: {reason}");
+                self.log(&message);
+                self.tell_host(id, &format!("error: {message}\n"));
+                return;
+            }
+        };
+        // Calls the old version had taken end here: the new version starts
+        // with none, and a caller must not wait for a reply nobody will give.
+        self.answer_taken_calls(id);
+        let Some(slot) = self.services.get_mut(id) else {
+            return;
+        };
+        // The new version holds the DMA buffers already (restore_with_dma).
+        let old = core::mem::replace(&mut slot.service, service);
+        let old_program = core::mem::replace(&mut slot.image.program, image.program);
+        let probation = slot
+            .image
+            .limits
+            .swap_probation_ms
+            .saturating_mul(1_000_000);
+        // Dropping the version before last frees its Engine and Store.
+        slot.previous = Some(Previous {
+            service: old,
+            _second_stack: second_stack,
+            wait,
+            program: old_program,
+            until_ns: now.saturating_add(probation),
+        });
+        slot.swaps = slot.swaps.saturating_add(1);
+        let message = format!(
+            "service {name} swapped to a new version ({} swaps)",
+            slot.swaps
+        );
+        self.sched.start(id, 0);
+        self.log(&message);
+        if let Some(bytes) = self.platform.heap_in_use() {
+            self.log(&format!("kernel heap in use: {} KiB", bytes / 1024));
+        }
+        let host_asked = self.host_swaps.contains(&id);
+        self.tell_host(id, &format!("ok: {message}\n"));
+        self.host_probation.retain(|&waiting| waiting != id);
+        if host_asked {
+            self.host_probation.push(id);
+        }
+    }
+
+    /// If service `id` was swapped in and ends within its probation, puts the
+    /// previous version back, parked where it was. Returns whether it did.
+    pub(super) fn roll_back(&mut self, id: ServiceId, outcome: &Outcome) -> bool {
+        let now = self.platform.now_ns();
+        let Some(slot) = self.services.get_mut(id) else {
+            return false;
+        };
+        let Some(previous) = slot.previous.take() else {
+            return false;
+        };
+        if now > previous.until_ns {
+            return false;
+        }
+        self.answer_taken_calls(id);
+        let Some(slot) = self.services.get_mut(id) else {
+            return false;
+        };
+        let mut restored = previous.service;
+        restored.put_dma(slot.service.take_dma());
+        slot.service = restored;
+        slot.image.program = previous.program;
+        let what = match outcome {
+            Outcome::Exited => String::from("exited"),
+            Outcome::Faulted(reason) => format!("faulted ({reason})"),
+            Outcome::Failed(status) => format!("exited with status {status}"),
+        };
+        let message = format!(
+            "swap of {} rolled back: the new version {what} during its probation",
+            slot.image.name
+        );
+        self.sched.block(id, previous.wait);
+        self.log(&message);
+        if let Some(index) = self.host_probation.iter().position(|&asked| asked == id) {
+            self.host_probation.swap_remove(index);
+            self.platform
+                .control_write(&format!("rolled back: {message}\n"));
+        }
+        // Messages that arrived meanwhile wait in the queue: hand one over.
+        for endpoint in 0..self.endpoints.len() {
+            if self
+                .endpoints
+                .get(endpoint)
+                .is_some_and(|e| e.owner == Some(id) && !e.is_empty())
+            {
+                self.deliver_if_waiting(id, endpoint);
+            }
+        }
+        true
+    }
+}

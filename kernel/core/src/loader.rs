@@ -1,0 +1,530 @@
+//! The loader: the interpreter's configuration, and the checks a module
+//! passes before it runs. A module is compiled once into a [`Program`], checked
+//! against the ABI and the service's limits, and instantiated from it at boot,
+//! at every restart and at a hot swap: a restart compiles nothing.
+
+use crate::heap::Heap;
+use crate::host::HostState;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use atoll_abi::bundle::ServiceLimits;
+use atoll_abi::{ENTRY_POINT, IMPORT_MODULE, MEMORY_EXPORT, ValueType};
+use wasmi::{CompilationMode, Config, EnforcedLimits, Engine, ExternType, Linker, Module, ValType};
+
+/// A module compiled and checked under the kernel's configuration, its host
+/// functions linked: what boot, every restart and a hot swap instantiate.
+pub struct Program {
+    pub(crate) module: Module,
+    pub(crate) linker: Linker<HostState>,
+    pub info: ModuleInfo,
+}
+
+impl Program {
+    /// Compiles and checks `bytes` for a service with `limits` (as
+    /// [`validate`] does), if the kernel heap admits the compiled code.
+    pub fn compile(
+        bytes: &[u8],
+        limits: &ServiceLimits,
+        heap: &Heap,
+    ) -> Result<Program, LoadError> {
+        heap.admit(crate::heap::compile_cost(bytes))
+            .map_err(|_| LoadError::OutOfMemory)?;
+        let module = compile(bytes)?;
+        let info = check(&module, bytes, limits)?;
+        let mut linker = Linker::new(module.engine());
+        crate::host::define(&mut linker, info.uses_wasi).map_err(LoadError::Instantiate)?;
+        Ok(Program {
+            module,
+            linker,
+            info,
+        })
+    }
+}
+
+/// The most elements a service's table may hold.
+pub const MAX_TABLE_ELEMENTS: u32 = 100_000;
+
+/// Why a service could not be loaded.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The module exceeds a bound checked before compilation (see [`crate::preflight`]).
+    Preflight(crate::preflight::PreflightError),
+    /// The module is not valid Wasm or exceeds the kernel's module limits.
+    Compile(wasmi::Error),
+    /// The kernel heap cannot hold the compiled module and its interpreter
+    /// without eating into its reserve.
+    OutOfMemory,
+    /// Imports that are not host functions of the ABI, every one of them:
+    /// `(module, name)` in import order (never empty).
+    UnknownImports(Vec<(String, String)>),
+    /// An import names a host function but with another signature: `(module, name)`.
+    ImportSignature(String, String),
+    /// Instantiation failed (e.g. its memory exceeds the service's limit, or its
+    /// start function trapped).
+    Instantiate(wasmi::Error),
+    /// No exported `_start: () -> ()`.
+    MissingEntryPoint,
+    /// No exported linear memory named `memory`.
+    MissingMemory,
+    /// The module defines more than one linear memory (a service has one).
+    TooManyMemories(u64),
+    /// The module defines more than one table.
+    TooManyTables(u64),
+    /// The initial linear memory is larger than the service's
+    /// `memory-limit-kib`.
+    MemoryAboveLimit {
+        initial_bytes: u64,
+        limit_bytes: u64,
+    },
+    /// The initial table has more elements than [`MAX_TABLE_ELEMENTS`].
+    TableAboveLimit { initial: u64 },
+    /// Active data segment `segment` (index in the data section) writes
+    /// bytes `offset..end`, beyond the initial memory of `memory_bytes`.
+    DataOutOfBounds {
+        segment: u32,
+        offset: u64,
+        end: u64,
+        memory_bytes: u64,
+    },
+    /// Active element segment `segment` fills elements `offset..end`,
+    /// beyond the initial table of `table_size`.
+    ElementOutOfBounds {
+        segment: u32,
+        offset: u64,
+        end: u64,
+        table_size: u64,
+    },
+}
+
+impl core::fmt::Display for LoadError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            LoadError::Preflight(error) => write!(formatter, "invalid module: {error}"),
+            LoadError::Compile(error) => write!(formatter, "invalid module: {error}"),
+            LoadError::OutOfMemory => {
+                write!(formatter, "the kernel heap cannot hold it now")
+            }
+            LoadError::UnknownImports(imports) => {
+                let plural = if imports.len() == 1 { "" } else { "s" };
+                write!(formatter, "imports unknown function{plural} ")?;
+                for (index, (module, name)) in imports.iter().enumerate() {
+                    let separator = if index == 0 { "" } else { ", " };
+                    write!(formatter, "{separator}`{module}::{name}`")?;
+                }
+                Ok(())
+            }
+            LoadError::ImportSignature(module, name) => write!(
+                formatter,
+                "imports `{module}::{name}` with a signature other than the ABI's"
+            ),
+            LoadError::Instantiate(error) => {
+                write!(formatter, "cannot instantiate: ")?;
+                instantiation_reason(error, formatter)
+            }
+            LoadError::MissingEntryPoint => {
+                write!(formatter, "no exported `{ENTRY_POINT}: () -> ()`")
+            }
+            LoadError::MissingMemory => write!(formatter, "no exported memory `{MEMORY_EXPORT}`"),
+            LoadError::TooManyMemories(count) => write!(
+                formatter,
+                "defines {count} linear memories; a service has exactly one"
+            ),
+            LoadError::TooManyTables(count) => {
+                write!(
+                    formatter,
+                    "defines {count} tables; a service has at most one"
+                )
+            }
+            LoadError::MemoryAboveLimit {
+                initial_bytes,
+                limit_bytes,
+            } => write!(
+                formatter,
+                "its initial memory of {} KiB is above the service's memory-limit-kib of {}",
+                initial_bytes.div_ceil(1024),
+                limit_bytes / 1024
+            ),
+            LoadError::TableAboveLimit { initial } => write!(
+                formatter,
+                "its initial table of {initial} elements is above the kernel's cap of {MAX_TABLE_ELEMENTS}"
+            ),
+            LoadError::DataOutOfBounds {
+                segment,
+                offset,
+                end,
+                memory_bytes,
+            } => write!(
+                formatter,
+                "data segment {segment} writes bytes {offset}..{end}, outside the initial memory of {memory_bytes} bytes"
+            ),
+            LoadError::ElementOutOfBounds {
+                segment,
+                offset,
+                end,
+                table_size,
+            } => write!(
+                formatter,
+                "element segment {segment} fills elements {offset}..{end}, outside the initial table of {table_size}"
+            ),
+        }
+    }
+}
+
+/// wasmi's reason, except where its text shows interpreter internals (a
+/// table handle, an import's type as `Debug`): then a plain sentence.
+fn instantiation_reason(
+    error: &wasmi::Error,
+    formatter: &mut core::fmt::Formatter<'_>,
+) -> core::fmt::Result {
+    use wasmi::errors::{ErrorKind, InstantiationError};
+    match error.kind() {
+        ErrorKind::Instantiation(InstantiationError::ElementSegmentDoesNotFit {
+            table_index,
+            len,
+            ..
+        }) => write!(
+            formatter,
+            "an element segment of {len} elements at offset {table_index} does not fit its table"
+        ),
+        ErrorKind::Instantiation(
+            InstantiationError::ImportTypeMismatch { name, .. }
+            | InstantiationError::GlobalTypeMismatch { name, .. }
+            | InstantiationError::FuncTypeMismatch { name, .. }
+            | InstantiationError::TableTypeMismatch { name, .. }
+            | InstantiationError::MemoryTypeMismatch { name, .. },
+        ) => write!(formatter, "import {name} does not match its definition"),
+        _ => write!(formatter, "{error}"),
+    }
+}
+
+/// What [`validate`] learnt about a module's imports.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// It imports from WASI preview1.
+    pub uses_wasi: bool,
+    /// The WASI functions it imports that the kernel only stubs (they return
+    /// an errno), in import order.
+    pub wasi_stubs: Vec<&'static str>,
+}
+
+/// Checks a module as the kernel's loader will, without running it: it compiles
+/// under the kernel's interpreter configuration and limits, imports only host
+/// functions of the ABI or of WASI preview1 with their exact signatures,
+/// exports the entry point and its memory, and fits the service's `limits`
+/// (one memory and at most one table, initial sizes within the limits, active
+/// segments inside them). image-builder calls this, and the loader makes the
+/// same checks, so a bundle never holds a module that this kernel would refuse
+/// for these reasons. (What is left to instantiation: the start function, and
+/// the kernel heap's room at the time.)
+pub fn validate(module: &[u8], limits: &ServiceLimits) -> Result<ModuleInfo, LoadError> {
+    check(&compile(module)?, module, limits)
+}
+
+fn check(module: &Module, bytes: &[u8], limits: &ServiceLimits) -> Result<ModuleInfo, LoadError> {
+    let info = check_imports(module)?;
+    check_exports(module)?;
+    check_limits(bytes, limits)?;
+    Ok(info)
+}
+
+/// Compiles `bytes` in an `Engine` of its own, after the checks that must
+/// precede the interpreter (no module reaches wasmi's recursive paths unbounded).
+fn compile(bytes: &[u8]) -> Result<Module, LoadError> {
+    crate::preflight::check(bytes).map_err(LoadError::Preflight)?;
+    let engine = Engine::new(&engine_config());
+    Module::new(&engine, bytes).map_err(LoadError::Compile)
+}
+
+/// Checks every import: all unknown ones are reported together; otherwise the
+/// first with a signature other than the ABI's.
+fn check_imports(module: &Module) -> Result<ModuleInfo, LoadError> {
+    let mut info = ModuleInfo::default();
+    let mut unknown = Vec::new();
+    let mut mismatch = None;
+    for import in module.imports() {
+        let expected = match import.module() {
+            IMPORT_MODULE => atoll_abi::host_function(import.name())
+                .map(|function| (function.params, function.results)),
+            atoll_abi::wasi::IMPORT_MODULE => {
+                atoll_abi::wasi::function(import.name()).map(|function| {
+                    info.uses_wasi = true;
+                    if matches!(function.support, atoll_abi::wasi::Support::Stub { .. }) {
+                        info.wasi_stubs.push(function.name);
+                    }
+                    (function.params, function.results)
+                })
+            }
+            _ => None,
+        };
+        let (Some((params, results)), Some(signature)) = (expected, import.ty().func()) else {
+            unknown.push((import.module().to_string(), import.name().to_string()));
+            continue;
+        };
+        if mismatch.is_none()
+            && (!types_match(signature.params(), params)
+                || !types_match(signature.results(), results))
+        {
+            mismatch = Some(LoadError::ImportSignature(
+                import.module().to_string(),
+                import.name().to_string(),
+            ));
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(LoadError::UnknownImports(unknown));
+    }
+    mismatch.map_or(Ok(info), Err)
+}
+
+/// Checks, from the module's bytes, what instantiation would otherwise refuse
+/// (or find only at boot): one memory, at most one table, initial sizes within
+/// the service's memory limit and [`MAX_TABLE_ELEMENTS`], and every active
+/// data and element segment whose offset is a constant inside the initial
+/// memory or table. Runs after [`compile`], so the module parses and its
+/// constant expressions are short (an offset that is not a constant, which
+/// the imports rules exclude, is left to instantiation).
+fn check_limits(module: &[u8], limits: &ServiceLimits) -> Result<(), LoadError> {
+    use wasmparser::{DataKind, ElementItems, ElementKind, Payload, TypeRef};
+    let mut memories = 0u64;
+    let mut tables = 0u64;
+    let mut memory_bytes = 0u64;
+    let mut table_size = 0u64;
+    // Each global's value, where it is a constant.
+    let mut globals: Vec<Option<u64>> = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(module) {
+        // Compilation has parsed the module: an error here is not reachable.
+        let Ok(payload) = payload else {
+            return Ok(());
+        };
+        match payload {
+            Payload::ImportSection(reader) => {
+                for import in reader.into_iter().flatten() {
+                    match import.ty {
+                        TypeRef::Memory(_) => memories += 1,
+                        TypeRef::Table(_) => tables += 1,
+                        TypeRef::Global(_) => globals.push(None),
+                        _ => {}
+                    }
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for memory in reader.into_iter().flatten() {
+                    memories += 1;
+                    if memories == 1 {
+                        let page = 1u64 << memory.page_size_log2.unwrap_or(16).min(16);
+                        memory_bytes = memory.initial.saturating_mul(page);
+                    }
+                }
+            }
+            Payload::TableSection(reader) => {
+                for table in reader.into_iter().flatten() {
+                    tables += 1;
+                    if tables == 1 {
+                        table_size = table.ty.initial;
+                    }
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                for global in reader.into_iter().flatten() {
+                    let value = constant(&global.init_expr, &globals);
+                    globals.push(value);
+                }
+            }
+            Payload::ElementSection(reader) => {
+                check_sizes(memories, tables, memory_bytes, table_size, limits)?;
+                for (segment, element) in (0u32..).zip(reader) {
+                    let Ok(element) = element else { continue };
+                    let ElementKind::Active { offset_expr, .. } = &element.kind else {
+                        continue;
+                    };
+                    let count = match &element.items {
+                        ElementItems::Functions(items) => items.count(),
+                        ElementItems::Expressions(_, items) => items.count(),
+                    };
+                    let Some(offset) = constant(offset_expr, &globals) else {
+                        continue;
+                    };
+                    let end = offset.saturating_add(u64::from(count));
+                    if end > table_size {
+                        return Err(LoadError::ElementOutOfBounds {
+                            segment,
+                            offset,
+                            end,
+                            table_size,
+                        });
+                    }
+                }
+            }
+            Payload::DataSection(reader) => {
+                check_sizes(memories, tables, memory_bytes, table_size, limits)?;
+                for (segment, data) in (0u32..).zip(reader) {
+                    let Ok(data) = data else { continue };
+                    let DataKind::Active { offset_expr, .. } = &data.kind else {
+                        continue;
+                    };
+                    let Some(offset) = constant(offset_expr, &globals) else {
+                        continue;
+                    };
+                    let end = offset.saturating_add(data.data.len() as u64);
+                    if end > memory_bytes {
+                        return Err(LoadError::DataOutOfBounds {
+                            segment,
+                            offset,
+                            end,
+                            memory_bytes,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    check_sizes(memories, tables, memory_bytes, table_size, limits)
+}
+
+/// The memory and table counts and initial sizes against the limits.
+fn check_sizes(
+    memories: u64,
+    tables: u64,
+    memory_bytes: u64,
+    table_size: u64,
+    limits: &ServiceLimits,
+) -> Result<(), LoadError> {
+    if memories > 1 {
+        return Err(LoadError::TooManyMemories(memories));
+    }
+    if tables > 1 {
+        return Err(LoadError::TooManyTables(tables));
+    }
+    if memory_bytes > u64::from(limits.memory_bytes) {
+        return Err(LoadError::MemoryAboveLimit {
+            initial_bytes: memory_bytes,
+            limit_bytes: u64::from(limits.memory_bytes),
+        });
+    }
+    if table_size > u64::from(MAX_TABLE_ELEMENTS) {
+        return Err(LoadError::TableAboveLimit {
+            initial: table_size,
+        });
+    }
+    Ok(())
+}
+
+/// The value of a constant expression (as an unsigned offset: an `i32` is
+/// zero-extended), if it is made of constants, earlier constant globals and
+/// extended-constant arithmetic. `None` for anything else.
+fn constant(expr: &wasmparser::ConstExpr<'_>, globals: &[Option<u64>]) -> Option<u64> {
+    use wasmparser::Operator;
+    let mut stack: Vec<u64> = Vec::new();
+    let mut reader = expr.get_operators_reader();
+    let i32_op = |stack: &mut Vec<u64>, op: fn(u32, u32) -> u32| -> Option<()> {
+        let right = stack.pop()? as u32;
+        let left = stack.pop()? as u32;
+        stack.push(u64::from(op(left, right)));
+        Some(())
+    };
+    let i64_op = |stack: &mut Vec<u64>, op: fn(u64, u64) -> u64| -> Option<()> {
+        let right = stack.pop()?;
+        let left = stack.pop()?;
+        stack.push(op(left, right));
+        Some(())
+    };
+    // Preflight bounds every constant expression's length.
+    for _ in 0..=crate::preflight::MAX_CONST_EXPR_OPERATORS {
+        match reader.read().ok()? {
+            Operator::I32Const { value } => stack.push(u64::from(value.cast_unsigned())),
+            Operator::I64Const { value } => stack.push(value.cast_unsigned()),
+            Operator::GlobalGet { global_index } => {
+                stack.push((*globals.get(global_index as usize)?)?);
+            }
+            Operator::I32Add => i32_op(&mut stack, u32::wrapping_add)?,
+            Operator::I32Sub => i32_op(&mut stack, u32::wrapping_sub)?,
+            Operator::I32Mul => i32_op(&mut stack, u32::wrapping_mul)?,
+            Operator::I64Add => i64_op(&mut stack, u64::wrapping_add)?,
+            Operator::I64Sub => i64_op(&mut stack, u64::wrapping_sub)?,
+            Operator::I64Mul => i64_op(&mut stack, u64::wrapping_mul)?,
+            Operator::End => return stack.pop(),
+            _ => return None,
+        }
+    }
+    None
+}
+
+fn types_match(actual: &[ValType], expected: &[ValueType]) -> bool {
+    actual.len() == expected.len()
+        && actual.iter().zip(expected).all(|(actual, expected)| {
+            matches!(
+                (actual, expected),
+                (ValType::I32, ValueType::I32) | (ValType::I64, ValueType::I64)
+            )
+        })
+}
+
+fn check_exports(module: &Module) -> Result<(), LoadError> {
+    let mut entry = false;
+    let mut memory = false;
+    for export in module.exports() {
+        match export.ty() {
+            ExternType::Func(signature) if export.name() == ENTRY_POINT => {
+                entry = signature.params().is_empty() && signature.results().is_empty();
+            }
+            ExternType::Memory(_) if export.name() == MEMORY_EXPORT => memory = true,
+            _ => {}
+        }
+    }
+    if !entry {
+        return Err(LoadError::MissingEntryPoint);
+    }
+    if !memory {
+        return Err(LoadError::MissingMemory);
+    }
+    Ok(())
+}
+
+/// The interpreter configuration every service runs under.
+fn engine_config() -> Config {
+    let mut config = Config::default();
+    config
+        .consume_fuel(true)
+        // Fuel running out during lazy compilation is not resumable: compile
+        // everything up front.
+        .compilation_mode(CompilationMode::Eager)
+        // No `EnforcedLimits::strict()`: its cap of 1,000 data segments refuses
+        // every Go program (about 28,000), and its other bounds guard lazy
+        // compilation, which is off. A module's size is bounded instead (the
+        // bundle is built by image-builder; `swap` takes at most 16 MiB and
+        // only with the heap reserve intact), and compiling is linear in it.
+        .enforced_limits(EnforcedLimits::default())
+        // Explicit, so that the heap's stack headroom matches them.
+        .set_max_stack_height(crate::heap::VALUE_STACK_BYTES)
+        .set_max_recursion_depth(crate::heap::MAX_RECURSION_DEPTH);
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a test fails by panicking")]
+    use super::*;
+    use wasmi::Store;
+
+    #[test]
+    fn an_instantiation_error_is_told_without_interpreter_internals() {
+        // Before: "out of bounds table access: Table(Stored { store: StoreId(..),
+        // value: RawHandle { .. } }) does not fit 2 elements starting from offset 1".
+        let module = wat::parse_str(
+            r#"(module (table 2 funcref) (elem (i32.const 1) func $f $f) (func $f))"#,
+        )
+        .unwrap();
+        let engine = Engine::new(&engine_config());
+        let module = Module::new(&engine, &module).unwrap();
+        let mut store = Store::new(&engine, ());
+        let error = Linker::<()>::new(&engine)
+            .instantiate_and_start(&mut store, &module)
+            .err()
+            .unwrap();
+        assert_eq!(
+            LoadError::Instantiate(error).to_string(),
+            "cannot instantiate: an element segment of 2 elements at offset 1 does not fit its table"
+        );
+    }
+}
