@@ -148,14 +148,36 @@ pub struct PendingCall {
     pub caller: ServiceId,
     /// The service that must reply: the endpoint's provider.
     pub server: ServiceId,
-    /// Where the reply goes in the caller's memory.
-    pub reply: GuestSlice,
+    /// Where the reply goes.
+    pub answer: Answer,
     /// Whether the server has received the request (only then may it reply).
     pub received: bool,
-    /// A WASI `fd_read` on stdin served by the console: the reply is decoded
-    /// (console protocol) into `reply`, its length stored at this slice, and
-    /// the caller resumes with a WASI errno instead of an ABI code.
-    pub stdin_count: Option<GuestSlice>,
+}
+
+/// Where the answer to a call goes, and what its caller resumes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// `call`: the reply's bytes into this buffer of the caller's memory;
+    /// the caller resumes with their length, or an error code.
+    Reply(GuestSlice),
+    /// WASI `fd_read` on stdin, a console `Read`: the console's
+    /// `Response` is decoded, the input put in `buffer` and its length at
+    /// `count`; the caller resumes with a WASI errno.
+    Stdin {
+        buffer: GuestSlice,
+        count: GuestSlice,
+    },
+}
+
+impl Answer {
+    /// What the caller resumes with when the call fails with `error`.
+    #[must_use]
+    pub fn failed(&self, error: Error) -> i32 {
+        match self {
+            Answer::Reply(_) => error.code(),
+            Answer::Stdin { .. } => atoll_abi::wasi::errno::IO,
+        }
+    }
 }
 
 /// Outstanding calls, named by tokens.
@@ -334,9 +356,8 @@ mod tests {
     const CALL: PendingCall = PendingCall {
         caller: 1,
         server: 2,
-        reply: GuestSlice::new(0, 8),
+        answer: Answer::Reply(GuestSlice::new(0, 8)),
         received: false,
-        stdin_count: None,
     };
 
     #[test]

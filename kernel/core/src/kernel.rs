@@ -27,7 +27,7 @@ use crate::control::{ControlChannel, Request};
 use crate::guest::GuestSlice;
 use crate::heap::Heap;
 use crate::host::Syscall;
-use crate::ipc::{CallTable, Endpoint, Message, PendingCall, ServiceId};
+use crate::ipc::{Answer, CallTable, Endpoint, Message, PendingCall, ServiceId};
 use crate::loader::Program;
 use crate::service::{Image, Service, SliceOutcome};
 use alloc::format;
@@ -517,18 +517,12 @@ impl Kernel {
             Syscall::Call {
                 handle,
                 message,
-                reply,
-            } => self.call(id, handle, message, reply, None),
-            Syscall::ReadStdin {
-                handle,
-                message,
-                buffer,
-                count,
+                answer,
             } => {
-                // WASI wants an errno, now or when the console answers.
-                return match self.call(id, handle, message, buffer, Some(count)) {
+                // The caller resumes with what its answer says a failure is.
+                return match self.call(id, handle, message, answer) {
                     Ok(then) => then,
-                    Err(_) => Then::Continue(atoll_abi::wasi::errno::IO),
+                    Err(error) => Then::Continue(answer.failed(error)),
                 };
             }
             Syscall::Receive {
@@ -579,16 +573,6 @@ impl Kernel {
 
     pub(super) fn log(&self, message: &str) {
         self.platform.console_write(&format!("atoll: {message}\n"));
-    }
-}
-
-/// What a caller resumes with when its server goes away: `PeerGone`, or
-/// WASI's `EIO` for a stdin read.
-fn peer_gone(call: &PendingCall) -> i32 {
-    if call.stdin_count.is_some() {
-        atoll_abi::wasi::errno::IO
-    } else {
-        Error::PeerGone.code()
     }
 }
 

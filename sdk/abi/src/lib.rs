@@ -13,6 +13,7 @@
 extern crate alloc;
 
 pub mod bundle;
+pub mod console;
 pub mod driver;
 pub mod info;
 pub mod supervision;

@@ -155,19 +155,6 @@ pub fn index(name: &str) -> Option<usize> {
     FUNCTIONS.iter().position(|function| function.name == name)
 }
 
-/// stdin of a WASI service that `uses` this endpoint is read from it, in the
-/// console protocol (`atoll_protocols::console`): the kernel sends
-/// `Read { max }` (variant [`CONSOLE_READ`], then `max` as a varint) and
-/// takes `Input(bytes)` (variant [`CONSOLE_INPUT`], a varint length, the
-/// bytes) or `Busy` ([`CONSOLE_BUSY`]) back. Without it stdin is empty.
-pub const CONSOLE_ENDPOINT: &str = "console";
-/// Variant index of the console protocol's `Request::Read`.
-pub const CONSOLE_READ: u8 = 1;
-/// Variant index of the console protocol's `Response::Input`.
-pub const CONSOLE_INPUT: u8 = 1;
-/// Variant index of the console protocol's `Response::Busy`.
-pub const CONSOLE_BUSY: u8 = 2;
-
 /// The most `args` plus `env` bytes a service's description may carry.
 pub const MAX_ARGS_ENV_LEN: usize = 64 * 1024;
 

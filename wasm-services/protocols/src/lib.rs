@@ -204,30 +204,9 @@ pub mod fs {
     }
 }
 
-/// The serial console (served by the console driver).
-pub mod console {
-    use alloc::string::String;
-    use alloc::vec::Vec;
-    use serde::{Deserialize, Serialize};
-
-    pub const ENDPOINT: &str = "console";
-
-    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    pub enum Request {
-        /// Writes text as is (no name prefix, no added newline).
-        Write(String),
-        /// Waits until input is available, then answers up to `max` bytes.
-        Read { max: u32 },
-    }
-
-    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    pub enum Response {
-        Done,
-        Input(#[serde(with = "serde_bytes")] Vec<u8>),
-        /// Another `Read` is already waiting.
-        Busy,
-    }
-}
+/// The serial console (served by the console driver). Defined in the ABI
+/// crate, because the kernel speaks it too: WASI `fd_read` on stdin.
+pub use atoll_abi::console;
 
 /// PCI devices found at boot (served by the pci service).
 pub mod pci {
@@ -324,23 +303,5 @@ mod tests {
             bytes
         );
         assert_eq!(postcard::from_bytes::<fs::Response>(&bytes).unwrap(), data);
-    }
-
-    #[test]
-    fn the_kernel_reads_wasi_stdin_in_the_console_protocol() {
-        use atoll_abi::wasi::{CONSOLE_BUSY, CONSOLE_ENDPOINT, CONSOLE_INPUT, CONSOLE_READ};
-        assert_eq!(console::ENDPOINT, CONSOLE_ENDPOINT);
-        assert_eq!(
-            postcard::to_allocvec(&console::Request::Read { max: 300 }).unwrap(),
-            [CONSOLE_READ, 0xac, 0x02]
-        );
-        assert_eq!(
-            postcard::to_allocvec(&console::Response::Input(b"hi".to_vec())).unwrap(),
-            [CONSOLE_INPUT, 2, b'h', b'i']
-        );
-        assert_eq!(
-            postcard::to_allocvec(&console::Response::Busy).unwrap(),
-            [CONSOLE_BUSY]
-        );
     }
 }

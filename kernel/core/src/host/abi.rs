@@ -6,6 +6,7 @@ use super::{
     console_lines, copy_message, memory, suspend, writable,
 };
 use crate::guest::GuestSlice;
+use crate::ipc::Answer;
 use atoll_abi::{Error, IMPORT_MODULE, MAX_LOG_LEN, RECEIVE_INFO_LEN};
 use wasmi::{Caller, Linker};
 
@@ -85,7 +86,7 @@ fn call(
             Syscall::Call {
                 handle,
                 message,
-                reply,
+                answer: Answer::Reply(reply),
             },
         ))
     })

@@ -23,6 +23,7 @@ pub(crate) mod wasi;
 use crate::Platform;
 use crate::guest::GuestSlice;
 use crate::heap::Heap;
+use crate::ipc::Answer;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -143,10 +144,11 @@ pub enum Syscall {
         handle: i32,
         message: Vec<u8>,
     },
+    /// `call`, or WASI `fd_read` on stdin (a console `Read` call).
     Call {
         handle: i32,
         message: Vec<u8>,
-        reply: GuestSlice,
+        answer: Answer,
     },
     Receive {
         handle: i32,
@@ -176,14 +178,6 @@ pub enum Syscall {
         kind: i32,
         index: i32,
         buffer: GuestSlice,
-    },
-    /// WASI `fd_read` on stdin: a console `Read` call whose answer is decoded
-    /// into `buffer`, its length written at `count`.
-    ReadStdin {
-        handle: i32,
-        message: Vec<u8>,
-        buffer: GuestSlice,
-        count: GuestSlice,
     },
 }
 

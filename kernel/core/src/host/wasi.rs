@@ -17,9 +17,11 @@ use super::{
     FUEL_PER_CONSOLE_BYTE, HostResult, HostState, Syscall, charge, console_lines, suspend,
 };
 use crate::guest::GuestSlice;
+use crate::ipc::Answer;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use atoll_abi::console;
 use atoll_abi::wasi::{FUNCTIONS, IMPORT_MODULE, Support, errno};
 use atoll_abi::{MEMORY_EXPORT, ValueType};
 use wasmi::{Caller, Extern, FuncType, Linker, Val, ValType};
@@ -303,7 +305,7 @@ fn fd_read(
         .data()
         .endpoint_names
         .iter()
-        .position(|name| name == atoll_abi::wasi::CONSOLE_ENDPOINT);
+        .position(|name| name == console::ENDPOINT);
     let plan = (|| -> Errno<Option<(i32, GuestSlice, GuestSlice)>> {
         let memory = memory_mut(&mut caller)?;
         let read_slice = GuestSlice::new(read, 4);
@@ -335,15 +337,19 @@ fn fd_read(
         Err(errno) => Ok(errno),
         Ok(None) => Ok(errno::SUCCESS),
         Ok(Some((handle, buffer, count))) => {
-            let mut message = alloc::vec![atoll_abi::wasi::CONSOLE_READ];
-            push_varint(&mut message, buffer.len() as u64);
+            let read = console::Request::Read {
+                max: u32::try_from(buffer.len()).unwrap_or(MAX_STDIN_READ),
+            };
+            let Ok(message) = postcard::to_allocvec(&read) else {
+                return Ok(errno::IO);
+            };
+            let answer = Answer::Stdin { buffer, count };
             suspend(
                 caller,
-                Syscall::ReadStdin {
+                Syscall::Call {
                     handle,
                     message,
-                    buffer,
-                    count,
+                    answer,
                 },
             )
         }
@@ -354,30 +360,6 @@ fn fd_read(
 /// fit a message).
 const MAX_STDIN_READ: u32 = 3072;
 
-fn push_varint(bytes: &mut Vec<u8>, mut value: u64) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            bytes.push(byte);
-            return;
-        }
-        bytes.push(byte | 0x80);
-    }
-}
-
-/// Decodes a LEB128 varint at the start of `bytes`: `(value, rest)`.
-fn take_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let mut value = 0u64;
-    for (index, byte) in bytes.iter().enumerate().take(10) {
-        value |= u64::from(byte & 0x7f) << (7 * index);
-        if byte & 0x80 == 0 {
-            return Some((value, bytes.get(index + 1..)?));
-        }
-    }
-    None
-}
-
 /// Puts the console's answer to a stdin read into the reader's memory: the
 /// input bytes (a terminal's `\r` becomes `\n`) into `buffer`, their count
 /// at `count`. Returns the WASI errno `fd_read` resumes with.
@@ -387,18 +369,11 @@ pub(crate) fn deliver_stdin(
     count: GuestSlice,
     answer: &[u8],
 ) -> i32 {
-    match answer.split_first() {
-        Some((&atoll_abi::wasi::CONSOLE_INPUT, rest)) => {
-            let Some((len, bytes)) = take_varint(rest) else {
-                return errno::IO;
-            };
-            let Some(input) = usize::try_from(len).ok().and_then(|len| bytes.get(..len)) else {
-                return errno::IO;
-            };
-            let taken = input.len().min(buffer.len());
+    match postcard::from_bytes::<console::Response>(answer) {
+        Ok(console::Response::Input(input)) => {
             let text: Vec<u8> = input
                 .iter()
-                .take(taken)
+                .take(buffer.len())
                 .map(|&byte| if byte == b'\r' { b'\n' } else { byte })
                 .collect();
             let total = u32::try_from(text.len()).unwrap_or(0).to_le_bytes();
@@ -409,7 +384,7 @@ pub(crate) fn deliver_stdin(
             }
             errno::SUCCESS
         }
-        Some((&atoll_abi::wasi::CONSOLE_BUSY, _)) => errno::AGAIN,
+        Ok(console::Response::Busy) => errno::AGAIN,
         _ => errno::IO,
     }
 }

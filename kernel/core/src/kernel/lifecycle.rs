@@ -207,7 +207,7 @@ impl Kernel {
             .tokens_where(|call| call.server == id && call.received)
         {
             if let Some(call) = self.calls.remove(token) {
-                self.wake_caller(call.caller, token, peer_gone(&call));
+                self.wake_caller(call.caller, token, call.answer.failed(Error::PeerGone));
             }
         }
     }
@@ -227,7 +227,7 @@ impl Kernel {
         orphaned.extend(self.calls.tokens_where(|call| call.server == id));
         for token in orphaned {
             if let Some(call) = self.calls.remove(token) {
-                self.wake_caller(call.caller, token, peer_gone(&call));
+                self.wake_caller(call.caller, token, call.answer.failed(Error::PeerGone));
             }
         }
     }

@@ -38,8 +38,7 @@ impl Kernel {
         id: ServiceId,
         handle: i32,
         data: Vec<u8>,
-        reply: GuestSlice,
-        stdin_count: Option<GuestSlice>,
+        answer: Answer,
     ) -> Result<Then, Error> {
         let endpoint = self.endpoint_of(id, handle, false)?;
         let server = self
@@ -54,9 +53,8 @@ impl Kernel {
         let token = self.calls.insert(PendingCall {
             caller: id,
             server,
-            reply,
+            answer,
             received: false,
-            stdin_count,
         })?;
         if let Err(error) = self.enqueue(
             endpoint,
@@ -106,7 +104,7 @@ impl Kernel {
                     self.name_of(call.caller),
                     self.name_of(server)
                 ));
-                self.wake_caller(call.caller, token, peer_gone(&call));
+                self.wake_caller(call.caller, token, call.answer.failed(Error::PeerGone));
             }
             return;
         }
@@ -266,11 +264,7 @@ impl Kernel {
         match self.calls.remove(message.token) {
             Some(call) => {
                 self.log(&format!("call refused: {what}"));
-                let result = if call.stdin_count.is_some() {
-                    atoll_abi::wasi::errno::IO
-                } else {
-                    Error::TooLarge.code()
-                };
+                let result = call.answer.failed(Error::TooLarge);
                 self.wake_caller(call.caller, message.token, result);
             }
             None => {
@@ -306,24 +300,24 @@ impl Kernel {
             self.calls.remove(token);
             return Err(Error::PeerGone);
         }
-        if let Some(count) = call.stdin_count {
-            let caller = self.services.get_mut(call.caller).ok_or(Error::PeerGone)?;
-            let errno =
-                crate::host::wasi::deliver_stdin(&mut caller.service, call.reply, count, data);
-            self.calls.remove(token);
-            self.sched.wake(call.caller, errno);
-            return Ok(Then::Continue(0));
-        }
-        if data.len() > call.reply.len() {
-            // The token stays valid: the server may answer with something shorter.
-            return Err(Error::BufferTooSmall);
-        }
         let caller = self.services.get_mut(call.caller).ok_or(Error::PeerGone)?;
-        let written = caller.service.write_memory(call.reply, data);
+        let result = match call.answer {
+            Answer::Reply(buffer) if data.len() > buffer.len() => {
+                // The token stays valid: the server may answer with something shorter.
+                return Err(Error::BufferTooSmall);
+            }
+            Answer::Reply(buffer) => caller
+                .service
+                .write_memory(buffer, data)
+                .map_or_else(Error::code, |()| {
+                    i32::try_from(data.len()).unwrap_or(i32::MAX)
+                }),
+            Answer::Stdin { buffer, count } => {
+                crate::host::wasi::deliver_stdin(&mut caller.service, buffer, count, data)
+            }
+        };
         self.calls.remove(token);
-        let length = i32::try_from(data.len()).unwrap_or(i32::MAX);
-        self.sched
-            .wake(call.caller, written.map_or_else(Error::code, |()| length));
+        self.sched.wake(call.caller, result);
         Ok(Then::Continue(0))
     }
 

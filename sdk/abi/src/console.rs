@@ -1,0 +1,26 @@
+//! The console protocol: what the console service serves, and what the kernel
+//! itself sends for WASI `fd_read` on stdin (a service that `uses`
+//! [`ENDPOINT`] reads its stdin from it). One definition for the kernel, the
+//! console service and its clients.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+pub const ENDPOINT: &str = "console";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Writes text as is (no name prefix, no added newline).
+    Write(String),
+    /// Waits until input is available, then answers up to `max` bytes.
+    Read { max: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Done,
+    Input(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Another `Read` is already waiting.
+    Busy,
+}
