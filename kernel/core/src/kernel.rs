@@ -811,10 +811,11 @@ impl Kernel {
         let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
         let message = queue.front().ok_or(Error::WouldBlock)?;
         let slot = self.services.get_mut(id).ok_or(Error::BadHandle)?;
-        let mut record = [0u8; atoll_abi::RECEIVE_INFO_LEN];
-        let (token_bytes, sender_bytes) = record.split_at_mut(4);
-        token_bytes.copy_from_slice(&message.token.to_le_bytes());
-        sender_bytes.copy_from_slice(&(message.sender as u32).to_le_bytes());
+        let record = atoll_abi::ReceiveInfo {
+            token: message.token,
+            sender: message.sender as u32,
+        }
+        .encode();
         slot.service.write_memory(buffer, &message.data)?;
         slot.service.write_memory(info, &record)?;
         slot.stats.received += 1;
@@ -883,7 +884,7 @@ impl Kernel {
             Some(ServiceState::Blocked(Wait::Reply { token: waited })) if *waited == token
         );
         if !waiting {
-            self.calls.remove(token);
+            self.calls.withdraw(token);
             return Err(Error::PeerGone);
         }
         if let Some(count) = call.stdin_count {
@@ -1152,7 +1153,7 @@ impl Kernel {
         }
         let bytes = slot
             .service
-            .read_memory(module, crate::host::MAX_SWAP_MODULE_LEN)?;
+            .read_memory(module, atoll_abi::MAX_MODULE_LEN)?;
         let module = self.heap.copy(bytes)?;
         slot.service.charge_copy(module.len());
         self.schedule_swap(name, module, false)?;
@@ -1220,7 +1221,7 @@ impl Kernel {
     /// new version cannot be loaded or take the state, the old one goes on.
     /// Calls the old version had taken and not answered are answered with
     /// `PeerGone` (a rollback restores the version without them: its replies
-    /// to them get `BadHandle`).
+    /// to them get `PeerGone` too).
     fn perform_swap(&mut self, id: ServiceId) {
         let now = self.platform.now_ns();
         let platform = Arc::clone(&self.platform);
@@ -1483,13 +1484,14 @@ impl Kernel {
         }
     }
 
-    /// Answers with `PeerGone` the calls service `id` had taken but not answered.
+    /// Answers with `PeerGone` the calls service `id` had taken but not
+    /// answered; a late reply to one gets `PeerGone` too.
     fn answer_taken_calls(&mut self, id: ServiceId) {
         for token in self
             .calls
             .tokens_where(|call| call.server == id && call.received)
         {
-            if let Some(call) = self.calls.remove(token) {
+            if let Some(call) = self.calls.withdraw(token) {
                 self.wake_caller(call.caller, token, peer_gone(&call));
             }
         }
@@ -1634,9 +1636,9 @@ impl Kernel {
                     name: slot.image.name.clone(),
                     // The caller is the one service on the CPU.
                     state: if index == id {
-                        String::from("running")
+                        atoll_abi::info::ServiceState::Running
                     } else {
-                        state_name(&slot.state)
+                        info_state(&slot.state)
                     },
                     memory_bytes: slot.service.memory_size() as u64,
                     fuel_used: slot.service.fuel_used(),
@@ -1680,16 +1682,17 @@ fn peer_gone(call: &PendingCall) -> i32 {
     }
 }
 
-/// A service state as `ps` shows it.
-fn state_name(state: &ServiceState) -> String {
+/// A service state as `info` reports it.
+fn info_state(state: &ServiceState) -> atoll_abi::info::ServiceState {
+    use atoll_abi::info::ServiceState as Info;
     match state {
-        ServiceState::Ready => String::from("ready"),
-        ServiceState::Blocked(Wait::Receive { .. }) => String::from("receiving"),
-        ServiceState::Blocked(Wait::Reply { .. }) => String::from("calling"),
-        ServiceState::Blocked(Wait::Sleep { .. }) => String::from("sleeping"),
-        ServiceState::Exited => String::from("exited"),
-        ServiceState::Faulted(_) => String::from("faulted"),
-        ServiceState::Stopped => String::from("stopped"),
+        ServiceState::Ready => Info::Ready,
+        ServiceState::Blocked(Wait::Receive { .. }) => Info::Receiving,
+        ServiceState::Blocked(Wait::Reply { .. }) => Info::Calling,
+        ServiceState::Blocked(Wait::Sleep { .. }) => Info::Sleeping,
+        ServiceState::Exited => Info::Exited,
+        ServiceState::Faulted(_) => Info::Faulted,
+        ServiceState::Stopped => Info::Stopped,
     }
 }
 

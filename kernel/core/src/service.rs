@@ -309,17 +309,10 @@ pub struct Service {
     _claim: InterpreterClaim,
 }
 
-/// Export a service may offer to hand its state to its next version in a
-/// hot swap: `() -> i64`, the state's `(ptr << 32) | len` in its memory.
-pub const STATE_SAVE_EXPORT: &str = "atoll_state_save";
-/// Export a new version may offer to receive that state: `(len: i32) -> i32`,
-/// a buffer of `len` bytes in its memory for the kernel to fill ...
-pub const STATE_ALLOC_EXPORT: &str = "atoll_state_alloc";
-/// ... and `(ptr: i32, len: i32) -> ()`, called once the buffer is filled,
-/// before `_start`.
-pub const STATE_RESTORE_EXPORT: &str = "atoll_state_restore";
-/// The most state a hot swap carries.
-pub const MAX_STATE_LEN: usize = 1024 * 1024;
+/// The hot-swap state handoff exports, and the most state a swap carries.
+pub use atoll_abi::handoff::{
+    MAX_STATE_LEN, STATE_ALLOC_EXPORT, STATE_RESTORE_EXPORT, STATE_SAVE_EXPORT,
+};
 /// Fuel for each state-handoff call.
 const STATE_FUEL: u64 = 10_000_000;
 
@@ -913,8 +906,9 @@ fn engine_config() -> Config {
         // No `EnforcedLimits::strict()`: its cap of 1,000 data segments refuses
         // every Go program (about 28,000), and its other bounds guard lazy
         // compilation, which is off. A module's size is bounded instead (the
-        // bundle is built by image-builder; `swap` takes at most 16 MiB and
-        // only with the heap reserve intact), and compiling is linear in it.
+        // bundle is built by image-builder; `swap` takes at most
+        // `atoll_abi::MAX_MODULE_LEN` (16 MiB) and only with the heap reserve
+        // intact), and compiling is linear in it.
         .enforced_limits(EnforcedLimits::default())
         // Explicit, so that the heap's stack headroom matches them.
         .set_max_stack_height(crate::heap::VALUE_STACK_BYTES)
