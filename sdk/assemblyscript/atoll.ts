@@ -64,8 +64,42 @@ export enum ErrorCode {
 export const MAX_LOG_LEN: i32 = 1024;
 /** The longest message `send`, `call` and `reply` carry, in bytes. */
 export const MAX_MESSAGE_LEN: i32 = 4096;
-/** The size of the record `receive` writes at `infoPtr`. */
+/** The size of the record `receive` writes at `infoPtr`: little-endian u32s,
+ * the reply token (0 for a message from `send`) and the sender's id. */
 export const RECEIVE_INFO_LEN: i32 = 8;
+/** Where the reply token lies in that record. */
+export const RECEIVE_INFO_TOKEN_OFFSET: i32 = 0;
+/** Where the sender's id lies in that record. */
+export const RECEIVE_INFO_SENDER_OFFSET: i32 = 4;
+/** The largest module `swap` takes, in bytes. */
+export const MAX_MODULE_LEN: i32 = 16777216;
+
+/** Hot-swap state handoff: the exports the kernel looks for (docs/abi.md,
+ * "Hot swap"): `() -> i64`, `(len: i32) -> i32`, `(ptr: i32, len: i32) -> ()`. */
+// @lazy: compiled only where read, so a service that never reads them
+// carries no copy. An AssemblyScript service exports the functions by
+// these names from its entry file.
+@lazy
+export const STATE_SAVE_EXPORT: string = "atoll_state_save";
+@lazy
+export const STATE_ALLOC_EXPORT: string = "atoll_state_alloc";
+@lazy
+export const STATE_RESTORE_EXPORT: string = "atoll_state_restore";
+/** The most state a swap carries, in bytes. */
+export const MAX_STATE_LEN: i32 = 1048576;
+
+/** A service's state in its `info` record (the byte after its name).
+ * Numbers never change. */
+export enum ServiceState {
+  Ready = 0,
+  Running = 1,
+  Receiving = 2,
+  Calling = 3,
+  Sleeping = 4,
+  Exited = 5,
+  Faulted = 6,
+  Stopped = 7,
+}
 
 /** `receive` timeouts, in nanoseconds: wait for ever, or not at all. */
 export const FOREVER: i64 = -1;
@@ -116,8 +150,8 @@ export class Inbox {
     const len = receive(this.handle, this.buffer, MAX_MESSAGE_LEN, timeoutNs, info);
     if (len < 0) return len;
     this.length = len;
-    this.token = load<u32>(info);
-    this.sender = load<u32>(info, 4);
+    this.token = load<u32>(info + RECEIVE_INFO_TOKEN_OFFSET);
+    this.sender = load<u32>(info + RECEIVE_INFO_SENDER_OFFSET);
     return len;
   }
 }

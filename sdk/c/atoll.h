@@ -36,14 +36,6 @@ extern "C" {
  * wants for every (ptr, len) pair. */
 ATOLL_STATIC_ASSERT(sizeof(void *) == 4 && sizeof(size_t) == 4, "wasm32 only");
 
-/* The 8-byte record `receive` writes at `info_ptr`: the reply token (0 for a
- * message from `send`) and the sender's id, both little-endian u32 (wasm32 is
- * little-endian, so this struct is that record). */
-struct atoll_receive_info {
-    uint32_t token;
-    uint32_t sender;
-};
-
 /* BEGIN GENERATED FROM sdk/abi */
 /* Rendered from the atoll-abi crate; do not edit. To update:
  *     ATOLL_BLESS=1 cargo test -p atoll-abi --test c_header */
@@ -56,8 +48,12 @@ struct atoll_receive_info {
 #define ATOLL_MAX_LOG_LEN 1024u
 #define ATOLL_MAX_MESSAGE_LEN 4096u
 #define ATOLL_RECEIVE_INFO_LEN 8u
+#define ATOLL_RECEIVE_INFO_TOKEN_OFFSET 0u
+#define ATOLL_RECEIVE_INFO_SENDER_OFFSET 4u
 #define ATOLL_DEFAULT_QUEUE_DEPTH 16u
 #define ATOLL_MAX_QUEUE_DEPTH 1024u
+#define ATOLL_MAX_MODULE_LEN 16777216u
+#define ATOLL_MAX_STATE_LEN 1048576u
 #define ATOLL_KERNEL_SENDER 0xffffffffu
 /* `control` operations. */
 #define ATOLL_CONTROL_STOP 1
@@ -66,6 +62,48 @@ struct atoll_receive_info {
 /* `info` kinds. */
 #define ATOLL_INFO_SYSTEM 0
 #define ATOLL_INFO_SERVICE 1
+/* Hot-swap state handoff: the exports the kernel looks for. */
+#define ATOLL_STATE_SAVE_EXPORT "atoll_state_save" /* () -> i64 */
+#define ATOLL_STATE_ALLOC_EXPORT "atoll_state_alloc" /* (len: i32) -> i32 */
+#define ATOLL_STATE_RESTORE_EXPORT "atoll_state_restore" /* (ptr: i32, len: i32) -> () */
+
+/* The record `receive` writes at `info_ptr`, little-endian (as wasm32
+ * is), so this struct is that record. */
+struct atoll_receive_info {
+    uint32_t token; /* reply token; 0 for a message from `send` */
+    uint32_t sender; /* sender's id; KERNEL_SENDER (0xffffffff) for the kernel */
+};
+ATOLL_STATIC_ASSERT(sizeof(struct atoll_receive_info) == ATOLL_RECEIVE_INFO_LEN, "receive info size");
+ATOLL_STATIC_ASSERT(offsetof(struct atoll_receive_info, token) == ATOLL_RECEIVE_INFO_TOKEN_OFFSET, "receive info token");
+ATOLL_STATIC_ASSERT(offsetof(struct atoll_receive_info, sender) == ATOLL_RECEIVE_INFO_SENDER_OFFSET, "receive info sender");
+
+/* A service's state in its `info` record (the byte after its name).
+ * Numbers never change; new states get new numbers. */
+enum atoll_service_state {
+    ATOLL_SERVICE_READY = 0,
+    ATOLL_SERVICE_RUNNING = 1,
+    ATOLL_SERVICE_RECEIVING = 2,
+    ATOLL_SERVICE_CALLING = 3,
+    ATOLL_SERVICE_SLEEPING = 4,
+    ATOLL_SERVICE_EXITED = 5,
+    ATOLL_SERVICE_FAULTED = 6,
+    ATOLL_SERVICE_STOPPED = 7,
+};
+
+/* The lowercase word `ps` shows for a service state. */
+static inline const char *atoll_service_state_name(uint32_t state) {
+    switch (state) {
+    case ATOLL_SERVICE_READY: return "ready";
+    case ATOLL_SERVICE_RUNNING: return "running";
+    case ATOLL_SERVICE_RECEIVING: return "receiving";
+    case ATOLL_SERVICE_CALLING: return "calling";
+    case ATOLL_SERVICE_SLEEPING: return "sleeping";
+    case ATOLL_SERVICE_EXITED: return "exited";
+    case ATOLL_SERVICE_FAULTED: return "faulted";
+    case ATOLL_SERVICE_STOPPED: return "stopped";
+    default: return "unknown";
+    }
+}
 
 /* Error codes: host functions return them as negative results.
  * Numbers never change; new codes get new numbers. */
@@ -175,18 +213,21 @@ __attribute__((import_module("atoll"), import_name("info")))
 int32_t atoll_info(int32_t kind, int32_t index, void *ptr, size_t cap);
 /* END GENERATED */
 
-ATOLL_STATIC_ASSERT(sizeof(struct atoll_receive_info) == ATOLL_RECEIVE_INFO_LEN,
-                    "receive info record size");
-
 /* --- Conveniences --------------------------------------------------------- */
 
 /* `receive` timeouts, in nanoseconds: wait for ever, or not at all. */
 #define ATOLL_FOREVER ((int64_t)-1)
 #define ATOLL_NO_WAIT ((int64_t)0)
 
-/* Exports a function under `name` (e.g. `atoll_state_save` for a hot swap's
- * state handoff), without a linker flag. */
+/* Exports a function under `name`, without a linker flag. */
 #define ATOLL_EXPORT(name) __attribute__((export_name(name), used))
+
+/* Hot-swap state handoff (docs/abi.md, "Hot swap"): put one before each of
+ * `int64_t save(void)`, `int32_t alloc(int32_t len)` and
+ * `void restore(int32_t ptr, int32_t len)`. */
+#define ATOLL_EXPORT_STATE_SAVE ATOLL_EXPORT(ATOLL_STATE_SAVE_EXPORT)
+#define ATOLL_EXPORT_STATE_ALLOC ATOLL_EXPORT(ATOLL_STATE_ALLOC_EXPORT)
+#define ATOLL_EXPORT_STATE_RESTORE ATOLL_EXPORT(ATOLL_STATE_RESTORE_EXPORT)
 
 /* The length of a NUL-terminated string. A loop of our own: there is no
  * libc, and -ffreestanding keeps the compiler from calling `strlen`. */

@@ -87,8 +87,36 @@ pub fn check(code: i32) Failure!u32 {
 pub const max_log_len: usize = 1024;
 /// The longest message `send`, `call` and `reply` carry, in bytes.
 pub const max_message_len: usize = 4096;
-/// The size of the record `receive` writes at `info_ptr`.
+/// The size of the record `receive` writes at `info_ptr`: little-endian u32s,
+/// the reply token (0 for a message from `send`) and the sender's id.
 pub const receive_info_len: usize = 8;
+/// Where the reply token lies in that record.
+pub const receive_info_token_offset: usize = 0;
+/// Where the sender's id lies in that record.
+pub const receive_info_sender_offset: usize = 4;
+/// The largest module `swap` takes, in bytes.
+pub const max_module_len: usize = 16777216;
+
+/// Hot-swap state handoff: the exports the kernel looks for (docs/abi.md,
+/// "Hot swap"): `() -> i64`, `(len: i32) -> i32`, `(ptr: i32, len: i32) -> ()`.
+pub const state_save_export = "atoll_state_save";
+pub const state_alloc_export = "atoll_state_alloc";
+pub const state_restore_export = "atoll_state_restore";
+/// The most state a swap carries, in bytes.
+pub const max_state_len: usize = 1048576;
+
+/// A service's state in its `info` record (the byte after its name).
+/// Numbers never change.
+pub const ServiceState = enum(u8) {
+    Ready = 0,
+    Running = 1,
+    Receiving = 2,
+    Calling = 3,
+    Sleeping = 4,
+    Exited = 5,
+    Faulted = 6,
+    Stopped = 7,
+};
 
 /// `receive` timeouts, in nanoseconds: wait for ever, or not at all.
 pub const forever: i64 = -1;
@@ -135,8 +163,8 @@ pub fn receive(handle: i32, buf: []u8, timeout_ns: i64) Failure!Message {
     const len = try check(raw.receive(handle, buf.ptr, buf.len, timeout_ns, &info));
     return .{
         .bytes = buf[0..len],
-        .token = std.mem.readInt(u32, info[0..4], .little),
-        .sender = std.mem.readInt(u32, info[4..8], .little),
+        .token = std.mem.readInt(u32, info[receive_info_token_offset..][0..4], .little),
+        .sender = std.mem.readInt(u32, info[receive_info_sender_offset..][0..4], .little),
     };
 }
 

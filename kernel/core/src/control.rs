@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 /// The first bytes of a swap request.
 pub const SWAP_MAGIC: [u8; 4] = *b"ASWP";
 /// The largest module a request may carry.
-pub const MAX_MODULE_LEN: usize = 16 * 1024 * 1024;
+pub use atoll_abi::MAX_MODULE_LEN;
 const MAX_NAME_LEN: usize = 64;
 
 /// A request from the host.

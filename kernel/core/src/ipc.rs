@@ -191,8 +191,9 @@ pub struct CallTable {
     slots: Vec<(u32, Option<PendingCall>)>,
     free: VecDeque<usize>,
     /// Per slot, the token and server of the last call withdrawn from it
-    /// because its caller went away, until the slot is reused: that
-    /// server's late reply gets `PeerGone` rather than `BadHandle`.
+    /// (its caller went away, or the kernel answered it for its server),
+    /// until the slot is reused: that server's late reply gets `PeerGone`
+    /// rather than `BadHandle`.
     withdrawn: Vec<Option<(u32, ServiceId)>>,
 }
 
@@ -278,9 +279,10 @@ impl CallTable {
         entry.1.take()
     }
 
-    /// Ends a call whose caller went away: the slot is free at once (nothing
-    /// is kept for a reply that may never come), and [`CallTable::withdrawn`]
-    /// still recognises the token for its server until the slot is reused.
+    /// Ends a call whose caller went away or that the kernel answered: the
+    /// slot is free at once (nothing is kept for a reply that may never
+    /// come), and [`CallTable::withdrawn`] still recognises the token for its
+    /// server until the slot is reused.
     pub fn withdraw(&mut self, token: u32) -> Option<PendingCall> {
         let call = self.remove(token)?;
         let (slot, _) = Self::slot(token)?;

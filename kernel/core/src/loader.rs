@@ -492,8 +492,9 @@ fn engine_config() -> Config {
         // No `EnforcedLimits::strict()`: its cap of 1,000 data segments refuses
         // every Go program (about 28,000), and its other bounds guard lazy
         // compilation, which is off. A module's size is bounded instead (the
-        // bundle is built by image-builder; `swap` takes at most 16 MiB and
-        // only with the heap reserve intact), and compiling is linear in it.
+        // bundle is built by image-builder; `swap` takes at most
+        // `atoll_abi::MAX_MODULE_LEN` (16 MiB) and only with the heap reserve
+        // intact), and compiling is linear in it.
         .enforced_limits(EnforcedLimits::default())
         // Explicit, so that the heap's stack headroom matches them.
         .set_max_stack_height(crate::heap::VALUE_STACK_BYTES)

@@ -86,17 +86,10 @@ pub struct Service {
     _claim: InterpreterClaim,
 }
 
-/// Export a service may offer to hand its state to its next version in a
-/// hot swap: `() -> i64`, the state's `(ptr << 32) | len` in its memory.
-pub const STATE_SAVE_EXPORT: &str = "atoll_state_save";
-/// Export a new version may offer to receive that state: `(len: i32) -> i32`,
-/// a buffer of `len` bytes in its memory for the kernel to fill ...
-pub const STATE_ALLOC_EXPORT: &str = "atoll_state_alloc";
-/// ... and `(ptr: i32, len: i32) -> ()`, called once the buffer is filled,
-/// before `_start`.
-pub const STATE_RESTORE_EXPORT: &str = "atoll_state_restore";
-/// The most state a hot swap carries.
-pub const MAX_STATE_LEN: usize = 1024 * 1024;
+/// The hot-swap state handoff exports, and the most state a swap carries.
+pub use atoll_abi::handoff::{
+    MAX_STATE_LEN, STATE_ALLOC_EXPORT, STATE_RESTORE_EXPORT, STATE_SAVE_EXPORT,
+};
 /// Fuel for each state-handoff call.
 const STATE_FUEL: u64 = 10_000_000;
 

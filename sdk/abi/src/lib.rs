@@ -15,6 +15,7 @@ extern crate alloc;
 pub mod bundle;
 pub mod console;
 pub mod driver;
+pub mod handoff;
 pub mod info;
 pub mod supervision;
 pub mod wasi;
@@ -54,10 +55,67 @@ pub struct HostFunction {
 /// The longest message `send`, `call` and `reply` carry, in bytes.
 pub const MAX_MESSAGE_LEN: usize = 4096;
 
-/// Size of the record `receive` writes at `info_ptr`: a little-endian `u32`
-/// reply token (0 when the message came from `send`), then a little-endian `u32`
-/// sender id.
+/// Size of the record `receive` writes at `info_ptr` ([`ReceiveInfo`]): a
+/// little-endian `u32` reply token (0 when the message came from `send`) at
+/// [`RECEIVE_INFO_TOKEN_OFFSET`], then a little-endian `u32` sender id at
+/// [`RECEIVE_INFO_SENDER_OFFSET`].
 pub const RECEIVE_INFO_LEN: usize = 8;
+/// Where the reply token lies in the receive-info record.
+pub const RECEIVE_INFO_TOKEN_OFFSET: usize = 0;
+/// Where the sender id lies in the receive-info record.
+pub const RECEIVE_INFO_SENDER_OFFSET: usize = 4;
+
+/// The record `receive` writes at `info_ptr`, [`RECEIVE_INFO_LEN`] bytes. The
+/// kernel writes it with [`ReceiveInfo::encode`], the Rust SDK reads it with
+/// [`ReceiveInfo::decode`]; the other languages' bindings are checked against
+/// the offsets above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceiveInfo {
+    /// The token that answers the call with `reply`; 0 when the message came
+    /// from `send` and no reply is due.
+    pub token: u32,
+    /// The sending service's id, or [`supervision::KERNEL_SENDER`] for a
+    /// message from the kernel.
+    pub sender: u32,
+}
+
+impl ReceiveInfo {
+    /// The record's bytes, as `receive` writes them.
+    #[must_use]
+    pub const fn encode(&self) -> [u8; RECEIVE_INFO_LEN] {
+        let [t0, t1, t2, t3] = self.token.to_le_bytes();
+        let [s0, s1, s2, s3] = self.sender.to_le_bytes();
+        [t0, t1, t2, t3, s0, s1, s2, s3]
+    }
+
+    /// The record `receive` wrote.
+    #[must_use]
+    pub const fn decode(bytes: &[u8; RECEIVE_INFO_LEN]) -> ReceiveInfo {
+        let [t0, t1, t2, t3, s0, s1, s2, s3] = *bytes;
+        ReceiveInfo {
+            token: u32::from_le_bytes([t0, t1, t2, t3]),
+            sender: u32::from_le_bytes([s0, s1, s2, s3]),
+        }
+    }
+
+    /// Whether the sender waits in `call` for an answer.
+    #[must_use]
+    pub const fn is_call(&self) -> bool {
+        self.token != 0
+    }
+
+    /// Whether the message comes from the kernel (a supervision event or an
+    /// interrupt notification).
+    #[must_use]
+    pub const fn from_kernel(&self) -> bool {
+        self.sender == supervision::KERNEL_SENDER
+    }
+}
+
+/// The largest module the kernel takes at run time, in bytes: through `swap`
+/// and through the host control channel's swap request (16 MiB). The
+/// supervisor refuses bigger files before reading them.
+pub const MAX_MODULE_LEN: usize = 16 * 1024 * 1024;
 
 /// Default number of messages an endpoint queues before `send`/`call` fail
 /// with [`Error::QueueFull`].
@@ -405,6 +463,35 @@ mod tests {
         }
         assert_eq!(Error::from_code(0), None);
         assert_eq!(Error::from_code(-1000), None);
+    }
+
+    #[test]
+    fn receive_info_round_trips_at_its_documented_offsets() {
+        let info = ReceiveInfo {
+            token: 0x0403_0201,
+            sender: supervision::KERNEL_SENDER,
+        };
+        let bytes = info.encode();
+        assert_eq!(bytes, [1, 2, 3, 4, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            bytes[RECEIVE_INFO_TOKEN_OFFSET..RECEIVE_INFO_TOKEN_OFFSET + 4],
+            info.token.to_le_bytes()
+        );
+        assert_eq!(
+            bytes[RECEIVE_INFO_SENDER_OFFSET..RECEIVE_INFO_SENDER_OFFSET + 4],
+            info.sender.to_le_bytes()
+        );
+        assert_eq!(ReceiveInfo::decode(&bytes), info);
+        assert!(info.is_call() && info.from_kernel());
+        let sent = ReceiveInfo::decode(&[0, 0, 0, 0, 7, 0, 0, 0]);
+        assert_eq!(
+            sent,
+            ReceiveInfo {
+                token: 0,
+                sender: 7
+            }
+        );
+        assert!(!sent.is_call() && !sent.from_kernel());
     }
 
     #[test]

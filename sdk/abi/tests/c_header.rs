@@ -15,11 +15,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::{env, fs};
 
+use atoll_abi::handoff::{
+    MAX_STATE_LEN, STATE_ALLOC_EXPORT, STATE_RESTORE_EXPORT, STATE_SAVE_EXPORT,
+};
+use atoll_abi::info::ServiceState;
 use atoll_abi::supervision::{CONTROL_RESTART, CONTROL_START, CONTROL_STOP, KERNEL_SENDER};
 use atoll_abi::{
     DEFAULT_QUEUE_DEPTH, ENTRY_POINT, Error, HOST_FUNCTIONS, HostFunction, IMPORT_MODULE,
-    MAX_LOG_LEN, MAX_MESSAGE_LEN, MAX_QUEUE_DEPTH, MEMORY_EXPORT, RECEIVE_INFO_LEN, ValueType,
-    WASM_PAGE_SIZE, info,
+    MAX_LOG_LEN, MAX_MESSAGE_LEN, MAX_MODULE_LEN, MAX_QUEUE_DEPTH, MEMORY_EXPORT, RECEIVE_INFO_LEN,
+    RECEIVE_INFO_SENDER_OFFSET, RECEIVE_INFO_TOKEN_OFFSET, ValueType, WASM_PAGE_SIZE, info,
 };
 
 const BLESS: &str = "ATOLL_BLESS=1 cargo test -p atoll-abi --test c_header";
@@ -273,6 +277,51 @@ fn wasm_signature(function: &HostFunction) -> String {
     signature
 }
 
+/// The receive-info record's fields: name, offset and what it holds, in
+/// offset order. Each is a little-endian `u32`; together they fill the record.
+fn receive_info_fields() -> [(&'static str, usize, String); 2] {
+    let fields = [
+        (
+            "token",
+            RECEIVE_INFO_TOKEN_OFFSET,
+            String::from("reply token; 0 for a message from `send`"),
+        ),
+        (
+            "sender",
+            RECEIVE_INFO_SENDER_OFFSET,
+            format!("sender's id; KERNEL_SENDER ({KERNEL_SENDER:#x}) for the kernel"),
+        ),
+    ];
+    let mut next = 0;
+    for (name, offset, _) in &fields {
+        assert_eq!(
+            *offset, next,
+            "receive info field `{name}` is not where expected"
+        );
+        next += 4;
+    }
+    assert_eq!(
+        next, RECEIVE_INFO_LEN,
+        "receive info fields do not fill the record"
+    );
+    fields
+}
+
+/// The handoff exports: C name suffix, export name and Wasm signature.
+const HANDOFF_EXPORTS: [(&str, &str, &str); 3] = [
+    ("STATE_SAVE_EXPORT", STATE_SAVE_EXPORT, "() -> i64"),
+    (
+        "STATE_ALLOC_EXPORT",
+        STATE_ALLOC_EXPORT,
+        "(len: i32) -> i32",
+    ),
+    (
+        "STATE_RESTORE_EXPORT",
+        STATE_RESTORE_EXPORT,
+        "(ptr: i32, len: i32) -> ()",
+    ),
+];
+
 /// `InvalidUtf8` -> `INVALID_UTF8`.
 fn screaming_snake(camel: &str) -> String {
     let mut out = String::new();
@@ -283,6 +332,10 @@ fn screaming_snake(camel: &str) -> String {
         out.push(c.to_ascii_uppercase());
     }
     out
+}
+
+fn c_state_name(state: ServiceState) -> String {
+    format!("ATOLL_SERVICE_{}", screaming_snake(&format!("{state:?}")))
 }
 
 fn c_error_name(error: Error) -> String {
@@ -310,8 +363,12 @@ fn render_c_block() -> String {
         ("MAX_LOG_LEN", MAX_LOG_LEN),
         ("MAX_MESSAGE_LEN", MAX_MESSAGE_LEN),
         ("RECEIVE_INFO_LEN", RECEIVE_INFO_LEN),
+        ("RECEIVE_INFO_TOKEN_OFFSET", RECEIVE_INFO_TOKEN_OFFSET),
+        ("RECEIVE_INFO_SENDER_OFFSET", RECEIVE_INFO_SENDER_OFFSET),
         ("DEFAULT_QUEUE_DEPTH", DEFAULT_QUEUE_DEPTH as usize),
         ("MAX_QUEUE_DEPTH", MAX_QUEUE_DEPTH as usize),
+        ("MAX_MODULE_LEN", MAX_MODULE_LEN),
+        ("MAX_STATE_LEN", MAX_STATE_LEN),
     ];
     for (name, value) in limits {
         let _ = writeln!(out, "#define ATOLL_{name} {value}u");
@@ -330,6 +387,50 @@ fn render_c_block() -> String {
     for (name, value) in [("SYSTEM", info::SYSTEM), ("SERVICE", info::SERVICE)] {
         let _ = writeln!(out, "#define ATOLL_INFO_{name} {value}");
     }
+    out.push_str("/* Hot-swap state handoff: the exports the kernel looks for. */\n");
+    for (name, export, signature) in HANDOFF_EXPORTS {
+        let _ = writeln!(out, "#define ATOLL_{name} \"{export}\" /* {signature} */");
+    }
+
+    out.push_str("\n/* The record `receive` writes at `info_ptr`, little-endian (as wasm32\n");
+    out.push_str(" * is), so this struct is that record. */\n");
+    out.push_str("struct atoll_receive_info {\n");
+    for (name, _, what) in receive_info_fields() {
+        let _ = writeln!(out, "    uint32_t {name}; /* {what} */");
+    }
+    out.push_str("};\n");
+    let _ = writeln!(
+        out,
+        "ATOLL_STATIC_ASSERT(sizeof(struct atoll_receive_info) == ATOLL_RECEIVE_INFO_LEN, \"receive info size\");"
+    );
+    for (name, _, _) in receive_info_fields() {
+        let upper = name.to_ascii_uppercase();
+        let _ = writeln!(
+            out,
+            "ATOLL_STATIC_ASSERT(offsetof(struct atoll_receive_info, {name}) == ATOLL_RECEIVE_INFO_{upper}_OFFSET, \"receive info {name}\");"
+        );
+    }
+
+    out.push_str("\n/* A service's state in its `info` record (the byte after its name).\n");
+    out.push_str(" * Numbers never change; new states get new numbers. */\n");
+    out.push_str("enum atoll_service_state {\n");
+    for state in ServiceState::ALL {
+        let _ = writeln!(out, "    {} = {},", c_state_name(*state), state.code());
+    }
+    out.push_str("};\n\n");
+    out.push_str("/* The lowercase word `ps` shows for a service state. */\n");
+    out.push_str("static inline const char *atoll_service_state_name(uint32_t state) {\n");
+    out.push_str("    switch (state) {\n");
+    for state in ServiceState::ALL {
+        let _ = writeln!(
+            out,
+            "    case {}: return \"{}\";",
+            c_state_name(*state),
+            state.name()
+        );
+    }
+    out.push_str("    default: return \"unknown\";\n");
+    out.push_str("    }\n}\n");
 
     out.push_str("\n/* Error codes: host functions return them as negative results.\n");
     out.push_str(" * Numbers never change; new codes get new numbers. */\n");
@@ -442,7 +543,26 @@ fn render_wat() -> String {
         out,
         "MAX_MESSAGE_LEN {MAX_MESSAGE_LEN}, MAX_LOG_LEN {MAX_LOG_LEN}, RECEIVE_INFO_LEN {RECEIVE_INFO_LEN}, WASM_PAGE_SIZE {WASM_PAGE_SIZE}."
     );
-    out.push_str(";; The receive info record: u32 reply token (0 for `send`), u32 sender id, little-endian.\n");
+    let _ = writeln!(
+        out,
+        ";; Largest module `swap` takes: MAX_MODULE_LEN {MAX_MODULE_LEN}; most state a swap carries: MAX_STATE_LEN {MAX_STATE_LEN}."
+    );
+    out.push_str(";; The receive info record, little-endian u32s:");
+    for (name, offset, what) in receive_info_fields() {
+        let _ = write!(out, " {name} at {offset} ({what});");
+    }
+    out.push('\n');
+    out.push_str(";; Hot-swap state handoff exports:");
+    for (_, export, signature) in HANDOFF_EXPORTS {
+        let _ = write!(out, " {export} {signature};");
+    }
+    out.push('\n');
+    out.push_str(";; info service states (the byte after the name):");
+    for state in ServiceState::ALL {
+        let _ = write!(out, " {} {},", state.name(), state.code());
+    }
+    out.pop();
+    out.push_str(".\n");
     let _ = writeln!(
         out,
         ";; control ops: stop {CONTROL_STOP}, start {CONTROL_START}, restart {CONTROL_RESTART}."
@@ -556,7 +676,11 @@ fn c_headers_compile_as_c11_and_cpp() {
     let mut source = String::from("#include \"atoll.h\"\n#include \"atoll_postcard.h\"\n");
     source.push_str("int32_t probe(void) {\n    struct atoll_receive_info info;\n");
     source.push_str("    uint8_t buf[8];\n    (void)info;\n    (void)buf;\n");
+    source.push_str("    (void)atoll_service_state_name(ATOLL_SERVICE_RUNNING);\n");
     source.push_str("    return atoll_log_str(atoll_error_description(ATOLL_ERR_NOT_FOUND));\n}\n");
+    source.push_str("ATOLL_EXPORT_STATE_SAVE int64_t probe_save(void) { return 0; }\n");
+    source.push_str("ATOLL_EXPORT_STATE_ALLOC int32_t probe_alloc(int32_t len) { return len; }\n");
+    source.push_str("ATOLL_EXPORT_STATE_RESTORE void probe_restore(int32_t ptr, int32_t len) { (void)ptr; (void)len; }\n");
     for (compiler, language, standard) in
         [("clang", "c", "-std=c11"), ("clang++", "c++", "-std=c++11")]
     {

@@ -1,15 +1,21 @@
 //! Keeps the Zig and AssemblyScript bindings (`sdk/zig/atoll.zig`,
 //! `sdk/assemblyscript/atoll.ts`) in step with this crate: each must declare
 //! every host function of [`HOST_FUNCTIONS`] with its Wasm signature, every
-//! error code of [`Error::ALL`] with its number, and the message limits, and
-//! nothing else. The bindings are written one declaration per line, which is
+//! error code of [`Error::ALL`] and every service state of
+//! [`ServiceState::ALL`] with its number, the limits, the receive-info offsets
+//! and the state-handoff export names, and nothing else. The bindings are written one declaration per line, which is
 //! all the parsing here relies on.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use atoll_abi::handoff::{
+    MAX_STATE_LEN, STATE_ALLOC_EXPORT, STATE_RESTORE_EXPORT, STATE_SAVE_EXPORT,
+};
+use atoll_abi::info::ServiceState;
 use atoll_abi::{
-    Error, HOST_FUNCTIONS, IMPORT_MODULE, MAX_LOG_LEN, MAX_MESSAGE_LEN, RECEIVE_INFO_LEN, ValueType,
+    Error, HOST_FUNCTIONS, IMPORT_MODULE, MAX_LOG_LEN, MAX_MESSAGE_LEN, MAX_MODULE_LEN,
+    RECEIVE_INFO_LEN, RECEIVE_INFO_SENDER_OFFSET, RECEIVE_INFO_TOKEN_OFFSET, ValueType,
 };
 
 /// A host function's Wasm parameter and result types.
@@ -26,10 +32,31 @@ struct Language {
     /// The line opening the error-code enum, and the line closing it.
     errors_open: &'static str,
     errors_close: &'static str,
-    /// The declarations of `MAX_LOG_LEN`, `MAX_MESSAGE_LEN` and
-    /// `RECEIVE_INFO_LEN`, up to the `=`.
-    limits: [&'static str; 3],
+    /// The line opening the service-state enum (closed like the errors').
+    states_open: &'static str,
+    /// The declarations of `MAX_LOG_LEN`, `MAX_MESSAGE_LEN`,
+    /// `RECEIVE_INFO_LEN`, `RECEIVE_INFO_TOKEN_OFFSET`,
+    /// `RECEIVE_INFO_SENDER_OFFSET`, `MAX_MODULE_LEN` and `MAX_STATE_LEN`, up
+    /// to the `=`.
+    limits: [&'static str; 7],
+    /// The declarations of `STATE_SAVE_EXPORT`, `STATE_ALLOC_EXPORT` and
+    /// `STATE_RESTORE_EXPORT`, up to the `=`.
+    exports: [&'static str; 3],
 }
+
+/// The values `Language::limits` must declare, in that order.
+const LIMITS: [usize; 7] = [
+    MAX_LOG_LEN,
+    MAX_MESSAGE_LEN,
+    RECEIVE_INFO_LEN,
+    RECEIVE_INFO_TOKEN_OFFSET,
+    RECEIVE_INFO_SENDER_OFFSET,
+    MAX_MODULE_LEN,
+    MAX_STATE_LEN,
+];
+
+/// The names `Language::exports` must declare, in that order.
+const EXPORTS: [&str; 3] = [STATE_SAVE_EXPORT, STATE_ALLOC_EXPORT, STATE_RESTORE_EXPORT];
 
 const ZIG: Language = Language {
     path: "zig/atoll.zig",
@@ -37,10 +64,20 @@ const ZIG: Language = Language {
     parse_import: zig_import,
     errors_open: "pub const Error = enum(i32) {",
     errors_close: "};",
+    states_open: "pub const ServiceState = enum(u8) {",
     limits: [
         "pub const max_log_len: usize",
         "pub const max_message_len: usize",
         "pub const receive_info_len: usize",
+        "pub const receive_info_token_offset: usize",
+        "pub const receive_info_sender_offset: usize",
+        "pub const max_module_len: usize",
+        "pub const max_state_len: usize",
+    ],
+    exports: [
+        "pub const state_save_export",
+        "pub const state_alloc_export",
+        "pub const state_restore_export",
     ],
 };
 
@@ -50,10 +87,20 @@ const ASSEMBLYSCRIPT: Language = Language {
     parse_import: assemblyscript_import,
     errors_open: "export enum ErrorCode {",
     errors_close: "}",
+    states_open: "export enum ServiceState {",
     limits: [
         "export const MAX_LOG_LEN: i32",
         "export const MAX_MESSAGE_LEN: i32",
         "export const RECEIVE_INFO_LEN: i32",
+        "export const RECEIVE_INFO_TOKEN_OFFSET: i32",
+        "export const RECEIVE_INFO_SENDER_OFFSET: i32",
+        "export const MAX_MODULE_LEN: i32",
+        "export const MAX_STATE_LEN: i32",
+    ],
+    exports: [
+        "export const STATE_SAVE_EXPORT: string",
+        "export const STATE_ALLOC_EXPORT: string",
+        "export const STATE_RESTORE_EXPORT: string",
     ],
 };
 
@@ -186,20 +233,25 @@ fn declared_imports(language: &Language, source: &str) -> BTreeMap<String, Signa
     imports
 }
 
-fn declared_errors(language: &Language, source: &str) -> BTreeMap<String, i32> {
+/// The `Name = number,` entries of the enum opened by the line `open`.
+fn declared_enum(language: &Language, source: &str, open: &str) -> BTreeMap<String, i32> {
     let mut lines = source
         .lines()
-        .skip_while(|line| *line != language.errors_open)
+        .skip_while(|line| *line != open)
         .skip(1)
         .take_while(|line| *line != language.errors_close)
         .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with("//"))
+        .filter(|line| {
+            !line.is_empty()
+                && !line.starts_with("//")
+                && !line.starts_with("/*")
+                && !line.starts_with('*')
+        })
         .peekable();
     assert!(
         lines.peek().is_some(),
-        "{}: no error codes between `{}` and `{}`",
+        "{}: no entries between `{open}` and `{}`",
         language.path,
-        language.errors_open,
         language.errors_close
     );
     let mut errors = BTreeMap::new();
@@ -211,14 +263,15 @@ fn declared_errors(language: &Language, source: &str) -> BTreeMap<String, i32> {
             .unwrap_or_else(|| panic!("{}: not `Name = code,`: {line}", language.path));
         assert!(
             errors.insert(name.to_string(), code).is_none(),
-            "{}: error `{name}` declared twice",
+            "{}: `{name}` declared twice in `{open}`",
             language.path
         );
     }
     errors
 }
 
-fn declared_limit(language: &Language, source: &str, declaration: &str) -> usize {
+/// What `declaration = value;` declares (its one declaration), up to the `;`.
+fn declared_value<'a>(language: &Language, source: &'a str, declaration: &str) -> &'a str {
     let mut found = code_lines(source).filter_map(|line| line.strip_prefix(declaration));
     let value = found
         .next()
@@ -232,8 +285,21 @@ fn declared_limit(language: &Language, source: &str, declaration: &str) -> usize
         .trim()
         .strip_prefix('=')
         .and_then(|value| value.trim().strip_suffix(';'))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{}: `{declaration}` is not `= number;`", language.path))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{}: `{declaration}` is not `= value;`", language.path))
+}
+
+fn declared_limit(language: &Language, source: &str, declaration: &str) -> usize {
+    declared_value(language, source, declaration)
+        .parse()
+        .unwrap_or_else(|_| panic!("{}: `{declaration}` is not `= number;`", language.path))
+}
+
+fn declared_string<'a>(language: &Language, source: &'a str, declaration: &str) -> &'a str {
+    declared_value(language, source, declaration)
+        .strip_prefix('"')
+        .and_then(|value| value.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{}: `{declaration}` is not `= \"text\";`", language.path))
 }
 
 fn check(language: &Language) {
@@ -258,16 +324,34 @@ fn check(language: &Language) {
         .map(|error| (format!("{error:?}"), error.code()))
         .collect();
     assert_eq!(
-        declared_errors(language, &source),
+        declared_enum(language, &source, language.errors_open),
         expected,
         "{}: error codes differ from atoll_abi::Error::ALL",
         language.path
     );
 
-    let limits = [MAX_LOG_LEN, MAX_MESSAGE_LEN, RECEIVE_INFO_LEN];
-    for (declaration, expected) in language.limits.iter().zip(limits) {
+    let expected: BTreeMap<String, i32> = ServiceState::ALL
+        .iter()
+        .map(|state| (format!("{state:?}"), i32::from(state.code())))
+        .collect();
+    assert_eq!(
+        declared_enum(language, &source, language.states_open),
+        expected,
+        "{}: service states differ from atoll_abi::info::ServiceState::ALL",
+        language.path
+    );
+
+    for (declaration, expected) in language.limits.iter().zip(LIMITS) {
         assert_eq!(
             declared_limit(language, &source, declaration),
+            expected,
+            "{}: `{declaration}`",
+            language.path
+        );
+    }
+    for (declaration, expected) in language.exports.iter().zip(EXPORTS) {
+        assert_eq!(
+            declared_string(language, &source, declaration),
             expected,
             "{}: `{declaration}`",
             language.path

@@ -173,7 +173,7 @@ impl Shell {
             };
             rows.push(alloc::vec![
                 service.name,
-                service.state,
+                service.state.name().to_string(),
                 (service.memory_bytes / 1024).to_string(),
                 service.fuel_used.to_string(),
                 service.sent.to_string(),

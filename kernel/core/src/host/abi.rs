@@ -161,9 +161,6 @@ fn control(caller: Caller<'_, HostState>, op: i32, ptr: i32, len: i32) -> HostRe
     })
 }
 
-/// The largest module `swap` takes.
-pub(crate) const MAX_SWAP_MODULE_LEN: usize = 16 * 1024 * 1024;
-
 /// `swap(name_ptr, name_len, module_ptr, module_len) -> status`
 fn swap(
     caller: Caller<'_, HostState>,
@@ -177,7 +174,7 @@ fn swap(
         let module = GuestSlice::new(module_ptr, module_len);
         // Only checked here; the kernel copies it once it has checked the
         // caller's right to swap, and charges for the copy.
-        module.read(memory(&caller)?, MAX_SWAP_MODULE_LEN)?;
+        module.read(memory(&caller)?, atoll_abi::MAX_MODULE_LEN)?;
         Ok(suspend(caller, Syscall::Swap { name, module }))
     })
 }

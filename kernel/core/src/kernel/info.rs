@@ -39,9 +39,9 @@ impl Kernel {
                     name: slot.image.name.clone(),
                     // The caller is the one service on the CPU.
                     state: if index == id {
-                        String::from("running")
+                        atoll_abi::info::ServiceState::Running
                     } else {
-                        state_name(state)
+                        info_state(state)
                     },
                     memory_bytes: slot.service.memory_size() as u64,
                     fuel_used: slot.service.fuel_used(),
@@ -62,15 +62,16 @@ impl Kernel {
     }
 }
 
-/// A service state as `ps` shows it.
-fn state_name(state: &ServiceState) -> String {
+/// A service state as `info` reports it.
+fn info_state(state: &ServiceState) -> atoll_abi::info::ServiceState {
+    use atoll_abi::info::ServiceState as Info;
     match state {
-        ServiceState::Ready => String::from("ready"),
-        ServiceState::Blocked(Wait::Receive { .. }) => String::from("receiving"),
-        ServiceState::Blocked(Wait::Reply { .. }) => String::from("calling"),
-        ServiceState::Blocked(Wait::Sleep { .. }) => String::from("sleeping"),
-        ServiceState::Exited => String::from("exited"),
-        ServiceState::Faulted(_) => String::from("faulted"),
-        ServiceState::Stopped => String::from("stopped"),
+        ServiceState::Ready => Info::Ready,
+        ServiceState::Blocked(Wait::Receive { .. }) => Info::Receiving,
+        ServiceState::Blocked(Wait::Reply { .. }) => Info::Calling,
+        ServiceState::Blocked(Wait::Sleep { .. }) => Info::Sleeping,
+        ServiceState::Exited => Info::Exited,
+        ServiceState::Faulted(_) => Info::Faulted,
+        ServiceState::Stopped => Info::Stopped,
     }
 }

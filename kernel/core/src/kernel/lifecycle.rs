@@ -200,13 +200,14 @@ impl Kernel {
         }
     }
 
-    /// Answers with `PeerGone` the calls service `id` had taken but not answered.
+    /// Answers with `PeerGone` the calls service `id` had taken but not
+    /// answered; a late reply to one gets `PeerGone` too.
     pub(super) fn answer_taken_calls(&mut self, id: ServiceId) {
         for token in self
             .calls
             .tokens_where(|call| call.server == id && call.received)
         {
-            if let Some(call) = self.calls.remove(token) {
+            if let Some(call) = self.calls.withdraw(token) {
                 self.wake_caller(call.caller, token, call.answer.failed(Error::PeerGone));
             }
         }

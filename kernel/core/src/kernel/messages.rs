@@ -228,10 +228,11 @@ impl Kernel {
         let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
         let message = queue.front().ok_or(Error::WouldBlock)?;
         let slot = self.services.get_mut(id).ok_or(Error::BadHandle)?;
-        let mut record = [0u8; atoll_abi::RECEIVE_INFO_LEN];
-        let (token_bytes, sender_bytes) = record.split_at_mut(4);
-        token_bytes.copy_from_slice(&message.token.to_le_bytes());
-        sender_bytes.copy_from_slice(&(message.sender as u32).to_le_bytes());
+        let record = atoll_abi::ReceiveInfo {
+            token: message.token,
+            sender: message.sender as u32,
+        }
+        .encode();
         slot.service.write_memory(buffer, &message.data)?;
         slot.service.write_memory(info, &record)?;
         slot.stats.received += 1;
@@ -297,7 +298,7 @@ impl Kernel {
             return Err(Error::BadHandle);
         }
         if !self.sched.awaits_reply(call.caller, token) {
-            self.calls.remove(token);
+            self.calls.withdraw(token);
             return Err(Error::PeerGone);
         }
         let caller = self.services.get_mut(call.caller).ok_or(Error::PeerGone)?;

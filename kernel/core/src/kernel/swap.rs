@@ -54,7 +54,7 @@ impl Kernel {
         }
         let bytes = slot
             .service
-            .read_memory(module, crate::host::abi::MAX_SWAP_MODULE_LEN)?;
+            .read_memory(module, atoll_abi::MAX_MODULE_LEN)?;
         let module = self.heap.copy(bytes)?;
         slot.service.charge_copy(module.len());
         self.schedule_swap(name, module, false)?;
@@ -124,7 +124,7 @@ impl Kernel {
     /// new version cannot be loaded or take the state, the old one goes on.
     /// Calls the old version had taken and not answered are answered with
     /// `PeerGone` (a rollback restores the version without them: its replies
-    /// to them get `BadHandle`).
+    /// to them get `PeerGone` too).
     pub(super) fn perform_swap(&mut self, id: ServiceId) {
         let now = self.platform.now_ns();
         let platform = Arc::clone(&self.platform);

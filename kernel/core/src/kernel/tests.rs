@@ -767,6 +767,58 @@ fn endpoints_of_a_service_that_failed_to_load_are_gone() {
 }
 
 #[test]
+fn info_reports_service_states_as_their_abi_numbers() {
+    // `a` asks about itself, about `b` (parked in receive) and past the last
+    // service; the record starts with the one-letter name (2 bytes), then
+    // the state's number.
+    let asker = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (local.set $i (i32.const 0))
+         (loop $services
+            (local.set $r (call $info (i32.const 1) (local.get $i) (i32.const 1000) (i32.const 256)))
+            (if (i32.lt_s (local.get $r) (i32.const 0))
+                (then (call $report (local.get $r)))
+                (else (call $report (i32.load8_u (i32.const 1002)))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $services (i32.lt_u (local.get $i) (i32.const 3))))",
+    )
+    .replacen(
+        "(module",
+        "(module (import \"atoll\" \"info\" (func $info (param i32 i32 i32 i32) (result i32)))",
+        1,
+    );
+    let parked = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
+    );
+    let (console, _) = run_specs(&[
+        Spec {
+            name: "a",
+            wat: asker,
+            provides: &[],
+            uses: &[],
+        },
+        Spec {
+            name: "b",
+            wat: parked,
+            provides: &["b"],
+            uses: &[],
+        },
+    ]);
+    use atoll_abi::info::ServiceState;
+    assert_eq!(
+        lines_of(&console, "a"),
+        [
+            ServiceState::Running.code().to_string(),
+            ServiceState::Receiving.code().to_string(),
+            Error::NotFound.code().to_string(),
+        ],
+        "{console}"
+    );
+}
+
+#[test]
 fn receive_times_out_and_sleep_waits() {
     let service = probe(
         "",

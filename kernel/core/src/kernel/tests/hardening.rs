@@ -631,6 +631,76 @@ fn a_call_the_old_version_had_taken_is_answered_at_the_swap() {
     assert_eq!(summary.faulted, 0, "{console}");
 }
 
+#[test]
+fn a_late_reply_after_a_rollback_gets_peer_gone() {
+    // `svc` v1 takes `waiting`'s call and keeps the token; a swap answers that
+    // call (PeerGone), the new version faults at once and v1 comes back, parked
+    // where it was. Its late reply to the answered call gets PeerGone (before:
+    // BadHandle, as for a token that never existed); its reply to a live call
+    // works; a second reply to that token is the server's own mistake:
+    // BadHandle.
+    let holder = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (i32.store (i32.const 500) (call $token))
+         (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (call $report (call $reply (i32.load (i32.const 500)) (i32.const 100) (i32.const 1)))
+         (call $report (call $reply (call $token) (i32.const 100) (i32.const 1)))
+         (call $report (call $reply (call $token) (i32.const 100) (i32.const 1)))",
+    );
+    let waiting = probe(
+        "",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))",
+    );
+    let swapping = probe(
+        "x",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 400) (i32.const 8)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))",
+    );
+    let broken = wat::parse_str(counter(3, true)).unwrap();
+    let (console, _) = run_supervised(
+        &[
+            Spec {
+                name: "sup",
+                wat: swapper(&[broken]),
+                provides: &["sup"],
+                uses: &[],
+            },
+            Spec {
+                name: "svc",
+                wat: holder,
+                provides: &["svc"],
+                uses: &[],
+            },
+            Spec {
+                name: "waiting",
+                wat: waiting,
+                provides: &[],
+                uses: &["svc"],
+            },
+            Spec {
+                name: "swapping",
+                wat: swapping,
+                provides: &[],
+                uses: &["svc", "sup"],
+            },
+        ],
+        Some("sup"),
+    );
+    assert!(console.contains("swap of svc rolled back"), "{console}");
+    let gone = Error::PeerGone.code().to_string();
+    let bad = Error::BadHandle.code().to_string();
+    assert_eq!(lines_of(&console, "waiting"), [gone.as_str()], "{console}");
+    // The supervisor answered (4 bytes), and v1 answers (1 byte).
+    assert_eq!(lines_of(&console, "swapping"), ["4", "1"], "{console}");
+    assert_eq!(
+        lines_of(&console, "svc"),
+        [gone.as_str(), "0", &bad],
+        "{console}"
+    );
+}
+
 /// Iterations of a counting loop (kept at address 0) after `slices` slices,
 /// with `random_get` over `random_bytes` first (none if 0).
 fn iterations_after(random_bytes: u32, slices: usize) -> u32 {
