@@ -1979,4 +1979,5 @@ fn wasi_stdin_comes_from_the_console_service_when_granted() {
     assert_eq!(summary.faulted, 0, "{console_log}");
 }
 
+mod flat;
 mod hardening;
