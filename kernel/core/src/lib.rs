@@ -36,6 +36,8 @@ mod wasi;
 mod proptests;
 #[cfg(test)]
 mod test_allocator;
+#[cfg(test)]
+mod tests;
 
 pub use kernel::{BootError, Kernel, RunSummary, ServiceState, ServiceStats, Wait};
 pub use service::LoadError;
