@@ -16,3 +16,5 @@ mod boot;
 mod ipc;
 mod memory;
 mod scheduling;
+mod supervision;
+mod swap;
