@@ -1705,8 +1705,4 @@ fn message_cost(message: &Message) -> usize {
 }
 
 #[cfg(test)]
-mod driver_tests;
-#[cfg(test)]
 mod test_hooks;
-#[cfg(test)]
-mod tests;

@@ -13,8 +13,10 @@ mod probes;
 mod system;
 
 mod boot;
+mod drivers;
 mod ipc;
 mod memory;
 mod scheduling;
 mod supervision;
 mod swap;
+mod wasi;
