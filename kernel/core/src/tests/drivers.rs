@@ -186,6 +186,7 @@ fn dma_allocated_while_restoring_state_counts_against_the_budget_and_stays_with_
     let machine = TestPlatform::new().machine(&[]);
     let mut system = boot(machine, "drv", &first_version(), dma_grant(8));
     system.run();
+    assert_eq!(system.kernel.dma_bytes("drv"), Some(4096));
     let v2 = second_version(
         "",
         "(call $report (i64.extend_i32_s (i32.load (i32.const 700))))
@@ -223,6 +224,7 @@ fn a_failed_restore_retires_its_dma_buffers_instead_of_freeing_them() {
     let machine = TestPlatform::new().machine(&[]);
     let mut system = boot(machine, "drv", &first_version(), dma_grant(8));
     system.run();
+    assert_eq!(system.kernel.dma_bytes("drv"), Some(4096));
     // The restore allocates a page (which it could have given the device),
     // then traps: the swap fails and the old version goes on.
     let answer = host_swap(&mut system, "drv", &second_version("unreachable", ""));
