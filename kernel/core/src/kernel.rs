@@ -588,6 +588,4 @@ fn message_cost(message: &Message) -> usize {
 }
 
 #[cfg(test)]
-mod driver_tests;
-#[cfg(test)]
-mod tests;
+mod test_hooks;

@@ -36,6 +36,8 @@ pub mod service;
 mod proptests;
 #[cfg(test)]
 mod test_allocator;
+#[cfg(test)]
+mod tests;
 
 pub use kernel::{BootError, Kernel, RunSummary, ServiceState, ServiceStats, Wait};
 pub use loader::LoadError;

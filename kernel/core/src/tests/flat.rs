@@ -2,59 +2,34 @@
 //! (issue 11, item 5): a restart instantiates the kept program in a fresh
 //! Store, a swap drops the version before last with its Engine.
 
-use super::*;
+use super::probes::escaped;
+use super::swap::counter_module;
+use super::system::TestSystem;
+use atoll_abi::bundle::ServiceLimits;
 
-/// Boots a supervisor (`sup`, running `supervisor`) and `svc` (waiting in
-/// `receive` for ever), runs them to the end, and returns the console and the
-/// bytes the calling thread holds with the kernel still alive.
-fn held_after(supervisor: String, svc: String) -> (String, isize) {
-    let platform = Arc::new(TestPlatform::default());
-    // The console's growth is the test's, not the kernel's.
-    platform.console.lock().unwrap().reserve(4 << 20);
-    let modules = [
-        wat::parse_str(&supervisor).unwrap(),
-        wat::parse_str(&svc).unwrap(),
-    ];
+/// Boots a supervisor (`sup`, running `supervisor`) and `svc` (a counter
+/// waiting in `receive`), runs them to the end, and returns the console and
+/// the bytes the calling thread holds with the kernel still alive.
+fn held_after(supervisor: String) -> (String, isize) {
     let limits = ServiceLimits {
         swap_probation_ms: 0,
         ..ServiceLimits::default()
     };
-    let image = |name, module, provides: Vec<&'static str>, supervisor| ServiceImage {
-        name,
-        module,
-        limits,
-        provides,
-        uses: Vec::new(),
-        supervisor,
-        restart: RestartPolicy::default(),
-        args: Vec::new(),
-        env: Vec::new(),
-        grants: Default::default(),
-    };
-    let bundle = Bundle {
-        kernel: KernelSettings {
-            system_name: "flat".into(),
-            exit_when_idle: true,
-            inject_fault: None,
-        },
-        services: vec![
-            image("sup", &modules[0], vec!["sup"], true),
-            image("svc", &modules[1], vec!["svc"], false),
-        ],
-    };
-    let bytes = bundle::encode(&bundle).unwrap();
-    let (mut kernel, _) = Kernel::boot(&bytes, platform.clone()).unwrap();
-    let summary = kernel.run();
+    let mut system = TestSystem::new()
+        .service("sup", supervisor)
+        .provides("sup")
+        .supervisor()
+        .limits(limits)
+        .module("svc", counter_module(1, false))
+        .provides("svc")
+        .limits(limits)
+        .boot();
+    // The console's growth is the test's, not the kernel's.
+    system.platform.reserve_console(4 << 20);
+    let summary = system.run();
     assert_eq!(summary.faulted, 0);
     let held = crate::test_allocator::live_bytes();
-    drop(kernel);
-    let console = platform.console.lock().unwrap().clone();
-    (console, held)
-}
-
-/// Waits in `receive` for ever, keeping a count in a global it hands over.
-fn receiver() -> String {
-    counter(1, false)
+    (system.console(), held)
 }
 
 /// Restarts `svc` `times` times, sleeping between restarts so that it runs.
@@ -111,8 +86,8 @@ const SLACK: isize = 64 * 1024;
 
 #[test]
 fn a_thousand_restarts_leave_the_kernel_heap_flat() {
-    let (_, after_10) = held_after(restarter(10), receiver());
-    let (console, after_1000) = held_after(restarter(1000), receiver());
+    let (_, after_10) = held_after(restarter(10));
+    let (console, after_1000) = held_after(restarter(1000));
     assert!(
         console.contains("service svc restarted (1000 so far)"),
         "{console}"
@@ -125,12 +100,9 @@ fn a_thousand_restarts_leave_the_kernel_heap_flat() {
 
 #[test]
 fn a_thousand_swaps_leave_the_kernel_heap_flat() {
-    let versions = [
-        wat::parse_str(counter(2, false)).unwrap(),
-        wat::parse_str(counter(3, false)).unwrap(),
-    ];
-    let (_, after_10) = held_after(swapper_loop(10, &versions), receiver());
-    let (console, after_1000) = held_after(swapper_loop(1000, &versions), receiver());
+    let versions = [counter_module(2, false), counter_module(3, false)];
+    let (_, after_10) = held_after(swapper_loop(10, &versions));
+    let (console, after_1000) = held_after(swapper_loop(1000, &versions));
     assert!(
         console.contains("service svc swapped to a new version (1000 swaps)"),
         "{console}"

@@ -1,178 +1,29 @@
-//! Host tests of driver grants on a fake machine: which PCI functions,
-//! configuration registers and ports a grant reaches, what the kernel keeps
-//! for itself, and DMA buffers across a hot swap.
+//! Drivers on a fake machine: interrupts, which PCI functions, configuration
+//! registers and ports a grant reaches, what the kernel keeps for itself, and
+//! DMA buffers across a hot swap.
 
-use super::*;
-use alloc::vec;
-use atoll_abi::bundle::{Bundle, ServiceImage, ServiceLimits};
+use super::platform::{Function, TestPlatform};
+use super::probes::code;
+use super::system::{LIMITS, System, TestSystem};
+use atoll_abi::Error;
+use atoll_abi::bundle::ServiceLimits;
 use atoll_abi::driver::{Grants, PciAddress, PciGrant, PortRange};
-use atoll_abi::supervision::RestartPolicy;
-use std::collections::BTreeMap;
-use std::sync::Mutex;
 
-/// One fake PCI function: its 64 configuration registers, and the writable
-/// bits of each BAR (0: not implemented).
-#[derive(Clone)]
-struct Function {
-    registers: [u32; 64],
-    bar_masks: [u32; 6],
-}
-
-impl Function {
-    /// A function with these ids, class code (`class << 8 | subclass`) and
-    /// header type.
-    fn new(vendor: u16, device: u16, class: u16, header_type: u8) -> Function {
-        let mut registers = [0u32; 64];
-        registers[0] = u32::from(device) << 16 | u32::from(vendor);
-        registers[2] = u32::from(class) << 16;
-        registers[3] = u32::from(header_type) << 16;
-        Function {
-            registers,
-            bar_masks: [0; 6],
-        }
-    }
-
-    /// Gives BAR `index` the value `bar` and the writable bits `mask`.
-    fn bar(mut self, index: usize, bar: u32, mask: u32) -> Function {
-        self.registers[4 + index] = bar;
-        self.bar_masks[index] = mask;
-        self
-    }
-
-    /// Sets register `offset` (a multiple of 4).
-    fn register(mut self, offset: u8, value: u32) -> Function {
-        self.registers[usize::from(offset / 4)] = value;
-        self
-    }
-}
-
-/// A fake machine: a clock, a console, PCI functions and port accesses.
-#[derive(Default)]
-struct Machine {
-    console: Mutex<String>,
-    clock: Mutex<u64>,
-    functions: Mutex<BTreeMap<PciAddress, Function>>,
-    /// Every configuration write, as `(address, offset, value)`.
-    config_writes: Mutex<Vec<(PciAddress, u8, u32)>>,
-    /// Every port a service read or wrote.
-    ports: Mutex<Vec<u16>>,
-}
-
-impl Machine {
-    fn with(functions: &[(PciAddress, Function)]) -> Arc<Machine> {
-        let machine = Machine::default();
-        machine
-            .functions
-            .lock()
-            .unwrap()
-            .extend(functions.iter().cloned());
-        Arc::new(machine)
-    }
-
-    fn console(&self) -> String {
-        self.console.lock().unwrap().clone()
-    }
-
-    fn register(&self, address: PciAddress, offset: u8) -> u32 {
-        self.functions.lock().unwrap()[&address].registers[usize::from(offset / 4)]
-    }
-}
-
-impl Platform for Machine {
-    fn now_ns(&self) -> u64 {
-        let mut clock = self.clock.lock().unwrap();
-        *clock += 1000;
-        *clock
-    }
-    fn console_write(&self, text: &str) {
-        self.console.lock().unwrap().push_str(text);
-    }
-    fn wait_until(&self, deadline_ns: u64) {
-        let mut clock = self.clock.lock().unwrap();
-        *clock = (*clock).max(deadline_ns);
-    }
-    fn port_in(&self, port: u16, _width: u8) -> u32 {
-        self.ports.lock().unwrap().push(port);
-        0x5a
-    }
-    fn port_out(&self, port: u16, _width: u8, _value: u32) {
-        self.ports.lock().unwrap().push(port);
-    }
-    fn pci_read(&self, address: u16, offset: u8) -> Option<u32> {
-        let functions = self.functions.lock().unwrap();
-        Some(functions.get(&address).map_or(u32::MAX, |function| {
-            function.registers[usize::from(offset / 4)]
-        }))
-    }
-    fn pci_write(&self, address: u16, offset: u8, value: u32) {
-        self.config_writes
-            .lock()
-            .unwrap()
-            .push((address, offset, value));
-        let mut functions = self.functions.lock().unwrap();
-        let Some(function) = functions.get_mut(&address) else {
-            return;
-        };
-        let index = usize::from(offset / 4);
-        let header_type = (function.registers[3] >> 16) & 0x7f;
-        if header_type == 0 && (4..10).contains(&index) {
-            let mask = function.bar_masks[index - 4];
-            let old = function.registers[index];
-            function.registers[index] = (value & mask) | (old & !mask);
-        } else {
-            function.registers[index] = value;
-        }
-    }
-    fn physical_address(&self, virtual_address: usize) -> Option<u64> {
-        Some(virtual_address as u64)
-    }
-}
-
-const LIMITS: ServiceLimits = ServiceLimits {
-    memory_bytes: 1 << 20,
+/// Drivers get longer slices than other test services.
+const DRIVER_LIMITS: ServiceLimits = ServiceLimits {
     fuel_slice: 10_000,
-    queue_depth: 4,
-    swap_probation_ms: 2000,
+    ..LIMITS
 };
 
-/// A driver of the test system.
-struct Driver<'a> {
-    name: &'a str,
-    wat: String,
-    grants: Grants,
-}
-
-fn boot(machine: &Arc<Machine>, drivers: &[Driver<'_>]) -> Kernel {
-    let modules: Vec<Vec<u8>> = drivers
-        .iter()
-        .map(|driver| wat::parse_str(&driver.wat).unwrap())
-        .collect();
-    let bundle = bundle::encode(&Bundle {
-        kernel: KernelSettings {
-            system_name: "drivers".into(),
-            exit_when_idle: true,
-            inject_fault: None,
-        },
-        services: drivers
-            .iter()
-            .zip(&modules)
-            .map(|(driver, module)| ServiceImage {
-                name: driver.name,
-                module,
-                limits: LIMITS,
-                provides: vec!["dev"],
-                uses: vec![],
-                supervisor: false,
-                restart: RestartPolicy::default(),
-                args: vec![],
-                env: vec![],
-                grants: driver.grants.clone(),
-            })
-            .collect(),
-    })
-    .unwrap();
-    let platform: Arc<dyn Platform> = machine.clone();
-    Kernel::boot(&bundle, platform).unwrap().0
+/// Boots one driver `name` (providing `dev`) with `grants` on `machine`.
+fn boot(machine: TestPlatform, name: &str, wat: &str, grants: Grants) -> System {
+    TestSystem::new()
+        .service(name, wat)
+        .provides("dev")
+        .limits(DRIVER_LIMITS)
+        .grants(grants)
+        .platform(machine)
+        .boot()
 }
 
 /// A driver module: `extra` module fields, then `_start` running `body`.
@@ -210,15 +61,78 @@ fn driver(extra: &str, body: &str) -> String {
     )
 }
 
-/// The console lines of service `name`, without their prefix.
-fn lines_of(console: &str, name: &str) -> Vec<String> {
-    let prefix = format!("[{name}] ");
-    console
-        .lines()
-        .filter_map(|line| line.strip_prefix(&prefix))
-        .map(String::from)
-        .collect()
+// Interrupts.
+
+#[test]
+fn an_interrupt_reaches_its_driver_as_a_kernel_notification_once_acknowledged() {
+    let module = r#"(module
+            (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (import "atoll" "irq_ack" (func $irq_ack (param i32) (result i32)))
+            (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "irq=? len=? kernel=?")
+            (func (export "_start")
+                (local $len i32)
+                ;; Not granted: refused, and nothing is unmasked.
+                (if (i32.ne (call $irq_ack (i32.const 6)) (i32.const -13)) (then unreachable))
+                (drop (call $irq_ack (i32.const 5)))
+                (local.set $len (call $receive (i32.const 1) (i32.const 100) (i32.const 16)
+                    (i64.const -1) (i32.const 200)))
+                (i32.store8 (i32.const 4) (i32.add (i32.const 48) (i32.load8_u (i32.const 100))))
+                (i32.store8 (i32.const 10) (i32.add (i32.const 48) (local.get $len)))
+                (i32.store8 (i32.const 19) (i32.add (i32.const 48)
+                    (i32.eq (i32.load (i32.const 204)) (i32.const -1))))
+                (drop (call $log (i32.const 0) (i32.const 20)))))"#;
+    let (system, summary) = TestSystem::new()
+        .service("driver", module)
+        .provides("dev")
+        .grants(Grants {
+            irqs: vec![5],
+            ..Grants::default()
+        })
+        .run();
+    assert_eq!(system.lines_of("driver"), ["irq=5 len=1 kernel=1"]);
+    assert_eq!(system.platform.unmasked(), [5]);
+    assert_eq!(summary.faulted, 0, "{}", system.console());
 }
+
+#[test]
+fn a_driver_that_acknowledges_without_receiving_gets_one_notification() {
+    // Before: one more notification queued per acknowledgement, without bound.
+    let module = r#"(module
+            (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (import "atoll" "irq_ack" (func $irq_ack (param i32) (result i32)))
+            (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
+            (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "notifications: ?")
+            (func (export "_start") (local $i i32) (local $n i32)
+                (loop $ack
+                    (drop (call $irq_ack (i32.const 5)))
+                    (drop (call $sleep (i64.const 1000)))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br_if $ack (i32.lt_u (local.get $i) (i32.const 50))))
+                (loop $drain
+                    (if (i32.ge_s (call $receive (i32.const 1) (i32.const 100) (i32.const 16)
+                            (i64.const 0) (i32.const 200)) (i32.const 0)) (then
+                        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+                        (br $drain))))
+                (i32.store8 (i32.const 15) (i32.add (i32.const 48) (local.get $n)))
+                (drop (call $log (i32.const 0) (i32.const 16)))))"#;
+    let (system, summary) = TestSystem::new()
+        .service("driver", module)
+        .provides("dev")
+        .grants(Grants {
+            irqs: vec![5],
+            ..Grants::default()
+        })
+        .platform(TestPlatform::new().refiring_interrupts())
+        .run();
+    assert_eq!(summary.faulted, 0, "{}", system.console());
+    assert_eq!(system.lines_of("driver"), ["notifications: 1"]);
+}
+
+// DMA buffers across a hot swap (issue 10, item 10).
 
 fn dma_grant(kib: u32) -> Grants {
     Grants {
@@ -226,8 +140,6 @@ fn dma_grant(kib: u32) -> Grants {
         ..Grants::default()
     }
 }
-
-// DMA buffers across a hot swap (issue 10, item 10).
 
 /// Version 1 of a swapped driver: allocates one page (handle 1), offers a
 /// 4-byte state, and waits in `receive`.
@@ -257,18 +169,24 @@ fn second_version(restore_tail: &str, body: &str) -> String {
     )
 }
 
+/// Asks, as the host, to swap service `name` to `wat` now, and returns the
+/// control channel's answer line.
+fn host_swap(system: &mut System, name: &str, wat: &str) -> String {
+    let module = wat::parse_str(wat).unwrap();
+    let before = system.platform.control_output().len();
+    system
+        .platform
+        .send_control(&crate::control::encode_swap(name, &module));
+    system.kernel.poll_control();
+    system.platform.control_output()[before..].to_string()
+}
+
 #[test]
 fn dma_allocated_while_restoring_state_counts_against_the_budget_and_stays_with_the_driver() {
-    let machine = Machine::with(&[]);
-    let mut kernel = boot(
-        &machine,
-        &[Driver {
-            name: "drv",
-            wat: first_version(),
-            grants: dma_grant(8),
-        }],
-    );
-    kernel.run();
+    let machine = TestPlatform::new().machine(&[]);
+    let mut system = boot(machine, "drv", &first_version(), dma_grant(8));
+    system.run();
+    assert_eq!(system.kernel.dma_bytes("drv"), Some(4096));
     let v2 = second_version(
         "",
         "(call $report (i64.extend_i32_s (i32.load (i32.const 700))))
@@ -278,57 +196,60 @@ fn dma_allocated_while_restoring_state_counts_against_the_budget_and_stays_with_
          (call $report (i64.extend_i32_u (i64.gt_s (call $dma_address (i32.const 1)) (i64.const 0))))
          (call $wait)",
     );
-    assert_eq!(
-        kernel.schedule_swap("drv", wat::parse_str(&v2).unwrap(), false),
-        Ok(())
-    );
+    let answer = host_swap(&mut system, "drv", &v2);
+    assert!(answer.starts_with("ok: "), "{answer}");
     // Both pages, the old version's and the restore's, are the driver's: 8 KiB.
-    assert_eq!(kernel.services[0].service.dma_bytes(), 8192);
-    kernel.run();
-    let console = machine.console();
+    assert_eq!(system.kernel.dma_bytes("drv"), Some(8192));
+    system.run();
     // v1: handle 1. v2's restore: handle 2, then TooLarge (the budget holds
     // both versions' buffers), and NotPermitted for a free before the swap is
     // done; both handles still name buffers once v2 runs.
     assert_eq!(
-        lines_of(&console, "drv"),
-        ["1", "2", "-3", "-13", "1", "1"],
-        "{console}"
+        system.lines_of("drv"),
+        [
+            "1",
+            "2",
+            &code(Error::TooLarge),
+            &code(Error::NotPermitted),
+            "1",
+            "1"
+        ]
     );
-    assert_eq!(kernel.services[0].service.dma_bytes(), 8192);
+    assert_eq!(system.kernel.dma_bytes("drv"), Some(8192));
+    assert_eq!(system.kernel.swaps("drv"), Some(1));
 }
 
 #[test]
 fn a_failed_restore_retires_its_dma_buffers_instead_of_freeing_them() {
-    let machine = Machine::with(&[]);
-    let mut kernel = boot(
-        &machine,
-        &[Driver {
-            name: "drv",
-            wat: first_version(),
-            grants: dma_grant(8),
-        }],
-    );
-    kernel.run();
+    let machine = TestPlatform::new().machine(&[]);
+    let mut system = boot(machine, "drv", &first_version(), dma_grant(8));
+    system.run();
+    assert_eq!(system.kernel.dma_bytes("drv"), Some(4096));
     // The restore allocates a page (which it could have given the device),
     // then traps: the swap fails and the old version goes on.
-    let broken = second_version("unreachable", "");
-    assert_eq!(
-        kernel.schedule_swap("drv", wat::parse_str(&broken).unwrap(), false),
-        Ok(())
-    );
-    let console = machine.console();
+    let answer = host_swap(&mut system, "drv", &second_version("unreachable", ""));
     assert!(
-        console.contains("swap of drv failed, old version kept"),
-        "{console}"
+        answer.starts_with("error: swap of drv failed, old version kept"),
+        "{answer}"
     );
+    assert_eq!(system.kernel.swaps("drv"), Some(0));
     // The restore's page is retired, still held (and counted) until the
-    // driver's bus mastering is off; the old version keeps handle 1.
-    let service = &mut kernel.services[0].service;
-    assert_eq!(service.dma_bytes(), 8192);
-    let mut pool = service.take_dma();
-    assert!(pool.physical(1).is_ok());
-    assert_eq!(pool.physical(2).err(), Some(Error::BadHandle));
-    service.put_dma(pool);
+    // driver's bus mastering is off.
+    assert_eq!(system.kernel.dma_bytes("drv"), Some(8192));
+    // The old version keeps handle 1, and handle 2 names nothing: a version
+    // that takes the pool over without allocating sees exactly that.
+    let v3 = driver(
+        r#"(func (export "atoll_state_alloc") (param i32) (result i32) (i32.const 600))
+           (func (export "atoll_state_restore") (param i32 i32))"#,
+        "(call $report (i64.extend_i32_u (i64.gt_s (call $dma_address (i32.const 1)) (i64.const 0))))
+         (call $report (call $dma_address (i32.const 2)))
+         (call $wait)",
+    );
+    let answer = host_swap(&mut system, "drv", &v3);
+    assert!(answer.starts_with("ok: "), "{answer}");
+    system.run();
+    assert_eq!(system.lines_of("drv"), ["1", "1", &code(Error::BadHandle)]);
+    assert_eq!(system.kernel.dma_bytes("drv"), Some(8192));
 }
 
 // PCI grants (issue 10, item 6).
@@ -347,17 +268,26 @@ fn virtio_block() -> Function {
         .register(0x40, 0x0001_0011)
 }
 
-fn pci_grant(vendor: u16, device: Option<u16>) -> PciGrant {
-    PciGrant {
-        vendor: Some(vendor),
-        device,
+fn pci_grant(vendor: u16, device: Option<u16>) -> Grants {
+    pci_grants(&[(vendor, device)])
+}
+
+fn pci_grants(grants: &[(u16, Option<u16>)]) -> Grants {
+    Grants {
+        pci: grants
+            .iter()
+            .map(|&(vendor, device)| PciGrant {
+                vendor: Some(vendor),
+                device,
+            })
+            .collect(),
+        ..Grants::default()
     }
 }
 
 #[test]
 fn a_pci_grant_writes_only_the_driver_bits_of_the_command_register() {
     const DISK: PciAddress = 3 << 3;
-    let machine = Machine::with(&[(DISK, virtio_block())]);
     let write = |offset: u32, value: u32| {
         format!(
             "(call $report (i64.extend_i32_s (call $pci_write (i32.const {DISK}) (i32.const {offset}) (i32.const {value}))))"
@@ -375,28 +305,23 @@ fn a_pci_grant_writes_only_the_driver_bits_of_the_command_register() {
         write(0x04, 0x0000_0117 | 8), // special cycles on: not the driver's
     ]
     .concat();
-    let mut kernel = boot(
-        &machine,
-        &[Driver {
-            name: "disk",
-            wat: driver("", &body),
-            grants: Grants {
-                pci: vec![pci_grant(0x1af4, Some(0x1001))],
-                ..Grants::default()
-            },
-        }],
+    let machine = TestPlatform::new().machine(&[(DISK, virtio_block())]);
+    let mut system = boot(
+        machine,
+        "disk",
+        &driver("", &body),
+        pci_grant(0x1af4, Some(0x1001)),
     );
-    kernel.run();
-    let console = machine.console();
-    let refused = Error::NotPermitted.code().to_string();
+    system.run();
+    let refused = code(Error::NotPermitted);
     let refused = refused.as_str();
     assert_eq!(
-        lines_of(&console, "disk"),
+        system.lines_of("disk"),
         [
             refused, refused, refused, refused, refused, refused, "0", refused, refused
-        ],
-        "{console}"
+        ]
     );
+    let machine = &system.platform;
     assert_eq!(machine.register(DISK, 0x30), 0xfeb8_0000);
     assert_eq!(machine.register(DISK, 0x40), 0x0001_0011);
     // Bus mastering is on (the driver's write), then off (the driver ended).
@@ -410,7 +335,7 @@ fn bridges_and_chipset_functions_are_never_granted_even_by_a_vendor_grant() {
     const POWER: PciAddress = 1 << 3 | 3;
     const NIC: PciAddress = 4 << 3;
     const PCI_BRIDGE: PciAddress = 5 << 3;
-    let machine = Machine::with(&[
+    let machine = TestPlatform::new().machine(&[
         (HOST_BRIDGE, Function::new(0x8086, 0x1237, 0x0600, 0)),
         (ISA_BRIDGE, Function::new(0x8086, 0x7000, 0x0601, 0x80)),
         (
@@ -448,25 +373,20 @@ fn bridges_and_chipset_functions_are_never_granted_even_by_a_vendor_grant() {
         "(call $report (call $port_in (i32.const 0xc040) (i32.const 1)))".to_string(),
     ]
     .concat();
-    let mut kernel = boot(
-        &machine,
-        &[Driver {
-            name: "nic",
-            wat: driver("", &body),
-            grants: Grants {
-                pci: vec![pci_grant(0x8086, None), pci_grant(0x1b36, None)],
-                ..Grants::default()
-            },
-        }],
+    let mut system = boot(
+        machine,
+        "nic",
+        &driver("", &body),
+        pci_grants(&[(0x8086, None), (0x1b36, None)]),
     );
-    kernel.run();
-    let console = machine.console();
+    system.run();
     // 1: refused (negative); 0: granted.
     assert_eq!(
-        lines_of(&console, "nic"),
-        ["1", "1", "1", "1", "0", "-13", "90"],
-        "{console}"
+        system.lines_of("nic"),
+        ["1", "1", "1", "1", "0", &code(Error::NotPermitted), "90"]
     );
+    // Why, only in the kernel's report.
+    let console = system.console();
     assert!(
         console.contains("not granted: PCI function 0x000b (8086:7113) is a chipset function"),
         "{console}"
@@ -477,7 +397,7 @@ fn bridges_and_chipset_functions_are_never_granted_even_by_a_vendor_grant() {
         "{console}"
     );
     // The kernel never sized "BARs" in a bridge's header: nothing was written there.
-    let writes = machine.config_writes.lock().unwrap().clone();
+    let writes = system.platform.config_writes();
     assert!(
         writes.iter().all(|&(address, _, _)| address == NIC),
         "{writes:x?}"
@@ -488,7 +408,7 @@ fn bridges_and_chipset_functions_are_never_granted_even_by_a_vendor_grant() {
 fn bar_parsing_skips_the_upper_half_of_a_64_bit_bar_and_sizes_with_decoding_off() {
     const DEVICE: PciAddress = 3 << 3;
     const OTHER: PciAddress = 4 << 3;
-    let machine = Machine::with(&[
+    let machine = TestPlatform::new().machine(&[
         (
             DEVICE,
             // BAR0-1: a 64-bit memory BAR at 0xc001_fe00_0000 (its upper
@@ -504,28 +424,26 @@ fn bar_parsing_skips_the_upper_half_of_a_64_bit_bar_and_sizes_with_decoding_off(
             Function::new(0x1af4, 0x1000, 0x0200, 0).bar(0, 0xc001, 0xffff_ffc0),
         ),
     ]);
-    let mut kernel = boot(
-        &machine,
-        &[Driver {
-            name: "disk",
-            wat: driver(
-                "",
-                "(call $report (call $port_in (i32.const 0xc000) (i32.const 1)))
-                 (call $report (call $port_in (i32.const 0xc100) (i32.const 1)))",
-            ),
-            grants: Grants {
-                pci: vec![pci_grant(0x1af4, Some(0x1001))],
-                ..Grants::default()
-            },
-        }],
+    let mut system = boot(
+        machine,
+        "disk",
+        &driver(
+            "",
+            "(call $report (call $port_in (i32.const 0xc000) (i32.const 1)))
+             (call $report (call $port_in (i32.const 0xc100) (i32.const 1)))",
+        ),
+        pci_grant(0x1af4, Some(0x1001)),
     );
-    kernel.run();
-    let console = machine.console();
+    system.run();
     // Not the other device's ports; its own BAR2.
-    assert_eq!(lines_of(&console, "disk"), ["-13", "90"], "{console}");
-    assert_eq!(*machine.ports.lock().unwrap(), [0xc100]);
+    assert_eq!(
+        system.lines_of("disk"),
+        [code(Error::NotPermitted), "90".into()]
+    );
+    let machine = &system.platform;
+    assert_eq!(machine.ports(), [0xc100]);
     // Decoding went off before the first BAR was sized, and came back after.
-    let writes = machine.config_writes.lock().unwrap().clone();
+    let writes = machine.config_writes();
     assert_eq!(writes.first(), Some(&(DEVICE, 0x04, 0)), "{writes:x?}");
     assert_eq!(writes.last(), Some(&(DEVICE, 0x04, 3)), "{writes:x?}");
     // Every BAR reads as before.
@@ -536,7 +454,7 @@ fn bar_parsing_skips_the_upper_half_of_a_64_bit_bar_and_sizes_with_decoding_off(
 
 #[test]
 fn functions_with_unassigned_bars_or_bars_on_reserved_ports_are_not_granted() {
-    let machine = Machine::with(&[
+    let machine = TestPlatform::new().machine(&[
         (
             3 << 3,
             // An I/O BAR the firmware left at 0: enabling I/O decoding would
@@ -552,30 +470,27 @@ fn functions_with_unassigned_bars_or_bars_on_reserved_ports_are_not_granted() {
             Function::new(0x1af4, 0x1001, 0x0100, 0).bar(0, 0x0061, 0xffff_fffc),
         ),
     ]);
-    let mut kernel = boot(
-        &machine,
-        &[Driver {
-            name: "disk",
-            wat: driver(
-                "",
-                "(call $report (call $pci_read (i32.const 24) (i32.const 0)))
-                 (call $report (call $pci_read (i32.const 32) (i32.const 0)))
-                 (call $report (call $pci_read (i32.const 40) (i32.const 0)))
-                 (call $report (call $port_in (i32.const 0x61) (i32.const 1)))",
-            ),
-            grants: Grants {
-                pci: vec![pci_grant(0x1af4, Some(0x1001))],
-                ..Grants::default()
-            },
-        }],
+    let mut system = boot(
+        machine,
+        "disk",
+        &driver(
+            "",
+            "(call $report (call $pci_read (i32.const 24) (i32.const 0)))
+             (call $report (call $pci_read (i32.const 32) (i32.const 0)))
+             (call $report (call $pci_read (i32.const 40) (i32.const 0)))
+             (call $report (call $port_in (i32.const 0x61) (i32.const 1)))",
+        ),
+        pci_grant(0x1af4, Some(0x1001)),
     );
-    kernel.run();
-    let console = machine.console();
+    system.run();
+    let refused = code(Error::NotPermitted);
     assert_eq!(
-        lines_of(&console, "disk"),
-        ["-13", "-13", "-13", "-13"],
-        "{console}"
+        system.lines_of("disk"),
+        [refused.as_str(), &refused, &refused, &refused]
     );
+    assert!(system.platform.ports().is_empty());
+    // Why, only in the kernel's report.
+    let console = system.console();
     for reason in [
         "PCI function 0x0018 (1af4:1001) has I/O BAR 0 unassigned",
         "PCI function 0x0020 (1af4:1001) has memory BAR 1 unassigned",
@@ -591,7 +506,7 @@ fn functions_with_unassigned_bars_or_bars_on_reserved_ports_are_not_granted() {
 fn chipset_and_firmware_ports_are_never_granted() {
     // The PIIX4 power-management function with its PM block moved to 0x4000
     // and its SMBus block at 0x4100: the kernel reserves what it says.
-    let machine = Machine::with(&[
+    let machine = TestPlatform::new().machine(&[
         (1 << 3, Function::new(0x8086, 0x7000, 0x0601, 0x80)),
         (
             1 << 3 | 3,
@@ -623,26 +538,21 @@ fn chipset_and_firmware_ports_are_never_granted() {
             format!("(call $report (call $port_in (i32.const {first}) (i32.const 1)))")
         })
         .collect();
-    let mut kernel = boot(
-        &machine,
-        &[Driver {
-            name: "probe",
-            wat: driver("", &body),
-            grants: Grants {
-                ports: probes
-                    .iter()
-                    .map(|&(first, last)| PortRange { first, last })
-                    .collect(),
-                ..Grants::default()
-            },
-        }],
-    );
-    kernel.run();
-    let console = machine.console();
-    let mut expected = vec!["-13"; probes.len() - 1];
-    expected.push("90");
-    assert_eq!(lines_of(&console, "probe"), expected, "{console}");
-    assert_eq!(*machine.ports.lock().unwrap(), [0x3f8]);
+    let grants = Grants {
+        ports: probes
+            .iter()
+            .map(|&(first, last)| PortRange { first, last })
+            .collect(),
+        ..Grants::default()
+    };
+    let mut system = boot(machine, "probe", &driver("", &body), grants);
+    system.run();
+    let mut expected = vec![code(Error::NotPermitted); probes.len() - 1];
+    expected.push("90".into());
+    assert_eq!(system.lines_of("probe"), expected);
+    assert_eq!(system.platform.ports(), [0x3f8]);
+    // What was reserved and why, only in the kernel's report.
+    let console = system.console();
     assert!(
         console.contains("reserved the ACPI power-management block at ports 0x4000-0x403f (PCI function 0x000b, 8086:7113)"),
         "{console}"

@@ -1,0 +1,443 @@
+//! Kernel calls between services: capabilities, queues, calls and replies,
+//! timeouts, the message budget, and `log`.
+
+use super::probes::{code, echo_server, probe};
+use super::system::TestSystem;
+use crate::{ServiceState, Wait};
+use atoll_abi::Error;
+
+/// A service that calls `log(ptr, len)` and then logs `got -N` for the result
+/// code -N (single digit).
+fn log_probe(ptr: i32, len: i32) -> String {
+    format!(
+        r#"(module
+            (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "got -0")
+            (data (i32.const 32) "\ff\fe")
+            (func (export "_start")
+                (i32.store8 (i32.const 5)
+                    (i32.sub (i32.const 48) (call $log (i32.const {ptr}) (i32.const {len}))))
+                (drop (call $log (i32.const 0) (i32.const 6)))))"#
+    )
+}
+
+#[test]
+fn log_rejects_bad_buffers_with_error_codes() {
+    let cases = [
+        (65_530, 10, Error::OutOfBounds),
+        (-4, 8, Error::OutOfBounds),
+        (0, -1, Error::TooLarge),
+        (0, atoll_abi::MAX_LOG_LEN as i32 + 1, Error::TooLarge),
+        (32, 2, Error::InvalidUtf8),
+    ];
+    for (ptr, len, error) in cases {
+        let (system, summary) = TestSystem::new()
+            .service("probe", log_probe(ptr, len))
+            .run();
+        assert_eq!(
+            system.lines_of("probe"),
+            [format!("got {}", error.code())],
+            "{ptr},{len}"
+        );
+        assert_eq!(summary.exited, 1);
+    }
+}
+
+#[test]
+fn control_characters_in_logs_are_shown_not_obeyed() {
+    // ESC [2K (erase line), CR, BS, BEL, NUL and a C1 CSI: before, passed to
+    // the terminal as they were, so a service could erase its own prefix.
+    let (system, _) = TestSystem::new()
+        .service(
+            "sly",
+            r#"(module
+            (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "a\1b[2Kb\0dc\08d\07\00e\c2\9bf\tg\n")
+            (func (export "_start") (drop (call $log (i32.const 0) (i32.const 19)))))"#,
+        )
+        .run();
+    assert_eq!(
+        system.lines_of("sly"),
+        ["a\\x1b[2Kb\\x0dc\\x08d\\x07\\x00e\\u{9b}f\tg"],
+        "{:?}",
+        system.console()
+    );
+}
+
+#[test]
+fn capabilities_are_checked_and_bad_arguments_get_error_codes() {
+    let client = probe(
+        "echosecret",
+        "(call $report (call $lookup (i32.const 0) (i32.const 4)))     ;; echo: handle 1
+         (call $report (call $lookup (i32.const 4) (i32.const 6)))     ;; secret: not granted
+         (call $report (call $lookup (i32.const 65535) (i32.const 9))) ;; out of bounds
+         (call $report (call $send (i32.const 99) (i32.const 0) (i32.const 4)))   ;; forged
+         (call $report (call $send (i32.const 0) (i32.const 0) (i32.const 4)))    ;; forged
+         (call $report (call $send (i32.const -1) (i32.const 0) (i32.const 4)))   ;; forged
+         (call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 8) (i64.const 0) (i32.const 200))) ;; not ours
+         (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 5000)))   ;; too large
+         (call $report (call $send (i32.const 1) (i32.const 65530) (i32.const 100))) ;; out of bounds
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 65530) (i32.const 100))) ;; reply buffer out of bounds
+         (call $report (call $reply (i32.const 12345) (i32.const 0) (i32.const 1))) ;; forged token
+         (call $report (call $receive (i32.const 1) (i32.const 65535) (i32.const 8) (i64.const 0) (i32.const 200))) ;; checked before the handle
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 16)))    ;; works
+         (drop (call $log (i32.const 300) (i32.const 4)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("server", echo_server())
+        .provides("echo")
+        .service("vault", probe("", ""))
+        .provides("secret")
+        .service("client", client)
+        .uses("echo")
+        .run();
+    let mut expected = vec!["1".to_string()];
+    expected.extend(
+        [
+            Error::NotFound,
+            Error::OutOfBounds,
+            Error::BadHandle,
+            Error::BadHandle,
+            Error::BadHandle,
+            Error::NotPermitted,
+            Error::TooLarge,
+            Error::OutOfBounds,
+            Error::OutOfBounds,
+            Error::BadHandle,
+            Error::OutOfBounds,
+        ]
+        .map(code),
+    );
+    expected.push("4".into());
+    expected.push("echo".into());
+    let console = system.console();
+    assert_eq!(system.lines_of("client"), expected, "{console}");
+    // The server waits forever; everyone else exited.
+    assert!(matches!(
+        system.state_of("server"),
+        Some(ServiceState::Blocked(Wait::Receive { .. }))
+    ));
+    assert_eq!(summary.blocked, 1, "{console}");
+    assert_eq!(summary.exited, 2, "{console}");
+}
+
+#[test]
+fn queues_are_fifo_bounded_and_refuse_when_full() {
+    // Queue depth is 4 (LIMITS). The server sleeps until the client has sent
+    // six messages, then drains its queue without waiting.
+    let client = probe(
+        "m?",
+        "(loop $next
+            (i32.store8 (i32.const 1) (i32.add (i32.const 48) (local.get $i)))
+            (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 2)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $next (i32.lt_u (local.get $i) (i32.const 6))))",
+    );
+    let server = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (loop $drain
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 0) (i32.const 200)))
+            (if (i32.ge_s (local.get $r) (i32.const 0))
+                (then (drop (call $log (i32.const 100) (local.get $r))) (br $drain))
+                (else (call $report (local.get $r)))))
+         ;; a message from send carries token 0
+         (call $report (call $token))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("server", server)
+        .provides("inbox")
+        .service("client", client)
+        .uses("inbox")
+        .run();
+    let full = code(Error::QueueFull);
+    assert_eq!(
+        system.lines_of("client"),
+        ["0", "0", "0", "0", &full, &full]
+    );
+    let would_block = code(Error::WouldBlock);
+    assert_eq!(
+        system.lines_of("server"),
+        ["m0", "m1", "m2", "m3", &would_block, "0"]
+    );
+}
+
+#[test]
+fn calls_park_the_caller_until_the_reply() {
+    // Three clients call one echo server; each gets its own reply.
+    let client = |text: &str| {
+        probe(
+            text,
+            "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 5) (i32.const 300) (i32.const 64)))
+             (drop (call $log (i32.const 300) (i32.const 5)))",
+        )
+    };
+    let (system, summary) = TestSystem::new()
+        .service("a", client("alpha"))
+        .uses("echo")
+        .service("b", client("bravo"))
+        .uses("echo")
+        .service("server", echo_server())
+        .provides("echo")
+        .service("c", client("charl"))
+        .uses("echo")
+        .run();
+    assert_eq!(system.lines_of("a"), ["5", "alpha"]);
+    assert_eq!(system.lines_of("b"), ["5", "bravo"]);
+    assert_eq!(system.lines_of("c"), ["5", "charl"]);
+    assert_eq!(summary.exited, 3);
+    assert_eq!(summary.blocked, 1);
+    assert_eq!(system.kernel.pending_calls(), 0);
+}
+
+#[test]
+fn small_buffers_lose_nothing() {
+    // The server first offers a 2-byte buffer (the message stays queued), then a
+    // big one; it first replies too long for the caller's 3-byte reply buffer
+    // (the token stays valid), then short.
+    let server = probe(
+        "okay",
+        "(call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 2) (i64.const -1) (i32.const 200)))
+         (call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (call $report (call $reply (call $token) (i32.const 0) (i32.const 4)))
+         (call $report (call $reply (call $token) (i32.const 0) (i32.const 2)))
+         (call $report (call $reply (call $token) (i32.const 0) (i32.const 2)))",
+    );
+    let client = probe(
+        "ping",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 3)))
+         (drop (call $log (i32.const 300) (i32.const 2)))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .service("client", client)
+        .uses("echo")
+        .run();
+    let too_small = code(Error::BufferTooSmall);
+    assert_eq!(
+        system.lines_of("server"),
+        [
+            too_small.as_str(),
+            "4",
+            too_small.as_str(),
+            "0",
+            &code(Error::BadHandle)
+        ]
+    );
+    assert_eq!(system.lines_of("client"), ["2", "ok"]);
+}
+
+#[test]
+fn callers_of_a_service_that_stops_get_an_error() {
+    // The server receives one call and exits without replying. The caller it
+    // received from, the caller still queued, and later callers all get PeerGone.
+    let server = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
+    );
+    let client = probe(
+        "ping",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 64)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 64)))
+         (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 4)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("one", &client)
+        .uses("svc")
+        .service("two", &client)
+        .uses("svc")
+        .service("server", server)
+        .provides("svc")
+        .run();
+    let gone = code(Error::PeerGone);
+    for name in ["one", "two"] {
+        assert_eq!(
+            system.lines_of(name),
+            [gone.as_str(), &gone, &gone],
+            "{name}"
+        );
+    }
+    assert_eq!(summary.exited, 3);
+    assert_eq!(summary.blocked, 0);
+    assert_eq!(system.kernel.pending_calls(), 0);
+}
+
+#[test]
+fn endpoints_of_a_service_that_failed_to_load_are_gone() {
+    let client = probe(
+        "hi",
+        "(call $report (call $send (i32.const 1) (i32.const 0) (i32.const 2)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 2) (i32.const 300) (i32.const 8)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("client", client)
+        .uses("svc")
+        .service("broken", "(module)")
+        .provides("svc")
+        .run();
+    let gone = code(Error::PeerGone);
+    assert_eq!(system.lines_of("client"), [gone.as_str(), &gone]);
+    assert_eq!(summary.failed_to_load, 1);
+}
+
+#[test]
+fn receive_times_out_and_sleep_waits() {
+    let service = probe(
+        "",
+        "(call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 8) (i64.const 0) (i32.const 200)))
+         (local.set $t (call $time))
+         (call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 8) (i64.const 5000000) (i32.const 200)))
+         (call $report (i64.ge_u (i64.sub (call $time) (local.get $t)) (i64.const 5000000)))
+         (local.set $t (call $time))
+         (call $report (call $sleep (i64.const 7000000)))
+         (call $report (i64.ge_u (i64.sub (call $time) (local.get $t)) (i64.const 7000000)))
+         (call $report (call $sleep (i64.const -5)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("sleeper", service)
+        .provides("quiet")
+        .run();
+    let would_block = code(Error::WouldBlock);
+    let timed_out = code(Error::TimedOut);
+    assert_eq!(
+        system.lines_of("sleeper"),
+        [would_block.as_str(), timed_out.as_str(), "1", "0", "1", "0"]
+    );
+    assert_eq!(summary.exited, 1);
+}
+
+#[test]
+fn calling_your_own_endpoint_is_refused() {
+    let service = probe(
+        "x",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 100) (i32.const 8)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("narcissus", service)
+        .provides("me")
+        .run();
+    assert_eq!(system.lines_of("narcissus"), [code(Error::NotPermitted)]);
+    assert_eq!(summary.exited, 1);
+}
+
+#[test]
+fn all_queues_together_hold_a_bounded_number_of_bytes() {
+    // Two endpoints of depth 4 could hold 8 messages of 4 KiB; a 10 KB budget
+    // admits two, then refuses with QueueFull, whichever endpoint is used.
+    let client = probe(
+        "",
+        "(call $report (call $send (i32.const 1) (i32.const 0) (i32.const 4096)))
+         (call $report (call $send (i32.const 2) (i32.const 0) (i32.const 4096)))
+         (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 4096)))
+         (call $report (call $send (i32.const 2) (i32.const 0) (i32.const 10)))",
+    );
+    let sleeper = probe("", "(drop (call $sleep (i64.const 10000000000)))");
+    let (system, _) = TestSystem::new()
+        .service("a", &sleeper)
+        .provides("a")
+        .service("b", &sleeper)
+        .provides("b")
+        .service("client", client)
+        .uses("a")
+        .uses("b")
+        .message_budget(10_000)
+        .run();
+    let full = code(Error::QueueFull);
+    assert_eq!(system.lines_of("client"), ["0", "0", &full, "0"]);
+}
+
+#[test]
+fn one_large_message_cannot_wedge_a_server_with_a_small_buffer() {
+    // The server receives into 16 bytes. A 100-byte send and a 100-byte call
+    // reach it first. Before: the send stayed at the head of the queue for
+    // ever and nobody else was served.
+    let server = probe(
+        "",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 16) (i64.const -1) (i32.const 200)))
+            (call $report (local.get $r))
+            (if (i32.ge_s (local.get $r) (i32.const 0)) (then
+                (drop (call $reply (call $token) (i32.const 100) (i32.const 1)))))
+            (br $serve))",
+    );
+    let big = probe(
+        "",
+        "(call $report (call $send (i32.const 1) (i32.const 0) (i32.const 100)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 100) (i32.const 300) (i32.const 8)))",
+    );
+    let small = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 8)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("server", server)
+        .provides("svc")
+        .service("big", big)
+        .uses("svc")
+        .service("small", small)
+        .uses("svc")
+        .run();
+    let too_small = code(Error::BufferTooSmall);
+    // Each large message is refused once, then handed back.
+    assert_eq!(
+        system.lines_of("server"),
+        [too_small.as_str(), &too_small, "4"]
+    );
+    assert_eq!(system.lines_of("big"), ["0", &code(Error::TooLarge)]);
+    assert_eq!(system.lines_of("small"), ["1"]);
+    // The dropped send is seen only in the kernel's report.
+    let console = system.console();
+    assert!(
+        console.contains(
+            "atoll: message dropped: 100 bytes from big are more than server receives (16 bytes)"
+        ),
+        "{console}"
+    );
+    assert_eq!(summary.faulted, 0, "{console}");
+}
+
+#[test]
+fn info_reports_service_states_as_their_abi_numbers() {
+    // `a` asks about itself, about `b` (parked in receive) and past the last
+    // service; the record starts with the one-letter name (2 bytes), then
+    // the state's number.
+    let asker = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (local.set $i (i32.const 0))
+         (loop $services
+            (local.set $r (call $info (i32.const 1) (local.get $i) (i32.const 1000) (i32.const 256)))
+            (if (i32.lt_s (local.get $r) (i32.const 0))
+                (then (call $report (local.get $r)))
+                (else (call $report (i32.load8_u (i32.const 1002)))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $services (i32.lt_u (local.get $i) (i32.const 3))))",
+    )
+    .replacen(
+        "(module",
+        "(module (import \"atoll\" \"info\" (func $info (param i32 i32 i32 i32) (result i32)))",
+        1,
+    );
+    let parked = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("a", asker)
+        .service("b", parked)
+        .provides("b")
+        .run();
+    use atoll_abi::info::ServiceState;
+    assert_eq!(
+        system.lines_of("a"),
+        [
+            ServiceState::Running.code().to_string(),
+            ServiceState::Receiving.code().to_string(),
+            code(Error::NotFound),
+        ]
+    );
+}

@@ -1,0 +1,135 @@
+//! Memory: a service's own limit, and the kernel heap running low while
+//! services grow and queue messages.
+
+use super::platform::TestPlatform;
+use super::probes::{code, probe};
+use super::system::{LIMITS, TestSystem};
+use atoll_abi::Error;
+use atoll_abi::bundle::ServiceLimits;
+
+#[test]
+fn memory_growth_past_the_limit_fails_inside_the_service() {
+    // memory.grow returns -1 past the limit; the service sees it and goes on.
+    let wat = r#"(module
+        (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 0) "refused")
+        (func (export "_start")
+            (if (i32.eq (memory.grow (i32.const 64)) (i32.const -1))
+                (then (drop (call $log (i32.const 0) (i32.const 7)))))))"#;
+    let (system, summary) = TestSystem::new().service("grower", wat).run();
+    assert_eq!(system.lines_of("grower"), ["refused"]);
+    assert_eq!(summary.exited, 1);
+}
+
+#[test]
+fn memory_growth_is_refused_when_the_kernel_heap_runs_low() {
+    // Room to load (reserve, stack headroom), not to grow by a page.
+    let heap = crate::heap::KERNEL_HEAP_RESERVE + crate::heap::INTERPRETER_STACK_BYTES + 100_000;
+    let (system, summary) = TestSystem::new()
+        .service(
+            "grower",
+            probe("", "(call $report (memory.grow (i32.const 1)))"),
+        )
+        .limits(ServiceLimits {
+            memory_bytes: 64 << 20,
+            ..LIMITS
+        })
+        .platform(TestPlatform::new().heap_available(heap))
+        .run();
+    assert_eq!(system.lines_of("grower"), ["-1"], "{}", system.console());
+    assert_eq!(summary.exited, 1);
+}
+
+/// Grows its memory a page at a time until refused, then logs the pages it got.
+fn grower() -> String {
+    probe(
+        "",
+        "(loop $grow
+            (br_if $grow (i32.ge_s (memory.grow (i32.const 1)) (i32.const 0))))
+         (call $report (memory.size))",
+    )
+}
+
+/// Sends 4 KiB messages on handle 1 until refused; logs how many went and why
+/// it stopped.
+fn flooder() -> String {
+    probe(
+        "",
+        "(drop (call $sleep (i64.const 100000000)))
+         (loop $flood
+            (local.set $r (call $send (i32.const 1) (i32.const 0) (i32.const 4096)))
+            (if (i32.ge_s (local.get $r) (i32.const 0)) (then
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $flood))))
+         (call $report (local.get $i))
+         (call $report (local.get $r))",
+    )
+}
+
+/// Sleeps while the others squeeze the heap, then drains its queue and logs
+/// how many messages it got.
+fn sink() -> String {
+    probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000000)))
+         (loop $drain
+            (local.set $r (call $receive (i32.const 1) (i32.const 0) (i32.const 4096) (i64.const 0) (i32.const 200)))
+            (if (i32.ge_s (local.get $r) (i32.const 0)) (then
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $drain))))
+         (call $report (local.get $i))",
+    )
+}
+
+#[test]
+fn a_squeezed_heap_refuses_queued_messages_instead_of_failing() {
+    // Twelve services grow their memories as far as the heap lets them, then
+    // three flood a server that does not read: before the kernel admitted
+    // what it queues, this aborted with "memory allocation failed".
+    let mut system = TestSystem::new();
+    for index in 0..12 {
+        system = system.service(&format!("grower{index}"), grower());
+    }
+    system = system
+        .service("sink", sink())
+        .provides("sink")
+        .limits(ServiceLimits {
+            queue_depth: 1024,
+            ..LIMITS
+        });
+    let flooders = ["flood1", "flood2", "flood3"];
+    for name in flooders {
+        system = system.service(name, flooder()).uses("sink");
+    }
+    // The reserve, every interpreter's stack headroom, and 11 MiB: less than
+    // the growers want (12 x 1 MiB), so they squeeze it.
+    let services = 12 + 1 + flooders.len();
+    let heap = crate::heap::KERNEL_HEAP_RESERVE
+        + services * crate::heap::INTERPRETER_STACK_BYTES
+        + (11 << 20);
+    let (console, summary) = system.run_within_heap(heap);
+    assert_eq!(summary.faulted, 0, "{console}");
+    assert_eq!(summary.failed_to_load, 0, "{console}");
+    let mut sent = 0;
+    let mut refused_by_heap = 0;
+    for name in flooders {
+        let lines = super::system::lines_of(&console, name);
+        let [count, reason] = lines.as_slice() else {
+            panic!("{name}: {lines:?}\n{console}");
+        };
+        sent += count.parse::<u32>().unwrap();
+        if *reason == code(Error::OutOfMemory) {
+            refused_by_heap += 1;
+        } else {
+            assert_eq!(*reason, code(Error::QueueFull), "{console}");
+        }
+    }
+    assert!(refused_by_heap > 0, "the heap never ran out: {console}");
+    // Nothing queued was lost: the sink gets every message that was accepted.
+    assert_eq!(
+        super::system::lines_of(&console, "sink"),
+        [sent.to_string()],
+        "{console}"
+    );
+}

@@ -1,0 +1,425 @@
+//! Hot swap: state handoff, rollback, refusals, the request stream around a
+//! swap, the heap over many swaps, and swaps asked for by the host.
+
+use super::platform::TestPlatform;
+use super::probes::{code, escaped, hello, holder, nested_const_module, probe, service_with};
+use super::system::{LIMITS, TestSystem};
+use crate::preflight::PreflightError;
+use crate::{LoadError, ServiceState, Wait};
+use atoll_abi::Error;
+use atoll_abi::bundle::ServiceLimits;
+use atoll_abi::supervision::CONTROL_START;
+
+/// A counting server of `version`: each call is answered with the byte
+/// `version * 100 + count`. It hands its count on through the state exports,
+/// and, if `poison`, traps as soon as it starts.
+fn counter(version: u32, poison: bool) -> String {
+    let start = if poison { "unreachable" } else { "" };
+    format!(
+        r#"(module
+        (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+        (import "atoll" "reply" (func $reply (param i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (global $count (mut i32) (i32.const 0))
+        (func (export "atoll_state_save") (result i64)
+            (i32.store (i32.const 500) (global.get $count))
+            (i64.or (i64.shl (i64.const 500) (i64.const 32)) (i64.const 4)))
+        (func (export "atoll_state_alloc") (param i32) (result i32) (i32.const 600))
+        (func (export "atoll_state_restore") (param i32 i32)
+            (global.set $count (i32.load (local.get 0))))
+        (func (export "_start") (local $r i32)
+            {start}
+            (loop $serve
+                (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+                (global.set $count (i32.add (global.get $count) (i32.const 1)))
+                (i32.store8 (i32.const 300) (i32.add (i32.const {base}) (global.get $count)))
+                (drop (call $reply (i32.load (i32.const 200)) (i32.const 300) (i32.const 1)))
+                (br $serve))))"#,
+        base = version * 100 % 256,
+    )
+}
+
+/// [`counter`] as module bytes.
+pub(super) fn counter_module(version: u32, poison: bool) -> Vec<u8> {
+    wat::parse_str(counter(version, poison)).unwrap()
+}
+
+/// A supervisor that, for each message from a service (not the kernel),
+/// swaps `svc` to the next of `modules` (in turn) and replies with the result.
+fn swapper(modules: &[Vec<u8>]) -> String {
+    let mut data = String::from("(data (i32.const 0) \"svc\")");
+    let mut offsets = Vec::new();
+    let mut at = 4096;
+    for module in modules {
+        data.push_str(&format!("(data (i32.const {at}) \"{}\")", escaped(module)));
+        offsets.push((at, module.len()));
+        at += module.len() + 16;
+    }
+    let mut choose = String::new();
+    for (index, (offset, len)) in offsets.iter().enumerate() {
+        choose.push_str(&format!(
+            "(if (i32.eq (local.get $i) (i32.const {index})) (then (local.set $r (call $swap (i32.const 0) (i32.const 3) (i32.const {offset}) (i32.const {len})))))"
+        ));
+    }
+    let count = modules.len();
+    format!(
+        r#"(module
+        (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+        (import "atoll" "reply" (func $reply (param i32 i32 i32) (result i32)))
+        (import "atoll" "swap" (func $swap (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 4)
+        {data}
+        (func (export "_start") (local $r i32) (local $i i32)
+            (loop $events
+                (drop (call $receive (i32.const 1) (i32.const 1000) (i32.const 1024) (i64.const -1) (i32.const 200)))
+                (if (i32.ne (i32.load (i32.const 204)) (i32.const -1)) (then
+                    {choose}
+                    (local.set $i (i32.rem_u (i32.add (local.get $i) (i32.const 1)) (i32.const {count})))
+                    (i32.store (i32.const 300) (local.get $r))
+                    (drop (call $reply (i32.load (i32.const 200)) (i32.const 300) (i32.const 4)))))
+                (br $events))))"#
+    )
+}
+
+/// A client that calls `svc` `rounds` times per swap for `swaps` swaps, each
+/// swap requested from the supervisor (handle 2) between rounds, and reports
+/// every answer, and every swap result.
+fn swap_client(rounds: u32, swaps: u32) -> String {
+    probe(
+        "",
+        &format!(
+            "(loop $swaps
+                (local.set $i (i32.const 0))
+                (loop $calls
+                    (local.set $r (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))
+                    (call $report (select (i32.load8_u (i32.const 300)) (local.get $r) (i32.ge_s (local.get $r) (i32.const 0))))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br_if $calls (i32.lt_u (local.get $i) (i32.const {rounds}))))
+                (local.set $h (i32.add (local.get $h) (i32.const 1)))
+                (if (i32.le_u (local.get $h) (i32.const {swaps})) (then
+                    (drop (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 400) (i32.const 8)))
+                    (call $report (i32.load (i32.const 400)))
+                    (br $swaps))))"
+        ),
+    )
+}
+
+/// The swap system: a supervisor swapping `svc` (a [`counter`] of version 1)
+/// to `modules` in turn, and a [`swap_client`] asking for `swaps` swaps.
+fn swap_system(modules: &[Vec<u8>], rounds: u32, swaps: u32) -> TestSystem {
+    TestSystem::new()
+        .service("sup", swapper(modules))
+        .provides("sup")
+        .supervisor()
+        .service("svc", counter(1, false))
+        .provides("svc")
+        .service("client", swap_client(rounds, swaps))
+        .uses("svc")
+        .uses("sup")
+}
+
+#[test]
+fn a_swap_hands_the_state_over_and_loses_no_request() {
+    let modules = [counter_module(2, false), counter_module(1, false)];
+    let (system, _) = swap_system(&modules, 3, 2).run();
+    // v1 answers 101..103, v2 continues the count (204..206), v1 again (107..109);
+    // each swap request answers 0.
+    assert_eq!(
+        system.lines_of("client"),
+        [
+            "101", "102", "103", "0", "204", "205", "206", "0", "107", "108", "109"
+        ]
+    );
+    assert_eq!(system.kernel.swaps("svc"), Some(2));
+    assert!(matches!(
+        system.state_of("svc"),
+        Some(ServiceState::Blocked(Wait::Receive { .. }))
+    ));
+}
+
+#[test]
+fn a_broken_version_is_rolled_back_and_an_invalid_one_refused() {
+    let broken = counter_module(3, true);
+    let invalid = b"\0asm\x01\0\0\0\x05".to_vec();
+    let (system, _) = swap_system(&[broken, invalid], 2, 2).run();
+    // The broken version is swapped in (0) and faults at once: version 1 is
+    // back and goes on counting (103, 104). The invalid one is refused.
+    assert_eq!(
+        system.lines_of("client"),
+        [
+            "101",
+            "102",
+            "0",
+            "103",
+            "104",
+            &code(Error::InvalidModule),
+            "105",
+            "106"
+        ]
+    );
+    assert_eq!(system.kernel.swaps("svc"), Some(1));
+    assert!(matches!(
+        system.state_of("svc"),
+        Some(ServiceState::Blocked(Wait::Receive { .. }))
+    ));
+    let console = system.console();
+    assert!(
+        console.contains("atoll: swap of svc rolled back: the new version faulted"),
+        "{console}"
+    );
+}
+
+#[test]
+fn a_hundred_swaps_under_a_request_stream() {
+    let modules = [counter_module(2, false), counter_module(1, false)];
+    let (system, _) = swap_system(&modules, 2, 100).run();
+    let answers: Vec<u32> = system
+        .lines_of("client")
+        .iter()
+        .map(|line| line.parse().unwrap())
+        .collect();
+    // 101 rounds of 2 answers with a swap report (0) between rounds.
+    assert_eq!(answers.len(), 101 * 2 + 100, "{answers:?}");
+    let replies: Vec<u32> = answers
+        .chunks(3)
+        .flat_map(|chunk| chunk.iter().take(2).copied())
+        .collect();
+    for (index, reply) in replies.iter().enumerate() {
+        // The count is carried across every swap; the version alternates.
+        let count = index as u32 + 1;
+        let version = if (index / 2) % 2 == 0 { 100 } else { 200 };
+        assert_eq!(
+            *reply,
+            (version + count) % 256,
+            "answer {index}: {answers:?}"
+        );
+    }
+    assert!(
+        answers
+            .chunks(3)
+            .all(|chunk| chunk.get(2).is_none_or(|swap| *swap == 0))
+    );
+    assert_eq!(system.kernel.swaps("svc"), Some(100));
+}
+
+#[test]
+fn a_thousand_swaps_leave_the_heap_flat() {
+    let modules = [counter_module(2, false), counter_module(1, false)];
+    let no_probation = ServiceLimits {
+        swap_probation_ms: 0,
+        ..LIMITS
+    };
+    let (system, _) = TestSystem::new()
+        .service("sup", swapper(&modules))
+        .provides("sup")
+        .supervisor()
+        .limits(no_probation)
+        .service("svc", counter(1, false))
+        .provides("svc")
+        .limits(no_probation)
+        .service("client", swap_client(1, 1000))
+        .uses("svc")
+        .uses("sup")
+        .limits(no_probation)
+        .platform(TestPlatform::new().sampling_heap(4000))
+        .run();
+    assert_eq!(system.kernel.swaps("svc"), Some(1000));
+    let samples = system.platform.heap_samples();
+    // One console line per swap (the kernel's) plus the client's two reports.
+    assert!(samples.len() > 3000, "{} samples", samples.len());
+    let settled = samples[300..600].iter().copied().max().unwrap();
+    let end = samples[samples.len() - 300..]
+        .iter()
+        .copied()
+        .max()
+        .unwrap();
+    assert!(
+        end <= settled + 64 * 1024,
+        "heap grew from {settled} to {end} bytes over 1,000 swaps"
+    );
+}
+
+#[test]
+fn a_hot_swap_to_nested_constant_expressions_is_refused() {
+    // 20,000 levels (60 KB) double-faulted the kernel at swap time.
+    let deep = nested_const_module(20_000);
+    assert!(matches!(
+        crate::loader::validate(&deep, &LIMITS),
+        Err(LoadError::Preflight(
+            PreflightError::ConstExprTooLong { .. }
+        ))
+    ));
+    let (system, summary) = swap_system(&[deep], 1, 1).run();
+    assert_eq!(
+        system.lines_of("client"),
+        ["101", &code(Error::InvalidModule), "102"]
+    );
+    assert_eq!(system.kernel.swaps("svc"), Some(0));
+    assert_eq!(summary.faulted, 0);
+}
+
+#[test]
+fn a_rollback_of_the_supervisors_swap_is_not_reported_to_the_host() {
+    // Before: "rolled back: ..." went to the control channel whoever had
+    // asked, where a concurrent `push` could take it for its own answer.
+    let broken = counter_module(3, true);
+    let (system, _) = swap_system(&[broken], 2, 1).run();
+    // Swapped (0), then rolled back: version 1 answers on.
+    assert_eq!(system.lines_of("client"), ["101", "102", "0", "103", "104"]);
+    assert_eq!(system.platform.control_output(), "");
+}
+
+#[test]
+fn a_swap_pending_when_a_service_ends_is_not_applied_to_its_next_start() {
+    // svc is busy (spinning) when the swap is asked, then faults; the
+    // supervisor starts it afresh. Before: the new instance was swapped to
+    // the old request's module at its first `receive`.
+    let v2 = wat::parse_str(hello("v2")).unwrap();
+    let svc = probe(
+        "v1",
+        "(if (i64.lt_u (call $time) (i64.const 5000000)) (then
+            (loop $spin
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $spin (i32.lt_u (local.get $i) (i32.const 100000))))
+            unreachable))
+         (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 0) (i32.const 200)))
+         (drop (call $log (i32.const 0) (i32.const 2)))",
+    );
+    let sup = format!(
+        r#"(module
+        (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+        (import "atoll" "swap" (func $swap (param i32 i32 i32 i32) (result i32)))
+        (import "atoll" "control" (func $control (param i32 i32 i32) (result i32)))
+        (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
+        (memory (export "memory") 4)
+        (data (i32.const 0) "svc")
+        (data (i32.const 4096) "{module}")
+        (func (export "_start")
+            (drop (call $sleep (i64.const 1000)))
+            (if (i32.ne (call $swap (i32.const 0) (i32.const 3) (i32.const 4096) (i32.const {len})) (i32.const 0))
+                (then unreachable))
+            (drop (call $receive (i32.const 1) (i32.const 1000) (i32.const 1024) (i64.const -1) (i32.const 200)))
+            (drop (call $sleep (i64.const 6000000)))
+            (if (i32.ne (call $control (i32.const {CONTROL_START}) (i32.const 0) (i32.const 3)) (i32.const 0))
+                (then unreachable))))"#,
+        module = escaped(&v2),
+        len = v2.len()
+    );
+    let (system, summary) = TestSystem::new()
+        .service("sup", sup)
+        .provides("sup")
+        .supervisor()
+        .service("svc", svc)
+        .provides("svc")
+        .run();
+    // The fresh start is version 1 (it logs "v1"), not the swapped-in v2.
+    assert_eq!(system.lines_of("svc"), ["v1"], "{}", system.console());
+    assert_eq!(system.kernel.restarts("svc"), Some(1));
+    assert_eq!(system.kernel.swaps("svc"), Some(0));
+    assert_eq!(system.state_of("sup"), Some(ServiceState::Exited));
+    assert_eq!(summary.faulted, 1);
+}
+
+#[test]
+fn a_call_the_old_version_had_taken_is_answered_at_the_swap() {
+    // `svc` v1 takes every call and never answers (a reader waiting for
+    // input, a request in flight). Before: its caller waited for ever.
+    let waiting = probe(
+        "",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))",
+    );
+    let swapping = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 400) (i32.const 8)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))
+         (call $report (i32.load8_u (i32.const 300)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("sup", swapper(&[counter_module(2, false)]))
+        .provides("sup")
+        .supervisor()
+        .service("svc", holder())
+        .provides("svc")
+        .service("waiting", waiting)
+        .uses("svc")
+        .service("swapping", swapping)
+        .uses("svc")
+        .uses("sup")
+        .run();
+    assert_eq!(system.lines_of("waiting"), [code(Error::PeerGone)]);
+    // The supervisor answered (4 bytes), and v2 answers (1 byte: 201).
+    assert_eq!(system.lines_of("swapping"), ["4", "1", "201"]);
+    assert_eq!(system.kernel.swaps("svc"), Some(1));
+    assert_eq!(system.kernel.pending_calls(), 0);
+    assert_eq!(summary.faulted, 0);
+}
+
+#[test]
+fn a_host_swap_refused_tells_the_host_why() {
+    // Before: the host heard only "error: swap of svc: invalid module"; the
+    // reason went to the serial console.
+    let mut system = TestSystem::new().service("svc", hello("v1")).boot();
+    let broken = service_with(r#"(data (i32.const 65535) "ab")"#);
+    let reason = crate::loader::validate(&broken, &LIMITS).unwrap_err();
+    assert!(matches!(reason, LoadError::DataOutOfBounds { .. }));
+    system
+        .platform
+        .send_control(&crate::control::encode_swap("svc", &broken));
+    system.kernel.poll_control();
+    // The control channel's protocol is text: its answer line is the outcome.
+    assert_eq!(
+        system.platform.control_output(),
+        format!("error: swap of svc: invalid module: {reason}\n")
+    );
+    assert_eq!(system.kernel.swaps("svc"), Some(0));
+}
+
+#[test]
+fn a_late_reply_after_a_rollback_gets_peer_gone() {
+    // `svc` v1 takes `waiting`'s call and keeps the token; a swap answers that
+    // call (PeerGone), the new version faults at once and v1 comes back, parked
+    // where it was. Its late reply to the answered call gets PeerGone (before:
+    // BadHandle, as for a token that never existed); its reply to a live call
+    // works; a second reply to that token is the server's own mistake:
+    // BadHandle.
+    let holder = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (i32.store (i32.const 500) (call $token))
+         (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (call $report (call $reply (i32.load (i32.const 500)) (i32.const 100) (i32.const 1)))
+         (call $report (call $reply (call $token) (i32.const 100) (i32.const 1)))
+         (call $report (call $reply (call $token) (i32.const 100) (i32.const 1)))",
+    );
+    let waiting = probe(
+        "",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))",
+    );
+    let swapping = probe(
+        "x",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 400) (i32.const 8)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("sup", swapper(&[counter_module(3, true)]))
+        .provides("sup")
+        .supervisor()
+        .service("svc", holder)
+        .provides("svc")
+        .service("waiting", waiting)
+        .uses("svc")
+        .service("swapping", swapping)
+        .uses("svc")
+        .uses("sup")
+        .run();
+    assert!(system.console().contains("swap of svc rolled back"));
+    assert_eq!(system.lines_of("waiting"), [code(Error::PeerGone)]);
+    // The supervisor answered (4 bytes), and v1 answers (1 byte).
+    assert_eq!(system.lines_of("swapping"), ["4", "1"]);
+    assert_eq!(
+        system.lines_of("svc"),
+        [code(Error::PeerGone), "0".into(), code(Error::BadHandle)]
+    );
+}
