@@ -14,7 +14,7 @@
 //! ones; nothing a service controls reaches an `unwrap` or an unchecked index.
 #![cfg_attr(not(test), no_std)]
 // No unsafe code in the core; the host tests alone have one, a counting
-// allocator (tests/leaks), which is why this is `deny` under test.
+// allocator (src/test_allocator.rs), which is why this is `deny` under test.
 #![cfg_attr(not(test), forbid(unsafe_code))]
 #![cfg_attr(test, deny(unsafe_code))]
 #![deny(clippy::indexing_slicing)]
