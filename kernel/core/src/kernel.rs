@@ -31,6 +31,7 @@ use crate::ipc::{Answer, CallTable, Endpoint, Message, PendingCall, ServiceId};
 use crate::loader::Program;
 use crate::service::{Image, Service, SliceOutcome};
 use alloc::format;
+use alloc::rc::{Rc, Weak};
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -39,6 +40,7 @@ use atoll_abi::bundle::{self, DecodeError, KernelSettings};
 use atoll_abi::supervision::{
     CONTROL_RESTART, CONTROL_START, CONTROL_STOP, Event, KERNEL_SENDER, Outcome, RestartPolicy,
 };
+use core::cell::RefCell;
 use sched::Scheduler;
 pub use sched::{ServiceState, Wait};
 
@@ -109,7 +111,8 @@ pub struct ServiceStats {
 
 /// One entry of the service table.
 struct Slot {
-    service: Service,
+    /// `None` while it runs.
+    service: Option<Service>,
     /// What it takes to start the service again.
     image: Image,
     policy: RestartPolicy,
@@ -149,8 +152,101 @@ enum Then {
     Block,
 }
 
-/// The kernel core.
+/// The kernel: its state behind a `RefCell`, shared with the services' host
+/// functions (a `Weak` in each one's host state) so that a kernel call that
+/// need not block completes inside its host function. The running service is
+/// out of the table while it runs, so nothing it can reach aliases it.
 pub struct Kernel {
+    core: Rc<RefCell<Core>>,
+}
+
+/// What [`Kernel::run`] does next.
+enum Turn {
+    /// Give this service a slice; it resumes with this value.
+    Run(ServiceId, i32),
+    /// Nothing is ready: wait until this time.
+    Wait(Arc<dyn Platform>, u64),
+    /// Nothing can ever run again.
+    Done,
+}
+
+impl Kernel {
+    /// Unpacks a boot bundle, creates every endpoint and loads every service. A
+    /// service that fails to load is reported and left out; its endpoints stay
+    /// closed, so their users get [`Error::PeerGone`].
+    pub fn boot(
+        bundle_bytes: &[u8],
+        platform: Arc<dyn Platform>,
+    ) -> Result<(Kernel, KernelSettings), BootError> {
+        let (core, settings) = Core::boot(bundle_bytes, platform)?;
+        let core = Rc::new(RefCell::new(core));
+        core.borrow_mut().connect(Rc::downgrade(&core));
+        Ok((Kernel { core }, settings))
+    }
+
+    /// Runs services until none can ever run again.
+    pub fn run(&mut self) -> RunSummary {
+        self.core.borrow_mut().announce_ready_once();
+        loop {
+            let turn = self.core.borrow_mut().next_turn();
+            match turn {
+                Turn::Run(id, resume) => {
+                    self.run_service(id, resume);
+                    self.core.borrow_mut().announce_ready_once();
+                }
+                Turn::Wait(platform, deadline) => platform.wait_until(deadline),
+                Turn::Done => break,
+            }
+        }
+        self.core.borrow_mut().summary()
+    }
+
+    /// Gives service `id` one slice, serving its kernel calls as they come.
+    /// The kernel's state is not borrowed while the service runs: its host
+    /// functions may borrow it.
+    fn run_service(&self, id: ServiceId, resume: i32) {
+        let Some(mut service) = self.core.borrow_mut().take_service(id) else {
+            return;
+        };
+        let mut value = resume;
+        let mut fresh = true;
+        loop {
+            let outcome = service.run_slice(value, fresh);
+            let mut core = self.core.borrow_mut();
+            core.put_service(id, service);
+            let Some(result) = core.after_slice(id, outcome) else {
+                return;
+            };
+            let Some(next) = core.take_service(id) else {
+                return;
+            };
+            (service, value, fresh) = (next, result, false);
+        }
+    }
+
+    /// Reads the host control channel and acts on complete requests. Returns
+    /// whether any service became runnable (callers idling should run again).
+    pub fn poll_control(&mut self) -> bool {
+        self.core.borrow_mut().poll_control()
+    }
+
+    /// Changes the bound on bytes held by all queues together (at boot: a
+    /// quarter of the free heap, at most 64 MiB). Sends past it get `QueueFull`.
+    pub fn set_message_budget(&mut self, bytes: usize) {
+        self.core.borrow_mut().set_message_budget(bytes);
+    }
+
+    /// Names, states and counters of the loaded services, in bundle order.
+    #[must_use]
+    pub fn service_states(&self) -> Vec<(String, ServiceState, ServiceStats)> {
+        self.core.borrow().service_states()
+    }
+}
+
+/// The kernel's state: the service table and everything services share.
+pub(crate) struct Core {
+    /// The `Rc` this core lives in, handed to each service's host functions.
+    me: Weak<RefCell<Core>>,
     platform: Arc<dyn Platform>,
     /// Admission for everything services make the kernel hold.
     heap: Arc<Heap>,
@@ -190,16 +286,14 @@ pub struct Kernel {
     interrupts: u64,
 }
 
-impl Kernel {
-    /// Unpacks a boot bundle, creates every endpoint and loads every service. A
-    /// service that fails to load is reported and left out; its endpoints stay
-    /// closed, so their users get [`Error::PeerGone`].
-    pub fn boot(
+impl Core {
+    fn boot(
         bundle_bytes: &[u8],
         platform: Arc<dyn Platform>,
-    ) -> Result<(Kernel, KernelSettings), BootError> {
+    ) -> Result<(Core, KernelSettings), BootError> {
         let bundle = bundle::decode(bundle_bytes).map_err(BootError::Bundle)?;
-        let mut kernel = Kernel {
+        let mut kernel = Core {
+            me: Weak::new(),
             heap: Heap::new(Arc::clone(&platform)),
             platform,
             services: Vec::with_capacity(bundle.services.len()),
@@ -353,7 +447,7 @@ impl Kernel {
                         kernel.supervisor = Some(id);
                     }
                     kernel.services.push(Slot {
-                        service,
+                        service: Some(service),
                         image: reload,
                         policy: image.restart,
                         handles,
@@ -381,43 +475,53 @@ impl Kernel {
             .position(|endpoint| endpoint.name == name)
     }
 
-    /// Runs services until none can ever run again.
-    pub fn run(&mut self) -> RunSummary {
-        self.announce_ready_once();
-        loop {
-            let now = self.platform.now_ns();
-            if now.saturating_sub(self.control_polled_at) >= CONTROL_POLL_NS {
-                self.control_polled_at = now;
-                self.poll_control();
-            }
-            while let Some((id, result)) = self.sched.due(now) {
-                self.sched.wake(id, result);
-            }
-            self.deliver_interrupts();
-            if let Some((id, resume)) = self.sched.next() {
-                self.run_service(id, resume);
-                self.announce_ready_once();
-                continue;
-            }
-            match self.sched.next_deadline() {
-                Some(deadline) => self.platform.wait_until(deadline),
-                // A live driver may still be woken by its device.
-                // (In steps, so that the control channel is still polled.)
-                None if self.interrupts_awaited() => self
-                    .platform
-                    .wait_until(self.platform.now_ns().saturating_add(CONTROL_POLL_NS)),
-                None => break,
+    /// Hands every service its host functions' way into the kernel.
+    fn connect(&mut self, me: Weak<RefCell<Core>>) {
+        for (id, slot) in self.services.iter_mut().enumerate() {
+            if let Some(service) = slot.service.as_mut() {
+                service.connect(id, me.clone());
             }
         }
+        self.me = me;
+    }
+
+    /// Polls the control channel, wakes services whose deadline passed,
+    /// delivers interrupts, and says what the kernel does next.
+    fn next_turn(&mut self) -> Turn {
+        let now = self.platform.now_ns();
+        if now.saturating_sub(self.control_polled_at) >= CONTROL_POLL_NS {
+            self.control_polled_at = now;
+            self.poll_control();
+        }
+        while let Some((id, result)) = self.sched.due(now) {
+            self.sched.wake(id, result);
+        }
+        self.deliver_interrupts();
+        if let Some((id, resume)) = self.sched.next() {
+            return Turn::Run(id, resume);
+        }
+        let platform = Arc::clone(&self.platform);
+        match self.sched.next_deadline() {
+            Some(deadline) => Turn::Wait(platform, deadline),
+            // A live driver may still be woken by its device.
+            // (In steps, so that the control channel is still polled.)
+            None if self.interrupts_awaited() => {
+                let deadline = platform.now_ns().saturating_add(CONTROL_POLL_NS);
+                Turn::Wait(platform, deadline)
+            }
+            None => Turn::Done,
+        }
+    }
+
+    fn summary(&mut self) -> RunSummary {
         self.summary.blocked = self.sched.blocked();
         self.summary
     }
 
-    /// Gives service `id` one slice, serving its kernel calls as they come.
-    fn run_service(&mut self, id: ServiceId, resume: i32) {
-        let Some(slot) = self.services.get_mut(id) else {
-            return;
-        };
+    /// Takes service `id` out of the table to run it.
+    fn take_service(&mut self, id: ServiceId) -> Option<Service> {
+        let now = self.platform.now_ns();
+        let slot = self.services.get_mut(id)?;
         if !slot.ever_ran {
             // Counted once per service: restarts and swaps start new instances.
             slot.ever_ran = true;
@@ -426,66 +530,59 @@ impl Kernel {
         if slot
             .previous
             .as_ref()
-            .is_some_and(|previous| self.platform.now_ns() > previous.until_ns)
+            .is_some_and(|previous| now > previous.until_ns)
         {
             // Probation over: the old version's Engine and Store are freed.
             slot.previous = None;
             self.host_probation.retain(|&asked| asked != id);
         }
-        let mut value = resume;
-        let mut fresh = true;
-        loop {
-            let Some(slot) = self.services.get_mut(id) else {
-                return;
-            };
-            match slot.service.run_slice(value, fresh) {
-                SliceOutcome::Preempted => {
-                    self.sched.preempted(id);
-                    return;
-                }
-                SliceOutcome::Syscall(syscall) => {
+        slot.service.take()
+    }
+
+    /// Puts service `id` back after its slice.
+    fn put_service(&mut self, id: ServiceId, service: Service) {
+        if let Some(slot) = self.services.get_mut(id) {
+            slot.service = Some(service);
+        }
+    }
+
+    /// Acts on how service `id`'s slice ended. Returns the result it goes on
+    /// with, if it goes on at once.
+    fn after_slice(&mut self, id: ServiceId, outcome: SliceOutcome) -> Option<i32> {
+        let name = self.name_of(id).to_string();
+        match outcome {
+            SliceOutcome::Preempted => self.sched.preempted(id),
+            SliceOutcome::Syscall(syscall) => {
+                if let Some(slot) = self.services.get_mut(id) {
                     slot.stats.syscalls += 1;
-                    match self.syscall(id, syscall) {
-                        Then::Continue(result) => {
-                            value = result;
-                            fresh = false;
-                        }
-                        Then::Block => return,
-                    }
                 }
-                SliceOutcome::Exited(status) => {
-                    self.sched.end(id, ServiceState::Exited);
-                    self.summary.exited += 1;
-                    let (message, outcome) = if status == 0 {
-                        (
-                            format!("service {} exited", slot.service.name()),
-                            Outcome::Exited,
-                        )
-                    } else {
-                        (
-                            format!(
-                                "service {} exited with status {status}",
-                                slot.service.name()
-                            ),
-                            Outcome::Failed(status),
-                        )
-                    };
-                    self.log(&message);
-                    self.ended(id, outcome);
-                    self.free_the_supervisor();
-                    return;
-                }
-                SliceOutcome::Faulted(reason) => {
-                    let message = format!("service {} faulted: {reason}", slot.service.name());
-                    self.sched.end(id, ServiceState::Faulted(reason.clone()));
-                    self.summary.faulted += 1;
-                    self.log(&message);
-                    self.ended(id, Outcome::Faulted(reason));
-                    self.free_the_supervisor();
-                    return;
+                match self.syscall(id, syscall) {
+                    Then::Continue(result) => return Some(result),
+                    Then::Block => {}
                 }
             }
+            SliceOutcome::Exited(status) => {
+                self.sched.end(id, ServiceState::Exited);
+                self.summary.exited += 1;
+                let outcome = if status == 0 {
+                    self.log(&format!("service {name} exited"));
+                    Outcome::Exited
+                } else {
+                    self.log(&format!("service {name} exited with status {status}"));
+                    Outcome::Failed(status)
+                };
+                self.ended(id, outcome);
+                self.free_the_supervisor();
+            }
+            SliceOutcome::Faulted(reason) => {
+                self.sched.end(id, ServiceState::Faulted(reason.clone()));
+                self.summary.faulted += 1;
+                self.log(&format!("service {name} faulted: {reason}"));
+                self.ended(id, Outcome::Faulted(reason));
+                self.free_the_supervisor();
+            }
         }
+        None
     }
 
     /// The endpoint behind `handle` of service `id`, if the handle is real and

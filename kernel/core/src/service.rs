@@ -15,13 +15,16 @@ use crate::Platform;
 use crate::grants::{DmaPool, Resolved};
 use crate::guest::GuestSlice;
 use crate::heap::{Heap, InterpreterClaim};
-use crate::host::{HostState, Limiter, Syscall};
+use crate::host::{HostState, Limiter, Messages, Syscall};
+use crate::ipc::ServiceId;
 use crate::loader::{LoadError, MAX_TABLE_ELEMENTS, Program};
+use alloc::rc::Weak;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use atoll_abi::bundle::ServiceLimits;
 use atoll_abi::{ENTRY_POINT, Error, MEMORY_EXPORT};
+use core::cell::RefCell;
 use wasmi::{
     Instance, Memory, Store, StoreLimitsBuilder, TypedFunc, TypedResumableCall,
     TypedResumableCallHostTrap, TypedResumableCallOutOfFuel, Val,
@@ -112,6 +115,7 @@ impl Service {
             .table_elements(MAX_TABLE_ELEMENTS as usize)
             .build();
         let state = HostState {
+            kernel: None,
             name: image.name.clone(),
             random: crate::host::seed(platform.random_seed(), &image.name),
             platform,
@@ -156,6 +160,13 @@ impl Service {
             suspended: Suspended::NotStarted,
             _claim: claim,
         })
+    }
+
+    /// Links the service's host functions to the kernel that runs it as
+    /// service `id`, so that kernel calls that need not block complete in
+    /// place.
+    pub(crate) fn connect(&mut self, id: ServiceId, kernel: Weak<RefCell<dyn Messages>>) {
+        self.store.data_mut().kernel = Some((id, kernel));
     }
 
     /// Takes the service's DMA buffers (to hand them to its next version).

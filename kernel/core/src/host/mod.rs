@@ -23,11 +23,13 @@ pub(crate) mod wasi;
 use crate::Platform;
 use crate::guest::GuestSlice;
 use crate::heap::Heap;
-use crate::ipc::Answer;
+use crate::ipc::{Answer, ServiceId};
+use alloc::rc::Weak;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use atoll_abi::{Error, MAX_MESSAGE_LEN, MEMORY_EXPORT};
+use core::cell::RefCell;
 use wasmi::{Caller, Extern, Linker, ResourceLimiter, StoreLimits};
 // wasmi does not re-export the error type of its `ResourceLimiter` trait.
 use wasmi_core::LimiterError;
@@ -43,8 +45,53 @@ pub(crate) fn define(linker: &mut Linker<HostState>, wasi: bool) -> Result<(), w
     Ok(())
 }
 
+/// The kernel's side of the kernel calls that need not block, for the host
+/// functions to complete in place (no trap, no resume): `send` (never
+/// blocks), `reply` (never blocks; written straight into the parked caller)
+/// and `receive` with a message waiting. Implemented by the kernel; a trait,
+/// so that the host functions do not depend on the kernel.
+pub(crate) trait Messages {
+    /// `send` of `message` on `handle` by service `id`: the result code.
+    fn fast_send(&mut self, id: ServiceId, handle: i32, message: Vec<u8>) -> i32;
+    /// `receive` on `handle` into `buffer` and `info` of `memory` (service
+    /// `id`'s own): the result, or `None` if it must wait.
+    fn fast_receive(
+        &mut self,
+        id: ServiceId,
+        handle: i32,
+        memory: &mut [u8],
+        buffer: GuestSlice,
+        info: GuestSlice,
+    ) -> Option<i32>;
+    /// `reply` to `token` with `message` (in the replier's memory): the result.
+    fn fast_reply(&mut self, id: ServiceId, token: u32, message: &[u8]) -> i32;
+}
+
+/// A service's way into the kernel: its id and the kernel's state.
+pub(crate) type KernelLink = (ServiceId, Weak<RefCell<dyn Messages>>);
+
+/// Runs `op` on the kernel if the host function can reach it now: not before
+/// the service is in the table (boot, its start function), nor while the
+/// kernel itself runs the service (a state handoff), when the kernel is busy.
+/// `None`: take the slow path, a [`Syscall`].
+fn with_kernel<R>(
+    state: &HostState,
+    op: impl FnOnce(&mut dyn Messages, ServiceId) -> R,
+) -> Option<R> {
+    if cfg!(feature = "trapped-ipc") {
+        return None;
+    }
+    let (id, kernel) = state.kernel.as_ref()?;
+    let kernel = kernel.upgrade()?;
+    let mut kernel = kernel.try_borrow_mut().ok()?;
+    Some(op(&mut *kernel, *id))
+}
+
 /// What a host function sees of the service calling it.
 pub(crate) struct HostState {
+    /// The kernel, for the calls that complete in place (set once the
+    /// service is in the kernel's table).
+    pub(crate) kernel: Option<KernelLink>,
     pub(crate) name: String,
     pub(crate) platform: Arc<dyn Platform>,
     /// The kernel heap's admission, for what the service's calls make the

@@ -2,13 +2,14 @@
 
 use super::*;
 
-impl Kernel {
+impl Core {
     /// Names and states of the loaded services, in bundle order.
-    pub fn service_states(&self) -> impl Iterator<Item = (&str, &ServiceState, ServiceStats)> {
+    pub(super) fn service_states(&self) -> Vec<(String, ServiceState, ServiceStats)> {
         self.services
             .iter()
             .zip(self.sched.states())
-            .map(|(slot, state)| (slot.service.name(), state, slot.stats))
+            .map(|(slot, state)| (slot.image.name.clone(), state.clone(), slot.stats))
+            .collect()
     }
 
     /// `info`: writes a system or service record into the caller's buffer.
@@ -43,13 +44,13 @@ impl Kernel {
                     } else {
                         info_state(state)
                     },
-                    memory_bytes: slot.service.memory_size() as u64,
-                    fuel_used: slot.service.fuel_used(),
+                    memory_bytes: slot.service.as_ref().map_or(0, Service::memory_size) as u64,
+                    fuel_used: slot.service.as_ref().map_or(0, Service::fuel_used),
                     sent: slot.stats.sent,
                     received: slot.stats.received,
                     restarts: slot.restarts,
                     swaps: slot.swaps,
-                    dma_bytes: slot.service.dma_bytes() as u64,
+                    dma_bytes: slot.service.as_ref().map_or(0, Service::dma_bytes) as u64,
                 })
             }
             _ => return Err(Error::InvalidArgument),
@@ -57,7 +58,8 @@ impl Kernel {
         .map_err(|_| Error::InvalidArgument)?;
         let len = i32::try_from(record.len()).map_err(|_| Error::TooLarge)?;
         let slot = self.services.get_mut(id).ok_or(Error::BadHandle)?;
-        slot.service.write_memory(buffer, &record)?;
+        let service = slot.service.as_mut().ok_or(Error::BadHandle)?;
+        service.write_memory(buffer, &record)?;
         Ok(Then::Continue(len))
     }
 }

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Kernel {
+impl Core {
     /// Queues a notification for each interrupt line that fired, on its
     /// owner's first provided endpoint. The line stays masked until the owner
     /// acknowledges it, and a line whose notification still waits in the

@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl Kernel {
+impl Core {
     /// Service `id` has ended. With a live supervisor, the calls it had taken
     /// are answered with `PeerGone`, its endpoints keep their queues, and the
     /// supervisor is told; it decides. Without one, the service is stopped.
@@ -176,8 +176,9 @@ impl Kernel {
         };
         crate::grants::quiesce(&slot.image.grants, self.platform.as_ref());
         match Service::start(&slot.image, Arc::clone(&self.platform), &self.heap) {
-            Ok(service) => {
-                slot.service = service;
+            Ok(mut service) => {
+                service.connect(id, self.me.clone());
+                slot.service = Some(service);
                 slot.restarts = slot.restarts.saturating_add(1);
                 let message = format!(
                     "service {} restarted ({} so far)",

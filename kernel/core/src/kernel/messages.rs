@@ -3,7 +3,40 @@
 
 use super::*;
 
-impl Kernel {
+impl crate::host::Messages for Core {
+    fn fast_send(&mut self, id: ServiceId, handle: i32, message: Vec<u8>) -> i32 {
+        self.count_syscall(id);
+        self.send(id, handle, message)
+            .map_or_else(Error::code, |_| 0)
+    }
+
+    fn fast_receive(
+        &mut self,
+        id: ServiceId,
+        handle: i32,
+        memory: &mut [u8],
+        buffer: GuestSlice,
+        info: GuestSlice,
+    ) -> Option<i32> {
+        let result = self.receive_now(id, handle, memory, buffer, info)?;
+        self.count_syscall(id);
+        Some(result)
+    }
+
+    fn fast_reply(&mut self, id: ServiceId, token: u32, message: &[u8]) -> i32 {
+        self.count_syscall(id);
+        self.reply(id, token, message)
+            .map_or_else(Error::code, |_| 0)
+    }
+}
+
+impl Core {
+    fn count_syscall(&mut self, id: ServiceId) {
+        if let Some(slot) = self.services.get_mut(id) {
+            slot.stats.syscalls += 1;
+        }
+    }
+
     /// Takes the call `token`, not yet received, out of the table and its
     /// message out of its queue.
     pub(super) fn withdraw_queued_call(&mut self, token: u32) {
@@ -112,7 +145,7 @@ impl Kernel {
 
     /// Changes the bound on bytes held by all queues together (at boot: a
     /// quarter of the free heap, at most 64 MiB). Sends past it get `QueueFull`.
-    pub fn set_message_budget(&mut self, bytes: usize) {
+    pub(super) fn set_message_budget(&mut self, bytes: usize) {
         self.message_budget = bytes;
     }
 
@@ -198,8 +231,9 @@ impl Kernel {
         Ok(Then::Block)
     }
 
-    /// Moves the oldest message of `endpoint` into service `id`'s memory.
-    /// Returns its length. A message too big for the buffer stays queued.
+    /// Moves the oldest message of `endpoint` into parked service `id`'s
+    /// memory. Returns its length. A message too big for the buffer stays
+    /// queued.
     pub(super) fn deliver(
         &mut self,
         id: ServiceId,
@@ -207,13 +241,34 @@ impl Kernel {
         buffer: GuestSlice,
         info: GuestSlice,
     ) -> Result<i32, Error> {
-        // A message the buffer cannot hold stays queued, once: a receiver
-        // that offers too small a buffer again cannot take it, and it must
-        // not wedge the queue, so it goes back to its sender.
+        // The buffers were checked when it blocked, and memory never shrinks:
+        // the writes cannot fail once the message is taken.
+        let (message, record) = self.take_message(id, endpoint, buffer.len())?;
+        let service = self
+            .services
+            .get_mut(id)
+            .and_then(|slot| slot.service.as_mut())
+            .ok_or(Error::BadHandle)?;
+        service.write_memory(buffer, &message.data)?;
+        service.write_memory(info, &record)?;
+        i32::try_from(message.data.len()).map_err(|_| Error::TooLarge)
+    }
+
+    /// Takes the oldest message of `endpoint` for service `id`, if it fits
+    /// `capacity` bytes, with its receive-info record; counts it received. A
+    /// message the buffer cannot hold stays queued, once: a receiver that
+    /// offers too small a buffer again cannot take it, and it must not wedge
+    /// the queue, so it goes back to its sender.
+    fn take_message(
+        &mut self,
+        id: ServiceId,
+        endpoint: usize,
+        capacity: usize,
+    ) -> Result<(Message, [u8; atoll_abi::RECEIVE_INFO_LEN]), Error> {
         loop {
             let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
             let head = queue.front().ok_or(Error::WouldBlock)?;
-            if head.data.len() <= buffer.len() {
+            if head.data.len() <= capacity {
                 break;
             }
             if !queue.refuse_head() {
@@ -223,28 +278,64 @@ impl Kernel {
                 return Err(Error::WouldBlock);
             };
             self.queued_bytes = self.queued_bytes.saturating_sub(message_cost(&refused));
-            self.refuse_to_sender(&refused, id, buffer.len());
+            self.refuse_to_sender(&refused, id, capacity);
         }
         let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
-        let message = queue.front().ok_or(Error::WouldBlock)?;
-        let slot = self.services.get_mut(id).ok_or(Error::BadHandle)?;
+        let message = queue.pop().ok_or(Error::WouldBlock)?;
+        self.queued_bytes = self.queued_bytes.saturating_sub(message_cost(&message));
+        if let Some(slot) = self.services.get_mut(id) {
+            slot.stats.received += 1;
+        }
+        if let Some(call) = self.calls.get_mut(message.token) {
+            call.received = true;
+        }
         let record = atoll_abi::ReceiveInfo {
             token: message.token,
             sender: message.sender as u32,
         }
         .encode();
-        slot.service.write_memory(buffer, &message.data)?;
-        slot.service.write_memory(info, &record)?;
-        slot.stats.received += 1;
-        let length = i32::try_from(message.data.len()).map_err(|_| Error::TooLarge)?;
-        let token = message.token;
-        if let Some(message) = queue.pop() {
-            self.queued_bytes = self.queued_bytes.saturating_sub(message_cost(&message));
+        Ok((message, record))
+    }
+
+    /// `receive` by running service `id`, completed inside its host function
+    /// if a message waits: written into `memory`, its own. `None`: nothing
+    /// waits, the kernel call goes the slow way (and blocks).
+    pub(super) fn receive_now(
+        &mut self,
+        id: ServiceId,
+        handle: i32,
+        memory: &mut [u8],
+        buffer: GuestSlice,
+        info: GuestSlice,
+    ) -> Option<i32> {
+        let endpoint = match self.endpoint_of(id, handle, true) {
+            Ok(endpoint) => endpoint,
+            Err(error) => return Some(error.code()),
+        };
+        if self.endpoints.get(endpoint).is_none_or(Endpoint::is_empty) {
+            return None;
         }
-        if let Some(call) = self.calls.get_mut(token) {
-            call.received = true;
-        }
-        Ok(length)
+        let (message, record) = match self.take_message(id, endpoint, buffer.len()) {
+            Ok(taken) => taken,
+            Err(Error::WouldBlock) => return None,
+            Err(error) => return Some(error.code()),
+        };
+        // Both were checked writable by the host function.
+        let written = buffer
+            .write(memory, usize::MAX)
+            .and_then(|window| {
+                window
+                    .get_mut(..message.data.len())
+                    .ok_or(Error::OutOfBounds)
+            })
+            .map(|window| window.copy_from_slice(&message.data))
+            .and_then(|()| info.write(memory, usize::MAX))
+            .and_then(|window| window.get_mut(..record.len()).ok_or(Error::OutOfBounds))
+            .map(|window| window.copy_from_slice(&record));
+        Some(match written {
+            Ok(()) => i32::try_from(message.data.len()).unwrap_or(i32::MAX),
+            Err(error) => error.code(),
+        })
     }
 
     /// Hands back a message its receiver could not take twice: a call's
@@ -301,20 +392,23 @@ impl Kernel {
             self.calls.withdraw(token);
             return Err(Error::PeerGone);
         }
-        let caller = self.services.get_mut(call.caller).ok_or(Error::PeerGone)?;
+        let caller = self
+            .services
+            .get_mut(call.caller)
+            .and_then(|slot| slot.service.as_mut())
+            .ok_or(Error::PeerGone)?;
         let result = match call.answer {
             Answer::Reply(buffer) if data.len() > buffer.len() => {
                 // The token stays valid: the server may answer with something shorter.
                 return Err(Error::BufferTooSmall);
             }
             Answer::Reply(buffer) => caller
-                .service
                 .write_memory(buffer, data)
                 .map_or_else(Error::code, |()| {
                     i32::try_from(data.len()).unwrap_or(i32::MAX)
                 }),
             Answer::Stdin { buffer, count } => {
-                crate::host::wasi::deliver_stdin(&mut caller.service, buffer, count, data)
+                crate::host::wasi::deliver_stdin(caller, buffer, count, data)
             }
         };
         self.calls.remove(token);

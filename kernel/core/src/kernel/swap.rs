@@ -5,10 +5,10 @@
 
 use super::*;
 
-impl Kernel {
+impl Core {
     /// Reads the host control channel and acts on complete requests. Returns
     /// whether any service became runnable (callers idling should run again).
-    pub fn poll_control(&mut self) -> bool {
+    pub(super) fn poll_control(&mut self) -> bool {
         let mut buffer = [0u8; 512];
         let mut any = false;
         loop {
@@ -52,11 +52,10 @@ impl Kernel {
         if slot.image.name == name {
             return Err(Error::NotPermitted);
         }
-        let bytes = slot
-            .service
-            .read_memory(module, atoll_abi::MAX_MODULE_LEN)?;
+        let service = slot.service.as_mut().ok_or(Error::BadHandle)?;
+        let bytes = service.read_memory(module, atoll_abi::MAX_MODULE_LEN)?;
         let module = self.heap.copy(bytes)?;
-        slot.service.charge_copy(module.len());
+        service.charge_copy(module.len());
         self.schedule_swap(name, module, false)?;
         Ok(Then::Continue(0))
     }
@@ -129,6 +128,7 @@ impl Kernel {
         let now = self.platform.now_ns();
         let platform = Arc::clone(&self.platform);
         let heap = Arc::clone(&self.heap);
+        let me = self.me.clone();
         let Some(slot) = self.services.get_mut(id) else {
             return;
         };
@@ -149,10 +149,12 @@ impl Kernel {
             let second_stack = heap
                 .claim_interpreter()
                 .map_err(|error| error.to_string())?;
-            let state = slot.service.save_state()?;
+            let old = slot.service.as_mut().ok_or("the service is not parked")?;
+            let state = old.save_state()?;
             let mut service =
                 Service::start(&image, platform, &heap).map_err(|error| error.to_string())?;
-            crate::service::restore_with_dma(&mut slot.service, &mut service, state.as_deref())?;
+            service.connect(id, me);
+            crate::service::restore_with_dma(old, &mut service, state.as_deref())?;
             Ok((service, second_stack))
         })();
         let (service, second_stack) = match outcome {
@@ -171,7 +173,9 @@ impl Kernel {
             return;
         };
         // The new version holds the DMA buffers already (restore_with_dma).
-        let old = core::mem::replace(&mut slot.service, service);
+        let Some(old) = slot.service.replace(service) else {
+            return;
+        };
         let old_program = core::mem::replace(&mut slot.image.program, image.program);
         let probation = slot
             .image
@@ -222,8 +226,10 @@ impl Kernel {
             return false;
         };
         let mut restored = previous.service;
-        restored.put_dma(slot.service.take_dma());
-        slot.service = restored;
+        if let Some(failed) = slot.service.as_mut() {
+            restored.put_dma(failed.take_dma());
+        }
+        slot.service = Some(restored);
         slot.image.program = previous.program;
         let what = match outcome {
             Outcome::Exited => String::from("exited"),

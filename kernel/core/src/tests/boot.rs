@@ -183,7 +183,7 @@ fn an_empty_system_is_ready_at_once() {
         console.contains("atoll: system ready (0 services)"),
         "{console}"
     );
-    assert_eq!(system.kernel.service_states().count(), 0);
+    assert_eq!(system.kernel.service_states().len(), 0);
     assert_eq!(summary, RunSummary::default());
 }
 

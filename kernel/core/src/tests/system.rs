@@ -251,8 +251,9 @@ impl System {
     pub(crate) fn state_of(&self, name: &str) -> Option<ServiceState> {
         self.kernel
             .service_states()
-            .find(|(service, _, _)| *service == name)
-            .map(|(_, state, _)| state.clone())
+            .into_iter()
+            .find(|(service, _, _)| service == name)
+            .map(|(_, state, _)| state)
     }
 }
 
