@@ -42,23 +42,56 @@ pub fn restore(restore: fn(&[u8]), ptr: i32, len: i32) {
     restore(&state);
 }
 
+/// Whether two names are the same, at compile time (for [`state_handoff!`]'s
+/// check of its export names against `atoll_abi::handoff`).
+#[must_use]
+pub const fn same_name(left: &str, right: &str) -> bool {
+    let (left, right) = (left.as_bytes(), right.as_bytes());
+    if left.len() != right.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < left.len() {
+        if left[index] != right[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
+
+pub use atoll_abi::handoff::{STATE_ALLOC_EXPORT, STATE_RESTORE_EXPORT, STATE_SAVE_EXPORT};
+
 /// Exports the hot-swap state functions from `save: fn() -> Vec<u8>` and
 /// `restore: fn(&[u8])`. A version without them hands nothing on (the old
-/// side) or starts fresh (the new side).
+/// side) or starts fresh (the new side). Each export's name is checked at
+/// compile time against `atoll_abi::handoff`, the one place it is defined.
 #[macro_export]
 macro_rules! state_handoff {
     ($save:path, $restore:path) => {
-        #[unsafe(no_mangle)]
-        pub extern "C" fn atoll_state_save() -> i64 {
+        $crate::__handoff_export!(atoll_state_save = STATE_SAVE_EXPORT, () -> i64 {
             $crate::handoff::save($save)
-        }
-        #[unsafe(no_mangle)]
-        pub extern "C" fn atoll_state_alloc(len: i32) -> i32 {
+        });
+        $crate::__handoff_export!(atoll_state_alloc = STATE_ALLOC_EXPORT, (len: i32) -> i32 {
             $crate::handoff::alloc(len)
-        }
-        #[unsafe(no_mangle)]
-        pub extern "C" fn atoll_state_restore(ptr: i32, len: i32) {
+        });
+        $crate::__handoff_export!(atoll_state_restore = STATE_RESTORE_EXPORT, (ptr: i32, len: i32) -> () {
             $crate::handoff::restore($restore, ptr, len)
-        }
+        });
+    };
+}
+
+/// One export of [`state_handoff!`]: the function, and a compile-time check
+/// that its name is the ABI's.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __handoff_export {
+    ($name:ident = $abi:ident, ($($argument:ident: $type:ty),*) -> $result:ty $body:block) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn $name($($argument: $type),*) -> $result $body
+        const _: () = assert!(
+            $crate::handoff::same_name(stringify!($name), $crate::handoff::$abi),
+            concat!("state_handoff!: `", stringify!($name), "` is not the ABI's export name")
+        );
     };
 }

@@ -3,10 +3,19 @@
 //!
 //! A protocol is a pair of serde types, a request and a response, in a crate both
 //! sides depend on. A client does `endpoint.request(&Request::...)`; a server
-//! does `serve(&endpoint, |request| response)`.
+//! does `serve(&endpoint, |request| response)`, or, when it needs more than a
+//! function of the request, takes messages with [`Endpoint::receive`], turns
+//! each into a typed [`Request`] with [`Received::decode`] and answers it with
+//! [`Request::reply`] (now, or later through its [`Responder`]).
+//!
+//! A caller that went away before its answer (stopped, restarted, or answered
+//! by the kernel at a hot swap) is not an error: [`Answer::CallerGone`],
+//! counted by [`callers_gone`], and nothing is logged (docs/abi.md, "When the
+//! caller has gone").
 
 use crate::check_value;
-use atoll_abi::{Error, MAX_MESSAGE_LEN, RECEIVE_INFO_LEN};
+use atoll_abi::{Error, MAX_MESSAGE_LEN, RECEIVE_INFO_LEN, ReceiveInfo};
+use core::sync::atomic::{AtomicU32, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -152,12 +161,11 @@ impl Endpoint {
                 info.as_mut_ptr(),
             )
         })?;
-        let [t0, t1, t2, t3, s0, s1, s2, s3] = info;
-        let token = u32::from_le_bytes([t0, t1, t2, t3]);
+        let info = ReceiveInfo::decode(&info);
         Ok(Received {
             message: buffer.get(..length as usize).ok_or(Error::TooLarge)?,
-            sender: u32::from_le_bytes([s0, s1, s2, s3]),
-            reply: (token != 0).then_some(ReplyToken(token)),
+            sender: info.sender,
+            reply: info.is_call().then_some(ReplyToken(info.token)),
         })
     }
 
@@ -198,7 +206,8 @@ impl ReplyToken {
 /// decoded and handed to `handler`, whose response is the reply. A request that
 /// does not decode is logged and answered with an empty reply (which the
 /// caller's `request` reports as [`CallError::Decode`]); messages from `send`
-/// get no reply.
+/// get no reply; a caller that has gone is counted ([`callers_gone`]), not
+/// logged.
 #[cfg(target_family = "wasm")]
 pub fn serve<Request, Response>(
     endpoint: &Endpoint,
@@ -209,7 +218,6 @@ where
     Response: Serialize,
 {
     let mut buffer = alloc::vec![0u8; MAX_MESSAGE_LEN];
-    let mut answer = alloc::vec![0u8; MAX_MESSAGE_LEN];
     loop {
         let received = match endpoint.receive(&mut buffer, Timeout::Forever) {
             Ok(received) => received,
@@ -218,32 +226,12 @@ where
                 continue;
             }
         };
-        let (reply, sender) = (received.reply, received.sender);
-        let response = match postcard::from_bytes::<Request>(received.message) {
-            Ok(request) => Some(handler(request)),
-            Err(_) => {
-                crate::println!("malformed request from service {}", received.sender);
-                None
-            }
+        let Ok(request) = received.decode::<Request>() else {
+            continue;
         };
-        let Some(token) = reply else { continue };
-        let encoded = match response
-            .as_ref()
-            .map(|r| postcard::to_slice(r, &mut answer))
-        {
-            Some(Ok(encoded)) => &encoded[..],
-            Some(Err(_)) | None => &[],
-        };
-        match token.reply(encoded) {
-            Ok(()) | Err(Error::PeerGone) => {}
-            // The caller's buffer cannot hold the answer: answer empty (the
-            // caller sees a decode error) rather than leave it waiting.
-            Err(Error::BufferTooSmall) => {
-                crate::println!("response too long for service {sender}");
-                let _ = token.reply(&[]);
-            }
-            Err(error) => crate::println!("reply failed: {error}"),
-        }
+        let (message, responder) = request.into_parts();
+        let response = handler(message);
+        responder.reply(&response).report();
     }
 }
 
@@ -258,5 +246,297 @@ where
     match Endpoint::lookup(name) {
         Ok(endpoint) => serve(&endpoint, handler),
         Err(error) => crate::println!("no `{name}` endpoint to serve: {error}"),
+    }
+}
+
+/// How many answers found their caller gone since this service started (see
+/// [`Answer::CallerGone`]).
+#[must_use]
+pub fn callers_gone() -> u32 {
+    CALLERS_GONE.load(Ordering::Relaxed)
+}
+
+static CALLERS_GONE: AtomicU32 = AtomicU32::new(0);
+
+/// A message that did not decode as the request type; its caller, if it
+/// called, has been answered with an empty reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Malformed {
+    /// The sending service's id.
+    pub sender: u32,
+}
+
+/// A message decoded as `T`, and the right to answer it.
+#[derive(Debug)]
+pub struct Request<T> {
+    /// The decoded message.
+    pub message: T,
+    responder: Responder,
+}
+
+/// Who sent a message, and (for a call) the right to answer it once. Keep it
+/// to answer later (e.g. a read waiting for input).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Responder {
+    sender: u32,
+    token: Option<ReplyToken>,
+}
+
+/// What became of an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Answer {
+    /// The caller has it.
+    Delivered,
+    /// The message came from `send`: no answer was due, none was given.
+    NotACall,
+    /// The caller went away before the answer: it was stopped or restarted,
+    /// or the kernel answered the call for this server (at a hot swap or a
+    /// restart). Nothing to do; counted by [`callers_gone`].
+    CallerGone,
+    /// The response did not fit the caller's buffer (or a message): the
+    /// caller got an empty answer instead, which its `request` reports as
+    /// [`CallError::Decode`].
+    TooLong,
+    /// The kernel refused the token ([`Error::BadHandle`]: answered twice, or
+    /// never this service's): a bug in this server.
+    Refused(Error),
+}
+
+impl Answer {
+    /// Whether the caller got this answer.
+    #[must_use]
+    pub const fn delivered(self) -> bool {
+        matches!(self, Answer::Delivered)
+    }
+
+    /// Logs an answer that went wrong through this server's fault (too long,
+    /// refused); a gone caller is not logged. Returns [`Answer::delivered`].
+    #[cfg(target_family = "wasm")]
+    pub fn report(self) -> bool {
+        match self {
+            Answer::TooLong => crate::println!("response too long for its caller"),
+            Answer::Refused(error) => crate::println!("reply failed: {error}"),
+            Answer::Delivered | Answer::NotACall | Answer::CallerGone => {}
+        }
+        self.delivered()
+    }
+}
+
+impl<'a> Received<'a> {
+    /// Decodes the message as `T`. A message that does not decode is logged
+    /// and its caller (if it called) answered with an empty reply (a
+    /// [`CallError::Decode`] on its side).
+    #[cfg(target_family = "wasm")]
+    pub fn decode<T: DeserializeOwned>(self) -> Result<Request<T>, Malformed> {
+        let responder = Responder {
+            sender: self.sender,
+            token: self.reply,
+        };
+        match postcard::from_bytes(self.message) {
+            Ok(message) => Ok(Request { message, responder }),
+            Err(_) => {
+                crate::println!("malformed request from service {}", self.sender);
+                let _ = responder.reply_empty();
+                Err(Malformed {
+                    sender: self.sender,
+                })
+            }
+        }
+    }
+
+    /// Who sent the message, and the right to answer it.
+    #[must_use]
+    pub fn responder(&self) -> Responder {
+        Responder {
+            sender: self.sender,
+            token: self.reply,
+        }
+    }
+}
+
+impl<T> Request<T> {
+    /// The sending service's id.
+    #[must_use]
+    pub fn sender(&self) -> u32 {
+        self.responder.sender
+    }
+
+    /// Whether the sender waits in `call` for an answer.
+    #[must_use]
+    pub fn is_call(&self) -> bool {
+        self.responder.token.is_some()
+    }
+
+    /// The message and the right to answer it, apart.
+    #[must_use]
+    pub fn into_parts(self) -> (T, Responder) {
+        (self.message, self.responder)
+    }
+
+    /// Encodes `response` and answers the call (see [`Responder::reply`]).
+    #[cfg(target_family = "wasm")]
+    pub fn reply<R: Serialize>(self, response: &R) -> Answer {
+        self.responder.reply(response)
+    }
+}
+
+impl Responder {
+    /// The sending service's id.
+    #[must_use]
+    pub fn sender(&self) -> u32 {
+        self.sender
+    }
+
+    /// Whether the sender waits in `call` for an answer.
+    #[must_use]
+    pub fn is_call(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// Encodes `response` and answers the call: a response too long for the
+    /// caller gets it an empty answer instead ([`Answer::TooLong`]).
+    #[cfg(target_family = "wasm")]
+    pub fn reply<R: Serialize>(self, response: &R) -> Answer {
+        let mut buffer = [0u8; MAX_MESSAGE_LEN];
+        let encoded = postcard::to_slice(response, &mut buffer).ok();
+        self.answer(encoded.as_deref(), |token, bytes| token.reply(bytes))
+    }
+
+    /// Answers the call with an empty message: for a request this server
+    /// will not carry out (its typed caller sees [`CallError::Decode`]).
+    #[cfg(target_family = "wasm")]
+    pub fn reply_empty(self) -> Answer {
+        self.answer(Some(&[]), |token, bytes| token.reply(bytes))
+    }
+
+    /// Answers with `encoded` (`None`: it could not be encoded) through
+    /// `reply`, the `reply` host function or a stand-in for tests.
+    fn answer(
+        self,
+        encoded: Option<&[u8]>,
+        mut reply: impl FnMut(ReplyToken, &[u8]) -> Result<(), Error>,
+    ) -> Answer {
+        let Some(token) = self.token else {
+            return Answer::NotACall;
+        };
+        let first = match encoded {
+            Some(bytes) => reply(token, bytes),
+            None => Err(Error::TooLarge),
+        };
+        let answer = match first {
+            Ok(()) => Answer::Delivered,
+            // The token stays valid when the answer does not fit: answer empty
+            // rather than leave the caller waiting.
+            Err(Error::BufferTooSmall | Error::TooLarge) => match reply(token, &[]) {
+                Ok(()) => Answer::TooLong,
+                Err(Error::PeerGone) => Answer::CallerGone,
+                Err(error) => Answer::Refused(error),
+            },
+            Err(Error::PeerGone) => Answer::CallerGone,
+            Err(error) => Answer::Refused(error),
+        };
+        if answer == Answer::CallerGone {
+            CALLERS_GONE.fetch_add(1, Ordering::Relaxed);
+        }
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    fn call(token: u32) -> Responder {
+        Responder {
+            sender: 7,
+            token: Some(ReplyToken(token)),
+        }
+    }
+
+    /// Answers through a stand-in kernel that gives `results` in turn, and
+    /// returns the answer and the (token, length) of each reply attempted.
+    fn answer(
+        responder: Responder,
+        encoded: Option<&[u8]>,
+        results: &[Result<(), Error>],
+    ) -> (Answer, Vec<(u32, usize)>) {
+        let mut attempts = Vec::new();
+        let mut results = results.iter().copied();
+        let answer = responder.answer(encoded, |token, bytes| {
+            attempts.push((token.0, bytes.len()));
+            results.next().unwrap_or(Err(Error::BadHandle))
+        });
+        (answer, attempts)
+    }
+
+    #[test]
+    fn a_gone_caller_is_counted_not_refused() {
+        let before = callers_gone();
+        let (outcome, attempts) = answer(call(5), Some(b"hi"), &[Err(Error::PeerGone)]);
+        assert_eq!(outcome, Answer::CallerGone);
+        assert!(!outcome.delivered());
+        assert_eq!(attempts, [(5, 2)]);
+        assert_eq!(callers_gone(), before + 1);
+        // Gone while being told the answer was too long: gone all the same.
+        let (outcome, attempts) = answer(
+            call(5),
+            Some(b"long"),
+            &[Err(Error::BufferTooSmall), Err(Error::PeerGone)],
+        );
+        assert_eq!(outcome, Answer::CallerGone);
+        assert_eq!(attempts, [(5, 4), (5, 0)]);
+        assert_eq!(callers_gone(), before + 2);
+    }
+
+    #[test]
+    fn a_bad_handle_is_the_servers_mistake() {
+        let before = callers_gone();
+        let (outcome, _) = answer(call(9), Some(b"x"), &[Err(Error::BadHandle)]);
+        assert_eq!(outcome, Answer::Refused(Error::BadHandle));
+        assert_eq!(callers_gone(), before);
+    }
+
+    #[test]
+    fn too_long_answers_get_an_empty_reply() {
+        let (outcome, attempts) = answer(
+            call(3),
+            Some(b"long"),
+            &[Err(Error::BufferTooSmall), Ok(())],
+        );
+        assert_eq!(outcome, Answer::TooLong);
+        assert_eq!(attempts, [(3, 4), (3, 0)]);
+        // A response that could not be encoded at all.
+        let (outcome, attempts) = answer(call(3), None, &[Ok(())]);
+        assert_eq!(outcome, Answer::TooLong);
+        assert_eq!(attempts, [(3, 0)]);
+    }
+
+    #[test]
+    fn delivered_and_not_a_call() {
+        let (outcome, attempts) = answer(call(1), Some(b"ok"), &[Ok(())]);
+        assert!(outcome.delivered());
+        assert_eq!(attempts, [(1, 2)]);
+        let sent = Responder {
+            sender: 2,
+            token: None,
+        };
+        assert!(!sent.is_call());
+        let (outcome, attempts) = answer(sent, Some(b"ok"), &[Ok(())]);
+        assert_eq!(outcome, Answer::NotACall);
+        assert!(attempts.is_empty());
+    }
+
+    #[test]
+    fn received_messages_carry_their_responder() {
+        let received = Received {
+            message: b"",
+            sender: 4,
+            reply: Some(ReplyToken(8)),
+        };
+        let responder = received.responder();
+        assert_eq!(responder.sender(), 4);
+        assert!(responder.is_call());
     }
 }

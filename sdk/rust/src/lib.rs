@@ -26,7 +26,7 @@
     )
 )]
 
-pub use atoll_abi::{Error, MAX_MESSAGE_LEN};
+pub use atoll_abi::{Error, MAX_MESSAGE_LEN, MAX_MODULE_LEN};
 
 extern crate alloc;
 
@@ -36,7 +36,10 @@ pub mod driver;
 pub mod handoff;
 pub mod ipc;
 pub mod supervision;
-pub use ipc::{CallError, Endpoint, Received, ReplyToken, Timeout};
+pub use ipc::{
+    Answer, CallError, Endpoint, Malformed, Received, ReplyToken, Request, Responder, Timeout,
+    callers_gone,
+};
 #[cfg(target_family = "wasm")]
 pub use ipc::{serve, serve_named};
 

@@ -4,7 +4,7 @@ use crate::input::{Input, Output};
 use atoll_protocols::console::{Request, Response};
 use atoll_sdk::driver::{inb, irq_ack, notification, outb};
 use atoll_sdk::supervision::KERNEL_SENDER;
-use atoll_sdk::{Endpoint, Error, MAX_MESSAGE_LEN, ReplyToken, Timeout, println};
+use atoll_sdk::{Endpoint, Error, MAX_MESSAGE_LEN, Responder, Timeout, println};
 
 /// COM1's registers.
 const BASE: u16 = 0x3f8;
@@ -46,8 +46,7 @@ const MAX_INPUT_REPLY: usize = MAX_MESSAGE_LEN - 8;
 
 /// The one reader waiting for input.
 struct Waiting {
-    token: ReplyToken,
-    sender: u32,
+    responder: Responder,
     max: usize,
 }
 
@@ -55,8 +54,6 @@ struct Console {
     input: Input,
     output: Output,
     waiting: Option<Waiting>,
-    /// Where replies are encoded.
-    encoded: alloc::vec::Vec<u8>,
 }
 
 pub fn main() {
@@ -66,7 +63,6 @@ pub fn main() {
         input: Input::default(),
         output: Output::default(),
         waiting: None,
-        encoded: alloc::vec![0u8; MAX_MESSAGE_LEN],
     };
     if let Err(error) = console.set_up() {
         println!("cannot drive COM1: {error}");
@@ -89,25 +85,20 @@ pub fn main() {
             }
             continue;
         }
-        let Ok(request) = postcard::from_bytes::<Request>(received.message) else {
-            println!("malformed request from service {}", received.sender);
-            if let Some(token) = received.reply {
-                let _ = token.reply(&[]);
-            }
+        let Ok(request) = received.decode::<Request>() else {
             continue;
         };
+        let (request, responder) = request.into_parts();
         match request {
             Request::Write(text) => {
                 console.write(text.as_bytes());
-                if let Some(token) = received.reply {
-                    console.answer(token, &Response::Done);
-                }
+                responder.reply(&Response::Done).report();
             }
-            Request::Read { max } => match received.reply {
-                Some(token) => console.read(token, received.sender, max as usize),
-                // A read sent without waiting for the answer has nowhere to go.
-                None => println!("read from service {} without a call", received.sender),
-            },
+            // A read sent without waiting for the answer has nowhere to go.
+            Request::Read { .. } if !responder.is_call() => {
+                println!("read from service {} without a call", responder.sender());
+            }
+            Request::Read { max } => console.read(responder, max as usize),
         }
     }
 }
@@ -152,70 +143,54 @@ impl Console {
         if !self.input.is_empty()
             && let Some(waiting) = self.waiting.take()
         {
-            self.deliver(waiting.token, waiting.max);
+            self.deliver(waiting.responder, waiting.max);
         }
         if let Err(error) = irq_ack(IRQ) {
             println!("cannot unmask IRQ {IRQ}: {error}");
         }
     }
 
-    fn read(&mut self, token: ReplyToken, sender: u32, max: usize) {
+    fn read(&mut self, responder: Responder, max: usize) {
         let max = max.min(MAX_INPUT_REPLY);
         if max == 0 {
-            self.answer(token, &Response::Input(alloc::vec::Vec::new()));
+            responder
+                .reply(&Response::Input(alloc::vec::Vec::new()))
+                .report();
             return;
         }
         if !self.input.is_empty() {
-            self.deliver(token, max);
+            self.deliver(responder, max);
             return;
         }
         match self.waiting.take() {
             // The same service cannot be waiting twice: its earlier call died
-            // with an earlier instance of it. Release that token and wait anew.
-            Some(earlier) if earlier.sender == sender => {
-                self.answer(earlier.token, &Response::Input(alloc::vec::Vec::new()));
+            // with an earlier instance of it. Release that token (the kernel
+            // says its caller is gone) and wait anew.
+            Some(earlier) if earlier.responder.sender() == responder.sender() => {
+                earlier
+                    .responder
+                    .reply(&Response::Input(alloc::vec::Vec::new()))
+                    .report();
             }
             Some(other) => {
                 self.waiting = Some(other);
-                self.answer(token, &Response::Busy);
+                responder.reply(&Response::Busy).report();
                 return;
             }
             None => {}
         }
-        self.waiting = Some(Waiting { token, sender, max });
+        self.waiting = Some(Waiting { responder, max });
     }
 
     /// Answers `token` with up to `max` buffered bytes; they leave the buffer
     /// only if the reader got them.
-    fn deliver(&mut self, token: ReplyToken, max: usize) {
+    fn deliver(&mut self, responder: Responder, max: usize) {
         let bytes = self.input.peek(max);
         let count = bytes.len();
-        if self.answer(token, &Response::Input(bytes)) {
+        // A gone caller or one whose buffer is too small (answered empty)
+        // did not get them.
+        if responder.reply(&Response::Input(bytes)).report() {
             self.input.consume(count);
-        }
-    }
-
-    /// Replies; whether the caller got the answer.
-    fn answer(&mut self, token: ReplyToken, response: &Response) -> bool {
-        let Ok(encoded) = postcard::to_slice(response, &mut self.encoded) else {
-            let _ = token.reply(&[]);
-            return false;
-        };
-        match token.reply(encoded) {
-            Ok(()) => true,
-            // The caller is gone (a caller the kernel halts, e.g. restarts,
-            // has its call withdrawn: its token reads as `BadHandle`).
-            Err(Error::PeerGone | Error::BadHandle) => false,
-            // The caller's buffer is too small for this answer: answer empty
-            // (a decode error for it) rather than leave it waiting.
-            Err(Error::BufferTooSmall) => {
-                let _ = token.reply(&[]);
-                false
-            }
-            Err(error) => {
-                println!("reply failed: {error}");
-                false
-            }
         }
     }
 

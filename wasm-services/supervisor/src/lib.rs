@@ -30,10 +30,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use atoll_protocols::{admin, fs};
 use atoll_sdk::supervision::{self, Event, KERNEL_SENDER, Outcome, Strategy};
-use atoll_sdk::{CallError, Endpoint, Error, ReplyToken, Timeout, println};
+use atoll_sdk::{CallError, Endpoint, Error, Received, Timeout, println};
 
 /// The largest module `swap` takes (docs/abi.md).
-const MAX_MODULE_LEN: u64 = 16 << 20;
+const MAX_MODULE_LEN: u64 = atoll_sdk::MAX_MODULE_LEN as u64;
 
 atoll_sdk::entry!(main);
 
@@ -48,7 +48,7 @@ fn main() {
             continue;
         };
         if received.sender != KERNEL_SENDER {
-            administer(received.message, received.sender, received.reply);
+            administer(received);
             continue;
         }
         match postcard::from_bytes::<Event>(received.message) {
@@ -100,34 +100,18 @@ fn handle(history: &mut BTreeMap<String, VecDeque<u64>>, event: &Event) {
 }
 
 /// Carries out an `admin` request from another service and answers it (if it
-/// was a call). A request that does not decode gets an empty answer.
-fn administer(message: &[u8], sender: u32, reply: Option<ReplyToken>) {
-    let response = match postcard::from_bytes::<admin::Request>(message) {
-        Ok(request) => Some(match carry_out(&request) {
-            Ok(()) => admin::Response::Done,
-            Err(message) => admin::Response::Error(message),
-        }),
-        Err(_) => {
-            println!("malformed request from service {sender}");
-            None
-        }
+/// was a call). A request that does not decode gets an empty answer. A caller
+/// gone by the time of the answer (stopped or restarted, maybe by this very
+/// request) is counted by the SDK, not logged.
+fn administer(received: Received<'_>) {
+    let Ok(request) = received.decode::<admin::Request>() else {
+        return;
     };
-    let Some(token) = reply else { return };
-    let mut answer = [0u8; atoll_sdk::MAX_MESSAGE_LEN];
-    let encoded = match response.map(|response| postcard::to_slice(&response, &mut answer)) {
-        Some(Ok(encoded)) => &encoded[..],
-        Some(Err(_)) | None => &[],
+    let response = match carry_out(&request.message) {
+        Ok(()) => admin::Response::Done,
+        Err(message) => admin::Response::Error(message),
     };
-    match token.reply(encoded) {
-        // The caller is gone: it was stopped or restarted (maybe by this very
-        // request). The kernel withdraws the call of a caller it halts, so
-        // that shows as `BadHandle` rather than `PeerGone`.
-        Ok(()) | Err(Error::PeerGone | Error::BadHandle) => {}
-        Err(Error::BufferTooSmall) => {
-            let _ = token.reply(&[]);
-        }
-        Err(error) => println!("reply to service {sender} failed: {error}"),
-    }
+    request.reply(&response).report();
 }
 
 fn carry_out(request: &admin::Request) -> Result<(), String> {

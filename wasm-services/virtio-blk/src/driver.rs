@@ -9,7 +9,7 @@ use atoll_sdk::driver::{
     Dma, inb, inl, inw, irq_ack, notification, outb, outl, outw, pci_read, pci_write,
 };
 use atoll_sdk::supervision::KERNEL_SENDER;
-use atoll_sdk::{Endpoint, MAX_MESSAGE_LEN, ReplyToken, Timeout};
+use atoll_sdk::{Endpoint, MAX_MESSAGE_LEN, Timeout};
 
 const VENDOR: u16 = 0x1af4;
 const DEVICE: u16 = 0x1001;
@@ -46,43 +46,27 @@ pub fn main() {
             None
         }
     };
-    let mut answer = vec![0u8; MAX_MESSAGE_LEN];
     loop {
         let Some(incoming) = inbox.next(device.as_mut()) else {
             continue;
         };
-        let response = match incoming.request {
-            Some(request) => match device.as_mut() {
-                Some(disk) => disk.handle(request, &mut inbox),
-                None => Response::Error(Error::NoDevice),
-            },
-            None => {
-                atoll_sdk::println!("malformed request from service {}", incoming.sender);
-                if let Some(token) = incoming.reply {
-                    let _ = token.reply(&[]);
-                }
-                continue;
-            }
+        let (request, responder) = incoming.into_parts();
+        let response = match device.as_mut() {
+            Some(disk) => disk.handle(request, &mut inbox),
+            None => Response::Error(Error::NoDevice),
         };
         if let Some(disk) = device.as_mut()
             && disk.broken
         {
             device = disk.restart();
         }
-        if let Some(token) = incoming.reply {
-            let encoded = postcard::to_slice(&response, &mut answer).map(|bytes| &bytes[..]);
-            let _ = token.reply(encoded.unwrap_or(&[]));
-        }
+        responder.reply(&response).report();
     }
 }
 
-/// A client request taken from the endpoint.
-struct Incoming {
-    /// `None` if it did not decode.
-    request: Option<Request>,
-    reply: Option<ReplyToken>,
-    sender: u32,
-}
+/// A client request taken from the endpoint (one that did not decode was
+/// answered on arrival, see [`atoll_sdk::Received::decode`]).
+type Incoming = atoll_sdk::Request<Request>;
 
 /// The endpoint, and the client requests that arrived while the device was busy.
 struct Inbox {
@@ -132,11 +116,10 @@ impl Inbox {
         if received.sender == KERNEL_SENDER && notification(received.message).is_some() {
             return Event::Interrupt;
         }
-        Event::Request(Incoming {
-            request: postcard::from_bytes(received.message).ok(),
-            reply: received.reply,
-            sender: received.sender,
-        })
+        match received.decode() {
+            Ok(incoming) => Event::Request(incoming),
+            Err(_) => Event::Nothing,
+        }
     }
 
     /// Waits until `done` holds or `deadline` passes, handling interrupts and
@@ -155,10 +138,11 @@ impl Inbox {
                 Event::Request(incoming) => {
                     if self.pending.len() < MAX_PENDING {
                         self.pending.push_back(incoming);
-                    } else if let Some(token) = incoming.reply {
+                    } else {
                         // Too many callers at once: an empty answer (a decode
                         // error on their side) rather than an unbounded queue.
-                        let _ = token.reply(&[]);
+                        let (_, responder) = incoming.into_parts();
+                        responder.reply_empty().report();
                     }
                 }
                 Event::Nothing => {}
