@@ -43,6 +43,8 @@ test: setup lint
 
 lint: setup
 	cargo fmt --all --check
+	# kernel/core's modules form no import cycle (docs/design.md).
+	python3 .ci/layers
 	cargo clippy --release --all-targets -- -D warnings
 	cargo clippy --profile kernel -p atoll-kernel $(KERNEL_TARGET) -- -D warnings
 	# The baseline kernel (before issue 12) that `make bench` compares against.
@@ -55,9 +57,11 @@ lint: setup
 bench: builder
 	$(BUILDER) bench
 
-## The kernel's trusted base: non-blank, non-comment lines per file (tests left
-## out), unsafe blocks and SAFETY notes; fails above 4,000 lines.
+## The kernel's layers (no import cycle) and its trusted base: non-blank,
+## non-comment lines per file (tests left out), unsafe blocks and SAFETY
+## notes; fails above 4,000 lines.
 loc:
+	@python3 .ci/layers
 	@bash .ci/loc
 
 clean:

@@ -364,7 +364,7 @@ const MAX_STDIN_READ: u32 = 3072;
 /// input bytes (a terminal's `\r` becomes `\n`) into `buffer`, their count
 /// at `count`. Returns the WASI errno `fd_read` resumes with.
 pub(crate) fn deliver_stdin(
-    service: &mut crate::service::Service,
+    mut write: impl FnMut(GuestSlice, &[u8]) -> Result<(), atoll_abi::Error>,
     buffer: GuestSlice,
     count: GuestSlice,
     answer: &[u8],
@@ -377,9 +377,7 @@ pub(crate) fn deliver_stdin(
                 .map(|&byte| if byte == b'\r' { b'\n' } else { byte })
                 .collect();
             let total = u32::try_from(text.len()).unwrap_or(0).to_le_bytes();
-            if service.write_memory(buffer, &text).is_err()
-                || service.write_memory(count, &total).is_err()
-            {
+            if write(buffer, &text).is_err() || write(count, &total).is_err() {
                 return errno::FAULT;
             }
             errno::SUCCESS

@@ -407,9 +407,12 @@ impl Core {
                 .map_or_else(Error::code, |()| {
                     i32::try_from(data.len()).unwrap_or(i32::MAX)
                 }),
-            Answer::Stdin { buffer, count } => {
-                crate::host::wasi::deliver_stdin(caller, buffer, count, data)
-            }
+            Answer::Stdin { buffer, count } => crate::host::wasi::deliver_stdin(
+                |slice, bytes| caller.write_memory(slice, bytes),
+                buffer,
+                count,
+                data,
+            ),
         };
         self.calls.remove(token);
         self.sched.wake(call.caller, result);
