@@ -66,12 +66,18 @@ fn send(mut caller: Caller<'_, HostState>, handle: i32, ptr: i32, len: i32) -> H
     checked(|| {
         let message = copy_message(&caller, ptr, len)?;
         charge_copy(&mut caller, message.len());
-        let Some(result) = with_kernel(caller.data(), |kernel, id| {
-            kernel.fast_send(id, handle, message.clone())
-        }) else {
-            return Ok(suspend(caller, Syscall::Send { handle, message }));
-        };
-        Ok(Ok(result))
+        // Moved into the kernel if it is reachable, else into the Syscall.
+        let mut message = Some(message);
+        let sent = with_kernel(caller.data(), |kernel, id| {
+            kernel.fast_send(id, handle, message.take().unwrap_or_default())
+        });
+        match (sent, message) {
+            (Some(result), _) => Ok(Ok(result)),
+            (None, message) => {
+                let message = message.unwrap_or_default();
+                Ok(suspend(caller, Syscall::Send { handle, message }))
+            }
+        }
     })
 }
 
