@@ -30,6 +30,7 @@ use crate::host::Syscall;
 use crate::ipc::{Answer, CallTable, Endpoint, Message, PendingCall, ServiceId};
 use crate::loader::Program;
 use crate::service::{Image, Service, SliceOutcome};
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::rc::{Rc, Weak};
 use alloc::string::{String, ToString};
@@ -111,8 +112,8 @@ pub struct ServiceStats {
 
 /// One entry of the service table.
 struct Slot {
-    /// `None` while it runs.
-    service: Option<Service>,
+    /// `None` while it runs. Boxed: it moves out and back at every slice.
+    service: Option<Box<Service>>,
     /// What it takes to start the service again.
     image: Image,
     policy: RestartPolicy,
@@ -135,7 +136,7 @@ struct Slot {
 
 /// A replaced version, still parked in `receive`.
 struct Previous {
-    service: Service,
+    service: Box<Service>,
     /// The second stack its interpreter keeps after the state-save call ran
     /// beside its suspended entry point.
     _second_stack: crate::heap::InterpreterClaim,
@@ -447,7 +448,7 @@ impl Core {
                         kernel.supervisor = Some(id);
                     }
                     kernel.services.push(Slot {
-                        service: Some(service),
+                        service: Some(Box::new(service)),
                         image: reload,
                         policy: image.restart,
                         handles,
@@ -519,7 +520,7 @@ impl Core {
     }
 
     /// Takes service `id` out of the table to run it.
-    fn take_service(&mut self, id: ServiceId) -> Option<Service> {
+    fn take_service(&mut self, id: ServiceId) -> Option<Box<Service>> {
         let now = self.platform.now_ns();
         let slot = self.services.get_mut(id)?;
         if !slot.ever_ran {
@@ -540,7 +541,7 @@ impl Core {
     }
 
     /// Puts service `id` back after its slice.
-    fn put_service(&mut self, id: ServiceId, service: Service) {
+    fn put_service(&mut self, id: ServiceId, service: Box<Service>) {
         if let Some(slot) = self.services.get_mut(id) {
             slot.service = Some(service);
         }
@@ -549,7 +550,6 @@ impl Core {
     /// Acts on how service `id`'s slice ended. Returns the result it goes on
     /// with, if it goes on at once.
     fn after_slice(&mut self, id: ServiceId, outcome: SliceOutcome) -> Option<i32> {
-        let name = self.name_of(id).to_string();
         match outcome {
             SliceOutcome::Preempted => self.sched.preempted(id),
             SliceOutcome::Syscall(syscall) => {
@@ -562,6 +562,7 @@ impl Core {
                 }
             }
             SliceOutcome::Exited(status) => {
+                let name = self.name_of(id).to_string();
                 self.sched.end(id, ServiceState::Exited);
                 self.summary.exited += 1;
                 let outcome = if status == 0 {
@@ -575,6 +576,7 @@ impl Core {
                 self.free_the_supervisor();
             }
             SliceOutcome::Faulted(reason) => {
+                let name = self.name_of(id).to_string();
                 self.sched.end(id, ServiceState::Faulted(reason.clone()));
                 self.summary.faulted += 1;
                 self.log(&format!("service {name} faulted: {reason}"));

@@ -44,13 +44,13 @@ impl Core {
                     } else {
                         info_state(state)
                     },
-                    memory_bytes: slot.service.as_ref().map_or(0, Service::memory_size) as u64,
-                    fuel_used: slot.service.as_ref().map_or(0, Service::fuel_used),
+                    memory_bytes: slot.service.as_deref().map_or(0, Service::memory_size) as u64,
+                    fuel_used: slot.service.as_deref().map_or(0, Service::fuel_used),
                     sent: slot.stats.sent,
                     received: slot.stats.received,
                     restarts: slot.restarts,
                     swaps: slot.swaps,
-                    dma_bytes: slot.service.as_ref().map_or(0, Service::dma_bytes) as u64,
+                    dma_bytes: slot.service.as_deref().map_or(0, Service::dma_bytes) as u64,
                 })
             }
             _ => return Err(Error::InvalidArgument),

@@ -178,7 +178,7 @@ impl Core {
         match Service::start(&slot.image, Arc::clone(&self.platform), &self.heap) {
             Ok(mut service) => {
                 service.connect(id, self.me.clone());
-                slot.service = Some(service);
+                slot.service = Some(Box::new(service));
                 slot.restarts = slot.restarts.saturating_add(1);
                 let message = format!(
                     "service {} restarted ({} so far)",

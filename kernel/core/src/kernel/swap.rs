@@ -173,7 +173,7 @@ impl Core {
             return;
         };
         // The new version holds the DMA buffers already (restore_with_dma).
-        let Some(old) = slot.service.replace(service) else {
+        let Some(old) = slot.service.replace(Box::new(service)) else {
             return;
         };
         let old_program = core::mem::replace(&mut slot.image.program, image.program);
