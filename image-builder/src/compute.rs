@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The kernels of `test-compute`, in its order.
-pub const KERNELS: [&str; 4] = ["sha256", "sort", "matmul", "utf8"];
+pub const KERNELS: [&str; 5] = ["sha256", "sort", "matmul", "utf8", "postcard"];
 
 /// Where a compute figure was measured, in table order.
 pub const PLACES: [&str; 5] = [

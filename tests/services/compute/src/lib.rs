@@ -8,7 +8,9 @@
 //! checksums must agree everywhere.
 //!
 //! What is here: SHA-256 over 1 MiB, sorting 100,000 integers, a 128x128 f64
-//! matrix multiply, and a UTF-8 text scan over 1 MiB. Nothing else: no IPC.
+//! matrix multiply, a UTF-8 text scan over 1 MiB, and a postcard encode and
+//! decode loop over protocol messages (what every service does per request).
+//! Nothing else: no IPC.
 #![no_std]
 #![deny(unsafe_code)]
 
@@ -25,6 +27,7 @@ const KERNELS: &[(&str, extern "C" fn() -> i64)] = &[
     ("sort", bench_sort),
     ("matmul", bench_matmul),
     ("utf8", bench_utf8),
+    ("postcard", bench_postcard),
 ];
 
 /// Runs of each kernel; the best is reported (as the plain-wasmi runner does).
@@ -212,4 +215,47 @@ pub extern "C" fn bench_utf8() -> i64 {
         }
     }
     (chars << 40 ^ words << 20 ^ lines ^ non_ascii << 8) as i64
+}
+
+#[expect(unsafe_code, reason = "exported by name for the plain-wasmi runner")]
+#[unsafe(no_mangle)]
+pub extern "C" fn bench_postcard() -> i64 {
+    // 4,000 file-protocol requests and responses, encoded and decoded back:
+    // varints, strings, enums and byte payloads, as services exchange them.
+    use atoll_protocols::fs::{Request, Response};
+    let mut random = Xorshift(0x0f1e_2d3c_4b5a_6978);
+    let mut checksum = 0u64;
+    let mut payload = alloc::vec![0u8; 256];
+    for round in 0..4_000u64 {
+        let value = random.next();
+        let request = Request::Read {
+            path: alloc::format!("/data/file-{}.bin", value % 1000),
+            offset: value >> 20,
+            len: (value % 4096) as u32,
+        };
+        let Ok(bytes) = postcard::to_allocvec(&request) else {
+            return -1;
+        };
+        let Ok(decoded) = postcard::from_bytes::<Request>(&bytes) else {
+            return -2;
+        };
+        if decoded != request {
+            return -3;
+        }
+        payload
+            .iter_mut()
+            .for_each(|byte| *byte = (random.next() & 0xff) as u8);
+        let response = Response::Data(payload.clone());
+        let Ok(bytes) = postcard::to_allocvec(&response) else {
+            return -4;
+        };
+        let Ok(Response::Data(data)) = postcard::from_bytes::<Response>(&bytes) else {
+            return -5;
+        };
+        checksum = checksum
+            .wrapping_mul(31)
+            .wrapping_add(bytes.len() as u64 ^ round)
+            .wrapping_add(u64::from(data.last().copied().unwrap_or(0)));
+    }
+    checksum as i64
 }
