@@ -18,12 +18,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Table names of the compute kernels, in the order of [`compute::KERNELS`].
-const COMPUTE_NAMES: [&str; 5] = [
+const COMPUTE_NAMES: [&str; 9] = [
     "compute: SHA-256 of 1 MiB",
     "compute: sort 100,000 u32",
     "compute: f64 matrix multiply 128x128",
     "compute: UTF-8 scan of 1 MiB",
     "compute: postcard 4,000 round trips",
+    "compute (C): SHA-256 of 1 MiB",
+    "compute (C): heap sort 100,000 u32",
+    "compute (C): f64 matrix multiply 128x128",
+    "compute (C): UTF-8 scan of 1 MiB",
 ];
 
 /// Prints the compute table: milliseconds per place, then the ratios the

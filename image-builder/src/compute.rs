@@ -21,8 +21,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The kernels of `test-compute`, in its order.
-pub const KERNELS: [&str; 5] = ["sha256", "sort", "matmul", "utf8", "postcard"];
+/// The kernels of `test-compute` (Rust), then those of
+/// `tests/services/compute-c` (C, prefixed `c_`: the same algorithms on the
+/// same data, so each must give its Rust twin's checksum).
+pub const KERNELS: [&str; 9] = [
+    "sha256", "sort", "matmul", "utf8", "postcard", "c_sha256", "c_sort", "c_matmul", "c_utf8",
+];
+
+/// The C kernels' Rust twins, whose checksums they must match.
+const C_TWINS: [(&str, &str); 4] = [
+    ("c_sha256", "sha256"),
+    ("c_sort", "sort"),
+    ("c_matmul", "matmul"),
+    ("c_utf8", "utf8"),
+];
 
 /// Where a compute figure was measured, in table order.
 pub const PLACES: [&str; 5] = [
@@ -163,10 +175,11 @@ fn build_runner(options: &BuildOptions, portable: bool) -> Result<PathBuf, Error
     Ok(target_dir.join("release").join("wasmi-runner"))
 }
 
-fn run_runner(runner: &Path, module: &Path) -> Result<Timings, Error> {
+/// Runs `kernels` of `module` under `runner`.
+fn run_runner(runner: &Path, module: &Path, kernels: &[&str]) -> Result<Timings, Error> {
     let output = Command::new(runner)
         .arg(module)
-        .args(KERNELS.iter().map(|name| format!("bench_{name}")))
+        .args(kernels.iter().map(|name| format!("bench_{name}")))
         .output()
         .context(|| format!("running {}", runner.display()))?;
     if !output.status.success() {
@@ -187,21 +200,55 @@ pub fn run(options: &BuildOptions) -> Result<Compute, Error> {
     eprintln!(
         "bench: compute services in QEMU, baseline kernel (soft-float, portable dispatch)..."
     );
-    let baseline = parse_service(&boot(&path, options, KernelConfig::Baseline)?);
+    let c_path = options.workspace.join("tests/systems/bench-compute-c.toml");
+    let c_system = crate::manifest::load(&c_path).map_err(Error::Diagnostics)?;
+    // The Rust and the C services boot as two systems, so that neither
+    // shares the CPU with the other while it is timed.
+    let both = |kernel: KernelConfig| -> Result<Timings, Error> {
+        let mut timings = parse_service(&boot(&path, options, kernel)?);
+        let c = parse_service(&boot(&c_path, options, kernel)?);
+        timings.ns.extend(c.ns);
+        timings.checksums.extend(c.checksums);
+        Ok(timings)
+    };
+    let baseline = both(KernelConfig::Baseline)?;
     eprintln!("bench: compute services in QEMU, current kernel...");
-    let guest = parse_service(&boot(&path, options, KernelConfig::HardFloat)?);
+    let guest = both(KernelConfig::HardFloat)?;
 
     eprintln!("bench: compute services in the hosted core...");
-    let bundle = builder::bundle_only(&system, options)?;
-    let (console, _) = hosted::run(&bundle, false).map_err(Error::Other)?;
-    let hosted = parse_service(&console);
+    let mut hosted = Timings::default();
+    for system in [&system, &c_system] {
+        let bundle = builder::bundle_only(system, options)?;
+        let (console, _) = hosted::run(&bundle, false).map_err(Error::Other)?;
+        let timings = parse_service(&console);
+        hosted.ns.extend(timings.ns);
+        hosted.checksums.extend(timings.checksums);
+    }
 
     eprintln!("bench: compute kernels under plain wasmi on the host...");
     let module = options
         .workspace
         .join("target/cross/wasm32-unknown-unknown/service/test_compute.wasm");
-    let wasmi = run_runner(&build_runner(options, false)?, &module)?;
-    let wasmi_portable = run_runner(&build_runner(options, true)?, &module)?;
+    let c_module = options
+        .workspace
+        .join("tests/services/compute-c/build/compute-c.wasm");
+    let (c_kernels, rust_kernels): (Vec<&str>, Vec<&str>) =
+        KERNELS.iter().partition(|name| name.starts_with("c_"));
+    let mut wasmi = Timings::default();
+    let mut wasmi_portable = Timings::default();
+    for portable in [false, true] {
+        let runner = build_runner(options, portable)?;
+        let into = if portable {
+            &mut wasmi_portable
+        } else {
+            &mut wasmi
+        };
+        for (module, kernels) in [(&module, &rust_kernels), (&c_module, &c_kernels)] {
+            let timings = run_runner(&runner, module, kernels)?;
+            into.ns.extend(timings.ns);
+            into.checksums.extend(timings.checksums);
+        }
+    }
 
     let places = vec![baseline, guest, hosted, wasmi, wasmi_portable];
     for name in KERNELS {
@@ -212,6 +259,14 @@ pub fn run(options: &BuildOptions) -> Result<Compute, Error> {
         if checksums.iter().any(|checksum| *checksum != checksums[0]) || checksums[0].is_none() {
             return Err(Error::Other(format!(
                 "compute kernel {name}: the places disagree on its checksum ({checksums:?} for {PLACES:?})"
+            )));
+        }
+    }
+    for (c, rust) in C_TWINS {
+        let (c_sum, rust_sum) = (places[0].checksums.get(c), places[0].checksums.get(rust));
+        if c_sum != rust_sum {
+            return Err(Error::Other(format!(
+                "compute kernel {c} gives {c_sum:?}, its Rust twin {rust} {rust_sum:?}"
             )));
         }
     }
