@@ -229,6 +229,7 @@ fn swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, usize), Error> {
         gdb: false,
         memory_mib: 512,
         disk: None,
+        network: None,
         control_socket: Some(socket.clone()),
     };
     let mut child = qemu::command(&image, &run_options)?
@@ -364,6 +365,7 @@ fn storage(options: &BuildOptions) -> Result<(Figures, f64), Error> {
         gdb: false,
         memory_mib: 512,
         disk: Some(image.clone()),
+        network: None,
         control_socket: None,
     };
     let (_, console) = qemu::run_until(&boot_image, &run_options, "bench: storage_done=1")?;
@@ -398,6 +400,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         gdb: false,
         memory_mib: 512,
         disk: None,
+        network: None,
         control_socket: None,
     };
     let (outcome, guest_console) = qemu::run_captured(&image, &run_options)?;

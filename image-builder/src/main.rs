@@ -84,6 +84,14 @@ enum Command {
         /// a folder (copied into a fresh FAT image). Overrides `[disk]`.
         #[arg(long)]
         disk: Option<PathBuf>,
+        /// The host port (on 127.0.0.1) forwarded to the guest's port 80,
+        /// when the system has a network driver (a service granted the
+        /// virtio-net card, `pci = ["1af4:1000"]`).
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
+        /// Write the network card's traffic to this pcap file.
+        #[arg(long)]
+        capture: Option<PathBuf>,
     },
     /// Send a new version of one service to the system running under `run`,
     /// which swaps it in without a reboot. Builds the service as `build` does
@@ -225,6 +233,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
             gdb,
             memory,
             disk,
+            http_port,
+            capture,
         } => {
             let system = load(&system)?;
             let made = workspace
@@ -264,7 +274,23 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 memory_mib: memory,
                 control_socket: Some(control_socket),
                 disk,
+                network: manifest::has_network_card(&system).then(|| qemu::Network {
+                    host_port: http_port,
+                    capture,
+                }),
             };
+            if let (Some(network), false) = (&options.network, cli.quiet) {
+                eprintln!(
+                    "image-builder: the system's web server: http://127.0.0.1:{}/ (status: http://127.0.0.1:{}/status)",
+                    network.host_port, network.host_port
+                );
+                if let Some(capture) = &network.capture {
+                    eprintln!(
+                        "image-builder: capturing the network to {}",
+                        capture.display()
+                    );
+                }
+            }
             let outcome = qemu::run(&image, &options)?;
             if !cli.quiet || outcome != qemu::Outcome::Success {
                 eprintln!("image-builder: {outcome}");

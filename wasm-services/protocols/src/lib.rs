@@ -8,6 +8,8 @@
 
 extern crate alloc;
 
+pub mod net;
+
 /// Echo: answers with what it is sent. The smallest useful protocol.
 pub mod echo {
     use alloc::string::String;
