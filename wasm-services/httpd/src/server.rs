@@ -257,10 +257,8 @@ impl Server {
             connection.last_active = now;
             self.send(socket, connection)?;
         }
-        if !connection.busy() && (connection.close_after || connection.peer_closed) {
-            return Ok(false);
-        }
-        Ok(true)
+        let finished = !connection.busy() && (connection.close_after || connection.peer_closed);
+        Ok(!finished)
     }
 
     /// Writes what is ready, refilling from the file, until the socket is

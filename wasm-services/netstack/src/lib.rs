@@ -9,6 +9,9 @@ extern crate std;
 
 pub mod stack;
 
+#[cfg(test)]
+mod tests;
+
 #[cfg(target_family = "wasm")]
 mod service;
 

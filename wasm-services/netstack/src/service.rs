@@ -145,13 +145,11 @@ struct Names {
 
 impl Names {
     fn name(&mut self, id: u32) -> &str {
-        if !self.known.contains_key(&id) {
-            let name = atoll_sdk::driver::service_info(id)
+        self.known.entry(id).or_insert_with(|| {
+            atoll_sdk::driver::service_info(id)
                 .map(|info| info.name)
-                .unwrap_or_default();
-            self.known.insert(id, name);
-        }
-        self.known.get(&id).map_or("", String::as_str)
+                .unwrap_or_default()
+        })
     }
 
     fn lookup(&self, id: u32) -> String {
