@@ -39,7 +39,7 @@ fn the_default_system_ends_at_a_shell_where_ps_ls_cat_and_errors_work() {
         Duration::from_secs(120),
     );
     let wait = Duration::from_secs(60);
-    vm.wait_for_seen("atoll: system ready (11 services)", wait);
+    vm.wait_for_seen("atoll: system ready (14 services)", wait);
     vm.wait_for_seen("[hello] hello from a Wasm service", wait);
     vm.wait_for_seen("Atoll shell. Type `help` for the commands.", wait);
     vm.wait_for_seen("[echo-client] echo replied: hello over IPC", wait);

@@ -274,7 +274,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 memory_mib: memory,
                 control_socket: Some(control_socket),
                 disk,
-                network: manifest::has_network_card(&system).then(|| qemu::Network {
+                network: manifest::has_network_card(&system).then_some(qemu::Network {
                     host_port: http_port,
                     capture,
                 }),
