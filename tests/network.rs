@@ -71,11 +71,18 @@ struct Web {
 
 /// Boots the default system with networking and waits until it serves.
 fn boot(name: &str) -> Web {
+    boot_system(
+        name,
+        support::workspace().join("examples/default/system.toml"),
+    )
+}
+
+fn boot_system(name: &str, system: PathBuf) -> Web {
     let folder = disk_folder(name);
     let port = free_port();
     let port_text = port.to_string();
     let mut vm = support::Vm::start_with(
-        support::workspace().join("examples/default/system.toml"),
+        system,
         &[
             "--disk",
             folder.to_str().unwrap(),
@@ -369,5 +376,74 @@ fn a_4_mib_download_survives_a_restart_of_the_network_driver() {
         !web.vm.log.contains("service net restarted"),
         "{}",
         web.vm.log
+    );
+}
+
+#[test]
+fn the_shell_shows_the_interface_and_sockets_and_pings_the_gateway() {
+    let mut web = boot("shell");
+    web.vm.type_line("ifconfig");
+    web.vm.wait_for(
+        "eth0: link up, mac 52:54:00:12:34:56, mtu 1514",
+        Duration::from_secs(30),
+    );
+    web.vm.wait_for(
+        "inet 10.0.2.15/24 gateway 10.0.2.2",
+        Duration::from_secs(30),
+    );
+    web.vm.type_line("netstat");
+    web.vm.wait_for_line(
+        "httpd's listening socket",
+        |line| {
+            line.starts_with("tcp")
+                && line.contains("*:80")
+                && line.contains("LISTEN")
+                && line.ends_with("httpd")
+        },
+        Duration::from_secs(30),
+    );
+    web.vm.type_line("ping 10.0.2.2 3");
+    web.vm
+        .wait_for("3 sent, 3 answered", Duration::from_secs(60));
+    web.vm.type_line("ping 10.0.2.99 1");
+    web.vm.wait_for(
+        "seq=1: the TCP/IP service: timed out",
+        Duration::from_secs(60),
+    );
+    web.vm.type_line("ping nowhere");
+    web.vm.wait_for(
+        "error: `nowhere` is not an IPv4 address",
+        Duration::from_secs(30),
+    );
+}
+
+#[test]
+fn the_tcp_ip_service_faulting_is_restarted_and_a_new_request_succeeds() {
+    let mut web = boot_system("fault", support::system("net-fault"));
+    let hello = std::fs::read(web.folder.join("HELLO.TXT")).unwrap();
+    assert_eq!(web.curl(&[&web.url("/HELLO.TXT")]), hello);
+    // The faulty build traps on `ifconfig`'s request.
+    web.vm.type_line("ifconfig");
+    web.vm.wait_for(
+        "[net] fault injection: trapping on an Interface request",
+        Duration::from_secs(30),
+    );
+    web.vm
+        .wait_for("atoll: service net faulted", Duration::from_secs(30));
+    web.vm.wait_for(
+        "atoll: service net restarted (1 so far)",
+        Duration::from_secs(30),
+    );
+    web.vm.wait_for(
+        "[net] interface up: 10.0.2.15/24 via 10.0.2.2",
+        Duration::from_secs(60),
+    );
+    web.vm
+        .wait_for("[httpd] serving HTTP on port 80", Duration::from_secs(60));
+    assert_eq!(web.curl(&[&web.url("/HELLO.TXT")]), hello);
+    let big = web.curl(&[&web.url("/BIG.BIN")]);
+    assert!(
+        big == pattern(1 << 20, 1),
+        "BIG.BIN differs after the restart"
     );
 }

@@ -34,21 +34,14 @@ pub fn main() {
         files,
         connections: BTreeMap::new(),
     };
-    let listener = loop {
-        match server.call(Request::Listen {
-            port: PORT,
-            backlog: BACKLOG,
-        }) {
-            Ok(Response::Socket(socket)) => break socket,
-            other => {
-                atoll_sdk::println!("cannot listen on port {PORT} ({other:?}); retrying");
-                atoll_sdk::sleep(1_000_000_000);
-            }
-        }
-    };
-    atoll_sdk::println!("serving HTTP on port {PORT}");
     loop {
-        server.turn(listener);
+        let listener = server.listen();
+        atoll_sdk::println!("serving HTTP on port {PORT}");
+        while server.turn(listener) {}
+        // The TCP/IP service restarted: its sockets, ours among them, are
+        // gone. Forget the connections and listen again.
+        server.connections.clear();
+        atoll_sdk::println!("lost the TCP/IP service; listening again");
     }
 }
 
@@ -98,7 +91,25 @@ impl Server {
         self.net.request::<Request, Response>(&request)
     }
 
-    fn turn(&mut self, listener: Socket) {
+    /// Listens on the HTTP port, retrying until the TCP/IP service agrees.
+    fn listen(&self) -> Socket {
+        loop {
+            match self.call(Request::Listen {
+                port: PORT,
+                backlog: BACKLOG,
+            }) {
+                Ok(Response::Socket(socket)) => return socket,
+                other => {
+                    atoll_sdk::println!("cannot listen on port {PORT} ({other:?}); retrying");
+                    atoll_sdk::sleep(1_000_000_000);
+                }
+            }
+        }
+    }
+
+    /// One round of waiting and serving; `false` when the TCP/IP service
+    /// has lost the listener (it restarted).
+    fn turn(&mut self, listener: Socket) -> bool {
         let mut interests = Vec::with_capacity(self.connections.len() + 1);
         if self.connections.len() < MAX_CONNECTIONS {
             interests.push(Interest {
@@ -121,18 +132,18 @@ impl Server {
             timeout_ms: WAIT_MS,
         }) {
             Ok(Response::Ready(ready)) => ready,
+            // A socket it does not know: it restarted since we listened.
+            Ok(Response::Error(net::Error::NoSocket | net::Error::NotOwner)) => return false,
             Ok(Response::Error(error)) => {
                 atoll_sdk::println!("wait failed: {error}");
                 atoll_sdk::sleep(10_000_000);
-                return;
+                return true;
             }
             other => {
-                atoll_sdk::println!("the TCP/IP service is gone or confused ({other:?})");
-                // Its restart loses our sockets: start over.
-                self.connections.clear();
-                atoll_sdk::sleep(500_000_000);
-                main_listen_again();
-                return;
+                // Gone (being restarted) or confused: wait, then ask again.
+                atoll_sdk::println!("the TCP/IP service did not answer a wait ({other:?})");
+                atoll_sdk::sleep(200_000_000);
+                return true;
             }
         };
         let now = atoll_sdk::time();
@@ -155,6 +166,7 @@ impl Server {
         for socket in idle {
             self.drop_connection(socket, false);
         }
+        true
     }
 
     fn accept_all(&mut self, listener: Socket, now: u64) {
@@ -490,13 +502,6 @@ impl Server {
         page.push_str("</table>\n</body></html>\n");
         Some(page)
     }
-}
-
-/// The server lost its TCP/IP service; the loop in `main` cannot easily be
-/// re-entered, so the service ends and its supervisor starts it again.
-fn main_listen_again() {
-    atoll_sdk::println!("restarting to listen again");
-    core::arch::wasm32::unreachable();
 }
 
 fn error_page(status: u16) -> (u16, &'static str, Vec<u8>, Vec<String>) {

@@ -88,6 +88,11 @@ pub fn main() {
                     }
                 }
                 Ok(request) => {
+                    #[cfg(feature = "fault-injection")]
+                    if request == Request::Interface {
+                        atoll_sdk::println!("fault injection: trapping on an Interface request");
+                        core::arch::wasm32::unreachable();
+                    }
                     let Some(token) = reply else {
                         // Socket requests are calls; a plain send gets nothing.
                         continue;

@@ -212,7 +212,10 @@ impl<T> Stack<T> {
             sockets: SocketSet::new(Vec::new()),
             table: BTreeMap::new(),
             closing: Vec::new(),
-            next_socket: 1,
+            // Numbers start at a random point, so that a client holding
+            // numbers from a previous instance (before a restart) gets
+            // `NoSocket`, not someone else's socket.
+            next_socket: (seed % 0x4000_0000) as u32 + 1,
             held: Vec::new(),
             icmp: None,
             next_sequence: 1,
