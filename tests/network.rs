@@ -57,12 +57,6 @@ fn disk_folder(name: &str) -> PathBuf {
     dir
 }
 
-/// A host port nobody listens on now.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 struct Web {
     vm: support::Vm,
     port: u16,
@@ -79,7 +73,7 @@ fn boot(name: &str) -> Web {
 
 fn boot_system(name: &str, system: PathBuf) -> Web {
     let folder = disk_folder(name);
-    let port = free_port();
+    let port = support::free_port();
     let port_text = port.to_string();
     let mut vm = support::Vm::start_with(
         system,

@@ -42,8 +42,10 @@ pub fn main() {
     let mut device = match Device::find_and_start() {
         Ok(device) => device,
         Err(reason) => {
+            // Stay, rather than end and be restarted in a loop: a system
+            // booted without a card just has no network.
             atoll_sdk::println!("no network card: {reason}");
-            return;
+            idle(nic_endpoint);
         }
     };
     let mut link = Uplink {
@@ -94,6 +96,18 @@ pub fn main() {
         if device.irq.is_none() && now.saturating_sub(last_link_check) >= LINK_CHECK_NS {
             last_link_check = now;
             link.link_check(&mut device);
+        }
+    }
+}
+
+/// Without a device: take (and drop) what arrives, for ever.
+fn idle(endpoint: Endpoint) -> ! {
+    let mut buffer = vec![0u8; MAX_MESSAGE_LEN];
+    loop {
+        if let Ok(received) = endpoint.receive(&mut buffer, Timeout::Forever)
+            && let Some(token) = received.reply
+        {
+            let _ = token.reply(&[]);
         }
     }
 }
