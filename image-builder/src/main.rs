@@ -14,6 +14,7 @@ mod disk;
 mod error;
 mod hosted;
 mod manifest;
+mod netbench;
 mod push;
 mod qemu;
 
@@ -120,6 +121,10 @@ enum Command {
     Bench {
         #[arg(default_value = "tests/systems/bench.toml")]
         system: PathBuf,
+        /// Only the network rows (curl bulk download, `ab` requests per
+        /// second, ping round trip) of the default system.
+        #[arg(long)]
+        network_only: bool,
     },
     /// The echo side of the pipe baseline (used by `bench`).
     #[command(hide = true)]
@@ -193,7 +198,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
             Ok(outcome.exit_code())
         }
-        Command::Bench { system } => {
+        Command::Bench {
+            system,
+            network_only,
+        } => {
             let system = load(&workspace.join(system))?;
             let options = BuildOptions {
                 workspace,
@@ -202,7 +210,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 kernel,
                 kernel_features: kernel_features.clone(),
             };
-            bench::run(&system, &options)?;
+            if network_only {
+                bench::run_network(&options)?;
+            } else {
+                bench::run(&system, &options)?;
+            }
             Ok(0)
         }
         Command::Push {
