@@ -441,3 +441,55 @@ fn the_tcp_ip_service_faulting_is_restarted_and_a_new_request_succeeds() {
         "BIG.BIN differs after the restart"
     );
 }
+
+#[test]
+fn chromium_renders_the_status_page_with_every_service() {
+    let web = boot("chromium");
+    let shots = support::workspace().join("target/network");
+    std::fs::create_dir_all(&shots).unwrap();
+    let screenshot = shots.join("status.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let profile = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("chromium-profile");
+    let chromium = |extra: &[&str]| {
+        let output = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("--window-size=1024,768")
+            .args(extra)
+            .arg(web.url("/status"))
+            .output()
+            .expect("chromium runs (apt-get install chromium)");
+        assert!(
+            output.status.success(),
+            "chromium {extra:?} failed: {}\nserial log:\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            web.vm.log
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let dom = chromium(&["--dump-dom"]);
+    assert!(dom.contains("<table id=\"services\">"), "{dom}");
+    for service in [
+        "supervisor",
+        "console",
+        "virtio-net",
+        "net",
+        "httpd",
+        "fat",
+        "shell",
+    ] {
+        assert!(
+            dom.contains(&format!("<td>{service}</td>")),
+            "{service} missing:\n{dom}"
+        );
+    }
+    chromium(&[&format!("--screenshot={}", screenshot.display())]);
+    let png = std::fs::read(&screenshot).expect("chromium wrote the screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    eprintln!("screenshot: {}", screenshot.display());
+}

@@ -580,7 +580,7 @@ fn status_json() -> String {
 
 fn status_html() -> String {
     let mut out = String::from(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\"><title>Atoll status</title>\n<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 8px;text-align:right}td:first-child,td:nth-child(2){text-align:left}</style></head>\n<body>\n",
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"2\"><title>Atoll status</title>\n<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 8px;text-align:right}td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}</style></head>\n<body>\n",
     );
     if let Ok(system) = atoll_sdk::driver::system_info() {
         let _ = write!(
