@@ -374,7 +374,7 @@ fn a_4_mib_download_survives_a_restart_of_the_network_driver() {
 }
 
 #[test]
-fn the_shell_shows_the_interface_and_sockets_and_pings_the_gateway() {
+fn the_shell_shows_the_interface_and_sockets_and_pings_and_httpd_restarts() {
     let mut web = boot("shell");
     web.vm.type_line("ifconfig");
     web.vm.wait_for(
@@ -409,6 +409,17 @@ fn the_shell_shows_the_interface_and_sockets_and_pings_the_gateway() {
         "error: `nowhere` is not an IPv4 address",
         Duration::from_secs(30),
     );
+    // A restarted HTTP server gets its port back at once (the TCP/IP
+    // service drops its previous instance's sockets) and serves.
+    web.vm.type_line("restart httpd");
+    web.vm.wait_for(
+        "atoll: service httpd restarted (1 so far)",
+        Duration::from_secs(30),
+    );
+    web.vm
+        .wait_for("[httpd] serving HTTP on port 80", Duration::from_secs(30));
+    let hello = std::fs::read(web.folder.join("HELLO.TXT")).unwrap();
+    assert_eq!(web.curl(&[&web.url("/HELLO.TXT")]), hello);
 }
 
 #[test]

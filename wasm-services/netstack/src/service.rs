@@ -97,6 +97,13 @@ pub fn main() {
                         // Socket requests are calls; a plain send gets nothing.
                         continue;
                     };
+                    if matches!(
+                        request,
+                        Request::Listen { .. } | Request::Connect { .. } | Request::UdpBind { .. }
+                    ) && let Ok(info) = atoll_sdk::driver::service_info(sender)
+                    {
+                        stack.note_generation(sender, info.restarts);
+                    }
                     let name_of = |id: u32| names.lookup(id);
                     if let Some((token, response)) =
                         stack.handle(sender, request, token, now, &name_of)

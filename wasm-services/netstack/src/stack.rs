@@ -151,6 +151,10 @@ pub struct Stack<T> {
     next_sequence: u16,
     counters: Counters,
     pub tx_dropped: u64,
+    /// Each client's generation (its restart count) when it last made a
+    /// socket: a new one means a new instance, whose predecessor's sockets
+    /// are dropped.
+    generations: BTreeMap<u32, u32>,
 }
 
 fn to_instant(now_ns: u64) -> Instant {
@@ -221,6 +225,7 @@ impl<T> Stack<T> {
             next_sequence: 1,
             counters: Counters::default(),
             tx_dropped: 0,
+            generations: BTreeMap::new(),
         }
     }
 
@@ -624,6 +629,17 @@ impl<T> Stack<T> {
             }
         }
         Ok(Response::Done)
+    }
+
+    /// Records that `owner` is in its `generation` (restart count); if that
+    /// is a new one, the sockets of its previous instance are dropped first
+    /// (they would otherwise hold their ports until they time out). Called
+    /// before requests that make sockets.
+    pub fn note_generation(&mut self, owner: u32, generation: u32) {
+        let previous = self.generations.insert(owner, generation);
+        if previous.is_some_and(|previous| previous != generation) {
+            self.forget_owner(owner);
+        }
     }
 
     /// Drops every socket of a service that is gone (restarted, stopped).

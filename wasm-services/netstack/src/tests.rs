@@ -394,3 +394,41 @@ fn udp_and_ping_work_and_bad_requests_are_errors() {
     pair.a.link(Link::Frame(vec![]), pair.now);
     pair.run(2);
 }
+
+#[test]
+fn a_restarted_client_gets_its_port_back() {
+    let mut pair = Pair::new();
+    pair.a.note_generation(SERVER, 0);
+    let old = socket(pair.a(
+        SERVER,
+        Request::Listen {
+            port: 80,
+            backlog: 4,
+        },
+    ));
+    pair.a.note_generation(SERVER, 0);
+    assert_eq!(
+        pair.a(
+            SERVER,
+            Request::Listen {
+                port: 80,
+                backlog: 4
+            }
+        ),
+        Response::Error(Error::AddressInUse)
+    );
+    // The same service id, restarted once: its old listener goes.
+    pair.a.note_generation(SERVER, 1);
+    let new = socket(pair.a(
+        SERVER,
+        Request::Listen {
+            port: 80,
+            backlog: 4,
+        },
+    ));
+    assert_ne!(old, new);
+    assert_eq!(
+        pair.a(SERVER, Request::Accept { listener: old }),
+        Response::Error(Error::NoSocket)
+    );
+}
