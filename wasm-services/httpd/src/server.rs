@@ -12,7 +12,7 @@ use atoll_sdk::{CallError, Endpoint};
 use core::fmt::Write as _;
 
 const PORT: u16 = 80;
-const BACKLOG: u8 = 16;
+const BACKLOG: u8 = 32;
 /// Connections served at once; more wait in the listener's backlog.
 const MAX_CONNECTIONS: usize = 100;
 /// A connection idle this long (no request in progress) is closed.

@@ -44,6 +44,8 @@ const UDP_BUFFER: usize = 16 * 1024;
 /// The most sockets of all kinds at once (listeners' pools count).
 const MAX_SOCKETS: usize = 256;
 const MAX_BACKLOG: u8 = 32;
+/// Sockets of a listener kept in the Listen state.
+const SPARE_LISTENERS: usize = 2;
 /// A connection with no progress for this long is dropped.
 const TCP_TIMEOUT: Duration = Duration::from_secs(60);
 const ICMP_IDENT: u16 = 0x4154;
@@ -96,10 +98,15 @@ impl phy::Device for Wire {
 
 enum Kind {
     Tcp(SocketHandle),
-    /// Sockets listening on `port`; the ones whose handshake completed are
-    /// handed out by `Accept` and replaced.
+    /// Connections to `port`: up to `backlog` sockets, of which at most
+    /// [`SPARE_LISTENERS`] in the Listen state and the others have left it (handshake in
+    /// progress or done) and wait for `Accept`. Refilled after every
+    /// received frame, so a burst of connections finds a listening socket
+    /// each; the spares are few because every socket costs smoltcp work on
+    /// each poll.
     Listener {
         port: u16,
+        backlog: u8,
         pool: Vec<SocketHandle>,
     },
     Udp(SocketHandle),
@@ -200,6 +207,46 @@ fn handshake_done(state: tcp::State) -> bool {
     )
 }
 
+/// Drops the listeners' sockets that closed before being accepted, and
+/// brings each listener back to [`SPARE_LISTENERS`] listening sockets while
+/// its backlog has room.
+fn refill_listeners(table: &mut BTreeMap<Socket, Entry>, sockets: &mut SocketSet<'static>) {
+    for entry in table.values_mut() {
+        let Kind::Listener {
+            port,
+            backlog,
+            pool,
+        } = &mut entry.kind
+        else {
+            continue;
+        };
+        pool.retain(|&handle| {
+            let closed = sockets.get::<tcp::Socket>(handle).state() == tcp::State::Closed;
+            if closed {
+                sockets.remove(handle);
+            }
+            !closed
+        });
+        let mut listening = pool
+            .iter()
+            .filter(|&&handle| sockets.get::<tcp::Socket>(handle).state() == tcp::State::Listen)
+            .count();
+        // Listening sockets count against the backlog too, so that at most
+        // `backlog` connections can be pending.
+        while listening < SPARE_LISTENERS
+            && pool.len() < usize::from(*backlog)
+            && sockets.iter().count() < MAX_SOCKETS
+        {
+            let mut socket = tcp_socket();
+            if socket.listen(*port).is_err() {
+                break;
+            }
+            pool.push(sockets.add(socket));
+            listening += 1;
+        }
+    }
+}
+
 impl<T> Stack<T> {
     /// A stack with no link yet (it waits for the driver's `Link::Up`).
     pub fn new(settings: Settings, seed: u64) -> Stack<T> {
@@ -298,7 +345,17 @@ impl<T> Stack<T> {
     pub fn poll(&mut self, now_ns: u64) -> Vec<(T, Response)> {
         let now = to_instant(now_ns);
         if let Some(interface) = self.interface.as_mut() {
-            interface.poll(now, &mut self.wire, &mut self.sockets);
+            interface.poll_maintenance(now);
+            loop {
+                let result = interface.poll_ingress_single(now, &mut self.wire, &mut self.sockets);
+                if result == smoltcp::iface::PollIngressSingleResult::None {
+                    break;
+                }
+                refill_listeners(&mut self.table, &mut self.sockets);
+            }
+            while interface.poll_egress(now, &mut self.wire, &mut self.sockets)
+                != smoltcp::iface::PollResult::None
+            {}
         }
         self.maintain();
         self.answer_held(now)
@@ -326,17 +383,7 @@ impl<T> Stack<T> {
     }
 
     fn maintain(&mut self) {
-        // A pooled socket whose handshake failed goes back to listening.
-        for entry in self.table.values() {
-            if let Kind::Listener { port, pool } = &entry.kind {
-                for &handle in pool {
-                    let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-                    if socket.state() == tcp::State::Closed {
-                        let _ = socket.listen(*port);
-                    }
-                }
-            }
-        }
+        refill_listeners(&mut self.table, &mut self.sockets);
         let sockets = &mut self.sockets;
         self.closing.retain(|&handle| {
             let finished = sockets.get::<tcp::Socket>(handle).state() == tcp::State::Closed;
@@ -461,41 +508,34 @@ impl<T> Stack<T> {
         if self.port_taken(port) {
             return Err(Error::AddressInUse);
         }
-        if self.sockets.iter().count() + usize::from(backlog) > MAX_SOCKETS {
+        if self.sockets.iter().count() + SPARE_LISTENERS > MAX_SOCKETS {
             return Err(Error::NoResources);
         }
         let number = self.allocate_number()?;
-        let mut pool = Vec::new();
-        for _ in 0..backlog {
-            let mut socket = tcp_socket();
-            socket.listen(port).map_err(|_| Error::InvalidArgument)?;
-            pool.push(self.sockets.add(socket));
-        }
         self.table.insert(
             number,
             Entry {
                 owner,
-                kind: Kind::Listener { port, pool },
+                kind: Kind::Listener {
+                    port,
+                    backlog,
+                    pool: Vec::new(),
+                },
             },
         );
+        refill_listeners(&mut self.table, &mut self.sockets);
         Ok(Response::Socket(number))
     }
 
     fn accept(&mut self, owner: u32, listener: Socket) -> Result<Response, Error> {
-        let (port, position) = match &self.owned(owner, listener)?.kind {
-            Kind::Listener { port, pool } => (
-                *port,
-                pool.iter().position(|&handle| {
-                    handshake_done(self.sockets.get::<tcp::Socket>(handle).state())
-                }),
-            ),
+        let position = match &self.owned(owner, listener)?.kind {
+            Kind::Listener { pool, .. } => pool.iter().position(|&handle| {
+                handshake_done(self.sockets.get::<tcp::Socket>(handle).state())
+            }),
             _ => return Err(Error::InvalidState),
         };
         let position = position.ok_or(Error::WouldBlock)?;
         let number = self.allocate_number()?;
-        let mut fresh = tcp_socket();
-        fresh.listen(port).map_err(|_| Error::InvalidArgument)?;
-        let fresh = self.sockets.add(fresh);
         let Some(Entry {
             kind: Kind::Listener { pool, .. },
             ..
@@ -503,10 +543,11 @@ impl<T> Stack<T> {
         else {
             return Err(Error::InvalidState);
         };
-        let Some(slot) = pool.get_mut(position) else {
+        if position >= pool.len() {
             return Err(Error::InvalidState);
-        };
-        let accepted = core::mem::replace(slot, fresh);
+        }
+        let accepted = pool.swap_remove(position);
+        refill_listeners(&mut self.table, &mut self.sockets);
         let peer = address_of(self.sockets.get::<tcp::Socket>(accepted).remote_endpoint());
         self.table.insert(
             number,

@@ -432,3 +432,67 @@ fn a_restarted_client_gets_its_port_back() {
         Response::Error(Error::NoSocket)
     );
 }
+
+#[test]
+fn a_burst_of_connections_is_accepted_up_to_the_backlog() {
+    let mut pair = Pair::new();
+    let listener = socket(pair.a(
+        SERVER,
+        Request::Listen {
+            port: 80,
+            backlog: 8,
+        },
+    ));
+    let to = Address {
+        ip: [10, 0, 2, 15],
+        port: 80,
+    };
+    // Twelve SYNs arrive together: eight fit the backlog.
+    let clients: Vec<u32> = (0..12)
+        .map(|_| socket(pair.b(CLIENT, Request::Connect { to })))
+        .collect();
+    pair.run(50);
+    let mut accepted = Vec::new();
+    while let Response::Accepted { socket, .. } = pair.a(SERVER, Request::Accept { listener }) {
+        accepted.push(socket);
+    }
+    assert_eq!(accepted.len(), 8);
+    // Accepting made room: the refused ones retry (smoltcp sent them RST;
+    // a new connect each) and get in.
+    for _ in 0..4 {
+        let _ = pair.b(CLIENT, Request::Connect { to });
+    }
+    pair.run(50);
+    let mut more = 0;
+    while let Response::Accepted { .. } = pair.a(SERVER, Request::Accept { listener }) {
+        more += 1;
+    }
+    assert_eq!(more, 4);
+    // Every accepted connection carries data.
+    for &socket in &accepted {
+        assert_eq!(
+            pair.a(
+                SERVER,
+                Request::Write {
+                    socket,
+                    data: b"hi".to_vec()
+                }
+            ),
+            Response::Written(2)
+        );
+    }
+    pair.run(20);
+    let readable = clients
+        .iter()
+        .filter(|&&client| {
+            pair.b(
+                CLIENT,
+                Request::Read {
+                    socket: client,
+                    max: 10,
+                },
+            ) == Response::Data(b"hi".to_vec())
+        })
+        .count();
+    assert_eq!(readable, 8);
+}
