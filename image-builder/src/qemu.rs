@@ -292,3 +292,43 @@ pub fn run_until(
     let _ = child.wait();
     Ok((seen, String::from_utf8_lossy(&text).replace('\r', "")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arguments(options: &RunOptions) -> Vec<String> {
+        command(Path::new("atoll.img"), options)
+            .map(|command| {
+                command
+                    .get_args()
+                    .map(|argument| argument.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_network_card_gets_restricted_user_networking_and_one_forward() {
+        let mut options = RunOptions {
+            uefi: false,
+            timeout: None,
+            gdb: false,
+            memory_mib: 512,
+            control_socket: None,
+            disk: None,
+            network: None,
+        };
+        assert!(!arguments(&options).iter().any(|a| a.contains("virtio-net")));
+        options.network = Some(Network {
+            host_port: 9090,
+            capture: Some(PathBuf::from("out.pcap")),
+        });
+        let args = arguments(&options);
+        assert!(
+            args.contains(&"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:9090-:80".to_string())
+        );
+        assert!(args.contains(&"virtio-net-pci,netdev=n0,disable-modern=on,addr=0x6".to_string()));
+        assert!(args.contains(&"filter-dump,id=f0,netdev=n0,file=out.pcap".to_string()));
+    }
+}
