@@ -376,13 +376,18 @@ fn a_4_mib_download_survives_a_restart_of_the_network_driver() {
 #[test]
 fn the_shell_shows_the_interface_and_sockets_and_pings_and_httpd_restarts() {
     let mut web = boot("shell");
+    // QEMU's DHCP server hands out the same addresses as the static ones.
+    web.vm.wait_for_seen(
+        "[net] interface up: 10.0.2.15/24 via 10.0.2.2 (DHCP lease)",
+        Duration::from_secs(60),
+    );
     web.vm.type_line("ifconfig");
     web.vm.wait_for(
         "eth0: link up, mac 52:54:00:12:34:56, mtu 1514",
         Duration::from_secs(30),
     );
     web.vm.wait_for(
-        "inet 10.0.2.15/24 gateway 10.0.2.2",
+        "inet 10.0.2.15/24 gateway 10.0.2.2 (dhcp)",
         Duration::from_secs(30),
     );
     web.vm.type_line("netstat");

@@ -53,7 +53,6 @@ pub fn main() {
     }
     let mut buffer = vec![0u8; MAX_MESSAGE_LEN];
     let mut answer = vec![0u8; MAX_MESSAGE_LEN];
-    let mut announced = false;
     loop {
         let now = atoll_sdk::time();
         let wait = stack.poll_delay_ns(now).unwrap_or(IDLE_NS).min(IDLE_NS);
@@ -119,18 +118,17 @@ pub fn main() {
                 }
             }
         }
-        if !announced && stack.has_link() {
-            announced = true;
-            let settings = Settings::QEMU_USER;
-            let [a, b, c, d] = settings.ip;
-            let [g, h, i, j] = settings.gateway;
-            atoll_sdk::println!(
-                "interface up: {a}.{b}.{c}.{d}/{} via {g}.{h}.{i}.{j}",
-                settings.prefix
-            );
-        }
         for (token, response) in stack.poll(atoll_sdk::time()) {
             send_reply(token, &response, &mut answer);
+        }
+        if let Some((settings, leased)) = stack.take_address_change() {
+            let [a, b, c, d] = settings.ip;
+            let [g, h, i, j] = settings.gateway;
+            let source = if leased { "DHCP lease" } else { "static" };
+            atoll_sdk::println!(
+                "interface up: {a}.{b}.{c}.{d}/{} via {g}.{h}.{i}.{j} ({source})",
+                settings.prefix
+            );
         }
         if let Some(nic) = nic {
             for frame in stack.take_transmitted() {

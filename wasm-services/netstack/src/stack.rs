@@ -13,11 +13,11 @@ use atoll_protocols::net::{
 };
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
-use smoltcp::socket::{icmp, tcp, udp};
+use smoltcp::socket::{dhcpv4, icmp, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     EthernetAddress, HardwareAddress, Icmpv4Packet, Icmpv4Repr, IpAddress, IpCidr, IpEndpoint,
-    IpListenEndpoint, Ipv4Address,
+    IpListenEndpoint, Ipv4Address, Ipv4Cidr,
 };
 
 /// The addresses QEMU's user networking expects.
@@ -142,7 +142,18 @@ struct Counters {
 /// The TCP/IP service's state. `T` is what answers a held call (a reply
 /// token in the service, anything in tests).
 pub struct Stack<T> {
+    /// The static addresses, used until a DHCP lease comes and after one
+    /// is lost.
+    fallback: Settings,
+    /// The addresses in use.
     settings: Settings,
+    /// The DHCP client's socket (once the link is up) and whether the
+    /// addresses in use come from its lease; the DNS server it named.
+    dhcp: Option<SocketHandle>,
+    leased: bool,
+    dns: Option<[u8; 4]>,
+    /// Address changes since the last `take_address_change` (for the log).
+    address_changed: bool,
     seed: u64,
     wire: Wire,
     interface: Option<Interface>,
@@ -251,7 +262,12 @@ impl<T> Stack<T> {
     /// A stack with no link yet (it waits for the driver's `Link::Up`).
     pub fn new(settings: Settings, seed: u64) -> Stack<T> {
         Stack {
+            fallback: settings,
             settings,
+            dhcp: None,
+            leased: false,
+            dns: None,
+            address_changed: false,
             seed,
             wire: Wire {
                 received: VecDeque::new(),
@@ -315,18 +331,69 @@ impl<T> Stack<T> {
         }
         let mut config = Config::new(HardwareAddress::Ethernet(address));
         config.random_seed = self.seed;
-        let mut interface = Interface::new(config, &mut self.wire, to_instant(now_ns));
-        let settings = self.settings;
+        let interface = Interface::new(config, &mut self.wire, to_instant(now_ns));
+        self.interface = Some(interface);
+        self.apply(self.fallback, false, None);
+        // A DHCP client runs beside the static addresses and replaces them
+        // with its lease.
+        self.dhcp = Some(self.sockets.add(dhcpv4::Socket::new()));
+    }
+
+    /// Puts `settings` on the interface.
+    fn apply(&mut self, settings: Settings, leased: bool, dns: Option<[u8; 4]>) {
+        let Some(interface) = self.interface.as_mut() else {
+            return;
+        };
         interface.update_ip_addrs(|addresses| {
+            addresses.clear();
             let _ = addresses.push(IpCidr::new(
                 IpAddress::Ipv4(ipv4(settings.ip)),
                 settings.prefix,
             ));
         });
+        interface.routes_mut().remove_default_ipv4_route();
         let _ = interface
             .routes_mut()
             .add_default_ipv4_route(ipv4(settings.gateway));
-        self.interface = Some(interface);
+        self.settings = settings;
+        self.leased = leased;
+        self.dns = dns;
+        self.address_changed = true;
+    }
+
+    /// The addresses in use and whether they come from a DHCP lease, if they
+    /// changed since the last call.
+    pub fn take_address_change(&mut self) -> Option<(Settings, bool)> {
+        core::mem::take(&mut self.address_changed).then_some((self.settings, self.leased))
+    }
+
+    /// Takes the DHCP client's news: a lease (applied) or its loss (back to
+    /// the static addresses).
+    fn dhcp_events(&mut self) {
+        let Some(handle) = self.dhcp else {
+            return;
+        };
+        let event = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+            None => return,
+            Some(dhcpv4::Event::Configured(config)) => {
+                let address: Ipv4Cidr = config.address;
+                Some((
+                    Settings {
+                        ip: address.address().octets(),
+                        prefix: address.prefix_len(),
+                        gateway: config
+                            .router
+                            .map_or(self.fallback.gateway, |router| router.octets()),
+                    },
+                    config.dns_servers.first().map(|dns| dns.octets()),
+                ))
+            }
+            Some(dhcpv4::Event::Deconfigured) => None,
+        };
+        match event {
+            Some((settings, dns)) => self.apply(settings, true, dns),
+            None => self.apply(self.fallback, false, None),
+        }
     }
 
     /// Frames for the driver since the last call.
@@ -357,6 +424,7 @@ impl<T> Stack<T> {
                 != smoltcp::iface::PollResult::None
             {}
         }
+        self.dhcp_events();
         self.maintain();
         self.answer_held(now)
     }
@@ -917,6 +985,8 @@ impl<T> Stack<T> {
             ip: self.settings.ip,
             prefix: self.settings.prefix,
             gateway: self.settings.gateway,
+            dhcp: self.leased,
+            dns: self.dns,
             mtu: MTU as u32,
             rx_frames: self.counters.rx_frames,
             rx_bytes: self.counters.rx_bytes,

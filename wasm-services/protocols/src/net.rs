@@ -153,6 +153,11 @@ pub struct Interface {
     pub ip: [u8; 4],
     pub prefix: u8,
     pub gateway: [u8; 4],
+    /// The address, prefix and gateway come from a DHCP lease (else: the
+    /// static configuration).
+    pub dhcp: bool,
+    /// The DNS server the lease named.
+    pub dns: Option<[u8; 4]>,
     pub mtu: u32,
     pub rx_frames: u64,
     pub rx_bytes: u64,

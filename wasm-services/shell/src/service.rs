@@ -382,12 +382,17 @@ impl Shell {
         };
         let _ = writeln!(
             self.out,
-            "eth0: link {link}, mac {}, mtu {}\n  inet {}/{} gateway {}\n  rx {} frames, {}\n  tx {} frames, {}, {} dropped",
+            "eth0: link {link}, mac {}, mtu {}\n  inet {}/{} gateway {} ({}){}\n  rx {} frames, {}\n  tx {} frames, {}, {} dropped",
             format::mac(interface.mac),
             interface.mtu,
             format::ipv4(interface.ip),
             interface.prefix,
             format::ipv4(interface.gateway),
+            if interface.dhcp { "dhcp" } else { "static" },
+            interface
+                .dns
+                .map(|dns| format!(", dns {}", format::ipv4(dns)))
+                .unwrap_or_default(),
             interface.rx_frames,
             format::bytes(interface.rx_bytes),
             interface.tx_frames,
