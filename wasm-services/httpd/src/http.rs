@@ -467,6 +467,43 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_bytes_never_panic_the_parser() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let pieces: [&[u8]; 8] = [
+            b"GET ",
+            b"/",
+            b" HTTP/1.1",
+            b"\r\n",
+            b"Host: a",
+            b"Range: bytes=",
+            b"%",
+            b":",
+        ];
+        for _ in 0..20_000 {
+            let mut input = Vec::new();
+            for _ in 0..next() % 24 {
+                match next() % 3 {
+                    0 => input.push(next() as u8),
+                    _ => input.extend_from_slice(pieces[(next() % 8) as usize]),
+                }
+            }
+            if let Parse::Request(request, used) = parse(&input) {
+                assert!(used <= input.len());
+                let _ = byte_range(request.range.as_deref(), next() % 1000);
+            }
+            let text = String::from_utf8_lossy(&input);
+            let _ = decode_path(&text);
+            let _ = byte_range(Some(&text), next() % 1000);
+        }
+    }
+
+    #[test]
     fn escapes_and_types() {
         assert_eq!(
             html_escape("<a href=\"x\">&"),

@@ -496,3 +496,87 @@ fn a_burst_of_connections_is_accepted_up_to_the_backlog() {
         .count();
     assert_eq!(readable, 8);
 }
+
+#[test]
+fn arbitrary_frames_and_requests_never_panic_the_stack() {
+    let mut pair = Pair::new();
+    let listener = socket(pair.a(
+        SERVER,
+        Request::Listen {
+            port: 80,
+            backlog: 4,
+        },
+    ));
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    // A valid frame to mutate: whatever A sends when B connects.
+    let _ = pair.b(
+        CLIENT,
+        Request::Connect {
+            to: Address {
+                ip: [10, 0, 2, 15],
+                port: 80,
+            },
+        },
+    );
+    // Run the handshake by hand, keeping a copy of every frame.
+    let mut seeds = Vec::new();
+    for _ in 0..10 {
+        pair.now += 1_000_000;
+        let _ = pair.a.poll(pair.now);
+        let _ = pair.b.poll(pair.now);
+        for frame in pair.a.take_transmitted() {
+            seeds.push(frame.clone());
+            pair.b.link(Link::Frame(frame), pair.now);
+        }
+        for frame in pair.b.take_transmitted() {
+            seeds.push(frame.clone());
+            pair.a.link(Link::Frame(frame), pair.now);
+        }
+    }
+    assert!(!seeds.is_empty());
+    for round in 0..5_000 {
+        let mut frame = seeds[round % seeds.len()].clone();
+        for _ in 0..(next() % 8) {
+            if frame.is_empty() {
+                break;
+            }
+            let at = (next() as usize) % frame.len();
+            frame[at] = next() as u8;
+        }
+        frame.truncate((next() as usize) % 1600);
+        pair.now += 1_000;
+        pair.a.link(Link::Frame(frame), pair.now);
+        let _ = pair.a.poll(pair.now);
+        let _ = pair.a.take_transmitted();
+        // And requests with arbitrary numbers.
+        let socket = if next() % 2 == 0 {
+            listener
+        } else {
+            next() as u32
+        };
+        let request = match next() % 6 {
+            0 => Request::Read {
+                socket,
+                max: next() as u32,
+            },
+            1 => Request::Write {
+                socket,
+                data: vec![0; (next() % 4000) as usize],
+            },
+            2 => Request::Accept { listener: socket },
+            3 => Request::Close { socket },
+            4 => Request::UdpReceive { socket },
+            _ => Request::Listen {
+                port: next() as u16,
+                backlog: next() as u8,
+            },
+        };
+        let _ = pair.a.handle(SERVER, request, 0, pair.now, &name);
+    }
+}
