@@ -33,6 +33,7 @@ pub fn main() {
         net,
         files,
         connections: BTreeMap::new(),
+        outage: false,
     };
     loop {
         let listener = server.listen();
@@ -81,6 +82,8 @@ struct Server {
     net: Endpoint,
     files: Endpoint,
     connections: BTreeMap<Socket, Connection>,
+    /// The last `Wait` failed (the TCP/IP service is away).
+    outage: bool,
 }
 
 /// Why a connection has to go.
@@ -140,12 +143,16 @@ impl Server {
                 return true;
             }
             other => {
-                // Gone (being restarted) or confused: wait, then ask again.
-                atoll_sdk::println!("the TCP/IP service did not answer a wait ({other:?})");
+                // Gone (being restarted, or stopped) or confused: wait, then
+                // ask again; said once per outage, not every 200 ms.
+                if !core::mem::replace(&mut self.outage, true) {
+                    atoll_sdk::println!("the TCP/IP service did not answer a wait ({other:?})");
+                }
                 atoll_sdk::sleep(200_000_000);
                 return true;
             }
         };
+        self.outage = false;
         let now = atoll_sdk::time();
         for interest in ready {
             if interest.socket == listener {
