@@ -510,11 +510,7 @@ impl<T> Stack<T> {
                     }
                 }
             }
-            Request::Ping {
-                to,
-                sequence: _,
-                timeout_ms,
-            } => match self.ping(to) {
+            Request::Ping { to, timeout_ms } => match self.ping(to) {
                 Ok(sequence) => {
                     self.held.push(Held {
                         token,

@@ -346,7 +346,6 @@ fn udp_and_ping_work_and_bad_requests_are_errors() {
                 SERVER,
                 Request::Ping {
                     to: [10, 0, 2, 2],
-                    sequence: 1,
                     timeout_ms: 1000
                 },
                 5,

@@ -81,12 +81,10 @@ pub enum Request {
         interests: Vec<Interest>,
         timeout_ms: u32,
     },
-    /// ICMP echo to `to`: answered with the round trip or `TimedOut`.
-    Ping {
-        to: [u8; 4],
-        sequence: u16,
-        timeout_ms: u32,
-    },
+    /// ICMP echo to `to`: answered with the round trip or `TimedOut`. The
+    /// service numbers the echo requests itself (callers share one ICMP
+    /// identifier), so replies cannot be confused between callers.
+    Ping { to: [u8; 4], timeout_ms: u32 },
     /// The interface: addresses, link state, counters.
     Interface,
     /// Every socket, for `netstat`.

@@ -454,7 +454,6 @@ impl Shell {
         for sequence in 1..=count {
             let request = net::Request::Ping {
                 to,
-                sequence,
                 timeout_ms: 2000,
             };
             match self.net_request(&request) {
