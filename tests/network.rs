@@ -72,19 +72,21 @@ fn boot(name: &str) -> Web {
 }
 
 fn boot_system(name: &str, system: PathBuf) -> Web {
+    boot_with(name, system, &[])
+}
+
+fn boot_with(name: &str, system: PathBuf, extra: &[&str]) -> Web {
     let folder = disk_folder(name);
     let port = support::free_port();
     let port_text = port.to_string();
-    let mut vm = support::Vm::start_with(
-        system,
-        &[
-            "--disk",
-            folder.to_str().unwrap(),
-            "--http-port",
-            &port_text,
-        ],
-        VM_TIMEOUT,
-    );
+    let mut args = vec![
+        "--disk",
+        folder.to_str().unwrap(),
+        "--http-port",
+        &port_text,
+    ];
+    args.extend_from_slice(extra);
+    let mut vm = support::Vm::start_with(system, &args, VM_TIMEOUT);
     vm.wait_for_seen("[net] interface up: 10.0.2.15/24 via 10.0.2.2", BOOT);
     vm.wait_for_seen("[httpd] serving HTTP on port 80", BOOT);
     vm.wait_for_seen("[fat] mounted FAT16 volume", BOOT);
@@ -508,4 +510,31 @@ fn chromium_renders_the_status_page_with_every_service() {
     let png = std::fs::read(&screenshot).expect("chromium wrote the screenshot");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
     eprintln!("screenshot: {}", screenshot.display());
+}
+
+#[test]
+fn the_link_going_down_and_up_reaches_the_driver_and_ifconfig() {
+    let monitor = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("network")
+        .join("link-monitor.sock");
+    let mut web = boot_with(
+        "link",
+        support::workspace().join("examples/default/system.toml"),
+        &["--monitor", monitor.to_str().unwrap()],
+    );
+    let mut qemu = std::os::unix::net::UnixStream::connect(&monitor).unwrap();
+    qemu.write_all(b"set_link n0 off\n").unwrap();
+    // A configuration interrupt tells the driver, which tells the TCP/IP
+    // service.
+    web.vm
+        .wait_for("[virtio-net] link down", Duration::from_secs(30));
+    web.vm.type_line("ifconfig");
+    web.vm.wait_for("eth0: link down", Duration::from_secs(30));
+    qemu.write_all(b"set_link n0 on\n").unwrap();
+    web.vm
+        .wait_for("[virtio-net] link up", Duration::from_secs(30));
+    web.vm.type_line("ifconfig");
+    web.vm.wait_for("eth0: link up", Duration::from_secs(30));
+    let hello = std::fs::read(web.folder.join("HELLO.TXT")).unwrap();
+    assert_eq!(web.curl(&[&web.url("/HELLO.TXT")]), hello);
 }

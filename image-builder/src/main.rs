@@ -93,6 +93,10 @@ enum Command {
         /// Write the network card's traffic to this pcap file.
         #[arg(long)]
         capture: Option<PathBuf>,
+        /// Open QEMU's monitor on this Unix socket (with a network card:
+        /// `set_link n0 off` / `on` take its link down and up).
+        #[arg(long)]
+        monitor: Option<PathBuf>,
     },
     /// Send a new version of one service to the system running under `run`,
     /// which swaps it in without a reboot. Builds the service as `build` does
@@ -247,6 +251,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             disk,
             http_port,
             capture,
+            monitor,
         } => {
             let system = load(&system)?;
             let made = workspace
@@ -289,6 +294,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 network: manifest::has_network_card(&system).then_some(qemu::Network {
                     host_port: http_port,
                     capture,
+                    monitor,
                 }),
             };
             if let (Some(network), false) = (&options.network, cli.quiet) {

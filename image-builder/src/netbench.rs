@@ -87,6 +87,7 @@ pub fn run(options: &BuildOptions) -> Result<Network, Error> {
         network: Some(qemu::Network {
             host_port: port,
             capture: None,
+            monitor: None,
         }),
         control_socket: None,
     };

@@ -104,6 +104,9 @@ pub struct Network {
     pub host_port: u16,
     /// A pcap file of the card's traffic (QEMU's filter-dump).
     pub capture: Option<PathBuf>,
+    /// QEMU's monitor on this Unix socket (e.g. `set_link n0 off` takes the
+    /// card's link down, `set_link n0 on` brings it back).
+    pub monitor: Option<PathBuf>,
 }
 
 /// The PCI slot of the network card. SeaBIOS routes INTx by slot over lines
@@ -177,6 +180,12 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
                 "filter-dump,id=f0,netdev=n0,file={}",
                 capture.display()
             ));
+        }
+        if let Some(monitor) = &network.monitor {
+            let _ = std::fs::remove_file(monitor);
+            command
+                .arg("-monitor")
+                .arg(format!("unix:{},server,nowait", monitor.display()));
         }
     }
     if options.gdb {
@@ -323,6 +332,7 @@ mod tests {
         options.network = Some(Network {
             host_port: 9090,
             capture: Some(PathBuf::from("out.pcap")),
+            monitor: Some(PathBuf::from("monitor.sock")),
         });
         let args = arguments(&options);
         assert!(
@@ -330,5 +340,6 @@ mod tests {
         );
         assert!(args.contains(&"virtio-net-pci,netdev=n0,disable-modern=on,addr=0x6".to_string()));
         assert!(args.contains(&"filter-dump,id=f0,netdev=n0,file=out.pcap".to_string()));
+        assert!(args.contains(&"unix:monitor.sock,server,nowait".to_string()));
     }
 }
