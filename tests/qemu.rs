@@ -34,12 +34,14 @@ fn hello_boots_from_the_uefi_image() {
 
 #[test]
 fn the_default_system_ends_at_a_shell_where_ps_ls_cat_and_errors_work() {
-    let mut vm = support::Vm::start_path(
+    let port = support::free_port().to_string();
+    let mut vm = support::Vm::start_with(
         support::workspace().join("examples/default/system.toml"),
+        &["--http-port", &port],
         Duration::from_secs(120),
     );
     let wait = Duration::from_secs(60);
-    vm.wait_for_seen("atoll: system ready (11 services)", wait);
+    vm.wait_for_seen("atoll: system ready (14 services)", wait);
     vm.wait_for_seen("[hello] hello from a Wasm service", wait);
     vm.wait_for_seen("Atoll shell. Type `help` for the commands.", wait);
     vm.wait_for_seen("[echo-client] echo replied: hello over IPC", wait);
@@ -632,9 +634,10 @@ fn the_shell_swaps_a_service_for_a_module_read_from_the_disk() {
     std::fs::write(dir.join("ECHO2.WASM"), module).unwrap();
     std::fs::write(dir.join("BAD.WASM"), b"not wasm").unwrap();
 
+    let port = support::free_port().to_string();
     let mut vm = support::Vm::start_with(
         support::workspace().join("examples/default/system.toml"),
-        &["--disk", dir.to_str().unwrap()],
+        &["--disk", dir.to_str().unwrap(), "--http-port", &port],
         Duration::from_secs(120),
     );
     let wait = Duration::from_secs(60);

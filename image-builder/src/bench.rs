@@ -11,7 +11,7 @@
 use crate::builder::{self, BuildOptions, Firmware};
 use crate::error::{Context, Error};
 use crate::manifest::System;
-use crate::{boot_time, compute, hosted, qemu};
+use crate::{boot_time, compute, hosted, netbench, qemu};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -234,6 +234,7 @@ fn swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, usize), Error> {
         gdb: false,
         memory_mib: 512,
         disk: None,
+        network: None,
         control_socket: Some(socket.clone()),
     };
     let mut child = qemu::command(&image, &run_options)?
@@ -369,6 +370,7 @@ fn storage(options: &BuildOptions) -> Result<(Figures, f64), Error> {
         gdb: false,
         memory_mib: 512,
         disk: Some(image.clone()),
+        network: None,
         control_socket: None,
     };
     let (_, console) = qemu::run_until(&boot_image, &run_options, "bench: storage_done=1")?;
@@ -389,6 +391,66 @@ fn storage(options: &BuildOptions) -> Result<(Figures, f64), Error> {
     Ok((figures, host))
 }
 
+/// `bench --network-only`: the network rows alone, printed and appended to
+/// `target/bench/results.jsonl`.
+pub fn run_network(options: &BuildOptions) -> Result<(), Error> {
+    let mut build_options = options.clone();
+    build_options.firmware = Firmware::Bios;
+    eprintln!("bench: network (curl, ab and ping against the default system in QEMU)...");
+    let network = netbench::run(&build_options)?;
+    let rows = [
+        (
+            "HTTP bulk download, 4 MiB (curl, host to guest)",
+            "MB/s",
+            network.bulk_mb_per_s,
+        ),
+        (
+            "HTTP requests, keep-alive, 10 at once (ab)",
+            "req/s",
+            network.requests_per_s,
+        ),
+        (
+            "ping round trip, guest to QEMU gateway",
+            "ms",
+            network.ping_ms,
+        ),
+    ];
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let mut lines = String::new();
+    println!(
+        "| {:<48} | {:<6} | {:>14} |",
+        "benchmark", "unit", "guest (TCG)"
+    );
+    println!("|{:-<50}|{:-<8}|{:->16}|", "", "", "");
+    for (name, unit, value) in rows {
+        let shown = value.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+        println!("| {name:<48} | {unit:<6} | {shown:>14} |");
+        if let Some(value) = value {
+            let record = serde_json::json!({
+                "timestamp": timestamp,
+                "benchmark": name,
+                "where": "guest",
+                "unit": unit,
+                "value": value,
+            });
+            lines.push_str(&record.to_string());
+            lines.push('\n');
+        }
+    }
+    let out_dir = options.workspace.join("target").join("bench");
+    std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
+    let path = out_dir.join("results.jsonl");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(lines.as_bytes()))
+        .context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     let mut build_options = options.clone();
     build_options.firmware = Firmware::Bios;
@@ -403,6 +465,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         gdb: false,
         memory_mib: 512,
         disk: None,
+        network: None,
         control_socket: None,
     };
     let (outcome, guest_console) = qemu::run_captured(&image, &run_options)?;
@@ -465,6 +528,9 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
 
     eprintln!("bench: boot time of the default system against the floor (BIOS and UEFI)...");
     let boot = boot_time::run(&build_options)?;
+
+    eprintln!("bench: network (curl, ab and ping against the default system in QEMU)...");
+    let network = netbench::run(&build_options)?;
 
     let host_mhz = host_mhz();
     let cycles = |ns: Option<f64>, mhz: Option<f64>| ns.zip(mhz).map(|(ns, mhz)| ns * mhz / 1000.0);
@@ -570,6 +636,21 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             values: [boot.uefi.1.map(|s| s * 1000.0), None, None],
         },
         Row {
+            name: "HTTP bulk download, 4 MiB (curl, host to guest)",
+            unit: "MB/s",
+            values: [network.bulk_mb_per_s, None, None],
+        },
+        Row {
+            name: "HTTP requests, keep-alive, 10 at once (ab)",
+            unit: "req/s",
+            values: [network.requests_per_s, None, None],
+        },
+        Row {
+            name: "ping round trip, guest to QEMU gateway",
+            unit: "ms",
+            values: [network.ping_ms, None, None],
+        },
+        Row {
             name: "kernel stack high-water mark, this system",
             unit: "KiB",
             values: [
@@ -584,7 +665,19 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             values: [compute.torture_stack_kib.map(|(used, _)| used), None, None],
         },
     ];
-    let show = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+    let show = |value: Option<f64>| {
+        value.map_or_else(
+            || "-".to_string(),
+            |v| {
+                // Small figures (MB/s, ms) keep two decimals.
+                if v.abs() < 100.0 && v.fract() != 0.0 {
+                    format!("{v:.2}")
+                } else {
+                    format!("{v:.0}")
+                }
+            },
+        )
+    };
     println!();
     // The guest on the kernel of before issue 12, for the rows the IPC
     // benchmark system gives.

@@ -100,6 +100,7 @@ pub fn run(options: &BuildOptions) -> Result<BootTimes, Error> {
             gdb: false,
             memory_mib: 512,
             disk: disk.clone(),
+            network: None,
             control_socket: None,
         };
         let mut ready = Vec::new();

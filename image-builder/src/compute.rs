@@ -134,6 +134,7 @@ fn boot(path: &Path, options: &BuildOptions, kernel: KernelConfig) -> Result<Str
         gdb: false,
         memory_mib: 512,
         disk: None,
+        network: None,
         control_socket: None,
     };
     let (outcome, console) = qemu::run_captured(&image, &run_options)?;

@@ -14,6 +14,7 @@ mod disk;
 mod error;
 mod hosted;
 mod manifest;
+mod netbench;
 mod push;
 mod qemu;
 
@@ -84,6 +85,18 @@ enum Command {
         /// a folder (copied into a fresh FAT image). Overrides `[disk]`.
         #[arg(long)]
         disk: Option<PathBuf>,
+        /// The host port (on 127.0.0.1) forwarded to the guest's port 80,
+        /// when the system has a network driver (a service granted the
+        /// virtio-net card, `pci = ["1af4:1000"]`).
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
+        /// Write the network card's traffic to this pcap file.
+        #[arg(long)]
+        capture: Option<PathBuf>,
+        /// Open QEMU's monitor on this Unix socket (with a network card:
+        /// `set_link n0 off` / `on` take its link down and up).
+        #[arg(long)]
+        monitor: Option<PathBuf>,
     },
     /// Send a new version of one service to the system running under `run`,
     /// which swaps it in without a reboot. Builds the service as `build` does
@@ -112,6 +125,10 @@ enum Command {
     Bench {
         #[arg(default_value = "tests/systems/bench.toml")]
         system: PathBuf,
+        /// Only the network rows (curl bulk download, `ab` requests per
+        /// second, ping round trip) of the default system.
+        #[arg(long)]
+        network_only: bool,
     },
     /// The echo side of the pipe baseline (used by `bench`).
     #[command(hide = true)]
@@ -185,7 +202,10 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
             Ok(outcome.exit_code())
         }
-        Command::Bench { system } => {
+        Command::Bench {
+            system,
+            network_only,
+        } => {
             let system = load(&workspace.join(system))?;
             let options = BuildOptions {
                 workspace,
@@ -194,7 +214,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 kernel,
                 kernel_features: kernel_features.clone(),
             };
-            bench::run(&system, &options)?;
+            if network_only {
+                bench::run_network(&options)?;
+            } else {
+                bench::run(&system, &options)?;
+            }
             Ok(0)
         }
         Command::Push {
@@ -225,6 +249,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
             gdb,
             memory,
             disk,
+            http_port,
+            capture,
+            monitor,
         } => {
             let system = load(&system)?;
             let made = workspace
@@ -264,7 +291,24 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 memory_mib: memory,
                 control_socket: Some(control_socket),
                 disk,
+                network: manifest::has_network_card(&system).then_some(qemu::Network {
+                    host_port: http_port,
+                    capture,
+                    monitor,
+                }),
             };
+            if let (Some(network), false) = (&options.network, cli.quiet) {
+                eprintln!(
+                    "image-builder: the system's web server: http://127.0.0.1:{}/ (status: http://127.0.0.1:{}/status)",
+                    network.host_port, network.host_port
+                );
+                if let Some(capture) = &network.capture {
+                    eprintln!(
+                        "image-builder: capturing the network to {}",
+                        capture.display()
+                    );
+                }
+            }
             let outcome = qemu::run(&image, &options)?;
             if !cli.quiet || outcome != qemu::Outcome::Success {
                 eprintln!("image-builder: {outcome}");

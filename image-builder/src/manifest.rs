@@ -176,6 +176,19 @@ pub struct ServiceSpec {
     pub restart: RestartPolicy,
 }
 
+/// Whether a service of `system` is granted the legacy virtio network card
+/// (`pci = ["1af4:1000"]`): then `run` gives the guest one.
+#[must_use]
+pub fn has_network_card(system: &System) -> bool {
+    system.services.iter().any(|service| {
+        service
+            .grants
+            .pci
+            .iter()
+            .any(|grant| grant.vendor == Some(0x1af4) && grant.device == Some(0x1000))
+    })
+}
+
 /// A checked system description.
 #[derive(Debug, Clone)]
 pub struct System {

@@ -91,7 +91,28 @@ pub struct RunOptions {
     pub control_socket: Option<PathBuf>,
     /// A raw image attached as a legacy virtio-blk PCI device (the data disk).
     pub disk: Option<PathBuf>,
+    /// A legacy virtio-net card on QEMU's user networking.
+    pub network: Option<Network>,
 }
+
+/// The guest's network card: QEMU user networking with `restrict=on` (the
+/// guest reaches nothing outside QEMU's own 10.0.2.0/24), one host port on
+/// 127.0.0.1 forwarded to the guest's port 80, and optionally a capture of
+/// every frame.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub host_port: u16,
+    /// A pcap file of the card's traffic (QEMU's filter-dump).
+    pub capture: Option<PathBuf>,
+    /// QEMU's monitor on this Unix socket (e.g. `set_link n0 off` takes the
+    /// card's link down, `set_link n0 on` brings it back).
+    pub monitor: Option<PathBuf>,
+}
+
+/// The PCI slot of the network card. SeaBIOS routes INTx by slot over lines
+/// 10, 10, 11, 11: slot 6 gives line 10, the data disk (first free slot, 3 or
+/// 4) gets 11, so neither driver shares its line.
+pub const NETWORK_SLOT: u8 = 6;
 
 /// The OVMF firmware for UEFI boots, from Debian's `ovmf` package.
 fn ovmf() -> Result<PathBuf, Error> {
@@ -119,8 +140,9 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
         .arg(format!("format=raw,file={}", image.display()))
         .args(["-m", &format!("{}M", options.memory_mib)])
         .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
-        // No network card: QEMU's default e1000 would share its interrupt
-        // line with the disk and has no driver to quiet it.
+        // No default network card: QEMU's e1000 would share its interrupt
+        // line with the disk and has no driver to quiet it (a system with a
+        // virtio-net driver gets its card from `network`).
         .args(["-nic", "none"])
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
     if options.uefi {
@@ -141,6 +163,30 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
                 disk.display()
             ))
             .args(["-device", "virtio-blk-pci,drive=data,disable-modern=on"]);
+    }
+    if let Some(network) = &options.network {
+        command
+            .arg("-netdev")
+            .arg(format!(
+                "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:80",
+                network.host_port
+            ))
+            .arg("-device")
+            .arg(format!(
+                "virtio-net-pci,netdev=n0,disable-modern=on,addr={NETWORK_SLOT:#x}"
+            ));
+        if let Some(capture) = &network.capture {
+            command.arg("-object").arg(format!(
+                "filter-dump,id=f0,netdev=n0,file={}",
+                capture.display()
+            ));
+        }
+        if let Some(monitor) = &network.monitor {
+            let _ = std::fs::remove_file(monitor);
+            command
+                .arg("-monitor")
+                .arg(format!("unix:{},server,nowait", monitor.display()));
+        }
     }
     if options.gdb {
         command.args(["-s", "-S"]);
@@ -254,4 +300,46 @@ pub fn run_until(
     let _ = child.kill();
     let _ = child.wait();
     Ok((seen, String::from_utf8_lossy(&text).replace('\r', "")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arguments(options: &RunOptions) -> Vec<String> {
+        command(Path::new("atoll.img"), options)
+            .map(|command| {
+                command
+                    .get_args()
+                    .map(|argument| argument.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_network_card_gets_restricted_user_networking_and_one_forward() {
+        let mut options = RunOptions {
+            uefi: false,
+            timeout: None,
+            gdb: false,
+            memory_mib: 512,
+            control_socket: None,
+            disk: None,
+            network: None,
+        };
+        assert!(!arguments(&options).iter().any(|a| a.contains("virtio-net")));
+        options.network = Some(Network {
+            host_port: 9090,
+            capture: Some(PathBuf::from("out.pcap")),
+            monitor: Some(PathBuf::from("monitor.sock")),
+        });
+        let args = arguments(&options);
+        assert!(
+            args.contains(&"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:9090-:80".to_string())
+        );
+        assert!(args.contains(&"virtio-net-pci,netdev=n0,disable-modern=on,addr=0x6".to_string()));
+        assert!(args.contains(&"filter-dump,id=f0,netdev=n0,file=out.pcap".to_string()));
+        assert!(args.contains(&"unix:monitor.sock,server,nowait".to_string()));
+    }
 }

@@ -27,6 +27,13 @@ pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// A host port nobody listens on now (for `run --http-port`: a system with
+/// a network card must not depend on 8080 being free).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("a bound address").port()
+}
+
 /// A test system description.
 pub fn system(name: &str) -> PathBuf {
     workspace()

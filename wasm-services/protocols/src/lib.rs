@@ -8,6 +8,8 @@
 
 extern crate alloc;
 
+pub mod net;
+
 /// Echo: answers with what it is sent. The smallest useful protocol.
 pub mod echo {
     use alloc::string::String;
@@ -304,4 +306,34 @@ mod tests {
         );
         assert_eq!(postcard::from_bytes::<fs::Response>(&bytes).unwrap(), data);
     }
+
+    #[test]
+    fn net_messages_round_trip_and_carry_bytes_in_one_piece() {
+        let write = net::Request::Write {
+            socket: 5,
+            data: alloc::vec![1, 2, 3],
+        };
+        let bytes = postcard::to_allocvec(&write).unwrap();
+        // Variant 4, socket 5, then the length and the bytes.
+        assert_eq!(bytes, [4, 5, 3, 1, 2, 3]);
+        assert_eq!(postcard::from_bytes::<net::Request>(&bytes).unwrap(), write);
+        // A full-size frame from the driver fits in one message.
+        let frame = net::Request::Link(net::Link::Frame(alloc::vec![0xab; 1514]));
+        assert!(postcard::to_allocvec(&frame).unwrap().len() <= atoll_abi::MAX_MESSAGE_LEN);
+        let data = net::Response::Data(alloc::vec![0; net::MAX_DATA as usize]);
+        assert!(postcard::to_allocvec(&data).unwrap().len() <= atoll_abi::MAX_MESSAGE_LEN);
+        let wait = net::Request::Wait {
+            interests: alloc::vec![
+                net::Interest {
+                    socket: u32::MAX,
+                    read: true,
+                    write: true,
+                };
+                net::MAX_WAIT
+            ],
+            timeout_ms: u32::MAX,
+        };
+        assert!(postcard::to_allocvec(&wait).unwrap().len() <= atoll_abi::MAX_MESSAGE_LEN);
+    }
+
 }

@@ -27,6 +27,13 @@ pub enum Command<'a> {
         text: &'a str,
     },
     Lspci,
+    Ifconfig,
+    Netstat,
+    /// `ping HOST [COUNT]`: the host as typed (a dotted IPv4 address).
+    Ping {
+        host: &'a str,
+        count: Option<&'a str>,
+    },
 }
 
 /// One line per command, for `help`.
@@ -43,6 +50,9 @@ commands:
   cat PATH           print a file
   write PATH TEXT... replace file PATH's contents with TEXT and a newline
   lspci              PCI devices found at boot
+  ifconfig           the network interface: addresses, link, counters
+  ping HOST [COUNT]  ICMP echo to an IPv4 address (default 4 times)
+  netstat            every socket of the TCP/IP service, with its owner
   echo TEXT...       print TEXT
 keys: Backspace erases, Ctrl-U clears the line, Ctrl-C abandons it, Up/Down recall earlier lines
 ";
@@ -73,6 +83,9 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         ("ps", [None, ..]) => Command::Ps,
         ("stats", [None, ..]) => Command::Stats,
         ("lspci", [None, ..]) => Command::Lspci,
+        ("ifconfig", [None, ..]) => Command::Ifconfig,
+        ("netstat", [None, ..]) => Command::Netstat,
+        ("ping", [Some(host), count, None]) => Command::Ping { host, count },
         ("echo", _) => Command::Echo(rest.trim_end()),
         ("restart", [Some(service), None, _]) => Command::Restart(service),
         ("stop", [Some(service), None, _]) => Command::Stop(service),
@@ -90,7 +103,10 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
                 text: text.trim_end(),
             }
         }
-        ("help" | "ps" | "stats" | "lspci", _) => return Err(format!("usage: {name}")),
+        ("ping", _) => return Err(String::from("usage: ping HOST [COUNT]")),
+        ("help" | "ps" | "stats" | "lspci" | "ifconfig" | "netstat", _) => {
+            return Err(format!("usage: {name}"));
+        }
         ("restart" | "stop" | "start", _) => return Err(format!("usage: {name} NAME")),
         ("swap", _) => return Err(String::from("usage: swap NAME PATH")),
         ("ls", _) => return Err(String::from("usage: ls [PATH]")),
@@ -113,6 +129,17 @@ mod tests {
         assert_eq!(parse("help"), Ok(Command::Help));
         assert_eq!(parse("stats"), Ok(Command::Stats));
         assert_eq!(parse("lspci"), Ok(Command::Lspci));
+        assert_eq!(parse("ifconfig"), Ok(Command::Ifconfig));
+        assert_eq!(parse("netstat"), Ok(Command::Netstat));
+        assert_eq!(
+            parse("ping 10.0.2.2 3"),
+            Ok(Command::Ping {
+                host: "10.0.2.2",
+                count: Some("3")
+            })
+        );
+        assert!(parse("ping").is_err());
+        assert!(parse("ifconfig eth0").is_err());
         assert_eq!(
             parse("restart kv-server"),
             Ok(Command::Restart("kv-server"))

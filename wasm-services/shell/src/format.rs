@@ -251,3 +251,49 @@ mod tests {
         assert_eq!(pci_class(0x42, 0x00), "other");
     }
 }
+
+/// A dotted IPv4 address; `None` unless exactly four decimal bytes.
+#[must_use]
+pub fn parse_ipv4(text: &str) -> Option<[u8; 4]> {
+    let mut address = [0u8; 4];
+    let mut parts = text.split('.');
+    for byte in &mut address {
+        let part = parts.next()?;
+        if part.is_empty() || part.len() > 3 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *byte = part.parse().ok()?;
+    }
+    parts.next().is_none().then_some(address)
+}
+
+/// `a.b.c.d`.
+#[must_use]
+pub fn ipv4(address: [u8; 4]) -> String {
+    let [a, b, c, d] = address;
+    alloc::format!("{a}.{b}.{c}.{d}")
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+#[must_use]
+pub fn mac(address: [u8; 6]) -> String {
+    let [a, b, c, d, e, f] = address;
+    alloc::format!("{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{f:02x}")
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_and_print() {
+        assert_eq!(parse_ipv4("10.0.2.2"), Some([10, 0, 2, 2]));
+        assert_eq!(parse_ipv4("10.0.2"), None);
+        assert_eq!(parse_ipv4("10.0.2.256"), None);
+        assert_eq!(parse_ipv4("10.0.2.2.1"), None);
+        assert_eq!(parse_ipv4("a.b.c.d"), None);
+        assert_eq!(parse_ipv4("+1.0.0.0"), None);
+        assert_eq!(ipv4([127, 0, 0, 1]), "127.0.0.1");
+        assert_eq!(mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]), "52:54:00:12:34:56");
+    }
+}

@@ -6,7 +6,7 @@ use crate::format::{self, Align, fs_error};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use atoll_protocols::{admin, console, fs, pci};
+use atoll_protocols::{admin, console, fs, net, pci};
 use atoll_sdk::driver::{service_info, system_info};
 use atoll_sdk::{CallError, Endpoint, Error, println, sleep};
 use core::fmt::Write;
@@ -32,6 +32,7 @@ struct Shell {
     supervisor: Option<Endpoint>,
     fs: Option<Endpoint>,
     pci: Option<Endpoint>,
+    net: Option<Endpoint>,
     /// Output not yet written to the console.
     out: String,
 }
@@ -49,6 +50,7 @@ pub fn main() {
         supervisor: Endpoint::lookup(admin::ENDPOINT).ok(),
         fs: Endpoint::lookup(fs::ENDPOINT).ok(),
         pci: Endpoint::lookup(pci::ENDPOINT).ok(),
+        net: Endpoint::lookup(net::ENDPOINT).ok(),
         out: String::new(),
     };
     let mut editor = Editor::new();
@@ -160,6 +162,9 @@ impl Shell {
             Command::Cat(path) => self.cat(path),
             Command::Write { path, text } => self.write(path, text),
             Command::Lspci => self.lspci(),
+            Command::Ifconfig => self.ifconfig(),
+            Command::Netstat => self.netstat(),
+            Command::Ping { host, count } => self.ping(host, count),
         }
     }
 
@@ -351,6 +356,134 @@ impl Shell {
             offset = offset.saturating_add(u64::from(written));
         }
         let _ = writeln!(self.out, "wrote {offset} bytes to {path}");
+        Ok(())
+    }
+
+    fn net_request(&self, request: &net::Request) -> Result<net::Response, String> {
+        let net = self
+            .net
+            .ok_or("no TCP/IP service (the shell is not granted `net`)")?;
+        match net.request(request) {
+            Ok(net::Response::Error(error)) => Err(format!("the TCP/IP service: {error}")),
+            Ok(response) => Ok(response),
+            Err(error) => Err(call_error("the TCP/IP service", error)),
+        }
+    }
+
+    fn ifconfig(&mut self) -> Outcome {
+        let net::Response::Interface(interface) = self.net_request(&net::Request::Interface)?
+        else {
+            return Err(unexpected("the TCP/IP service"));
+        };
+        let link = match (interface.driver, interface.link_up) {
+            (false, _) => "no driver",
+            (true, true) => "up",
+            (true, false) => "down",
+        };
+        let _ = writeln!(
+            self.out,
+            "eth0: link {link}, mac {}, mtu {}\n  inet {}/{} gateway {} ({}){}\n  rx {} frames, {}\n  tx {} frames, {}, {} dropped",
+            format::mac(interface.mac),
+            interface.mtu,
+            format::ipv4(interface.ip),
+            interface.prefix,
+            format::ipv4(interface.gateway),
+            if interface.dhcp { "dhcp" } else { "static" },
+            interface
+                .dns
+                .map(|dns| format!(", dns {}", format::ipv4(dns)))
+                .unwrap_or_default(),
+            interface.rx_frames,
+            format::bytes(interface.rx_bytes),
+            interface.tx_frames,
+            format::bytes(interface.tx_bytes),
+            interface.tx_dropped
+        );
+        Ok(())
+    }
+
+    fn netstat(&mut self) -> Outcome {
+        let net::Response::Sockets(sockets) = self.net_request(&net::Request::Sockets)? else {
+            return Err(unexpected("the TCP/IP service"));
+        };
+        let endpoint = |address: net::Address| {
+            if address.port == 0 {
+                String::from("*")
+            } else if address.ip == [0; 4] {
+                format!("*:{}", address.port)
+            } else {
+                format!("{}:{}", format::ipv4(address.ip), address.port)
+            }
+        };
+        let rows: Vec<Vec<String>> = sockets
+            .into_iter()
+            .map(|socket| {
+                alloc::vec![
+                    socket.kind,
+                    endpoint(socket.local),
+                    endpoint(socket.remote),
+                    socket.state,
+                    socket.owner,
+                ]
+            })
+            .collect();
+        let columns = [
+            ("PROTO", Align::Left),
+            ("LOCAL", Align::Left),
+            ("REMOTE", Align::Left),
+            ("STATE", Align::Left),
+            ("OWNER", Align::Left),
+        ];
+        self.out.push_str(&format::table(&columns, &rows));
+        Ok(())
+    }
+
+    fn ping(&mut self, host: &str, count: Option<&str>) -> Outcome {
+        let to = format::parse_ipv4(host)
+            .ok_or_else(|| format!("`{host}` is not an IPv4 address (a.b.c.d)"))?;
+        let count: u16 = match count {
+            None => 4,
+            Some(text) => text
+                .parse()
+                .ok()
+                .filter(|&n| (1..=100).contains(&n))
+                .ok_or("COUNT is a number from 1 to 100")?,
+        };
+        let mut answered = 0u16;
+        let mut total_us = 0u64;
+        for sequence in 1..=count {
+            let request = net::Request::Ping {
+                to,
+                timeout_ms: 2000,
+            };
+            match self.net_request(&request) {
+                Ok(net::Response::Pong { rtt_us }) => {
+                    answered += 1;
+                    total_us += rtt_us;
+                    let _ = writeln!(
+                        self.out,
+                        "reply from {host}: seq={sequence} time={}.{:03} ms",
+                        rtt_us / 1000,
+                        rtt_us % 1000
+                    );
+                }
+                Ok(_) => return Err(unexpected("the TCP/IP service")),
+                Err(message) => {
+                    let _ = writeln!(self.out, "seq={sequence}: {message}");
+                }
+            }
+            self.flush();
+            if sequence < count {
+                sleep(200_000_000);
+            }
+        }
+        let average = total_us.checked_div(u64::from(answered)).unwrap_or(0);
+        let _ = writeln!(
+            self.out,
+            "{count} sent, {answered} answered, average {}.{:03} ms",
+            average / 1000,
+            average % 1000
+        );
         Ok(())
     }
 
