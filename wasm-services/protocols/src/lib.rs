@@ -335,5 +335,4 @@ mod tests {
         };
         assert!(postcard::to_allocvec(&wait).unwrap().len() <= atoll_abi::MAX_MESSAGE_LEN);
     }
-
 }
