@@ -9,7 +9,7 @@
 //! nothing is ready the platform waits for the next deadline or interrupt.
 //! [`Kernel::run`] returns when nothing can ever run again.
 //!
-//! One file per job, each an `impl Kernel` over the table's private fields:
+//! One file per job, each an `impl Core` over the table's private fields:
 //! [`sched`] (the only code that changes a service's state, its deadline and
 //! the run queue), `messages` (send, call, receive, reply), `lifecycle` (end,
 //! stop, restart, supervision), `swap` (hot swap and rollback, the host

@@ -216,6 +216,8 @@ impl Service {
         let fuel = bytes as u64 / crate::host::BYTES_PER_FUEL;
         let left = self.store.get_fuel().unwrap_or(0);
         let _ = self.store.set_fuel(left.saturating_sub(fuel));
+        // Counted here: the slice's own count starts after the kernel call.
+        self.fuel_used = self.fuel_used.saturating_add(fuel.min(left));
         let state = self.store.data_mut();
         state.fuel_debt = state.fuel_debt.saturating_add(fuel.saturating_sub(left));
     }

@@ -8,8 +8,12 @@
 //! Each host function is a thin adapter. It checks its arguments against the
 //! caller's memory through [`crate::guest`] and answers argument errors at once
 //! with an error code. Calls that need only the caller (`log`, `lookup`,
-//! `time`) are served right there. Calls that involve other services (`send`,
-//! `call`, `receive`, `reply`, `sleep`) copy what they carry into a
+//! `time`) are served right there. `send`, `reply`, and a `receive` that finds
+//! a message complete in place through [`Messages`] (the kernel's side, a
+//! trait so that this module does not depend on the kernel) when the kernel
+//! can be borrowed. Calls that must wait (`call`, a `receive` on an empty
+//! queue, `sleep`), that act on services (`control`, `swap`, `info`), and any
+//! call made while the kernel is busy copy what they carry into a
 //! kernel-owned [`Syscall`] and suspend the caller: the interpreter returns to
 //! the kernel, which performs the call with every service in reach and later
 //! resumes the caller with the result. A suspended service costs no kernel

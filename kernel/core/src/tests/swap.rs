@@ -423,3 +423,26 @@ fn a_late_reply_after_a_rollback_gets_peer_gone() {
         [code(Error::PeerGone), "0".into(), code(Error::BadHandle)]
     );
 }
+
+#[test]
+fn the_copy_of_a_swapped_module_counts_in_fuel_used() {
+    // The kernel charges 1 fuel per 64 bytes for copying the module out of
+    // the supervisor; that fuel is burnt, so `fuel_used` shows it (before: it
+    // was taken from the store between two slices and counted nowhere).
+    let sup = probe(
+        "svc",
+        "(call $report (call $swap (i32.const 0) (i32.const 3) (i32.const 1024) (i32.const 32000)))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("sup", sup)
+        .supervisor()
+        .service("svc", holder())
+        .provides("svc")
+        .run();
+    assert_eq!(system.lines_of("sup"), [code(Error::InvalidModule)]);
+    let fuel = system.kernel.fuel_used("sup").unwrap();
+    assert!(
+        fuel >= 500,
+        "fuel_used {fuel} leaves out the 500 charged for the copy"
+    );
+}
