@@ -123,7 +123,7 @@ fn receive(
             .ok_or(Error::NoMemory)?;
         let (bytes, state) = memory.data_and_store_mut(&mut caller);
         let received = with_kernel(state, |kernel, id| {
-            kernel.fast_receive(id, handle, bytes, buffer, info)
+            kernel.fast_receive(id, handle, bytes, (buffer, info), timeout_ns)
         });
         if let Some(Some(result)) = received {
             return Ok(Ok(result));

@@ -58,14 +58,15 @@ pub(crate) trait Messages {
     /// `send` of `message` on `handle` by service `id`: the result code.
     fn fast_send(&mut self, id: ServiceId, handle: i32, message: Vec<u8>) -> i32;
     /// `receive` on `handle` into `buffer` and `info` of `memory` (service
-    /// `id`'s own): the result, or `None` if it must wait.
+    /// `id`'s own), waiting `timeout_ns` (0: not at all): the result, or
+    /// `None` if it must wait.
     fn fast_receive(
         &mut self,
         id: ServiceId,
         handle: i32,
         memory: &mut [u8],
-        buffer: GuestSlice,
-        info: GuestSlice,
+        slices: (GuestSlice, GuestSlice),
+        timeout_ns: i64,
     ) -> Option<i32>;
     /// `reply` to `token` with `message` (in the replier's memory): the result.
     fn fast_reply(&mut self, id: ServiceId, token: u32, message: &[u8]) -> i32;

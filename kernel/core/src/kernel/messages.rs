@@ -15,10 +15,10 @@ impl crate::host::Messages for Core {
         id: ServiceId,
         handle: i32,
         memory: &mut [u8],
-        buffer: GuestSlice,
-        info: GuestSlice,
+        (buffer, info): (GuestSlice, GuestSlice),
+        timeout_ns: i64,
     ) -> Option<i32> {
-        let result = self.receive_now(id, handle, memory, buffer, info)?;
+        let result = self.receive_now(id, handle, memory, (buffer, info), timeout_ns)?;
         self.count_syscall(id);
         Some(result)
     }
@@ -298,26 +298,28 @@ impl Core {
     }
 
     /// `receive` by running service `id`, completed inside its host function
-    /// if a message waits: written into `memory`, its own. `None`: nothing
-    /// waits, the kernel call goes the slow way (and blocks).
+    /// if a message waits (written into `memory`, its own) or if it would not
+    /// wait (`timeout_ns` 0). `None`: it must wait, and the kernel call goes
+    /// the slow way (and blocks).
     pub(super) fn receive_now(
         &mut self,
         id: ServiceId,
         handle: i32,
         memory: &mut [u8],
-        buffer: GuestSlice,
-        info: GuestSlice,
+        (buffer, info): (GuestSlice, GuestSlice),
+        timeout_ns: i64,
     ) -> Option<i32> {
         let endpoint = match self.endpoint_of(id, handle, true) {
             Ok(endpoint) => endpoint,
             Err(error) => return Some(error.code()),
         };
+        let would_block = || (timeout_ns == 0).then_some(Error::WouldBlock.code());
         if self.endpoints.get(endpoint).is_none_or(Endpoint::is_empty) {
-            return None;
+            return would_block();
         }
         let (message, record) = match self.take_message(id, endpoint, buffer.len()) {
             Ok(taken) => taken,
-            Err(Error::WouldBlock) => return None,
+            Err(Error::WouldBlock) => return would_block(),
             Err(error) => return Some(error.code()),
         };
         // Both were checked writable by the host function.
