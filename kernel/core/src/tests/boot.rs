@@ -435,3 +435,14 @@ fn compile_cost_bounds_hostile_shapes() {
         assert!(service.is_ok(), "{functions} {items} {globals}");
     }
 }
+
+#[test]
+fn a_module_that_reached_a_wasmi_unreachable_is_refused_not_a_panic() {
+    // Found by the module fuzzer (tests/fuzz): wasmi 2.0.0's translator
+    // reached `unreachable!()` on it (an integer store with address and value
+    // in its one register), a kernel panic at load or swap. The vendored
+    // wasmi (vendor/wasmi/ATOLL.md) refuses it with a compile error.
+    let module = include_bytes!("findings/wasmi-store-unreachable.wasm");
+    let refused = crate::loader::validate(module, &LIMITS);
+    assert!(matches!(refused, Err(LoadError::Compile(_))), "{refused:?}");
+}
