@@ -5,7 +5,7 @@ SYSTEM ?= examples/default/system.toml
 BUILDER := target/release/image-builder
 # Crates built for wasm32 (linted for that target).
 WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client supervisor console shell polyglot-client pci virtio-blk fat \
-	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client test-panic test-crasher test-crash-client test-echo-v2 test-ticker test-counter test-counter-v2 test-counter-client test-counter-bench-client test-fs-client test-fs-reader test-storage-bench test-compute test-float-check
+	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client test-panic test-crasher test-crash-client test-echo-v2 test-ticker test-counter test-counter-v2 test-counter-client test-counter-bench-client test-fs-client test-fs-reader test-storage-bench test-compute test-float-check test-chaos-supervisor test-chaos-client
 # Service crates with host unit tests (built for the host only under test).
 HOST_TESTED_SERVICES := fat virtio-blk console shell
 # The kernel's target: SSE2 with the hard-float ABI, core and alloc built from
@@ -13,8 +13,11 @@ HOST_TESTED_SERVICES := fat virtio-blk console shell
 KERNEL_TARGET := --target kernel/x86_64/x86_64-atoll-kernel.json -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem -Zjson-target-spec
 # Extra options for `image-builder run`, e.g. RUN_ARGS="--uefi".
 RUN_ARGS ?=
+# `make chaos`: faults to inject and the seed (docs/reliability.md).
+FAULTS ?= 10000
+SEED ?= 1
 
-.PHONY: setup builder run run-uefi gdb test lint bench loc clean
+.PHONY: setup builder run run-uefi gdb test lint bench chaos loc clean
 
 setup:
 	@bash .ci/setup
@@ -40,6 +43,8 @@ test: setup lint
 	cargo test --release
 	# Services whose logic has host tests (the FAT layer runs on mkfs.fat images).
 	cargo test --release $(foreach p,$(HOST_TESTED_SERVICES),-p $(p))
+	# A short fault campaign (seconds; `make chaos` runs longer ones).
+	cargo run --release -q -p image-builder -- chaos --faults 3000 --seed 1
 
 lint: setup
 	cargo fmt --all --check
@@ -56,6 +61,12 @@ lint: setup
 ## Measure IPC round trip, send throughput and spawn cost (QEMU and hosted) against a Linux pipe.
 bench: builder
 	$(BUILDER) bench
+
+## The seeded fault-injection campaign in the hosted core: FAULTS=1000000 SEED=7
+## for the documented run (docs/reliability.md). Report on stdout and in
+## target/bench/chaos.jsonl.
+chaos: builder
+	$(BUILDER) chaos --faults $(FAULTS) --seed $(SEED)
 
 ## The kernel's layers (no import cycle) and its trusted base: non-blank,
 ## non-comment lines per file (tests left out), unsafe blocks and SAFETY
