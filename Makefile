@@ -16,8 +16,11 @@ RUN_ARGS ?=
 # `make chaos`: faults to inject and the seed (docs/reliability.md).
 FAULTS ?= 10000
 SEED ?= 1
+# `make fuzz`: how long each fuzz target runs (30s, 10m, 1h).
+FOR ?= 1m
+FUZZ_TARGETS := fuzz-modules fuzz-host-abi fuzz-protocols fuzz-manifest
 
-.PHONY: setup builder run run-uefi gdb test lint bench chaos loc clean
+.PHONY: setup builder run run-uefi gdb test lint bench chaos fuzz loc clean
 
 setup:
 	@bash .ci/setup
@@ -45,6 +48,9 @@ test: setup lint
 	cargo test --release $(foreach p,$(HOST_TESTED_SERVICES),-p $(p))
 	# A short fault campaign (seconds; `make chaos` runs longer ones).
 	cargo run --release -q -p image-builder -- chaos --faults 3000 --seed 1
+	# The fuzz targets' driver, then each target 5 s from its corpus.
+	cargo test --release -p atoll-fuzz
+	$(MAKE) fuzz FOR=5s
 
 lint: setup
 	cargo fmt --all --check
@@ -55,6 +61,7 @@ lint: setup
 	# The baseline kernel (before issue 12) that `make bench` compares against.
 	cargo clippy --profile kernel -p atoll-kernel --target x86_64-unknown-none --features portable-dispatch --target-dir target/cross-baseline -- -D warnings
 	cargo clippy --release -p wasmi-runner -- -D warnings
+	cargo clippy --release -p atoll-fuzz --all-targets -- -D warnings
 	cargo clippy --profile service --target wasm32-unknown-unknown $(foreach p,$(WASM_CRATES),-p $(p)) -- -D warnings
 	cargo clippy --release --tests $(foreach p,$(HOST_TESTED_SERVICES),-p $(p)) -- -D warnings
 
@@ -67,6 +74,12 @@ bench: builder
 ## target/bench/chaos.jsonl.
 chaos: builder
 	$(BUILDER) chaos --faults $(FAULTS) --seed $(SEED)
+
+## The fuzz targets (tests/fuzz), FOR each (e.g. FOR=10m), from their seed
+## corpus in tests/fuzz/corpus/; a panicking input is saved in target/fuzz/crashes/.
+fuzz: setup
+	cargo build --release -p atoll-fuzz
+	$(foreach target,$(FUZZ_TARGETS),target/release/$(target) --for $(FOR) &&) true
 
 ## The kernel's layers (no import cycle) and its trusted base: non-blank,
 ## non-comment lines per file (tests left out), unsafe blocks and SAFETY
