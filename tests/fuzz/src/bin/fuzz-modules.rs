@@ -40,6 +40,18 @@ fn target(bytes: &[u8]) -> Outcome {
     config.available_imports = Some(imports().to_vec());
     if input.arbitrary::<bool>().unwrap_or(true) {
         config.exports = Some(exports().to_vec());
+        // Mostly the proposals the kernel's interpreter takes, so that
+        // modules get past compilation to the loader's own checks and run.
+        if input.ratio(3u8, 4u8).unwrap_or(true) {
+            config.threads_enabled = false;
+            config.shared_everything_threads_enabled = false;
+            config.gc_enabled = false;
+            config.exceptions_enabled = false;
+            config.relaxed_simd_enabled = false;
+            config.memory64_enabled = false;
+            config.max_memories = 1;
+            config.max_tables = config.max_tables.min(1);
+        }
     }
     // As wasmi's own fuzzers: memories of at most about 1 MB.
     config.max_memory32_bytes = config.max_memory32_bytes.min(1 << 20);
@@ -63,7 +75,7 @@ fn target(bytes: &[u8]) -> Outcome {
                 load.to_string(),
                 "check and loader refuse for different reasons"
             );
-            return "refused by both";
+            return refusal(load);
         }
         (Ok(_), Err(error)) => panic!("check accepts, the loader refuses: {error}"),
         (Err(error), Ok(_)) => panic!("the loader accepts, check refuses: {error}"),
@@ -81,6 +93,19 @@ fn target(bytes: &[u8]) -> Outcome {
         Some((summary, _)) if summary.failed_to_load > 0 => "accepted, failed to start",
         Some(_) => "accepted, ran",
         None => panic!("a bundle of one accepted module does not boot"),
+    }
+}
+
+/// The kind of a refusal, for the summary.
+fn refusal(error: &atoll_core::LoadError) -> Outcome {
+    use atoll_core::LoadError as Refused;
+    match error {
+        Refused::Preflight(_) => "refused: preflight bounds",
+        Refused::Compile(_) => "refused: does not compile",
+        Refused::OutOfMemory => "refused: kernel heap",
+        Refused::UnknownImports(_) | Refused::ImportSignature(..) => "refused: imports",
+        Refused::MissingEntryPoint | Refused::MissingMemory => "refused: exports",
+        _ => "refused: limits or segments",
     }
 }
 
