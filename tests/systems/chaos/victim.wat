@@ -43,7 +43,7 @@
   (memory (export "memory") 1)
   (data (i32.const 4200) "victim-b")
   (data (i32.const 4216) "steady")
-  (data (i32.const 4240) "VIOLATION: check 00 got a result the kernel must not give")
+  (data (i32.const 4240) "VIOLATION: check 00 got 0x00000000, a result the kernel must not give")
   (global $armed (mut i32) (i32.const -1))
   (global $rng (mut i32) (i32.const 1))
   (global $zero (mut i32) (i32.const 0))
@@ -75,22 +75,33 @@
       (then (call $rand))
       (else (local.get $h))))
 
-  ;; Records a failed check `id` and logs it.
-  (func $violation (param $id i32)
+  ;; Records a failed check `id` that got `got` and logs both.
+  (func $violation (param $id i32) (param $got i32)
+    (local $at i32) (local $digit i32)
     (global.set $violations (i32.add (global.get $violations) (i32.const 1)))
     (i32.store8 (i32.const 4257) (i32.add (i32.const 48) (i32.rem_u (i32.div_u (local.get $id) (i32.const 10)) (i32.const 10))))
     (i32.store8 (i32.const 4258) (i32.add (i32.const 48) (i32.rem_u (local.get $id) (i32.const 10))))
-    (drop (call $log (i32.const 4240) (i32.const 57))))
+    ;; eight hex digits of `got` at 4266..4274
+    (local.set $at (i32.const 4274))
+    (loop $hex
+      (local.set $at (i32.sub (local.get $at) (i32.const 1)))
+      (local.set $digit (i32.and (local.get $got) (i32.const 15)))
+      (i32.store8 (local.get $at)
+        (i32.add (local.get $digit)
+          (select (i32.const 87) (i32.const 48) (i32.gt_u (local.get $digit) (i32.const 9)))))
+      (local.set $got (i32.shr_u (local.get $got) (i32.const 4)))
+      (br_if $hex (i32.gt_u (local.get $at) (i32.const 4266))))
+    (drop (call $log (i32.const 4240) (i32.const 69))))
 
   ;; Check `id`: the kernel must have answered exactly `expected`.
   (func $expect (param $got i32) (param $expected i32) (param $id i32)
     (if (i32.ne (local.get $got) (local.get $expected))
-      (then (call $violation (local.get $id)))))
+      (then (call $violation (local.get $id) (local.get $got)))))
 
   ;; Check `id`: the kernel must have refused (a negative code).
   (func $refused (param $got i64) (param $id i32)
     (if (i64.ge_s (local.get $got) (i64.const 0))
-      (then (call $violation (local.get $id)))))
+      (then (call $violation (local.get $id) (i32.wrap_i64 (local.get $got))))))
 
   (func $tell (param $what i32) (param $kind i32)
     (i32.store8 (i32.const 8192) (local.get $what))
