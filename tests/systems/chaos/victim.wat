@@ -131,6 +131,13 @@
   ;; Kind 8: handles, tokens and rights it does not have.
   (func $misuse (param $token i32)
     (local $i i32)
+    ;; An earlier fault's random host calls may have written over the names
+    ;; (`info` records at random pointers): write them again, so that the
+    ;; checks below test the right, not the name's UTF-8 (found by the
+    ;; million-fault run: InvalidUtf8 is checked before the right).
+    (i64.store (i32.const 4200) (i64.const 7074430889360583030)) ;; "victim-b"
+    (i32.store (i32.const 4216) (i32.const 1634038899))          ;; "stea"
+    (i32.store16 (i32.const 4220) (i32.const 31076))             ;; "dy"
     (call $expect (call $send (i32.const 99) (i32.const 0) (i32.const 4)) (i32.const -6) (i32.const 80))
     (call $expect (call $send (i32.const -1) (i32.const 0) (i32.const 4)) (i32.const -6) (i32.const 81))
     (call $expect (call $send (i32.const 0) (i32.const 0) (i32.const 4)) (i32.const -6) (i32.const 82))
