@@ -287,6 +287,14 @@ pub fn run(
         ),
     );
     require(
+        value("swaps") == value("swapped-mid-call"),
+        format!(
+            "{} swaps of {} swap faults",
+            value("swaps"),
+            value("swapped-mid-call")
+        ),
+    );
+    require(
         summary.failed_to_load == 0
             && u64::try_from(summary.faulted).unwrap_or(u64::MAX) == trapping,
         format!("kernel summary: {summary}"),
@@ -310,6 +318,7 @@ pub fn run(
             kind.as_str(),
             "faults"
                 | "restarts"
+                | "swaps"
                 | "traps"
                 | "stalls"
                 | "violations"
@@ -327,10 +336,11 @@ pub fn run(
     }
     let seconds = wall.as_secs_f64();
     println!(
-        "chaos: {} faults in {seconds:.1} s ({:.0} per second); {} restarts; {} traps",
+        "chaos: {} faults in {seconds:.1} s ({:.0} per second); {} restarts; {} swaps; {} traps",
         value("faults"),
         value("faults") as f64 / seconds.max(1e-9),
         value("restarts"),
+        value("swaps"),
         value("traps"),
     );
     println!(
@@ -374,6 +384,7 @@ pub fn run(
             })
             .collect::<BTreeMap<_, _>>(),
         "restarts": value("restarts"),
+        "swaps": value("swaps"),
         "traps": value("traps"),
         "served": value("served"),
         "failed": value("failed"),
@@ -412,7 +423,7 @@ pub fn run(
 }
 
 /// The fault kinds of the supervisor's report, in its order.
-const KINDS: [&str; 12] = [
+const KINDS: [&str; 13] = [
     "unreachable",
     "out-of-bounds",
     "divide-by-zero",
@@ -425,6 +436,7 @@ const KINDS: [&str; 12] = [
     "random-host-calls",
     "killed-any-time",
     "restart-storm",
+    "swapped-mid-call",
 ];
 
 /// `key=value` pairs of the report line.

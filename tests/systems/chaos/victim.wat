@@ -10,12 +10,14 @@
 ;;   6 tell the supervisor, then spin for ever (preempted by fuel, killed)
 ;;   7 oversized and garbage answers     8 capability misuse
 ;;   9 random host calls with random arguments
+;;  10 tell the supervisor, then leave the call unanswered (swapped mid-call)
 ;; Kinds 7-9 check each result the kernel must give (an error code, or which
 ;; one) and tell the supervisor how many checks failed ("violations").
 ;;
 ;; Handles: 1 its own endpoint, 2 the supervisor's `chaos` endpoint.
-;; Messages to the supervisor (8 bytes at 8192): byte 0 = 3 firing / 2 survived,
-;; byte 1 the kind, bytes 4..8 the violations.
+;; Messages to the supervisor (8 bytes at 8192): byte 0 = 3 firing / 2 survived
+;; / 5 started (at every start), byte 1 the kind (10 for started: the kind
+;; that waits for it), bytes 4..8 the violations.
 ;; Memory: 0..4096 receive buffer, 4096..4104 receive info, 4200.. names,
 ;; 8192.. messages to the supervisor, 12288.. a 4 KiB buffer of garbage.
 (module
@@ -263,6 +265,9 @@
 
   (func (export "_start")
     (local $len i32) (local $token i32) (local $kind i32)
+    ;; Tell the supervisor this version has started (it waits for that after
+    ;; a swap: the old version may have taken messages after the request).
+    (call $tell (i32.const 5) (i32.const 10))
     (loop $serve
       (local.set $len
         (call $receive (i32.const 1) (i32.const 0) (i32.const 4096) (i64.const -1) (i32.const 4096)))
@@ -279,6 +284,12 @@
           (br $serve)))
       (local.set $kind (global.get $armed))
       (global.set $armed (i32.const -1))
+      ;; Kind 10: leave the call unanswered and wait for the next message
+      ;; (the supervisor swaps this service in the middle of the call).
+      (if (i32.eq (local.get $kind) (i32.const 10))
+        (then
+          (call $tell (i32.const 3) (local.get $kind))
+          (br $serve)))
       (if (i32.ge_s (local.get $kind) (i32.const 0))
         (then
           (br_if $serve (call $fire (local.get $kind) (local.get $token)))))

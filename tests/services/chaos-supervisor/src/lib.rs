@@ -48,8 +48,9 @@ const SPIN_NS: u64 = 200_000;
 const LOGGED: u64 = 20;
 
 /// Fault kinds: 0-9 the victims commit when armed (their numbers are the
-/// victim's), 10-11 the supervisor causes.
-const KINDS: [&str; 12] = [
+/// victim's), 10-11 the supervisor causes, 12 both (the victim leaves a call
+/// unanswered, the supervisor swaps it: the kernel answers the call).
+const KINDS: [&str; 13] = [
     "unreachable",
     "out-of-bounds",
     "divide-by-zero",
@@ -62,11 +63,21 @@ const KINDS: [&str; 12] = [
     "random-host-calls",
     "killed-any-time",
     "restart-storm",
+    "swapped-mid-call",
 ];
 const HELD: usize = 5;
 const SPINNING: usize = 6;
 const KILLED: usize = 10;
 const STORM: usize = 11;
+const SWAPPED: usize = 12;
+
+/// The victim's own module, swapped in for itself (assembled by build.rs).
+const VICTIM_MODULE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/victim.wasm"));
+
+/// The kind number the victim knows a fault by.
+fn victim_kind(kind: usize) -> usize {
+    if kind == SWAPPED { 10 } else { kind }
+}
 
 /// The trap reason each trapping kind must give (wasmi's messages).
 fn expected_reason(kind: usize, reason: &str) -> bool {
@@ -87,6 +98,9 @@ struct Pending {
     since: u64,
     /// When a spinning victim said it started.
     spinning_since: Option<u64>,
+    /// The swap of a swapped-mid-call fault was asked for: the next start
+    /// of the victim is its new version (earlier start notes are older).
+    swap_asked: bool,
 }
 
 /// A client's last report.
@@ -105,9 +119,10 @@ struct Campaign {
     faults: u64,
     rng: u64,
     victims: [Endpoint; 3],
-    injected: [u64; 12],
+    injected: [u64; 13],
     total: u64,
     restarts: u64,
+    swaps: u64,
     traps: u64,
     stalls: u64,
     violations: u64,
@@ -137,9 +152,10 @@ fn main() {
         faults,
         rng: splitmix(seed),
         victims,
-        injected: [0; 12],
+        injected: [0; 13],
         total: 0,
         restarts: 0,
+        swaps: 0,
         traps: 0,
         stalls: 0,
         violations: 0,
@@ -203,9 +219,10 @@ fn main() {
         }
     }
     line.push_str(&alloc::format!(
-        " restarts={} traps={} stalls={} violations={} victim-violations={} checkpoints={} \
+        " restarts={} swaps={} traps={} stalls={} violations={} victim-violations={} checkpoints={} \
          served={served} failed={failed} wrong={wrong} stream-served={} stream-failed={} stream-wrong={}",
         campaign.restarts,
+        campaign.swaps,
         campaign.traps,
         campaign.stalls,
         campaign.violations,
@@ -288,7 +305,7 @@ impl Campaign {
             _ => {
                 let mut arm = [0u8; 8];
                 arm[0] = 1;
-                arm[1] = kind as u8;
+                arm[1] = victim_kind(kind) as u8;
                 arm[4..8].copy_from_slice(&((self.next() >> 32) as u32).to_le_bytes());
                 if let Err(error) = self.victims[victim].send(&arm) {
                     self.violation(format_args!("arming {} failed: {error}", VICTIMS[victim]));
@@ -299,6 +316,7 @@ impl Campaign {
                     kind,
                     since: atoll_sdk::time(),
                     spinning_since: None,
+                    swap_asked: false,
                 });
             }
         }
@@ -350,10 +368,11 @@ impl Campaign {
             return;
         };
         // Victims' notes are 8 bytes; other sends are random garbage.
-        if message.len() != 8 || usize::from(message[1]) != pending.kind {
+        if message.len() != 8 || usize::from(message[1]) != victim_kind(pending.kind) {
             return;
         }
         let victim = pending.victim;
+        let pending_kind = pending.kind;
         match (message[0], pending.kind) {
             (3, HELD) => {
                 // Killed while it holds a call: its caller gets `PeerGone`.
@@ -361,6 +380,22 @@ impl Campaign {
                 self.restart(victim);
             }
             (3, SPINNING) => pending.spinning_since = Some(atoll_sdk::time()),
+            (3, SWAPPED) => {
+                // Swapped while a call is taken: the kernel answers it
+                // `PeerGone` at the swap. Done when the new version starts.
+                let name = VICTIMS[victim];
+                match supervision::swap(name, VICTIM_MODULE) {
+                    Ok(()) => {
+                        self.swaps += 1;
+                        pending.swap_asked = true;
+                    }
+                    Err(error) => {
+                        self.pending = None;
+                        self.violation(format_args!("swap of {name} refused: {error}"));
+                    }
+                }
+            }
+            (5, SWAPPED) if pending.swap_asked => self.pending = None,
             (2, 7..=9) => {
                 let failed = u32::from_le_bytes([message[4], message[5], message[6], message[7]]);
                 self.victim_violations += u64::from(failed);
@@ -368,8 +403,7 @@ impl Campaign {
                 if failed > 0 {
                     self.violation(format_args!(
                         "{} found {failed} wrong answers of the kernel ({})",
-                        VICTIMS[victim],
-                        KINDS[usize::from(message[1])]
+                        VICTIMS[victim], KINDS[pending_kind]
                     ));
                 }
             }
