@@ -4,7 +4,8 @@
 //! calls bounded). `atoll_core::loader::validate` (what image-builder's
 //! `check` runs) and `Program::compile` (the kernel loader) must agree and
 //! neither may panic; a module both accept is then booted in a hosted
-//! kernel and run to its end.
+//! kernel and run to its end. `FUZZ_SAVE_MODULE=file` writes each
+//! generated module there (for replaying one input).
 #![forbid(unsafe_code)]
 
 use arbitrary::Unstructured;
@@ -63,6 +64,10 @@ fn target(bytes: &[u8]) -> Outcome {
         return "not terminable";
     }
     let wasm = module.to_bytes();
+    if let Some(path) = std::env::var_os("FUZZ_SAVE_MODULE") {
+        // Replaying one input (`--start I --iterations 1`): keep its module.
+        let _ = std::fs::write(path, &wasm);
+    }
     let checked = validate(&wasm, &LIMITS);
     let platform: Arc<dyn atoll_core::Platform> = Arc::new(VirtualPlatform::default());
     let heap = atoll_core::heap::Heap::new(platform);
