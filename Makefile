@@ -48,9 +48,14 @@ test: setup lint
 	cargo test --release $(foreach p,$(HOST_TESTED_SERVICES),-p $(p))
 	# A short fault campaign (seconds; `make chaos` runs longer ones).
 	cargo run --release -q -p image-builder -- chaos --faults 3000 --seed 1
-	# The fuzz targets' driver, then each target 5 s from its corpus.
+	# The fuzz targets' driver, then each target on its corpus and a fixed
+	# number of generated inputs (about 10-20 s; counts, not time, so that CI
+	# sees the same inputs on any machine).
 	cargo test --release -p atoll-fuzz
-	$(MAKE) fuzz FOR=5s
+	target/release/fuzz-modules --iterations 1000
+	target/release/fuzz-host-abi --iterations 500
+	target/release/fuzz-protocols --iterations 2000000
+	target/release/fuzz-manifest --iterations 40000
 
 lint: setup
 	cargo fmt --all --check
