@@ -132,7 +132,9 @@ impl Platform for ChaosPlatform {
             let report = cut(report.trim_end(), 4000);
             observed.report.push_str(report);
         }
-        let notable = text.contains("VIOLATION") || text.starts_with("[stream] stream:");
+        let notable = text.contains("VIOLATION")
+            || text.contains("note to the supervisor lost")
+            || text.starts_with("[stream] stream:");
         if notable && observed.notable.is_empty() {
             // The console before the first violation: what led to it.
             for index in 0..TAIL_LINES {
