@@ -28,9 +28,11 @@ use std::time::{Duration, Instant};
 
 /// Rise of the heap's floor allowed from the first tenth of the checkpoints
 /// after the warm-up (1,000 faults) to the last tenth, and heap left once
-/// the kernel is dropped (measured: within a few hundred bytes). A leak of
-/// one byte per fault exceeds it from about 20 Ki faults on.
-pub const HEAP_SLACK: i64 = 16 * 1024;
+/// the kernel is dropped. Quiet moments differ by up to about 48 KiB (a
+/// swapped victim's interpreter still held at a checkpoint, measured in a
+/// 30,000-fault run); a leak of one byte per fault exceeds the slack from
+/// 64 Ki faults on (a million-fault run's floor rose 2,217 bytes).
+pub const HEAP_SLACK: i64 = 64 * 1024;
 /// The console lines kept to show when a run fails.
 const TAIL_LINES: usize = 40;
 /// Lines that matter (violations, the stream's errors) kept whole.
