@@ -206,7 +206,7 @@ impl Kernel {
     /// The kernel's state is not borrowed while the service runs: its host
     /// functions may borrow it.
     fn run_service(&self, id: ServiceId, resume: i32) {
-        let Some(mut service) = self.core.borrow_mut().take_service(id) else {
+        let Some(mut service) = self.core.borrow_mut().begin_slice(id) else {
             return;
         };
         let mut value = resume;
@@ -519,8 +519,9 @@ impl Core {
         self.summary
     }
 
-    /// Takes service `id` out of the table to run it.
-    fn take_service(&mut self, id: ServiceId) -> Option<Box<Service>> {
+    /// Starts service `id`'s turn: its once-per-turn bookkeeping, then
+    /// [`Core::take_service`].
+    fn begin_slice(&mut self, id: ServiceId) -> Option<Box<Service>> {
         let now = self.platform.now_ns();
         let slot = self.services.get_mut(id)?;
         if !slot.ever_ran {
@@ -540,6 +541,11 @@ impl Core {
         slot.service.take()
     }
 
+    /// Takes service `id` out of the table to run it (again, within its turn).
+    fn take_service(&mut self, id: ServiceId) -> Option<Box<Service>> {
+        self.services.get_mut(id)?.service.take()
+    }
+
     /// Puts service `id` back after its slice.
     fn put_service(&mut self, id: ServiceId, service: Box<Service>) {
         if let Some(slot) = self.services.get_mut(id) {
@@ -553,9 +559,7 @@ impl Core {
         match outcome {
             SliceOutcome::Preempted => self.sched.preempted(id),
             SliceOutcome::Syscall(syscall) => {
-                if let Some(slot) = self.services.get_mut(id) {
-                    slot.stats.syscalls += 1;
-                }
+                self.count_syscall(id);
                 match self.syscall(id, syscall) {
                     Then::Continue(result) => return Some(result),
                     Then::Block => {}

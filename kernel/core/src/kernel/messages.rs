@@ -31,7 +31,7 @@ impl crate::host::Messages for Core {
 }
 
 impl Core {
-    fn count_syscall(&mut self, id: ServiceId) {
+    pub(super) fn count_syscall(&mut self, id: ServiceId) {
         if let Some(slot) = self.services.get_mut(id) {
             slot.stats.syscalls += 1;
         }
