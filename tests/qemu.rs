@@ -324,10 +324,12 @@ fn a_service_pushed_from_the_host_takes_over_and_a_broken_one_is_rolled_back() {
         .status()
         .unwrap();
     assert!(status.success());
+    let instance = vm.instance.clone();
     let push = |module: &std::path::Path| {
         support::image_builder()
             .arg("push")
             .arg(support::system("push"))
+            .args(["--instance", &instance])
             .args(["--service", "echo-server", "--watch", "2", "--module"])
             .arg(module)
             .output()
@@ -388,6 +390,7 @@ fn a_hundred_host_pushes_under_a_request_stream_lose_nothing_and_leak_nothing() 
         let pushed = support::image_builder()
             .arg("push")
             .arg(support::system("swaps"))
+            .args(["--instance", &vm.instance])
             .args(["--service", "counter", "--watch", "0", "--module"])
             .arg(&versions[swap % 2])
             .output()

@@ -227,7 +227,9 @@ fn swap_pauses(options: &BuildOptions) -> Result<(Vec<f64>, usize), Error> {
     let image = artifacts
         .bios_image
         .ok_or_else(|| Error::Other("no BIOS image was written".into()))?;
-    let socket = crate::push::socket_path(&options.workspace, &system.name);
+    let state = crate::push::state_dir(&options.workspace, &system.name, None)?;
+    let _running = crate::push::lock_run(&state, &system.name)?;
+    let socket = crate::push::socket_path(&state);
     let run_options = qemu::RunOptions {
         uefi: false,
         timeout: None,

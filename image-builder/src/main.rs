@@ -106,6 +106,11 @@ enum Command {
         /// `set_link n0 off` / `on` take its link down and up).
         #[arg(long)]
         monitor: Option<PathBuf>,
+        /// Run a separate copy of the system: its made data disk and control
+        /// socket live in target/atoll/<system>/instances/NAME/ (a second
+        /// run of the same copy is refused while the first one lives).
+        #[arg(long)]
+        instance: Option<String>,
     },
     /// Send a new version of one service to the system running under `run`,
     /// which swaps it in without a reboot. Builds the service as `build` does
@@ -121,6 +126,9 @@ enum Command {
         /// Seconds to watch for a rollback after the swap.
         #[arg(long, default_value_t = 3)]
         watch: u64,
+        /// The copy of the system started with `run --instance NAME`.
+        #[arg(long)]
+        instance: Option<String>,
     },
     /// Run a system's services in the kernel core hosted on Linux (no QEMU):
     /// the same scheduler, IPC and interpreter, natively.
@@ -255,15 +263,17 @@ fn run(cli: Cli) -> Result<u8, Error> {
             service,
             module,
             watch,
+            instance,
         } => {
             let system = load(&system)?;
+            let state = push::state_dir(&workspace, &system.name, instance.as_deref())?;
             let options = options(Firmware::Bios);
             let module = match module {
                 Some(path) => builder::read_module(&path)
                     .map_err(|error| Error::Other(format!("{}: {error}", path.display())))?,
                 None => builder::service_module(&system, &options, &service)?,
             };
-            let socket = push::socket_path(&workspace, &system.name);
+            let socket = push::socket_path(&state);
             let served = push::push(&socket, &service, &module, Duration::from_secs(watch))?;
             Ok(if served { 0 } else { 1 })
         }
@@ -299,18 +309,19 @@ fn run(cli: Cli) -> Result<u8, Error> {
             http_port,
             capture,
             monitor,
+            instance,
         } => {
             let system = load(&system)?;
-            let made = workspace
-                .join("target/atoll")
-                .join(&system.name)
-                .join("disk.img");
+            let state = push::state_dir(&workspace, &system.name, instance.as_deref())?;
+            // Held until QEMU has ended (dropped at the end of this arm).
+            let _running = push::lock_run(&state, &system.name)?;
+            let made = state.join("disk.img");
             let disk = disk::prepare(system.disk.as_ref(), disk.as_deref(), &made)?;
             if let (Some(disk), false) = (&disk, cli.quiet) {
                 eprintln!("image-builder: data disk {}", disk.display());
             }
             let firmware = if uefi { Firmware::Uefi } else { Firmware::Bios };
-            let control_socket = push::socket_path(&workspace, &system.name);
+            let control_socket = push::socket_path(&state);
             let artifacts = builder::build(&system, &options(firmware))?;
             let image = if uefi {
                 artifacts.uefi_image

@@ -5,16 +5,64 @@
 use crate::error::{Context, Error};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The control socket of a system's running VM.
-pub fn socket_path(workspace: &Path, system_name: &str) -> std::path::PathBuf {
-    workspace
-        .join("target")
-        .join("atoll")
-        .join(system_name)
-        .join("control.sock")
+/// The folder of one running copy of a system: its control socket, its
+/// made data disk and the lock that keeps a second `run` of the same copy
+/// out. `target/atoll/<system>/` for the default copy,
+/// `target/atoll/<system>/instances/<name>/` for `--instance name`
+/// (docs/design.md, "Running copies of a system").
+pub fn state_dir(
+    workspace: &Path,
+    system_name: &str,
+    instance: Option<&str>,
+) -> Result<PathBuf, Error> {
+    let system = workspace.join("target").join("atoll").join(system_name);
+    let Some(name) = instance else {
+        return Ok(system);
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+    if !valid {
+        return Err(Error::Other(format!(
+            "--instance {name:?}: use 1 to 64 letters, digits, `-` or `_`"
+        )));
+    }
+    Ok(system.join("instances").join(name))
+}
+
+/// The control socket of the running copy whose state is in `state`.
+pub fn socket_path(state: &Path) -> PathBuf {
+    state.join("control.sock")
+}
+
+/// Holds `state`'s run lock for as long as the returned file lives, so that
+/// two runs of one copy of a system never share a disk image or a control
+/// socket (QEMU would refuse the disk, and a push would reach the wrong VM).
+pub fn lock_run(state: &Path, system_name: &str) -> Result<std::fs::File, Error> {
+    std::fs::create_dir_all(state).context(|| format!("creating {}", state.display()))?;
+    let path = state.join("run.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Other(format!(
+            "system `{system_name}` is already running with its state in {}; \
+             stop that run, or give this one its own --instance NAME",
+            state.display()
+        ))),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).context(|| format!("locking {}", path.display()))
+        }
+    }
 }
 
 /// Sends the swap and waits for the kernel's answer; then watches `watch` for
@@ -70,5 +118,28 @@ pub fn push(socket: &Path, service: &str, module: &[u8], watch: Duration) -> Res
                 ) => {}
             Err(error) => return Err(Error::Other(format!("reading the answer: {error}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_run_of_one_copy_is_refused_and_another_instance_is_not() {
+        let workspace = std::env::temp_dir().join(format!("atoll-lock-{}", std::process::id()));
+        let default = state_dir(&workspace, "demo", None).unwrap();
+        let other = state_dir(&workspace, "demo", Some("b")).unwrap();
+        assert_eq!(default, workspace.join("target/atoll/demo"));
+        assert_eq!(other, workspace.join("target/atoll/demo/instances/b"));
+        let first = lock_run(&default, "demo").unwrap();
+        let refused = lock_run(&default, "demo").unwrap_err().to_string();
+        assert!(refused.contains("already running"), "{refused}");
+        let _second_copy = lock_run(&other, "demo").unwrap();
+        drop(first);
+        let _again = lock_run(&default, "demo").unwrap();
+        assert!(state_dir(&workspace, "demo", Some("../x")).is_err());
+        assert!(state_dir(&workspace, "demo", Some("")).is_err());
+        let _ = std::fs::remove_dir_all(&workspace);
     }
 }

@@ -135,9 +135,13 @@ fn ovmf() -> Result<PathBuf, Error> {
 /// The QEMU command line for an image.
 pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
     let mut command = Command::new("qemu-system-x86_64");
+    // The boot image is a build product, shared by every run of the system:
+    // QEMU reads it with a shared lock and keeps the guest's writes (there are
+    // none) in a throwaway overlay, so that parallel runs and a rebuild in the
+    // middle of a run never meet its write lock.
     command
         .arg("-drive")
-        .arg(format!("format=raw,file={}", image.display()))
+        .arg(format!("format=raw,snapshot=on,file={}", image.display()))
         .args(["-m", &format!("{}M", options.memory_mib)])
         .args(["-serial", "stdio", "-display", "none", "-no-reboot"])
         // No default network card: QEMU's e1000 would share its interrupt
@@ -329,6 +333,12 @@ mod tests {
             network: None,
         };
         assert!(!arguments(&options).iter().any(|a| a.contains("virtio-net")));
+        // The shared boot image is never opened for writing.
+        assert!(
+            arguments(&options)
+                .iter()
+                .any(|a| a == "format=raw,snapshot=on,file=atoll.img")
+        );
         options.network = Some(Network {
             host_port: 9090,
             capture: Some(PathBuf::from("out.pcap")),

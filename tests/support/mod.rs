@@ -34,6 +34,35 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("a bound address").port()
 }
 
+/// A copy of a system of its own for one boot (`run --instance`): its data
+/// disk and control socket are not shared with a boot of the same system in
+/// a test running alongside. Short, since a Unix socket's path is.
+pub fn instance() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("t{}-{n}", std::process::id())
+}
+
+/// Removes an instance's state folder after its boot (the made disk image).
+fn forget_instance(system: &std::path::Path, instance: &str) {
+    let Ok(text) = std::fs::read_to_string(system) else {
+        return;
+    };
+    let Some(name) = text.lines().find_map(|line| {
+        let value = line.trim().strip_prefix("name")?.trim().strip_prefix('=')?;
+        Some(value.trim().trim_matches('"').to_string())
+    }) else {
+        return;
+    };
+    let _ = std::fs::remove_dir_all(
+        workspace()
+            .join("target/atoll")
+            .join(name)
+            .join("instances")
+            .join(instance),
+    );
+}
+
 /// A test system description.
 pub fn system(name: &str) -> PathBuf {
     workspace()
@@ -148,11 +177,13 @@ pub fn boot_with(
 ) -> Boot {
     build(&system, firmware);
     let started = Instant::now();
+    let instance = instance();
     let mut command = image_builder();
     command
         .arg("run")
         .arg(&system)
         .args(["--quiet", "--timeout", &timeout.as_secs().to_string()])
+        .args(["--instance", &instance])
         .args(run_args);
     if firmware == Firmware::Uefi {
         command.arg("--uefi");
@@ -207,6 +238,7 @@ pub fn boot_with(
         log.push_str("--- image-builder stderr ---\n");
         log.push_str(&stderr);
     }
+    forget_instance(&system, &instance);
     Boot {
         system,
         log,
@@ -229,10 +261,15 @@ fn kill_tree(child: &mut std::process::Child) {
 }
 
 /// A VM left running while a test talks to it (`image-builder run` in the
-/// background). Stopped when dropped.
+/// background, as a copy of its own: [`Vm::instance`]). Stopped when dropped.
 pub struct Vm {
     child: std::process::Child,
     lines: mpsc::Receiver<String>,
+    /// image-builder's error output, for the panic when it ends early.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    system: PathBuf,
+    /// The `--instance` this VM runs as (for `image-builder push`).
+    pub instance: String,
     pub log: String,
 }
 
@@ -251,14 +288,16 @@ impl Vm {
     /// [`Vm::start_path`] with extra arguments for `image-builder run`.
     pub fn start_with(path: PathBuf, run_args: &[&str], timeout: Duration) -> Vm {
         build(&path, Firmware::Bios);
+        let instance = instance();
         let mut child = image_builder()
             .arg("run")
             .arg(&path)
             .args(["--quiet", "--timeout", &timeout.as_secs().to_string()])
+            .args(["--instance", &instance])
             .args(run_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("image-builder runs");
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -271,9 +310,24 @@ impl Vm {
                 }
             }
         });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr is piped");
+        let collected = std::sync::Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut text) = collected.lock() {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+        });
         Vm {
             child,
             lines,
+            stderr,
+            system: path,
+            instance,
             log: String::new(),
         }
     }
@@ -304,22 +358,44 @@ impl Vm {
     }
 
     /// Waits until a line satisfies `test` (described by `what` in the panic).
+    /// Panics at once, with image-builder's exit status and error output, if
+    /// the VM ends first.
     #[track_caller]
     pub fn wait_for_line(&mut self, what: &str, test: impl Fn(&str) -> bool, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
-                let line = line.trim_end_matches('\r').to_string();
-                self.log.push_str(&line);
-                self.log.push('\n');
-                if test(&line) {
-                    return;
+            match self.lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    let line = line.trim_end_matches('\r').to_string();
+                    self.log.push_str(&line);
+                    self.log.push('\n');
+                    if test(&line) {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait();
+                    // The error-output reader ends with the process.
+                    std::thread::sleep(Duration::from_millis(100));
+                    panic!(
+                        "the VM ended ({status:?}) before `{what}`; serial log:\n{}\n--- image-builder stderr ---\n{}",
+                        self.log,
+                        self.stderr
+                            .lock()
+                            .map(|text| text.clone())
+                            .unwrap_or_default()
+                    );
                 }
             }
         }
         panic!(
-            "`{what}` did not appear within {timeout:?}; serial log:\n{}",
-            self.log
+            "`{what}` did not appear within {timeout:?}; serial log:\n{}\n--- image-builder stderr ---\n{}",
+            self.log,
+            self.stderr
+                .lock()
+                .map(|text| text.clone())
+                .unwrap_or_default()
         );
     }
 }
@@ -328,5 +404,6 @@ impl Drop for Vm {
     fn drop(&mut self) {
         kill_tree(&mut self.child);
         let _ = self.child.wait();
+        forget_instance(&self.system, &self.instance);
     }
 }
