@@ -4,11 +4,13 @@
 //! checks every byte while the campaign kills and restarts the disk driver,
 //! the file system and the console under it.
 //!
-//! Byte `i` of the file is `(i * 7 + i / 4096) % 251` (image-builder writes
-//! it on the host). After every read it sends its totals to the campaign's
+//! Every 8-byte word of the file differs from every other ([`expected`];
+//! image-builder writes it on the host). After every read it sends its totals to the campaign's
 //! `storage-chaos` endpoint: five little-endian `u64`s, reads answered,
-//! reads verified, `Device` errors, reads with a wrong or missing byte
-//! (corrupt), other errors.
+//! reads verified, reads failed with an error a fault may cause (the driver's
+//! `Device`, `NoVolume` while the file system remounts, the call ended by a
+//! restart: `PeerGone`), reads answered wrongly (a wrong or missing byte, or
+//! any other answer: corrupt), and reads refused by the kernel otherwise.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -16,21 +18,26 @@ extern crate alloc;
 
 use alloc::string::ToString;
 use atoll_protocols::fs::{ENDPOINT, Error, MAX_DATA, Request, Response};
-use atoll_sdk::{Endpoint, println};
+use atoll_sdk::{CallError, Endpoint, println};
 
 atoll_sdk::entry!(main);
 
 const FILE: &str = "/PATTERN.BIN";
 
+/// Byte `index` of the file: each 8-byte word is a bijection of its number,
+/// so no two words of the file are equal and a read from the wrong place
+/// never passes (image-builder writes the same function).
 fn expected(index: u64) -> u8 {
-    ((index * 7 + index / 4096) % 251) as u8
+    let word = (index / 8).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let word = word ^ (word >> 29);
+    (word >> ((index % 8) * 8)) as u8
 }
 
 #[derive(Default)]
 struct Totals {
     reads: u64,
     verified: u64,
-    device_errors: u64,
+    failed: u64,
     corrupt: u64,
     other: u64,
 }
@@ -41,7 +48,7 @@ impl Totals {
         let fields = [
             self.reads,
             self.verified,
-            self.device_errors,
+            self.failed,
             self.corrupt,
             self.other,
         ];
@@ -99,12 +106,26 @@ fn main() {
                     );
                 }
             }
-            Ok(Response::Error(Error::Device)) => totals.device_errors += 1,
-            _ => {
+            Ok(Response::Error(Error::Device)) => totals.failed += 1,
+            Ok(Response::Error(Error::NoVolume))
+            | Err(CallError::Kernel(atoll_sdk::Error::PeerGone)) => {
                 // The file system restarting (a call ended by the restart,
                 // or not mounted yet): wait a little.
-                totals.other += 1;
+                totals.failed += 1;
                 atoll_sdk::sleep(2_000_000);
+            }
+            Err(CallError::Kernel(error)) => {
+                totals.other += 1;
+                println!("storage-chaos-reader: read at {offset} refused: {error}");
+                atoll_sdk::sleep(2_000_000);
+            }
+            Ok(answer) => {
+                totals.corrupt += 1;
+                println!("storage-chaos-reader: CORRUPT answer to a read at {offset}: {answer:?}");
+            }
+            Err(error) => {
+                totals.corrupt += 1;
+                println!("storage-chaos-reader: CORRUPT answer to a read at {offset}: {error:?}");
             }
         }
         // A full queue drops the note: the next one carries the totals.

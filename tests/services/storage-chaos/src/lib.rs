@@ -5,8 +5,8 @@
 //! name, faults, seed). Once the reader (`test-storage-chaos-reader`) has
 //! verified its first read, it injects faults one at a time into the storage
 //! path and the console, kind drawn from a generator seeded with the seed,
-//! each at a random moment (0-3 ms after the previous one's end, so most land
-//! in the middle of a request):
+//! each at a random moment (0-3 ms after the previous one's end, while the
+//! reader's requests keep the stack busy):
 //!
 //! - the disk driver, the file system or the console killed and restarted;
 //! - the disk driver stopped for up to 10 ms, then started;
@@ -71,7 +71,7 @@ const SERVICES: [&str; 3] = ["virtio-blk", "fat", "console"];
 struct Totals {
     reads: u64,
     verified: u64,
-    device_errors: u64,
+    failed: u64,
     corrupt: u64,
     other: u64,
 }
@@ -89,7 +89,7 @@ impl Totals {
         Some(Totals {
             reads: fields.next()?,
             verified: fields.next()?,
-            device_errors: fields.next()?,
+            failed: fields.next()?,
             corrupt: fields.next()?,
             other: fields.next()?,
         })
@@ -169,16 +169,18 @@ fn main() {
         campaign.inject();
         if fault % CHECKPOINT == 0 {
             println!(
-                "checkpoint {} at {fault} faults: reader {} verified, {} device errors, {} corrupt",
+                "checkpoint {} at {fault} faults: reader {} verified, {} failed, {} corrupt",
                 fault / CHECKPOINT,
                 campaign.reader.verified,
-                campaign.reader.device_errors,
+                campaign.reader.failed,
                 campaign.reader.corrupt
             );
         }
     }
     // The last fault's effects settle: one more verified read.
-    campaign.await_progress();
+    // The last faults' effects settle: the reader and the console serve.
+    campaign.recover(None);
+    campaign.check_console(None);
     let millis = (atoll_sdk::time() - started) / 1_000_000;
     let mut line = alloc::format!("storage-chaos: report faults={faults}");
     for (name, count) in KINDS.iter().zip(campaign.injected) {
@@ -186,19 +188,20 @@ fn main() {
     }
     let reader = campaign.reader;
     line.push_str(&alloc::format!(
-        " restarts={} stalls={} violations={} driver-faults={} reads={} verified={} device-errors={} corrupt={} other-errors={} guest-ms={millis}",
+        " restarts={} stalls={} violations={} driver-faults={} reads={} verified={} failed={} corrupt={} refused={} guest-ms={millis}",
         campaign.restarts,
         campaign.stalls,
         campaign.violations,
         campaign.driver_faults,
         reader.reads,
         reader.verified,
-        reader.device_errors,
+        reader.failed,
         reader.corrupt,
         reader.other
     ));
     println!("{line}");
-    if campaign.violations == 0 && campaign.stalls == 0 && reader.corrupt == 0 {
+    if campaign.violations == 0 && campaign.stalls == 0 && reader.corrupt == 0 && reader.other == 0
+    {
         println!("storage-chaos: passed");
     } else {
         println!("storage-chaos: FAILED");
@@ -268,9 +271,11 @@ impl Campaign {
 
     /// Waits until the reader verifies one more read; false after STALL_NS.
     fn await_progress(&mut self) -> bool {
-        let before = self.reader.verified;
+        // A note of a read in flight at a fault proves nothing: two reads
+        // later, and one more verified.
+        let (reads, verified) = (self.reader.reads, self.reader.verified);
         let deadline = atoll_sdk::time() + STALL_NS;
-        while self.reader.verified == before {
+        while self.reader.reads < reads + 2 || self.reader.verified == verified {
             let now = atoll_sdk::time();
             if now >= deadline {
                 return false;
@@ -280,13 +285,42 @@ impl Campaign {
         true
     }
 
-    fn recover(&mut self, kind: usize) {
+    /// After fault `kind` (None: the end of the campaign), the storage path
+    /// serves the reader again.
+    fn recover(&mut self, kind: Option<usize>) {
         if !self.await_progress() {
             self.stalls += 1;
+            let after = kind.map_or("the last fault", |kind| KINDS[kind]);
             self.violation(format_args!(
-                "the reader verified nothing for 10 s after {}",
-                KINDS[kind]
+                "the reader verified nothing for 10 s after {after}"
             ));
+        }
+    }
+
+    /// The console serves again: an empty `Write` is answered `Done` (a call
+    /// ended by the console's restart is tried again) within STALL_NS.
+    fn check_console(&mut self, kind: Option<usize>) {
+        use atoll_protocols::console;
+        let deadline = atoll_sdk::time() + STALL_NS;
+        let request = console::Request::Write(alloc::string::String::new());
+        loop {
+            match self.console.request::<_, console::Response>(&request) {
+                Ok(console::Response::Done) => return,
+                Err(CallError::Kernel(Error::PeerGone)) => {}
+                other => {
+                    self.violation(format_args!("the console answered {other:?} to a write"));
+                    return;
+                }
+            }
+            if atoll_sdk::time() >= deadline {
+                self.stalls += 1;
+                let after = kind.map_or("the last fault", |kind| KINDS[kind]);
+                self.violation(format_args!(
+                    "the console did not serve for 10 s after {after}"
+                ));
+                return;
+            }
+            self.drain(Timeout::Nanos(1_000_000));
         }
     }
 
@@ -313,7 +347,11 @@ impl Campaign {
                         self.violation(format_args!("restart of {name} refused: {error}"))
                     }
                 }
-                self.recover(kind);
+                if kind == 2 {
+                    self.check_console(Some(kind));
+                } else {
+                    self.recover(Some(kind));
+                }
             }
             3 => {
                 if let Err(error) = supervision::stop("virtio-blk") {
@@ -327,7 +365,7 @@ impl Campaign {
                         self.violation(format_args!("start of virtio-blk refused: {error}"))
                     }
                 }
-                self.recover(kind);
+                self.recover(Some(kind));
             }
             4..=6 => {
                 let target = [self.disk, self.files, self.console][kind - 4];
