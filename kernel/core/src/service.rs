@@ -47,6 +47,8 @@ pub struct Image {
     /// WASI `args_get` and `environ_get` (`KEY=value`) strings.
     pub args: Vec<String>,
     pub env: Vec<String>,
+    /// WASI preopened directories, resolved to handles.
+    pub(crate) preopens: Vec<crate::host::Preopen>,
     pub grants: Arc<Resolved>,
 }
 
@@ -125,6 +127,7 @@ impl Service {
             args: image.args.clone(),
             env: image.env.clone(),
             wasi_warned: 0,
+            files: crate::host::Files::new(&image.preopens),
             fuel_debt: 0,
             driver: crate::grants::DriverState {
                 grants: Arc::clone(&image.grants),
@@ -167,6 +170,13 @@ impl Service {
     /// place.
     pub(crate) fn connect(&mut self, id: ServiceId, kernel: Weak<RefCell<dyn Messages>>) {
         self.store.data_mut().kernel = Some((id, kernel));
+    }
+
+    /// Hands the reply of a file service to the WASI file operation this
+    /// service is suspended in: what comes next.
+    pub(crate) fn file_answer(&mut self, reply: &[u8]) -> crate::host::FileStep {
+        let (memory, state) = self.memory.data_and_store_mut(&mut self.store);
+        crate::host::file_answer(state, memory, reply)
     }
 
     /// Takes the service's DMA buffers (to hand them to its next version).

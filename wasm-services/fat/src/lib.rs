@@ -52,6 +52,7 @@ extern crate std;
 pub mod disk;
 pub mod fs;
 pub mod layout;
+pub mod names;
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,8 @@
 //! and 2 exist; any other is `EBADF`. Pointers are checked through
 //! [`GuestSlice`] like every other host function's; a bad one is `EFAULT`.
 
+pub(crate) mod files;
+
 use super::{
     FUEL_PER_CONSOLE_BYTE, HostResult, HostState, Syscall, charge, console_lines, suspend,
 };
@@ -85,6 +87,7 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
     linker.func_wrap(IMPORT_MODULE, "proc_exit", proc_exit)?;
     linker.func_wrap(IMPORT_MODULE, "sched_yield", sched_yield)?;
     linker.func_wrap(IMPORT_MODULE, "random_get", random_get)?;
+    files::define(linker)?;
     Ok(())
 }
 
@@ -268,7 +271,7 @@ fn fd_fdstat_get(mut caller: Caller<'_, HostState>, fd: i32, stat: i32) -> i32 {
     let rights = match fd {
         0 => RIGHT_FD_READ | RIGHT_POLL,
         1 | 2 => RIGHT_FD_WRITE | RIGHT_POLL,
-        _ => return errno::BADF,
+        _ => return files::fd_fdstat_get(caller, fd, stat),
     };
     let mut record = [0u8; 24];
     record[0] = FILETYPE_CHARACTER_DEVICE;
@@ -278,14 +281,14 @@ fn fd_fdstat_get(mut caller: Caller<'_, HostState>, fd: i32, stat: i32) -> i32 {
     )
 }
 
-/// No preopened directories: every descriptor answers `EBADF`, which ends a
-/// libc's scan for them.
-fn fd_prestat_get(_caller: Caller<'_, HostState>, _fd: i32, _prestat: i32) -> i32 {
-    errno::BADF
+/// The preopened directories (`files.rs`); any other descriptor answers
+/// `EBADF`, which ends a libc's scan for them.
+fn fd_prestat_get(caller: Caller<'_, HostState>, fd: i32, prestat: i32) -> i32 {
+    files::fd_prestat_get(caller, fd, prestat)
 }
 
-fn fd_prestat_dir_name(_caller: Caller<'_, HostState>, _fd: i32, _path: i32, _len: i32) -> i32 {
-    errno::BADF
+fn fd_prestat_dir_name(caller: Caller<'_, HostState>, fd: i32, path: i32, len: i32) -> i32 {
+    files::fd_prestat_dir_name(caller, fd, path, len)
 }
 
 /// stdin: read from the console service when the service `uses` its
@@ -298,6 +301,9 @@ fn fd_read(
     count: i32,
     read: i32,
 ) -> HostResult {
+    if fd >= files::FIRST {
+        return files::fd_read(caller, fd, iovs, count, read);
+    }
     if fd != 0 {
         return Ok(errno::BADF);
     }
@@ -393,9 +399,12 @@ fn fd_write(
     iovs: i32,
     count: i32,
     written: i32,
-) -> i32 {
+) -> HostResult {
+    if fd >= files::FIRST {
+        return files::fd_write(caller, fd, iovs, count, written);
+    }
     if fd != 1 && fd != 2 {
-        return errno::BADF;
+        return Ok(errno::BADF);
     }
     let gathered = (|| -> Errno<Vec<u8>> {
         let count = usize::try_from(count.cast_unsigned()).map_err(|_| errno::INVAL)?;
@@ -417,7 +426,7 @@ fn fd_write(
         store(memory, written.cast_unsigned(), &total.to_le_bytes())?;
         Ok(gathered)
     })();
-    match gathered {
+    Ok(match gathered {
         Ok(bytes) => {
             if !bytes.is_empty() {
                 let text = String::from_utf8_lossy(&bytes);
@@ -427,7 +436,7 @@ fn fd_write(
             errno::SUCCESS
         }
         Err(errno) => errno,
-    }
+    })
 }
 
 /// Subscription and event record sizes and tags.
