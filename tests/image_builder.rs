@@ -255,9 +255,9 @@ fn stubbed_wasi_imports_are_listed_as_a_warning() {
     let module = wasm(
         r#"(module
             (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "fd_seek" (func (param i32 i64 i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "path_open"
-                (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_advise" (func (param i32 i64 i64 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "path_symlink"
+                (func (param i32 i32 i32 i32 i32) (result i32)))
             (memory (export "memory") 1)
             (func (export "_start")))"#,
     );
@@ -270,7 +270,7 @@ fn stubbed_wasi_imports_are_listed_as_a_warning() {
     assert_eq!(status, 0, "{stderr}");
     assert!(
         stderr.contains(
-            "warning: service `posix` imports WASI functions the kernel only stubs (they return ENOSYS, or EBADF for a missing descriptor): fd_seek, path_open"
+            "warning: service `posix` imports WASI functions the kernel only stubs (they return ENOSYS, or EBADF for a missing descriptor): fd_advise, path_symlink"
         ),
         "{stderr}"
     );

@@ -127,6 +127,7 @@ impl Service {
             args: image.args.clone(),
             env: image.env.clone(),
             wasi_warned: 0,
+            output: [Vec::new(), Vec::new()],
             files: crate::host::Files::new(&image.preopens),
             fuel_debt: 0,
             driver: crate::grants::DriverState {
@@ -319,6 +320,16 @@ impl Service {
     /// with the fuel left from before the kernel call, so that making kernel
     /// calls never extends a slice.
     pub fn run_slice(&mut self, syscall_result: i32, fresh: bool) -> SliceOutcome {
+        let outcome = self.run(syscall_result, fresh);
+        if matches!(outcome, SliceOutcome::Exited(_) | SliceOutcome::Faulted(_)) {
+            // A WASI program's last line, if it did not end it.
+            crate::host::wasi::flush_output(self.store.data_mut());
+        }
+        outcome
+    }
+
+    /// [`Service::run_slice`] but for the output left at the end.
+    fn run(&mut self, syscall_result: i32, fresh: bool) -> SliceOutcome {
         // A slice always covers the instruction the service stopped at, or an
         // instruction costing more than a slice could never run.
         if fresh {

@@ -120,6 +120,8 @@ struct Mount<S: Sectors> {
     /// This service wrote the FAT behind embedded-sdmmc's back: mount afresh
     /// before the next request.
     stale: Cell<bool>,
+    /// Free clusters, counted once per mount and kept as writes take them.
+    free: Cell<Option<u32>>,
     /// The file the last `Read` opened, kept open for the next one.
     reading: RefCell<Option<Reading>>,
 }
@@ -310,6 +312,7 @@ impl<S: Sectors> Mount<S> {
             geometry,
             stale: Cell::new(false),
             reading: RefCell::new(None),
+            free: Cell::new(None),
         })
     }
 
@@ -542,6 +545,13 @@ impl<S: Sectors> Mount<S> {
 
     fn write_at(&self, file: RawFile, offset: u32, data: &[u8]) -> Outcome<()> {
         let length = self.manager.file_length(file)?;
+        let cluster = self.geometry.bytes_per_cluster();
+        let end = u64::from(offset) + data.len() as u64;
+        let needed = end
+            .max(u64::from(length))
+            .div_ceil(cluster)
+            .saturating_sub(u64::from(length).div_ceil(cluster));
+        self.take_clusters(u32::try_from(needed).unwrap_or(u32::MAX))?;
         if offset > length {
             // Fill the gap with zeros (FAT has no holes). One request holds
             // the service, so the gap is bounded.
@@ -822,6 +832,30 @@ impl<S: Sectors> Mount<S> {
         Ok(())
     }
 
+    /// Counts `clusters` as taken, or refuses with `NoSpace` if fewer than
+    /// that many and one more are free. The one to spare: a directory may
+    /// grow by a cluster this count does not see, and embedded-sdmmc, when
+    /// no valid cluster is free, takes one past the volume's end (from the
+    /// FAT sector's padding) and fails on the disk: it must never get there.
+    fn take_clusters(&self, clusters: u32) -> Outcome<()> {
+        if clusters == 0 {
+            return Ok(());
+        }
+        let free = match self.free.get() {
+            Some(free) => free,
+            None => {
+                let geometry = self.geometry;
+                self.manager.device(|disk| free_clusters(disk, &geometry))?
+            }
+        };
+        if u64::from(clusters) + 1 > u64::from(free) {
+            self.free.set(Some(free));
+            return Err(Error::NoSpace.into());
+        }
+        self.free.set(Some(free - clusters));
+        Ok(())
+    }
+
     /// Takes `clusters` off the free count of a FAT32 FSInfo sector.
     fn count_allocated(&self, clusters: u32) -> Outcome<()> {
         let Some(fsinfo) = self.geometry.fsinfo else {
@@ -995,15 +1029,15 @@ impl<S: Sectors> Mount<S> {
             chosen.ok_or(Error::NoSpace)?
         };
         let short_name = short_name(&short)?;
+        // A directory's cluster; or the cluster a full directory grows by.
+        self.take_clusters(1)?;
         let found = self.in_directory(parents, |parent| {
             if directory {
                 self.manager.make_dir_in_dir(parent, short_name)?;
             } else {
-                let file = self.manager.open_file_in_dir(
-                    parent,
-                    short_name,
-                    Mode::ReadWriteCreate,
-                )?;
+                let file =
+                    self.manager
+                        .open_file_in_dir(parent, short_name, Mode::ReadWriteCreate)?;
                 self.manager.close_file(file)?;
             }
             self.lookup(parent, &short)

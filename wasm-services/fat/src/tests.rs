@@ -928,3 +928,51 @@ fn fat32_directories_renames_and_long_names() {
     directories_renames_and_long_names(&path, 0, &target);
     done(&path);
 }
+
+#[test]
+fn a_full_volume_is_no_space_and_stays_consistent() {
+    if !tools() {
+        return;
+    }
+    // 8 MiB of FAT16 with 512-byte clusters, nearly filled from the host.
+    let path = scratch("full.img");
+    let _ = std::fs::remove_file(&path);
+    run(Command::new("mkfs.fat")
+        .args(["-C", "-F", "16", "-s", "1"])
+        .arg(&path)
+        .arg("8192"));
+    let target = path.display().to_string();
+    let source = scratch("full.img.source");
+    let memory = load(&path);
+    let free = FileSystem::new(memory.clone()).summary().unwrap().free;
+    std::fs::write(&source, vec![7u8; free as usize - 20_000]).unwrap();
+    run(Command::new("mcopy")
+        .args(["-i", &target])
+        .arg(&source)
+        .arg("::FILLER.BIN"));
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    let chunk = vec![0x5au8; 3072];
+    let mut offset = 0u64;
+    let error = loop {
+        match write(&mut files, "/fill.bin", offset, &chunk) {
+            Response::Written(count) => offset += u64::from(count),
+            other => break other,
+        }
+        assert!(offset < 40_000, "wrote past the free space");
+    };
+    assert_eq!(
+        error,
+        Response::Error(Error::NoSpace),
+        "after {offset} bytes"
+    );
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/fill.bin".into()
+        }),
+        Response::Done
+    );
+    check_volume(&memory, &path, 0);
+    let _ = std::fs::remove_file(&source);
+    done(&path);
+}

@@ -312,12 +312,28 @@ fn fd_read(
         .endpoint_names
         .iter()
         .position(|name| name == console::ENDPOINT);
+    let platform = alloc::sync::Arc::clone(&caller.data().platform);
     let plan = (|| -> Errno<Option<(i32, GuestSlice, GuestSlice)>> {
         let memory = memory_mut(&mut caller)?;
         let read_slice = GuestSlice::new(read, 4);
         read_slice.read(memory, 4).map_err(|_| errno::FAULT)?;
         let Some(console) = console else {
-            store(memory, read.cast_unsigned(), &0u32.to_le_bytes())?;
+            // No console service: the platform's own stdin, if it has one
+            // (the hosted core's), else end of file.
+            let (base, len) = (0..count.cast_unsigned().min(MAX_VECTORS as u32))
+                .map(|index| iovec(memory, iovs, index as usize))
+                .find(|found| !matches!(found, Ok((_, 0))))
+                .transpose()?
+                .unwrap_or((0, 0));
+            let input = if len == 0 {
+                Vec::new()
+            } else {
+                platform.stdin_read(len as usize).unwrap_or_default()
+            };
+            let input = input.get(..input.len().min(len as usize)).unwrap_or(&[]);
+            store(memory, base, input)?;
+            let total = u32::try_from(input.len()).map_err(|_| errno::IO)?;
+            store(memory, read.cast_unsigned(), &total.to_le_bytes())?;
             return Ok(None);
         };
         let count = usize::try_from(count.cast_unsigned()).map_err(|_| errno::INVAL)?;
@@ -428,15 +444,50 @@ fn fd_write(
     })();
     Ok(match gathered {
         Ok(bytes) => {
-            if !bytes.is_empty() {
-                let text = String::from_utf8_lossy(&bytes);
-                let printed = console_lines(caller.data(), &text);
-                charge(&mut caller, printed as u64 * FUEL_PER_CONSOLE_BYTE);
-            }
+            let stream = if fd == 1 { 0 } else { 1 };
+            let printed = buffer_output(caller.data_mut(), stream, &bytes);
+            charge(&mut caller, printed as u64 * FUEL_PER_CONSOLE_BYTE);
             errno::SUCCESS
         }
         Err(errno) => errno,
     })
+}
+
+/// The longest partial line kept for a stream: a longer one is printed as
+/// it stands.
+const MAX_PARTIAL_LINE: usize = 4096;
+
+/// Adds `bytes` to output stream `stream` (0 stdout, 1 stderr) of the
+/// service and prints the lines it completes, whole: a program's line comes
+/// out as one console line however many `fd_write`s made it. Returns the
+/// bytes printed.
+fn buffer_output(state: &mut HostState, stream: usize, bytes: &[u8]) -> usize {
+    let Some(buffer) = state.output.get_mut(stream) else {
+        return 0;
+    };
+    buffer.extend_from_slice(bytes);
+    let cut = match buffer.iter().rposition(|&byte| byte == b'\n') {
+        Some(newline) => newline + 1,
+        None if buffer.len() >= MAX_PARTIAL_LINE => buffer.len(),
+        None => return 0,
+    };
+    let lines: Vec<u8> = buffer.drain(..cut).collect();
+    console_lines(state, &String::from_utf8_lossy(&lines))
+}
+
+/// Prints what the service's stdout and stderr hold of an unfinished line
+/// (when it ends).
+pub(crate) fn flush_output(state: &mut HostState) {
+    for stream in 0..2 {
+        let Some(buffer) = state.output.get_mut(stream) else {
+            continue;
+        };
+        if buffer.is_empty() {
+            continue;
+        }
+        let rest = core::mem::take(buffer);
+        console_lines(state, &String::from_utf8_lossy(&rest));
+    }
 }
 
 /// Subscription and event record sizes and tags.

@@ -320,3 +320,26 @@ fn wasi_files_go_to_the_preopens_file_service_and_a_lost_one_is_eio() {
     );
     assert_eq!(summary.faulted, 0, "{}", system.console());
 }
+
+#[test]
+fn wasi_output_reaches_the_console_as_whole_lines() {
+    // "out line\n" written as "out " (4 bytes) then "line\n" (5), then a
+    // last line without its newline, printed when the program ends.
+    let (system, summary) = TestSystem::new()
+        .service(
+            "w",
+            wasi_probe(
+                "(i32.store (i32.const 4) (i32.const 4))
+                 (drop (call $write (i32.const 1)))
+                 (i32.store (i32.const 0) (i32.const 104))
+                 (i32.store (i32.const 4) (i32.const 5))
+                 (drop (call $write (i32.const 1)))
+                 (i32.store (i32.const 0) (i32.const 100))
+                 (i32.store (i32.const 4) (i32.const 3))
+                 (drop (call $write (i32.const 2)))",
+            ),
+        )
+        .run();
+    assert_eq!(system.lines_of("w"), ["out line", "out"]);
+    assert_eq!(summary.faulted, 0);
+}

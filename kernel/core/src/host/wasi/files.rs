@@ -555,14 +555,40 @@ fn advance(
     in_flight: InFlight,
     response: Response,
 ) -> Errno<Option<(Request, InFlight)>> {
-    if let Response::Error(error) = &response {
-        return Err(errno_of(error));
-    }
     let InFlight {
         fd: in_flight_fd,
         handle,
         operation,
     } = in_flight;
+    if let Response::Error(error) = &response {
+        // What a read or write moved before the error is its result (as a
+        // POSIX short count); the error comes with the next call.
+        let (moved, out, fd, position) = match &operation {
+            Operation::Read {
+                done,
+                out,
+                fd,
+                position,
+                advance,
+                ..
+            } if *done > 0 => (*done, *out, *fd, advance.then_some(*position)),
+            Operation::Write {
+                sent,
+                out,
+                fd,
+                position: Some(position),
+                advance,
+                ..
+            } if *sent > 0 => (*sent as u64, *out, *fd, advance.then_some(*position)),
+            _ => return Err(errno_of(error)),
+        };
+        let count = u32::try_from(moved).map_err(|_| errno::IO)?;
+        store(memory, out, &count.to_le_bytes())?;
+        if let Some(position) = position {
+            files.slot_mut(fd)?.position = position.saturating_add(moved);
+        }
+        return Ok(None);
+    }
     let again = |request: Request, operation: Operation| {
         Ok(Some((
             request,
