@@ -629,7 +629,11 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         Row {
             name: "WASI file write (C write()), 64 KiB requests",
             unit: "KB/s",
-            values: [storage.values.get("wasi_write_kb_per_s").copied(), None, None],
+            values: [
+                storage.values.get("wasi_write_kb_per_s").copied(),
+                None,
+                None,
+            ],
         },
         Row {
             name: "boot to system ready, default system, BIOS",

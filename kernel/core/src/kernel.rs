@@ -648,7 +648,18 @@ impl Core {
                 // The caller resumes with what its answer says a failure is.
                 return match self.call(id, handle, message, answer) {
                     Ok(then) => then,
-                    Err(error) => Then::Continue(answer.failed(error)),
+                    Err(error) => {
+                        if answer == Answer::File
+                            && let Some(service) = self
+                                .services
+                                .get_mut(id)
+                                .and_then(|slot| slot.service.as_mut())
+                        {
+                            // Never sent: the descriptor is not to blame.
+                            service.file_refused();
+                        }
+                        Then::Continue(answer.failed(error))
+                    }
                 };
             }
             Syscall::Receive {

@@ -180,6 +180,13 @@ impl Service {
         crate::host::file_answer(state, memory, reply)
     }
 
+    /// The request of the WASI file operation this service was about to be
+    /// suspended in could not be sent (a full queue, no file service): the
+    /// operation ends with the call's error, its descriptor stays usable.
+    pub(crate) fn file_refused(&mut self) {
+        self.store.data_mut().files.refused();
+    }
+
     /// Takes the service's DMA buffers (to hand them to its next version).
     pub fn take_dma(&mut self) -> DmaPool {
         core::mem::take(&mut self.store.data_mut().driver.dma)

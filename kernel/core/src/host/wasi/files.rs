@@ -366,8 +366,8 @@ impl Files {
         Ok(descriptor)
     }
 
-    /// Settles an operation whose reply never came (its file service ended,
-    /// or its request was refused): that descriptor answers `EIO` from now on.
+    /// Settles an operation whose reply never came (its file service ended
+    /// with the request taken): that descriptor answers `EIO` from now on.
     fn settle(&mut self) {
         if let Some(lost) = self.in_flight.take()
             && let Some(fd) = lost.fd
@@ -375,6 +375,12 @@ impl Files {
         {
             descriptor.broken = true;
         }
+    }
+
+    /// Forgets the operation whose request could not be sent: unlike one
+    /// whose answer never came, it leaves its descriptor usable.
+    pub(crate) fn refused(&mut self) {
+        self.in_flight = None;
     }
 
     /// Adds a descriptor in the lowest free slot; its number.

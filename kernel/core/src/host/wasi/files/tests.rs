@@ -688,6 +688,24 @@ fn a_request_without_an_answer_makes_its_descriptor_eio() {
     // Other descriptors go on.
     let other = program.open(3, "f", 0, READ_ONLY).unwrap();
     assert_eq!(program.read(other, 4).unwrap(), b"data");
+    // A request the kernel could not even queue leaves its descriptor alone.
+    program.iovec(4);
+    let plan = plan_read(
+        &mut program.files,
+        &mut program.memory,
+        other,
+        IOVECS as i32,
+        1,
+        Some(0),
+        OUT,
+    );
+    let Ok(Plan::Ask(_, in_flight)) = plan else {
+        panic!("{plan:?}");
+    };
+    program.files.in_flight = Some(in_flight);
+    program.files.refused();
+    assert_eq!(program.seek(other, 0, WHENCE_SET), Ok(0));
+    assert_eq!(program.read(other, 4).unwrap(), b"data");
     // A reply out of protocol is EIO too.
     program.iovec(4);
     let plan = plan_read(
