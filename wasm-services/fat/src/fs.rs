@@ -177,9 +177,10 @@ impl<S: Sectors + Clone> FileSystem<S> {
         // past it.
         match &request {
             Request::Write { path, offset, .. } => {
-                if self.handle(Request::Open { path: path.clone() })
-                    == Response::Error(Error::NotFound)
-                {
+                // Tried as it is first: a missing file with an 8.3 name is
+                // created in the same step, one needing a long name is not.
+                let first = self.step(request.clone());
+                if first == Response::Error(Error::NotFound) {
                     if let Err(failure) = u32::try_from(*offset)
                         .map_err(|_| Error::Other("offset past 4 GiB".into()).into())
                         .and_then(|offset| gap_allowed(0, offset))
@@ -190,6 +191,8 @@ impl<S: Sectors + Clone> FileSystem<S> {
                         Response::Done | Response::Error(Error::Exists) => {}
                         other => return other,
                     }
+                } else {
+                    return first;
                 }
             }
             Request::Rename { from, to } => {
@@ -528,6 +531,11 @@ impl<S: Sectors> Mount<S> {
                     error: Error::NotFound,
                     ..
                 }) => {
+                    if !is_short(last) {
+                        // Made with its long name by `create` first (see
+                        // `FileSystem::handle`).
+                        return Err(Error::NotFound.into());
+                    }
                     let name = short_name(last)?;
                     gap_allowed(0, offset as u32)?;
                     self.manager
