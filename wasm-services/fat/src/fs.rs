@@ -864,6 +864,42 @@ impl<S: Sectors> Mount<S> {
         Ok(())
     }
 
+    /// Adds a zeroed cluster to the end of the directory whose sectors are
+    /// `sectors` (not the FAT12/16 root, whose size is fixed); the new
+    /// cluster's sectors.
+    fn grow_directory(&self, sectors: &[u64]) -> Outcome<Vec<u64>> {
+        let geometry = self.geometry;
+        let last_sector = sectors.last().copied().ok_or(Error::NoSpace)?;
+        if last_sector < geometry.data_start {
+            return Err(Error::NoSpace.into());
+        }
+        let last = u32::try_from(
+            (last_sector - geometry.data_start) / u64::from(geometry.sectors_per_cluster),
+        )
+        .map_err(|_| Error::NoSpace)?
+            + 2;
+        self.take_clusters(1)?;
+        let mut new = None;
+        for cluster in 2..geometry.clusters.saturating_add(2) {
+            if self.fat_get(cluster)? == 0 {
+                new = Some(cluster);
+                break;
+            }
+        }
+        let new = new.ok_or(Error::NoSpace)?;
+        let first = geometry.cluster_sector(new);
+        let added: Vec<u64> = (0..u64::from(geometry.sectors_per_cluster))
+            .map(|index| first + index)
+            .collect();
+        for sector in &added {
+            self.write_sector(*sector, &[0u8; SECTOR])?;
+        }
+        self.fat_set(new, geometry.end_of_chain())?;
+        self.fat_set(last, new)?;
+        self.count_allocated(1)?;
+        Ok(added)
+    }
+
     /// Takes `clusters` off the free count of a FAT32 FSInfo sector.
     fn count_allocated(&self, clusters: u32) -> Outcome<()> {
         let Some(fsinfo) = self.geometry.fsinfo else {
@@ -1039,6 +1075,12 @@ impl<S: Sectors> Mount<S> {
         let short_name = short_name(&short)?;
         // A directory's cluster; or the cluster a full directory grows by.
         self.take_clusters(1)?;
+        // embedded-sdmmc grows a full directory without counting the
+        // cluster in FSInfo: see how long the directory is before.
+        let sectors_before = match self.geometry.fsinfo {
+            Some(_) => Some(self.directory_sectors(parents)?.len()),
+            None => None,
+        };
         let found = self.in_directory(parents, |parent| {
             if directory {
                 self.manager.make_dir_in_dir(parent, short_name)?;
@@ -1050,10 +1092,18 @@ impl<S: Sectors> Mount<S> {
             }
             self.lookup(parent, &short)
         })?;
-        if directory {
-            // embedded-sdmmc counts the directory's cluster in the FSInfo
-            // sector only when it closes the volume, which it never does here.
-            self.count_allocated(1)?;
+        // embedded-sdmmc counts the clusters it takes (a new directory's, or
+        // one its parent grew by) in the FSInfo sector only when it closes
+        // the volume, which it never does here.
+        let mut allocated = u32::from(directory);
+        if let Some(before) = sectors_before {
+            let after = self.directory_sectors(parents)?.len();
+            let per_cluster = self.geometry.sectors_per_cluster as usize;
+            allocated +=
+                u32::try_from(after.saturating_sub(before) / per_cluster.max(1)).unwrap_or(0);
+        }
+        if allocated > 0 {
+            self.count_allocated(allocated)?;
         }
         let slot = slot_of(&found);
         if is_short(name) {
@@ -1088,23 +1138,37 @@ impl<S: Sectors> Mount<S> {
             .ok_or(Error::Device)?;
         let long = long_entries(name, &short_entry);
         let need = long.len() + 1;
-        let total = sectors.len() * per_sector;
-        let mut run_start = None;
-        let mut run = 0;
-        let mut ended = false;
-        for index in 0..total {
-            let byte = first_byte(&contents, index);
-            ended |= byte == 0;
-            let free = ended || byte == DELETED || index == here;
-            if free {
-                run += 1;
-                if run == need {
-                    run_start = Some(index + 1 - need);
-                    break;
+        let find_run = |contents: &Vec<[u8; SECTOR]>| -> Option<usize> {
+            let mut run = 0;
+            let mut ended = false;
+            for index in 0..contents.len() * per_sector {
+                let byte = first_byte(contents, index);
+                ended |= byte == 0;
+                if ended || byte == DELETED || index == here {
+                    run += 1;
+                    if run == need {
+                        return Some(index + 1 - need);
+                    }
+                } else {
+                    run = 0;
                 }
-            } else {
-                run = 0;
             }
+            None
+        };
+        let mut sectors = sectors;
+        let mut run_start = find_run(&contents);
+        // A directory in clusters grows (by a cluster at a time, at most
+        // three: a 255-character name takes 21 entries) until the run fits.
+        for _ in 0..3 {
+            if run_start.is_some() {
+                break;
+            }
+            let Ok(added) = self.grow_directory(&sectors) else {
+                break;
+            };
+            contents.extend(added.iter().map(|_| [0u8; SECTOR]));
+            sectors.extend(added);
+            run_start = find_run(&contents);
         }
         let Some(start) = run_start else {
             // No room without growing the directory: take the entry back.

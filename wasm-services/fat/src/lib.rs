@@ -43,9 +43,9 @@
 //! every request answer `Error::NoVolume`.
 //!
 //! What it is not: FAT12 (embedded-sdmmc has none: such a volume answers
-//! `NoVolume`), a growing directory for long names (when a directory has no
-//! run of free entries for a long name and its alias, the create answers
-//! `NoSpace`), a write cache (about 13 block calls per 3 KiB write), or
+//! `NoVolume`), a growing FAT12/16 root directory (its size is fixed: when
+//! it has no run of free entries for a long name and its alias, the create
+//! answers `NoSpace`; other directories grow), a write cache (about 13 block calls per 3 KiB write), or
 //! concurrency (one request at a time). embedded-sdmmc asserts on some
 //! inconsistencies of a corrupt volume; the geometry is checked before it
 //! mounts, but a corrupt FAT chain can still trap the service, and then its

@@ -976,3 +976,86 @@ fn a_full_volume_is_no_space_and_stays_consistent() {
     let _ = std::fs::remove_file(&source);
     done(&path);
 }
+
+#[test]
+fn directories_grow_for_long_names() {
+    if !tools() {
+        return;
+    }
+    // 512-byte clusters: a subdirectory's cluster holds 16 entries, so
+    // long names (3 entries each with their alias) soon need more clusters.
+    for (name, fat, kib) in [("grow16.img", "16", "8192"), ("grow32.img", "32", "40960")] {
+        let path = scratch(name);
+        let _ = std::fs::remove_file(&path);
+        run(Command::new("mkfs.fat")
+            .args(["-C", "-F", fat, "-s", "1"])
+            .arg(&path)
+            .arg(kib));
+        many_long_names(&path);
+    }
+}
+
+fn many_long_names(path: &Path) {
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    assert_eq!(
+        request(
+            &mut files,
+            Request::CreateDirectory {
+                path: "/Many".into()
+            }
+        ),
+        Response::Done
+    );
+    let mut expected = Vec::new();
+    for index in 0..40 {
+        let name = std::format!("Long file name {index:02}.txt");
+        let created = request(
+            &mut files,
+            Request::OpenFile {
+                path: std::format!("/Many/{name}"),
+                create: true,
+                exclusive: true,
+                truncate: false,
+            },
+        );
+        assert!(matches!(created, Response::Entry(_)), "{name}: {created:?}");
+        expected.push(name);
+    }
+    let long = std::format!("/Many/{}", "a".repeat(250));
+    assert!(matches!(
+        request(
+            &mut files,
+            Request::OpenFile {
+                path: long,
+                create: true,
+                exclusive: true,
+                truncate: false
+            }
+        ),
+        Response::Entry(_)
+    ));
+    let mut listed = Vec::new();
+    let mut start = 0;
+    loop {
+        match files.handle(Request::List {
+            path: "/Many".into(),
+            start,
+        }) {
+            Response::Entries { entries, more } => {
+                start += entries.len() as u32;
+                listed.extend(entries.into_iter().map(|entry| entry.name));
+                if !more {
+                    break;
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(listed.len(), 41);
+    for name in &expected {
+        assert!(listed.contains(name), "{name} in {listed:?}");
+    }
+    check_volume(&memory, path, 0);
+    done(path);
+}
