@@ -996,7 +996,7 @@ fn directories_grow_for_long_names() {
 }
 
 fn many_long_names(path: &Path) {
-    let memory = load(&path);
+    let memory = load(path);
     let mut files = FileSystem::new(memory.clone());
     assert_eq!(
         request(
