@@ -255,9 +255,9 @@ fn stubbed_wasi_imports_are_listed_as_a_warning() {
     let module = wasm(
         r#"(module
             (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "fd_seek" (func (param i32 i64 i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "path_open"
-                (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_advise" (func (param i32 i64 i64 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "path_symlink"
+                (func (param i32 i32 i32 i32 i32) (result i32)))
             (memory (export "memory") 1)
             (func (export "_start")))"#,
     );
@@ -270,7 +270,7 @@ fn stubbed_wasi_imports_are_listed_as_a_warning() {
     assert_eq!(status, 0, "{stderr}");
     assert!(
         stderr.contains(
-            "warning: service `posix` imports WASI functions the kernel only stubs (they return ENOSYS, or EBADF for a missing descriptor): fd_seek, path_open"
+            "warning: service `posix` imports WASI functions the kernel only stubs (they return ENOSYS, or EBADF for a missing descriptor): fd_advise, path_symlink"
         ),
         "{stderr}"
     );
@@ -520,4 +520,43 @@ fn host_run_exits_with_1_when_a_service_faults_or_fails_to_load() {
     );
     let (status, stdout, stderr) = host_run(&system);
     assert_eq!(status, 0, "{stdout}\n{stderr}");
+}
+
+#[test]
+fn host_run_passes_its_stdin_to_a_wasi_program() {
+    // Reads up to 64 bytes of fd 0 into 100 and writes what it got to fd 1.
+    let echo = wasm(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 0) "\64\00\00\00\40\00\00\00")
+            (func (export "_start")
+                (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+                (i32.store (i32.const 4) (i32.load (i32.const 8)))
+                (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    );
+    let system = scenario(
+        "host-run-stdin",
+        "[system]\nname = \"h\"\nexit-when-idle = true\n[[service]]\nname = \"echo\"\nmodule = \"echo.wasm\"\n",
+        &[("echo.wasm", echo)],
+    );
+    let mut child = support::image_builder()
+        .arg("host-run")
+        .arg(&system)
+        .arg("--quiet")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"typed on the host\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("[echo] typed on the host\n"), "{stdout}");
 }

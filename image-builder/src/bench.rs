@@ -375,9 +375,9 @@ fn storage(options: &BuildOptions) -> Result<(Figures, f64), Error> {
         network: None,
         control_socket: None,
     };
-    let (_, console) = qemu::run_until(&boot_image, &run_options, "bench: storage_done=1")?;
+    let (_, console) = qemu::run_until(&boot_image, &run_options, "bench: wasi_done=1")?;
     let figures = parse(&console);
-    if !figures.values.contains_key("storage_done") {
+    if !figures.values.contains_key("storage_done") || !figures.values.contains_key("wasi_done") {
         return Err(Error::Other(format!(
             "the storage benchmark did not finish in QEMU; its console:\n{console}"
         )));
@@ -615,6 +615,24 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
                 storage.values.get("file_read_kb_per_s").copied(),
                 None,
                 Some(host_file_kb_per_s),
+            ],
+        },
+        Row {
+            name: "WASI file read (C read()), 64 KiB requests",
+            unit: "KB/s",
+            values: [
+                storage.values.get("wasi_read_kb_per_s").copied(),
+                None,
+                Some(host_file_kb_per_s),
+            ],
+        },
+        Row {
+            name: "WASI file write (C write()), 64 KiB requests",
+            unit: "KB/s",
+            values: [
+                storage.values.get("wasi_write_kb_per_s").copied(),
+                None,
+                None,
             ],
         },
         Row {

@@ -9,7 +9,7 @@
 
 use crate::error::{Context, Error};
 use crate::manifest::{Diagnostic, ModuleSource, System};
-use atoll_abi::bundle::{self, Bundle, KernelSettings, ServiceImage};
+use atoll_abi::bundle::{self, Bundle, KernelSettings, Preopen, ServiceImage};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -326,6 +326,16 @@ fn encode_bundle(system: &System, modules: &[Vec<u8>]) -> Result<Vec<u8>, Error>
                 args: service.args.iter().map(String::as_str).collect(),
                 env: service.env.iter().map(String::as_str).collect(),
                 grants: service.grants.clone(),
+                preopens: service
+                    .preopens
+                    .iter()
+                    .map(|preopen| Preopen {
+                        guest: &preopen.guest,
+                        endpoint: &preopen.endpoint,
+                        directory: &preopen.directory,
+                        read_only: preopen.read_only,
+                    })
+                    .collect(),
             })
             .collect(),
     };

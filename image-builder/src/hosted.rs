@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 struct HostPlatform {
     started: Instant,
     echo: bool,
+    /// WASI programs without a console service read this process's stdin.
+    stdin: bool,
     console: Mutex<String>,
     /// Control requests to feed the kernel, one at a time: the next is
     /// released once the kernel has answered the previous one.
@@ -48,6 +50,19 @@ impl Platform for HostPlatform {
         u64::try_from(since_epoch.as_nanos())
             .unwrap_or(0)
             .saturating_sub(self.now_ns())
+    }
+
+    fn stdin_read(&self, max: usize) -> Option<Vec<u8>> {
+        if !self.stdin {
+            return None;
+        }
+        use std::io::Read;
+        let mut buffer = vec![0u8; max.min(64 * 1024)];
+        // Blocks the hosted kernel until input comes, as a terminal would
+        // block the program.
+        let count = std::io::stdin().lock().read(&mut buffer).unwrap_or(0);
+        buffer.truncate(count);
+        Some(buffer)
     }
 
     fn physical_address(&self, virtual_address: usize) -> Option<u64> {
@@ -128,6 +143,12 @@ pub fn run(bundle: &[u8], echo: bool) -> Result<(String, RunSummary), String> {
     run_scripted(bundle, echo, Vec::new())
 }
 
+/// [`run`] for `host-run`: WASI programs that have no console service read
+/// this process's stdin on descriptor 0.
+pub fn run_with_stdin(bundle: &[u8]) -> Result<(String, RunSummary), String> {
+    start(bundle, true, Vec::new(), true)
+}
+
 /// [`run`], feeding the kernel's control channel `frames` (e.g. swap
 /// requests), each once the previous one has been answered.
 pub fn run_scripted(
@@ -135,9 +156,19 @@ pub fn run_scripted(
     echo: bool,
     frames: Vec<Vec<u8>>,
 ) -> Result<(String, RunSummary), String> {
+    start(bundle, echo, frames, false)
+}
+
+fn start(
+    bundle: &[u8],
+    echo: bool,
+    frames: Vec<Vec<u8>>,
+    stdin: bool,
+) -> Result<(String, RunSummary), String> {
     let platform = Arc::new(HostPlatform {
         started: Instant::now(),
         echo,
+        stdin,
         console: Mutex::new(String::new()),
         script: Mutex::new(Script {
             frames: frames.into(),

@@ -234,7 +234,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             let system = load(&system)?;
             let options = options(Firmware::Both);
             let bundle = builder::bundle_only(&system, &options)?;
-            let outcome = match hosted::run(&bundle, true) {
+            let outcome = match hosted::run_with_stdin(&bundle) {
                 Ok((_, summary)) => qemu::Outcome::of_summary(&summary),
                 Err(error) => {
                     eprintln!("error: {error}");

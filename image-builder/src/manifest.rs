@@ -119,6 +119,7 @@ struct RawService {
     #[serde(default)]
     args: Vec<Spanned<String>>,
     env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    preopens: Option<std::collections::BTreeMap<String, Spanned<String>>>,
     #[serde(default)]
     io_ports: Vec<Spanned<String>>,
     #[serde(default)]
@@ -164,6 +165,8 @@ pub struct ServiceSpec {
     pub args: Vec<String>,
     /// WASI environment, as `KEY=value`.
     pub env: Vec<String>,
+    /// WASI preopened directories, in descriptor order.
+    pub preopens: Vec<PreopenSpec>,
     /// Driver capabilities.
     pub grants: Grants,
     pub limits: ServiceLimits,
@@ -174,6 +177,18 @@ pub struct ServiceSpec {
     /// The system's supervisor (gets fault reports on its first endpoint).
     pub supervisor: bool,
     pub restart: RestartPolicy,
+}
+
+/// A checked preopened directory: `preopens = { "/docs" = "fs:/DOCS:ro" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreopenSpec {
+    /// The directory as the program sees it.
+    pub guest: String,
+    /// The file service's endpoint.
+    pub endpoint: String,
+    /// The directory inside the file service.
+    pub directory: String,
+    pub read_only: bool,
 }
 
 /// Whether a service of `system` is granted the legacy virtio network card
@@ -428,6 +443,7 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
             ));
         }
         let (args, env) = wasi_strings(service, &mut diagnostics, &at);
+        let preopens = preopens(service, &mut diagnostics, &at);
         let grants = driver_grants(service, &mut diagnostics, &at);
         for &irq in &grants.irqs {
             if let Some((_, owner)) = irq_owners.iter().find(|(known, _)| *known == irq) {
@@ -491,6 +507,7 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
                 build,
                 args,
                 env,
+                preopens,
                 grants,
                 limits,
                 provides: service
@@ -733,6 +750,88 @@ fn wasi_strings(
     (args, env)
 }
 
+/// A service's preopened directories, checked: each guest path is absolute
+/// and plain (no `.`, `..` or empty components, no NUL), each value is
+/// `endpoint[:/directory][:ro]` naming an endpoint the service `uses`.
+/// A `BTreeMap` keeps them in guest-path order, which is descriptor order.
+fn preopens(
+    service: &RawService,
+    diagnostics: &mut Vec<Diagnostic>,
+    at: &dyn Fn(Range<usize>, String) -> Diagnostic,
+) -> Vec<PreopenSpec> {
+    let mut preopens = Vec::new();
+    let Some(table) = &service.preopens else {
+        return preopens;
+    };
+    for (guest, value) in table {
+        match parse_preopen(guest, value.get_ref()) {
+            Ok(preopen) => {
+                if !service
+                    .uses
+                    .iter()
+                    .any(|used| *used.get_ref() == preopen.endpoint)
+                {
+                    diagnostics.push(at(
+                        value.span(),
+                        format!(
+                            "preopen `{guest}`: service `{}` does not use endpoint `{}`: add it to `uses`",
+                            service.name.get_ref(),
+                            preopen.endpoint
+                        ),
+                    ));
+                }
+                preopens.push(preopen);
+            }
+            Err(problem) => {
+                diagnostics.push(at(value.span(), format!("preopen `{guest}`: {problem}")))
+            }
+        }
+    }
+    preopens
+}
+
+/// Whether `path` is absolute and plain: `/`, or `/a/b` without `.`, `..`,
+/// empty components or NUL.
+fn plain_absolute(path: &str) -> bool {
+    path == "/"
+        || (path.starts_with('/')
+            && !path.contains('\0')
+            && path
+                .split('/')
+                .skip(1)
+                .all(|part| !part.is_empty() && part != "." && part != ".."))
+}
+
+fn parse_preopen(guest: &str, value: &str) -> Result<PreopenSpec, String> {
+    if !plain_absolute(guest) {
+        return Err("the directory a program sees must be absolute, like `/` or `/docs`, without `.`, `..` or a trailing `/`".to_string());
+    }
+    let mut parts = value.split(':');
+    let endpoint = parts.next().unwrap_or("").to_string();
+    check_name(&endpoint).map_err(|problem| {
+        format!("`{value}` is not `endpoint[:/directory][:ro]`: endpoint name {problem}")
+    })?;
+    let mut directory = "/".to_string();
+    let mut read_only = false;
+    for (index, part) in parts.enumerate() {
+        if part == "ro" {
+            read_only = true;
+        } else if index == 0 && plain_absolute(part) {
+            directory = part.to_string();
+        } else {
+            return Err(format!(
+                "`{value}` is not `endpoint[:/directory][:ro]`: `{part}` is neither an absolute plain directory nor `ro`"
+            ));
+        }
+    }
+    Ok(PreopenSpec {
+        guest: guest.to_string(),
+        endpoint,
+        directory,
+        read_only,
+    })
+}
+
 /// Names are used in logs, file names and (later) IPC: keep them plain.
 fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 64 {
@@ -780,6 +879,49 @@ mod tests {
         );
         assert_eq!(system.services[1].limits.memory_bytes, 128 * 1024);
         assert_eq!(system.services[1].limits.fuel_slice, 5);
+    }
+
+    #[test]
+    fn preopens_name_used_endpoints_and_plain_directories() {
+        let system = parse(
+            Path::new("/x/system.toml"),
+            "[system]\nname = \"demo\"\n[[service]]\nname = \"fat\"\ncrate = \"fat\"\nprovides = [\"fs\"]\n[[service]]\nname = \"w\"\nmodule = \"w.wasm\"\nuses = [\"fs\"]\npreopens = { \"/\" = \"fs\", \"/docs\" = \"fs:/DOCS:ro\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            system.services[1].preopens,
+            [
+                PreopenSpec {
+                    guest: "/".into(),
+                    endpoint: "fs".into(),
+                    directory: "/".into(),
+                    read_only: false,
+                },
+                PreopenSpec {
+                    guest: "/docs".into(),
+                    endpoint: "fs".into(),
+                    directory: "/DOCS".into(),
+                    read_only: true,
+                },
+            ]
+        );
+        let found = errors(
+            "[system]\nname = \"demo\"\n[[service]]\nname = \"fat\"\ncrate = \"fat\"\nprovides = [\"fs\"]\n[[service]]\nname = \"w\"\nmodule = \"w.wasm\"\npreopens = { \"/\" = \"fs\", \"/a/../b\" = \"fs\", \"/c\" = \"fs:DOCS\", \"/d\" = \"fs:/x:rw\" }\n",
+        );
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].starts_with("10:20: preopen `/`: service `w` does not use endpoint `fs`"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].contains("preopen `/a/../b`: the directory a program sees must be absolute"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].contains("`DOCS` is neither an absolute plain directory nor `ro`"),
+            "{found:?}"
+        );
+        assert!(found[3].contains("`rw` is neither"), "{found:?}");
     }
 
     #[test]

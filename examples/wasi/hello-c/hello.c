@@ -1,7 +1,7 @@
 /* hello-c: an unmodified C program (wasi-libc's printf, getenv, clock) run as
- * an Atoll service through the kernel's WASI preview1 subset. It also calls a
- * function the kernel only stubs (lseek -> fd_seek), shows the errno, keeps
- * running, and ends with exit status 3, which the kernel reports. */
+ * an Atoll service through the kernel's WASI preview1 subset. It also makes a
+ * call that fails (lseek on stdout: ESPIPE, as on a terminal), shows the
+ * errno, keeps running, and ends with exit status 3, which the kernel reports. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

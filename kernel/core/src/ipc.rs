@@ -167,6 +167,11 @@ pub enum Answer {
         buffer: GuestSlice,
         count: GuestSlice,
     },
+    /// A WASI file operation, a file-protocol call: the caller's operation
+    /// (kept with its descriptors) takes the reply and finishes, or asks its
+    /// file service again on the same token; the caller resumes with a WASI
+    /// errno.
+    File,
 }
 
 impl Answer {
@@ -175,7 +180,7 @@ impl Answer {
     pub fn failed(&self, error: Error) -> i32 {
         match self {
             Answer::Reply(_) => error.code(),
-            Answer::Stdin { .. } => atoll_abi::wasi::errno::IO,
+            Answer::Stdin { .. } | Answer::File => atoll_abi::wasi::errno::IO,
         }
     }
 }

@@ -404,6 +404,28 @@ impl Core {
                 }
                 Arc::new(grants)
             };
+            // WASI preopens, each on the handle of an endpoint the service
+            // uses (image-builder checks that; a bundle that does not say
+            // so loses the preopen, with a line in the log).
+            let mut preopens = Vec::new();
+            for preopen in &image.preopens {
+                let handle = names
+                    .iter()
+                    .position(|name| name == preopen.endpoint)
+                    .and_then(|index| i32::try_from(index + 1).ok());
+                match handle {
+                    Some(handle) => preopens.push(crate::host::Preopen {
+                        guest: preopen.guest.to_string(),
+                        handle,
+                        directory: preopen.directory.to_string(),
+                        read_only: preopen.read_only,
+                    }),
+                    None => kernel.log(&format!(
+                        "service {}: preopen {} dropped: it does not use endpoint `{}`",
+                        image.name, preopen.guest, preopen.endpoint
+                    )),
+                }
+            }
             let loaded =
                 Program::compile(image.module, &image.limits, &kernel.heap).and_then(|program| {
                     let image = Image {
@@ -413,6 +435,7 @@ impl Core {
                         endpoint_names: names,
                         args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
                         env: image.env.iter().map(|var| (*var).to_string()).collect(),
+                        preopens,
                         grants,
                     };
                     let service =
@@ -625,7 +648,18 @@ impl Core {
                 // The caller resumes with what its answer says a failure is.
                 return match self.call(id, handle, message, answer) {
                     Ok(then) => then,
-                    Err(error) => Then::Continue(answer.failed(error)),
+                    Err(error) => {
+                        if answer == Answer::File
+                            && let Some(service) = self
+                                .services
+                                .get_mut(id)
+                                .and_then(|slot| slot.service.as_mut())
+                        {
+                            // Never sent: the descriptor is not to blame.
+                            service.file_refused();
+                        }
+                        Then::Continue(answer.failed(error))
+                    }
                 };
             }
             Syscall::Receive {

@@ -104,6 +104,15 @@ pub trait Platform: Send + Sync + 'static {
         let _ = virtual_address;
         None
     }
+    /// Reads up to `max` bytes of this platform's own standard input for a
+    /// WASI program's `fd_read` on descriptor 0 when it has no console
+    /// service to read from, blocking until some arrive; an empty answer is
+    /// the end of the input. `None`: the platform has none (the program
+    /// reads end of file). The hosted core (`host-run`) passes its stdin.
+    fn stdin_read(&self, max: usize) -> Option<alloc::vec::Vec<u8>> {
+        let _ = max;
+        None
+    }
     /// Reads bytes waiting on the host control channel, without blocking.
     /// Returns how many were written to `buffer` (0: none, or no channel).
     fn control_read(&self, buffer: &mut [u8]) -> usize {

@@ -47,6 +47,8 @@ pub struct Image {
     /// WASI `args_get` and `environ_get` (`KEY=value`) strings.
     pub args: Vec<String>,
     pub env: Vec<String>,
+    /// WASI preopened directories, resolved to handles.
+    pub(crate) preopens: Vec<crate::host::Preopen>,
     pub grants: Arc<Resolved>,
 }
 
@@ -125,6 +127,8 @@ impl Service {
             args: image.args.clone(),
             env: image.env.clone(),
             wasi_warned: 0,
+            output: [Vec::new(), Vec::new()],
+            files: crate::host::Files::new(&image.preopens),
             fuel_debt: 0,
             driver: crate::grants::DriverState {
                 grants: Arc::clone(&image.grants),
@@ -167,6 +171,20 @@ impl Service {
     /// place.
     pub(crate) fn connect(&mut self, id: ServiceId, kernel: Weak<RefCell<dyn Messages>>) {
         self.store.data_mut().kernel = Some((id, kernel));
+    }
+
+    /// Hands the reply of a file service to the WASI file operation this
+    /// service is suspended in: what comes next.
+    pub(crate) fn file_answer(&mut self, reply: &[u8]) -> crate::host::FileStep {
+        let (memory, state) = self.memory.data_and_store_mut(&mut self.store);
+        crate::host::file_answer(state, memory, reply)
+    }
+
+    /// The request of the WASI file operation this service was about to be
+    /// suspended in could not be sent (a full queue, no file service): the
+    /// operation ends with the call's error, its descriptor stays usable.
+    pub(crate) fn file_refused(&mut self) {
+        self.store.data_mut().files.refused();
     }
 
     /// Takes the service's DMA buffers (to hand them to its next version).
@@ -309,6 +327,16 @@ impl Service {
     /// with the fuel left from before the kernel call, so that making kernel
     /// calls never extends a slice.
     pub fn run_slice(&mut self, syscall_result: i32, fresh: bool) -> SliceOutcome {
+        let outcome = self.run(syscall_result, fresh);
+        if matches!(outcome, SliceOutcome::Exited(_) | SliceOutcome::Faulted(_)) {
+            // A WASI program's last line, if it did not end it.
+            crate::host::wasi::flush_output(self.store.data_mut());
+        }
+        outcome
+    }
+
+    /// [`Service::run_slice`] but for the output left at the end.
+    fn run(&mut self, syscall_result: i32, fresh: bool) -> SliceOutcome {
         // A slice always covers the instruction the service stopped at, or an
         // instruction costing more than a slice could never run.
         if fresh {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
-pub const FORMAT_VERSION: u32 = 7;
+pub const FORMAT_VERSION: u32 = 8;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
 /// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
@@ -120,6 +120,26 @@ pub struct ServiceImage<'a> {
     pub env: Vec<&'a str>,
     /// Driver capabilities: ports, interrupts, PCI functions, DMA budget.
     pub grants: crate::driver::Grants,
+    /// Directories a WASI program finds preopened (descriptors 3, 4, ... in
+    /// this order), each served by a file service the service `uses`.
+    #[serde(borrow)]
+    pub preopens: Vec<Preopen<'a>>,
+}
+
+/// One preopened directory of a WASI program: `guest` (what the program sees,
+/// e.g. `/` or `/docs`) is directory `directory` of the file service on
+/// endpoint `endpoint`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preopen<'a> {
+    /// The name the program sees (`fd_prestat_dir_name`): absolute, no `.`
+    /// or `..` components, no trailing `/` except for `/` itself.
+    pub guest: &'a str,
+    /// The file service's endpoint; one of the service's `uses`.
+    pub endpoint: &'a str,
+    /// The directory inside the file service, from its root (`/` for all of it).
+    pub directory: &'a str,
+    /// Reads only: creating, writing, renaming and removing answer `EACCES`.
+    pub read_only: bool,
 }
 
 /// Per-service resource limits.
@@ -233,6 +253,12 @@ mod tests {
                     }],
                     dma_kib: 64,
                 },
+                preopens: vec![Preopen {
+                    guest: "/docs",
+                    endpoint: "fs",
+                    directory: "/DOCS",
+                    read_only: true,
+                }],
             }],
         }
     }

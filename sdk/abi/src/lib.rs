@@ -15,6 +15,7 @@ extern crate alloc;
 pub mod bundle;
 pub mod console;
 pub mod driver;
+pub mod fs;
 pub mod handoff;
 pub mod info;
 pub mod supervision;

@@ -37,6 +37,36 @@ pub mod errno {
     pub const NOSYS: i32 = 52;
     /// Not supported (e.g. a clock the kernel does not have).
     pub const NOTSUP: i32 = 58;
+    /// Permission denied (a write where the preopen is read-only).
+    pub const ACCES: i32 = 2;
+    /// Busy (the preopen itself cannot be removed or renamed).
+    pub const BUSY: i32 = 10;
+    /// The file exists.
+    pub const EXIST: i32 = 20;
+    /// Not valid UTF-8 (a path).
+    pub const ILSEQ: i32 = 25;
+    /// A directory where a file was expected.
+    pub const ISDIR: i32 = 31;
+    /// Too many open descriptors.
+    pub const MFILE: i32 = 33;
+    /// A name or path too long.
+    pub const NAMETOOLONG: i32 = 37;
+    /// No such file or directory.
+    pub const NOENT: i32 = 44;
+    /// No space left on the volume.
+    pub const NOSPC: i32 = 51;
+    /// Not a directory.
+    pub const NOTDIR: i32 = 54;
+    /// Directory not empty.
+    pub const NOTEMPTY: i32 = 55;
+    /// A value too large for its type (a position past 2^63).
+    pub const OVERFLOW: i32 = 61;
+    /// Seek on something that cannot (stdio).
+    pub const SPIPE: i32 = 70;
+    /// A rename across two file services.
+    pub const XDEV: i32 = 75;
+    /// The descriptor lacks the right, or a path leaves its preopen (`..`).
+    pub const NOTCAPABLE: i32 = 76;
 }
 
 /// How the kernel provides a WASI function.
@@ -95,43 +125,43 @@ pub const FUNCTIONS: &[WasiFunction] = &[
     implemented("clock_time_get", &[I32, I64, I32], &[I32]),
     stub("fd_advise", &[I32, I64, I64, I32], Some(0)),
     stub("fd_allocate", &[I32, I64, I64], Some(0)),
-    stub("fd_close", &[I32], Some(0)),
-    stub("fd_datasync", &[I32], Some(0)),
+    implemented("fd_close", &[I32], &[I32]),
+    implemented("fd_datasync", &[I32], &[I32]),
     implemented("fd_fdstat_get", &[I32, I32], &[I32]),
-    stub("fd_fdstat_set_flags", &[I32, I32], Some(0)),
+    implemented("fd_fdstat_set_flags", &[I32, I32], &[I32]),
     stub("fd_fdstat_set_rights", &[I32, I64, I64], Some(0)),
-    stub("fd_filestat_get", &[I32, I32], Some(0)),
-    stub("fd_filestat_set_size", &[I32, I64], Some(0)),
+    implemented("fd_filestat_get", &[I32, I32], &[I32]),
+    implemented("fd_filestat_set_size", &[I32, I64], &[I32]),
     stub("fd_filestat_set_times", &[I32, I64, I64, I32], Some(0)),
-    stub("fd_pread", &[I32, I32, I32, I64, I32], Some(0)),
+    implemented("fd_pread", &[I32, I32, I32, I64, I32], &[I32]),
     implemented("fd_prestat_get", &[I32, I32], &[I32]),
     implemented("fd_prestat_dir_name", &[I32, I32, I32], &[I32]),
-    stub("fd_pwrite", &[I32, I32, I32, I64, I32], Some(0)),
+    implemented("fd_pwrite", &[I32, I32, I32, I64, I32], &[I32]),
     implemented("fd_read", &[I32, I32, I32, I32], &[I32]),
-    stub("fd_readdir", &[I32, I32, I32, I64, I32], Some(0)),
-    stub("fd_renumber", &[I32, I32], Some(0)),
-    stub("fd_seek", &[I32, I64, I32, I32], Some(0)),
-    stub("fd_sync", &[I32], Some(0)),
-    stub("fd_tell", &[I32, I32], Some(0)),
+    implemented("fd_readdir", &[I32, I32, I32, I64, I32], &[I32]),
+    implemented("fd_renumber", &[I32, I32], &[I32]),
+    implemented("fd_seek", &[I32, I64, I32, I32], &[I32]),
+    implemented("fd_sync", &[I32], &[I32]),
+    implemented("fd_tell", &[I32, I32], &[I32]),
     implemented("fd_write", &[I32, I32, I32, I32], &[I32]),
-    stub("path_create_directory", &[I32, I32, I32], Some(0)),
-    stub("path_filestat_get", &[I32, I32, I32, I32, I32], Some(0)),
+    implemented("path_create_directory", &[I32, I32, I32], &[I32]),
+    implemented("path_filestat_get", &[I32, I32, I32, I32, I32], &[I32]),
     stub(
         "path_filestat_set_times",
         &[I32, I32, I32, I32, I64, I64, I32],
         Some(0),
     ),
     stub("path_link", &[I32, I32, I32, I32, I32, I32, I32], Some(0)),
-    stub(
+    implemented(
         "path_open",
         &[I32, I32, I32, I32, I32, I64, I64, I32, I32],
-        Some(0),
+        &[I32],
     ),
     stub("path_readlink", &[I32, I32, I32, I32, I32, I32], Some(0)),
-    stub("path_remove_directory", &[I32, I32, I32], Some(0)),
-    stub("path_rename", &[I32, I32, I32, I32, I32, I32], Some(0)),
+    implemented("path_remove_directory", &[I32, I32, I32], &[I32]),
+    implemented("path_rename", &[I32, I32, I32, I32, I32, I32], &[I32]),
     stub("path_symlink", &[I32, I32, I32, I32, I32], Some(2)),
-    stub("path_unlink_file", &[I32, I32, I32], Some(0)),
+    implemented("path_unlink_file", &[I32, I32, I32], &[I32]),
     implemented("poll_oneoff", &[I32, I32, I32, I32], &[I32]),
     implemented("proc_exit", &[I32], &[]),
     stub("proc_raise", &[I32], None),

@@ -111,6 +111,23 @@ pub fn time() -> u64 {
     u64::try_from(unsafe { raw::time() }).unwrap_or(0)
 }
 
+/// The real-time clock: nanoseconds since 1970-01-01 UTC, from WASI
+/// `clock_time_get` (the kernel's clock read at boot, plus the time since);
+/// `None` if the kernel does not answer.
+#[cfg(target_family = "wasm")]
+#[must_use]
+pub fn wall_clock_ns() -> Option<u64> {
+    #[link(wasm_import_module = "wasi_snapshot_preview1")]
+    unsafe extern "C" {
+        fn clock_time_get(id: i32, precision: i64, time: *mut u64) -> i32;
+    }
+    let mut now = 0u64;
+    // SAFETY: `now` is a live u64 the kernel writes 8 bytes into; clock 0 is
+    // CLOCK_REALTIME.
+    let errno = unsafe { clock_time_get(0, 1, &raw mut now) };
+    (errno == 0).then_some(now)
+}
+
 /// Blocks for at least `ns` nanoseconds; other services run meanwhile.
 #[cfg(target_family = "wasm")]
 pub fn sleep(ns: u64) {

@@ -323,6 +323,7 @@ pub mod hosted {
                     args: Vec::new(),
                     env: Vec::new(),
                     grants: Default::default(),
+                    preopens: Vec::new(),
                 })
                 .collect(),
         })

@@ -54,6 +54,14 @@ pub struct Geometry {
     pub clusters: u32,
     /// The FAT32 FSInfo sector (absolute).
     pub fsinfo: Option<u64>,
+    /// First sector of the data region (cluster 2), absolute.
+    pub data_start: u64,
+    /// The FAT12/16 root directory's sectors (absolute first, count); FAT32
+    /// has its root in clusters (`root_cluster`).
+    pub root_start: u64,
+    pub root_sectors: u32,
+    /// The FAT32 root directory's first cluster.
+    pub root_cluster: u32,
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> u16 {
@@ -130,6 +138,7 @@ impl Geometry {
             }
             _ => None,
         };
+        let root_start = start + u64::from(reserved) + u64::from(fats) * u64::from(fat_sectors);
         Some(Geometry {
             fat_type,
             start,
@@ -139,6 +148,14 @@ impl Geometry {
             fats,
             clusters,
             fsinfo,
+            data_start: start + u64::from(meta),
+            root_start,
+            root_sectors,
+            root_cluster: if fat_type == FatType::Fat32 {
+                u32_at(boot, 0x2c)
+            } else {
+                0
+            },
         })
     }
 
@@ -155,6 +172,41 @@ impl Geometry {
             FatType::Fat12 => None,
             FatType::Fat16 => Some(2),
             FatType::Fat32 => Some(4),
+        }
+    }
+
+    /// The first sector of data cluster `cluster`.
+    #[must_use]
+    pub fn cluster_sector(&self, cluster: u32) -> u64 {
+        self.data_start + u64::from(cluster.saturating_sub(2)) * u64::from(self.sectors_per_cluster)
+    }
+
+    /// The value that ends a cluster chain.
+    #[must_use]
+    pub fn end_of_chain(&self) -> u32 {
+        match self.fat_type {
+            FatType::Fat12 => 0xfff,
+            FatType::Fat16 => 0xffff,
+            FatType::Fat32 => 0x0fff_ffff,
+        }
+    }
+
+    /// Sets the entry at `offset` of a FAT sector (FAT32 keeps its reserved
+    /// top bits).
+    pub fn set_entry(&self, sector: &mut [u8], offset: usize, value: u32) {
+        let len = self.entry_len().unwrap_or(0);
+        let Some(bytes) = sector.get_mut(offset..offset + len) else {
+            return;
+        };
+        match bytes {
+            [a, b] => {
+                [*a, *b] = (value as u16).to_le_bytes();
+            }
+            [a, b, c, d] => {
+                let kept = u32::from_le_bytes([*a, *b, *c, *d]) & 0xf000_0000;
+                [*a, *b, *c, *d] = (kept | (value & 0x0fff_ffff)).to_le_bytes();
+            }
+            _ => {}
         }
     }
 
@@ -330,6 +382,10 @@ mod tests {
             fats: 2,
             clusters: 100_000,
             fsinfo: Some(1),
+            data_start: 32 + 2048,
+            root_start: 32 + 2048,
+            root_sectors: 0,
+            root_cluster: 2,
         };
         let mut sector = [0u8; SECTOR];
         sector[8..12].copy_from_slice(&0xf000_0123u32.to_le_bytes());

@@ -17,12 +17,23 @@
 //! N bytes, M bytes free`) and then answers `Open`, `List` (32 entries a
 //! page, fewer if long names would overflow a message), `Read` and `Write`
 //! (3 KiB a call; a write creates a missing file and extends a short one,
-//! zero-filling a gap of at most 16 MiB), `Create` and `Remove`. Paths are
-//! `/`-separated from the root; names match without regard to case, by their
-//! 8.3 name or their long name. Every request that changes the volume ends
-//! with a `Flush` to the driver. `Remove` also frees the file's clusters
-//! (embedded-sdmmc only clears the directory entry), so `fsck.fat` finds the
-//! volume clean.
+//! zero-filling a gap of at most 16 MiB), `Create`, `Remove`, `OpenFile`
+//! (POSIX `open`'s create, exclusive and truncate), `CreateDirectory`,
+//! `RemoveDirectory`, `Rename` (within and across directories; replaces a
+//! file or an empty directory) and `SetSize`. Paths are `/`-separated from
+//! the root; names match without regard to case, by their 8.3 name or their
+//! long name. A name that is not an upper-case 8.3 name is created with
+//! long-name (VFAT) entries behind an alias (`names.rs`). Every request that
+//! changes the volume ends with a `Flush` to the driver. What embedded-sdmmc
+//! cannot do is done on the disk by this service (`fs.rs`, "Directory
+//! entries on the disk itself"): long-name entries, removing entries with
+//! their long names and clusters, moving entries, cutting cluster chains, the
+//! FSInfo count after `mkdir`; such a request drops the mount, so the next
+//! one mounts afresh. Free clusters are counted once per mount and taken by
+//! writes, so a full volume answers `NoSpace` (embedded-sdmmc would take a
+//! cluster from the FAT's padding). Time stamps come from the kernel's
+//! real-time clock (WASI `clock_time_get`). `fsck.fat -n` finds the volume
+//! clean after any of these (the tests check it on FAT16 and FAT32).
 //!
 //! Failures: the protocol keeps no per-client state, so neither a restart of
 //! this service nor of the disk driver loses anything a client holds. If the
@@ -31,13 +42,10 @@
 //! (and works as soon as the driver is back). A driver without a disk makes
 //! every request answer `Error::NoVolume`.
 //!
-//! What it is not: FAT12 (embedded-sdmmc has none), long-name creation (new
-//! files are 8.3, stored upper case; long names are read, matched and
-//! listed, and files with one can be read and written but not removed, since
-//! embedded-sdmmc would leave the name's entries behind), directories (no
-//! create or remove), timestamps (no clock: files are stamped 2025-01-01), a
-//! cache beyond the read-ahead and the file last read (both live as long as a
-//! mount), or
+//! What it is not: FAT12 (embedded-sdmmc has none: such a volume answers
+//! `NoVolume`), a growing FAT12/16 root directory (its size is fixed: when
+//! it has no run of free entries for a long name and its alias, the create
+//! answers `NoSpace`; other directories grow), a write cache (about 13 block calls per 3 KiB write), or
 //! concurrency (one request at a time). embedded-sdmmc asserts on some
 //! inconsistencies of a corrupt volume; the geometry is checked before it
 //! mounts, but a corrupt FAT chain can still trap the service, and then its
@@ -52,6 +60,7 @@ extern crate std;
 pub mod disk;
 pub mod fs;
 pub mod layout;
+pub mod names;
 
 #[cfg(test)]
 mod tests;

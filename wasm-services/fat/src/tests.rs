@@ -210,6 +210,17 @@ fn write(files: &mut FileSystem<Memory>, path: &str, offset: u64, data: &[u8]) -
     })
 }
 
+/// The response with its entry's time left out (it is the time of the test).
+fn no_time(response: Response) -> Response {
+    match response {
+        Response::Entry(entry) => Response::Entry(Entry {
+            modified: 0,
+            ..entry
+        }),
+        other => other,
+    }
+}
+
 fn names(response: Response) -> Vec<String> {
     match response {
         Response::Entries { entries, .. } => entries.into_iter().map(|entry| entry.name).collect(),
@@ -281,13 +292,14 @@ fn partitioned_fat16_reads_writes_and_stays_consistent() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        files.handle(Request::Open {
+        no_time(files.handle(Request::Open {
             path: "/DOCS".into()
-        }),
+        })),
         Response::Entry(Entry {
             name: "DOCS".into(),
             size: 0,
-            directory: true
+            directory: true,
+            modified: 0,
         })
     );
     assert_eq!(
@@ -301,13 +313,14 @@ fn partitioned_fat16_reads_writes_and_stays_consistent() {
         Response::Written(16)
     );
     assert_eq!(
-        files.handle(Request::Open {
+        no_time(files.handle(Request::Open {
             path: "/WRITTEN.TXT".into()
-        }),
+        })),
         Response::Entry(Entry {
-            name: "WRITTEN.TXT".into(),
+            name: "written.txt".into(),
             size: 16,
-            directory: false
+            directory: false,
+            modified: 0,
         })
     );
     let big: Vec<u8> = (0..3072u32).map(|i| (i % 251) as u8).collect();
@@ -356,10 +369,16 @@ fn partitioned_fat16_reads_writes_and_stays_consistent() {
         files.handle(Request::Create {
             path: "/not an 8.3 name.text".into()
         }),
+        Response::Done
+    );
+    assert_eq!(
+        files.handle(Request::Create {
+            path: "/a:b".into()
+        }),
         Response::Error(Error::InvalidName)
     );
 
-    // Remove frees the clusters (fsck below checks) and leaves long names alone.
+    // Remove frees the clusters (fsck below checks), long names too.
     assert_eq!(
         files.handle(Request::Remove {
             path: "/DOCS/BIG.BIN".into()
@@ -370,12 +389,12 @@ fn partitioned_fat16_reads_writes_and_stays_consistent() {
         read(&mut files, "/DOCS/BIG.BIN", 0, 1),
         Response::Error(Error::NotFound)
     );
-    assert!(matches!(
+    assert_eq!(
         files.handle(Request::Remove {
             path: "/A Long File Name.txt".into()
         }),
-        Response::Error(Error::Other(_))
-    ));
+        Response::Done
+    );
     assert_eq!(
         files.handle(Request::Remove {
             path: "/DOCS".into()
@@ -385,8 +404,8 @@ fn partitioned_fat16_reads_writes_and_stays_consistent() {
     let after = files.summary().unwrap();
     assert_eq!(
         after.free,
-        summary.free - 2048,
-        "only WRITTEN.TXT's cluster is in use"
+        summary.free - 2048 + 6144,
+        "only WRITTEN.TXT's cluster is in use, and the long-named file's 3 are free"
     );
 
     check_volume(&memory, &path, 2048);
@@ -431,13 +450,14 @@ fn a_superfloppy_fat32_mounts_behind_a_virtual_mbr() {
         Response::Done
     );
     assert_eq!(
-        files.handle(Request::Open {
+        no_time(files.handle(Request::Open {
             path: "/LOG.BIN".into()
-        }),
+        })),
         Response::Entry(Entry {
             name: "LOG.BIN".into(),
             size: 9000,
-            directory: false
+            directory: false,
+            modified: 0,
         })
     );
     check_volume(&memory, &path, 0);
@@ -645,4 +665,397 @@ fn sequential_reads_reuse_the_open_file_until_it_changes() {
     );
     check_volume(&memory, &path, 2048);
     done(&path);
+}
+
+fn request(files: &mut FileSystem<Memory>, request: Request) -> Response {
+    no_time(files.handle(request))
+}
+
+/// Directories, long names, renames, sizes and removals, on a volume
+/// checked by `fsck.fat` and read back with mtools.
+fn directories_renames_and_long_names(path: &Path, first_sector: usize, target: &str) {
+    let memory = load(path);
+    let mut files = FileSystem::new(memory.clone());
+    let summary = files.summary().unwrap();
+    let created = |files: &mut FileSystem<Memory>, path: &str| {
+        request(
+            files,
+            Request::OpenFile {
+                path: path.into(),
+                create: true,
+                exclusive: true,
+                truncate: false,
+            },
+        )
+    };
+    assert!(matches!(
+        created(&mut files, "/My long file name.txt"),
+        Response::Entry(_)
+    ));
+    assert_eq!(
+        created(&mut files, "/my LONG file name.TXT"),
+        Response::Error(Error::Exists)
+    );
+    assert_eq!(
+        write(&mut files, "/My long file name.txt", 0, b"long"),
+        Response::Written(4)
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::CreateDirectory {
+                path: "/Project files".into()
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::CreateDirectory {
+                path: "/project FILES".into()
+            }
+        ),
+        Response::Error(Error::Exists)
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::CreateDirectory {
+                path: "/SUB".into()
+            }
+        ),
+        Response::Done
+    );
+    let data: Vec<u8> = (0..9000u32).map(|i| (i % 253) as u8).collect();
+    for (index, chunk) in data.chunks(3072).enumerate() {
+        assert_eq!(
+            write(
+                &mut files,
+                "/Project files/data.bin",
+                index as u64 * 3072,
+                chunk
+            ),
+            Response::Written(chunk.len() as u32)
+        );
+    }
+    // Rename within a directory, to a long name, and across directories.
+    assert_eq!(
+        request(
+            &mut files,
+            Request::Rename {
+                from: "/Project files/data.bin".into(),
+                to: "/Project files/Renamed data file.bin".into(),
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::Rename {
+                from: "/Project files/Renamed data file.bin".into(),
+                to: "/SUB/moved.bin".into(),
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(read_all(&mut files, "/sub/MOVED.BIN"), data);
+    // A directory moves with its contents; `..` follows it.
+    assert_eq!(
+        request(
+            &mut files,
+            Request::Rename {
+                from: "/SUB".into(),
+                to: "/Project files/Inner directory".into(),
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(
+        read_all(&mut files, "/Project files/Inner directory/moved.bin"),
+        data
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::Rename {
+                from: "/Project files".into(),
+                to: "/Project files/Inner directory/x".into(),
+            }
+        ),
+        Response::Error(Error::Other("a directory cannot move into itself".into()))
+    );
+    // Rename over an existing file replaces it.
+    assert_eq!(
+        write(&mut files, "/HELLO2.TXT", 0, b"second"),
+        Response::Written(6)
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::Rename {
+                from: "/HELLO2.TXT".into(),
+                to: "/HELLO.TXT".into(),
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(read_all(&mut files, "/HELLO.TXT"), b"second");
+    // Sizes: cut within a cluster chain, to zero, extend.
+    assert_eq!(
+        request(
+            &mut files,
+            Request::SetSize {
+                path: "/Project files/Inner directory/moved.bin".into(),
+                size: 5000,
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(
+        read_all(&mut files, "/Project files/Inner directory/moved.bin"),
+        data[..5000]
+    );
+    assert!(matches!(
+        request(
+            &mut files,
+            Request::OpenFile {
+                path: "/My long file name.txt".into(),
+                create: false,
+                exclusive: false,
+                truncate: true,
+            }
+        ),
+        Response::Entry(Entry { size: 0, .. })
+    ));
+    assert_eq!(
+        request(
+            &mut files,
+            Request::SetSize {
+                path: "/HELLO.TXT".into(),
+                size: 10
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(read_all(&mut files, "/HELLO.TXT"), b"second\0\0\0\0");
+    // Removing: not empty, then empty; a directory is not a file.
+    assert_eq!(
+        request(
+            &mut files,
+            Request::RemoveDirectory {
+                path: "/Project files".into()
+            }
+        ),
+        Response::Error(Error::NotEmpty)
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::Remove {
+                path: "/Project files".into()
+            }
+        ),
+        Response::Error(Error::IsADirectory)
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::RemoveDirectory {
+                path: "/HELLO.TXT".into()
+            }
+        ),
+        Response::Error(Error::NotADirectory)
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::CreateDirectory {
+                path: "/Empty one".into()
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::RemoveDirectory {
+                path: "/Empty one".into()
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(
+        created(&mut files, &std::format!("/{}", "x".repeat(256))),
+        Response::Error(Error::NameTooLong)
+    );
+    let after = files.summary().unwrap();
+    assert!(after.free < summary.free);
+    check_volume(&memory, path, first_sector);
+    let listing = Command::new("mdir")
+        .args(["-i", target, "::"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("My long file name.txt"), "{listing}");
+    assert!(listing.contains("Project files"), "{listing}");
+    let moved = Command::new("mtype")
+        .args(["-i", target, "::Project files/Inner directory/moved.bin"])
+        .output()
+        .unwrap();
+    assert_eq!(moved.stdout, data[..5000]);
+}
+
+#[test]
+fn fat16_directories_renames_and_long_names() {
+    if !tools() {
+        return;
+    }
+    let path = partitioned_image("dirs16.img");
+    let target = std::format!("{}@@1M", path.display());
+    directories_renames_and_long_names(&path, 2048, &target);
+    done(&path);
+}
+
+#[test]
+fn fat32_directories_renames_and_long_names() {
+    if !tools() {
+        return;
+    }
+    let path = superfloppy_image("dirs32.img");
+    let target = path.display().to_string();
+    directories_renames_and_long_names(&path, 0, &target);
+    done(&path);
+}
+
+#[test]
+fn a_full_volume_is_no_space_and_stays_consistent() {
+    if !tools() {
+        return;
+    }
+    // 8 MiB of FAT16 with 512-byte clusters, nearly filled from the host.
+    let path = scratch("full.img");
+    let _ = std::fs::remove_file(&path);
+    run(Command::new("mkfs.fat")
+        .args(["-C", "-F", "16", "-s", "1"])
+        .arg(&path)
+        .arg("8192"));
+    let target = path.display().to_string();
+    let source = scratch("full.img.source");
+    let memory = load(&path);
+    let free = FileSystem::new(memory.clone()).summary().unwrap().free;
+    std::fs::write(&source, vec![7u8; free as usize - 20_000]).unwrap();
+    run(Command::new("mcopy")
+        .args(["-i", &target])
+        .arg(&source)
+        .arg("::FILLER.BIN"));
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    let chunk = vec![0x5au8; 3072];
+    let mut offset = 0u64;
+    let error = loop {
+        match write(&mut files, "/fill.bin", offset, &chunk) {
+            Response::Written(count) => offset += u64::from(count),
+            other => break other,
+        }
+        assert!(offset < 40_000, "wrote past the free space");
+    };
+    assert_eq!(
+        error,
+        Response::Error(Error::NoSpace),
+        "after {offset} bytes"
+    );
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/fill.bin".into()
+        }),
+        Response::Done
+    );
+    check_volume(&memory, &path, 0);
+    let _ = std::fs::remove_file(&source);
+    done(&path);
+}
+
+#[test]
+fn directories_grow_for_long_names() {
+    if !tools() {
+        return;
+    }
+    // 512-byte clusters: a subdirectory's cluster holds 16 entries, so
+    // long names (3 entries each with their alias) soon need more clusters.
+    for (name, fat, kib) in [("grow16.img", "16", "8192"), ("grow32.img", "32", "40960")] {
+        let path = scratch(name);
+        let _ = std::fs::remove_file(&path);
+        run(Command::new("mkfs.fat")
+            .args(["-C", "-F", fat, "-s", "1"])
+            .arg(&path)
+            .arg(kib));
+        many_long_names(&path);
+    }
+}
+
+fn many_long_names(path: &Path) {
+    let memory = load(path);
+    let mut files = FileSystem::new(memory.clone());
+    assert_eq!(
+        request(
+            &mut files,
+            Request::CreateDirectory {
+                path: "/Many".into()
+            }
+        ),
+        Response::Done
+    );
+    let mut expected = Vec::new();
+    for index in 0..40 {
+        let name = std::format!("Long file name {index:02}.txt");
+        let created = request(
+            &mut files,
+            Request::OpenFile {
+                path: std::format!("/Many/{name}"),
+                create: true,
+                exclusive: true,
+                truncate: false,
+            },
+        );
+        assert!(matches!(created, Response::Entry(_)), "{name}: {created:?}");
+        expected.push(name);
+    }
+    let long = std::format!("/Many/{}", "a".repeat(250));
+    assert!(matches!(
+        request(
+            &mut files,
+            Request::OpenFile {
+                path: long,
+                create: true,
+                exclusive: true,
+                truncate: false
+            }
+        ),
+        Response::Entry(_)
+    ));
+    let mut listed = Vec::new();
+    let mut start = 0;
+    loop {
+        match files.handle(Request::List {
+            path: "/Many".into(),
+            start,
+        }) {
+            Response::Entries { entries, more } => {
+                start += entries.len() as u32;
+                listed.extend(entries.into_iter().map(|entry| entry.name));
+                if !more {
+                    break;
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(listed.len(), 41);
+    for name in &expected {
+        assert!(listed.contains(name), "{name} in {listed:?}");
+    }
+    check_volume(&memory, path, 0);
+    done(path);
 }

@@ -131,80 +131,9 @@ pub mod block {
 }
 
 /// Files: a FAT volume on a block device (served by the fat service).
-///
-/// Requests name files by path and carry offsets: the server keeps no
-/// per-client state, so a restart of the file system or of the disk driver
-/// loses nothing a client holds (the request in flight gets an error).
-pub mod fs {
-    use alloc::string::String;
-    use alloc::vec::Vec;
-    use serde::{Deserialize, Serialize};
-
-    pub const ENDPOINT: &str = "fs";
-
-    /// The most bytes one `Read` returns or one `Write` carries.
-    pub const MAX_DATA: u32 = 3072;
-    /// The most entries one `List` answer holds.
-    pub const MAX_ENTRIES: u32 = 32;
-
-    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    pub enum Request {
-        /// The entry at `path` (`/` separated, from the volume's root): checks it
-        /// exists and gives its size, like `open` without a handle.
-        Open { path: String },
-        /// Up to MAX_ENTRIES entries of directory `path`, from entry `start`.
-        List { path: String, start: u32 },
-        /// Up to `len` (at most MAX_DATA) bytes of file `path` from `offset`;
-        /// fewer at the end of the file.
-        Read { path: String, offset: u64, len: u32 },
-        /// Writes `data` at `offset` of file `path`, creating it if missing and
-        /// extending it as needed.
-        Write {
-            path: String,
-            offset: u64,
-            data: Vec<u8>,
-        },
-        /// Creates an empty file (`Exists` if there is one).
-        Create { path: String },
-        /// Removes a file.
-        Remove { path: String },
-    }
-
-    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    pub enum Response {
-        Entry(Entry),
-        Entries { entries: Vec<Entry>, more: bool },
-        Data(#[serde(with = "serde_bytes")] Vec<u8>),
-        Written(u32),
-        Done,
-        Error(Error),
-    }
-
-    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    pub struct Entry {
-        pub name: String,
-        pub size: u64,
-        pub directory: bool,
-    }
-
-    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    pub enum Error {
-        NotFound,
-        Exists,
-        NotADirectory,
-        IsADirectory,
-        /// A name the volume cannot hold (e.g. not 8.3 when creating).
-        InvalidName,
-        /// The volume is full.
-        NoSpace,
-        /// The disk driver failed or went away during this request.
-        Device,
-        /// No FAT volume could be mounted.
-        NoVolume,
-        /// Anything else, described.
-        Other(String),
-    }
-}
+/// Defined in the ABI crate, because the kernel speaks it too: WASI files in
+/// preopened directories.
+pub use atoll_abi::fs;
 
 /// The serial console (served by the console driver). Defined in the ABI
 /// crate, because the kernel speaks it too: WASI `fd_read` on stdin.

@@ -159,11 +159,13 @@ pub fn fs_error(error: &atoll_protocols::fs::Error) -> String {
         Error::Exists => "already exists",
         Error::NotADirectory => "not a directory",
         Error::IsADirectory => "is a directory",
-        Error::InvalidName => "invalid name (the volume holds 8.3 names)",
+        Error::InvalidName => "invalid name",
         Error::NoSpace => "no space left on the volume",
         Error::Device => "disk error",
         Error::NoVolume => "no FAT volume mounted",
         Error::Other(text) => text,
+        Error::NotEmpty => "directory not empty",
+        Error::NameTooLong => "name too long",
     })
 }
 

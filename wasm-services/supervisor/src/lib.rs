@@ -227,6 +227,8 @@ fn fs_error(error: &fs::Error) -> &str {
         fs::Error::Exists => "already exists",
         fs::Error::InvalidName => "invalid name",
         fs::Error::NoSpace => "no space left",
+        fs::Error::NotEmpty => "directory not empty",
+        fs::Error::NameTooLong => "name too long",
         fs::Error::Other(text) => text,
     }
 }

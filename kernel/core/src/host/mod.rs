@@ -24,6 +24,8 @@ pub(crate) mod abi;
 pub(crate) mod driver;
 pub(crate) mod wasi;
 
+pub(crate) use wasi::files::{Files, Preopen, Step as FileStep, answer as file_answer};
+
 use crate::Platform;
 use crate::guest::GuestSlice;
 use crate::heap::Heap;
@@ -112,6 +114,10 @@ pub(crate) struct HostState {
     /// WASI stubs this service has called, by index in `atoll_abi::wasi::FUNCTIONS`
     /// (each is logged once).
     pub(crate) wasi_warned: u64,
+    /// WASI stdout and stderr: what they hold of a line not yet ended.
+    pub(crate) output: [Vec<u8>; 2],
+    /// WASI descriptors 3 and up: preopened directories and open files.
+    pub(crate) files: wasi::files::Files,
     /// Fuel charged for kernel work that the slice could not cover; paid
     /// from the next slices.
     pub(crate) fuel_debt: u64,

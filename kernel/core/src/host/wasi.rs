@@ -13,6 +13,8 @@
 //! and 2 exist; any other is `EBADF`. Pointers are checked through
 //! [`GuestSlice`] like every other host function's; a bad one is `EFAULT`.
 
+pub(crate) mod files;
+
 use super::{
     FUEL_PER_CONSOLE_BYTE, HostResult, HostState, Syscall, charge, console_lines, suspend,
 };
@@ -85,6 +87,7 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
     linker.func_wrap(IMPORT_MODULE, "proc_exit", proc_exit)?;
     linker.func_wrap(IMPORT_MODULE, "sched_yield", sched_yield)?;
     linker.func_wrap(IMPORT_MODULE, "random_get", random_get)?;
+    files::define(linker)?;
     Ok(())
 }
 
@@ -268,7 +271,7 @@ fn fd_fdstat_get(mut caller: Caller<'_, HostState>, fd: i32, stat: i32) -> i32 {
     let rights = match fd {
         0 => RIGHT_FD_READ | RIGHT_POLL,
         1 | 2 => RIGHT_FD_WRITE | RIGHT_POLL,
-        _ => return errno::BADF,
+        _ => return files::fd_fdstat_get(caller, fd, stat),
     };
     let mut record = [0u8; 24];
     record[0] = FILETYPE_CHARACTER_DEVICE;
@@ -278,14 +281,14 @@ fn fd_fdstat_get(mut caller: Caller<'_, HostState>, fd: i32, stat: i32) -> i32 {
     )
 }
 
-/// No preopened directories: every descriptor answers `EBADF`, which ends a
-/// libc's scan for them.
-fn fd_prestat_get(_caller: Caller<'_, HostState>, _fd: i32, _prestat: i32) -> i32 {
-    errno::BADF
+/// The preopened directories (`files.rs`); any other descriptor answers
+/// `EBADF`, which ends a libc's scan for them.
+fn fd_prestat_get(caller: Caller<'_, HostState>, fd: i32, prestat: i32) -> i32 {
+    files::fd_prestat_get(caller, fd, prestat)
 }
 
-fn fd_prestat_dir_name(_caller: Caller<'_, HostState>, _fd: i32, _path: i32, _len: i32) -> i32 {
-    errno::BADF
+fn fd_prestat_dir_name(caller: Caller<'_, HostState>, fd: i32, path: i32, len: i32) -> i32 {
+    files::fd_prestat_dir_name(caller, fd, path, len)
 }
 
 /// stdin: read from the console service when the service `uses` its
@@ -298,6 +301,9 @@ fn fd_read(
     count: i32,
     read: i32,
 ) -> HostResult {
+    if fd >= files::FIRST {
+        return files::fd_read(caller, fd, iovs, count, read);
+    }
     if fd != 0 {
         return Ok(errno::BADF);
     }
@@ -306,12 +312,28 @@ fn fd_read(
         .endpoint_names
         .iter()
         .position(|name| name == console::ENDPOINT);
+    let platform = alloc::sync::Arc::clone(&caller.data().platform);
     let plan = (|| -> Errno<Option<(i32, GuestSlice, GuestSlice)>> {
         let memory = memory_mut(&mut caller)?;
         let read_slice = GuestSlice::new(read, 4);
         read_slice.read(memory, 4).map_err(|_| errno::FAULT)?;
         let Some(console) = console else {
-            store(memory, read.cast_unsigned(), &0u32.to_le_bytes())?;
+            // No console service: the platform's own stdin, if it has one
+            // (the hosted core's), else end of file.
+            let (base, len) = (0..count.cast_unsigned().min(MAX_VECTORS as u32))
+                .map(|index| iovec(memory, iovs, index as usize))
+                .find(|found| !matches!(found, Ok((_, 0))))
+                .transpose()?
+                .unwrap_or((0, 0));
+            let input = if len == 0 {
+                Vec::new()
+            } else {
+                platform.stdin_read(len as usize).unwrap_or_default()
+            };
+            let input = input.get(..input.len().min(len as usize)).unwrap_or(&[]);
+            store(memory, base, input)?;
+            let total = u32::try_from(input.len()).map_err(|_| errno::IO)?;
+            store(memory, read.cast_unsigned(), &total.to_le_bytes())?;
             return Ok(None);
         };
         let count = usize::try_from(count.cast_unsigned()).map_err(|_| errno::INVAL)?;
@@ -393,9 +415,12 @@ fn fd_write(
     iovs: i32,
     count: i32,
     written: i32,
-) -> i32 {
+) -> HostResult {
+    if fd >= files::FIRST {
+        return files::fd_write(caller, fd, iovs, count, written);
+    }
     if fd != 1 && fd != 2 {
-        return errno::BADF;
+        return Ok(errno::BADF);
     }
     let gathered = (|| -> Errno<Vec<u8>> {
         let count = usize::try_from(count.cast_unsigned()).map_err(|_| errno::INVAL)?;
@@ -417,16 +442,51 @@ fn fd_write(
         store(memory, written.cast_unsigned(), &total.to_le_bytes())?;
         Ok(gathered)
     })();
-    match gathered {
+    Ok(match gathered {
         Ok(bytes) => {
-            if !bytes.is_empty() {
-                let text = String::from_utf8_lossy(&bytes);
-                let printed = console_lines(caller.data(), &text);
-                charge(&mut caller, printed as u64 * FUEL_PER_CONSOLE_BYTE);
-            }
+            let stream = if fd == 1 { 0 } else { 1 };
+            let printed = buffer_output(caller.data_mut(), stream, &bytes);
+            charge(&mut caller, printed as u64 * FUEL_PER_CONSOLE_BYTE);
             errno::SUCCESS
         }
         Err(errno) => errno,
+    })
+}
+
+/// The longest partial line kept for a stream: a longer one is printed as
+/// it stands.
+const MAX_PARTIAL_LINE: usize = 4096;
+
+/// Adds `bytes` to output stream `stream` (0 stdout, 1 stderr) of the
+/// service and prints the lines it completes, whole: a program's line comes
+/// out as one console line however many `fd_write`s made it. Returns the
+/// bytes printed.
+fn buffer_output(state: &mut HostState, stream: usize, bytes: &[u8]) -> usize {
+    let Some(buffer) = state.output.get_mut(stream) else {
+        return 0;
+    };
+    buffer.extend_from_slice(bytes);
+    let cut = match buffer.iter().rposition(|&byte| byte == b'\n') {
+        Some(newline) => newline + 1,
+        None if buffer.len() >= MAX_PARTIAL_LINE => buffer.len(),
+        None => return 0,
+    };
+    let lines: Vec<u8> = buffer.drain(..cut).collect();
+    console_lines(state, &String::from_utf8_lossy(&lines))
+}
+
+/// Prints what the service's stdout and stderr hold of an unfinished line
+/// (when it ends).
+pub(crate) fn flush_output(state: &mut HostState) {
+    for stream in 0..2 {
+        let Some(buffer) = state.output.get_mut(stream) else {
+            continue;
+        };
+        if buffer.is_empty() {
+            continue;
+        }
+        let rest = core::mem::take(buffer);
+        console_lines(state, &String::from_utf8_lossy(&rest));
     }
 }
 

@@ -415,9 +415,47 @@ impl Core {
                 count,
                 data,
             ),
+            Answer::File => match caller.file_answer(data) {
+                crate::host::FileStep::Done(errno) => errno,
+                crate::host::FileStep::Again { handle, message } => {
+                    return self.call_again(call, token, handle, message);
+                }
+            },
         };
         self.calls.remove(token);
         self.sched.wake(call.caller, result);
+        Ok(Then::Continue(0))
+    }
+
+    /// Asks the file service of a WASI file operation again, on the same
+    /// token: its caller stays parked on it. If the request cannot be
+    /// queued, the caller resumes with `EIO`.
+    fn call_again(
+        &mut self,
+        call: PendingCall,
+        token: u32,
+        handle: i32,
+        message: Vec<u8>,
+    ) -> Result<Then, Error> {
+        let queued = self
+            .endpoint_of(call.caller, handle, false)
+            .and_then(|endpoint| {
+                if let Some(pending) = self.calls.get_mut(token) {
+                    pending.received = false;
+                }
+                self.enqueue(
+                    endpoint,
+                    Message {
+                        sender: call.caller,
+                        data: message,
+                        token,
+                    },
+                )
+            });
+        if queued.is_err() {
+            self.calls.remove(token);
+            self.sched.wake(call.caller, atoll_abi::wasi::errno::IO);
+        }
         Ok(Then::Continue(0))
     }
 

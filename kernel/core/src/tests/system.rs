@@ -40,6 +40,8 @@ struct Spec {
     args: Vec<String>,
     env: Vec<String>,
     grants: Grants,
+    /// (guest, endpoint, directory, read-only)
+    preopens: Vec<(String, String, String, bool)>,
 }
 
 /// A system under construction. Settings after a `service` or `module` apply
@@ -77,6 +79,7 @@ impl TestSystem {
             args: Vec::new(),
             env: Vec::new(),
             grants: Grants::default(),
+            preopens: Vec::new(),
         });
         self
     }
@@ -119,6 +122,21 @@ impl TestSystem {
         self
     }
 
+    /// The last service finds `directory` of the file service on `endpoint`
+    /// preopened as `guest`.
+    pub(crate) fn preopen(
+        mut self,
+        guest: &str,
+        endpoint: &str,
+        directory: &str,
+        read_only: bool,
+    ) -> TestSystem {
+        self.last()
+            .preopens
+            .push((guest.into(), endpoint.into(), directory.into(), read_only));
+        self
+    }
+
     /// The last service's driver grants.
     pub(crate) fn grants(mut self, grants: Grants) -> TestSystem {
         self.last().grants = grants;
@@ -151,6 +169,16 @@ impl TestSystem {
                 args: spec.args.iter().map(String::as_str).collect(),
                 env: spec.env.iter().map(String::as_str).collect(),
                 grants: spec.grants.clone(),
+                preopens: spec
+                    .preopens
+                    .iter()
+                    .map(|(guest, endpoint, directory, read_only)| bundle::Preopen {
+                        guest,
+                        endpoint,
+                        directory,
+                        read_only: *read_only,
+                    })
+                    .collect(),
             })
             .collect()
     }
@@ -219,6 +247,7 @@ impl TestSystem {
             endpoint_names: Vec::new(),
             args: Vec::new(),
             env: Vec::new(),
+            preopens: Vec::new(),
             grants: Default::default(),
         };
         Service::start(&image, platform, &heap)

@@ -72,15 +72,19 @@ fn wasi_fd_write_prints_and_proc_exit_reports_the_status() {
     );
 }
 
+/// A WASI function that stays a stub.
+const ADVISE: &str = r#"(import "wasi_snapshot_preview1" "fd_advise" (func $fd_advise (param i32 i64 i64 i32) (result i32)))"#;
+
 #[test]
 fn wasi_stubs_return_errno_log_once_and_the_service_goes_on() {
     let (system, summary) = TestSystem::new()
         .service(
             "s",
-            wasi_probe(
-                "(call $report (call $fd_seek (i32.const 1) (i64.const 0) (i32.const 1) (i32.const 60)))
-                 (call $report (call $fd_seek (i32.const 1) (i64.const 0) (i32.const 1) (i32.const 60)))
-                 (call $report (call $fd_seek (i32.const 9) (i64.const 0) (i32.const 1) (i32.const 60)))",
+            wasi_probe_with(
+                ADVISE,
+                "(call $report (call $fd_advise (i32.const 1) (i64.const 0) (i64.const 1) (i32.const 0)))
+                 (call $report (call $fd_advise (i32.const 1) (i64.const 0) (i64.const 1) (i32.const 0)))
+                 (call $report (call $fd_advise (i32.const 9) (i64.const 0) (i64.const 1) (i32.const 0)))",
             ),
         )
         .run();
@@ -90,7 +94,7 @@ fn wasi_stubs_return_errno_log_once_and_the_service_goes_on() {
     assert_eq!(summary.faulted, 0);
     let console = system.console();
     assert_eq!(
-        console.matches("WASI fd_seek is not supported").count(),
+        console.matches("WASI fd_advise is not supported").count(),
         1,
         "{console}"
     );
@@ -213,7 +217,10 @@ fn unknown_or_mistyped_wasi_imports_fail_to_load() {
     assert_eq!(system.state_of("printf"), None);
     let info = crate::loader::validate(&wat::parse_str(wasi_probe("")).unwrap(), &LIMITS).unwrap();
     assert!(info.uses_wasi);
-    assert_eq!(info.wasi_stubs, ["fd_seek"]);
+    assert!(info.wasi_stubs.is_empty(), "fd_seek is implemented");
+    let advise = wasi_probe_with(ADVISE, "");
+    let info = crate::loader::validate(&wat::parse_str(advise).unwrap(), &LIMITS).unwrap();
+    assert_eq!(info.wasi_stubs, ["fd_advise"]);
 }
 
 #[test]
@@ -253,4 +260,86 @@ fn wasi_stdin_comes_from_the_console_service_when_granted() {
         ["r=00", "r=03", "hi", "r=10", "r=06"]
     );
     assert_eq!(summary.faulted, 0, "{}", system.console());
+}
+
+#[test]
+fn wasi_files_go_to_the_preopens_file_service_and_a_lost_one_is_eio() {
+    // A fake file service: answers an Open with Entry("f", 5 bytes), a
+    // Read with Data("hello"), takes a third request and ends unanswered.
+    let files = probe(
+        r"\00\01f\05\00\00\02\05hello",
+        "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (call $report (i32.load8_u (i32.const 100)))   ;; Open
+         (drop (call $reply (call $token) (i32.const 0) (i32.const 6)))
+         (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (call $report (i32.load8_u (i32.const 100)))   ;; Read
+         (drop (call $reply (call $token) (i32.const 6) (i32.const 7)))
+         (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (call $report (i32.load8_u (i32.const 100)))",
+    );
+    let program = wasi_probe_with(
+        r#"(import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+           (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+           (import "wasi_snapshot_preview1" "fd_prestat_dir_name" (func $prestat_name (param i32 i32 i32) (result i32)))
+           (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))"#,
+        // iovec at 8: 100 bytes at 400; results at 60; the path "f" at 300.
+        "(i32.store (i32.const 8) (i32.const 400))
+         (i32.store (i32.const 12) (i32.const 100))
+         (i32.store8 (i32.const 300) (i32.const 102))
+         (call $report (call $prestat (i32.const 3) (i32.const 60)))
+         (call $report (i32.load (i32.const 64)))
+         (call $report (call $prestat (i32.const 4) (i32.const 60)))
+         (call $report (call $prestat_name (i32.const 3) (i32.const 400) (i32.const 8)))
+         (drop (call $log (i32.const 400) (i32.const 5)))
+         (call $report (call $open (i32.const 3) (i32.const 0) (i32.const 300) (i32.const 1)
+             (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 60)))
+         (call $report (i32.load (i32.const 60)))
+         (call $report (call $fd_read (i32.const 4) (i32.const 8) (i32.const 1) (i32.const 60)))
+         (call $report (i32.load (i32.const 60)))
+         (drop (call $log (i32.const 400) (i32.const 5)))
+         (call $report (call $fd_read (i32.const 4) (i32.const 8) (i32.const 1) (i32.const 60)))
+         (call $report (call $fd_read (i32.const 4) (i32.const 8) (i32.const 1) (i32.const 60)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("files", files)
+        .provides("fs")
+        .service("program", program)
+        .uses("fs")
+        .preopen("/data", "fs", "/", false)
+        .run();
+    assert_eq!(system.lines_of("files"), ["0", "2", "2"]);
+    // The preopen (5 bytes, "/data"), no descriptor 4; the file opened as
+    // 4 and read; the read the service took with it is EIO (29), and so is
+    // every later one.
+    assert_eq!(
+        system.lines_of("program"),
+        [
+            "r=00", "r=05", "r=08", "r=00", "/data", "r=00", "r=04", "r=00", "r=05", "hello",
+            "r=29", "r=29"
+        ]
+    );
+    assert_eq!(summary.faulted, 0, "{}", system.console());
+}
+
+#[test]
+fn wasi_output_reaches_the_console_as_whole_lines() {
+    // "out line\n" written as "out " (4 bytes) then "line\n" (5), then a
+    // last line without its newline, printed when the program ends.
+    let (system, summary) = TestSystem::new()
+        .service(
+            "w",
+            wasi_probe(
+                "(i32.store (i32.const 4) (i32.const 4))
+                 (drop (call $write (i32.const 1)))
+                 (i32.store (i32.const 0) (i32.const 104))
+                 (i32.store (i32.const 4) (i32.const 5))
+                 (drop (call $write (i32.const 1)))
+                 (i32.store (i32.const 0) (i32.const 100))
+                 (i32.store (i32.const 4) (i32.const 3))
+                 (drop (call $write (i32.const 2)))",
+            ),
+        )
+        .run();
+    assert_eq!(system.lines_of("w"), ["out line", "out"]);
+    assert_eq!(summary.faulted, 0);
 }

@@ -1,6 +1,7 @@
 //! Storage throughput for `image-builder bench`: reads sectors straight from
 //! the block driver, then a file through the FAT service and the driver, and
-//! prints `bench: NAME=VALUE` lines.
+//! prints `bench: NAME=VALUE` lines; then creates `/STORDONE`, which starts
+//! the WASI file benchmark (`tests/systems/wasi-files/bench`).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -77,6 +78,13 @@ fn main() {
     }
     report("file_read_kb_per_s", offset, atoll_sdk::time() - started);
     println!("bench: storage_done=1");
+    // The WASI program's turn (it waits for this file).
+    let done = files.request::<_, fs::Response>(&fs::Request::Create {
+        path: "/STORDONE".to_string(),
+    });
+    if !matches!(done, Ok(fs::Response::Done)) {
+        println!("bench: cannot create /STORDONE: {done:?}");
+    }
 }
 
 /// Prints throughput in KB/s (an integer: the collector parses numbers).

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Builds the Rust std test program of WASI files for wasm32-wasip1 (the pinned
+# toolchain has the target, see rust-toolchain.toml). Output: build/rust-files.wasm.
+set -euo pipefail
+cd "$(dirname "$0")"
+root=${ATOLL_ROOT:-$(cd ../../../.. && pwd)}
+cargo=${CARGO:-cargo}
+"$cargo" build --quiet --release --target wasm32-wasip1 --target-dir "$root/target/wasi-files"
+mkdir -p build
+cp "$root/target/wasi-files/wasm32-wasip1/release/rust-files.wasm" build/rust-files.wasm
