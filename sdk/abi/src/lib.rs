@@ -18,6 +18,7 @@ pub mod driver;
 pub mod handoff;
 pub mod info;
 pub mod supervision;
+pub mod trace;
 pub mod wasi;
 
 /// The Wasm import module that every Atoll host function lives in.
