@@ -135,6 +135,25 @@ pub fn run_scripted(
     echo: bool,
     frames: Vec<Vec<u8>>,
 ) -> Result<(String, RunSummary), String> {
+    run_with(bundle, echo, frames, false).map(|(console, summary, _)| (console, summary))
+}
+
+/// [`run`] with tracing on from the start when `trace`; also returns the
+/// trace ring's dump lines (empty without `trace`).
+pub fn run_traced(
+    bundle: &[u8],
+    echo: bool,
+    trace: bool,
+) -> Result<(String, RunSummary, Vec<String>), String> {
+    run_with(bundle, echo, Vec::new(), trace)
+}
+
+fn run_with(
+    bundle: &[u8],
+    echo: bool,
+    frames: Vec<Vec<u8>>,
+    trace: bool,
+) -> Result<(String, RunSummary, Vec<String>), String> {
     let platform = Arc::new(HostPlatform {
         started: Instant::now(),
         echo,
@@ -147,12 +166,22 @@ pub fn run_scripted(
     platform.console_write("atoll: hosted kernel core on Linux\n");
     let (mut kernel, _settings) =
         Kernel::boot(bundle, platform.clone()).map_err(|error| format!("cannot boot: {error}"))?;
+    if trace {
+        kernel
+            .set_tracing(true)
+            .map_err(|error| format!("cannot trace: {error}"))?;
+    }
     let summary = kernel.run();
+    let dump = if trace {
+        kernel.trace_dump()
+    } else {
+        Vec::new()
+    };
     platform.console_write(&format!("atoll: no service can run: {summary}\n"));
     let console = platform
         .console
         .lock()
         .map(|console| console.clone())
         .unwrap_or_default();
-    Ok((console, summary))
+    Ok((console, summary, dump))
 }

@@ -18,6 +18,7 @@ mod manifest;
 mod netbench;
 mod push;
 mod qemu;
+mod trace;
 
 use builder::{BuildOptions, Firmware, KernelConfig};
 use clap::{Parser, Subcommand};
@@ -136,7 +137,30 @@ enum Command {
     /// Exit status (as run's): 0 when no service faulted or failed to load, 1
     /// when a service faulted or failed to load, 2 when image-builder fails,
     /// 3 when the kernel core cannot boot the bundle.
-    HostRun { system: PathBuf },
+    HostRun {
+        system: PathBuf,
+        /// Trace the whole run (the kernel's ring keeps the last 4,096
+        /// events) and write DIR/trace.json (Chrome/Perfetto) and
+        /// DIR/trace.svg when it ends.
+        #[arg(long, value_name = "DIR")]
+        trace: Option<PathBuf>,
+    },
+    /// Trace the system running under `run` for a while: turns the kernel's
+    /// trace ring on over the control channel, waits, turns it off, fetches
+    /// it, and writes OUT/trace.json (open it in https://ui.perfetto.dev or
+    /// chrome://tracing) and OUT/trace.svg (a timeline, one lane per service).
+    Trace {
+        system: PathBuf,
+        /// The copy of the system started with `run --instance NAME`.
+        #[arg(long)]
+        instance: Option<String>,
+        /// How long to record.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Where to write the files (default target/trace/<system>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Measure IPC and spawn costs in QEMU and hosted, with a Linux pipe as the
     /// baseline; print a table and append JSON lines to target/bench/.
     Bench {
@@ -223,12 +247,25 @@ fn run(cli: Cli) -> Result<u8, Error> {
             builder::build(&system, &options(firmware))?;
             Ok(0)
         }
-        Command::HostRun { system } => {
+        Command::HostRun { system, trace } => {
             let system = load(&system)?;
             let options = options(Firmware::Both);
             let bundle = builder::bundle_only(&system, &options)?;
-            let outcome = match hosted::run(&bundle, true) {
-                Ok((_, summary)) => qemu::Outcome::of_summary(&summary),
+            let outcome = match hosted::run_traced(&bundle, true, trace.is_some()) {
+                Ok((_, summary, dump)) => {
+                    if let Some(out) = &trace {
+                        let dump = trace::Dump::parse(dump.iter().map(String::as_str))
+                            .ok_or_else(|| Error::Other("the trace dump was incomplete".into()))?;
+                        let (json, svg) = trace::write(&dump, out)?;
+                        eprintln!(
+                            "trace: {}; wrote {} and {}",
+                            trace::summary(&dump),
+                            json.display(),
+                            svg.display()
+                        );
+                    }
+                    qemu::Outcome::of_summary(&summary)
+                }
                 Err(error) => {
                     eprintln!("error: {error}");
                     qemu::Outcome::KernelFailure
@@ -294,6 +331,31 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 &settings,
                 live_heap,
             )
+        }
+        Command::Trace {
+            system,
+            instance,
+            seconds,
+            out,
+        } => {
+            let system = load(&system)?;
+            let state = push::state_dir(&workspace, &system.name, instance.as_deref())?;
+            let out = out.unwrap_or_else(|| {
+                let mut out = workspace.join("target/trace").join(&system.name);
+                if let Some(instance) = &instance {
+                    out = out.join(instance);
+                }
+                out
+            });
+            let dump = trace::fetch(&push::socket_path(&state), seconds)?;
+            let (json, svg) = trace::write(&dump, &out)?;
+            println!(
+                "trace: {}; wrote {} and {}",
+                trace::summary(&dump),
+                json.display(),
+                svg.display()
+            );
+            Ok(0)
         }
         Command::PipeEcho => {
             bench::pipe_echo()?;
