@@ -10,6 +10,7 @@ mod bench;
 mod boot_time;
 mod builder;
 mod chaos;
+mod charts;
 mod compute;
 mod disk;
 mod error;
@@ -19,6 +20,7 @@ mod netbench;
 mod push;
 mod qemu;
 mod trace;
+mod trace_bench;
 
 use builder::{BuildOptions, Firmware, KernelConfig};
 use clap::{Parser, Subcommand};
@@ -170,6 +172,17 @@ enum Command {
         /// second, ping round trip) of the default system.
         #[arg(long)]
         network_only: bool,
+        /// Only the hosted IPC round trip with the trace ring off, on, and
+        /// compiled out (atoll-core's `no-trace`), ROUNDS runs of each in turn.
+        #[arg(long)]
+        trace_overhead: bool,
+        /// Rounds for --trace-overhead.
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+        /// Only redraw target/bench/latest.svg and history.svg from
+        /// target/bench/results.jsonl.
+        #[arg(long)]
+        charts_only: bool,
     },
     /// Run the seeded fault-injection campaign in the hosted kernel core:
     /// faults of every kind injected into victims under a numbered request
@@ -279,6 +292,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Bench {
             system,
             network_only,
+            trace_overhead,
+            rounds,
+            charts_only,
         } => {
             let system = load(&workspace.join(system))?;
             let options = BuildOptions {
@@ -288,7 +304,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 kernel,
                 kernel_features: kernel_features.clone(),
             };
-            if network_only {
+            if charts_only {
+                bench::charts(&options)?;
+            } else if trace_overhead {
+                bench::trace_overhead(&options, rounds)?;
+            } else if network_only {
                 bench::run_network(&options)?;
             } else {
                 bench::run(&system, &options)?;
