@@ -13,7 +13,9 @@ atoll_sdk::entry!(main);
 fn main() {
     let echo = Endpoint::from_handle(1);
     let (mut answered, mut failed) = (0u64, 0u64);
-    for number in 1u64.. {
+    let mut number = 0u64;
+    loop {
+        number += 1;
         match echo.request::<_, Response>(&Request::Ping(number)) {
             Ok(Response::Pong(pong)) if pong == number => answered += 1,
             _ => failed += 1,
