@@ -972,7 +972,10 @@ fn a_trace_of_calls_a_fault_and_a_restart_is_fetched_and_drawn() {
     // crasher's receive, then its reply, in time order; the events it binds
     // to are that call, receive and reply.
     let mut flows: std::collections::BTreeMap<u64, Vec<&serde_json::Value>> = Default::default();
-    for event in events.iter().filter(|event| event["cat"] == "call") {
+    for event in events
+        .iter()
+        .filter(|event| event["cat"] == "call" && event["ph"] != "X")
+    {
         flows
             .entry(event["id"].as_u64().unwrap())
             .or_default()
