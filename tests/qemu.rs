@@ -87,6 +87,30 @@ fn the_default_system_ends_at_a_shell_where_ps_ls_cat_and_errors_work() {
     vm.wait_for("ABOUT.TXT", wait);
     vm.type_line("stats");
     vm.wait_for_line("the uptime", |line| line.contains("uptime"), wait);
+    vm.wait_for_line(
+        "the console endpoint's counters",
+        |line| line.starts_with("console ") && line.contains("/"),
+        wait,
+    );
+    vm.type_line("trace on");
+    vm.wait_for("atoll: tracing on", wait);
+    vm.wait_for("[supervisor] tracing on on request", wait);
+    vm.type_line("stats");
+    vm.wait_for_line(
+        "the trace ring, on",
+        |line| line.starts_with("trace") && line.contains("on, "),
+        wait,
+    );
+    vm.type_line("trace off");
+    vm.wait_for("atoll: tracing off", wait);
+    vm.type_line("top 2");
+    vm.wait_for("atoll top: uptime", wait);
+    vm.wait_for_line(
+        "a top row for the shell",
+        |line| line.starts_with("shell ") && line.contains("running"),
+        wait,
+    );
+    vm.wait_for("atoll top: uptime", wait);
     // A caller gone before its answer (fat restarted meanwhile) is a quiet
     // event for every server, not an error line.
     assert!(!vm.log.contains("reply failed"), "{}", vm.log);
