@@ -265,9 +265,12 @@ fn run(cli: Cli) -> Result<u8, Error> {
             let options = options(Firmware::Both);
             let bundle = builder::bundle_only(&system, &options)?;
             let outcome = match hosted::run_traced(&bundle, true, trace.is_some()) {
-                Ok((_, summary, dump)) => {
+                Ok((_, summary, observed)) => {
+                    if !cli.quiet {
+                        eprintln!("\n{}", observed.counters);
+                    }
                     if let Some(out) = &trace {
-                        let dump = trace::Dump::parse(dump.iter().map(String::as_str))
+                        let dump = trace::Dump::parse(observed.dump.iter().map(String::as_str))
                             .ok_or_else(|| Error::Other("the trace dump was incomplete".into()))?;
                         let (json, svg) = trace::write(&dump, out)?;
                         eprintln!(
