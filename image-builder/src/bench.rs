@@ -601,6 +601,24 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             values: [median(&guest.spawn_us), median(&hosted.spawn_us), None],
         },
         Row {
+            name: "IPC round trip, best of 5 x 2,000: tracing off",
+            unit: "ns",
+            values: [
+                guest.values.get("ipc_round_trip_trace_off_best_ns").copied(),
+                hosted.values.get("ipc_round_trip_trace_off_best_ns").copied(),
+                None,
+            ],
+        },
+        Row {
+            name: "IPC round trip, best of 5 x 2,000: tracing on",
+            unit: "ns",
+            values: [
+                guest.values.get("ipc_round_trip_trace_on_best_ns").copied(),
+                hosted.values.get("ipc_round_trip_trace_on_best_ns").copied(),
+                None,
+            ],
+        },
+        Row {
             name: "IPC round trip, hosted: no-trace build",
             unit: "ns",
             values: [None, Some(tracing.best_ns[0]), None],
