@@ -5,7 +5,7 @@ SYSTEM ?= examples/default/system.toml
 BUILDER := target/release/image-builder
 # Crates built for wasm32 (linted for that target).
 WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client supervisor console shell polyglot-client pci virtio-blk fat virtio-net netstack httpd \
-	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client test-panic test-crasher test-crash-client test-trace-client test-echo-v2 test-ticker test-counter test-counter-v2 test-counter-client test-counter-bench-client test-fs-client test-fs-reader test-storage-bench test-compute test-float-check test-net-faulty test-chaos-supervisor test-chaos-client
+	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client test-panic test-crasher test-crash-client test-trace-client test-echo-v2 test-ticker test-counter test-counter-v2 test-counter-client test-counter-bench-client test-fs-client test-fs-reader test-storage-bench test-compute test-float-check test-net-faulty test-chaos-supervisor test-chaos-client test-storage-chaos test-storage-chaos-reader
 # Service crates with host unit tests (built for the host only under test).
 HOST_TESTED_SERVICES := fat virtio-blk console shell virtio-net netstack httpd
 # The kernel's target: SSE2 with the hard-float ABI, core and alloc built from
@@ -16,11 +16,12 @@ RUN_ARGS ?=
 # `make chaos`: faults to inject and the seed (docs/reliability.md).
 FAULTS ?= 10000
 SEED ?= 1
+QEMU_FAULTS ?= 10000
 # `make fuzz`: how long each fuzz target runs (30s, 10m, 1h).
 FOR ?= 1m
 FUZZ_TARGETS := fuzz-modules fuzz-host-abi fuzz-protocols fuzz-manifest
 
-.PHONY: setup builder run run-uefi gdb test lint bench chaos fuzz loc clean
+.PHONY: setup builder run run-uefi gdb test lint bench chaos chaos-qemu fuzz loc clean
 
 setup:
 	@bash .ci/setup
@@ -79,6 +80,11 @@ bench: builder
 ## target/bench/chaos.jsonl.
 chaos: builder
 	$(BUILDER) chaos --faults $(FAULTS) --seed $(SEED)
+
+## The QEMU campaign: QEMU_FAULTS faults into the disk driver, the file system
+## and the console while a reader verifies a file byte by byte.
+chaos-qemu: builder
+	$(BUILDER) chaos --qemu --faults $(QEMU_FAULTS) --seed $(SEED)
 
 ## The fuzz targets (tests/fuzz), FOR each (e.g. FOR=10m), from their seed
 ## corpus in tests/fuzz/corpus/; a panicking input is saved in target/fuzz/crashes/.

@@ -604,8 +604,14 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             name: "IPC round trip, best of 5 x 2,000: tracing off",
             unit: "ns",
             values: [
-                guest.values.get("ipc_round_trip_trace_off_best_ns").copied(),
-                hosted.values.get("ipc_round_trip_trace_off_best_ns").copied(),
+                guest
+                    .values
+                    .get("ipc_round_trip_trace_off_best_ns")
+                    .copied(),
+                hosted
+                    .values
+                    .get("ipc_round_trip_trace_off_best_ns")
+                    .copied(),
                 None,
             ],
         },
@@ -614,7 +620,10 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             unit: "ns",
             values: [
                 guest.values.get("ipc_round_trip_trace_on_best_ns").copied(),
-                hosted.values.get("ipc_round_trip_trace_on_best_ns").copied(),
+                hosted
+                    .values
+                    .get("ipc_round_trip_trace_on_best_ns")
+                    .copied(),
                 None,
             ],
         },

@@ -10,6 +10,7 @@ mod bench;
 mod boot_time;
 mod builder;
 mod chaos;
+mod chaos_qemu;
 mod charts;
 mod compute;
 mod disk;
@@ -201,8 +202,14 @@ enum Command {
         /// Print the whole console (very long for big runs).
         #[arg(long)]
         verbose: bool,
-        #[arg(long, default_value = "tests/systems/chaos.toml")]
-        system: PathBuf,
+        /// Run the QEMU campaign: faults into the disk driver, the file
+        /// system and the console while a reader verifies a file.
+        #[arg(long)]
+        qemu: bool,
+        /// The campaign's system (default tests/systems/chaos.toml, or
+        /// tests/systems/storage-chaos.toml with --qemu).
+        #[arg(long)]
+        system: Option<PathBuf>,
     },
     /// The echo side of the pipe baseline (used by `bench`).
     #[command(hide = true)]
@@ -341,6 +348,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             faults,
             seed,
             verbose,
+            qemu,
             system,
         } => {
             let settings = chaos::Settings {
@@ -348,6 +356,15 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 seed,
                 verbose,
             };
+            if qemu {
+                let system = system.unwrap_or_else(|| "tests/systems/storage-chaos.toml".into());
+                return chaos_qemu::run(
+                    &workspace.join(system),
+                    &options(Firmware::Bios),
+                    &settings,
+                );
+            }
+            let system = system.unwrap_or_else(|| "tests/systems/chaos.toml".into());
             chaos::run(
                 &workspace.join(system),
                 &options(Firmware::Both),

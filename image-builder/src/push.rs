@@ -65,10 +65,25 @@ pub fn lock_run(state: &Path, system_name: &str) -> Result<std::fs::File, Error>
     }
 }
 
+/// Connects to a control socket. A Unix socket's path may not be longer
+/// than 107 bytes; a deeper one (a run's state folder in a deep checkout) is
+/// reached from its folder by its name, as QEMU names it (qemu::command):
+/// this process's working folder changes then, which `push` never needs.
+fn connect(socket: &Path) -> std::io::Result<UnixStream> {
+    const SHORT: usize = 100;
+    match (socket.parent(), socket.file_name()) {
+        (Some(folder), Some(name)) if socket.as_os_str().len() > SHORT => {
+            std::env::set_current_dir(folder)?;
+            UnixStream::connect(name)
+        }
+        _ => UnixStream::connect(socket),
+    }
+}
+
 /// Sends the swap and waits for the kernel's answer; then watches `watch` for
 /// a rollback. Returns whether the new version is in service.
 pub fn push(socket: &Path, service: &str, module: &[u8], watch: Duration) -> Result<bool, Error> {
-    let mut stream = UnixStream::connect(socket).context(|| {
+    let mut stream = connect(socket).context(|| {
         format!(
             "connecting to {} (is the system running under `image-builder run`?)",
             socket.display()

@@ -135,6 +135,12 @@ fn ovmf() -> Result<PathBuf, Error> {
 /// The QEMU command line for an image.
 pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
     let mut command = Command::new("qemu-system-x86_64");
+    // Every path QEMU gets is absolute but the control socket's: QEMU runs in
+    // the socket's folder and names it `control.sock`, since a Unix socket's
+    // path may not be longer than 107 bytes and a run's state folder can be
+    // deep (docs/design.md, "Running copies of a system").
+    let absolute = |path: &Path| std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let image = absolute(image);
     // The boot image is a build product, shared by every run of the system:
     // QEMU reads it with a shared lock and keeps the guest's writes (there are
     // none) in a throwaway overlay, so that parallel runs and a rebuild in the
@@ -154,11 +160,16 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
     }
     if let Some(socket) = &options.control_socket {
         let _ = std::fs::remove_file(socket);
-        command
-            .arg("-serial")
-            .arg(format!("unix:{},server,nowait", socket.display()));
+        let socket = absolute(socket);
+        if let (Some(folder), Some(name)) = (socket.parent(), socket.file_name()) {
+            command
+                .current_dir(folder)
+                .arg("-serial")
+                .arg(format!("unix:{},server,nowait", Path::new(name).display()));
+        }
     }
     if let Some(disk) = &options.disk {
+        let disk = absolute(disk);
         // Legacy virtio (device 1af4:1001, I/O BAR): what the driver speaks.
         command
             .arg("-drive")
@@ -180,6 +191,7 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
                 "virtio-net-pci,netdev=n0,disable-modern=on,addr={NETWORK_SLOT:#x}"
             ));
         if let Some(capture) = &network.capture {
+            let capture = absolute(capture);
             command.arg("-object").arg(format!(
                 "filter-dump,id=f0,netdev=n0,file={}",
                 capture.display()
@@ -187,6 +199,7 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
         }
         if let Some(monitor) = &network.monitor {
             let _ = std::fs::remove_file(monitor);
+            let monitor = absolute(monitor);
             command
                 .arg("-monitor")
                 .arg(format!("unix:{},server,nowait", monitor.display()));
@@ -335,21 +348,43 @@ mod tests {
         assert!(!arguments(&options).iter().any(|a| a.contains("virtio-net")));
         // The shared boot image is never opened for writing.
         assert!(
-            arguments(&options)
-                .iter()
-                .any(|a| a == "format=raw,snapshot=on,file=atoll.img")
+            arguments(&options).iter().any(
+                |a| a.starts_with("format=raw,snapshot=on,file=/") && a.ends_with("/atoll.img")
+            )
         );
         options.network = Some(Network {
             host_port: 9090,
             capture: Some(PathBuf::from("out.pcap")),
             monitor: Some(PathBuf::from("monitor.sock")),
         });
+        // The control socket by its name, from its folder (any depth).
+        let deep = PathBuf::from("/")
+            .join("d".repeat(120))
+            .join("control.sock");
+        let with_socket = RunOptions {
+            control_socket: Some(deep.clone()),
+            ..options.clone()
+        };
+        let command = command(Path::new("atoll.img"), &with_socket).unwrap();
+        assert_eq!(command.get_current_dir(), deep.parent());
+        assert!(
+            command
+                .get_args()
+                .any(|a| a == "unix:control.sock,server,nowait")
+        );
         let args = arguments(&options);
         assert!(
             args.contains(&"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:9090-:80".to_string())
         );
         assert!(args.contains(&"virtio-net-pci,netdev=n0,disable-modern=on,addr=0x6".to_string()));
-        assert!(args.contains(&"filter-dump,id=f0,netdev=n0,file=out.pcap".to_string()));
-        assert!(args.contains(&"unix:monitor.sock,server,nowait".to_string()));
+        let here = std::env::current_dir().unwrap();
+        assert!(args.contains(&format!(
+            "filter-dump,id=f0,netdev=n0,file={}",
+            here.join("out.pcap").display()
+        )));
+        assert!(args.contains(&format!(
+            "unix:{},server,nowait",
+            here.join("monitor.sock").display()
+        )));
     }
 }

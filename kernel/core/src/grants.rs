@@ -458,7 +458,7 @@ impl DmaPool {
     }
 
     /// Allocates a zeroed, page-aligned buffer of at least `len` bytes within
-    /// `budget`, reusing a retired one where one is large enough. Returns its handle.
+    /// `budget`, reusing the smallest retired one large enough. Returns its handle.
     pub(crate) fn alloc(
         &mut self,
         len: usize,
@@ -473,9 +473,19 @@ impl DmaPool {
             return Err(Error::NotPermitted);
         }
         let rounded = len.div_ceil(PAGE).saturating_mul(PAGE);
-        // A retired buffer large enough is reused (zeroed); it is already
-        // counted against the budget.
-        let buffer = match self.retired.iter().position(|buffer| buffer.len >= rounded) {
+        // The smallest retired buffer large enough is reused (zeroed); it is
+        // already counted against the budget. Smallest, so that a driver
+        // allocating again what it (or the version it replaced) freed finds
+        // each size where it was: first fit could give a small ring the big
+        // packet buffers' block and leave the budget short for them.
+        let best = self
+            .retired
+            .iter()
+            .enumerate()
+            .filter(|(_, buffer)| buffer.len >= rounded)
+            .min_by_key(|(_, buffer)| buffer.len)
+            .map(|(index, _)| index);
+        let buffer = match best {
             Some(index) => {
                 let mut buffer = self.retired.swap_remove(index);
                 buffer.bytes_mut().fill(0);

@@ -95,6 +95,23 @@ impl Dma {
         })
     }
 
+    /// The kernel's handle of this buffer (for a hot swap's state handoff:
+    /// the new version gets the old one's buffers, see [`Dma::free_inherited`]).
+    #[must_use]
+    pub fn handle(&self) -> i32 {
+        self.handle
+    }
+
+    /// Frees a buffer this version did not allocate: one the version it
+    /// replaced in a hot swap held and named in its state. Call it only once
+    /// the device can no longer use the buffer (after a reset): the kernel
+    /// keeps freed buffers for this service's later allocations, so the new
+    /// version's own buffers fit in its `dma-kib` again.
+    pub fn free_inherited(handle: i32) -> Result<(), Error> {
+        // SAFETY: no memory is touched.
+        check(unsafe { raw::dma_free(handle) })
+    }
+
     /// The buffer's physical address, for the device.
     #[must_use]
     pub fn physical(&self) -> u64 {

@@ -9,6 +9,48 @@ use atoll_sdk::driver::{
 };
 use atoll_sdk::supervision::KERNEL_SENDER;
 use atoll_sdk::{Endpoint, MAX_MESSAGE_LEN, Timeout};
+use core::sync::atomic::{AtomicI32, Ordering};
+
+/// Hot swap: the DMA buffers this version allocated (its state for the next
+/// version), and those the version it replaced named (freed once the device
+/// is reset). Four each: two rings and their packet buffers.
+static OWNED: [AtomicI32; 4] = [const { AtomicI32::new(0) }; 4];
+static INHERITED: [AtomicI32; 4] = [const { AtomicI32::new(0) }; 4];
+
+/// The state handed to a new version: the handles in [`OWNED`], as four
+/// little-endian `i32`s.
+fn save() -> Vec<u8> {
+    OWNED
+        .iter()
+        .flat_map(|handle| handle.load(Ordering::Relaxed).to_le_bytes())
+        .collect()
+}
+
+fn restore(state: &[u8]) {
+    for (slot, bytes) in INHERITED.iter().zip(state.as_chunks::<4>().0) {
+        slot.store(i32::from_le_bytes(*bytes), Ordering::Relaxed);
+    }
+}
+
+atoll_sdk::state_handoff!(save, restore);
+
+/// Records a buffer this version allocated, for [`save`].
+fn own(buffer: &Dma) {
+    if let Some(slot) = OWNED.iter().find(|slot| slot.load(Ordering::Relaxed) == 0) {
+        slot.store(buffer.handle(), Ordering::Relaxed);
+    }
+}
+
+/// Frees what the replaced version held (the device is reset: it no longer
+/// uses those buffers), so that this version's own fit in `dma-kib`.
+fn free_inherited() {
+    for slot in &INHERITED {
+        let handle = slot.swap(0, Ordering::Relaxed);
+        if handle > 0 {
+            let _ = Dma::free_inherited(handle);
+        }
+    }
+}
 
 const VENDOR: u16 = 0x1af4;
 const DEVICE: u16 = 0x1000;
@@ -192,8 +234,10 @@ impl Queue {
         let layout = Layout::new(size).ok_or("a queue is missing or has a bad size")?;
         let count = layout.buffers(limit);
         let ring = Dma::allocate(layout.len).map_err(|_| "no DMA memory for a ring (dma-kib)")?;
+        own(&ring);
         let buffers = Dma::allocate(usize::from(count) * ring::SLOT)
             .map_err(|_| "no DMA memory for packet buffers (dma-kib)")?;
+        own(&buffers);
         let flags = if device_writes { ring::DESC_WRITE } else { 0 };
         for index in 0..count {
             let slot = buffers.physical() + (usize::from(index) * ring::SLOT) as u64;
@@ -301,8 +345,10 @@ impl Device {
             .map_err(|_| "cannot enable the device (command register)")?;
         let line = pci_read(address, 0x3c).map_err(|_| NO_CONFIG)? & 0xff;
 
-        // Reset: the device forgets the rings of any previous instance.
+        // Reset: the device forgets the rings of any previous instance; the
+        // buffers of a version this one replaced can go.
         outb(base + register::STATUS, 0).map_err(|_| NO_PORTS)?;
+        free_inherited();
         let _ = inb(base + register::ISR);
         outb(base + register::STATUS, status::ACKNOWLEDGE).map_err(|_| NO_PORTS)?;
         outb(

@@ -32,6 +32,13 @@
 //! fell into the gap. `nic::Request::Hello` (sent by a restarted TCP/IP
 //! service) makes it announce itself again.
 //!
+//! Hot swaps too: the old version hands its four DMA handles on as its state
+//! (`atoll_sdk::state_handoff!`); the new one resets the device, frees them
+//! (the kernel gives a swapped-in version the old one's buffers, which fill
+//! the budget) and starts like a restarted instance. A swap rolled back after
+//! the new version reset the device leaves the old one with a reset device:
+//! as after a restart, the supervisor restarts it if it fails.
+//!
 //! What it is not: a modern (virtio 1.0) driver, a multi-queue one, or one
 //! for more than one card.
 #![no_std]

@@ -141,6 +141,37 @@ fn dma_grant(kib: u32) -> Grants {
     }
 }
 
+#[test]
+fn freed_dma_buffers_are_reused_smallest_first_so_the_same_sizes_fit_the_budget_again() {
+    // 12 KiB: a page (handle 1) and two pages (handle 2), freed big one
+    // first, then allocated again in the first order: first fit would give
+    // the page the two-page block and find no room for the second.
+    let machine = TestPlatform::new().machine(&[]);
+    let mut system = boot(
+        machine,
+        "drv",
+        &driver(
+            "",
+            "(drop (call $dma_alloc (i32.const 4096)))
+             (drop (call $dma_alloc (i32.const 8192)))
+             (call $report (i64.extend_i32_s (call $dma_free (i32.const 2))))
+             (call $report (i64.extend_i32_s (call $dma_free (i32.const 1))))
+             (call $report (i64.extend_i32_s (call $dma_alloc (i32.const 4096))))
+             (call $report (i64.extend_i32_s (call $dma_alloc (i32.const 8192))))
+             (call $wait)",
+        ),
+        dma_grant(12),
+    );
+    system.run();
+    let console = system.console();
+    let reports: Vec<&str> = console
+        .lines()
+        .filter_map(|line| line.strip_prefix("[drv] "))
+        .collect();
+    assert_eq!(reports, ["0", "0", "1", "2"], "{console}");
+    assert_eq!(system.kernel.dma_bytes("drv"), Some(12 * 1024));
+}
+
 /// Version 1 of a swapped driver: allocates one page (handle 1), offers a
 /// 4-byte state, and waits in `receive`.
 fn first_version() -> String {

@@ -98,9 +98,13 @@ struct Pending {
     since: u64,
     /// When a spinning victim said it started.
     spinning_since: Option<u64>,
-    /// The swap of a swapped-mid-call fault was asked for: the next start
-    /// of the victim is its new version (earlier start notes are older).
-    swap_asked: bool,
+    /// The swap of a swapped-mid-call fault was asked for, of the victim
+    /// with this sender id (the one that said it holds the call): its next
+    /// start note is its new version's. Start notes of other victims (one
+    /// restarted by an earlier fault may start only now) do not count: taking
+    /// one for the swap's end armed the next fault in the old version, whose
+    /// armed state the swap then dropped (seed 8's stalls).
+    swap_asked: Option<u32>,
 }
 
 /// A client's last report.
@@ -316,7 +320,7 @@ impl Campaign {
                     kind,
                     since: atoll_sdk::time(),
                     spinning_since: None,
-                    swap_asked: false,
+                    swap_asked: None,
                 });
             }
         }
@@ -387,7 +391,7 @@ impl Campaign {
                 match supervision::swap(name, VICTIM_MODULE) {
                     Ok(()) => {
                         self.swaps += 1;
-                        pending.swap_asked = true;
+                        pending.swap_asked = Some(received.sender);
                     }
                     Err(error) => {
                         self.pending = None;
@@ -395,7 +399,7 @@ impl Campaign {
                     }
                 }
             }
-            (5, SWAPPED) if pending.swap_asked => self.pending = None,
+            (5, SWAPPED) if pending.swap_asked == Some(received.sender) => self.pending = None,
             (2, 7..=9) => {
                 let failed = u32::from_le_bytes([message[4], message[5], message[6], message[7]]);
                 self.victim_violations += u64::from(failed);
