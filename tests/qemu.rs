@@ -111,6 +111,19 @@ fn the_default_system_ends_at_a_shell_where_ps_ls_cat_and_errors_work() {
         wait,
     );
     vm.wait_for("atoll top: uptime", wait);
+    // Without a count, top runs until a key: the key is taken by top, and
+    // what is typed after it reaches the shell again.
+    vm.type_line("top");
+    vm.wait_for("atoll top: uptime", wait);
+    vm.type_line("q");
+    // top polls for a key once a second: by then it has taken the `q`.
+    std::thread::sleep(Duration::from_secs(3));
+    vm.type_line("echo top stopped");
+    vm.wait_for_line(
+        "the shell's answer after top",
+        |line| line.trim_end() == "top stopped",
+        wait,
+    );
     // A caller gone before its answer (fat restarted meanwhile) is a quiet
     // event for every server, not an error line.
     assert!(!vm.log.contains("reply failed"), "{}", vm.log);

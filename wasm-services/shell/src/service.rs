@@ -252,7 +252,7 @@ impl Shell {
         ];
         let mut before = samples()?;
         let mut at = atoll_sdk::time();
-        for _ in 0..rounds {
+        for round in 1..=rounds {
             sleep(TOP_PERIOD_NS);
             let after = samples()?;
             let now = atoll_sdk::time();
@@ -270,7 +270,9 @@ impl Shell {
             self.out.push_str(&format::table(&columns, &rows));
             self.flush();
             (before, at) = (after, now);
-            if self.key_pressed() {
+            // After the last round the shell reads again: a key typed then
+            // is the next command's.
+            if round < rounds && self.key_pressed() {
                 break;
             }
         }
