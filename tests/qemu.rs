@@ -87,6 +87,43 @@ fn the_default_system_ends_at_a_shell_where_ps_ls_cat_and_errors_work() {
     vm.wait_for("ABOUT.TXT", wait);
     vm.type_line("stats");
     vm.wait_for_line("the uptime", |line| line.contains("uptime"), wait);
+    vm.wait_for_line(
+        "the console endpoint's counters",
+        |line| line.starts_with("console ") && line.contains("/"),
+        wait,
+    );
+    vm.type_line("trace on");
+    vm.wait_for("atoll: tracing on", wait);
+    vm.wait_for("[supervisor] tracing on on request", wait);
+    vm.type_line("stats");
+    vm.wait_for_line(
+        "the trace ring, on",
+        |line| line.starts_with("trace") && line.contains("on, "),
+        wait,
+    );
+    vm.type_line("trace off");
+    vm.wait_for("atoll: tracing off", wait);
+    vm.type_line("top 2");
+    vm.wait_for("atoll top: uptime", wait);
+    vm.wait_for_line(
+        "a top row for the shell",
+        |line| line.starts_with("shell ") && line.contains("running"),
+        wait,
+    );
+    vm.wait_for("atoll top: uptime", wait);
+    // Without a count, top runs until a key: the key is taken by top, and
+    // what is typed after it reaches the shell again.
+    vm.type_line("top");
+    vm.wait_for("atoll top: uptime", wait);
+    vm.type_line("q");
+    // top polls for a key once a second: by then it has taken the `q`.
+    std::thread::sleep(Duration::from_secs(3));
+    vm.type_line("echo top stopped");
+    vm.wait_for_line(
+        "the shell's answer after top",
+        |line| line.trim_end() == "top stopped",
+        wait,
+    );
     // A caller gone before its answer (fat restarted meanwhile) is a quiet
     // event for every server, not an error line.
     assert!(!vm.log.contains("reply failed"), "{}", vm.log);
@@ -947,6 +984,200 @@ fn interrupt_handlers_that_return_touch_no_xmm_register() {
         "handlers not found in {}: {returning:?}",
         elf.display()
     );
+}
+
+/// Whether `text` is well-formed XML as far as the SVG writer goes: every
+/// element closed in order, attribute values quoted, `<` and `&` escaped in
+/// text. Returns the element names opened, in order.
+fn well_formed_xml(text: &str) -> Result<Vec<String>, String> {
+    let mut stack: Vec<String> = Vec::new();
+    let mut opened = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        let between = &rest[..start];
+        check_text(between)?;
+        let end = rest[start..].find('>').ok_or("a tag is not closed")? + start;
+        let tag = &rest[start + 1..end];
+        rest = &rest[end + 1..];
+        if tag.starts_with('?') || tag.starts_with('!') {
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            match stack.pop() {
+                Some(open) if open == name.trim() => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+            continue;
+        }
+        let self_closing = tag.ends_with('/');
+        let body = tag.trim_end_matches('/');
+        let name = body.split_whitespace().next().ok_or("an empty tag")?;
+        // Attributes: name="value" pairs.
+        let mut attributes = body[name.len()..].trim();
+        while !attributes.is_empty() {
+            let (_, value) = attributes
+                .split_once("=\"")
+                .ok_or_else(|| format!("an unquoted attribute in <{body}>"))?;
+            let close = value.find('"').ok_or("an attribute value is not closed")?;
+            check_text(&value[..close])?;
+            attributes = value[close + 1..].trim_start();
+        }
+        opened.push(name.to_string());
+        if !self_closing {
+            stack.push(name.to_string());
+        }
+    }
+    check_text(rest)?;
+    if !stack.is_empty() {
+        return Err(format!("elements left open: {stack:?}"));
+    }
+    Ok(opened)
+}
+
+fn check_text(text: &str) -> Result<(), String> {
+    for (index, _) in text.match_indices('&') {
+        let entity = &text[index..];
+        if !["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"]
+            .iter()
+            .any(|name| entity.starts_with(name))
+        {
+            return Err(format!("a bare & in {text:?}"));
+        }
+    }
+    if text.contains('>') && text.contains('<') {
+        return Err(format!("markup in text {text:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn the_xml_check_refuses_what_it_should() {
+    assert!(well_formed_xml("<a><b x=\"1\"/></a>").is_ok());
+    assert!(well_formed_xml("<a><b></a></b>").is_err());
+    assert!(well_formed_xml("<a>").is_err());
+    assert!(well_formed_xml("<a x=1></a>").is_err());
+    assert!(well_formed_xml("<a>fish & chips</a>").is_err());
+    assert!(well_formed_xml("<a>fish &amp; chips</a>").is_ok());
+}
+
+#[test]
+fn a_trace_of_calls_a_fault_and_a_restart_is_fetched_and_drawn() {
+    let mut vm = support::Vm::start("trace", Duration::from_secs(300));
+    vm.wait_for("[client] pinging: ", TIMEOUT);
+    // The crasher has faulted and been restarted at least once.
+    vm.wait_for_seen("atoll: service crasher restarted (1 so far)", TIMEOUT);
+    let out = support::workspace()
+        .join("target/trace-test")
+        .join(&vm.instance);
+    let _ = std::fs::remove_dir_all(&out);
+    let traced = support::image_builder()
+        .arg("trace")
+        .arg(support::system("trace"))
+        .args(["--instance", &vm.instance, "--seconds", "4", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&traced.stdout).into_owned();
+    assert!(
+        traced.status.success(),
+        "{said}{}\n{}",
+        String::from_utf8_lossy(&traced.stderr),
+        vm.log
+    );
+    assert!(
+        said.contains("trace: ") && said.contains("records over"),
+        "{said}"
+    );
+    vm.wait_for_seen("atoll: tracing off", TIMEOUT);
+
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("trace.json")).unwrap()).unwrap();
+    let events = json["traceEvents"].as_array().unwrap();
+    let tid_of = |name: &str| {
+        events
+            .iter()
+            .find(|event| event["name"] == "thread_name" && event["args"]["name"] == name)
+            .and_then(|event| event["tid"].as_u64())
+            .unwrap_or_else(|| panic!("no track for {name}"))
+    };
+    let (client, crasher) = (tid_of("client"), tid_of("crasher"));
+    tid_of("supervisor");
+    // The records in order: timestamps never go back.
+    let records: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|event| event["ph"] == "X" && event["cat"] != "blocked")
+        .collect();
+    let times: Vec<f64> = records
+        .iter()
+        .map(|event| event["ts"].as_f64().unwrap())
+        .collect();
+    assert!(times.len() > 20, "{} records", times.len());
+    assert!(times.windows(2).all(|pair| pair[0] <= pair[1]));
+    // Every complete flow goes from a call on the client's track to the
+    // crasher's receive, then its reply, in time order; the events it binds
+    // to are that call, receive and reply.
+    let mut flows: std::collections::BTreeMap<u64, Vec<&serde_json::Value>> = Default::default();
+    for event in events
+        .iter()
+        .filter(|event| event["cat"] == "call" && event["ph"] != "X")
+    {
+        flows
+            .entry(event["id"].as_u64().unwrap())
+            .or_default()
+            .push(event);
+    }
+    let record_at = |tid: u64, ts: f64, kind: &str| {
+        records.iter().any(|event| {
+            event["tid"] == tid && event["ts"].as_f64() == Some(ts) && event["cat"] == kind
+        })
+    };
+    let mut complete = 0;
+    for steps in flows.values() {
+        let phases: Vec<&str> = steps
+            .iter()
+            .map(|step| step["ph"].as_str().unwrap())
+            .collect();
+        if phases != ["s", "t", "f"] {
+            continue;
+        }
+        complete += 1;
+        let ts: Vec<f64> = steps
+            .iter()
+            .map(|step| step["ts"].as_f64().unwrap())
+            .collect();
+        assert!(ts[0] <= ts[1] && ts[1] <= ts[2], "{steps:?}");
+        assert_eq!(steps[0]["tid"], client);
+        assert_eq!(steps[1]["tid"], crasher);
+        assert_eq!(steps[2]["tid"], crasher);
+        assert!(record_at(client, ts[0], "call"), "{steps:?}");
+        assert!(record_at(crasher, ts[1], "receive"), "{steps:?}");
+        assert!(record_at(crasher, ts[2], "reply"), "{steps:?}");
+    }
+    assert!(complete >= 3, "{complete} complete call flows");
+    // A fault of the crasher, then its restart.
+    let at = |kind: &str| {
+        records
+            .iter()
+            .position(|event| event["cat"] == kind && event["tid"] == crasher)
+    };
+    let fault = at("fault").expect("a fault of the crasher");
+    let restart = records[fault..]
+        .iter()
+        .position(|event| event["cat"] == "restart" && event["tid"] == crasher);
+    assert!(restart.is_some(), "no restart after the fault");
+
+    let svg = std::fs::read_to_string(out.join("trace.svg")).unwrap();
+    let elements = well_formed_xml(&svg).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(elements.first().map(String::as_str), Some("svg"));
+    let lanes: Vec<&str> = svg
+        .match_indices("<g class=\"lane\" data-service=\"")
+        .map(|(at, marker)| {
+            let name = &svg[at + marker.len()..];
+            &name[..name.find('"').unwrap()]
+        })
+        .collect();
+    assert_eq!(lanes, ["supervisor", "crasher", "client"]);
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 /// The QEMU fault campaign, short (`make chaos-qemu` runs 10,000 faults):

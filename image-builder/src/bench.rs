@@ -11,7 +11,7 @@
 use crate::builder::{self, BuildOptions, Firmware};
 use crate::error::{Context, Error};
 use crate::manifest::System;
-use crate::{boot_time, compute, hosted, netbench, qemu};
+use crate::{boot_time, charts, compute, hosted, netbench, qemu, trace_bench};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -508,6 +508,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     let bundle = builder::bundle_only(system, &build_options)?;
     let (hosted_console, _) = hosted::run(&bundle, false).map_err(Error::Other)?;
     let hosted = parse(&hosted_console);
+    let tracing = trace_bench::measure(&build_options, TRACE_ROUNDS)?;
     if !hosted.values.contains_key("done") {
         return Err(Error::Other(format!(
             "the benchmark system did not finish hosted; its console:\n{hosted_console}"
@@ -598,6 +599,48 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             name: "service spawn (validated module, median of 20)",
             unit: "us",
             values: [median(&guest.spawn_us), median(&hosted.spawn_us), None],
+        },
+        Row {
+            name: "IPC round trip, best of 5 x 2,000: tracing off",
+            unit: "ns",
+            values: [
+                guest
+                    .values
+                    .get("ipc_round_trip_trace_off_best_ns")
+                    .copied(),
+                hosted
+                    .values
+                    .get("ipc_round_trip_trace_off_best_ns")
+                    .copied(),
+                None,
+            ],
+        },
+        Row {
+            name: "IPC round trip, best of 5 x 2,000: tracing on",
+            unit: "ns",
+            values: [
+                guest.values.get("ipc_round_trip_trace_on_best_ns").copied(),
+                hosted
+                    .values
+                    .get("ipc_round_trip_trace_on_best_ns")
+                    .copied(),
+                None,
+            ],
+        },
+        Row {
+            name: "IPC round trip, hosted: no-trace build",
+            unit: "ns",
+            values: [None, Some(tracing.best_ns[0]), None],
+        },
+        Row {
+            name: "IPC round trip, hosted: tracing off",
+            unit: "ns",
+            values: [None, Some(tracing.best_ns[1]), None],
+        },
+        Row {
+            name: "IPC round trip, hosted: tracing on",
+            unit: "ns",
+            values: [None, Some(tracing.best_ns[2]), None],
         },
         Row {
             name: "block read, 3.5 KiB requests (Linux: image file)",
@@ -825,5 +868,59 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         .and_then(|mut file| file.write_all(lines.as_bytes()))
         .context(|| format!("writing {}", path.display()))?;
     println!("figures appended to {}", path.display());
+    let (off, on) = tracing.ratios();
+    println!(
+        "tracing off / build without tracing = {off:.3} (target <= 1.02); on / off = {on:.3} (target <= 1.3)"
+    );
+    let (latest, history) = charts::write(&path)?;
+    println!("charts: {} and {}", latest.display(), history.display());
+    Ok(())
+}
+
+/// Rounds of the tracing-overhead measurement within a full `bench`.
+const TRACE_ROUNDS: usize = 15;
+
+/// `bench --trace-overhead`: the hosted IPC round trip with the trace ring
+/// compiled out, off and on; a table, and the figures appended to
+/// results.jsonl.
+pub fn trace_overhead(options: &BuildOptions, rounds: usize) -> Result<(), Error> {
+    let overhead = trace_bench::measure(options, rounds.max(1))?;
+    println!("{}", trace_bench::report(&overhead));
+    let out_dir = options.workspace.join("target").join("bench");
+    let path = out_dir.join("results.jsonl");
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let mut lines = String::new();
+    for (variant, value) in trace_bench::VARIANTS.iter().zip(overhead.best_ns) {
+        let record = serde_json::json!({
+            "timestamp": timestamp,
+            "benchmark": format!("IPC round trip, hosted: {variant}"),
+            "where": "hosted",
+            "unit": "ns",
+            "value": value,
+        });
+        lines.push_str(&record.to_string());
+        lines.push('\n');
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| file.write_all(lines.as_bytes()))
+        .context(|| format!("writing {}", path.display()))?;
+    println!("figures appended to {}", path.display());
+    charts(options)
+}
+
+/// Redraws the bench charts from results.jsonl.
+pub fn charts(options: &BuildOptions) -> Result<(), Error> {
+    let path = options
+        .workspace
+        .join("target")
+        .join("bench")
+        .join("results.jsonl");
+    let (latest, history) = charts::write(&path)?;
+    println!("charts: {} and {}", latest.display(), history.display());
     Ok(())
 }

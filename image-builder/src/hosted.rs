@@ -143,12 +143,6 @@ pub fn run(bundle: &[u8], echo: bool) -> Result<(String, RunSummary), String> {
     run_scripted(bundle, echo, Vec::new())
 }
 
-/// [`run`] for `host-run`: WASI programs that have no console service read
-/// this process's stdin on descriptor 0.
-pub fn run_with_stdin(bundle: &[u8]) -> Result<(String, RunSummary), String> {
-    start(bundle, true, Vec::new(), true)
-}
-
 /// [`run`], feeding the kernel's control channel `frames` (e.g. swap
 /// requests), each once the previous one has been answered.
 pub fn run_scripted(
@@ -156,15 +150,88 @@ pub fn run_scripted(
     echo: bool,
     frames: Vec<Vec<u8>>,
 ) -> Result<(String, RunSummary), String> {
-    start(bundle, echo, frames, false)
+    run_with(bundle, echo, frames, false, false).map(|(console, summary, _)| (console, summary))
 }
 
-fn start(
+/// What a hosted run leaves besides its console and summary.
+#[derive(Default)]
+pub struct Observed {
+    /// The trace ring's dump lines (empty unless tracing was on).
+    pub dump: Vec<String>,
+    /// The services' and endpoints' counters at the end, as tables.
+    pub counters: String,
+}
+
+/// [`run`] for `host-run`, with tracing on from the start when `trace`;
+/// also returns what the kernel counted and traced. WASI programs that have
+/// no console service read this process's stdin on descriptor 0.
+pub fn run_traced(
+    bundle: &[u8],
+    echo: bool,
+    trace: bool,
+) -> Result<(String, RunSummary, Observed), String> {
+    run_with(bundle, echo, Vec::new(), trace, true)
+}
+
+/// The kernel's counters as two text tables (services, endpoints).
+fn counters(kernel: &Kernel) -> String {
+    let mut text = format!(
+        "{:<20} {:>9} {:>12} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>10} {:>10} {:>10}\n",
+        "service",
+        "mem KiB",
+        "fuel",
+        "slices",
+        "calls",
+        "sent",
+        "received",
+        "faults",
+        "restarts",
+        "recv ms",
+        "reply ms",
+        "sleep ms"
+    );
+    for service in kernel.service_info() {
+        text.push_str(&format!(
+            "{:<20} {:>9} {:>12} {:>7} {:>8} {:>8} {:>8} {:>6} {:>8} {:>10.1} {:>10.1} {:>10.1}\n",
+            service.name,
+            service.memory_bytes / 1024,
+            service.fuel_used,
+            service.slices,
+            service.syscalls,
+            service.sent,
+            service.received,
+            service.faults,
+            service.restarts,
+            service.blocked_receive_ns as f64 / 1e6,
+            service.blocked_reply_ns as f64 / 1e6,
+            service.blocked_sleep_ns as f64 / 1e6,
+        ));
+    }
+    text.push_str(&format!(
+        "\n{:<20} {:>9} {:>8} {:>8} {:>6} {:>6}\n",
+        "endpoint", "queue", "queued", "deepest", "full", "gone"
+    ));
+    for endpoint in kernel.endpoint_info() {
+        text.push_str(&format!(
+            "{:<20} {:>9} {:>8} {:>8} {:>6} {:>6}\n",
+            endpoint.name,
+            format!("{}/{}", endpoint.queue_len, endpoint.queue_depth),
+            endpoint.queued,
+            endpoint.deepest,
+            endpoint.queue_full,
+            endpoint.peer_gone
+        ));
+    }
+    text
+}
+
+fn run_with(
     bundle: &[u8],
     echo: bool,
     frames: Vec<Vec<u8>>,
+    trace: bool,
     stdin: bool,
-) -> Result<(String, RunSummary), String> {
+) -> Result<(String, RunSummary, Observed), String> {
     let platform = Arc::new(HostPlatform {
         started: Instant::now(),
         echo,
@@ -178,12 +245,25 @@ fn start(
     platform.console_write("atoll: hosted kernel core on Linux\n");
     let (mut kernel, _settings) =
         Kernel::boot(bundle, platform.clone()).map_err(|error| format!("cannot boot: {error}"))?;
+    if trace {
+        kernel
+            .set_tracing(true)
+            .map_err(|error| format!("cannot trace: {error}"))?;
+    }
     let summary = kernel.run();
+    let observed = Observed {
+        dump: if trace {
+            kernel.trace_dump()
+        } else {
+            Vec::new()
+        },
+        counters: counters(&kernel),
+    };
     platform.console_write(&format!("atoll: no service can run: {summary}\n"));
     let console = platform
         .console
         .lock()
         .map(|console| console.clone())
         .unwrap_or_default();
-    Ok((console, summary))
+    Ok((console, summary, observed))
 }

@@ -11,6 +11,7 @@ mod boot_time;
 mod builder;
 mod chaos;
 mod chaos_qemu;
+mod charts;
 mod compute;
 mod disk;
 mod error;
@@ -19,6 +20,8 @@ mod manifest;
 mod netbench;
 mod push;
 mod qemu;
+mod trace;
+mod trace_bench;
 
 use builder::{BuildOptions, Firmware, KernelConfig};
 use clap::{Parser, Subcommand};
@@ -137,7 +140,30 @@ enum Command {
     /// Exit status (as run's): 0 when no service faulted or failed to load, 1
     /// when a service faulted or failed to load, 2 when image-builder fails,
     /// 3 when the kernel core cannot boot the bundle.
-    HostRun { system: PathBuf },
+    HostRun {
+        system: PathBuf,
+        /// Trace the whole run (the kernel's ring keeps the last 4,096
+        /// events) and write DIR/trace.json (Chrome/Perfetto) and
+        /// DIR/trace.svg when it ends.
+        #[arg(long, value_name = "DIR")]
+        trace: Option<PathBuf>,
+    },
+    /// Trace the system running under `run` for a while: turns the kernel's
+    /// trace ring on over the control channel, waits, turns it off, fetches
+    /// it, and writes OUT/trace.json (open it in https://ui.perfetto.dev or
+    /// chrome://tracing) and OUT/trace.svg (a timeline, one lane per service).
+    Trace {
+        system: PathBuf,
+        /// The copy of the system started with `run --instance NAME`.
+        #[arg(long)]
+        instance: Option<String>,
+        /// How long to record.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Where to write the files (default target/trace/<system>/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Measure IPC and spawn costs in QEMU and hosted, with a Linux pipe as the
     /// baseline; print a table and append JSON lines to target/bench/.
     Bench {
@@ -147,6 +173,17 @@ enum Command {
         /// second, ping round trip) of the default system.
         #[arg(long)]
         network_only: bool,
+        /// Only the hosted IPC round trip with the trace ring off, on, and
+        /// compiled out (atoll-core's `no-trace`), ROUNDS runs of each in turn.
+        #[arg(long)]
+        trace_overhead: bool,
+        /// Rounds for --trace-overhead.
+        #[arg(long, default_value_t = 15)]
+        rounds: usize,
+        /// Only redraw target/bench/latest.svg and history.svg from
+        /// target/bench/results.jsonl.
+        #[arg(long)]
+        charts_only: bool,
     },
     /// Run the seeded fault-injection campaign in the hosted kernel core:
     /// faults of every kind injected into victims under a numbered request
@@ -230,12 +267,28 @@ fn run(cli: Cli) -> Result<u8, Error> {
             builder::build(&system, &options(firmware))?;
             Ok(0)
         }
-        Command::HostRun { system } => {
+        Command::HostRun { system, trace } => {
             let system = load(&system)?;
             let options = options(Firmware::Both);
             let bundle = builder::bundle_only(&system, &options)?;
-            let outcome = match hosted::run_with_stdin(&bundle) {
-                Ok((_, summary)) => qemu::Outcome::of_summary(&summary),
+            let outcome = match hosted::run_traced(&bundle, true, trace.is_some()) {
+                Ok((_, summary, observed)) => {
+                    if !cli.quiet {
+                        eprintln!("\n{}", observed.counters);
+                    }
+                    if let Some(out) = &trace {
+                        let dump = trace::Dump::parse(observed.dump.iter().map(String::as_str))
+                            .ok_or_else(|| Error::Other("the trace dump was incomplete".into()))?;
+                        let (json, svg) = trace::write(&dump, out)?;
+                        eprintln!(
+                            "trace: {}; wrote {} and {}",
+                            trace::summary(&dump),
+                            json.display(),
+                            svg.display()
+                        );
+                    }
+                    qemu::Outcome::of_summary(&summary)
+                }
                 Err(error) => {
                     eprintln!("error: {error}");
                     qemu::Outcome::KernelFailure
@@ -249,6 +302,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Bench {
             system,
             network_only,
+            trace_overhead,
+            rounds,
+            charts_only,
         } => {
             let system = load(&workspace.join(system))?;
             let options = BuildOptions {
@@ -258,7 +314,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 kernel,
                 kernel_features: kernel_features.clone(),
             };
-            if network_only {
+            if charts_only {
+                bench::charts(&options)?;
+            } else if trace_overhead {
+                bench::trace_overhead(&options, rounds)?;
+            } else if network_only {
                 bench::run_network(&options)?;
             } else {
                 bench::run(&system, &options)?;
@@ -311,6 +371,31 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 &settings,
                 live_heap,
             )
+        }
+        Command::Trace {
+            system,
+            instance,
+            seconds,
+            out,
+        } => {
+            let system = load(&system)?;
+            let state = push::state_dir(&workspace, &system.name, instance.as_deref())?;
+            let out = out.unwrap_or_else(|| {
+                let mut out = workspace.join("target/trace").join(&system.name);
+                if let Some(instance) = &instance {
+                    out = out.join(instance);
+                }
+                out
+            });
+            let dump = trace::fetch(&push::socket_path(&state), seconds)?;
+            let (json, svg) = trace::write(&dump, &out)?;
+            println!(
+                "trace: {}; wrote {} and {}",
+                trace::summary(&dump),
+                json.display(),
+                svg.display()
+            );
+            Ok(0)
         }
         Command::PipeEcho => {
             bench::pipe_echo()?;

@@ -59,9 +59,13 @@ ATOLL_STATIC_ASSERT(sizeof(void *) == 4 && sizeof(size_t) == 4, "wasm32 only");
 #define ATOLL_CONTROL_STOP 1
 #define ATOLL_CONTROL_START 2
 #define ATOLL_CONTROL_RESTART 3
+#define ATOLL_CONTROL_TRACE_ON 4
+#define ATOLL_CONTROL_TRACE_OFF 5
 /* `info` kinds. */
 #define ATOLL_INFO_SYSTEM 0
 #define ATOLL_INFO_SERVICE 1
+#define ATOLL_INFO_ENDPOINT 2
+#define ATOLL_INFO_TRACE 3
 /* Hot-swap state handoff: the exports the kernel looks for. */
 #define ATOLL_STATE_SAVE_EXPORT "atoll_state_save" /* () -> i64 */
 #define ATOLL_STATE_ALLOC_EXPORT "atoll_state_alloc" /* (len: i32) -> i32 */

@@ -69,5 +69,5 @@
 ;; The receive info record, little-endian u32s: token at 0 (reply token; 0 for a message from `send`); sender at 4 (sender's id; KERNEL_SENDER (0xffffffff) for the kernel);
 ;; Hot-swap state handoff exports: atoll_state_save () -> i64; atoll_state_alloc (len: i32) -> i32; atoll_state_restore (ptr: i32, len: i32) -> ();
 ;; info service states (the byte after the name): ready 0, running 1, receiving 2, calling 3, sleeping 4, exited 5, faulted 6, stopped 7.
-;; control ops: stop 1, start 2, restart 3.
-;; info kinds: system 0, service 1.
+;; control ops: stop 1, start 2, restart 3, trace on 4, trace off 5.
+;; info kinds: system 0, service 1, endpoint 2, trace 3.

@@ -3,14 +3,19 @@
 //!
 //! A request frame is the 4 bytes `ASWP`, the service name (little-endian
 //! `u16` length, then UTF-8), then the module (little-endian `u32` length, then
-//! the bytes). Bytes that do not start a frame are skipped, so a channel that
-//! starts mid-stream resynchronises at the next frame. Replies are text lines.
+//! the bytes). A trace request is the 4 bytes `ATRC` and one byte: 0 turns
+//! tracing off, 1 on, 2 asks for the ring (answered with the dump lines of
+//! [`atoll_abi::trace`]). Bytes that do not start a frame are skipped, so a
+//! channel that starts mid-stream resynchronises at the next frame. Replies
+//! are text lines.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
 /// The first bytes of a swap request.
 pub const SWAP_MAGIC: [u8; 4] = *b"ASWP";
+/// The first bytes of a trace request.
+pub const TRACE_MAGIC: [u8; 4] = *b"ATRC";
 /// The largest module a request may carry.
 pub use atoll_abi::MAX_MODULE_LEN;
 const MAX_NAME_LEN: usize = 64;
@@ -20,6 +25,24 @@ const MAX_NAME_LEN: usize = 64;
 pub enum Request {
     /// Replace the running service `service` with `module`.
     Swap { service: String, module: Vec<u8> },
+    /// Turn tracing on or off.
+    Tracing(bool),
+    /// Send the trace ring.
+    TraceDump,
+}
+
+/// Encodes a trace request: `Some(on)` turns tracing on or off, `None` asks
+/// for the ring.
+#[must_use]
+pub fn encode_trace(request: Option<bool>) -> Vec<u8> {
+    let op = match request {
+        Some(false) => 0,
+        Some(true) => 1,
+        None => 2,
+    };
+    let mut frame = TRACE_MAGIC.to_vec();
+    frame.push(op);
+    frame
 }
 
 /// Why a swap was refused: the error code a supervisor's `swap` returns, and
@@ -85,7 +108,7 @@ impl ControlChannel {
             match self
                 .buffer
                 .windows(SWAP_MAGIC.len())
-                .position(|window| window == SWAP_MAGIC)
+                .position(|window| window == SWAP_MAGIC || window == TRACE_MAGIC)
             {
                 Some(start) => {
                     self.buffer.drain(..start);
@@ -110,6 +133,18 @@ impl ControlChannel {
 
     fn parse(&self) -> Parsed {
         let header = SWAP_MAGIC.len();
+        if self.buffer.get(..header) == Some(&TRACE_MAGIC[..]) {
+            return match self.buffer.get(header).copied() {
+                None => Parsed::Incomplete,
+                Some(0) => Parsed::Done(header + 1, Ok(Request::Tracing(false))),
+                Some(1) => Parsed::Done(header + 1, Ok(Request::Tracing(true))),
+                Some(2) => Parsed::Done(header + 1, Ok(Request::TraceDump)),
+                Some(_) => Parsed::Done(
+                    header + 1,
+                    Err(String::from("error: unknown trace request")),
+                ),
+            };
+        }
         let Some(&[a, b]) = self.buffer.get(header..header + 2) else {
             return Parsed::Incomplete;
         };
@@ -172,6 +207,27 @@ mod tests {
                 })],
                 "split at {split}"
             );
+        }
+    }
+
+    #[test]
+    fn trace_requests_parse_between_swaps() {
+        let mut bytes = encode_trace(Some(true));
+        bytes.extend(b"xx");
+        bytes.extend(encode_swap("a", b"x"));
+        bytes.extend(encode_trace(None));
+        bytes.extend(encode_trace(Some(false)));
+        bytes.extend(b"ATRC\x09");
+        for split in 0..bytes.len() {
+            let mut channel = ControlChannel::default();
+            let mut requests = channel.feed(&bytes[..split]);
+            requests.extend(channel.feed(&bytes[split..]));
+            assert_eq!(requests.len(), 5, "split at {split}: {requests:?}");
+            assert_eq!(requests[0], Ok(Request::Tracing(true)));
+            assert!(matches!(&requests[1], Ok(Request::Swap { service, .. }) if service == "a"));
+            assert_eq!(requests[2], Ok(Request::TraceDump));
+            assert_eq!(requests[3], Ok(Request::Tracing(false)));
+            assert_eq!(requests[4], Err("error: unknown trace request".into()));
         }
     }
 

@@ -36,6 +36,23 @@ pub struct Endpoint {
     /// The oldest message has been refused once for a receive buffer too
     /// small for it.
     head_refused: bool,
+    /// Counted here and nowhere else: every push and refusal passes through
+    /// this type.
+    stats: EndpointStats,
+}
+
+/// An endpoint's counters since boot (`info`'s [`atoll_abi::info::EndpointInfo`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Messages queued (sends, calls and kernel reports).
+    pub queued: u64,
+    /// Sends and calls refused with `QueueFull`.
+    pub queue_full: u64,
+    /// Sends and calls refused with `PeerGone`, and queued calls answered
+    /// `PeerGone` when the endpoint closed.
+    pub peer_gone: u64,
+    /// The most messages the queue has held at once.
+    pub deepest: u32,
 }
 
 impl Endpoint {
@@ -49,19 +66,46 @@ impl Endpoint {
             depth,
             open: owner.is_some(),
             head_refused: false,
+            stats: EndpointStats::default(),
         }
+    }
+
+    /// The endpoint's counters.
+    #[must_use]
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    /// Counts a send or call to this endpoint refused before it reached the
+    /// queue (the message budget or the call table full: `QueueFull`; no
+    /// provider: `PeerGone`). Other errors are not the endpoint's.
+    pub fn count_refusal(&mut self, error: Error) {
+        match error {
+            Error::QueueFull => self.stats.queue_full += 1,
+            Error::PeerGone => self.stats.peer_gone += 1,
+            _ => {}
+        }
+    }
+
+    fn count_queued(&mut self) {
+        self.stats.queued += 1;
+        let depth = u32::try_from(self.queue.len()).unwrap_or(u32::MAX);
+        self.stats.deepest = self.stats.deepest.max(depth);
     }
 
     /// Queues a message. Backpressure rule: a full queue refuses the message
     /// ([`Error::QueueFull`]); the sender keeps it and decides.
     pub fn push(&mut self, message: Message) -> Result<(), (Error, Message)> {
         if !self.open {
+            self.count_refusal(Error::PeerGone);
             return Err((Error::PeerGone, message));
         }
         if self.queue.len() >= self.depth {
+            self.count_refusal(Error::QueueFull);
             return Err((Error::QueueFull, message));
         }
         self.queue.push_back(message);
+        self.count_queued();
         Ok(())
     }
 
@@ -72,6 +116,7 @@ impl Endpoint {
             return Err(Error::PeerGone);
         }
         self.queue.push_back(message);
+        self.count_queued();
         Ok(())
     }
 
@@ -134,11 +179,21 @@ impl Endpoint {
         self.open
     }
 
-    /// Stops accepting messages and hands back those still queued.
+    /// Stops accepting messages and hands back those still queued; the
+    /// calls among them are answered `PeerGone` by the kernel, and counted so.
     pub fn close(&mut self) -> VecDeque<Message> {
         self.open = false;
         self.head_refused = false;
-        core::mem::take(&mut self.queue)
+        let queue = core::mem::take(&mut self.queue);
+        let calls = queue.iter().filter(|message| message.token != 0).count();
+        self.stats.peer_gone += calls as u64;
+        queue
+    }
+
+    /// The most messages it may queue.
+    #[must_use]
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 }
 

@@ -39,7 +39,8 @@ use alloc::vec::Vec;
 use atoll_abi::Error;
 use atoll_abi::bundle::{self, DecodeError, KernelSettings};
 use atoll_abi::supervision::{
-    CONTROL_RESTART, CONTROL_START, CONTROL_STOP, Event, KERNEL_SENDER, Outcome, RestartPolicy,
+    CONTROL_RESTART, CONTROL_START, CONTROL_STOP, CONTROL_TRACE_OFF, CONTROL_TRACE_ON, Event,
+    KERNEL_SENDER, Outcome, RestartPolicy,
 };
 use core::cell::RefCell;
 use sched::Scheduler;
@@ -102,12 +103,22 @@ struct Handle {
     provider: bool,
 }
 
-/// Counters shown by `ps`-like tools and benchmarks.
+/// A service's counters kept in its table entry, each counted at the one
+/// place its event happens (`info` adds those other owners keep: fuel and
+/// memory in [`Service`], blocked time in the scheduler, restarts and swaps
+/// in the lifecycle).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServiceStats {
+    /// Messages queued by it (sends and calls).
     pub sent: u64,
+    /// Messages it took from its endpoints.
     pub received: u64,
+    /// Kernel calls (host traps and calls completed in place alike).
     pub syscalls: u64,
+    /// Turns on the CPU.
+    pub slices: u64,
+    /// Times it trapped.
+    pub faults: u32,
 }
 
 /// One entry of the service table.
@@ -242,6 +253,37 @@ impl Kernel {
     pub fn service_states(&self) -> Vec<(String, ServiceState, ServiceStats)> {
         self.core.borrow().service_states()
     }
+
+    /// Every service's record as `info` reports it, in bundle order.
+    #[must_use]
+    pub fn service_info(&self) -> Vec<atoll_abi::info::ServiceInfo> {
+        let core = self.core.borrow();
+        (0..core.services.len())
+            .filter_map(|index| core.service_info(index, None))
+            .collect()
+    }
+
+    /// Every endpoint's record as `info` reports it.
+    #[must_use]
+    pub fn endpoint_info(&self) -> Vec<atoll_abi::info::EndpointInfo> {
+        let core = self.core.borrow();
+        (0..core.endpoints.len())
+            .filter_map(|index| core.endpoint_info(index))
+            .collect()
+    }
+
+    /// Turns the trace ring on or off (the control channel's and the
+    /// supervisor's request, for a hosted core).
+    pub fn set_tracing(&mut self, on: bool) -> Result<(), Error> {
+        self.core.borrow_mut().set_tracing(on)
+    }
+
+    /// The trace ring as the dump lines the control channel carries
+    /// ([`atoll_abi::trace`]).
+    #[must_use]
+    pub fn trace_dump(&self) -> Vec<String> {
+        self.core.borrow().trace_dump()
+    }
 }
 
 /// The kernel's state: the service table and everything services share.
@@ -296,11 +338,11 @@ impl Core {
         let mut kernel = Core {
             me: Weak::new(),
             heap: Heap::new(Arc::clone(&platform)),
+            sched: Scheduler::new(Arc::clone(&platform)),
             platform,
             services: Vec::with_capacity(bundle.services.len()),
             endpoints: Vec::new(),
             calls: CallTable::default(),
-            sched: Scheduler::default(),
             supervisor: None,
             queued_bytes: 0,
             message_budget: 0,
@@ -547,6 +589,7 @@ impl Core {
     fn begin_slice(&mut self, id: ServiceId) -> Option<Box<Service>> {
         let now = self.platform.now_ns();
         let slot = self.services.get_mut(id)?;
+        slot.stats.slices += 1;
         if !slot.ever_ran {
             // Counted once per service: restarts and swaps start new instances.
             slot.ever_ran = true;
@@ -603,6 +646,11 @@ impl Core {
                 self.free_the_supervisor();
             }
             SliceOutcome::Faulted(reason) => {
+                if let Some(slot) = self.services.get_mut(id) {
+                    slot.stats.faults = slot.stats.faults.saturating_add(1);
+                }
+                self.sched
+                    .record(atoll_abi::trace::Kind::Fault, id, usize::MAX, 0, 0);
                 let name = self.name_of(id).to_string();
                 self.sched.end(id, ServiceState::Faulted(reason.clone()));
                 self.summary.faulted += 1;

@@ -31,6 +31,7 @@ pub mod kernel;
 pub mod loader;
 pub mod preflight;
 pub mod service;
+pub mod trace;
 
 #[cfg(test)]
 mod proptests;

@@ -15,6 +15,9 @@ pub enum Request {
     Write(String),
     /// Waits until input is available, then answers up to `max` bytes.
     Read { max: u32 },
+    /// Answers at once with up to `max` bytes of buffered input, perhaps none
+    /// (`top` asks between redraws whether a key was pressed).
+    Poll { max: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

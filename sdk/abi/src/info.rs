@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 pub const SYSTEM: i32 = 0;
 /// `info` kind: one service ([`ServiceInfo`]), by index from 0.
 pub const SERVICE: i32 = 1;
+/// `info` kind: one endpoint ([`EndpointInfo`]), by index from 0.
+pub const ENDPOINT: i32 = 2;
+/// `info` kind: whether the kernel's trace ring records, and what it holds
+/// ([`TraceInfo`]; `index` ignored).
+pub const TRACE: i32 = 3;
 
 /// The system as a whole.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +45,51 @@ pub struct ServiceInfo {
     pub swaps: u32,
     /// DMA memory held, in bytes.
     pub dma_bytes: u64,
+    /// Turns on the CPU (each at most one fuel slice).
+    pub slices: u64,
+    /// Kernel calls made (host traps and calls completed in place alike).
+    pub syscalls: u64,
+    /// Times it trapped.
+    pub faults: u32,
+    /// Nanoseconds spent blocked, by reason: in `receive`, in `call`
+    /// waiting for the reply, in `sleep`.
+    pub blocked_receive_ns: u64,
+    pub blocked_reply_ns: u64,
+    pub blocked_sleep_ns: u64,
+}
+
+/// One endpoint: its queue's counters since boot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub name: String,
+    /// The providing service's index, if it is loaded.
+    pub provider: Option<u32>,
+    /// Messages it holds now, and the most it may hold.
+    pub queue_len: u32,
+    pub queue_depth: u32,
+    /// Messages (sends and calls) queued on it.
+    pub queued: u64,
+    /// Sends and calls refused with `QueueFull` (queue, message budget or
+    /// call table full).
+    pub queue_full: u64,
+    /// Sends and calls refused with `PeerGone`, and queued calls answered
+    /// `PeerGone` when its provider stopped.
+    pub peer_gone: u64,
+    /// The deepest its queue has been.
+    pub deepest: u32,
+}
+
+/// The trace ring, as `info` reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceInfo {
+    /// Whether events are being recorded.
+    pub on: bool,
+    /// Records held now, and the ring's size.
+    pub held: u32,
+    pub capacity: u32,
+    /// Records written since boot, and those overwritten by newer ones.
+    pub recorded: u64,
+    pub overwritten: u64,
 }
 
 /// What a service is doing, as `info` reports it. Postcard writes it as its

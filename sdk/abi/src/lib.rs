@@ -19,6 +19,7 @@ pub mod fs;
 pub mod handoff;
 pub mod info;
 pub mod supervision;
+pub mod trace;
 pub mod wasi;
 
 /// The Wasm import module that every Atoll host function lives in.
@@ -304,9 +305,11 @@ pub const PCI_WRITE: HostFunction = HostFunction {
 };
 
 /// `info(kind: i32, index: i32, ptr: i32, cap: i32) -> i32`: writes a
-/// postcard record about the system ([`info::SYSTEM`], `index` ignored) or
-/// about service number `index` ([`info::SERVICE`]) at `ptr` and returns its
-/// length; `NotFound` past the last service. Any service may ask (like
+/// postcard record about the system ([`info::SYSTEM`], `index` ignored),
+/// about service number `index` ([`info::SERVICE`]), endpoint number `index`
+/// ([`info::ENDPOINT`]) or the trace ring ([`info::TRACE`], `index` ignored)
+/// at `ptr` and returns its length; `NotFound` past the last service or
+/// endpoint. Any service may ask (like
 /// `/proc`): it reveals names and counters, not data.
 pub const INFO: HostFunction = HostFunction {
     name: "info",

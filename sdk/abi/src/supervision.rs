@@ -22,6 +22,10 @@ pub const CONTROL_STOP: i32 = 1;
 pub const CONTROL_START: i32 = 2;
 /// Stops (if running) and starts a service, keeping its endpoints and queues.
 pub const CONTROL_RESTART: i32 = 3;
+/// Turns the kernel's trace ring on (`name` empty). Returns 0.
+pub const CONTROL_TRACE_ON: i32 = 4;
+/// Turns the kernel's trace ring off (`name` empty); what it holds stays.
+pub const CONTROL_TRACE_OFF: i32 = 5;
 
 /// When a service is restarted, as Erlang/OTP supervisors put it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

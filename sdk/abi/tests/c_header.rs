@@ -19,7 +19,10 @@ use atoll_abi::handoff::{
     MAX_STATE_LEN, STATE_ALLOC_EXPORT, STATE_RESTORE_EXPORT, STATE_SAVE_EXPORT,
 };
 use atoll_abi::info::ServiceState;
-use atoll_abi::supervision::{CONTROL_RESTART, CONTROL_START, CONTROL_STOP, KERNEL_SENDER};
+use atoll_abi::supervision::{
+    CONTROL_RESTART, CONTROL_START, CONTROL_STOP, CONTROL_TRACE_OFF, CONTROL_TRACE_ON,
+    KERNEL_SENDER,
+};
 use atoll_abi::{
     DEFAULT_QUEUE_DEPTH, ENTRY_POINT, Error, HOST_FUNCTIONS, HostFunction, IMPORT_MODULE,
     MAX_LOG_LEN, MAX_MESSAGE_LEN, MAX_MODULE_LEN, MAX_QUEUE_DEPTH, MEMORY_EXPORT, RECEIVE_INFO_LEN,
@@ -379,12 +382,19 @@ fn render_c_block() -> String {
         ("STOP", CONTROL_STOP),
         ("START", CONTROL_START),
         ("RESTART", CONTROL_RESTART),
+        ("TRACE_ON", CONTROL_TRACE_ON),
+        ("TRACE_OFF", CONTROL_TRACE_OFF),
     ] {
         let _ = writeln!(out, "#define ATOLL_CONTROL_{name} {value}");
     }
 
     out.push_str("/* `info` kinds. */\n");
-    for (name, value) in [("SYSTEM", info::SYSTEM), ("SERVICE", info::SERVICE)] {
+    for (name, value) in [
+        ("SYSTEM", info::SYSTEM),
+        ("SERVICE", info::SERVICE),
+        ("ENDPOINT", info::ENDPOINT),
+        ("TRACE", info::TRACE),
+    ] {
         let _ = writeln!(out, "#define ATOLL_INFO_{name} {value}");
     }
     out.push_str("/* Hot-swap state handoff: the exports the kernel looks for. */\n");
@@ -565,13 +575,15 @@ fn render_wat() -> String {
     out.push_str(".\n");
     let _ = writeln!(
         out,
-        ";; control ops: stop {CONTROL_STOP}, start {CONTROL_START}, restart {CONTROL_RESTART}."
+        ";; control ops: stop {CONTROL_STOP}, start {CONTROL_START}, restart {CONTROL_RESTART}, trace on {CONTROL_TRACE_ON}, trace off {CONTROL_TRACE_OFF}."
     );
     let _ = writeln!(
         out,
-        ";; info kinds: system {}, service {}.",
+        ";; info kinds: system {}, service {}, endpoint {}, trace {}.",
         info::SYSTEM,
-        info::SERVICE
+        info::SERVICE,
+        info::ENDPOINT,
+        info::TRACE
     );
     out
 }

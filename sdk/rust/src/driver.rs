@@ -3,7 +3,8 @@
 //! records behind `ps` and `stats`.
 
 use crate::{Error, check, check_value, raw};
-use atoll_abi::info::{self, ServiceInfo, SystemInfo};
+use atoll_abi::info;
+pub use atoll_abi::info::{EndpointInfo, ServiceInfo, SystemInfo, TraceInfo};
 
 /// A 64-bit host result: a value, or a negative error code.
 fn check_wide(value: i64) -> Result<u64, Error> {
@@ -182,4 +183,14 @@ pub fn system_info() -> Result<SystemInfo, Error> {
 /// Service number `index` (from 0); `NotFound` past the last.
 pub fn service_info(index: u32) -> Result<ServiceInfo, Error> {
     info_record(info::SERVICE, index)
+}
+
+/// Endpoint number `index` (from 0); `NotFound` past the last.
+pub fn endpoint_info(index: u32) -> Result<EndpointInfo, Error> {
+    info_record(info::ENDPOINT, index)
+}
+
+/// Whether the kernel's trace ring records, and what it holds.
+pub fn trace_info() -> Result<TraceInfo, Error> {
+    info_record(info::TRACE, 0)
 }

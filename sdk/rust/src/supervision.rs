@@ -3,9 +3,22 @@
 
 use atoll_abi::Error;
 pub use atoll_abi::supervision::{
-    CONTROL_RESTART, CONTROL_START, CONTROL_STOP, Event, KERNEL_SENDER, Outcome, RestartPolicy,
-    Strategy,
+    CONTROL_RESTART, CONTROL_START, CONTROL_STOP, CONTROL_TRACE_OFF, CONTROL_TRACE_ON, Event,
+    KERNEL_SENDER, Outcome, RestartPolicy, Strategy,
 };
+
+/// Turns the kernel's trace ring on or off.
+#[cfg(target_family = "wasm")]
+pub fn trace(on: bool) -> Result<(), Error> {
+    control(
+        if on {
+            CONTROL_TRACE_ON
+        } else {
+            CONTROL_TRACE_OFF
+        },
+        "",
+    )
+}
 
 #[cfg(target_family = "wasm")]
 fn control(op: i32, service: &str) -> Result<(), Error> {

@@ -95,10 +95,11 @@ pub fn main() {
                 responder.reply(&Response::Done).report();
             }
             // A read sent without waiting for the answer has nowhere to go.
-            Request::Read { .. } if !responder.is_call() => {
+            Request::Read { .. } | Request::Poll { .. } if !responder.is_call() => {
                 println!("read from service {} without a call", responder.sender());
             }
             Request::Read { max } => console.read(responder, max as usize),
+            Request::Poll { max } => console.deliver(responder, max as usize),
         }
     }
 }

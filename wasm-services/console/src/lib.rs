@@ -9,6 +9,8 @@
 //!   wait at a time; another gets `Busy` (the same service asking again
 //!   replaces its own earlier wait, which can only be stale: a caller blocked
 //!   in `call` cannot ask twice, so it was restarted meanwhile).
+//! - `Poll { max }` answers at once with up to `max` buffered bytes, perhaps
+//!   none.
 //!
 //! Input is interrupt driven: the driver turns on the UART's received-data
 //! interrupt and receives each IRQ 4 as a notification from the kernel on its

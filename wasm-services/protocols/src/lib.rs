@@ -189,6 +189,8 @@ pub mod admin {
             name: String,
             path: String,
         },
+        /// Turns the kernel's trace ring on (`true`) or off.
+        Trace(bool),
     }
 
     #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,10 @@ pub enum Command<'a> {
     Help,
     Ps,
     Stats,
+    /// `top [ROUNDS]`: redraw every second, until a key (or ROUNDS times).
+    Top(Option<&'a str>),
+    /// `trace on` / `trace off`.
+    Trace(bool),
     Echo(&'a str),
     Restart(&'a str),
     Stop(&'a str),
@@ -41,7 +45,9 @@ pub const HELP: &str = "\
 commands:
   help               this list
   ps                 services: state, memory, fuel, messages, restarts
-  stats              system counters: uptime, heap, queues, messages, interrupts
+  stats              system counters, time blocked per service, endpoint queues, the trace ring
+  top [ROUNDS]       CPU share, messages/s and memory per service, every second until a key
+  trace on|off       turn the kernel's trace ring on or off (image-builder trace fetches it)
   restart NAME       restart a service (through the supervisor)
   stop NAME          stop a service
   start NAME         start a stopped, exited or faulted service
@@ -82,6 +88,11 @@ pub fn parse(line: &str) -> Result<Command<'_>, String> {
         ("help", [None, ..]) => Command::Help,
         ("ps", [None, ..]) => Command::Ps,
         ("stats", [None, ..]) => Command::Stats,
+        ("top", [rounds, None, _]) => Command::Top(rounds),
+        ("trace", [Some("on"), None, _]) => Command::Trace(true),
+        ("trace", [Some("off"), None, _]) => Command::Trace(false),
+        ("trace", _) => return Err(String::from("usage: trace on|off")),
+        ("top", _) => return Err(String::from("usage: top [ROUNDS]")),
         ("lspci", [None, ..]) => Command::Lspci,
         ("ifconfig", [None, ..]) => Command::Ifconfig,
         ("netstat", [None, ..]) => Command::Netstat,
@@ -128,6 +139,15 @@ mod tests {
         assert_eq!(parse(" ps "), Ok(Command::Ps));
         assert_eq!(parse("help"), Ok(Command::Help));
         assert_eq!(parse("stats"), Ok(Command::Stats));
+        assert_eq!(parse("top"), Ok(Command::Top(None)));
+        assert_eq!(parse("top 3"), Ok(Command::Top(Some("3"))));
+        assert_eq!(parse("trace on"), Ok(Command::Trace(true)));
+        assert_eq!(parse("trace  off"), Ok(Command::Trace(false)));
+        assert_eq!(parse("trace"), Err(String::from("usage: trace on|off")));
+        assert_eq!(
+            parse("trace maybe"),
+            Err(String::from("usage: trace on|off"))
+        );
         assert_eq!(parse("lspci"), Ok(Command::Lspci));
         assert_eq!(parse("ifconfig"), Ok(Command::Ifconfig));
         assert_eq!(parse("netstat"), Ok(Command::Netstat));

@@ -3,7 +3,9 @@
 //! Backspace/DEL, Ctrl-U, Ctrl-C, Up/Down history; other escape sequences are
 //! ignored) and runs it:
 //!
-//! - `ps`, `stats`: the kernel's `info` records, as tables;
+//! - `ps`, `stats`: the kernel's `info` records, as tables; `top`: CPU share,
+//!   messages per second and memory, redrawn every second until a key;
+//! - `trace on|off`: the kernel's trace ring, through the supervisor;
 //! - `restart`, `stop`, `start`, `swap`: `admin` requests to the supervisor;
 //! - `ls`, `cat`, `write`: the `fs` protocol (`write` replaces the whole file:
 //!   it removes it, then writes the text and a newline);
@@ -31,6 +33,7 @@ extern crate alloc;
 mod command;
 mod editor;
 mod format;
+mod top;
 
 #[cfg(target_family = "wasm")]
 mod service;

@@ -3,11 +3,12 @@
 use crate::command::{self, Command, HELP};
 use crate::editor::{Editor, Event};
 use crate::format::{self, Align, fs_error};
+use crate::top;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use atoll_protocols::{admin, console, fs, net, pci};
-use atoll_sdk::driver::{service_info, system_info};
+use atoll_sdk::driver::{endpoint_info, service_info, system_info, trace_info};
 use atoll_sdk::{CallError, Endpoint, Error, println, sleep};
 use core::fmt::Write;
 
@@ -24,6 +25,8 @@ const RETRY_NS: u64 = 100_000_000;
 /// Bounds on paged listings, against a server that never says "no more".
 const MAX_SERVICES: u32 = 4096;
 const MAX_PAGES: u32 = 1024;
+/// How often `top` redraws.
+const TOP_PERIOD_NS: u64 = 1_000_000_000;
 
 type Outcome = Result<(), String>;
 
@@ -82,6 +85,33 @@ fn call_error(who: &str, error: CallError) -> String {
         CallError::Encode => String::from("request too large"),
         CallError::Decode => format!("{who} sent an answer the shell cannot read"),
     }
+}
+
+/// Every service's `info` record.
+fn services() -> Result<Vec<atoll_sdk::driver::ServiceInfo>, String> {
+    let mut services = Vec::new();
+    for index in 0..MAX_SERVICES {
+        match service_info(index) {
+            Ok(service) => services.push(service),
+            Err(Error::NotFound) => break,
+            Err(error) => return Err(format!("cannot read service {index}: {error}")),
+        }
+    }
+    Ok(services)
+}
+
+/// What `top` needs of every service.
+fn samples() -> Result<Vec<top::Sample>, String> {
+    Ok(services()?
+        .into_iter()
+        .map(|service| top::Sample {
+            name: service.name,
+            state: service.state.name(),
+            fuel_used: service.fuel_used,
+            messages: service.sent.saturating_add(service.received),
+            memory_bytes: service.memory_bytes,
+        })
+        .collect())
 }
 
 fn unexpected(who: &str) -> String {
@@ -151,6 +181,8 @@ impl Shell {
             }
             Command::Ps => self.ps(),
             Command::Stats => self.stats(),
+            Command::Top(rounds) => self.top(rounds),
+            Command::Trace(on) => self.admin(admin::Request::Trace(on)),
             Command::Restart(name) => self.admin(admin::Request::Restart(name.to_string())),
             Command::Stop(name) => self.admin(admin::Request::Stop(name.to_string())),
             Command::Start(name) => self.admin(admin::Request::Start(name.to_string())),
@@ -170,20 +202,19 @@ impl Shell {
 
     fn ps(&mut self) -> Outcome {
         let mut rows = Vec::new();
-        for index in 0..MAX_SERVICES {
-            let service = match service_info(index) {
-                Ok(service) => service,
-                Err(Error::NotFound) => break,
-                Err(error) => return Err(format!("cannot read service {index}: {error}")),
-            };
+        for service in services()? {
             rows.push(alloc::vec![
                 service.name,
                 service.state.name().to_string(),
                 (service.memory_bytes / 1024).to_string(),
                 service.fuel_used.to_string(),
+                service.slices.to_string(),
+                service.syscalls.to_string(),
                 service.sent.to_string(),
                 service.received.to_string(),
+                service.faults.to_string(),
                 service.restarts.to_string(),
+                service.swaps.to_string(),
             ]);
         }
         let columns = [
@@ -191,12 +222,70 @@ impl Shell {
             ("STATE", Align::Left),
             ("MEM KiB", Align::Right),
             ("FUEL", Align::Right),
+            ("SLICES", Align::Right),
+            ("CALLS", Align::Right),
             ("SENT", Align::Right),
             ("RECEIVED", Align::Right),
+            ("FAULTS", Align::Right),
             ("RESTARTS", Align::Right),
+            ("SWAPS", Align::Right),
         ];
         self.out.push_str(&format::table(&columns, &rows));
         Ok(())
+    }
+
+    /// `top`: samples the counters every second and redraws the table in
+    /// place, until a key is pressed (or `rounds` redraws).
+    fn top(&mut self, rounds: Option<&str>) -> Outcome {
+        let rounds = match rounds {
+            Some(text) => text
+                .parse::<u32>()
+                .map_err(|_| format!("top: `{text}` is not a number of rounds"))?,
+            None => u32::MAX,
+        };
+        let columns = [
+            (top::COLUMNS[0], Align::Left),
+            (top::COLUMNS[1], Align::Left),
+            (top::COLUMNS[2], Align::Right),
+            (top::COLUMNS[3], Align::Right),
+            (top::COLUMNS[4], Align::Right),
+        ];
+        let mut before = samples()?;
+        let mut at = atoll_sdk::time();
+        for round in 1..=rounds {
+            sleep(TOP_PERIOD_NS);
+            let after = samples()?;
+            let now = atoll_sdk::time();
+            let rows: Vec<Vec<String>> = top::rows(&before, &after, now.saturating_sub(at))
+                .into_iter()
+                .map(Vec::from)
+                .collect();
+            self.out.push_str(top::CLEAR);
+            let _ = writeln!(
+                self.out,
+                "atoll top: uptime {}, {} services; any key stops\n",
+                format::duration(now),
+                after.len()
+            );
+            self.out.push_str(&format::table(&columns, &rows));
+            self.flush();
+            (before, at) = (after, now);
+            // After the last round the shell reads again: a key typed then
+            // is the next command's.
+            if round < rounds && self.key_pressed() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether input arrived (it is consumed: the key that stops `top`).
+    fn key_pressed(&mut self) -> bool {
+        let request = console::Request::Poll { max: READ_MAX };
+        matches!(
+            self.console.request::<_, console::Response>(&request),
+            Ok(console::Response::Input(bytes)) if !bytes.is_empty()
+        )
     }
 
     fn stats(&mut self) -> Outcome {
@@ -227,6 +316,61 @@ impl Shell {
         for (label, value) in lines {
             let _ = writeln!(self.out, "{label:<11}{value}");
         }
+        if let Ok(trace) = trace_info() {
+            let _ = writeln!(
+                self.out,
+                "{:<11}{}, {} of {} records held, {} recorded, {} overwritten",
+                "trace",
+                if trace.on { "on" } else { "off" },
+                trace.held,
+                trace.capacity,
+                trace.recorded,
+                trace.overwritten
+            );
+        }
+        let mut rows = Vec::new();
+        for service in services()? {
+            rows.push(alloc::vec![
+                service.name,
+                format::duration(service.blocked_receive_ns),
+                format::duration(service.blocked_reply_ns),
+                format::duration(service.blocked_sleep_ns),
+            ]);
+        }
+        let columns = [
+            ("SERVICE", Align::Left),
+            ("IN RECEIVE", Align::Right),
+            ("IN CALL", Align::Right),
+            ("ASLEEP", Align::Right),
+        ];
+        self.out.push_str("\ntime blocked\n");
+        self.out.push_str(&format::table(&columns, &rows));
+        let mut rows = Vec::new();
+        for index in 0..MAX_SERVICES {
+            let endpoint = match endpoint_info(index) {
+                Ok(endpoint) => endpoint,
+                Err(Error::NotFound) => break,
+                Err(error) => return Err(format!("cannot read endpoint {index}: {error}")),
+            };
+            rows.push(alloc::vec![
+                endpoint.name,
+                format!("{}/{}", endpoint.queue_len, endpoint.queue_depth),
+                endpoint.queued.to_string(),
+                endpoint.deepest.to_string(),
+                endpoint.queue_full.to_string(),
+                endpoint.peer_gone.to_string(),
+            ]);
+        }
+        let columns = [
+            ("ENDPOINT", Align::Left),
+            ("QUEUE", Align::Right),
+            ("QUEUED", Align::Right),
+            ("DEEPEST", Align::Right),
+            ("FULL", Align::Right),
+            ("GONE", Align::Right),
+        ];
+        self.out.push_str("\nendpoints\n");
+        self.out.push_str(&format::table(&columns, &rows));
         Ok(())
     }
 

@@ -128,6 +128,11 @@ fn carry_out(request: &admin::Request) -> Result<(), String> {
             supervision::restart(name).map_err(|error| control_error(name, error, "restart"))?;
             println!("{name} restarted on request");
         }
+        admin::Request::Trace(on) => {
+            supervision::trace(*on)
+                .map_err(|error| alloc::format!("cannot turn tracing on or off: {error}"))?;
+            println!("tracing {} on request", if *on { "on" } else { "off" });
+        }
         admin::Request::SwapFromFile { name, path } => {
             let module = read_file(path)?;
             supervision::swap(name, &module).map_err(|error| swap_error(name, error))?;

@@ -34,23 +34,23 @@ impl Core {
             }),
             atoll_abi::info::SERVICE => {
                 let index = usize::try_from(index).map_err(|_| Error::NotFound)?;
-                let slot = self.services.get(index).ok_or(Error::NotFound)?;
-                let state = self.sched.state(index).ok_or(Error::NotFound)?;
-                postcard::to_allocvec(&atoll_abi::info::ServiceInfo {
-                    name: slot.image.name.clone(),
-                    // The caller is the one service on the CPU.
-                    state: if index == id {
-                        atoll_abi::info::ServiceState::Running
-                    } else {
-                        info_state(state)
-                    },
-                    memory_bytes: slot.service.as_deref().map_or(0, Service::memory_size) as u64,
-                    fuel_used: slot.service.as_deref().map_or(0, Service::fuel_used),
-                    sent: slot.stats.sent,
-                    received: slot.stats.received,
-                    restarts: slot.restarts,
-                    swaps: slot.swaps,
-                    dma_bytes: slot.service.as_deref().map_or(0, Service::dma_bytes) as u64,
+                let record = self.service_info(index, Some(id)).ok_or(Error::NotFound)?;
+                postcard::to_allocvec(&record)
+            }
+            atoll_abi::info::ENDPOINT => {
+                let index = usize::try_from(index).map_err(|_| Error::NotFound)?;
+                let record = self.endpoint_info(index).ok_or(Error::NotFound)?;
+                postcard::to_allocvec(&record)
+            }
+            atoll_abi::info::TRACE => {
+                let trace = self.sched.trace_ref();
+                let (recorded, overwritten) = trace.counts();
+                postcard::to_allocvec(&atoll_abi::info::TraceInfo {
+                    on: trace.is_on(),
+                    held: u32::try_from(trace.held()).unwrap_or(u32::MAX),
+                    capacity: crate::trace::CAPACITY as u32,
+                    recorded,
+                    overwritten,
                 })
             }
             _ => return Err(Error::InvalidArgument),
@@ -61,6 +61,87 @@ impl Core {
         let service = slot.service.as_mut().ok_or(Error::BadHandle)?;
         service.write_memory(buffer, &record)?;
         Ok(Then::Continue(len))
+    }
+}
+
+impl Core {
+    /// Service `index`'s record; `asking` is the service on the CPU (which
+    /// `info` reports running).
+    pub(super) fn service_info(
+        &self,
+        index: usize,
+        asking: Option<ServiceId>,
+    ) -> Option<atoll_abi::info::ServiceInfo> {
+        let slot = self.services.get(index)?;
+        let state = self.sched.state(index)?;
+        let [blocked_receive_ns, blocked_reply_ns, blocked_sleep_ns] = self.sched.blocked_ns(index);
+        Some(atoll_abi::info::ServiceInfo {
+            name: slot.image.name.clone(),
+            state: if asking == Some(index) {
+                atoll_abi::info::ServiceState::Running
+            } else {
+                info_state(state)
+            },
+            memory_bytes: slot.service.as_deref().map_or(0, Service::memory_size) as u64,
+            fuel_used: slot.service.as_deref().map_or(0, Service::fuel_used),
+            sent: slot.stats.sent,
+            received: slot.stats.received,
+            restarts: slot.restarts,
+            swaps: slot.swaps,
+            dma_bytes: slot.service.as_deref().map_or(0, Service::dma_bytes) as u64,
+            slices: slot.stats.slices,
+            syscalls: slot.stats.syscalls,
+            faults: slot.stats.faults,
+            blocked_receive_ns,
+            blocked_reply_ns,
+            blocked_sleep_ns,
+        })
+    }
+
+    /// Endpoint `index`'s record.
+    pub(super) fn endpoint_info(&self, index: usize) -> Option<atoll_abi::info::EndpointInfo> {
+        let endpoint = self.endpoints.get(index)?;
+        let stats = endpoint.stats();
+        Some(atoll_abi::info::EndpointInfo {
+            name: endpoint.name.clone(),
+            provider: endpoint.owner.and_then(|owner| u32::try_from(owner).ok()),
+            queue_len: u32::try_from(endpoint.len()).unwrap_or(u32::MAX),
+            queue_depth: u32::try_from(endpoint.depth()).unwrap_or(u32::MAX),
+            queued: stats.queued,
+            queue_full: stats.queue_full,
+            peer_gone: stats.peer_gone,
+            deepest: stats.deepest,
+        })
+    }
+
+    /// The trace ring as dump lines ([`atoll_abi::trace`]): a header, the
+    /// services' and endpoints' names, the records oldest first, an end line.
+    pub(super) fn trace_dump(&self) -> Vec<String> {
+        let trace = self.sched.trace_ref();
+        let records = trace.records();
+        let (_, overwritten) = trace.counts();
+        let mut lines = Vec::with_capacity(records.len() + self.services.len() + 8);
+        lines.push(format!(
+            "trace: begin {} {overwritten} {} {}\n",
+            records.len(),
+            self.services.len(),
+            self.endpoints.len()
+        ));
+        for (index, slot) in self.services.iter().enumerate() {
+            lines.push(format!("trace-service {index} {}\n", slot.image.name));
+        }
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
+            let provider = endpoint
+                .owner
+                .map_or_else(|| String::from("-"), |owner| format!("{owner}"));
+            lines.push(format!(
+                "trace-endpoint {index} {provider} {}\n",
+                endpoint.name
+            ));
+        }
+        lines.extend(records.iter().map(atoll_abi::trace::Record::to_line));
+        lines.push(format!("trace: end {}\n", records.len()));
+        lines
     }
 }
 

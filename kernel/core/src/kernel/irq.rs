@@ -59,6 +59,13 @@ impl Core {
             if pushed == Some(Ok(())) {
                 self.queued_bytes += cost;
                 self.interrupts += 1;
+                self.sched.record(
+                    atoll_abi::trace::Kind::Interrupt,
+                    owner,
+                    endpoint,
+                    0,
+                    u32::from(irq),
+                );
                 self.deliver_if_waiting(owner, endpoint);
             } else {
                 self.irq_pending |= 1 << irq;

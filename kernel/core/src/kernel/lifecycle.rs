@@ -101,6 +101,10 @@ impl Core {
         if self.supervisor != Some(id) {
             return Err(Error::NotPermitted);
         }
+        if let on @ (CONTROL_TRACE_ON | CONTROL_TRACE_OFF) = op {
+            self.set_tracing(on == CONTROL_TRACE_ON)?;
+            return Ok(Then::Continue(0));
+        }
         let target = self
             .services
             .iter()
@@ -129,6 +133,17 @@ impl Core {
             _ => return Err(Error::InvalidArgument),
         }
         Ok(Then::Continue(0))
+    }
+
+    /// Turns the trace ring on or off (the supervisor's `control`, the host
+    /// control channel), with a line in the log.
+    pub(super) fn set_tracing(&mut self, on: bool) -> Result<(), Error> {
+        self.sched
+            .trace()
+            .set(on)
+            .map_err(|crate::trace::NoMemory| Error::NoMemory)?;
+        self.log(if on { "tracing on" } else { "tracing off" });
+        Ok(())
     }
 
     /// Takes service `id` off the CPU and out of whatever it waits for.
@@ -180,6 +195,8 @@ impl Core {
                 service.connect(id, self.me.clone());
                 slot.service = Some(Box::new(service));
                 slot.restarts = slot.restarts.saturating_add(1);
+                self.sched
+                    .record(atoll_abi::trace::Kind::Restart, id, usize::MAX, 0, 0);
                 let message = format!(
                     "service {} restarted ({} so far)",
                     slot.image.name, slot.restarts

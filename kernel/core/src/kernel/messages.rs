@@ -2,6 +2,7 @@
 //! handing a message or a reply to a parked service.
 
 use super::*;
+use atoll_abi::trace::Kind;
 
 impl crate::host::Messages for Core {
     fn fast_send(&mut self, id: ServiceId, handle: i32, message: Vec<u8>) -> i32 {
@@ -77,18 +78,23 @@ impl Core {
         let server = self
             .endpoints
             .get(endpoint)
-            .and_then(|endpoint| endpoint.owner)
-            .ok_or(Error::PeerGone)?;
+            .and_then(|endpoint| endpoint.owner);
+        let Some(server) = server else {
+            return Err(self.refused(endpoint, Error::PeerGone));
+        };
         if server == id {
             // Calling yourself could only wait for ever.
             return Err(Error::NotPermitted);
         }
-        let token = self.calls.insert(PendingCall {
+        let token = match self.calls.insert(PendingCall {
             caller: id,
             server,
             answer,
             received: false,
-        })?;
+        }) {
+            Ok(token) => token,
+            Err(error) => return Err(self.refused(endpoint, error)),
+        };
         if let Err(error) = self.enqueue(
             endpoint,
             Message {
@@ -149,19 +155,33 @@ impl Core {
         self.message_budget = bytes;
     }
 
+    /// Counts on `endpoint` a send or call refused before its queue; returns
+    /// the error.
+    fn refused(&mut self, endpoint: usize, error: Error) -> Error {
+        if let Some(queue) = self.endpoints.get_mut(endpoint) {
+            queue.count_refusal(error);
+        }
+        error
+    }
+
     /// Queues a message and, if the provider is waiting for one, delivers it.
     pub(super) fn enqueue(&mut self, endpoint: usize, message: Message) -> Result<(), Error> {
         let sender = message.sender;
         let cost = message_cost(&message);
         if self.queued_bytes.saturating_add(cost) > self.message_budget {
-            return Err(Error::QueueFull);
+            return Err(self.refused(endpoint, Error::QueueFull));
         }
         // The message's bytes were admitted when they were copied out of the
         // sender (`Heap::copy` in the host function): no second check here.
         let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
         let owner = queue.owner;
+        let (token, length) = (message.token, message.data.len());
         queue.push(message).map_err(|(error, _)| error)?;
         self.queued_bytes += cost;
+        // Recorded before the delivery below, whose receive comes after it.
+        let kind = if token == 0 { Kind::Send } else { Kind::Call };
+        let length = u32::try_from(length).unwrap_or(u32::MAX);
+        self.sched.record(kind, sender, endpoint, token, length);
         self.messages += 1;
         if let Some(slot) = self.services.get_mut(sender) {
             slot.stats.sent += 1;
@@ -289,6 +309,8 @@ impl Core {
         if let Some(call) = self.calls.get_mut(message.token) {
             call.received = true;
         }
+        self.sched
+            .record(Kind::Receive, id, message.sender, message.token, 0);
         let record = atoll_abi::ReceiveInfo {
             token: message.token,
             sender: message.sender as u32,
@@ -423,6 +445,9 @@ impl Core {
             },
         };
         self.calls.remove(token);
+        let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        self.sched
+            .record(Kind::Reply, id, call.caller, token, length);
         self.sched.wake(call.caller, result);
         Ok(Then::Continue(0))
     }

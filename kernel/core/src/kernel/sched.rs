@@ -11,12 +11,20 @@
 //! Scheduling is round robin over the FIFO run queue; each turn is at most one
 //! fuel slice (the kernel's loop, `Kernel::run`). Deadlines sit in an ordered
 //! set, so the next one is found in O(log n).
+//!
+//! Because every state change passes through here, this is also where time
+//! spent blocked is counted (by reason) and where block and wake events enter
+//! the trace ring, which the scheduler holds for the kernel ([`crate::trace`]).
 
+use crate::Platform;
 use crate::guest::GuestSlice;
 use crate::ipc::ServiceId;
+use crate::trace::Trace;
 use alloc::collections::{BTreeSet, VecDeque};
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use atoll_abi::trace::{BLOCK_RECEIVE, BLOCK_REPLY, BLOCK_SLEEP, KERNEL_PEER, Kind};
 
 /// Where a service is in its life.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +58,16 @@ pub enum Wait {
 }
 
 impl Wait {
+    /// What it waits for, as a trace record and the blocked-time counters
+    /// name it.
+    fn reason(&self) -> u32 {
+        match self {
+            Wait::Receive { .. } => BLOCK_RECEIVE,
+            Wait::Reply { .. } => BLOCK_REPLY,
+            Wait::Sleep { .. } => BLOCK_SLEEP,
+        }
+    }
+
     fn deadline(&self) -> Option<u64> {
         match self {
             Wait::Receive { deadline, .. } => *deadline,
@@ -59,7 +77,6 @@ impl Wait {
     }
 }
 
-#[derive(Default)]
 pub(super) struct Scheduler {
     states: Vec<ServiceState>,
     /// What each service resumes with when it next runs.
@@ -68,16 +85,69 @@ pub(super) struct Scheduler {
     /// The ready service taken off the run queue to run.
     running: Option<ServiceId>,
     timers: BTreeSet<(u64, ServiceId)>,
+    /// The platform clock, for blocked time and trace records.
+    clock: Arc<dyn Platform>,
+    /// When each blocked service blocked.
+    blocked_since: Vec<u64>,
+    /// Nanoseconds each service spent blocked, by [`Wait::reason`].
+    blocked_ns: Vec<[u64; 3]>,
+    trace: Trace,
 }
 
 impl Scheduler {
+    pub(super) fn new(clock: Arc<dyn Platform>) -> Scheduler {
+        Scheduler {
+            states: Vec::new(),
+            resume: Vec::new(),
+            run_queue: VecDeque::new(),
+            running: None,
+            timers: BTreeSet::new(),
+            clock,
+            blocked_since: Vec::new(),
+            blocked_ns: Vec::new(),
+            trace: Trace::default(),
+        }
+    }
+
     /// Adds a service, ready to run. Returns its id.
     pub(super) fn add(&mut self) -> ServiceId {
         let id = self.states.len();
         self.states.push(ServiceState::Ready);
         self.resume.push(0);
+        self.blocked_since.push(0);
+        self.blocked_ns.push([0; 3]);
         self.run_queue.push_back(id);
         id
+    }
+
+    /// Nanoseconds service `id` has spent blocked in `receive`, in `call`
+    /// (waiting for the reply) and in `sleep`, up to its last wake-up.
+    pub(super) fn blocked_ns(&self, id: ServiceId) -> [u64; 3] {
+        self.blocked_ns.get(id).copied().unwrap_or([0; 3])
+    }
+
+    /// The trace ring (to turn on or off and to read).
+    pub(super) fn trace(&mut self) -> &mut Trace {
+        &mut self.trace
+    }
+
+    pub(super) fn trace_ref(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// Records an event in the trace ring if tracing is on.
+    #[inline]
+    pub(super) fn record(
+        &mut self,
+        kind: Kind,
+        service: ServiceId,
+        peer: usize,
+        token: u32,
+        detail: u32,
+    ) {
+        let clock = &self.clock;
+        self.trace
+            .record(|| clock.now_ns(), kind, service, peer, token, detail);
     }
 
     pub(super) fn state(&self, id: ServiceId) -> Option<&ServiceState> {
@@ -187,6 +257,7 @@ impl Scheduler {
     fn set(&mut self, id: ServiceId, state: ServiceState) -> Option<ServiceState> {
         let slot = self.states.get_mut(id)?;
         let old = core::mem::replace(slot, state);
+        self.account(id, &old);
         if let ServiceState::Blocked(wait) = &old
             && let Some(deadline) = wait.deadline()
         {
@@ -209,5 +280,48 @@ impl Scheduler {
             _ => {}
         }
         Some(old)
+    }
+
+    /// Counts the time service `id` spent blocked, if it was, and records
+    /// its block or wake-up in the trace.
+    fn account(&mut self, id: ServiceId, old: &ServiceState) {
+        let entered = match self.states.get(id) {
+            Some(ServiceState::Blocked(wait)) => Some(wait.reason()),
+            _ => None,
+        };
+        let left = match old {
+            ServiceState::Blocked(wait) => Some(wait.reason()),
+            _ => None,
+        };
+        if entered.is_none() && left.is_none() {
+            return;
+        }
+        let now = self.clock.now_ns();
+        if let Some(reason) = left
+            && let Some(since) = self.blocked_since.get(id).copied()
+            && let Some(total) = self
+                .blocked_ns
+                .get_mut(id)
+                .and_then(|totals| totals.get_mut(reason as usize))
+        {
+            *total = total.saturating_add(now.saturating_sub(since));
+        }
+        if let Some(reason) = entered {
+            if let Some(since) = self.blocked_since.get_mut(id) {
+                *since = now;
+            }
+            self.trace
+                .record(|| now, Kind::Block, id, KERNEL_PEER.into(), 0, reason);
+        } else if matches!(self.states.get(id), Some(ServiceState::Ready)) {
+            let resume = self.resume.get(id).copied().unwrap_or(0);
+            self.trace.record(
+                || now,
+                Kind::Wake,
+                id,
+                KERNEL_PEER.into(),
+                0,
+                resume.cast_unsigned(),
+            );
+        }
     }
 }

@@ -30,6 +30,19 @@ impl Core {
                                 .control_write(&format!("error: swap of {service}: {error}\n")),
                         }
                     }
+                    Ok(Request::Tracing(on)) => {
+                        let line = match self.set_tracing(on) {
+                            Ok(()) if on => String::from("ok: tracing on\n"),
+                            Ok(()) => String::from("ok: tracing off\n"),
+                            Err(error) => format!("error: tracing: {error}\n"),
+                        };
+                        self.platform.control_write(&line);
+                    }
+                    Ok(Request::TraceDump) => {
+                        for line in self.trace_dump() {
+                            self.platform.control_write(&line);
+                        }
+                    }
                     Err(reason) => self.platform.control_write(&format!("{reason}\n")),
                 }
             }
@@ -191,6 +204,8 @@ impl Core {
             until_ns: now.saturating_add(probation),
         });
         slot.swaps = slot.swaps.saturating_add(1);
+        self.sched
+            .record(atoll_abi::trace::Kind::Swap, id, usize::MAX, 0, 0);
         let message = format!(
             "service {name} swapped to a new version ({} swaps)",
             slot.swaps

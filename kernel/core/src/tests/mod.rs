@@ -17,6 +17,7 @@ mod drivers;
 mod flat;
 mod ipc;
 mod memory;
+mod observe;
 mod scheduling;
 mod supervision;
 mod swap;

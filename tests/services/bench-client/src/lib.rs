@@ -10,6 +10,38 @@ atoll_sdk::entry!(main);
 const ROUND_TRIPS: u64 = 2000;
 const MESSAGES: u64 = 5000;
 const RESTARTS: usize = 21;
+/// Batches of round trips with tracing off, then on, in turn.
+const TRACE_BATCHES: usize = 5;
+
+/// The round trip with the kernel's trace ring off and on, in turns, asked
+/// of the supervisor (handle 3, `admin` protocol: `Trace(bool)` is variant
+/// 4, postcard `[4, on]`); the best batch of each. Nothing if there is no
+/// supervisor to ask.
+fn tracing_off_and_on(bench: Endpoint, request: &[u8], reply: &mut [u8]) {
+    let supervisor = Endpoint::from_handle(3);
+    let mut answer = [0u8; 64];
+    let mut trace = |on: bool| {
+        supervisor
+            .call(&[4, u8::from(on)], &mut answer)
+            .map(|a| a == [0])
+    };
+    let mut best = [u64::MAX; 2];
+    for _ in 0..TRACE_BATCHES {
+        for (slot, on) in best.iter_mut().zip([false, true]) {
+            if trace(on) != Ok(true) {
+                return;
+            }
+            let started = atoll_sdk::time();
+            for _ in 0..ROUND_TRIPS {
+                let _ = bench.call(request, reply);
+            }
+            *slot = (*slot).min((atoll_sdk::time() - started) / ROUND_TRIPS);
+        }
+    }
+    let _ = trace(false);
+    println!("bench: ipc_round_trip_trace_off_best_ns={}", best[0]);
+    println!("bench: ipc_round_trip_trace_on_best_ns={}", best[1]);
+}
 
 fn main() {
     let bench = Endpoint::from_handle(1);
@@ -30,6 +62,7 @@ fn main() {
     let elapsed = atoll_sdk::time() - started;
     println!("bench: ipc_round_trip_ns={}", elapsed / ROUND_TRIPS);
     println!("bench: ipc_round_trip_failures={failures}");
+    tracing_off_and_on(bench, &request, &mut reply);
 
     // One-way sends of 16 bytes; a full queue makes the sender yield.
     let started = atoll_sdk::time();

@@ -1,0 +1,178 @@
+//! atoll-trace-bench: the IPC call/reply round trip in the hosted kernel core,
+//! long enough to measure a difference of a few percent on a shared machine.
+//!
+//! `atoll-trace-bench [--trace] [--round-trips N]` boots a system of two
+//! services written in WAT, a client that calls a server N times (default
+//! 200,000) with 16 bytes and an echo server, runs it to its end and prints
+//! `wall_ns_per_round_trip=` and `cpu_ns_per_round_trip=` (the thread's own
+//! time on the CPU, from `/proc/thread-self/schedstat`: time the machine
+//! gave to other processes does not count). `--trace` turns the trace ring
+//! on before the first service runs. `image-builder bench --trace-overhead`
+//! runs it built twice (with and without atoll-core's `no-trace` feature).
+//! A platform of its own (clock, console), so that it needs nothing of
+//! image-builder.
+#![forbid(unsafe_code)]
+
+use atoll_abi::bundle::{self, Bundle, KernelSettings, ServiceImage, ServiceLimits};
+use atoll_core::{Kernel, Platform};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct Hosted {
+    started: Instant,
+    console: Mutex<String>,
+}
+
+impl Platform for Hosted {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn console_write(&self, text: &str) {
+        if let Ok(mut console) = self.console.lock() {
+            console.push_str(text);
+        }
+    }
+
+    fn wait_until(&self, deadline_ns: u64) {
+        let now = self.now_ns();
+        if deadline_ns > now {
+            std::thread::sleep(Duration::from_nanos(deadline_ns - now));
+        }
+    }
+}
+
+/// Calls handle 1 `$n` times with 16 bytes, then returns.
+fn client(round_trips: u64) -> String {
+    format!(
+        r#"(module
+        (import "atoll" "call" (func $call (param i32 i32 i32 i32 i32) (result i32)))
+        (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 0) "0123456789abcdef")
+        (data (i32.const 64) "round trips done")
+        (func (export "_start") (local $i i64)
+            (loop $again
+                (drop (call $call (i32.const 1) (i32.const 0) (i32.const 16) (i32.const 100) (i32.const 64)))
+                (local.set $i (i64.add (local.get $i) (i64.const 1)))
+                (br_if $again (i64.lt_u (local.get $i) (i64.const {round_trips}))))
+            (drop (call $log (i32.const 64) (i32.const 16)))))"#
+    )
+}
+
+/// Answers every call on handle 1 with its request, for ever.
+const SERVER: &str = r#"(module
+    (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+    (import "atoll" "reply" (func $reply (param i32 i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    (func (export "_start") (local $r i32)
+        (loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (if (i32.ge_s (local.get $r) (i32.const 0))
+                (then (drop (call $reply (i32.load (i32.const 200)) (i32.const 100) (local.get $r)))))
+            (br $serve))))"#;
+
+fn bundle(round_trips: u64) -> Result<Vec<u8>, String> {
+    let server = wat::parse_str(SERVER).map_err(|error| error.to_string())?;
+    let client = wat::parse_str(client(round_trips)).map_err(|error| error.to_string())?;
+    let image = |name, module, provides, uses| ServiceImage {
+        name,
+        module,
+        limits: ServiceLimits::default(),
+        provides,
+        uses,
+        supervisor: false,
+        restart: Default::default(),
+        args: Vec::new(),
+        env: Vec::new(),
+        grants: Default::default(),
+    };
+    bundle::encode(&Bundle {
+        kernel: KernelSettings {
+            system_name: "trace-bench".into(),
+            exit_when_idle: true,
+            inject_fault: None,
+        },
+        services: vec![
+            image("server", &server, vec!["bench"], Vec::new()),
+            image("client", &client, Vec::new(), vec!["bench"]),
+        ],
+    })
+    .map_err(|error| error.to_string())
+}
+
+/// This thread's time on the CPU so far, in ns (`None` where the kernel does
+/// not say).
+fn cpu_ns() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+fn main() -> ExitCode {
+    let mut trace = false;
+    let mut round_trips = 200_000u64;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--trace" => trace = true,
+            "--round-trips" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => round_trips = n,
+                _ => {
+                    eprintln!("--round-trips takes a positive number");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => {
+                eprintln!("usage: atoll-trace-bench [--trace] [--round-trips N]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let bundle = match bundle(round_trips) {
+        Ok(bundle) => bundle,
+        Err(error) => {
+            eprintln!("atoll-trace-bench: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let platform = std::sync::Arc::new(Hosted {
+        started: Instant::now(),
+        console: Mutex::new(String::new()),
+    });
+    let Ok((mut kernel, _)) = Kernel::boot(&bundle, platform.clone()) else {
+        eprintln!("atoll-trace-bench: the kernel core cannot boot the system");
+        return ExitCode::from(3);
+    };
+    if trace && kernel.set_tracing(true).is_err() {
+        eprintln!("atoll-trace-bench: cannot turn tracing on");
+        return ExitCode::from(3);
+    }
+    let (wall, cpu) = (Instant::now(), cpu_ns());
+    let summary = kernel.run();
+    let wall = wall.elapsed().as_nanos() as f64;
+    let cpu = cpu
+        .zip(cpu_ns())
+        .map(|(before, after)| after.saturating_sub(before) as f64);
+    let console = platform
+        .console
+        .lock()
+        .map(|console| console.clone())
+        .unwrap_or_default();
+    if !console.contains("[client] round trips done") {
+        eprintln!("atoll-trace-bench: the client did not finish ({summary}):\n{console}");
+        return ExitCode::from(1);
+    }
+    let records = kernel
+        .trace_dump()
+        .iter()
+        .filter(|line| line.starts_with("trace-record"))
+        .count();
+    let per = |ns: f64| ns / round_trips as f64;
+    println!("wall_ns_per_round_trip={:.1}", per(wall));
+    if let Some(cpu) = cpu {
+        println!("cpu_ns_per_round_trip={:.1}", per(cpu));
+    }
+    println!("trace records held: {records}; {summary}");
+    ExitCode::SUCCESS
+}
