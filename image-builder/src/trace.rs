@@ -17,6 +17,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The most services or endpoints a dump may name (far above any system).
+const MAX_INDEX: usize = 65_536;
+
 /// A trace dump, parsed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Dump {
@@ -41,6 +44,10 @@ impl Dump {
                     };
                     begun = true;
                 }
+                // Indexes beyond what a system can hold (a garbled line) are
+                // skipped, not allocated for.
+                Some(Line::Service { index, .. } | Line::Endpoint { index, .. })
+                    if index as usize >= MAX_INDEX => {}
                 Some(Line::Service { index, name }) => {
                     let index = index as usize;
                     if dump.services.len() <= index {

@@ -139,10 +139,9 @@ impl ControlChannel {
                 Some(0) => Parsed::Done(header + 1, Ok(Request::Tracing(false))),
                 Some(1) => Parsed::Done(header + 1, Ok(Request::Tracing(true))),
                 Some(2) => Parsed::Done(header + 1, Ok(Request::TraceDump)),
-                Some(_) => Parsed::Done(
-                    header + 1,
-                    Err(String::from("error: unknown trace request")),
-                ),
+                // Only the magic is dropped: the byte after it may start the
+                // next request.
+                Some(_) => Parsed::Done(header, Err(String::from("error: unknown trace request"))),
             };
         }
         let Some(&[a, b]) = self.buffer.get(header..header + 2) else {
@@ -218,11 +217,17 @@ mod tests {
         bytes.extend(encode_trace(None));
         bytes.extend(encode_trace(Some(false)));
         bytes.extend(b"ATRC\x09");
+        // A bad op byte costs only its magic: the request right after it
+        // still counts.
+        bytes.extend(b"ATRC");
+        bytes.extend(encode_trace(Some(true)));
         for split in 0..bytes.len() {
             let mut channel = ControlChannel::default();
             let mut requests = channel.feed(&bytes[..split]);
             requests.extend(channel.feed(&bytes[split..]));
-            assert_eq!(requests.len(), 5, "split at {split}: {requests:?}");
+            assert_eq!(requests.len(), 7, "split at {split}: {requests:?}");
+            assert_eq!(requests[5], Err("error: unknown trace request".into()));
+            assert_eq!(requests[6], Ok(Request::Tracing(true)));
             assert_eq!(requests[0], Ok(Request::Tracing(true)));
             assert!(matches!(&requests[1], Ok(Request::Swap { service, .. }) if service == "a"));
             assert_eq!(requests[2], Ok(Request::TraceDump));

@@ -39,6 +39,15 @@ pub struct Trace {
 pub struct NoMemory;
 
 impl Trace {
+    /// Bytes turning recording on would take from the heap now: the ring's
+    /// memory the first time, nothing after (the caller admits them).
+    pub fn bytes_to_turn_on(&self) -> usize {
+        if cfg!(feature = "no-trace") {
+            return 0;
+        }
+        CAPACITY.saturating_sub(self.records.capacity()) * core::mem::size_of::<Record>()
+    }
+
     /// Turns recording on (taking the ring's memory the first time) or off;
     /// what the ring holds stays either way.
     pub fn set(&mut self, on: bool) -> Result<(), NoMemory> {

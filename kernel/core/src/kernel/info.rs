@@ -34,8 +34,20 @@ impl Core {
             }),
             atoll_abi::info::SERVICE => {
                 let index = usize::try_from(index).map_err(|_| Error::NotFound)?;
-                let record = self.service_info(index, Some(id)).ok_or(Error::NotFound)?;
+                let mut record = self.service_info(index, Some(id)).ok_or(Error::NotFound)?;
+                if !self.observes(id) {
+                    // How often and how long a service runs and waits tells
+                    // of its traffic: for observers only.
+                    record.slices = 0;
+                    record.syscalls = 0;
+                    record.blocked_receive_ns = 0;
+                    record.blocked_reply_ns = 0;
+                    record.blocked_sleep_ns = 0;
+                }
                 postcard::to_allocvec(&record)
+            }
+            atoll_abi::info::ENDPOINT | atoll_abi::info::TRACE if !self.observes(id) => {
+                return Err(Error::NotPermitted);
             }
             atoll_abi::info::ENDPOINT => {
                 let index = usize::try_from(index).map_err(|_| Error::NotFound)?;
@@ -65,6 +77,25 @@ impl Core {
 }
 
 impl Core {
+    /// Whether service `id` may read the counters (endpoint records, the
+    /// trace ring's state, the per-service run and wait counters): the
+    /// supervisor, and services it gave its endpoint to (the shell, a
+    /// benchmark client). Holding the supervisor's endpoint is already the
+    /// right to stop and restart services; reading how they run goes with it.
+    fn observes(&self, id: ServiceId) -> bool {
+        let Some(supervisor) = self.supervisor else {
+            return false;
+        };
+        id == supervisor
+            || self.services.get(id).is_some_and(|slot| {
+                slot.handles.iter().any(|handle| {
+                    self.endpoints
+                        .get(handle.endpoint)
+                        .is_some_and(|endpoint| endpoint.owner == Some(supervisor))
+                })
+            })
+    }
+
     /// Service `index`'s record; `asking` is the service on the CPU (which
     /// `info` reports running).
     pub(super) fn service_info(

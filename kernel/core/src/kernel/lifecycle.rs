@@ -138,10 +138,15 @@ impl Core {
     /// Turns the trace ring on or off (the supervisor's `control`, the host
     /// control channel), with a line in the log.
     pub(super) fn set_tracing(&mut self, on: bool) -> Result<(), Error> {
+        // The ring's memory is taken at the first `on`: admitted like any
+        // memory a service's request makes the kernel hold.
+        if on {
+            self.heap.admit(self.sched.trace_ref().bytes_to_turn_on())?;
+        }
         self.sched
             .trace()
             .set(on)
-            .map_err(|crate::trace::NoMemory| Error::NoMemory)?;
+            .map_err(|crate::trace::NoMemory| Error::OutOfMemory)?;
         self.log(if on { "tracing on" } else { "tracing off" });
         Ok(())
     }

@@ -301,3 +301,58 @@ mod traced {
         assert!(output.ends_with(&format!("trace: end {}\n", records.len())));
     }
 }
+
+/// Reads `info` kinds 2 (endpoint 0) and 3 (the trace ring), and the record
+/// length of service 0, reporting each result.
+fn info_reader(data: &str) -> String {
+    probe(data, "").replace(
+        r#"(memory (export "memory") 1)"#,
+        r#"(import "atoll" "info" (func $info (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)"#,
+    )
+    .replace(
+        "(local $t i64)\n            ",
+        "(local $t i64)
+            (if (i32.gt_u (i32.load8_u (i32.const 0)) (i32.const 0))
+                (then (drop (call $lookup (i32.const 0) (i32.const 6)))))
+            (call $report (call $info (i32.const 2) (i32.const 0) (i32.const 1024) (i32.const 512)))
+            (call $report (call $info (i32.const 3) (i32.const 0) (i32.const 1024) (i32.const 512)))
+            (call $report (i32.gt_s (call $info (i32.const 1) (i32.const 0) (i32.const 1024) (i32.const 512)) (i32.const 0)))",
+    )
+}
+
+#[test]
+fn only_the_supervisor_and_holders_of_its_endpoint_read_the_counters() {
+    let (system, _) = TestSystem::new()
+        .service("sup", holder())
+        .provides("events")
+        .supervisor()
+        .service("shell", info_reader("events"))
+        .uses("events")
+        .service("nosy", info_reader(""))
+        .run();
+    let nosy = system.lines_of("nosy");
+    let shell = system.lines_of("shell");
+    assert_eq!(
+        nosy,
+        [
+            code(Error::NotPermitted),
+            code(Error::NotPermitted),
+            "1".to_string()
+        ],
+        "{}",
+        system.console()
+    );
+    assert!(
+        shell
+            .first()
+            .and_then(|line| line.parse::<i32>().ok())
+            .is_some_and(|len| len > 0)
+            && shell
+                .get(1)
+                .and_then(|line| line.parse::<i32>().ok())
+                .is_some_and(|len| len > 0),
+        "{shell:?}\n{}",
+        system.console()
+    );
+}
