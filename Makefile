@@ -68,6 +68,8 @@ lint: setup
 	cargo clippy --profile kernel -p atoll-kernel --target x86_64-unknown-none --features portable-dispatch --target-dir target/cross-baseline -- -D warnings
 	cargo clippy --release -p wasmi-runner -- -D warnings
 	cargo clippy --release -p atoll-fuzz --all-targets -- -D warnings
+	# The tracing-overhead bench (built by `make bench` only).
+	cargo clippy --release -p atoll-trace-bench --all-targets -- -D warnings
 	cargo clippy --profile service --target wasm32-unknown-unknown $(foreach p,$(WASM_CRATES),-p $(p)) -- -D warnings
 	cargo clippy --release --tests $(foreach p,$(HOST_TESTED_SERVICES),-p $(p)) -- -D warnings
 

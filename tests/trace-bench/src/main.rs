@@ -87,6 +87,7 @@ fn bundle(round_trips: u64) -> Result<Vec<u8>, String> {
         args: Vec::new(),
         env: Vec::new(),
         grants: Default::default(),
+        preopens: Vec::new(),
     };
     bundle::encode(&Bundle {
         kernel: KernelSettings {
