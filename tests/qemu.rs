@@ -1137,6 +1137,18 @@ fn a_trace_of_calls_a_fault_and_a_restart_is_fetched_and_drawn() {
             .iter()
             .map(|step| step["ph"].as_str().unwrap())
             .collect();
+        // A flow cut by the ring's start, the end of the trace or the
+        // crasher's fault is a contiguous piece of s, t, f; any other shape
+        // (a reply before its receive) is wrong.
+        let pieces: [&[&str]; 6] = [
+            &["s", "t", "f"],
+            &["s", "t"],
+            &["t", "f"],
+            &["s"],
+            &["t"],
+            &["f"],
+        ];
+        assert!(pieces.contains(&phases.as_slice()), "{steps:?}");
         if phases != ["s", "t", "f"] {
             continue;
         }
