@@ -121,9 +121,18 @@ impl Scheduler {
     }
 
     /// Nanoseconds service `id` has spent blocked in `receive`, in `call`
-    /// (waiting for the reply) and in `sleep`, up to its last wake-up.
+    /// (waiting for the reply) and in `sleep`, up to now.
+    /// Includes the wait in progress: a server waiting since boot has been
+    /// blocked all that time, not for 0 ns.
     pub(super) fn blocked_ns(&self, id: ServiceId) -> [u64; 3] {
-        self.blocked_ns.get(id).copied().unwrap_or([0; 3])
+        let mut totals = self.blocked_ns.get(id).copied().unwrap_or([0; 3]);
+        if let Some(ServiceState::Blocked(wait)) = self.states.get(id)
+            && let Some(since) = self.blocked_since.get(id).copied()
+            && let Some(total) = totals.get_mut(wait.reason() as usize)
+        {
+            *total = total.saturating_add(self.clock.now_ns().saturating_sub(since));
+        }
+        totals
     }
 
     /// The trace ring (to turn on or off and to read).

@@ -69,6 +69,16 @@ fn messages_and_kernel_calls_are_each_counted_once() {
     assert_eq!(client.blocked_receive_ns, 0);
     assert!(server.blocked_receive_ns > 0, "{server:?}");
     assert_eq!(server.blocked_reply_ns, 0);
+    // The wait in progress counts: the server still waits, so its time
+    // blocked in `receive` grows while it does.
+    let before = server.blocked_receive_ns;
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let later = system.kernel.service_info();
+    assert!(
+        service(&later, "server").blocked_receive_ns > before,
+        "{:?}",
+        service(&later, "server")
+    );
     let endpoints = system.kernel.endpoint_info();
     let echo = endpoint(&endpoints, "echo");
     assert_eq!(echo.queued, 5);
