@@ -440,6 +440,11 @@ impl Core {
             Answer::File => match caller.file_answer(data) {
                 crate::host::FileStep::Done(errno) => errno,
                 crate::host::FileStep::Again { handle, message } => {
+                    // This step's answer is a reply like any other: the
+                    // trace shows each step as call, receive, reply.
+                    let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                    self.sched
+                        .record(Kind::Reply, id, call.caller, token, length);
                     return self.call_again(call, token, handle, message);
                 }
             },
