@@ -12,8 +12,8 @@
 //! nothing and cannot fail; when off, recording is one predictable branch on
 //! a field the caller already holds, and reads no clock. The same event
 //! coming again right after itself is counted on the record before instead of
-//! taking a slot (a service polling an empty queue would otherwise wipe the
-//! ring). With the cargo feature `no-trace` recording compiles to nothing (the
+//! taking a slot (a service refused in a loop would otherwise wipe the
+//! ring; an empty `receive(timeout 0)` records nothing). With the cargo feature `no-trace` recording compiles to nothing (the
 //! build the overhead is measured against).
 
 use alloc::vec::Vec;
