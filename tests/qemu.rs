@@ -1198,11 +1198,26 @@ fn a_trace_of_calls_a_fault_and_a_restart_is_fetched_and_drawn() {
 #[test]
 fn a_short_qemu_fault_campaign_on_the_storage_path_loses_no_byte() {
     const FAULTS: u64 = 300;
+    // A copy of its own: a `make chaos-qemu` may run beside the tests.
+    let instance = support::instance();
     let output = support::image_builder()
-        .args(["chaos", "--qemu", "--seed", "3", "--faults"])
+        .args([
+            "chaos",
+            "--qemu",
+            "--seed",
+            "3",
+            "--instance",
+            &instance,
+            "--faults",
+        ])
         .arg(FAULTS.to_string())
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(
+        support::workspace()
+            .join("target/atoll/storage-chaos/instances")
+            .join(&instance),
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");

@@ -40,7 +40,12 @@ fn pattern(index: u64) -> u8 {
 
 /// Builds and boots the campaign, prints its report; returns the exit status:
 /// 0 passed, 1 an invariant failed, 3 the kernel failed or hung.
-pub fn run(system_path: &Path, options: &BuildOptions, settings: &Settings) -> Result<u8, Error> {
+pub fn run(
+    system_path: &Path,
+    options: &BuildOptions,
+    settings: &Settings,
+    instance: Option<&str>,
+) -> Result<u8, Error> {
     let mut system = manifest::load(system_path).map_err(Error::Diagnostics)?;
     let supervisor = system
         .services
@@ -53,7 +58,7 @@ pub fn run(system_path: &Path, options: &BuildOptions, settings: &Settings) -> R
     let image = artifacts
         .bios_image
         .ok_or_else(|| Error::Other("no BIOS image was written".into()))?;
-    let state = crate::push::state_dir(&options.workspace, &system.name, None)?;
+    let state = crate::push::state_dir(&options.workspace, &system.name, instance)?;
     let _running = crate::push::lock_run(&state, &system.name)?;
     let folder = state.join("disk-folder");
     let _ = std::fs::remove_dir_all(&folder);

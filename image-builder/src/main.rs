@@ -206,6 +206,10 @@ enum Command {
         /// system and the console while a reader verifies a file.
         #[arg(long)]
         qemu: bool,
+        /// With --qemu: run as this copy of the system (its own state
+        /// folder and disk, as `run --instance`).
+        #[arg(long)]
+        instance: Option<String>,
         /// The campaign's system (default tests/systems/chaos.toml, or
         /// tests/systems/storage-chaos.toml with --qemu).
         #[arg(long)]
@@ -349,6 +353,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             seed,
             verbose,
             qemu,
+            instance,
             system,
         } => {
             let settings = chaos::Settings {
@@ -362,6 +367,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     &workspace.join(system),
                     &options(Firmware::Bios),
                     &settings,
+                    instance.as_deref(),
                 );
             }
             let system = system.unwrap_or_else(|| "tests/systems/chaos.toml".into());
