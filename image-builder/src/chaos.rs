@@ -430,16 +430,7 @@ pub fn run(
         "wall_s": seconds,
         "passed": failures.is_empty(),
     });
-    let out_dir = options.workspace.join("target").join("bench");
-    std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
-    let path = out_dir.join("chaos.jsonl");
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut file| writeln!(file, "{record}"))
-        .context(|| format!("writing {}", path.display()))?;
-    println!("chaos: figures appended to {}", path.display());
+    append_record(&options.workspace, &record)?;
 
     if failures.is_empty() {
         println!("chaos: passed");
@@ -472,8 +463,23 @@ const KINDS: [&str; 13] = [
     "swapped-mid-call",
 ];
 
-/// `key=value` pairs of the report line.
-fn parse_report(line: &str) -> BTreeMap<String, u64> {
+/// Appends a run's figures to `target/bench/chaos.jsonl` (both campaigns).
+pub(crate) fn append_record(workspace: &Path, record: &serde_json::Value) -> Result<(), Error> {
+    let out_dir = workspace.join("target").join("bench");
+    std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
+    let path = out_dir.join("chaos.jsonl");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| writeln!(file, "{record}"))
+        .context(|| format!("writing {}", path.display()))?;
+    println!("chaos: figures appended to {}", path.display());
+    Ok(())
+}
+
+/// `key=value` pairs of a campaign's report line (both campaigns).
+pub(crate) fn parse_report(line: &str) -> BTreeMap<String, u64> {
     line.split_whitespace()
         .filter_map(|pair| pair.split_once('='))
         .filter_map(|(key, value)| Some((key.to_string(), value.parse().ok()?)))

@@ -11,11 +11,10 @@
 //! panic or CPU exception, no console silence longer than [`SILENCE`].
 
 use crate::builder::{self, BuildOptions};
-use crate::chaos::Settings;
+use crate::chaos::{Settings, parse_report};
 use crate::error::{Context, Error};
 use crate::{disk, manifest, qemu};
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -249,16 +248,7 @@ pub fn run(
         "wall_s": wall.as_secs_f64(),
         "passed": failures.is_empty(),
     });
-    let out_dir = options.workspace.join("target").join("bench");
-    std::fs::create_dir_all(&out_dir).context(|| format!("creating {}", out_dir.display()))?;
-    let path = out_dir.join("chaos.jsonl");
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut file| writeln!(file, "{record}"))
-        .context(|| format!("writing {}", path.display()))?;
-    println!("chaos: figures appended to {}", path.display());
+    crate::chaos::append_record(&options.workspace, &record)?;
     if failures.is_empty() {
         println!("chaos: passed");
         return Ok(0);
@@ -304,14 +294,6 @@ const KINDS: [&str; 12] = [
     "hostile-disk-read",
     "hostile-file-read",
 ];
-
-/// `key=value` pairs of the report line.
-fn parse_report(line: &str) -> BTreeMap<String, u64> {
-    line.split_whitespace()
-        .filter_map(|pair| pair.split_once('='))
-        .filter_map(|(key, value)| Some((key.to_string(), value.parse().ok()?)))
-        .collect()
-}
 
 #[cfg(test)]
 mod tests {
