@@ -31,6 +31,8 @@ pub use atoll_abi::{Error, MAX_MESSAGE_LEN, MAX_MODULE_LEN};
 extern crate alloc;
 
 #[cfg(target_family = "wasm")]
+pub mod args;
+#[cfg(target_family = "wasm")]
 pub mod driver;
 #[cfg(target_family = "wasm")]
 pub mod handoff;

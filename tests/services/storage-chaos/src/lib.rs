@@ -26,7 +26,7 @@
 //! `storage-chaos: report key=value...` line and `storage-chaos: passed` (no
 //! violation, no stall, no corrupt read) or `storage-chaos: FAILED`.
 #![no_std]
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -483,43 +483,11 @@ fn splitmix(seed: u64) -> u64 {
 
 fn arguments() -> (u64, u64) {
     let mut values = [1000u64, 1];
-    let arguments = wasi::arguments();
+    let arguments = atoll_sdk::args::arguments();
     for (value, text) in values.iter_mut().zip(arguments.iter().skip(1)) {
         if let Ok(parsed) = text.parse() {
             *value = parsed;
         }
     }
     (values[0], values[1])
-}
-
-/// WASI preview1's argv, which the kernel links for modules importing it.
-#[allow(unsafe_code, reason = "the two WASI imports are raw host functions")]
-mod wasi {
-    use alloc::string::String;
-    use alloc::vec::Vec;
-
-    #[link(wasm_import_module = "wasi_snapshot_preview1")]
-    unsafe extern "C" {
-        fn args_sizes_get(count: *mut u32, bytes: *mut u32) -> i32;
-        fn args_get(pointers: *mut u32, bytes: *mut u8) -> i32;
-    }
-
-    pub fn arguments() -> Vec<String> {
-        let (mut count, mut bytes) = (0u32, 0u32);
-        // SAFETY: the kernel writes one u32 at each pointer, both live locals.
-        if unsafe { args_sizes_get(&mut count, &mut bytes) } != 0 {
-            return Vec::new();
-        }
-        let mut pointers = alloc::vec![0u32; count as usize];
-        let mut text = alloc::vec![0u8; bytes as usize];
-        // SAFETY: the buffers have the sizes `args_sizes_get` gave; the kernel
-        // writes `count` pointers and `bytes` bytes of NUL-ended strings.
-        if unsafe { args_get(pointers.as_mut_ptr(), text.as_mut_ptr()) } != 0 {
-            return Vec::new();
-        }
-        text.split(|&byte| byte == 0)
-            .take(count as usize)
-            .map(|argument| String::from_utf8_lossy(argument).into_owned())
-            .collect()
-    }
 }
