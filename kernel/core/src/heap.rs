@@ -61,6 +61,8 @@ pub struct Heap {
     /// Interpreters loaded (services, and previous versions kept for a
     /// rollback), each of which may still grow its stacks.
     interpreters: AtomicUsize,
+    /// Bytes claimed by lazily translated programs for their code.
+    code: AtomicUsize,
 }
 
 impl Heap {
@@ -69,16 +71,18 @@ impl Heap {
         Arc::new(Heap {
             platform,
             interpreters: AtomicUsize::new(0),
+            code: AtomicUsize::new(0),
         })
     }
 
-    /// Free bytes that must stay free whatever a service does: the reserve
-    /// and every interpreter's stack headroom.
+    /// Free bytes that must stay free whatever a service does: the reserve,
+    /// every interpreter's stack headroom and every lazy program's code.
     #[must_use]
     pub fn kept_free(&self) -> usize {
         self.interpreters
             .load(Ordering::Relaxed)
             .saturating_mul(INTERPRETER_STACK_BYTES)
+            .saturating_add(self.code.load(Ordering::Relaxed))
             .saturating_add(KERNEL_HEAP_RESERVE)
     }
 
@@ -111,6 +115,19 @@ impl Heap {
         })
     }
 
+    /// Keeps `bytes` free (after admitting them) for code a lazily
+    /// translated program allocates as it runs; the claim ends when it is
+    /// dropped. The bound counts twice once the code exists: safe, and small
+    /// beside the heap.
+    pub fn claim_code(self: &Arc<Heap>, bytes: usize) -> Result<CodeClaim, Error> {
+        self.admit(bytes)?;
+        self.code.fetch_add(bytes, Ordering::Relaxed);
+        Ok(CodeClaim {
+            heap: Arc::clone(self),
+            bytes,
+        })
+    }
+
     /// The platform's free bytes (for `info`).
     #[must_use]
     pub fn available(&self) -> usize {
@@ -126,5 +143,17 @@ pub struct InterpreterClaim {
 impl Drop for InterpreterClaim {
     fn drop(&mut self) {
         self.heap.interpreters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A lazily translated program's claim on the heap for its code.
+pub struct CodeClaim {
+    heap: Arc<Heap>,
+    bytes: usize,
+}
+
+impl Drop for CodeClaim {
+    fn drop(&mut self) {
+        self.heap.code.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }

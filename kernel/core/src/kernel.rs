@@ -468,22 +468,26 @@ impl Core {
                     )),
                 }
             }
-            let loaded =
-                Program::compile(image.module, &image.limits, &kernel.heap).and_then(|program| {
-                    let image = Image {
-                        name: image.name.to_string(),
-                        program: Arc::new(program),
-                        limits: image.limits,
-                        endpoint_names: names,
-                        args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
-                        env: image.env.iter().map(|var| (*var).to_string()).collect(),
-                        preopens,
-                        grants,
-                    };
-                    let service =
-                        Service::start(&image, Arc::clone(&kernel.platform), &kernel.heap)?;
-                    Ok((image, service))
-                });
+            let loaded = Program::compile(
+                image.module,
+                &image.limits,
+                &kernel.heap,
+                crate::loader::Translation::Lazy,
+            )
+            .and_then(|program| {
+                let image = Image {
+                    name: image.name.to_string(),
+                    program: Arc::new(program),
+                    limits: image.limits,
+                    endpoint_names: names,
+                    args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
+                    env: image.env.iter().map(|var| (*var).to_string()).collect(),
+                    preopens,
+                    grants,
+                };
+                let service = Service::start(&image, Arc::clone(&kernel.platform), &kernel.heap)?;
+                Ok((image, service))
+            });
             match loaded {
                 Ok((reload, service)) => {
                     let id = kernel.sched.add();

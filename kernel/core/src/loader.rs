@@ -6,10 +6,28 @@
 use crate::heap::Heap;
 use crate::host::HostState;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use atoll_abi::bundle::ServiceLimits;
 use atoll_abi::{ENTRY_POINT, IMPORT_MODULE, MEMORY_EXPORT, ValueType};
-use wasmi::{CompilationMode, Config, EnforcedLimits, Engine, ExternType, Linker, Module, ValType};
+use wasmi::{
+    CompilationMode, Config, CustomFuelCosts, EnforcedLimits, Engine, ExternType, Linker, Module,
+    ValType,
+};
+
+/// When a program's functions are translated into the interpreter's code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Translation {
+    /// All of them before the program is accepted: for modules a service
+    /// hands the kernel at run time (`swap`), so that a module wasmi cannot
+    /// translate is refused, and a swap's pause translates nothing.
+    Eager,
+    /// Each on its first call (validation stays eager): for the boot bundle,
+    /// whose modules image-builder already compiled eagerly with this
+    /// configuration (`validate`), so no translation can fail. Boot then
+    /// translates only what runs.
+    Lazy,
+}
 
 /// A module compiled and checked under the kernel's configuration, its host
 /// functions linked: what boot, every restart and a hot swap instantiate.
@@ -17,6 +35,9 @@ pub struct Program {
     pub(crate) module: Module,
     pub(crate) linker: Linker<HostState>,
     pub info: ModuleInfo,
+    /// For a lazily translated program: the heap headroom its code may still
+    /// take, kept free while the program lives.
+    _code: Option<crate::heap::CodeClaim>,
 }
 
 impl Program {
@@ -25,11 +46,20 @@ impl Program {
     pub fn compile(
         bytes: &[u8],
         limits: &ServiceLimits,
-        heap: &Heap,
+        heap: &Arc<Heap>,
+        translation: Translation,
     ) -> Result<Program, LoadError> {
-        heap.admit(crate::heap::compile_cost(bytes))
-            .map_err(|_| LoadError::OutOfMemory)?;
-        let module = compile(bytes)?;
+        let cost = crate::heap::compile_cost(bytes);
+        // Lazy: the code is allocated while the service runs, inside wasmi
+        // (infallibly), so its bound stays claimed for the program's life.
+        let code = match translation {
+            Translation::Eager => {
+                heap.admit(cost).map_err(|_| LoadError::OutOfMemory)?;
+                None
+            }
+            Translation::Lazy => Some(heap.claim_code(cost).map_err(|_| LoadError::OutOfMemory)?),
+        };
+        let module = compile(bytes, translation)?;
         let info = check(&module, bytes, limits)?;
         let mut linker = Linker::new(module.engine());
         crate::host::define(&mut linker, info.uses_wasi).map_err(LoadError::Instantiate)?;
@@ -37,6 +67,7 @@ impl Program {
             module,
             linker,
             info,
+            _code: code,
         })
     }
 }
@@ -217,7 +248,7 @@ pub struct ModuleInfo {
 /// for these reasons. (What is left to instantiation: the start function, and
 /// the kernel heap's room at the time.)
 pub fn validate(module: &[u8], limits: &ServiceLimits) -> Result<ModuleInfo, LoadError> {
-    check(&compile(module)?, module, limits)
+    check(&compile(module, Translation::Eager)?, module, limits)
 }
 
 fn check(module: &Module, bytes: &[u8], limits: &ServiceLimits) -> Result<ModuleInfo, LoadError> {
@@ -229,9 +260,9 @@ fn check(module: &Module, bytes: &[u8], limits: &ServiceLimits) -> Result<Module
 
 /// Compiles `bytes` in an `Engine` of its own, after the checks that must
 /// precede the interpreter (no module reaches wasmi's recursive paths unbounded).
-fn compile(bytes: &[u8]) -> Result<Module, LoadError> {
+fn compile(bytes: &[u8], translation: Translation) -> Result<Module, LoadError> {
     crate::preflight::check(bytes).map_err(LoadError::Preflight)?;
-    let engine = Engine::new(&engine_config());
+    let engine = Engine::new(&engine_config(translation));
     Module::new(&engine, bytes).map_err(LoadError::Compile)
 }
 
@@ -482,17 +513,31 @@ fn check_exports(module: &Module) -> Result<(), LoadError> {
 }
 
 /// The interpreter configuration every service runs under.
-fn engine_config() -> Config {
+fn engine_config(translation: Translation) -> Config {
     let mut config = Config::default();
     config
         .consume_fuel(true)
-        // Fuel running out during lazy compilation is not resumable: compile
-        // everything up front.
-        .compilation_mode(CompilationMode::Eager)
+        .compilation_mode(match translation {
+            Translation::Eager => CompilationMode::Eager,
+            Translation::Lazy => CompilationMode::LazyTranslation,
+        })
+        // Translation is free of fuel: wasmi 2.0 ends a call that runs out of
+        // fuel while translating lazily with an error, not a resumable
+        // out-of-fuel (vendor/wasmi: `compile_or_get_func_entry`), which would
+        // be the service's fault. Each function is translated once per
+        // program, so its cost is bounded by the module's size, as eager
+        // translation at load is; copies keep wasmi's default cost.
+        .fuel_cost(CustomFuelCosts {
+            bytes_copied_per_fuel: 64,
+            fuel_per_bytes_translated: 0,
+            fuel_per_bytes_validated: 0,
+        })
         // No `EnforcedLimits::strict()`: its cap of 1,000 data segments refuses
         // every Go program (about 28,000), and its other bounds guard lazy
-        // compilation, which is off. A module's size is bounded instead (the
-        // bundle is built by image-builder; `swap` takes at most
+        // compilation of untrusted modules, which is off: only the bundle's
+        // modules, which image-builder translated eagerly under this same
+        // configuration, are translated lazily. A module's size is bounded
+        // instead (the bundle is built by image-builder; `swap` takes at most
         // `atoll_abi::MAX_MODULE_LEN` (16 MiB) and only with the heap reserve
         // intact), and compiling is linear in it.
         .enforced_limits(EnforcedLimits::default())
@@ -516,7 +561,7 @@ mod tests {
             r#"(module (table 2 funcref) (elem (i32.const 1) func $f $f) (func $f))"#,
         )
         .unwrap();
-        let engine = Engine::new(&engine_config());
+        let engine = Engine::new(&engine_config(Translation::Eager));
         let module = Module::new(&engine, &module).unwrap();
         let mut store = Store::new(&engine, ());
         let error = Linker::<()>::new(&engine)
@@ -527,5 +572,51 @@ mod tests {
             LoadError::Instantiate(error).to_string(),
             "cannot instantiate: an element segment of 2 elements at offset 1 does not fit its table"
         );
+    }
+
+    /// A module whose `run` calls `$big`, a function of about 3 KB.
+    fn caller_of_a_big_function() -> Vec<u8> {
+        let body = "(local.set $x (i32.add (local.get $x) (i32.const 7)))".repeat(400);
+        wat::parse_str(format!(
+            r#"(module (memory (export "memory") 1)
+                (func $big (result i32) (local $x i32) {body} (local.get $x))
+                (func (export "run") (result i32) (call $big))
+                (func (export "_start")))"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn lazy_translation_costs_no_fuel_so_a_short_slice_still_makes_progress() {
+        // wasmi ends a call that runs out of fuel while translating a function
+        // lazily with an error, not a resumable out-of-fuel: with translation
+        // priced (7 fuel a byte by default), a service whose slice is shorter
+        // than its biggest function's price would fault on its first call.
+        let bytes = caller_of_a_big_function();
+        let engine = Engine::new(&engine_config(Translation::Lazy));
+        let module = Module::new(&engine, &bytes).unwrap();
+        let mut store = Store::new(&engine, ());
+        let instance = Linker::<()>::new(&engine)
+            .instantiate_and_start(&mut store, &module)
+            .unwrap();
+        let run = instance.get_typed_func::<(), i32>(&store, "run").unwrap();
+        store.set_fuel(100).unwrap();
+        let mut call = run.call_resumable(&mut store, ()).unwrap();
+        let mut slices = 1;
+        let result = loop {
+            match call {
+                wasmi::TypedResumableCall::Finished(result) => break result,
+                wasmi::TypedResumableCall::OutOfFuel(invocation) => {
+                    // As the kernel does: a slice covers the instruction
+                    // (here `$big`'s one block) it stopped at.
+                    slices += 1;
+                    store.set_fuel(invocation.required_fuel().max(100)).unwrap();
+                    call = invocation.resume(&mut store).unwrap();
+                }
+                wasmi::TypedResumableCall::HostTrap(_) => panic!("no host calls here"),
+            }
+        };
+        assert_eq!(result, 400 * 7);
+        assert!(slices > 1, "the slice was meant to run out");
     }
 }

@@ -92,7 +92,12 @@ impl Core {
             return Err(Error::InvalidArgument.into());
         }
         // Compiled and checked now, outside the swap's pause.
-        let program = match Program::compile(&module, &slot.image.limits, &self.heap) {
+        let program = match Program::compile(
+            &module,
+            &slot.image.limits,
+            &self.heap,
+            crate::loader::Translation::Eager,
+        ) {
             Ok(program) => program,
             Err(crate::loader::LoadError::OutOfMemory) => return Err(Error::OutOfMemory.into()),
             Err(error) => {

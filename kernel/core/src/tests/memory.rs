@@ -24,13 +24,17 @@ fn memory_growth_past_the_limit_fails_inside_the_service() {
 
 #[test]
 fn memory_growth_is_refused_when_the_kernel_heap_runs_low() {
-    // Room to load (reserve, stack headroom), not to grow by a page.
-    let heap = crate::heap::KERNEL_HEAP_RESERVE + crate::heap::INTERPRETER_STACK_BYTES + 100_000;
+    // Room to load (reserve, stack headroom, the code claimed by a lazily
+    // translated program, its one page), not to grow by another.
+    let grower = probe("", "(call $report (memory.grow (i32.const 1)))");
+    let code = crate::preflight::compile_cost(&wat::parse_str(&grower).unwrap());
+    let heap = crate::heap::KERNEL_HEAP_RESERVE
+        + crate::heap::INTERPRETER_STACK_BYTES
+        + code
+        + 65_536
+        + 30_000;
     let (system, summary) = TestSystem::new()
-        .service(
-            "grower",
-            probe("", "(call $report (memory.grow (i32.const 1)))"),
-        )
+        .service("grower", grower)
         .limits(ServiceLimits {
             memory_bytes: 64 << 20,
             ..LIMITS
@@ -132,4 +136,22 @@ fn a_squeezed_heap_refuses_queued_messages_instead_of_failing() {
         [sent.to_string()],
         "{console}"
     );
+}
+
+#[test]
+fn a_lazy_program_keeps_its_code_bound_free_while_it_lives() {
+    use crate::loader::{Program, Translation};
+    let platform: alloc::sync::Arc<dyn crate::Platform> =
+        alloc::sync::Arc::new(TestPlatform::new());
+    let heap = crate::heap::Heap::new(platform);
+    let bytes = wat::parse_str(probe("", "(call $report (i32.const 1))")).unwrap();
+    let code = crate::heap::compile_cost(&bytes);
+    let before = heap.kept_free();
+    let lazy = Program::compile(&bytes, &LIMITS, &heap, Translation::Lazy).unwrap();
+    assert_eq!(heap.kept_free(), before + code);
+    // An eager program's code exists once it is compiled: nothing to keep.
+    let eager = Program::compile(&bytes, &LIMITS, &heap, Translation::Eager).unwrap();
+    assert_eq!(heap.kept_free(), before + code);
+    drop((lazy, eager));
+    assert_eq!(heap.kept_free(), before);
 }

@@ -239,7 +239,12 @@ impl TestSystem {
         let heap = crate::heap::Heap::new(Arc::clone(&platform));
         let images = self.images();
         let image = images.first().expect("a service to load");
-        let program = crate::loader::Program::compile(image.module, &image.limits, &heap)?;
+        let program = crate::loader::Program::compile(
+            image.module,
+            &image.limits,
+            &heap,
+            crate::loader::Translation::Eager,
+        )?;
         let image = crate::service::Image {
             name: image.name.into(),
             program: Arc::new(program),

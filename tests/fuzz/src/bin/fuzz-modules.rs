@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 use arbitrary::Unstructured;
-use atoll_core::loader::{Program, validate};
+use atoll_core::loader::{Program, Translation, validate};
 use atoll_fuzz::Outcome;
 use atoll_fuzz::hosted::{self, LIMITS, Spec, VirtualPlatform};
 use std::process::ExitCode;
@@ -71,7 +71,7 @@ fn target(bytes: &[u8]) -> Outcome {
     let checked = validate(&wasm, &LIMITS);
     let platform: Arc<dyn atoll_core::Platform> = Arc::new(VirtualPlatform::default());
     let heap = atoll_core::heap::Heap::new(platform);
-    let loaded = Program::compile(&wasm, &LIMITS, &heap);
+    let loaded = Program::compile(&wasm, &LIMITS, &heap, Translation::Eager);
     match (&checked, &loaded) {
         (Ok(_), Ok(_)) => {}
         (Err(check), Err(load)) => {
