@@ -3,16 +3,18 @@
 //! kernel that powers off at its entry point (feature `exit-at-entry`), in the
 //! same run, under BIOS and UEFI. The difference is the kernel's own boot:
 //! heap and clock set-up, decoding the bundle, compiling and starting every
-//! service until each has run once.
+//! service until each has run once. A third image, whose kernel translates
+//! the boot modules eagerly (atoll-core's `eager-boot`, the configuration
+//! before lazy translation), is timed in the same rounds for comparison.
 
 use crate::builder::{self, BuildOptions, Firmware};
 use crate::error::{Context, Error};
 use crate::qemu;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Boots per measurement; the median is reported.
-const BOOTS: usize = 3;
+/// Boots per measurement, interleaved; the median is reported.
+const BOOTS: usize = 5;
 
 /// Median seconds from QEMU start to `system ready`, and to the floor's
 /// power-off, under (BIOS, UEFI).
@@ -20,6 +22,8 @@ const BOOTS: usize = 3;
 pub struct BootTimes {
     pub bios: (Option<f64>, Option<f64>),
     pub uefi: (Option<f64>, Option<f64>),
+    /// `system ready` with eager translation at boot, (BIOS, UEFI).
+    pub eager: (Option<f64>, Option<f64>),
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -66,32 +70,39 @@ pub fn run(options: &BuildOptions) -> Result<BootTimes, Error> {
 
     let mut options = options.clone();
     options.firmware = Firmware::Both;
-    let mut floor_options = options.clone();
-    floor_options.kernel_features = Some(match &options.kernel_features {
-        Some(features) => format!("{features},exit-at-entry"),
-        None => "exit-at-entry".to_string(),
-    });
-    let floor = builder::build(&system, &floor_options)?;
-    let mut floor_images = Vec::new();
-    for (image, name) in [
-        (&floor.bios_image, "floor-bios.img"),
-        (&floor.uefi_image, "floor-uefi.img"),
-    ] {
-        let image = image
-            .as_ref()
-            .ok_or_else(|| Error::Other("no image was written".into()))?;
-        let copy = bench_dir.join(name);
-        std::fs::copy(image, &copy).context(|| format!("copying {}", image.display()))?;
-        floor_images.push(copy);
-    }
-    let real = builder::build(&system, &options)?;
+    let with = |feature: &str| {
+        let mut changed = options.clone();
+        changed.kernel_features = Some(match &options.kernel_features {
+            Some(features) => format!("{features},{feature}"),
+            None => feature.to_string(),
+        });
+        changed
+    };
+    // Each build overwrites the system's images: keep copies.
+    let copies = |options: &BuildOptions, prefix: &str| -> Result<Vec<PathBuf>, Error> {
+        let built = builder::build(&system, options)?;
+        let mut copies = Vec::new();
+        for (image, firmware) in [(&built.bios_image, "bios"), (&built.uefi_image, "uefi")] {
+            let image = image
+                .as_ref()
+                .ok_or_else(|| Error::Other("no image was written".into()))?;
+            let copy = bench_dir.join(format!("{prefix}-{firmware}.img"));
+            std::fs::copy(image, &copy).context(|| format!("copying {}", image.display()))?;
+            copies.push(copy);
+        }
+        Ok(copies)
+    };
+    let floor_images = copies(&with("exit-at-entry"), "floor")?;
+    let eager_images = copies(&with("eager-boot"), "eager")?;
+    let real_images = copies(&options, "ready")?;
 
     let mut times = BootTimes::default();
-    for (uefi, real_image, floor_image) in [
-        (false, &real.bios_image, floor_images.first()),
-        (true, &real.uefi_image, floor_images.get(1)),
-    ] {
-        let (Some(real_image), Some(floor_image)) = (real_image, floor_image) else {
+    for (uefi, index) in [(false, 0), (true, 1)] {
+        let (Some(real_image), Some(floor_image), Some(eager_image)) = (
+            real_images.get(index),
+            floor_images.get(index),
+            eager_images.get(index),
+        ) else {
             continue;
         };
         let run_options = qemu::RunOptions {
@@ -105,6 +116,7 @@ pub fn run(options: &BuildOptions) -> Result<BootTimes, Error> {
         };
         let mut ready = Vec::new();
         let mut floor = Vec::new();
+        let mut eager = Vec::new();
         for _ in 0..BOOTS {
             floor.push(time_boot(floor_image, &run_options, None)?);
             ready.push(time_boot(
@@ -112,12 +124,19 @@ pub fn run(options: &BuildOptions) -> Result<BootTimes, Error> {
                 &run_options,
                 Some("atoll: system ready"),
             )?);
+            eager.push(time_boot(
+                eager_image,
+                &run_options,
+                Some("atoll: system ready"),
+            )?);
         }
         let pair = (median(ready), median(floor));
         if uefi {
             times.uefi = pair;
+            times.eager.1 = median(eager);
         } else {
             times.bios = pair;
+            times.eager.0 = median(eager);
         }
     }
     Ok(times)

@@ -173,6 +173,11 @@ enum Command {
         /// second, ping round trip) of the default system.
         #[arg(long)]
         network_only: bool,
+        /// Only the boot rows: the default system's boot to `system ready`
+        /// against the floor, with lazy and with eager translation, BIOS and
+        /// UEFI, interleaved.
+        #[arg(long)]
+        boot_only: bool,
         /// Only the hosted IPC round trip with the trace ring off, on, and
         /// compiled out (atoll-core's `no-trace`), ROUNDS runs of each in turn.
         #[arg(long)]
@@ -306,6 +311,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Bench {
             system,
             network_only,
+            boot_only,
             trace_overhead,
             rounds,
             charts_only,
@@ -324,6 +330,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 bench::trace_overhead(&options, rounds)?;
             } else if network_only {
                 bench::run_network(&options)?;
+            } else if boot_only {
+                bench::run_boot(&options)?;
             } else {
                 bench::run(&system, &options)?;
             }

@@ -46,6 +46,14 @@ use core::cell::RefCell;
 use sched::Scheduler;
 pub use sched::{ServiceState, Wait};
 
+/// How the boot bundle's modules are translated (docs/design.md, "When code
+/// is translated"): lazily, or eagerly in the build kept for comparison.
+const BOOT_TRANSLATION: crate::loader::Translation = if cfg!(feature = "eager-boot") {
+    crate::loader::Translation::Eager
+} else {
+    crate::loader::Translation::Lazy
+};
+
 /// Why the kernel cannot boot at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BootError {
@@ -468,26 +476,23 @@ impl Core {
                     )),
                 }
             }
-            let loaded = Program::compile(
-                image.module,
-                &image.limits,
-                &kernel.heap,
-                crate::loader::Translation::Lazy,
-            )
-            .and_then(|program| {
-                let image = Image {
-                    name: image.name.to_string(),
-                    program: Arc::new(program),
-                    limits: image.limits,
-                    endpoint_names: names,
-                    args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
-                    env: image.env.iter().map(|var| (*var).to_string()).collect(),
-                    preopens,
-                    grants,
-                };
-                let service = Service::start(&image, Arc::clone(&kernel.platform), &kernel.heap)?;
-                Ok((image, service))
-            });
+            let loaded =
+                Program::compile(image.module, &image.limits, &kernel.heap, BOOT_TRANSLATION)
+                    .and_then(|program| {
+                        let image = Image {
+                            name: image.name.to_string(),
+                            program: Arc::new(program),
+                            limits: image.limits,
+                            endpoint_names: names,
+                            args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
+                            env: image.env.iter().map(|var| (*var).to_string()).collect(),
+                            preopens,
+                            grants,
+                        };
+                        let service =
+                            Service::start(&image, Arc::clone(&kernel.platform), &kernel.heap)?;
+                        Ok((image, service))
+                    });
             match loaded {
                 Ok((reload, service)) => {
                     let id = kernel.sched.add();
