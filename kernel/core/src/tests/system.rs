@@ -179,6 +179,7 @@ impl TestSystem {
                         read_only: *read_only,
                     })
                     .collect(),
+                listen: Vec::new(),
             })
             .collect()
     }
@@ -248,6 +249,7 @@ impl TestSystem {
             args: Vec::new(),
             env: Vec::new(),
             preopens: Vec::new(),
+            listeners: Vec::new(),
             grants: Default::default(),
         };
         Service::start(&image, platform, &heap)
