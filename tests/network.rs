@@ -620,7 +620,7 @@ fn unmodified_wasi_programs_in_rust_and_go_serve_http_on_their_listening_sockets
             "serial log:\n{}",
             log(&vm)
         );
-        println!("rust-server answered: {body}");
+        print!("rust-server answered: {body}");
         let body = curl(go_port, &format!("/go/{request}"));
         assert_eq!(
             body,
@@ -630,7 +630,7 @@ fn unmodified_wasi_programs_in_rust_and_go_serve_http_on_their_listening_sockets
             "serial log:\n{}",
             log(&vm)
         );
-        println!("go-server answered: {body}");
+        print!("go-server answered: {body}");
     }
     // Go's server keeps a connection alive: three requests on one.
     let mut stream = connect(go_port);

@@ -381,7 +381,11 @@ fn step(
             let wait = Operation::Wait(Box::new(operation));
             Ok(ask(handle, request(files, &wait)?, wait))
         }
-        (Operation::Wait(inner), Response::Ready(_)) => start(files, handle, *inner),
+        // Ready, or the socket is gone (a restarted service): the call
+        // itself meets it (a listener listens again).
+        (Operation::Wait(inner), Response::Ready(_) | Response::Error(net::Error::NoSocket)) => {
+            start(files, handle, *inner)
+        }
         (
             Operation::Poll {
                 subscriptions,

@@ -523,6 +523,15 @@ fn a_service_that_goes_away_gives_eio_and_a_restarted_one_is_listened_on_again()
     // A reset connection.
     program.net.connections.get_mut(&5000).unwrap().reset = true;
     assert_eq!(program.recv(5, 10), Err(errno::CONNRESET));
+    // The service restarts while a blocking accept waits: it listens again
+    // and goes on waiting on the new listener.
+    program.net.later.push_back(|net| {
+        *net = FakeNet::new(7000);
+        net.connect(b"");
+    });
+    assert_eq!(program.accept(3), Ok(6));
+    let listens = program.net.requests.iter();
+    assert_eq!(listens.filter(|r| **r == listen_request()).count(), 1);
     // An answer that is not the protocol's: `EIO`.
     program.files.settle();
     let mut memory = vec![0u8; 64];
