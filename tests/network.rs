@@ -572,3 +572,81 @@ fn the_link_going_down_and_up_reaches_the_driver_and_ifconfig() {
     let hello = std::fs::read(web.folder.join("HELLO.TXT")).unwrap();
     assert_eq!(web.curl(&[&web.url("/HELLO.TXT")]), hello);
 }
+
+#[test]
+fn unmodified_wasi_programs_in_rust_and_go_serve_http_on_their_listening_sockets() {
+    // tests/systems/wasi-sockets.toml: Rust std on guest port 8081, Go
+    // net/http on 8082, each given its listening socket as descriptor 3.
+    let rust_port = support::free_port();
+    let go_port = support::free_port();
+    let http_port = support::free_port().to_string();
+    let rust_forward = format!("{rust_port}:8081");
+    let go_forward = format!("{go_port}:8082");
+    let mut vm = support::Vm::start_with(
+        support::system("wasi-sockets"),
+        &[
+            "--http-port",
+            &http_port,
+            "--forward",
+            &rust_forward,
+            "--forward",
+            &go_forward,
+        ],
+        VM_TIMEOUT,
+    );
+    vm.wait_for_seen("[net] interface up: 10.0.2.15/24 via 10.0.2.2", BOOT);
+    vm.wait_for_seen(
+        "[rust-server] rust-server: serving HTTP on descriptor 3",
+        BOOT,
+    );
+    vm.wait_for_seen("[go-server] go-server: serving HTTP on descriptor 3", BOOT);
+    let curl = |port: u16, path: &str| -> String {
+        let output = Command::new("curl")
+            .args(["--silent", "--show-error", "--fail", "--max-time", "60"])
+            .arg(format!("http://127.0.0.1:{port}{path}"))
+            .output()
+            .expect("curl runs (apt-get install curl)");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr)
+    };
+    let log = |vm: &support::Vm| vm.log.clone();
+    for request in 1..=5 {
+        let body = curl(rust_port, &format!("/rust/{request}"));
+        assert_eq!(
+            body,
+            format!(
+                "Hello from a Rust std program (wasm32-wasip1) on Atoll: request {request} for /rust/{request}\n"
+            ),
+            "serial log:\n{}",
+            log(&vm)
+        );
+        print!("rust-server answered: {body}");
+        let body = curl(go_port, &format!("/go/{request}"));
+        assert_eq!(
+            body,
+            format!(
+                "Hello from a Go net/http program (GOOS=wasip1) on Atoll: request {request} for /go/{request}\n"
+            ),
+            "serial log:\n{}",
+            log(&vm)
+        );
+        print!("go-server answered: {body}");
+    }
+    // Go's server keeps a connection alive: three requests on one.
+    let mut stream = connect(go_port);
+    for request in 6..=8 {
+        let (status, body) = exchange(&mut stream, "GET /kept HTTP/1.1\r\nHost: atoll\r\n\r\n");
+        assert_eq!(status, 200);
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            format!(
+                "Hello from a Go net/http program (GOOS=wasip1) on Atoll: request {request} for /kept\n"
+            )
+        );
+    }
+    vm.wait_for_seen("[go-server] go-server: answered request 8 for /kept", BOOT);
+    vm.wait_for_seen(
+        "[rust-server] rust-server: answered request 5 for /rust/5",
+        BOOT,
+    );
+}

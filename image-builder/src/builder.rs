@@ -9,7 +9,7 @@
 
 use crate::error::{Context, Error};
 use crate::manifest::{Diagnostic, ModuleSource, System};
-use atoll_abi::bundle::{self, Bundle, KernelSettings, Preopen, ServiceImage};
+use atoll_abi::bundle::{self, Bundle, KernelSettings, Listen, Preopen, ServiceImage};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -334,6 +334,15 @@ fn encode_bundle(system: &System, modules: &[Vec<u8>]) -> Result<Vec<u8>, Error>
                         endpoint: &preopen.endpoint,
                         directory: &preopen.directory,
                         read_only: preopen.read_only,
+                    })
+                    .collect(),
+                listen: service
+                    .listen
+                    .iter()
+                    .map(|(endpoint, port, nonblocking)| Listen {
+                        endpoint,
+                        port: *port,
+                        nonblocking: *nonblocking,
                     })
                     .collect(),
             })

@@ -103,6 +103,11 @@ enum Command {
         /// virtio-net card, `pci = ["1af4:1000"]`).
         #[arg(long, default_value_t = 8080)]
         http_port: u16,
+        /// Also forward host port HOST (on 127.0.0.1) to guest port GUEST,
+        /// e.g. to a WASI program's listening socket (`listen` in
+        /// system.toml); may be repeated.
+        #[arg(long, value_name = "HOST:GUEST", value_parser = parse_forward)]
+        forward: Vec<(u16, u16)>,
         /// Write the network card's traffic to this pcap file.
         #[arg(long)]
         capture: Option<PathBuf>,
@@ -223,6 +228,20 @@ enum Command {
     /// The echo side of the pipe baseline (used by `bench`).
     #[command(hide = true)]
     PipeEcho,
+}
+
+/// `HOST:GUEST`, two TCP ports, for `run --forward`.
+fn parse_forward(text: &str) -> Result<(u16, u16), String> {
+    let (host, guest) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not HOST:GUEST"))?;
+    let port = |part: &str| {
+        part.parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| format!("`{part}` is not a port from 1 to 65535"))
+    };
+    Ok((port(host)?, port(guest)?))
 }
 
 fn default_workspace() -> &'static str {
@@ -423,6 +442,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             memory,
             disk,
             http_port,
+            forward,
             capture,
             monitor,
             instance,
@@ -467,6 +487,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 disk,
                 network: manifest::has_network_card(&system).then_some(qemu::Network {
                     host_port: http_port,
+                    forwards: forward,
                     capture,
                     monitor,
                 }),

@@ -121,6 +121,8 @@ struct RawService {
     env: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     preopens: Option<std::collections::BTreeMap<String, Spanned<String>>>,
     #[serde(default)]
+    listen: Vec<Spanned<String>>,
+    #[serde(default)]
     io_ports: Vec<Spanned<String>>,
     #[serde(default)]
     irqs: Vec<Spanned<u8>>,
@@ -167,6 +169,9 @@ pub struct ServiceSpec {
     pub env: Vec<String>,
     /// WASI preopened directories, in descriptor order.
     pub preopens: Vec<PreopenSpec>,
+    /// WASI listening sockets `(endpoint, TCP port, non-blocking)`, in
+    /// descriptor order after the preopens.
+    pub listen: Vec<(String, u16, bool)>,
     /// Driver capabilities.
     pub grants: Grants,
     pub limits: ServiceLimits,
@@ -444,6 +449,7 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
         }
         let (args, env) = wasi_strings(service, &mut diagnostics, &at);
         let preopens = preopens(service, &mut diagnostics, &at);
+        let listen = listen(service, &mut diagnostics, &at);
         let grants = driver_grants(service, &mut diagnostics, &at);
         for &irq in &grants.irqs {
             if let Some((_, owner)) = irq_owners.iter().find(|(known, _)| *known == irq) {
@@ -508,6 +514,7 @@ pub fn parse(path: &Path, source: &str) -> Result<System, Vec<Diagnostic>> {
                 args,
                 env,
                 preopens,
+                listen,
                 grants,
                 limits,
                 provides: service
@@ -790,6 +797,51 @@ fn preopens(
     preopens
 }
 
+/// A service's listening sockets, checked: each is
+/// `[endpoint:]tcp:PORT[:nonblocking]` (endpoint `net` when left out) with a
+/// port from 1 to 65535 and an endpoint the service `uses`.
+fn listen(
+    service: &RawService,
+    diagnostics: &mut Vec<Diagnostic>,
+    at: &dyn Fn(Range<usize>, String) -> Diagnostic,
+) -> Vec<(String, u16, bool)> {
+    let mut listen = Vec::new();
+    for value in &service.listen {
+        let mut parts: Vec<&str> = value.get_ref().split(':').collect();
+        let nonblocking = parts.last() == Some(&"nonblocking");
+        if nonblocking {
+            parts.pop();
+        }
+        let (endpoint, port) = match parts.as_slice() {
+            ["tcp", port] => ("net", port),
+            [endpoint, "tcp", port] => (*endpoint, port),
+            _ => ("", &""),
+        };
+        let Some(port) = port.parse::<u16>().ok().filter(|port| *port != 0) else {
+            diagnostics.push(at(
+                value.span(),
+                format!(
+                    "listening socket `{}` is not `[endpoint:]tcp:PORT[:nonblocking]` with a port from 1 to 65535",
+                    value.get_ref()
+                ),
+            ));
+            continue;
+        };
+        if !service.uses.iter().any(|used| used.get_ref() == endpoint) {
+            diagnostics.push(at(
+                value.span(),
+                format!(
+                    "listening socket `{}`: service `{}` does not use endpoint `{endpoint}`: add it to `uses`",
+                    value.get_ref(),
+                    service.name.get_ref()
+                ),
+            ));
+        }
+        listen.push((endpoint.to_string(), port, nonblocking));
+    }
+    listen
+}
+
 /// Whether `path` is absolute and plain: `/`, or `/a/b` without `.`, `..`,
 /// empty components or NUL.
 fn plain_absolute(path: &str) -> bool {
@@ -922,6 +974,43 @@ mod tests {
             "{found:?}"
         );
         assert!(found[3].contains("`rw` is neither"), "{found:?}");
+    }
+
+    #[test]
+    fn listening_sockets_name_a_used_endpoint_and_a_port() {
+        let head = "[system]\nname = \"demo\"\n[[service]]\nname = \"net\"\ncrate = \"netstack\"\nprovides = [\"net\"]\n[[service]]\nname = \"w\"\nmodule = \"w.wasm\"\n";
+        let system = parse(
+            Path::new("/x/system.toml"),
+            &format!(
+                "{head}uses = [\"net\"]\nlisten = [\"tcp:8081\", \"net:tcp:8082:nonblocking\"]\n"
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            system.services[1].listen,
+            [
+                ("net".to_string(), 8081, false),
+                ("net".to_string(), 8082, true)
+            ]
+        );
+        let found = errors(&format!(
+            "{head}listen = [\"tcp:80\", \"udp:53\", \"tcp:0\", \"tcp:http\"]\n"
+        ));
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].starts_with(
+                "10:11: listening socket `tcp:80`: service `w` does not use endpoint `net`"
+            ),
+            "{found:?}"
+        );
+        for (problem, value) in found[1..].iter().zip(["udp:53", "tcp:0", "tcp:http"]) {
+            assert!(
+                problem.contains(&format!(
+                    "`{value}` is not `[endpoint:]tcp:PORT[:nonblocking]`"
+                )),
+                "{found:?}"
+            );
+        }
     }
 
     #[test]

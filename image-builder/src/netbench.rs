@@ -86,6 +86,7 @@ pub fn run(options: &BuildOptions) -> Result<Network, Error> {
         disk: Some(image),
         network: Some(qemu::Network {
             host_port: port,
+            forwards: Vec::new(),
             capture: None,
             monitor: None,
         }),

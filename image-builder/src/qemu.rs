@@ -102,6 +102,9 @@ pub struct RunOptions {
 #[derive(Debug, Clone)]
 pub struct Network {
     pub host_port: u16,
+    /// More forwards, `(host port, guest port)`: 127.0.0.1 to the guest
+    /// (e.g. to a WASI program's listening socket).
+    pub forwards: Vec<(u16, u16)>,
     /// A pcap file of the card's traffic (QEMU's filter-dump).
     pub capture: Option<PathBuf>,
     /// QEMU's monitor on this Unix socket (e.g. `set_link n0 off` takes the
@@ -180,12 +183,16 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
             .args(["-device", "virtio-blk-pci,drive=data,disable-modern=on"]);
     }
     if let Some(network) = &options.network {
+        let mut netdev = format!(
+            "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:80",
+            network.host_port
+        );
+        for (host, guest) in &network.forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
         command
             .arg("-netdev")
-            .arg(format!(
-                "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{}-:80",
-                network.host_port
-            ))
+            .arg(netdev)
             .arg("-device")
             .arg(format!(
                 "virtio-net-pci,netdev=n0,disable-modern=on,addr={NETWORK_SLOT:#x}"
@@ -354,6 +361,7 @@ mod tests {
         );
         options.network = Some(Network {
             host_port: 9090,
+            forwards: vec![(9091, 8081)],
             capture: Some(PathBuf::from("out.pcap")),
             monitor: Some(PathBuf::from("monitor.sock")),
         });
@@ -374,7 +382,10 @@ mod tests {
         );
         let args = arguments(&options);
         assert!(
-            args.contains(&"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:9090-:80".to_string())
+            args.contains(
+                &"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:9090-:80,hostfwd=tcp:127.0.0.1:9091-:8081"
+                    .to_string()
+            )
         );
         assert!(args.contains(&"virtio-net-pci,netdev=n0,disable-modern=on,addr=0x6".to_string()));
         let here = std::env::current_dir().unwrap();

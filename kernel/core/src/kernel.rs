@@ -476,6 +476,21 @@ impl Core {
                     )),
                 }
             }
+            // Listening sockets, likewise (numbered after the preopens).
+            let mut listeners = Vec::new();
+            for listen in &image.listen {
+                match names.iter().position(|name| name == listen.endpoint) {
+                    Some(index) => listeners.push(crate::host::Listener {
+                        handle: i32::try_from(index + 1).unwrap_or(i32::MAX),
+                        port: listen.port,
+                        nonblocking: listen.nonblocking,
+                    }),
+                    None => kernel.log(&format!(
+                        "service {}: listening socket {} dropped: it does not use endpoint `{}`",
+                        image.name, listen.port, listen.endpoint
+                    )),
+                }
+            }
             let loaded =
                 Program::compile(image.module, &image.limits, &kernel.heap, BOOT_TRANSLATION)
                     .and_then(|program| {
@@ -487,6 +502,7 @@ impl Core {
                             args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
                             env: image.env.iter().map(|var| (*var).to_string()).collect(),
                             preopens,
+                            listeners,
                             grants,
                         };
                         let service =

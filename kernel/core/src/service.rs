@@ -49,6 +49,8 @@ pub struct Image {
     pub env: Vec<String>,
     /// WASI preopened directories, resolved to handles.
     pub(crate) preopens: Vec<crate::host::Preopen>,
+    /// WASI listening sockets, resolved to handles.
+    pub(crate) listeners: Vec<crate::host::Listener>,
     pub grants: Arc<Resolved>,
 }
 
@@ -128,7 +130,7 @@ impl Service {
             env: image.env.clone(),
             wasi_warned: 0,
             output: [Vec::new(), Vec::new()],
-            files: crate::host::Files::new(&image.preopens),
+            files: crate::host::Files::new(&image.preopens, &image.listeners),
             fuel_debt: 0,
             driver: crate::grants::DriverState {
                 grants: Arc::clone(&image.grants),

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
-pub const FORMAT_VERSION: u32 = 8;
+pub const FORMAT_VERSION: u32 = 9;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
 /// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
@@ -124,6 +124,23 @@ pub struct ServiceImage<'a> {
     /// this order), each served by a file service the service `uses`.
     #[serde(borrow)]
     pub preopens: Vec<Preopen<'a>>,
+    /// Listening TCP sockets a WASI program finds open, numbered after the
+    /// preopens (descriptor 3 when there are none).
+    #[serde(borrow)]
+    pub listen: Vec<Listen<'a>>,
+}
+
+/// One listening socket of a WASI program: TCP port `port` of the TCP/IP
+/// service on endpoint `endpoint` (one of the service's `uses`), which the
+/// kernel asks to listen on the program's behalf at its first use.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listen<'a> {
+    pub endpoint: &'a str,
+    pub port: u16,
+    /// The descriptor starts non-blocking (`FDFLAGS_NONBLOCK`), and so do the
+    /// connections accepted on it: what Go's runtime expects of an inherited
+    /// listener; Rust std expects a blocking one.
+    pub nonblocking: bool,
 }
 
 /// One preopened directory of a WASI program: `guest` (what the program sees,
@@ -259,6 +276,11 @@ mod tests {
                     directory: "/DOCS",
                     read_only: true,
                 }],
+                listen: vec![Listen {
+                    endpoint: "net",
+                    port: 8081,
+                    nonblocking: true,
+                }],
             }],
         }
     }
@@ -277,8 +299,8 @@ mod tests {
             decode(&bytes[..bytes.len() - 3]),
             Err(DecodeError::Malformed)
         );
-        bytes[8] = 9;
-        assert_eq!(decode(&bytes), Err(DecodeError::UnsupportedVersion(9)));
+        bytes[8] = 10;
+        assert_eq!(decode(&bytes), Err(DecodeError::UnsupportedVersion(10)));
         bytes[0] = b'X';
         assert_eq!(decode(&bytes), Err(DecodeError::BadMagic));
     }

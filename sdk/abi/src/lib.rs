@@ -18,6 +18,7 @@ pub mod driver;
 pub mod fs;
 pub mod handoff;
 pub mod info;
+pub mod net;
 pub mod supervision;
 pub mod trace;
 pub mod wasi;

@@ -67,6 +67,20 @@ pub mod errno {
     pub const XDEV: i32 = 75;
     /// The descriptor lacks the right, or a path leaves its preopen (`..`).
     pub const NOTCAPABLE: i32 = 76;
+    /// A listening socket's port is taken.
+    pub const ADDRINUSE: i32 = 3;
+    /// The peer reset the connection, or the TCP/IP service restarted.
+    pub const CONNRESET: i32 = 15;
+    /// No network link.
+    pub const NETDOWN: i32 = 38;
+    /// The TCP/IP service is out of sockets or buffers.
+    pub const NOBUFS: i32 = 42;
+    /// Not possible in the socket's state (e.g. after `sock_shutdown`).
+    pub const NOTCONN: i32 = 53;
+    /// A socket call on a descriptor that is not a socket.
+    pub const NOTSOCK: i32 = 57;
+    /// A write after the sending half was shut down.
+    pub const PIPE: i32 = 64;
 }
 
 /// How the kernel provides a WASI function.
@@ -167,10 +181,10 @@ pub const FUNCTIONS: &[WasiFunction] = &[
     stub("proc_raise", &[I32], None),
     implemented("sched_yield", &[], &[I32]),
     implemented("random_get", &[I32, I32], &[I32]),
-    stub("sock_accept", &[I32, I32, I32], Some(0)),
-    stub("sock_recv", &[I32, I32, I32, I32, I32, I32], Some(0)),
-    stub("sock_send", &[I32, I32, I32, I32, I32], Some(0)),
-    stub("sock_shutdown", &[I32, I32], Some(0)),
+    implemented("sock_accept", &[I32, I32, I32], &[I32]),
+    implemented("sock_recv", &[I32, I32, I32, I32, I32, I32], &[I32]),
+    implemented("sock_send", &[I32, I32, I32, I32, I32], &[I32]),
+    implemented("sock_shutdown", &[I32, I32], &[I32]),
 ];
 
 /// Looks up a WASI function by its import name.

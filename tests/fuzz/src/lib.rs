@@ -324,6 +324,7 @@ pub mod hosted {
                     env: Vec::new(),
                     grants: Default::default(),
                     preopens: Vec::new(),
+                    listen: Vec::new(),
                 })
                 .collect(),
         })

@@ -88,6 +88,7 @@ fn bundle(round_trips: u64) -> Result<Vec<u8>, String> {
         env: Vec::new(),
         grants: Default::default(),
         preopens: Vec::new(),
+        listen: Vec::new(),
     };
     bundle::encode(&Bundle {
         kernel: KernelSettings {

@@ -8,7 +8,8 @@
 
 extern crate alloc;
 
-pub mod net;
+/// Sockets (one definition with the kernel, which speaks it for WASI programs).
+pub use atoll_abi::net;
 
 /// Echo: answers with what it is sent. The smallest useful protocol.
 pub mod echo {

@@ -25,6 +25,7 @@ pub(crate) mod driver;
 pub(crate) mod wasi;
 
 pub(crate) use wasi::files::{Files, Preopen, Step as FileStep, answer as file_answer};
+pub(crate) use wasi::sockets::Listener;
 
 use crate::Platform;
 use crate::guest::GuestSlice;
@@ -116,7 +117,7 @@ pub(crate) struct HostState {
     pub(crate) wasi_warned: u64,
     /// WASI stdout and stderr: what they hold of a line not yet ended.
     pub(crate) output: [Vec<u8>; 2],
-    /// WASI descriptors 3 and up: preopened directories and open files.
+    /// WASI descriptors 3 and up: preopened directories, open files, sockets.
     pub(crate) files: wasi::files::Files,
     /// Fuel charged for kernel work that the slice could not cover; paid
     /// from the next slices.

@@ -9,11 +9,13 @@
 //! function is a stub returning an errno (table in `atoll_abi::wasi`) that the
 //! kernel logs once per service and function.
 //!
-//! What is not here: files, sockets, preopened directories. Descriptors 0, 1
-//! and 2 exist; any other is `EBADF`. Pointers are checked through
+//! What is not here: files and preopened directories (`wasi/files.rs`),
+//! sockets (`wasi/sockets.rs`); they own descriptors 3 and up, and socket
+//! subscriptions of `poll_oneoff` go to the latter. Pointers are checked through
 //! [`GuestSlice`] like every other host function's; a bad one is `EFAULT`.
 
 pub(crate) mod files;
+pub(crate) mod sockets;
 
 use super::{
     FUEL_PER_CONSOLE_BYTE, HostResult, HostState, Syscall, charge, console_lines, suspend,
@@ -506,9 +508,34 @@ struct Event {
     kind: u8,
 }
 
+/// Writes `fired` to the event array at `events` and their number at `count`.
+fn write_events(memory: &mut [u8], events: u32, count: u32, fired: &[Event]) -> Errno<()> {
+    for (index, event) in fired.iter().enumerate() {
+        let mut record = [0u8; EVENT_LEN];
+        record[0..8].copy_from_slice(&event.userdata.to_le_bytes());
+        record[8..10].copy_from_slice(&event.error.to_le_bytes());
+        record[10] = event.kind;
+        store(
+            memory,
+            at(events.cast_signed(), index * EVENT_LEN)?,
+            &record,
+        )?;
+    }
+    let total = u32::try_from(fired.len()).map_err(|_| errno::INVAL)?;
+    store(memory, count, &total.to_le_bytes())
+}
+
+/// What `poll_oneoff` does: report events (after sleeping until the time
+/// given), or ask the TCP/IP service about sockets.
+enum Polled {
+    Events(Vec<Event>, u64),
+    Sockets(Vec<sockets::Subscription>, Vec<u64>, Option<u32>),
+}
+
 /// `poll_oneoff`: clock subscriptions sleep; descriptor subscriptions on
-/// stdin/stdout/stderr are ready at once (stdin at end of file), others fail
-/// with `EBADF` in their event.
+/// stdin/stdout/stderr and files are ready at once (stdin at end of file),
+/// on sockets they wait in the TCP/IP service (`sockets.rs`) when nothing
+/// else is ready, others fail with `EBADF` in their event.
 fn poll_oneoff(
     mut caller: Caller<'_, HostState>,
     subscriptions: i32,
@@ -520,12 +547,13 @@ fn poll_oneoff(
     // Realtime deadlines become monotonic ones by subtracting the wall-clock
     // time at boot.
     let boot_wall_clock = caller.data().platform.boot_wall_clock_ns();
-    let plan = (|| -> Errno<(Vec<Event>, u64)> {
+    let plan = (|| -> Errno<Polled> {
         let count = count.cast_unsigned() as usize;
         if count == 0 || count > MAX_VECTORS {
             return Err(errno::INVAL);
         }
-        let memory = memory_mut(&mut caller)?;
+        let (memory, state) = files::split(&mut caller)?;
+        let mut waiting = Vec::new();
         // Bounds of the whole output array, before anything is written.
         bytes(memory, events.cast_unsigned(), count * EVENT_LEN)?;
         let mut ready = Vec::new();
@@ -560,14 +588,33 @@ fn poll_oneoff(
                     }
                 }
                 Some(kind @ (EVENT_FD_READ | EVENT_FD_WRITE)) => {
-                    let fd = load_u32(record, 16)?;
-                    let valid = (kind == EVENT_FD_READ && fd == 0)
-                        || (kind == EVENT_FD_WRITE && (fd == 1 || fd == 2));
-                    ready.push(Event {
-                        userdata,
-                        error: if valid { 0 } else { errno::BADF as u16 },
-                        kind,
-                    });
+                    let fd = load_u32(record, 16)?.cast_signed();
+                    let found = if fd >= files::FIRST {
+                        sockets::readiness(&state.files, fd)
+                    } else if (kind == EVENT_FD_READ && fd == 0)
+                        || (kind == EVENT_FD_WRITE && (fd == 1 || fd == 2))
+                    {
+                        Ok(false)
+                    } else {
+                        Err(errno::BADF)
+                    };
+                    match found {
+                        Ok(true) => waiting.push(sockets::Subscription {
+                            userdata,
+                            fd,
+                            write: kind == EVENT_FD_WRITE,
+                        }),
+                        Ok(false) => ready.push(Event {
+                            userdata,
+                            error: 0,
+                            kind,
+                        }),
+                        Err(code) => ready.push(Event {
+                            userdata,
+                            error: u16::try_from(code).unwrap_or(u16::MAX),
+                            kind,
+                        }),
+                    }
                 }
                 _ => return Err(errno::INVAL),
             }
@@ -581,13 +628,10 @@ fn poll_oneoff(
                     kind: EVENT_CLOCK,
                 },
             ));
-            return Ok((ready, now));
+            return Ok(Polled::Events(ready, now));
         }
-        let earliest = clocks
-            .iter()
-            .map(|(deadline, _)| *deadline)
-            .min()
-            .unwrap_or(now);
+        let soonest = clocks.iter().map(|(deadline, _)| *deadline).min();
+        let earliest = soonest.unwrap_or(now);
         let fired = clocks
             .iter()
             .filter(|(deadline, _)| *deadline <= earliest)
@@ -596,27 +640,45 @@ fn poll_oneoff(
                 error: 0,
                 kind: EVENT_CLOCK,
             })
-            .collect();
-        Ok((fired, earliest))
+            .collect::<Vec<_>>();
+        if !waiting.is_empty() {
+            // The clocks become the wait's timeout, in whole milliseconds
+            // (rounded up).
+            let timeout = soonest.map(|deadline| {
+                let ns = deadline.saturating_sub(now);
+                u32::try_from(ns.div_ceil(1_000_000)).unwrap_or(u32::MAX)
+            });
+            let userdata = fired.iter().map(|event| event.userdata).collect();
+            return Ok(Polled::Sockets(waiting, userdata, timeout));
+        }
+        Ok(Polled::Events(fired, earliest))
     })();
     let (fired, until) = match plan {
-        Ok(plan) => plan,
+        Ok(Polled::Events(fired, until)) => (fired, until),
+        Ok(Polled::Sockets(waiting, clocks, timeout)) => {
+            return files::run(caller, |files, _| {
+                sockets::plan_poll(
+                    files,
+                    waiting,
+                    clocks,
+                    timeout,
+                    events.cast_unsigned(),
+                    event_count.cast_unsigned(),
+                )
+            });
+        }
         Err(errno) => return Ok(errno),
     };
     // The events are written now; the service only sees them once it is
     // resumed, after the sleep.
-    let written = (|| -> Errno<()> {
-        let memory = memory_mut(&mut caller)?;
-        for (index, event) in fired.iter().enumerate() {
-            let mut record = [0u8; EVENT_LEN];
-            record[0..8].copy_from_slice(&event.userdata.to_le_bytes());
-            record[8..10].copy_from_slice(&event.error.to_le_bytes());
-            record[10] = event.kind;
-            store(memory, at(events, index * EVENT_LEN)?, &record)?;
-        }
-        let total = u32::try_from(fired.len()).map_err(|_| errno::INVAL)?;
-        store(memory, event_count.cast_unsigned(), &total.to_le_bytes())
-    })();
+    let written = memory_mut(&mut caller).and_then(|memory| {
+        write_events(
+            memory,
+            events.cast_unsigned(),
+            event_count.cast_unsigned(),
+            &fired,
+        )
+    });
     if let Err(errno) = written {
         return Ok(errno);
     }

@@ -179,6 +179,7 @@ impl TestSystem {
                         read_only: *read_only,
                     })
                     .collect(),
+                listen: Vec::new(),
             })
             .collect()
     }
@@ -253,6 +254,7 @@ impl TestSystem {
             args: Vec::new(),
             env: Vec::new(),
             preopens: Vec::new(),
+            listeners: Vec::new(),
             grants: Default::default(),
         };
         Service::start(&image, platform, &heap)

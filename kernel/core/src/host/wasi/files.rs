@@ -23,6 +23,7 @@
 //! that gets no answer (its file service ended under it) leaves its
 //! descriptor answering `EIO` from then on; it never waits for ever.
 
+use super::sockets::{self, Listener, Socket};
 use super::{Errno, MAX_VECTORS, bytes, iovec, store};
 use crate::host::{HostResult, HostState, Syscall, charge, suspend};
 use crate::ipc::Answer;
@@ -44,7 +45,7 @@ const MAX_PATH_LEN: usize = 768;
 const MAX_WRITE: usize = 64 * 1024;
 
 /// Rights (preview1 `rights` bits).
-mod rights {
+pub(super) mod rights {
     pub const FD_DATASYNC: u64 = 1 << 0;
     pub const FD_READ: u64 = 1 << 1;
     pub const FD_SEEK: u64 = 1 << 2;
@@ -116,7 +117,7 @@ const O_EXCL: i32 = 1 << 2;
 const O_TRUNC: i32 = 1 << 3;
 /// `fdflags`.
 const FDFLAG_APPEND: u16 = 1 << 0;
-const FDFLAG_NONBLOCK: u16 = 1 << 2;
+pub(super) const FDFLAG_NONBLOCK: u16 = 1 << 2;
 /// `filetype`.
 const FILETYPE_DIRECTORY: u8 = 3;
 const FILETYPE_REGULAR_FILE: u8 = 4;
@@ -127,6 +128,8 @@ const WHENCE_END: i32 = 2;
 /// Sizes of the records written to the program.
 const FILESTAT_LEN: usize = 64;
 const FDSTAT_LEN: usize = 24;
+/// `filetype::socket_stream`.
+const FILETYPE_SOCKET_STREAM: u8 = 6;
 const DIRENT_LEN: usize = 24;
 
 /// A preopened directory of a service, resolved at boot: its file service's
@@ -148,20 +151,22 @@ pub(crate) struct Preopen {
 pub(crate) struct Files {
     /// Descriptor `FIRST + i` is entry `i`.
     descriptors: Vec<Option<Descriptor>>,
-    in_flight: Option<InFlight>,
+    pub(super) in_flight: Option<InFlight>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Directory,
     File,
+    /// A TCP socket (`sockets.rs`): `handle` is its TCP/IP service's.
+    Socket(Socket),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Descriptor {
-    kind: Kind,
+pub(super) struct Descriptor {
+    pub(super) kind: Kind,
     /// The file service's handle.
-    handle: i32,
+    pub(super) handle: i32,
     /// The preopen's directory on the file service: nothing above it is
     /// reachable.
     root: String,
@@ -169,9 +174,9 @@ struct Descriptor {
     below: Vec<String>,
     /// The name a preopen is shown by (`fd_prestat_dir_name`).
     preopen: Option<String>,
-    rights: u64,
+    pub(super) rights: u64,
     inheriting: u64,
-    flags: u16,
+    pub(super) flags: u16,
     position: u64,
     read_only: bool,
     /// A request of this descriptor got no answer: its file service ended.
@@ -179,6 +184,23 @@ struct Descriptor {
 }
 
 impl Descriptor {
+    /// A socket descriptor on the TCP/IP service at `handle`.
+    pub(super) fn socket(handle: i32, socket: Socket, rights: u64) -> Descriptor {
+        Descriptor {
+            kind: Kind::Socket(socket),
+            handle,
+            root: String::new(),
+            below: Vec::new(),
+            preopen: None,
+            rights,
+            inheriting: 0,
+            flags: 0,
+            position: 0,
+            read_only: false,
+            broken: false,
+        }
+    }
+
     fn path(&self) -> String {
         join(&self.root, &self.below)
     }
@@ -220,15 +242,17 @@ impl Target {
 
 /// The operation a program is suspended in, with where its results go.
 #[derive(Debug)]
-struct InFlight {
+pub(super) struct InFlight {
     /// The descriptor it works on (made broken if no answer comes).
-    fd: Option<i32>,
-    handle: i32,
-    operation: Operation,
+    pub(super) fd: Option<i32>,
+    pub(super) handle: i32,
+    pub(super) operation: Operation,
 }
 
 #[derive(Debug)]
-enum Operation {
+pub(super) enum Operation {
+    /// A socket operation (`sockets.rs`), answered in the `net` protocol.
+    Socket(sockets::Operation),
     /// `path_open`: the descriptor to add once the entry is known, and where
     /// its number goes.
     Open {
@@ -286,17 +310,20 @@ pub(crate) enum Step {
 
 /// What a host function does next.
 #[derive(Debug)]
-enum Plan {
+pub(super) enum Plan {
     /// Answer at once with this errno.
     Now(i32),
     /// Ask the file service.
     Ask(Request, InFlight),
+    /// Ask the TCP/IP service.
+    Net(atoll_abi::net::Request, InFlight),
 }
 
 impl Files {
-    /// The table a service starts with: its preopens.
-    pub(crate) fn new(preopens: &[Preopen]) -> Files {
-        let descriptors = preopens
+    /// The table a service starts with: its preopens, then its listening
+    /// sockets.
+    pub(crate) fn new(preopens: &[Preopen], listeners: &[Listener]) -> Files {
+        let mut descriptors: Vec<_> = preopens
             .iter()
             .map(|preopen| {
                 let mut rights = rights::DIRECTORY;
@@ -320,13 +347,18 @@ impl Files {
                 })
             })
             .collect();
+        descriptors.extend(
+            listeners
+                .iter()
+                .map(|listener| Some(sockets::listener(listener))),
+        );
         Files {
             descriptors,
             in_flight: None,
         }
     }
 
-    fn slot(&self, fd: i32) -> Errno<&Descriptor> {
+    pub(super) fn slot(&self, fd: i32) -> Errno<&Descriptor> {
         let index = fd
             .checked_sub(FIRST)
             .and_then(|index| usize::try_from(index).ok())
@@ -337,7 +369,7 @@ impl Files {
             .ok_or(errno::BADF)
     }
 
-    fn slot_mut(&mut self, fd: i32) -> Errno<&mut Descriptor> {
+    pub(super) fn slot_mut(&mut self, fd: i32) -> Errno<&mut Descriptor> {
         let index = fd
             .checked_sub(FIRST)
             .and_then(|index| usize::try_from(index).ok())
@@ -349,7 +381,7 @@ impl Files {
     }
 
     /// Descriptor `fd`, usable (not broken) and holding `right`.
-    fn usable(&self, fd: i32, right: u64) -> Errno<&Descriptor> {
+    pub(super) fn usable(&self, fd: i32, right: u64) -> Errno<&Descriptor> {
         let descriptor = self.slot(fd)?;
         if descriptor.broken {
             return Err(errno::IO);
@@ -368,7 +400,7 @@ impl Files {
 
     /// Settles an operation whose reply never came (its file service ended
     /// with the request taken): that descriptor answers `EIO` from now on.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         if let Some(lost) = self.in_flight.take()
             && let Some(fd) = lost.fd
             && let Ok(descriptor) = self.slot_mut(fd)
@@ -384,7 +416,7 @@ impl Files {
     }
 
     /// Adds a descriptor in the lowest free slot; its number.
-    fn insert(&mut self, descriptor: Descriptor) -> Errno<i32> {
+    pub(super) fn insert(&mut self, descriptor: Descriptor) -> Errno<i32> {
         let index = match self.descriptors.iter().position(Option::is_none) {
             Some(index) => index,
             None if self.descriptors.len() < MAX_DESCRIPTORS => {
@@ -513,10 +545,17 @@ pub(crate) fn answer(state: &mut HostState, memory: &mut [u8], reply: &[u8]) -> 
 }
 
 /// [`answer`] on the table alone; also the bytes copied.
-fn continue_operation(files: &mut Files, memory: &mut [u8], reply: &[u8]) -> (Step, usize) {
+pub(super) fn continue_operation(
+    files: &mut Files,
+    memory: &mut [u8],
+    reply: &[u8],
+) -> (Step, usize) {
     let Some(in_flight) = files.in_flight.take() else {
         return (Step::Done(errno::IO), 0);
     };
+    if let Operation::Socket(operation) = in_flight.operation {
+        return sockets::advance(files, memory, in_flight.handle, operation, reply);
+    }
     let Ok(response) = postcard::from_bytes::<Response>(reply) else {
         mark_broken(files, in_flight.fd);
         return (Step::Done(errno::IO), 0);
@@ -642,6 +681,7 @@ fn advance(
             store(memory, out, &filestat(&entry, device, inode))?;
             Ok(None)
         }
+        Operation::Socket(_) => Err(errno::IO),
         Operation::Done => match response {
             Response::Done => Ok(None),
             _ => Err(errno::IO),
@@ -822,7 +862,12 @@ fn read_size(buffers: &[(u32, u32)], done: u64) -> u32 {
 }
 
 /// Puts `data` into the buffers, from byte `done` of them on.
-fn scatter(memory: &mut [u8], buffers: &[(u32, u32)], done: u64, data: &[u8]) -> Errno<()> {
+pub(super) fn scatter(
+    memory: &mut [u8],
+    buffers: &[(u32, u32)],
+    done: u64,
+    data: &[u8],
+) -> Errno<()> {
     let mut skip = done;
     let mut rest = data;
     for &(base, len) in buffers {
@@ -847,7 +892,7 @@ fn scatter(memory: &mut [u8], buffers: &[(u32, u32)], done: u64, data: &[u8]) ->
 }
 
 /// The `iovec`s of a call, checked to lie in memory.
-fn buffers(memory: &[u8], iovs: i32, count: i32) -> Errno<Vec<(u32, u32)>> {
+pub(super) fn buffers(memory: &[u8], iovs: i32, count: i32) -> Errno<Vec<(u32, u32)>> {
     let count = usize::try_from(count.cast_unsigned()).map_err(|_| errno::INVAL)?;
     if count > MAX_VECTORS {
         return Err(errno::INVAL);
@@ -880,6 +925,9 @@ fn plan_read(
     let descriptor = files.usable(fd, 0)?;
     if descriptor.kind == Kind::Directory {
         return Err(errno::ISDIR);
+    }
+    if matches!(descriptor.kind, Kind::Socket(_)) {
+        return Err(errno::SPIPE);
     }
     let descriptor = files.usable(fd, right)?;
     bytes(memory, out, 4)?;
@@ -930,6 +978,9 @@ fn plan_write(
     let descriptor = files.usable(fd, 0)?;
     if descriptor.kind == Kind::Directory {
         return Err(errno::BADF);
+    }
+    if matches!(descriptor.kind, Kind::Socket(_)) {
+        return Err(errno::SPIPE);
     }
     let descriptor = files.usable(fd, right)?;
     bytes(memory, out, 4)?;
@@ -1235,6 +1286,9 @@ fn plan_seek(
     if descriptor.kind == Kind::Directory {
         return Err(errno::BADF);
     }
+    if matches!(descriptor.kind, Kind::Socket(_)) {
+        return Err(errno::SPIPE);
+    }
     let right = if offset == 0 && whence == WHENCE_CURRENT {
         rights::FD_TELL
     } else {
@@ -1271,6 +1325,7 @@ fn fdstat(files: &Files, fd: i32) -> Errno<[u8; FDSTAT_LEN]> {
     record[0] = match descriptor.kind {
         Kind::Directory => FILETYPE_DIRECTORY,
         Kind::File => FILETYPE_REGULAR_FILE,
+        Kind::Socket(_) => FILETYPE_SOCKET_STREAM,
     };
     record[2..4].copy_from_slice(&descriptor.flags.to_le_bytes());
     record[8..16].copy_from_slice(&descriptor.rights.to_le_bytes());
@@ -1300,7 +1355,7 @@ fn renumber(files: &mut Files, from: i32, to: i32) -> Errno<()> {
     Ok(())
 }
 
-fn close(files: &mut Files, fd: i32) -> Errno<()> {
+pub(super) fn close(files: &mut Files, fd: i32) -> Errno<()> {
     files.slot(fd)?;
     let index = fd
         .checked_sub(FIRST)
@@ -1315,7 +1370,9 @@ fn close(files: &mut Files, fd: i32) -> Errno<()> {
 // ---- Host functions: thin adapters from wasmi to the operations above -----
 
 /// The program's memory and host state together.
-fn split<'a>(caller: &'a mut Caller<'_, HostState>) -> Errno<(&'a mut [u8], &'a mut HostState)> {
+pub(super) fn split<'a>(
+    caller: &'a mut Caller<'_, HostState>,
+) -> Errno<(&'a mut [u8], &'a mut HostState)> {
     let memory = caller
         .get_export(MEMORY_EXPORT)
         .and_then(Extern::into_memory)
@@ -1325,7 +1382,7 @@ fn split<'a>(caller: &'a mut Caller<'_, HostState>) -> Errno<(&'a mut [u8], &'a 
 
 /// Runs `plan` on the program's table and memory, then answers at once or
 /// suspends the program in a call to the file service.
-fn run(
+pub(super) fn run(
     mut caller: Caller<'_, HostState>,
     plan: impl FnOnce(&mut Files, &mut [u8]) -> Errno<Plan>,
 ) -> HostResult {
@@ -1333,28 +1390,37 @@ fn run(
         state.files.settle();
         plan(&mut state.files, memory)
     });
-    match planned {
-        Err(code) => Ok(code),
-        Ok(Plan::Now(code)) => Ok(code),
+    let (message, written, in_flight) = match planned {
+        Err(code) | Ok(Plan::Now(code)) => return Ok(code),
         Ok(Plan::Ask(request, in_flight)) => {
-            let Ok(message) = postcard::to_allocvec(&request) else {
-                return Ok(errno::IO);
+            let written = match &request {
+                Request::Write { data, .. } => data.len(),
+                _ => 0,
             };
-            let handle = in_flight.handle;
-            if let Request::Write { data, .. } = &request {
-                charge(&mut caller, data.len() as u64 / crate::host::BYTES_PER_FUEL);
-            }
-            caller.data_mut().files.in_flight = Some(in_flight);
-            suspend(
-                caller,
-                Syscall::Call {
-                    handle,
-                    message,
-                    answer: Answer::File,
-                },
-            )
+            (postcard::to_allocvec(&request), written, in_flight)
         }
-    }
+        Ok(Plan::Net(request, in_flight)) => {
+            let written = match &request {
+                atoll_abi::net::Request::Write { data, .. } => data.len(),
+                _ => 0,
+            };
+            (postcard::to_allocvec(&request), written, in_flight)
+        }
+    };
+    let Ok(message) = message else {
+        return Ok(errno::IO);
+    };
+    charge(&mut caller, written as u64 / crate::host::BYTES_PER_FUEL);
+    let handle = in_flight.handle;
+    caller.data_mut().files.in_flight = Some(in_flight);
+    suspend(
+        caller,
+        Syscall::Call {
+            handle,
+            message,
+            answer: Answer::File,
+        },
+    )
 }
 
 /// Runs an operation that never asks the file service.
@@ -1378,6 +1444,9 @@ pub(crate) fn fd_read(
     out: i32,
 ) -> HostResult {
     run(caller, |files, memory| {
+        if sockets::is_socket(files, fd) {
+            return sockets::plan_recv(files, memory, fd, iovs, count, out.cast_unsigned());
+        }
         plan_read(files, memory, fd, iovs, count, None, out.cast_unsigned())
     })
 }
@@ -1391,6 +1460,9 @@ pub(crate) fn fd_write(
     out: i32,
 ) -> HostResult {
     run(caller, |files, memory| {
+        if sockets::is_socket(files, fd) {
+            return sockets::plan_send(files, memory, fd, iovs, count, out.cast_unsigned());
+        }
         plan_write(files, memory, fd, iovs, count, None, out.cast_unsigned())
     })
 }
@@ -1444,9 +1516,9 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
         "fd_close",
         |caller: Caller<'_, HostState>, fd: i32| {
             if stdio(fd) {
-                return errno::SUCCESS;
+                return Ok(errno::SUCCESS);
             }
-            now(caller, |files, _| close(files, fd))
+            run(caller, |files, _| sockets::plan_close(files, fd))
         },
     )?;
     for (name, right) in [
@@ -1475,8 +1547,14 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
             }
             now(caller, |files, _| {
                 let flags = u16::try_from(flags).map_err(|_| errno::INVAL)?;
-                files.usable(fd, rights::FD_FDSTAT_SET_FLAGS)?;
-                files.slot_mut(fd)?.flags = flags & !FDFLAG_NONBLOCK;
+                let descriptor = files.usable(fd, rights::FD_FDSTAT_SET_FLAGS)?;
+                // Only sockets can wait; files never do.
+                let kept = if matches!(descriptor.kind, Kind::Socket(_)) {
+                    flags
+                } else {
+                    flags & !FDFLAG_NONBLOCK
+                };
+                files.slot_mut(fd)?.flags = kept;
                 Ok(())
             })
         },
@@ -1609,6 +1687,9 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
                 return errno::SPIPE;
             }
             now(caller, |files, memory| {
+                if sockets::is_socket(files, fd) {
+                    return Err(errno::SPIPE);
+                }
                 let position = files.usable(fd, rights::FD_TELL)?.position;
                 store(memory, out.cast_unsigned(), &position.to_le_bytes())
             })
@@ -1725,7 +1806,7 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
             })
         },
     )?;
-    Ok(())
+    sockets::define(linker)
 }
 
 #[cfg(test)]

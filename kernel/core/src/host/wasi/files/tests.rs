@@ -217,20 +217,23 @@ struct Program {
 
 impl Program {
     fn new(fake: Fake) -> Program {
-        let files = Files::new(&[
-            Preopen {
-                guest: "/".into(),
-                handle: 1,
-                directory: "/".into(),
-                read_only: false,
-            },
-            Preopen {
-                guest: "/docs".into(),
-                handle: 1,
-                directory: "/DOCS".into(),
-                read_only: true,
-            },
-        ]);
+        let files = Files::new(
+            &[
+                Preopen {
+                    guest: "/".into(),
+                    handle: 1,
+                    directory: "/".into(),
+                    read_only: false,
+                },
+                Preopen {
+                    guest: "/docs".into(),
+                    handle: 1,
+                    directory: "/DOCS".into(),
+                    read_only: true,
+                },
+            ],
+            &[],
+        );
         Program {
             files,
             memory: vec![0; MEMORY],
@@ -244,6 +247,7 @@ impl Program {
         let (request, in_flight) = match plan(&mut self.files, &mut self.memory) {
             Err(code) | Ok(Plan::Now(code)) => return code,
             Ok(Plan::Ask(request, in_flight)) => (request, in_flight),
+            Ok(Plan::Net(..)) => panic!("a file call asked the TCP/IP service"),
         };
         self.files.in_flight = Some(in_flight);
         let mut request = request;
@@ -725,4 +729,91 @@ fn a_request_without_an_answer_makes_its_descriptor_eio() {
         continue_operation(&mut program.files, &mut program.memory, b"\xff\xff").0,
         Step::Done(errno::IO)
     );
+}
+
+#[test]
+fn a_socket_given_to_file_and_path_calls_gets_their_errno() {
+    let mut program = Program::new(Fake::new());
+    // Descriptors 4 and 5, after the preopen.
+    program.files = Files::new(
+        &[Preopen {
+            guest: "/".into(),
+            handle: 1,
+            directory: "/".into(),
+            read_only: false,
+        }],
+        &[
+            Listener {
+                handle: 2,
+                port: 80,
+                nonblocking: false,
+            },
+            Listener {
+                handle: 2,
+                port: 81,
+                nonblocking: true,
+            },
+        ],
+    );
+    let socket = 4;
+    assert!(program.files.slot(socket).unwrap().preopen.is_none());
+    let record = fdstat(&program.files, socket).unwrap();
+    assert_eq!(record[0], FILETYPE_SOCKET_STREAM);
+    assert_eq!(u16::from_le_bytes([record[2], record[3]]), 0);
+    let record = fdstat(&program.files, socket + 1).unwrap();
+    assert_eq!(u16::from_le_bytes([record[2], record[3]]), FDFLAG_NONBLOCK);
+    // Paths need a directory.
+    assert_eq!(
+        program.open(socket, "a.txt", O_CREAT, u64::MAX),
+        Err(errno::NOTDIR)
+    );
+    let path = program.path("d");
+    assert_eq!(
+        program.drive(|files, memory| plan_path(
+            files,
+            memory,
+            socket,
+            path,
+            rights::PATH_CREATE_DIRECTORY,
+            |target| path_request(rights::PATH_CREATE_DIRECTORY, target),
+        )),
+        errno::NOTDIR
+    );
+    // No positions, no listing, no file status.
+    assert_eq!(program.seek(socket, 0, WHENCE_SET), Err(errno::SPIPE));
+    program.iovec(4);
+    assert_eq!(
+        program.drive(|files, memory| plan_read(
+            files,
+            memory,
+            socket,
+            IOVECS as i32,
+            1,
+            Some(0),
+            OUT
+        )),
+        errno::SPIPE
+    );
+    assert_eq!(
+        program.drive(|files, memory| plan_write(
+            files,
+            memory,
+            socket,
+            IOVECS as i32,
+            1,
+            Some(0),
+            OUT
+        )),
+        errno::SPIPE
+    );
+    assert_eq!(
+        program.drive(|files, memory| plan_readdir(files, memory, socket, BUFFER, 256, 0, OUT)),
+        errno::NOTDIR
+    );
+    assert_eq!(
+        program.drive(|files, memory| plan_fd_stat(files, memory, socket, OUT)),
+        errno::NOTCAPABLE
+    );
+    // Nothing reached the file service.
+    assert_eq!(program.fake.requests, 0);
 }

@@ -14,6 +14,10 @@
 //! The network driver also speaks to this endpoint, with [`Request::Link`]
 //! messages (sent, never called); the server takes them only from the
 //! service named [`LINK_SERVICE`].
+//!
+//! The kernel speaks it too, on a WASI program's behalf, for the listening
+//! sockets `system.toml` gives the program (`listen`); servers see such
+//! calls as the program's own. Variants are only ever added at the end.
 
 use alloc::string::String;
 use alloc::vec::Vec;
