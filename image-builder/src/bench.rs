@@ -393,6 +393,43 @@ fn storage(options: &BuildOptions) -> Result<(Figures, f64), Error> {
     Ok((figures, host))
 }
 
+/// `bench --storage-only`: the storage rows alone (block, FAT and WASI file
+/// throughput in QEMU), printed; nothing is appended to the results.
+pub fn run_storage(options: &BuildOptions) -> Result<(), Error> {
+    let mut build_options = options.clone();
+    build_options.firmware = Firmware::Bios;
+    eprintln!("bench: storage throughput (virtio-blk driver and FAT service in QEMU)...");
+    let (storage, _) = storage(&build_options)?;
+    let rows = [
+        ("block read, 3.5 KiB requests", "block_read_kb_per_s"),
+        (
+            "file read via FAT + driver, 3 KiB requests",
+            "file_read_kb_per_s",
+        ),
+        (
+            "WASI file read (C read()), 64 KiB requests",
+            "wasi_read_kb_per_s",
+        ),
+        (
+            "WASI file write (C write()), 64 KiB requests",
+            "wasi_write_kb_per_s",
+        ),
+    ];
+    println!(
+        "| {:<48} | {:<6} | {:>14} |",
+        "benchmark", "unit", "guest (TCG)"
+    );
+    println!("|{:-<50}|{:-<8}|{:->16}|", "", "", "");
+    for (name, key) in rows {
+        let shown = storage
+            .values
+            .get(key)
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+        println!("| {name:<48} | {:<6} | {shown:>14} |", "KB/s");
+    }
+    Ok(())
+}
+
 /// `bench --network-only`: the network rows alone, printed and appended to
 /// `target/bench/results.jsonl`.
 pub fn run_network(options: &BuildOptions) -> Result<(), Error> {

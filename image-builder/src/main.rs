@@ -173,6 +173,10 @@ enum Command {
         /// second, ping round trip) of the default system.
         #[arg(long)]
         network_only: bool,
+        /// Only the storage rows (block, FAT and WASI file throughput in
+        /// QEMU), printed and not recorded.
+        #[arg(long)]
+        storage_only: bool,
         /// Only the hosted IPC round trip with the trace ring off, on, and
         /// compiled out (atoll-core's `no-trace`), ROUNDS runs of each in turn.
         #[arg(long)]
@@ -306,6 +310,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Command::Bench {
             system,
             network_only,
+            storage_only,
             trace_overhead,
             rounds,
             charts_only,
@@ -324,6 +329,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 bench::trace_overhead(&options, rounds)?;
             } else if network_only {
                 bench::run_network(&options)?;
+            } else if storage_only {
+                bench::run_storage(&options)?;
             } else {
                 bench::run(&system, &options)?;
             }
