@@ -7,23 +7,30 @@
 //! volume's only writer while it is mounted, and any failure drops it);
 //! dirty sectors never outlive a request: [`Fat::commit`] writes them, and a
 //! failed request calls [`Fat::discard`]. A FAT12 entry can straddle two
-//! sectors: entries are read and written a byte at a time.
+//! sectors: an entry is read and written as bytes that may come from two
+//! cached sectors.
 
 use crate::disk::{Disk, DiskError, Sectors};
 use crate::layout::{FatType, Geometry, SECTOR};
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
 
-/// The most FAT sectors the cache holds (32 KiB).
-const CACHED: usize = 64;
+/// How many FAT sectors the cache holds (32 KiB), direct-mapped: sector
+/// `index` lives in slot `index % SLOTS`, so a lookup is one comparison.
+const SLOTS: usize = 64;
+
+/// A cached FAT sector.
+struct Slot {
+    /// Which FAT sector it holds (`None`: empty).
+    index: Option<u32>,
+    dirty: bool,
+    bytes: Box<[u8; SECTOR]>,
+}
 
 /// A FAT in memory, as far as it has been read.
 pub struct Fat {
     geometry: Geometry,
-    /// FAT sectors read (index from the start of the first FAT).
-    sectors: BTreeMap<u32, Box<[u8; SECTOR]>>,
-    /// Sectors changed since the last commit.
-    dirty: BTreeSet<u32>,
+    slots: Vec<Slot>,
     /// Free clusters, once counted.
     free: Option<u32>,
     /// Where the next search for a free cluster starts.
@@ -53,8 +60,13 @@ impl Fat {
     pub fn new(geometry: Geometry) -> Fat {
         Fat {
             geometry,
-            sectors: BTreeMap::new(),
-            dirty: BTreeSet::new(),
+            slots: (0..SLOTS)
+                .map(|_| Slot {
+                    index: None,
+                    dirty: false,
+                    bytes: Box::new([0u8; SECTOR]),
+                })
+                .collect(),
             free: None,
             next_free: 2,
             fsinfo_stale: false,
@@ -74,79 +86,113 @@ impl Fat {
         })
     }
 
-    /// The FAT sector `index`, read if it is not cached.
-    fn sector<S: Sectors>(
-        &mut self,
-        disk: &Disk<S>,
-        index: u32,
-    ) -> Result<&mut [u8; SECTOR], FatError> {
+    /// Writes one slot's sector to every copy of the FAT.
+    fn write_slot<S: Sectors>(&mut self, disk: &Disk<S>, slot: usize) -> Result<(), FatError> {
+        let geometry = self.geometry;
+        let Some(held) = self.slots.get_mut(slot) else {
+            return Ok(());
+        };
+        let (Some(index), true) = (held.index, held.dirty) else {
+            return Ok(());
+        };
+        for copy in 0..geometry.fats {
+            let at = geometry.fat_start
+                + u64::from(copy) * u64::from(geometry.fat_sectors)
+                + u64::from(index);
+            disk.write(at, &held.bytes[..])?;
+        }
+        held.dirty = false;
+        Ok(())
+    }
+
+    /// The slot holding FAT sector `index`, read if it is not cached (a
+    /// dirty sector it displaces is written first).
+    fn slot<S: Sectors>(&mut self, disk: &Disk<S>, index: u32) -> Result<&mut Slot, FatError> {
         if index >= self.geometry.fat_sectors {
             return Err(FatError::Corrupt);
         }
-        if !self.sectors.contains_key(&index) {
-            if self.sectors.len() >= CACHED {
-                self.make_room(disk)?;
-            }
-            let mut bytes = Box::new([0u8; SECTOR]);
-            disk.read(self.geometry.fat_start + u64::from(index), &mut bytes[..])?;
-            self.sectors.insert(index, bytes);
+        let slot = index as usize % SLOTS;
+        let held = self.slots.get(slot).ok_or(FatError::Corrupt)?;
+        if held.index != Some(index) {
+            self.write_slot(disk, slot)?;
+            let held = self.slots.get_mut(slot).ok_or(FatError::Corrupt)?;
+            held.index = None;
+            disk.read(
+                self.geometry.fat_start + u64::from(index),
+                &mut held.bytes[..],
+            )?;
+            held.index = Some(index);
         }
-        self.sectors
-            .get_mut(&index)
-            .map(|bytes| &mut **bytes)
-            .ok_or(FatError::Corrupt)
+        self.slots.get_mut(slot).ok_or(FatError::Corrupt)
     }
 
-    /// Drops a clean sector from a full cache (writing the dirty ones
-    /// first if every sector is dirty).
-    fn make_room<S: Sectors>(&mut self, disk: &Disk<S>) -> Result<(), FatError> {
-        if self.dirty.len() >= self.sectors.len() {
-            self.write_dirty(disk)?;
-        }
-        let clean = self
-            .sectors
-            .keys()
-            .copied()
-            .find(|index| !self.dirty.contains(index));
-        if let Some(index) = clean {
-            self.sectors.remove(&index);
+    /// Reads `out.len()` bytes of the FAT from byte `at` (across a sector
+    /// boundary if need be: a FAT12 entry can straddle one).
+    fn bytes<S: Sectors>(
+        &mut self,
+        disk: &Disk<S>,
+        at: u64,
+        out: &mut [u8],
+    ) -> Result<(), FatError> {
+        let mut at = at;
+        let mut done = 0;
+        while done < out.len() {
+            let index = u32::try_from(at / SECTOR as u64).map_err(|_| FatError::Corrupt)?;
+            let offset = (at % SECTOR as u64) as usize;
+            let take = (out.len() - done).min(SECTOR - offset);
+            let slot = self.slot(disk, index)?;
+            let source = slot
+                .bytes
+                .get(offset..offset + take)
+                .ok_or(FatError::Corrupt)?;
+            out.get_mut(done..done + take)
+                .ok_or(FatError::Corrupt)?
+                .copy_from_slice(source);
+            done += take;
+            at += take as u64;
         }
         Ok(())
     }
 
-    fn byte<S: Sectors>(&mut self, disk: &Disk<S>, at: u64) -> Result<u8, FatError> {
-        let index = u32::try_from(at / SECTOR as u64).map_err(|_| FatError::Corrupt)?;
-        let sector = self.sector(disk, index)?;
-        sector
-            .get((at % SECTOR as u64) as usize)
-            .copied()
-            .ok_or(FatError::Corrupt)
-    }
-
-    fn set_byte<S: Sectors>(&mut self, disk: &Disk<S>, at: u64, value: u8) -> Result<(), FatError> {
-        let index = u32::try_from(at / SECTOR as u64).map_err(|_| FatError::Corrupt)?;
-        let sector = self.sector(disk, index)?;
-        let byte = sector
-            .get_mut((at % SECTOR as u64) as usize)
-            .ok_or(FatError::Corrupt)?;
-        if *byte != value {
-            *byte = value;
-            self.dirty.insert(index);
+    /// Writes `data` into the FAT from byte `at` (in the cache).
+    fn set_bytes<S: Sectors>(
+        &mut self,
+        disk: &Disk<S>,
+        at: u64,
+        data: &[u8],
+    ) -> Result<(), FatError> {
+        let mut at = at;
+        let mut done = 0;
+        while done < data.len() {
+            let index = u32::try_from(at / SECTOR as u64).map_err(|_| FatError::Corrupt)?;
+            let offset = (at % SECTOR as u64) as usize;
+            let take = (data.len() - done).min(SECTOR - offset);
+            let slot = self.slot(disk, index)?;
+            let source = data.get(done..done + take).ok_or(FatError::Corrupt)?;
+            slot.bytes
+                .get_mut(offset..offset + take)
+                .ok_or(FatError::Corrupt)?
+                .copy_from_slice(source);
+            slot.dirty = true;
+            done += take;
+            at += take as u64;
         }
         Ok(())
+    }
+
+    fn width(&self) -> usize {
+        match self.geometry.fat_type {
+            FatType::Fat12 | FatType::Fat16 => 2,
+            FatType::Fat32 => 4,
+        }
     }
 
     /// The entry of `cluster` (FAT32's reserved top four bits masked off).
     pub fn get<S: Sectors>(&mut self, disk: &Disk<S>, cluster: u32) -> Result<u32, FatError> {
         let at = self.byte_of(cluster)?;
-        let width = match self.geometry.fat_type {
-            FatType::Fat12 | FatType::Fat16 => 2,
-            FatType::Fat32 => 4,
-        };
         let mut bytes = [0u8; 4];
-        for (offset, byte) in (0u64..).zip(bytes.iter_mut().take(width)) {
-            *byte = self.byte(disk, at + offset)?;
-        }
+        let width = self.width();
+        self.bytes(disk, at, bytes.get_mut(..width).ok_or(FatError::Corrupt)?)?;
         let raw = u32::from_le_bytes(bytes);
         Ok(match self.geometry.fat_type {
             FatType::Fat12 if cluster % 2 == 1 => (raw >> 4) & 0xfff,
@@ -166,37 +212,26 @@ impl Fat {
         value: u32,
     ) -> Result<(), FatError> {
         let at = self.byte_of(cluster)?;
-        let old = self.get(disk, cluster)?;
-        match self.geometry.fat_type {
-            FatType::Fat12 => {
-                let value = value & 0xfff;
-                let (first, second) = if cluster % 2 == 1 {
-                    let kept = self.byte(disk, at)? & 0x0f;
-                    (kept | ((value as u8 & 0x0f) << 4), (value >> 4) as u8)
-                } else {
-                    let kept = self.byte(disk, at + 1)? & 0xf0;
-                    (value as u8, kept | ((value >> 8) as u8 & 0x0f))
-                };
-                self.set_byte(disk, at, first)?;
-                self.set_byte(disk, at + 1, second)?;
+        let width = self.width();
+        let mut bytes = [0u8; 4];
+        self.bytes(disk, at, bytes.get_mut(..width).ok_or(FatError::Corrupt)?)?;
+        let raw = u32::from_le_bytes(bytes);
+        let (old, new) = match self.geometry.fat_type {
+            FatType::Fat12 if cluster % 2 == 1 => {
+                ((raw >> 4) & 0xfff, (raw & 0x000f) | ((value & 0xfff) << 4))
             }
-            FatType::Fat16 => {
-                for (offset, byte) in (0u64..).zip((value as u16).to_le_bytes()) {
-                    self.set_byte(disk, at + offset, byte)?;
-                }
-            }
-            FatType::Fat32 => {
-                let kept = u32::from(self.byte(disk, at + 3)? & 0xf0) << 24;
-                let bytes = (kept | (value & 0x0fff_ffff)).to_le_bytes();
-                for (offset, byte) in (0u64..).zip(bytes) {
-                    self.set_byte(disk, at + offset, byte)?;
-                }
-            }
-        }
+            FatType::Fat12 => (raw & 0xfff, (raw & 0xf000) | (value & 0xfff)),
+            FatType::Fat16 => (raw & 0xffff, value & 0xffff),
+            FatType::Fat32 => (
+                raw & 0x0fff_ffff,
+                (raw & 0xf000_0000) | (value & 0x0fff_ffff),
+            ),
+        };
+        let new = new.to_le_bytes();
+        self.set_bytes(disk, at, new.get(..width).ok_or(FatError::Corrupt)?)?;
         // Keep the free count (if known) in step.
         if let Some(free) = self.free {
-            let now_free = value == 0;
-            let was_free = old == 0;
+            let (was_free, now_free) = (old == 0, value == 0);
             if now_free && !was_free {
                 self.free = Some(free.saturating_add(1).min(self.geometry.clusters));
                 self.fsinfo_stale = true;
@@ -283,20 +318,8 @@ impl Fat {
 
     /// Writes every changed sector to every copy of the FAT.
     fn write_dirty<S: Sectors>(&mut self, disk: &Disk<S>) -> Result<(), FatError> {
-        let dirty = core::mem::take(&mut self.dirty);
-        for index in &dirty {
-            let Some(bytes) = self.sectors.get(index) else {
-                continue;
-            };
-            for copy in 0..self.geometry.fats {
-                let at = self.geometry.fat_start
-                    + u64::from(copy) * u64::from(self.geometry.fat_sectors)
-                    + u64::from(*index);
-                if let Err(error) = disk.write(at, &bytes[..]) {
-                    self.dirty = dirty;
-                    return Err(error.into());
-                }
-            }
+        for slot in 0..self.slots.len() {
+            self.write_slot(disk, slot)?;
         }
         Ok(())
     }
@@ -327,8 +350,10 @@ impl Fat {
     /// access reads the FAT from the disk again and counts free clusters
     /// afresh.
     pub fn discard(&mut self) {
-        self.sectors.clear();
-        self.dirty.clear();
+        for slot in &mut self.slots {
+            slot.index = None;
+            slot.dirty = false;
+        }
         self.free = None;
         self.fsinfo_stale = false;
     }
@@ -341,4 +366,162 @@ fn fsinfo_valid(bytes: &[u8]) -> bool {
         Some(u32::from_le_bytes(field))
     };
     word(0) == Some(0x4161_5252) && word(484) == Some(0x6141_7272)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::rc::Rc;
+    use alloc::vec;
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+
+    /// Sectors in memory.
+    #[derive(Clone)]
+    struct Memory(Rc<RefCell<Vec<u8>>>);
+
+    impl Sectors for Memory {
+        fn capacity(&self) -> Result<u64, DiskError> {
+            Ok((self.0.borrow().len() / SECTOR) as u64)
+        }
+
+        fn read(&self, sector: u64, buffer: &mut [u8]) -> Result<(), DiskError> {
+            let start = sector as usize * SECTOR;
+            let bytes = self.0.borrow();
+            let source = bytes
+                .get(start..start + buffer.len())
+                .ok_or(DiskError::Refused)?;
+            buffer.copy_from_slice(source);
+            Ok(())
+        }
+
+        fn write(&self, sector: u64, data: &[u8]) -> Result<(), DiskError> {
+            let start = sector as usize * SECTOR;
+            let mut bytes = self.0.borrow_mut();
+            bytes
+                .get_mut(start..start + data.len())
+                .ok_or(DiskError::Refused)?
+                .copy_from_slice(data);
+            Ok(())
+        }
+
+        fn flush(&self) -> Result<(), DiskError> {
+            Ok(())
+        }
+    }
+
+    /// A FAT12 volume's tables: one reserved sector, two FATs of 9 sectors
+    /// (sectors 1-9 and 10-18), 2,000 clusters.
+    fn fat12() -> (Geometry, Memory) {
+        let geometry = Geometry {
+            fat_type: FatType::Fat12,
+            start: 0,
+            sectors_per_cluster: 1,
+            fat_start: 1,
+            fat_sectors: 9,
+            fats: 2,
+            clusters: 2000,
+            fsinfo: None,
+            data_start: 33,
+            root_start: 19,
+            root_sectors: 14,
+            root_cluster: 0,
+        };
+        (
+            geometry,
+            Memory(Rc::new(RefCell::new(vec![0u8; 2100 * SECTOR]))),
+        )
+    }
+
+    #[test]
+    fn fat12_entries_straddle_sector_boundaries() {
+        let (geometry, memory) = fat12();
+        let disk = Disk::open(memory.clone()).unwrap();
+        let mut fat = Fat::new(geometry);
+        // Cluster 341 (odd) is bytes 511-512: its low nibble in the last
+        // byte of FAT sector 0, its high byte first in sector 1. Cluster 682
+        // (even) is bytes 1023-1024, across sectors 1 and 2.
+        for (cluster, value) in [
+            (340, 0xabc),
+            (341, 0x123),
+            (342, 0xfff),
+            (682, 0x456),
+            (683, 0x789),
+        ] {
+            fat.set(&disk, cluster, value).unwrap();
+        }
+        fat.commit(&disk).unwrap();
+        {
+            let bytes = memory.0.borrow();
+            let first = SECTOR; // FAT sector 0
+            // 340 even: bytes 510 (low 8 bits) and 511 (low nibble).
+            assert_eq!(bytes[first + 510], 0xbc);
+            assert_eq!(
+                bytes[first + 511],
+                0x3a,
+                "341's low nibble over 340's high one"
+            );
+            assert_eq!(
+                bytes[first + 512],
+                0x12,
+                "341's high byte, in the next sector"
+            );
+            assert_eq!(bytes[first + 1023], 0x56, "682's low byte, end of sector 1");
+            assert_eq!(
+                bytes[first + 1024],
+                0x94,
+                "683's low nibble over 682's high one"
+            );
+            // The second FAT is the same.
+            let second = 10 * SECTOR;
+            assert_eq!(
+                bytes[first..first + 9 * SECTOR],
+                bytes[second..second + 9 * SECTOR]
+            );
+        }
+        // A fresh FAT reads them back from the disk.
+        let disk = Disk::open(memory.clone()).unwrap();
+        let mut fresh = Fat::new(geometry);
+        for (cluster, value) in [
+            (340, 0xabc),
+            (341, 0x123),
+            (342, 0xfff),
+            (682, 0x456),
+            (683, 0x789),
+        ] {
+            assert_eq!(
+                fresh.get(&disk, cluster).unwrap(),
+                value,
+                "cluster {cluster}"
+            );
+        }
+        assert_eq!(fresh.get(&disk, 339).unwrap(), 0);
+        assert_eq!(
+            fresh.get(&disk, 2002),
+            Err(FatError::Corrupt),
+            "past the volume"
+        );
+        assert_eq!(fresh.free(&disk).unwrap(), 2000 - 5);
+    }
+
+    #[test]
+    fn allocation_is_bounded_and_a_looping_chain_ends() {
+        let (geometry, memory) = fat12();
+        let disk = Disk::open(memory).unwrap();
+        let mut fat = Fat::new(geometry);
+        // Every cluster taken but one.
+        let first = fat.allocate(&disk, None).unwrap();
+        let mut last = first;
+        for _ in 1..1999 {
+            last = fat.allocate(&disk, Some(last)).unwrap();
+        }
+        assert_eq!(fat.free(&disk).unwrap(), 1);
+        let spare = fat.allocate(&disk, None).unwrap();
+        assert_eq!(fat.allocate(&disk, None), Err(FatError::Full));
+        // A chain that loops back on itself: freeing it ends.
+        fat.set(&disk, spare, first).unwrap();
+        fat.set(&disk, last, spare).unwrap();
+        assert_eq!(fat.free_chain(&disk, first).unwrap(), 2000);
+        assert_eq!(fat.free(&disk).unwrap(), 2000);
+    }
 }

@@ -357,7 +357,10 @@ impl<S: Sectors + Clone> FileSystem<S> {
             Ok(mount) => mount,
             Err(error) => return Response::Error(error),
         };
-        if modifies {
+        // The file last looked up stays known across reads and writes of
+        // it (a write updates it); anything else that changes the volume
+        // could move or change its entry.
+        if modifies && !matches!(request, Request::Write { .. }) {
             mount.reading.take();
         }
         let mut outcome = match request {
@@ -734,13 +737,7 @@ impl<S: Sectors> Mount<S> {
 
     fn read(&self, path: &str, offset: u64, len: u32) -> Outcome<Vec<u8>> {
         let parts = components(path)?;
-        let kept = self
-            .reading
-            .borrow()
-            .as_ref()
-            .filter(|(kept, _)| kept.iter().eq(parts.iter()))
-            .map(|(_, found)| found.clone());
-        let found = match kept {
+        let found = match self.kept(&parts) {
             Some(found) => found,
             None => {
                 let (_, found) = self.file(&parts)?;
@@ -755,40 +752,67 @@ impl<S: Sectors> Mount<S> {
         }
         let want = u64::from(len.min(MAX_DATA)).min(size - offset) as usize;
         let mut data = vec![0u8; want];
-        let first = found.first_cluster(self.geometry.fat_type);
-        let cluster_bytes = self.geometry.bytes_per_cluster();
+        let geometry = self.geometry;
+        let first = found.first_cluster(geometry.fat_type);
+        let cluster_bytes = geometry.bytes_per_cluster() as usize;
+        let mut index = u32::try_from(offset / cluster_bytes as u64)
+            .map_err(|_| corrupt("a file past 4 GiB"))?;
+        let mut cluster = self.cluster_at(first, index, false)?;
+        let mut in_cluster = (offset % cluster_bytes as u64) as usize;
         let mut done = 0usize;
-        while done < want {
-            let at = offset + done as u64;
-            let index = u32::try_from(at / cluster_bytes).map_err(|_| corrupt("file size"))?;
-            let cluster = self.cluster_at(first, index, false)?;
-            let in_cluster = at % cluster_bytes;
-            let sector = self.geometry.cluster_sector(cluster) + in_cluster / SECTOR as u64;
-            let skip = (in_cluster % SECTOR as u64) as usize;
-            // Whole sectors to the end of this cluster or of the request.
-            let left_in_cluster = (cluster_bytes - in_cluster) as usize;
-            let take = (want - done).min(left_in_cluster);
-            let sectors = (skip + take).div_ceil(SECTOR);
-            let mut buffer = vec![0u8; sectors * SECTOR];
-            // How far the file goes on from here without a jump (enough
-            // for one block request): this cluster, and those that follow
-            // it on the disk.
-            let mut run = (left_in_cluster + skip).div_ceil(SECTOR) as u64;
-            let mut last = cluster;
-            while run < (sectors + MAX_SECTORS) as u64 {
+        loop {
+            // A run of clusters that follow each other on the disk, as far
+            // as the request needs, then as far as a block request would
+            // read ahead.
+            let needed = want - done;
+            let mut run_bytes = cluster_bytes - in_cluster;
+            let (mut last, mut last_index) = (cluster, index);
+            let mut after = None;
+            while run_bytes < needed + MAX_SECTORS * SECTOR {
                 let next = self.fat_get(last)?;
-                if next != last + 1 || !self.geometry.is_data(next) {
+                if run_bytes < needed {
+                    // The data goes on in `next`: it must be a data cluster.
+                    if !geometry.is_data(next) || last_index >= geometry.clusters {
+                        return Err(corrupt("a cluster chain is shorter than its file"));
+                    }
+                    if next != last + 1 {
+                        after = Some(next);
+                        break;
+                    }
+                    last_index += 1;
+                } else if next != last + 1 || !geometry.is_data(next) {
                     break;
                 }
-                run += u64::from(self.geometry.sectors_per_cluster);
                 last = next;
+                run_bytes += cluster_bytes;
             }
+            let take = needed.min(run_bytes);
+            let skip = in_cluster % SECTOR;
+            let sector = geometry.cluster_sector(cluster) + (in_cluster / SECTOR) as u64;
+            let sectors = (skip + take).div_ceil(SECTOR);
+            let run = (skip + run_bytes).div_ceil(SECTOR) as u64;
+            let mut buffer = vec![0u8; sectors * SECTOR];
             self.disk.read_file(sector, &mut buffer, run)?;
             let piece = buffer.get(skip..skip + take).ok_or(Error::Device)?;
             data.get_mut(done..done + take)
                 .ok_or(Error::Device)?
                 .copy_from_slice(piece);
             done += take;
+            // The cursor goes to the cluster holding the last byte read
+            // (the run's clusters follow each other).
+            let clusters_in = ((in_cluster + take - 1) / cluster_bytes) as u32;
+            self.cursor.set(Some(Cursor {
+                first,
+                index: index + clusters_in,
+                cluster: cluster + clusters_in,
+            }));
+            if done >= want {
+                break;
+            }
+            // Jump to the next piece of the chain.
+            cluster = after.ok_or(corrupt("a cluster chain is shorter than its file"))?;
+            index = last_index + 1;
+            in_cluster = 0;
         }
         Ok(data)
     }
@@ -802,8 +826,9 @@ impl<S: Sectors> Mount<S> {
             return Err(Error::Other("a FAT file ends before 4 GiB".into()).into());
         }
         let parts = components(path)?;
-        let found = match self.file(&parts) {
-            Ok((_, found)) => found,
+        let kept = self.kept(&parts);
+        let found = match kept.map_or_else(|| self.file(&parts).map(|(_, found)| found), Ok) {
+            Ok(found) => found,
             Err(Failure {
                 error: Error::NotFound,
                 ..
@@ -819,12 +844,25 @@ impl<S: Sectors> Mount<S> {
         if found.attributes() & READ_ONLY != 0 {
             return Err(Error::Other("the file is read-only".into()).into());
         }
-        self.write_found(&found, offset as u32, data)
+        let bytes = self.write_found(&found, offset as u32, data)?;
+        let path = parts.iter().map(|part| (*part).to_string()).collect();
+        *self.reading.borrow_mut() = Some((path, Found { bytes, ..found }));
+        Ok(())
+    }
+
+    /// The file last looked up, if it was at `parts`.
+    fn kept(&self, parts: &[&str]) -> Option<Found> {
+        self.reading
+            .borrow()
+            .as_ref()
+            .filter(|(kept, _)| kept.iter().eq(parts.iter()))
+            .map(|(_, found)| found.clone())
     }
 
     /// Writes `data` at `offset` of the file of `found` (zero-filling from
-    /// its end if `offset` is past it), then its entry.
-    fn write_found(&self, found: &Found, offset: u32, data: &[u8]) -> Outcome<()> {
+    /// its end if `offset` is past it), then its entry; the entry as
+    /// written.
+    fn write_found(&self, found: &Found, offset: u32, data: &[u8]) -> Outcome<[u8; ENTRY]> {
         let geometry = self.geometry;
         let size = found.size();
         gap_allowed(size, offset)?;
@@ -892,12 +930,21 @@ impl<S: Sectors> Mount<S> {
                     .ok_or(Error::Device)?;
                 self.disk.read(sector + (sectors - 1) as u64, tail)?;
             }
-            for (position, byte) in (at..run_end).zip(buffer.iter_mut().skip(skip)) {
-                *byte = if position < offset {
-                    0
-                } else {
-                    data.get((position - offset) as usize).copied().unwrap_or(0)
-                };
+            // Zeros up to `offset` (the buffer's), then the data.
+            let zeros = offset.saturating_sub(at).min(run_end - at) as usize;
+            if let Some(zeroed) = buffer.get_mut(skip..skip + zeros) {
+                zeroed.fill(0);
+            }
+            let data_from = at.max(offset);
+            if data_from < run_end {
+                let source = data
+                    .get((data_from - offset) as usize..(run_end - offset) as usize)
+                    .ok_or(Error::Device)?;
+                let at_buffer = skip + (data_from - at) as usize;
+                buffer
+                    .get_mut(at_buffer..at_buffer + source.len())
+                    .ok_or(Error::Device)?
+                    .copy_from_slice(source);
             }
             self.disk.write(sector, &buffer)?;
             at = run_end;
@@ -912,8 +959,9 @@ impl<S: Sectors> Mount<S> {
         slot[28..32].copy_from_slice(&new_size.to_le_bytes());
         slot[11] |= ARCHIVE;
         stamp(slot);
+        let entry: [u8; ENTRY] = (*slot).try_into().map_err(|_| Error::Device)?;
         self.write_sector(found.sector, &bytes)?;
-        Ok(())
+        Ok(entry)
     }
 
     fn create(&self, path: &str) -> Outcome<()> {
@@ -1013,7 +1061,7 @@ impl<S: Sectors> Mount<S> {
             core::cmp::Ordering::Greater => {
                 let size = u32::try_from(size)
                     .map_err(|_| Error::Other("a FAT file ends before 4 GiB".into()))?;
-                self.write_found(&found, size, &[])
+                self.write_found(&found, size, &[]).map(|_| ())
             }
             core::cmp::Ordering::Less => self.cut(&found, size),
         }

@@ -90,7 +90,11 @@ fn run(command: &mut Command) {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(std::format!("atoll-fat-test-{}", std::process::id()));
+    // A folder per image (named by what comes before the first dot), so
+    // that tests running in parallel never remove each other's folder.
+    let stem = name.split('.').next().unwrap_or(name);
+    let dir =
+        std::env::temp_dir().join(std::format!("atoll-fat-test-{}-{stem}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
@@ -934,47 +938,64 @@ fn a_full_volume_is_no_space_and_stays_consistent() {
     if !tools() {
         return;
     }
-    // 8 MiB of FAT16 with 512-byte clusters, nearly filled from the host.
-    let path = scratch("full.img");
-    let _ = std::fs::remove_file(&path);
-    run(Command::new("mkfs.fat")
-        .args(["-C", "-F", "16", "-s", "1"])
-        .arg(&path)
-        .arg("8192"));
-    let target = path.display().to_string();
-    let source = scratch("full.img.source");
-    let memory = load(&path);
-    let free = FileSystem::new(memory.clone()).summary().unwrap().free;
-    std::fs::write(&source, vec![7u8; free as usize - 20_000]).unwrap();
-    run(Command::new("mcopy")
-        .args(["-i", &target])
-        .arg(&source)
-        .arg("::FILLER.BIN"));
-    let memory = load(&path);
-    let mut files = FileSystem::new(memory.clone());
-    let chunk = vec![0x5au8; 3072];
-    let mut offset = 0u64;
-    let error = loop {
-        match write(&mut files, "/fill.bin", offset, &chunk) {
-            Response::Written(count) => offset += u64::from(count),
-            other => break other,
-        }
-        assert!(offset < 40_000, "wrote past the free space");
-    };
-    assert_eq!(
-        error,
-        Response::Error(Error::NoSpace),
-        "after {offset} bytes"
-    );
-    assert_eq!(
-        files.handle(Request::Remove {
-            path: "/fill.bin".into()
-        }),
-        Response::Done
-    );
-    check_volume(&memory, &path, 0);
-    let _ = std::fs::remove_file(&source);
-    done(&path);
+    // FAT12, FAT16 and FAT32 with 512-byte clusters, nearly filled from the
+    // host.
+    for (fat, kib) in [("12", "1440"), ("16", "8192"), ("32", "34000")] {
+        let path = scratch(&std::format!("full{fat}.img"));
+        let _ = std::fs::remove_file(&path);
+        run(Command::new("mkfs.fat")
+            .args(["-C", "-F", fat, "-s", "1"])
+            .arg(&path)
+            .arg(kib));
+        let target = path.display().to_string();
+        let source = scratch(&std::format!("full{fat}.img.source"));
+        let memory = load(&path);
+        let free = FileSystem::new(memory.clone()).summary().unwrap().free;
+        std::fs::write(&source, vec![7u8; free as usize - 20_000]).unwrap();
+        run(Command::new("mcopy")
+            .args(["-i", &target])
+            .arg(&source)
+            .arg("::FILLER.BIN"));
+        let memory = load(&path);
+        let mut files = FileSystem::new(memory.clone());
+        let start_free = files.summary().unwrap().free;
+        let chunk = vec![0x5au8; 3072];
+        let mut offset = 0u64;
+        let error = loop {
+            match write(&mut files, "/fill.bin", offset, &chunk) {
+                Response::Written(count) => offset += u64::from(count),
+                other => break other,
+            }
+            assert!(offset < 40_000, "FAT{fat}: wrote past the free space");
+        };
+        assert_eq!(
+            error,
+            Response::Error(Error::NoSpace),
+            "FAT{fat}: after {offset} bytes"
+        );
+        // The clusters the last write could not fill are all that is left.
+        assert!(offset >= 20_000 - 3072, "FAT{fat}: only {offset} bytes");
+        let summary = files.summary().unwrap();
+        assert!(summary.free < 3072, "FAT{fat}: {} bytes free", summary.free);
+        // What was written is there, and the free count is the FAT's.
+        check_volume(&memory, &path, 0);
+        let fresh = FileSystem::new(memory.clone()).summary().unwrap();
+        assert_eq!(fresh.free, summary.free, "FAT{fat}");
+        assert_eq!(
+            files.handle(Request::Remove {
+                path: "/fill.bin".into()
+            }),
+            Response::Done
+        );
+        assert_eq!(
+            files.summary().unwrap().free,
+            start_free,
+            "FAT{fat}: free space after the remove"
+        );
+        check_volume(&memory, &path, 0);
+        let _ = std::fs::remove_file(&source);
+        done(&path);
+    }
 }
 
 #[test]
@@ -1058,4 +1079,193 @@ fn many_long_names(path: &Path) {
     }
     check_volume(&memory, path, 0);
     done(path);
+}
+
+#[test]
+fn fat12_directories_renames_and_long_names() {
+    if !tools() {
+        return;
+    }
+    let path = scratch("dirs12.img");
+    let _ = std::fs::remove_file(&path);
+    run(Command::new("mkfs.fat")
+        .args(["-C", "-F", "12", "-n", "ATOLL"])
+        .arg(&path)
+        .arg("4096"));
+    let target = path.display().to_string();
+    fill(&target, "dirs12.img");
+    directories_renames_and_long_names(&path, 0, &target);
+    done(&path);
+}
+
+/// The same requests on a volume of each FAT type (512-byte clusters, so
+/// that a 200 KB file on FAT12 has entries straddling FAT sectors): a long
+/// name written in 3 KiB pieces, a directory made, filled, emptied and
+/// removed, a rename, a cut, removals, the free count after them, then
+/// `fsck.fat -n` and mtools reading names and bytes back.
+fn same_requests(fat: &str, kib: &str, expected: FatType) {
+    let path = scratch(&std::format!("same{fat}.img"));
+    let _ = std::fs::remove_file(&path);
+    run(Command::new("mkfs.fat")
+        .args(["-C", "-F", fat, "-s", "1", "-n", "ATOLL"])
+        .arg(&path)
+        .arg(kib));
+    let target = path.display().to_string();
+    fill(&target, &std::format!("same{fat}.img"));
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    let summary = files.summary().unwrap();
+    assert_eq!(summary.fat_type, expected);
+    assert_eq!(summary.label.as_deref(), Some("ATOLL"));
+    // The host's long-named file (5000 bytes) goes first, with its clusters.
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/a long file name.TXT".into()
+        }),
+        Response::Done
+    );
+    let free = files.summary().unwrap().free;
+    assert_eq!(free, summary.free + 10 * 512, "FAT{fat}");
+
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let long = "/A long file name.txt";
+    let put = |files: &mut FileSystem<Memory>, path: &str, data: &[u8]| {
+        for (index, chunk) in data.chunks(MAX_DATA as usize).enumerate() {
+            assert_eq!(
+                write(files, path, (index * MAX_DATA as usize) as u64, chunk),
+                Response::Written(chunk.len() as u32),
+                "FAT{fat}: {path} at {}",
+                index * MAX_DATA as usize
+            );
+        }
+    };
+    put(&mut files, long, &data);
+    assert_eq!(read_all(&mut files, "/a LONG file NAME.TXT"), data);
+    assert_eq!(
+        files.summary().unwrap().free,
+        free - 200_192,
+        "FAT{fat}: 391 clusters taken"
+    );
+    // A directory: made, given a file, emptied by a rename, removed.
+    assert_eq!(
+        request(
+            &mut files,
+            Request::CreateDirectory {
+                path: "/Some directory".into()
+            }
+        ),
+        Response::Done
+    );
+    put(&mut files, "/Some directory/inner file.txt", &data[..5000]);
+    assert_eq!(
+        request(
+            &mut files,
+            Request::RemoveDirectory {
+                path: "/Some directory".into()
+            }
+        ),
+        Response::Error(Error::NotEmpty)
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::Rename {
+                from: "/Some directory/inner file.txt".into(),
+                to: "/Moved.txt".into(),
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::RemoveDirectory {
+                path: "/Some directory".into()
+            }
+        ),
+        Response::Done
+    );
+    // Cut within the chain, overwrite in the middle, cut to zero.
+    assert_eq!(
+        request(
+            &mut files,
+            Request::SetSize {
+                path: "/moved.txt".into(),
+                size: 1000,
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(
+        write(&mut files, "/moved.txt", 10, b"middle"),
+        Response::Written(6)
+    );
+    let mut moved = data[..1000].to_vec();
+    moved[10..16].copy_from_slice(b"middle");
+    assert_eq!(read_all(&mut files, "/MOVED.TXT"), moved);
+    assert!(matches!(
+        request(
+            &mut files,
+            Request::OpenFile {
+                path: "/HELLO.TXT".into(),
+                create: false,
+                exclusive: false,
+                truncate: true,
+            }
+        ),
+        Response::Entry(Entry { size: 0, .. })
+    ));
+    // Free space: removing what was made gives back every cluster.
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/moved.txt".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(
+        files.handle(Request::Remove { path: long.into() }),
+        Response::Done
+    );
+    let after = files.summary().unwrap().free;
+    assert_eq!(
+        after,
+        free + 512,
+        "FAT{fat}: HELLO.TXT's cluster is free too"
+    );
+    assert_eq!(
+        FileSystem::new(memory.clone()).summary().unwrap().free,
+        after,
+        "FAT{fat}: the count kept is the FAT's"
+    );
+    // Written again, for mtools to read back.
+    put(&mut files, long, &data);
+    check_volume(&memory, &path, 0);
+    let listing = Command::new("mdir")
+        .args(["-i", &target, "::"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("A long file name.txt"), "{listing}");
+    assert!(!listing.contains("Some directory"), "{listing}");
+    let typed = Command::new("mtype")
+        .args(["-i", &target, "::A long file name.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(typed.stdout, data, "FAT{fat}: mtype");
+    let hello = Command::new("mtype")
+        .args(["-i", &target, "::HELLO.TXT"])
+        .output()
+        .unwrap();
+    assert!(hello.stdout.is_empty(), "FAT{fat}: HELLO.TXT was truncated");
+    done(&path);
+}
+
+#[test]
+fn the_same_requests_on_fat12_fat16_and_fat32() {
+    if !tools() {
+        return;
+    }
+    same_requests("12", "1440", FatType::Fat12);
+    same_requests("16", "8192", FatType::Fat16);
+    same_requests("32", "34000", FatType::Fat32);
 }
