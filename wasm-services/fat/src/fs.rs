@@ -351,8 +351,13 @@ impl<S: Sectors + Clone> FileSystem<S> {
     pub fn handle(&mut self, request: Request) -> Response {
         let modifies = !matches!(
             request,
-            Request::Open { .. } | Request::List { .. } | Request::Read { .. }
+            Request::Open { .. } | Request::List { .. } | Request::Read { .. } | Request::Sync
         );
+        // What the driver is asked to make durable before the answer: every
+        // change but a `Write`'s (written to the disk, but left in its write
+        // cache until a `Sync`, as POSIX `write` and `fsync` do).
+        let flush = modifies && !matches!(request, Request::Write { .. })
+            || matches!(request, Request::Sync);
         let mount = match self.mounted() {
             Ok(mount) => mount,
             Err(error) => return Response::Error(error),
@@ -388,14 +393,18 @@ impl<S: Sectors + Clone> FileSystem<S> {
             Request::RemoveDirectory { path } => mount.remove(&path, true).map(|()| Response::Done),
             Request::Rename { from, to } => mount.rename(&from, &to).map(|()| Response::Done),
             Request::SetSize { path, size } => mount.set_size(&path, size).map(|()| Response::Done),
+            Request::Sync => Ok(Response::Done),
         };
         if modifies && outcome.is_ok() {
-            let committed = mount
-                .commit()
-                .and_then(|()| mount.disk.io().flush().map_err(Failure::from));
-            if let Err(failure) = committed {
+            if let Err(failure) = mount.commit() {
                 outcome = Err(failure);
             }
+        }
+        if flush
+            && outcome.is_ok()
+            && let Err(error) = mount.disk.io().flush()
+        {
+            outcome = Err(error.into());
         }
         match outcome {
             Ok(response) => response,

@@ -20,6 +20,7 @@ struct Memory {
     bytes: Rc<RefCell<Vec<u8>>>,
     failing: Rc<Cell<bool>>,
     calls: Rc<Cell<u32>>,
+    flushes: Rc<Cell<u32>>,
 }
 
 impl Memory {
@@ -64,6 +65,7 @@ impl Sectors for Memory {
         if self.failing.get() {
             return Err(DiskError::Gone);
         }
+        self.flushes.set(self.flushes.get() + 1);
         Ok(())
     }
 }
@@ -168,6 +170,7 @@ fn load(path: &Path) -> Memory {
         bytes: Rc::new(RefCell::new(std::fs::read(path).unwrap())),
         failing: Rc::new(Cell::new(false)),
         calls: Rc::new(Cell::new(0)),
+        flushes: Rc::new(Cell::new(0)),
     }
 }
 
@@ -502,6 +505,7 @@ fn a_blank_disk_has_no_volume_until_it_gets_one() {
         bytes: Rc::new(RefCell::new(vec![0u8; 4096 * SECTOR])),
         failing: Rc::new(Cell::new(false)),
         calls: Rc::new(Cell::new(0)),
+        flushes: Rc::new(Cell::new(0)),
     };
     let mut files = FileSystem::new(memory.clone());
     assert_eq!(files.summary(), Err(Error::NoVolume));
@@ -1268,4 +1272,64 @@ fn the_same_requests_on_fat12_fat16_and_fat32() {
     same_requests("12", "1440", FatType::Fat12);
     same_requests("16", "8192", FatType::Fat16);
     same_requests("32", "34000", FatType::Fat32);
+}
+
+#[test]
+fn appends_cost_few_block_calls_and_sync_flushes() {
+    if !tools() {
+        return;
+    }
+    let path = partitioned_image("appends.img");
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    assert!(files.summary().is_ok());
+    let chunk: Vec<u8> = (0..MAX_DATA).map(|i| (i % 249) as u8).collect();
+    assert_eq!(
+        write(&mut files, "/APPEND.BIN", 0, &chunk),
+        Response::Written(MAX_DATA)
+    );
+    // Appending 3 KiB (2 KiB clusters): the data in one block request, the
+    // FAT sector to each of the 2 FATs, the entry; no directory search, no
+    // chain walk, and no flush (a `Sync` does that).
+    let (calls, flushes) = (memory.calls.get(), memory.flushes.get());
+    let rounds = 40u32;
+    for round in 1..=rounds {
+        assert_eq!(
+            write(
+                &mut files,
+                "/APPEND.BIN",
+                u64::from(round * MAX_DATA),
+                &chunk
+            ),
+            Response::Written(MAX_DATA)
+        );
+    }
+    let per_write = f64::from(memory.calls.get() - calls) / f64::from(rounds);
+    assert!(per_write <= 4.5, "{per_write} block calls per 3 KiB append");
+    assert_eq!(memory.flushes.get(), flushes, "a write does not flush");
+    assert_eq!(files.handle(Request::Sync), Response::Done);
+    assert_eq!(memory.flushes.get(), flushes + 1);
+    assert_eq!(
+        files.handle(Request::Create {
+            path: "/OTHER.TXT".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(memory.flushes.get(), flushes + 2, "other changes flush");
+    let mut expected = Vec::new();
+    for _ in 0..=rounds {
+        expected.extend_from_slice(&chunk);
+    }
+    assert_eq!(read_all(&mut files, "/APPEND.BIN"), expected);
+    check_volume(&memory, &path, 2048);
+    let typed = Command::new("mtype")
+        .args([
+            "-i",
+            &std::format!("{}@@1M", path.display()),
+            "::APPEND.BIN",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(typed.stdout, expected);
+    done(&path);
 }
