@@ -376,6 +376,9 @@ fn storage(options: &BuildOptions) -> Result<(Figures, f64), Error> {
         control_socket: None,
     };
     let (_, console) = qemu::run_until(&boot_image, &run_options, "bench: wasi_done=1")?;
+    // Kept for a look at what the services said (target/bench/storage-console.log).
+    let log = bench_dir.join("storage-console.log");
+    std::fs::write(&log, &console).context(|| format!("writing {}", log.display()))?;
     let figures = parse(&console);
     if !figures.values.contains_key("storage_done") || !figures.values.contains_key("wasi_done") {
         return Err(Error::Other(format!(
