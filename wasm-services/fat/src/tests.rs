@@ -1333,3 +1333,80 @@ fn appends_cost_few_block_calls_and_sync_flushes() {
     assert_eq!(typed.stdout, expected);
     done(&path);
 }
+
+#[test]
+fn a_corrupt_chain_gives_errors_not_a_hang() {
+    if !tools() {
+        return;
+    }
+    let path = scratch("corrupt.img");
+    let _ = std::fs::remove_file(&path);
+    run(Command::new("mkfs.fat")
+        .args(["-C", "-F", "16", "-s", "1"])
+        .arg(&path)
+        .arg("8192"));
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    let data = vec![3u8; 5 * 512];
+    assert_eq!(
+        write(&mut files, "/LOOP.BIN", 0, &data),
+        Response::Written(data.len() as u32)
+    );
+    assert_eq!(
+        write(&mut files, "/SHORT.BIN", 0, &data),
+        Response::Written(data.len() as u32)
+    );
+    // LOOP.BIN's last cluster points back to its first and its size claims
+    // 8 MiB; SHORT.BIN's chain ends (a bad-cluster mark) after 2 clusters.
+    let geometry = {
+        let bytes = memory.bytes.borrow();
+        crate::layout::Geometry::parse(&bytes[..SECTOR], 0).unwrap()
+    };
+    {
+        let mut bytes = memory.bytes.borrow_mut();
+        let root = geometry.root_start as usize * SECTOR;
+        let loop_first = u16::from_le_bytes([bytes[root + 26], bytes[root + 27]]);
+        let short_first = u16::from_le_bytes([bytes[root + 32 + 26], bytes[root + 32 + 27]]);
+        bytes[root + 28..root + 32].copy_from_slice(&(8u32 << 20).to_le_bytes());
+        for copy in 0..2usize {
+            let fat = (geometry.fat_start as usize + copy * geometry.fat_sectors as usize) * SECTOR;
+            let entry = |cluster: u16| fat + usize::from(cluster) * 2;
+            let last = entry(loop_first + 4);
+            bytes[last..last + 2].copy_from_slice(&loop_first.to_le_bytes());
+            let second = entry(short_first + 1);
+            bytes[second..second + 2].copy_from_slice(&0xfff7u16.to_le_bytes());
+        }
+    }
+    // A fresh mount meets the damage.
+    let mut files = FileSystem::new(memory.clone());
+    assert!(matches!(
+        read(&mut files, "/LOOP.BIN", 7 << 20, 100),
+        Response::Error(Error::Other(_))
+    ));
+    assert!(matches!(
+        write(&mut files, "/LOOP.BIN", 7 << 20, b"x"),
+        Response::Error(Error::Other(_))
+    ));
+    assert!(matches!(
+        read(&mut files, "/SHORT.BIN", 2048, 100),
+        Response::Error(Error::Other(_))
+    ));
+    assert_eq!(
+        read(&mut files, "/SHORT.BIN", 0, 4),
+        Response::Data(vec![3u8; 4])
+    );
+    // Removing follows each chain once around, and ends.
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/LOOP.BIN".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/SHORT.BIN".into()
+        }),
+        Response::Done
+    );
+    done(&path);
+}
