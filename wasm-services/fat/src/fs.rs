@@ -395,10 +395,11 @@ impl<S: Sectors + Clone> FileSystem<S> {
             Request::SetSize { path, size } => mount.set_size(&path, size).map(|()| Response::Done),
             Request::Sync => Ok(Response::Done),
         };
-        if modifies && outcome.is_ok() {
-            if let Err(failure) = mount.commit() {
-                outcome = Err(failure);
-            }
+        if modifies
+            && outcome.is_ok()
+            && let Err(failure) = mount.commit()
+        {
+            outcome = Err(failure);
         }
         if flush
             && outcome.is_ok()
@@ -515,16 +516,22 @@ impl<S: Sectors> Mount<S> {
         Ok(())
     }
 
-    /// The clusters of the chain from `first`, at most as many as the
-    /// volume has (a longer chain has a loop).
-    fn chain(&self, first: u32) -> Outcome<Vec<u32>> {
+    /// The clusters of the chain from `first`, at most `limit` of them (a
+    /// longer chain is an error, and so is a loop, found by Brent's method
+    /// as in [`Mount::cluster_at`]).
+    fn chain(&self, first: u32, limit: usize) -> Outcome<Vec<u32>> {
         let mut clusters = Vec::new();
         let mut cluster = first;
+        let (mut mark, mut lap, mut steps) = (0u32, 1u32, 0u32);
         while self.geometry.is_data(cluster) {
-            if clusters.len() >= self.geometry.clusters as usize {
-                return Err(corrupt("a cluster chain loops"));
+            if clusters.len() >= limit || cluster == mark {
+                return Err(corrupt("a directory's cluster chain loops or is too long"));
             }
             clusters.push(cluster);
+            steps += 1;
+            if steps == lap {
+                (mark, lap, steps) = (cluster, lap.saturating_mul(2), 0);
+            }
             cluster = self.fat_get(cluster)?;
         }
         Ok(clusters)
@@ -538,11 +545,9 @@ impl<S: Sectors> Mount<S> {
                 .collect()),
             Directory::Chain(first) => {
                 let per_cluster = u64::from(self.geometry.sectors_per_cluster);
+                let limit = MAX_DIRECTORY_SECTORS.div_ceil(per_cluster.max(1) as usize);
                 let mut sectors = Vec::new();
-                for cluster in self.chain(first)? {
-                    if sectors.len() >= MAX_DIRECTORY_SECTORS {
-                        break;
-                    }
+                for cluster in self.chain(first, limit)? {
                     let start = self.geometry.cluster_sector(cluster);
                     sectors.extend((0..per_cluster).map(|index| start + index));
                 }
@@ -711,6 +716,9 @@ impl<S: Sectors> Mount<S> {
         if !self.geometry.is_data(cluster) {
             return Err(corrupt("a file starts outside the volume"));
         }
+        // A loop is found by Brent's method: `mark` is a cluster seen
+        // `lap` steps back, `lap` doubling; coming back to it is a loop.
+        let (mut mark, mut lap, mut steps) = (cluster, 1u32, 0u32);
         while at < index {
             if at >= self.geometry.clusters {
                 return Err(corrupt("a cluster chain loops"));
@@ -724,6 +732,13 @@ impl<S: Sectors> Mount<S> {
                 return Err(corrupt("a cluster chain is shorter than its file"));
             };
             at += 1;
+            if cluster == mark {
+                return Err(corrupt("a cluster chain loops"));
+            }
+            steps += 1;
+            if steps == lap {
+                (mark, lap, steps) = (cluster, lap.saturating_mul(2), 0);
+            }
         }
         self.cursor.set(Some(Cursor {
             first,
