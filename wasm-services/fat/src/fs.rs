@@ -6,9 +6,10 @@
 //! A request that changes the volume writes, in this order: file data (whole
 //! runs of contiguous sectors per block request), the FAT sectors it touched
 //! (each once, to every copy), the directory entries, the FAT32 FSInfo
-//! count; then it asks the driver to flush. Only then is it answered: an
-//! answer means the change is on the disk, and nothing is cached for writing
-//! past the request. Cached across requests, all of it clean: FAT sectors,
+//! count; then (all but a `Write`) it asks the driver to flush the disk's
+//! write cache. Only then is it answered: an answer means the change is on
+//! the disk, and nothing is cached for writing past the request. `Sync`
+//! flushes what `Write`s left in the disk's cache. Cached across requests, all of it clean: FAT sectors,
 //! the read-ahead of `disk.rs`, the last file looked up and where in its
 //! cluster chain the last access ended (so sequential reads and appends do
 //! not walk the chain from its start).

@@ -17,15 +17,19 @@
 //! and extends a short one, zero-filling a gap of at most 16 MiB), `Create`,
 //! `Remove`, `OpenFile` (POSIX `open`'s create, exclusive and truncate),
 //! `CreateDirectory`, `RemoveDirectory`, `Rename` (within and across
-//! directories; replaces a file or an empty directory) and `SetSize`. Paths
+//! directories; replaces a file or an empty directory), `SetSize` and
+//! `Sync`. Paths
 //! are `/`-separated from the root; names match without regard to case, by
 //! their 8.3 name or their long name. A name that is not an upper-case 8.3
 //! name is created with long-name (VFAT) entries behind an alias.
 //!
 //! Durability: a request that changes the volume writes its file data, then
 //! each FAT sector it changed once to every FAT copy, then the directory
-//! entry, then the FAT32 FSInfo count, and ends with a `Flush` to the driver
-//! before it is answered; no write is cached past its request. Kept between
+//! entry, then the FAT32 FSInfo count, before it is answered; no write is
+//! cached past its request, so a restart of this service or of the driver
+//! loses no answered change. Every change but a `Write` also sends a `Flush`
+//! to the driver (the disk's own write cache) before the answer; `Sync`
+//! (WASI `fd_sync`) flushes what `Write`s left there. Kept between
 //! requests (all of it clean): FAT sectors, the read-ahead, the file last
 //! read, and where in a cluster chain the last access ended, so sequential
 //! reads and appends never walk a chain from its start. Free clusters are
