@@ -648,11 +648,25 @@ fn the_fat_service_reads_and_writes_a_host_made_disk_and_survives_driver_restart
 
 #[test]
 fn unmodified_wasi_programs_in_c_rust_and_go_use_files_on_a_host_made_disk() {
-    // An 8 MiB FAT16 disk with 512-byte clusters, made and filled on the
-    // host: an input file, a read-only folder, a 4 MiB file to read, and a
-    // filler leaving about 192 KiB free, so that the C program meets a full
-    // disk quickly.
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wasi-files");
+    // FAT16 with 512-byte clusters.
+    wasi_programs_on_a_host_made_disk("16", "1");
+}
+
+#[test]
+fn unmodified_wasi_programs_use_files_on_a_host_made_fat12_disk() {
+    // FAT12 with 4 KiB clusters (2,045 of them).
+    wasi_programs_on_a_host_made_disk("12", "8");
+}
+
+/// The C, Rust and Go programs of `tests/systems/wasi-files.toml` on an
+/// 8 MiB disk made by `mkfs.fat -F fat -s cluster_sectors` and filled on the
+/// host: an input file, a read-only folder, a 4 MiB file to read, and a
+/// filler leaving about 192 KiB free, so that the C program meets a full
+/// disk quickly. What they wrote is read back with mtools, and the volume
+/// checked by `fsck.fat -n`.
+fn wasi_programs_on_a_host_made_disk(fat: &str, cluster_sectors: &str) {
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("wasi-files-fat{fat}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let disk = dir.join("disk.img");
@@ -662,9 +676,9 @@ fn unmodified_wasi_programs_in_c_rust_and_go_use_files_on_a_host_made_disk() {
         &[
             "-C",
             "-F",
-            "16",
+            fat,
             "-s",
-            "1",
+            cluster_sectors,
             "-n",
             "WASIFILES",
             disk_name,
@@ -717,7 +731,7 @@ fn unmodified_wasi_programs_in_c_rust_and_go_use_files_on_a_host_made_disk() {
         Some("c-files: "),
         Duration::from_secs(400),
     );
-    boot.expect("[fat] mounted FAT16 volume")
+    boot.expect(&format!("[fat] mounted FAT{fat} volume"))
         .expect("[rust-files] rust-files: 0 failures")
         .expect("[go-files] go-files: 0 failures")
         .expect("[c-files] PASS 4 MiB read whole in 64 KiB chunks")

@@ -376,6 +376,9 @@ fn storage(options: &BuildOptions) -> Result<(Figures, f64), Error> {
         control_socket: None,
     };
     let (_, console) = qemu::run_until(&boot_image, &run_options, "bench: wasi_done=1")?;
+    // Kept for a look at what the services said (target/bench/storage-console.log).
+    let log = bench_dir.join("storage-console.log");
+    std::fs::write(&log, &console).context(|| format!("writing {}", log.display()))?;
     let figures = parse(&console);
     if !figures.values.contains_key("storage_done") || !figures.values.contains_key("wasi_done") {
         return Err(Error::Other(format!(
@@ -391,6 +394,43 @@ fn storage(options: &BuildOptions) -> Result<(Figures, f64), Error> {
     }
     let host = total as f64 / started.elapsed().as_secs_f64() / 1000.0;
     Ok((figures, host))
+}
+
+/// `bench --storage-only`: the storage rows alone (block, FAT and WASI file
+/// throughput in QEMU), printed; nothing is appended to the results.
+pub fn run_storage(options: &BuildOptions) -> Result<(), Error> {
+    let mut build_options = options.clone();
+    build_options.firmware = Firmware::Bios;
+    eprintln!("bench: storage throughput (virtio-blk driver and FAT service in QEMU)...");
+    let (storage, _) = storage(&build_options)?;
+    let rows = [
+        ("block read, 3.5 KiB requests", "block_read_kb_per_s"),
+        (
+            "file read via FAT + driver, 3 KiB requests",
+            "file_read_kb_per_s",
+        ),
+        (
+            "WASI file read (C read()), 64 KiB requests",
+            "wasi_read_kb_per_s",
+        ),
+        (
+            "WASI file write (C write()), 64 KiB requests",
+            "wasi_write_kb_per_s",
+        ),
+    ];
+    println!(
+        "| {:<48} | {:<6} | {:>14} |",
+        "benchmark", "unit", "guest (TCG)"
+    );
+    println!("|{:-<50}|{:-<8}|{:->16}|", "", "", "");
+    for (name, key) in rows {
+        let shown = storage
+            .values
+            .get(key)
+            .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+        println!("| {name:<48} | {:<6} | {shown:>14} |", "KB/s");
+    }
+    Ok(())
 }
 
 /// `bench --network-only`: the network rows alone, printed and appended to

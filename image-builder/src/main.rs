@@ -183,6 +183,10 @@ enum Command {
         /// UEFI, interleaved.
         #[arg(long)]
         boot_only: bool,
+        /// Only the storage rows (block, FAT and WASI file throughput in
+        /// QEMU), printed and not recorded.
+        #[arg(long)]
+        storage_only: bool,
         /// Only the hosted IPC round trip with the trace ring off, on, and
         /// compiled out (atoll-core's `no-trace`), ROUNDS runs of each in turn.
         #[arg(long)]
@@ -331,6 +335,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             system,
             network_only,
             boot_only,
+            storage_only,
             trace_overhead,
             rounds,
             charts_only,
@@ -351,6 +356,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 bench::run_network(&options)?;
             } else if boot_only {
                 bench::run_boot(&options)?;
+            } else if storage_only {
+                bench::run_storage(&options)?;
             } else {
                 bench::run(&system, &options)?;
             }

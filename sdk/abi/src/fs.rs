@@ -63,6 +63,12 @@ pub enum Request {
     Rename { from: String, to: String },
     /// Cuts file `path` to `size` bytes or extends it with zeros.
     SetSize { path: String, size: u64 },
+    /// Makes every change answered so far durable: the file service asks
+    /// its disk to put its write cache on stable media (`fsync`). Every
+    /// answered request is already on the disk (a restart of the file
+    /// service or of the driver loses nothing); requests other than `Write`
+    /// are made durable before they are answered, `Write`s by this.
+    Sync,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,13 +1,13 @@
-//! The disk under the file system: sectors from the block service, with a
-//! virtual MBR in front of superfloppy images, as an embedded-sdmmc
-//! `BlockDevice`.
+//! The disk under the file system: sectors from the block service (or an
+//! image in memory, for the tests), any number at a time, split into block
+//! requests of at most [`MAX_SECTORS`], with a read-ahead for one-sector
+//! reads (FAT and directory sectors).
 
-use crate::layout::{SECTOR, virtual_mbr};
+use crate::layout::SECTOR;
 use alloc::vec;
 use alloc::vec::Vec;
 use atoll_protocols::block;
 use core::cell::RefCell;
-use embedded_sdmmc::{Block, BlockCount, BlockDevice, BlockIdx};
 
 /// The most sectors one block request carries.
 pub const MAX_SECTORS: usize = block::MAX_SECTORS as usize;
@@ -22,7 +22,7 @@ pub enum DiskError {
     /// The block service answered something that is not an answer to the
     /// request.
     Protocol,
-    /// A write to the virtual MBR, or a buffer that is not whole sectors.
+    /// A buffer that is not whole sectors.
     Refused,
 }
 
@@ -54,13 +54,9 @@ pub trait Sectors {
 /// The disk as the file system sees it.
 pub struct Disk<S> {
     io: S,
-    /// For a superfloppy: the MBR shown at sector 0, everything else one later.
-    mbr: Option<[u8; SECTOR]>,
     /// The device's sectors.
     capacity: u64,
-    /// Sectors as seen (one more than the device for a superfloppy).
-    sectors: u64,
-    /// The sectors read ahead of embedded-sdmmc's one-sector reads.
+    /// The sectors read ahead of one-sector reads.
     ahead: RefCell<ReadAhead>,
 }
 
@@ -69,7 +65,7 @@ pub struct Disk<S> {
 /// others.
 const WINDOWS: usize = 4;
 
-/// embedded-sdmmc reads one sector at a time; each miss here fetches as many
+/// FAT and directory sectors are read one at a time; each miss here fetches as many
 /// as one block request carries into the least recently used of a few
 /// windows, so sequential reads (file data, FAT and directory sectors, also
 /// interleaved) cost a seventh of the calls. Writes go through and update
@@ -77,6 +73,9 @@ const WINDOWS: usize = 4;
 struct ReadAhead {
     /// On the heap: a service has a 64 KiB stack.
     windows: Vec<Window>,
+    /// File data read ahead (see [`Disk::read_file`]), apart from the
+    /// windows so that a file read never evicts FAT or directory sectors.
+    data: Window,
     /// Counts lookups, to find the least recently used window.
     clock: u64,
 }
@@ -131,6 +130,12 @@ impl ReadAhead {
                     data: vec![0; MAX_SECTORS * SECTOR],
                 })
                 .collect(),
+            data: Window {
+                start: 0,
+                count: 0,
+                used: 0,
+                data: vec![0; MAX_SECTORS * SECTOR],
+            },
             clock: 0,
         }
     }
@@ -161,35 +166,32 @@ impl ReadAhead {
         for window in &mut self.windows {
             window.update(sector, data);
         }
+        self.data.update(sector, data);
     }
 
     fn clear(&mut self) {
         for window in &mut self.windows {
             window.count = 0;
         }
+        self.data.count = 0;
     }
 }
 
 impl<S: Sectors> Disk<S> {
-    /// Looks at sector 0 to decide whether a virtual MBR is needed.
+    /// Asks the device for its size.
     pub fn open(io: S) -> Result<Disk<S>, DiskError> {
         let capacity = io.capacity()?;
-        let mut sector0 = [0u8; SECTOR];
-        io.read(0, &mut sector0)?;
-        let mbr = virtual_mbr(&sector0, capacity);
         Ok(Disk {
-            sectors: capacity + u64::from(mbr.is_some()),
             capacity,
-            mbr,
             io,
             ahead: RefCell::new(ReadAhead::new()),
         })
     }
 
-    /// Whether the disk is a superfloppy shown behind a virtual MBR.
+    /// The device's sectors.
     #[must_use]
-    pub fn superfloppy(&self) -> bool {
-        self.mbr.is_some()
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     /// The underlying sectors (for `flush`).
@@ -202,18 +204,8 @@ impl<S: Sectors> Disk<S> {
         if !buffer.len().is_multiple_of(SECTOR) {
             return Err(DiskError::Refused);
         }
-        let (mut sector, mut rest) = (sector, buffer);
-        if let Some(mbr) = &self.mbr {
-            if sector == 0
-                && let Some((first, tail)) = rest.split_at_mut_checked(SECTOR)
-            {
-                first.copy_from_slice(mbr);
-                rest = tail;
-                sector = 1;
-            }
-            sector = sector.saturating_sub(1);
-        }
-        for chunk in rest.chunks_mut(MAX_SECTORS * SECTOR) {
+        let mut sector = sector;
+        for chunk in buffer.chunks_mut(MAX_SECTORS * SECTOR) {
             self.read_device(sector, chunk)?;
             sector += (chunk.len() / SECTOR) as u64;
         }
@@ -246,16 +238,45 @@ impl<S: Sectors> Disk<S> {
         Ok(())
     }
 
-    /// Writes whole sectors from `sector` on (any number; never the virtual MBR).
+    /// Reads file data: whole sectors from `sector` on, where the file goes
+    /// on contiguously for `run` sectors (at least the buffer's). A miss
+    /// reads as many of those as one block request carries, so sequential
+    /// reads of 3 KiB cost about one block request per 7 sectors.
+    pub fn read_file(&self, sector: u64, buffer: &mut [u8], run: u64) -> Result<(), DiskError> {
+        if !buffer.len().is_multiple_of(SECTOR) {
+            return Err(DiskError::Refused);
+        }
+        let mut ahead = self.ahead.borrow_mut();
+        for (offset, chunk) in (0u64..).zip(buffer.chunks_mut(SECTOR)) {
+            let at = sector + offset;
+            if ahead.data.sector(at).is_none() {
+                let count = run
+                    .saturating_sub(offset)
+                    .min(self.capacity.saturating_sub(at))
+                    .clamp(1, MAX_SECTORS as u64) as usize;
+                let window = &mut ahead.data;
+                window.count = 0;
+                let fill = window
+                    .data
+                    .get_mut(..count * SECTOR)
+                    .ok_or(DiskError::Refused)?;
+                self.io.read(at, fill)?;
+                window.start = at;
+                window.count = count;
+            }
+            let held = ahead.data.sector(at).ok_or(DiskError::Refused)?;
+            chunk.copy_from_slice(held);
+        }
+        Ok(())
+    }
+
+    /// Writes whole sectors from `sector` on (any number), as few block
+    /// requests as [`MAX_SECTORS`] allows.
     pub fn write(&self, sector: u64, data: &[u8]) -> Result<(), DiskError> {
         if !data.len().is_multiple_of(SECTOR) {
             return Err(DiskError::Refused);
         }
-        let mut sector = match (&self.mbr, sector) {
-            (Some(_), 0) => return Err(DiskError::Refused),
-            (Some(_), sector) => sector - 1,
-            (None, sector) => sector,
-        };
+        let mut sector = sector;
         for chunk in data.chunks(MAX_SECTORS * SECTOR) {
             let written = self.io.write(sector, chunk);
             let mut ahead = self.ahead.borrow_mut();
@@ -270,46 +291,6 @@ impl<S: Sectors> Disk<S> {
             sector += (chunk.len() / SECTOR) as u64;
         }
         Ok(())
-    }
-}
-
-impl<S: Sectors> BlockDevice for Disk<S> {
-    type Error = DiskError;
-
-    fn read(&self, blocks: &mut [Block], start: BlockIdx) -> Result<(), DiskError> {
-        let mut sector = u64::from(start.0);
-        let mut buffer = [0u8; MAX_SECTORS * SECTOR];
-        for chunk in blocks.chunks_mut(MAX_SECTORS) {
-            let bytes = buffer
-                .get_mut(..chunk.len() * SECTOR)
-                .ok_or(DiskError::Refused)?;
-            Disk::read(self, sector, bytes)?;
-            for (block, data) in chunk.iter_mut().zip(bytes.as_chunks::<SECTOR>().0) {
-                block.contents = *data;
-            }
-            sector += chunk.len() as u64;
-        }
-        Ok(())
-    }
-
-    fn write(&self, blocks: &[Block], start: BlockIdx) -> Result<(), DiskError> {
-        let mut sector = u64::from(start.0);
-        let mut buffer = [0u8; MAX_SECTORS * SECTOR];
-        for chunk in blocks.chunks(MAX_SECTORS) {
-            let bytes = buffer
-                .get_mut(..chunk.len() * SECTOR)
-                .ok_or(DiskError::Refused)?;
-            for (data, block) in bytes.as_chunks_mut::<SECTOR>().0.iter_mut().zip(chunk) {
-                *data = block.contents;
-            }
-            Disk::write(self, sector, bytes)?;
-            sector += chunk.len() as u64;
-        }
-        Ok(())
-    }
-
-    fn num_blocks(&self) -> Result<BlockCount, DiskError> {
-        Ok(BlockCount(u32::try_from(self.sectors).unwrap_or(u32::MAX)))
     }
 }
 

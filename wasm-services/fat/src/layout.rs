@@ -1,6 +1,5 @@
-//! On-disk FAT structures this service reads itself (no I/O here): the boot
-//! sector's geometry, the virtual MBR for superfloppy images, FAT entries, and
-//! paths.
+//! On-disk FAT structures (no I/O here): the boot sector's geometry, the
+//! MBR's first partition, and paths.
 
 use alloc::vec::Vec;
 use atoll_protocols::fs::Error;
@@ -22,17 +21,6 @@ impl FatType {
             FatType::Fat12 => "FAT12",
             FatType::Fat16 => "FAT16",
             FatType::Fat32 => "FAT32",
-        }
-    }
-
-    /// The MBR partition type for a volume of this kind (`None`: FAT12, which
-    /// embedded-sdmmc cannot mount).
-    #[must_use]
-    pub fn partition_type(self) -> Option<u8> {
-        match self {
-            FatType::Fat12 => None,
-            FatType::Fat16 => Some(0x06),
-            FatType::Fat32 => Some(0x0c),
         }
     }
 }
@@ -164,17 +152,6 @@ impl Geometry {
         u64::from(self.sectors_per_cluster) * SECTOR as u64
     }
 
-    /// Bytes of entry per cluster in the FAT (`None` for FAT12, whose
-    /// entries straddle bytes).
-    #[must_use]
-    pub fn entry_len(&self) -> Option<usize> {
-        match self.fat_type {
-            FatType::Fat12 => None,
-            FatType::Fat16 => Some(2),
-            FatType::Fat32 => Some(4),
-        }
-    }
-
     /// The first sector of data cluster `cluster`.
     #[must_use]
     pub fn cluster_sector(&self, cluster: u32) -> u64 {
@@ -191,67 +168,10 @@ impl Geometry {
         }
     }
 
-    /// Sets the entry at `offset` of a FAT sector (FAT32 keeps its reserved
-    /// top bits).
-    pub fn set_entry(&self, sector: &mut [u8], offset: usize, value: u32) {
-        let len = self.entry_len().unwrap_or(0);
-        let Some(bytes) = sector.get_mut(offset..offset + len) else {
-            return;
-        };
-        match bytes {
-            [a, b] => {
-                [*a, *b] = (value as u16).to_le_bytes();
-            }
-            [a, b, c, d] => {
-                let kept = u32::from_le_bytes([*a, *b, *c, *d]) & 0xf000_0000;
-                [*a, *b, *c, *d] = (kept | (value & 0x0fff_ffff)).to_le_bytes();
-            }
-            _ => {}
-        }
-    }
-
     /// Whether `cluster` names a data cluster.
     #[must_use]
     pub fn is_data(&self, cluster: u32) -> bool {
         cluster >= 2 && cluster - 2 < self.clusters
-    }
-
-    /// Sector (relative to the first FAT) and byte offset of `cluster`'s entry.
-    #[must_use]
-    pub fn entry_location(&self, cluster: u32) -> Option<(u32, usize)> {
-        let byte = u64::from(cluster) * self.entry_len()? as u64;
-        let sector = u32::try_from(byte / SECTOR as u64).ok()?;
-        (sector < self.fat_sectors).then_some((sector, (byte % SECTOR as u64) as usize))
-    }
-
-    /// The value of the entry at `offset` of a FAT sector (FAT32's top four
-    /// bits are reserved and masked off).
-    #[must_use]
-    pub fn entry(&self, sector: &[u8], offset: usize) -> u32 {
-        match self.fat_type {
-            FatType::Fat12 => 0,
-            FatType::Fat16 => u32::from(u16_at(sector, offset)),
-            FatType::Fat32 => u32_at(sector, offset) & 0x0fff_ffff,
-        }
-    }
-
-    /// Marks the entry at `offset` free (FAT32 keeps its reserved top bits).
-    pub fn free_entry(&self, sector: &mut [u8], offset: usize) {
-        let len = self.entry_len().unwrap_or(0);
-        let Some(bytes) = sector.get_mut(offset..offset + len) else {
-            return;
-        };
-        match bytes {
-            [a, b] => {
-                *a = 0;
-                *b = 0;
-            }
-            [a, b, c, d] => {
-                let kept = u32::from_le_bytes([*a, *b, *c, *d]) & 0xf000_0000;
-                [*a, *b, *c, *d] = kept.to_le_bytes();
-            }
-            _ => {}
-        }
     }
 }
 
@@ -259,32 +179,6 @@ impl Geometry {
 #[must_use]
 pub fn is_boot_sector(sector: &[u8]) -> bool {
     matches!(sector.first(), Some(0xeb | 0xe9)) && Geometry::parse(sector, 0).is_some()
-}
-
-/// For a disk whose sector 0 is a FAT boot sector (a "superfloppy", as plain
-/// `mkfs.fat` makes): an MBR with one partition of that type starting at
-/// sector 1, to be shown in front of the disk. `None` if sector 0 is not a
-/// FAT boot sector of a type that can be mounted.
-#[must_use]
-pub fn virtual_mbr(sector0: &[u8], disk_sectors: u64) -> Option<[u8; SECTOR]> {
-    if !is_boot_sector(sector0) {
-        return None;
-    }
-    let geometry = Geometry::parse(sector0, 1)?;
-    let kind = geometry.fat_type.partition_type()?;
-    let mut mbr = [0u8; SECTOR];
-    let sectors = u32::try_from(disk_sectors).unwrap_or(u32::MAX);
-    // One entry at 446: status, CHS first (unused: LBA), type, CHS last,
-    // first LBA, sector count.
-    let entry = mbr.get_mut(446..462)?;
-    entry.copy_from_slice(&[
-        0, 0xfe, 0xff, 0xff, kind, 0xfe, 0xff, 0xff, 1, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    entry
-        .get_mut(12..16)?
-        .copy_from_slice(&sectors.to_le_bytes());
-    mbr.get_mut(510..512)?.copy_from_slice(&[0x55, 0xaa]);
-    Some(mbr)
 }
 
 /// The first partition's start sector and length, if the MBR has one.
@@ -347,7 +241,6 @@ mod tests {
         // (65536 - 4 - 128 - 32) / 4
         assert_eq!(geometry.clusters, 16343);
         assert_eq!(geometry.fsinfo, None);
-        assert_eq!(geometry.entry_location(300), Some((1, 88)));
         assert!(geometry.is_data(2) && geometry.is_data(16344) && !geometry.is_data(16345));
         assert!(!geometry.is_data(0) && !geometry.is_data(1));
     }
@@ -372,38 +265,18 @@ mod tests {
     }
 
     #[test]
-    fn fat32_entries_keep_their_reserved_bits() {
-        let geometry = Geometry {
-            fat_type: FatType::Fat32,
-            start: 0,
-            sectors_per_cluster: 1,
-            fat_start: 32,
-            fat_sectors: 1024,
-            fats: 2,
-            clusters: 100_000,
-            fsinfo: Some(1),
-            data_start: 32 + 2048,
-            root_start: 32 + 2048,
-            root_sectors: 0,
-            root_cluster: 2,
-        };
-        let mut sector = [0u8; SECTOR];
-        sector[8..12].copy_from_slice(&0xf000_0123u32.to_le_bytes());
-        assert_eq!(geometry.entry(&sector, 8), 0x123);
-        geometry.free_entry(&mut sector, 8);
-        assert_eq!(sector[8..12], 0xf000_0000u32.to_le_bytes());
-        assert_eq!(geometry.entry_location(130), Some((1, 8)));
-    }
-
-    #[test]
-    fn a_superfloppy_gets_a_virtual_mbr() {
+    fn a_superfloppy_is_a_boot_sector_and_an_mbr_is_not() {
         let boot = fat16_boot();
-        let mbr = virtual_mbr(&boot, 65536).unwrap();
-        assert_eq!(first_partition(&mbr), Some((1, 65536)));
-        assert_eq!(mbr[450], 0x06);
-        // A real MBR (no jump, no BPB) is left alone.
-        assert_eq!(virtual_mbr(&mbr, 65536), None);
+        assert!(is_boot_sector(&boot));
         assert_eq!(first_partition(&boot), None);
+        let mut mbr = [0u8; SECTOR];
+        mbr[446 + 4] = 0x06;
+        mbr[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
+        mbr[446 + 12..446 + 16].copy_from_slice(&65536u32.to_le_bytes());
+        mbr[510] = 0x55;
+        mbr[511] = 0xaa;
+        assert!(!is_boot_sector(&mbr));
+        assert_eq!(first_partition(&mbr), Some((2048, 65536)));
     }
 
     #[test]

@@ -1,55 +1,56 @@
-//! fat: the file system service, a FAT16/FAT32 volume on the `block` protocol
-//! served as the `fs` protocol.
+//! fat: the file system service, a FAT12, FAT16 or FAT32 volume on the
+//! `block` protocol served as the `fs` protocol.
 //!
 //! What it is: a service that `uses = ["block"]` and `provides = ["fs"]`. It
-//! mounts the first MBR partition of the disk with embedded-sdmmc, through a
-//! `BlockDevice` that calls the block service (at most 7 sectors a call; a
-//! one-sector miss also reads the 6 after it into the least recently used of
-//! 4 windows, so sequential reads of file data, FAT and directories, even
-//! interleaved, take a seventh of the calls). The file last read stays open:
-//! a `Read` of the same path (as given) goes on from where the last one
-//! stopped, without a directory search or a walk of the cluster chain from
-//! its start; any `Write`, `Create` or `Remove`, any error, and any remount
-//! close it, so a read never sees an outdated file. A disk whose
-//! sector 0 is itself a FAT boot sector (a "superfloppy", as plain `mkfs.fat`
-//! makes) is shown behind a virtual MBR with one partition at sector 1, so it
-//! mounts too. It logs the volume at start (`mounted FAT16 volume "LABEL",
-//! N bytes, M bytes free`) and then answers `Open`, `List` (32 entries a
-//! page, fewer if long names would overflow a message), `Read` and `Write`
-//! (3 KiB a call; a write creates a missing file and extends a short one,
-//! zero-filling a gap of at most 16 MiB), `Create`, `Remove`, `OpenFile`
-//! (POSIX `open`'s create, exclusive and truncate), `CreateDirectory`,
-//! `RemoveDirectory`, `Rename` (within and across directories; replaces a
-//! file or an empty directory) and `SetSize`. Paths are `/`-separated from
-//! the root; names match without regard to case, by their 8.3 name or their
-//! long name. A name that is not an upper-case 8.3 name is created with
-//! long-name (VFAT) entries behind an alias (`names.rs`). Every request that
-//! changes the volume ends with a `Flush` to the driver. What embedded-sdmmc
-//! cannot do is done on the disk by this service (`fs.rs`, "Directory
-//! entries on the disk itself"): long-name entries, removing entries with
-//! their long names and clusters, moving entries, cutting cluster chains, the
-//! FSInfo count after `mkdir`; such a request drops the mount, so the next
-//! one mounts afresh. Free clusters are counted once per mount and taken by
-//! writes, so a full volume answers `NoSpace` (embedded-sdmmc would take a
-//! cluster from the FAT's padding). Time stamps come from the kernel's
+//! mounts the first MBR partition of the disk, or the whole disk when sector
+//! 0 is itself a FAT boot sector (a "superfloppy", as plain `mkfs.fat`
+//! makes), with its own FAT layer: `layout.rs` (boot sector, partition,
+//! paths), `fat.rs` (FAT entries of 12, 16 and 32 bits, allocation, free
+//! count), `names.rs` (long names and aliases) and `fs.rs` (directories,
+//! file data, the requests). `disk.rs` talks to the block service: at most 7
+//! sectors a call, a run of sectors in as few calls as that allows, and a
+//! one-sector miss also reads the 6 after it into the least recently used
+//! of 4 windows (FAT and directory sectors). It logs the volume at start
+//! (`mounted FAT16 volume "LABEL", N bytes, M bytes free`) and then answers
+//! `Open`, `List` (32 entries a page, fewer if long names would overflow a
+//! message), `Read` and `Write` (3 KiB a call; a write creates a missing file
+//! and extends a short one, zero-filling a gap of at most 16 MiB), `Create`,
+//! `Remove`, `OpenFile` (POSIX `open`'s create, exclusive and truncate),
+//! `CreateDirectory`, `RemoveDirectory`, `Rename` (within and across
+//! directories; replaces a file or an empty directory), `SetSize` and
+//! `Sync`. Paths
+//! are `/`-separated from the root; names match without regard to case, by
+//! their 8.3 name or their long name. A name that is not an upper-case 8.3
+//! name is created with long-name (VFAT) entries behind an alias.
+//!
+//! Durability: a request that changes the volume writes its file data, then
+//! each FAT sector it changed once to every FAT copy, then the directory
+//! entry, then the FAT32 FSInfo count, before it is answered; no write is
+//! cached past its request, so a restart of this service or of the driver
+//! loses no answered change. Every change but a `Write` also sends a `Flush`
+//! to the driver (the disk's own write cache) before the answer; `Sync`
+//! (WASI `fd_sync`) flushes what `Write`s left there. Kept between
+//! requests (all of it clean): FAT sectors, the read-ahead, the file last
+//! read, and where in a cluster chain the last access ended, so sequential
+//! reads and appends never walk a chain from its start. Free clusters are
+//! counted once per mount and kept as clusters are taken and freed, so a
+//! full volume answers `NoSpace`. Time stamps come from the kernel's
 //! real-time clock (WASI `clock_time_get`). `fsck.fat -n` finds the volume
-//! clean after any of these (the tests check it on FAT16 and FAT32).
+//! clean after any of these (the tests check it on FAT12, FAT16 and FAT32).
 //!
 //! Failures: the protocol keeps no per-client state, so neither a restart of
 //! this service nor of the disk driver loses anything a client holds. If the
 //! driver fails or is gone during a request, that request gets
 //! `Error::Device` and the mount is dropped; the next request mounts again
 //! (and works as soon as the driver is back). A driver without a disk makes
-//! every request answer `Error::NoVolume`.
+//! every request answer `Error::NoVolume`. A corrupt volume gives errors,
+//! never a trap or a hang: every chain walk is bounded by the volume's
+//! cluster count, and nothing on the disk is used as an index unchecked.
 //!
-//! What it is not: FAT12 (embedded-sdmmc has none: such a volume answers
-//! `NoVolume`), a growing FAT12/16 root directory (its size is fixed: when
-//! it has no run of free entries for a long name and its alias, the create
-//! answers `NoSpace`; other directories grow), a write cache (about 13 block calls per 3 KiB write), or
-//! concurrency (one request at a time). embedded-sdmmc asserts on some
-//! inconsistencies of a corrupt volume; the geometry is checked before it
-//! mounts, but a corrupt FAT chain can still trap the service, and then its
-//! supervisor restarts it.
+//! What it is not: a growing FAT12/16 root directory (its size is fixed:
+//! when it has no run of free entries for a long name and its alias, the
+//! create answers `NoSpace`; other directories grow), a write-back cache, or
+//! concurrency (one request at a time).
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -58,6 +59,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod disk;
+pub mod fat;
 pub mod fs;
 pub mod layout;
 pub mod names;

@@ -20,6 +20,7 @@ struct Memory {
     bytes: Rc<RefCell<Vec<u8>>>,
     failing: Rc<Cell<bool>>,
     calls: Rc<Cell<u32>>,
+    flushes: Rc<Cell<u32>>,
 }
 
 impl Memory {
@@ -64,6 +65,7 @@ impl Sectors for Memory {
         if self.failing.get() {
             return Err(DiskError::Gone);
         }
+        self.flushes.set(self.flushes.get() + 1);
         Ok(())
     }
 }
@@ -90,7 +92,11 @@ fn run(command: &mut Command) {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(std::format!("atoll-fat-test-{}", std::process::id()));
+    // A folder per image (named by what comes before the first dot), so
+    // that tests running in parallel never remove each other's folder.
+    let stem = name.split('.').next().unwrap_or(name);
+    let dir =
+        std::env::temp_dir().join(std::format!("atoll-fat-test-{}-{stem}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
@@ -164,6 +170,7 @@ fn load(path: &Path) -> Memory {
         bytes: Rc::new(RefCell::new(std::fs::read(path).unwrap())),
         failing: Rc::new(Cell::new(false)),
         calls: Rc::new(Cell::new(0)),
+        flushes: Rc::new(Cell::new(0)),
     }
 }
 
@@ -498,6 +505,7 @@ fn a_blank_disk_has_no_volume_until_it_gets_one() {
         bytes: Rc::new(RefCell::new(vec![0u8; 4096 * SECTOR])),
         failing: Rc::new(Cell::new(false)),
         calls: Rc::new(Cell::new(0)),
+        flushes: Rc::new(Cell::new(0)),
     };
     let mut files = FileSystem::new(memory.clone());
     assert_eq!(files.summary(), Err(Error::NoVolume));
@@ -934,47 +942,64 @@ fn a_full_volume_is_no_space_and_stays_consistent() {
     if !tools() {
         return;
     }
-    // 8 MiB of FAT16 with 512-byte clusters, nearly filled from the host.
-    let path = scratch("full.img");
-    let _ = std::fs::remove_file(&path);
-    run(Command::new("mkfs.fat")
-        .args(["-C", "-F", "16", "-s", "1"])
-        .arg(&path)
-        .arg("8192"));
-    let target = path.display().to_string();
-    let source = scratch("full.img.source");
-    let memory = load(&path);
-    let free = FileSystem::new(memory.clone()).summary().unwrap().free;
-    std::fs::write(&source, vec![7u8; free as usize - 20_000]).unwrap();
-    run(Command::new("mcopy")
-        .args(["-i", &target])
-        .arg(&source)
-        .arg("::FILLER.BIN"));
-    let memory = load(&path);
-    let mut files = FileSystem::new(memory.clone());
-    let chunk = vec![0x5au8; 3072];
-    let mut offset = 0u64;
-    let error = loop {
-        match write(&mut files, "/fill.bin", offset, &chunk) {
-            Response::Written(count) => offset += u64::from(count),
-            other => break other,
-        }
-        assert!(offset < 40_000, "wrote past the free space");
-    };
-    assert_eq!(
-        error,
-        Response::Error(Error::NoSpace),
-        "after {offset} bytes"
-    );
-    assert_eq!(
-        files.handle(Request::Remove {
-            path: "/fill.bin".into()
-        }),
-        Response::Done
-    );
-    check_volume(&memory, &path, 0);
-    let _ = std::fs::remove_file(&source);
-    done(&path);
+    // FAT12, FAT16 and FAT32 with 512-byte clusters, nearly filled from the
+    // host.
+    for (fat, kib) in [("12", "1440"), ("16", "8192"), ("32", "34000")] {
+        let path = scratch(&std::format!("full{fat}.img"));
+        let _ = std::fs::remove_file(&path);
+        run(Command::new("mkfs.fat")
+            .args(["-C", "-F", fat, "-s", "1"])
+            .arg(&path)
+            .arg(kib));
+        let target = path.display().to_string();
+        let source = scratch(&std::format!("full{fat}.img.source"));
+        let memory = load(&path);
+        let free = FileSystem::new(memory.clone()).summary().unwrap().free;
+        std::fs::write(&source, vec![7u8; free as usize - 20_000]).unwrap();
+        run(Command::new("mcopy")
+            .args(["-i", &target])
+            .arg(&source)
+            .arg("::FILLER.BIN"));
+        let memory = load(&path);
+        let mut files = FileSystem::new(memory.clone());
+        let start_free = files.summary().unwrap().free;
+        let chunk = vec![0x5au8; 3072];
+        let mut offset = 0u64;
+        let error = loop {
+            match write(&mut files, "/fill.bin", offset, &chunk) {
+                Response::Written(count) => offset += u64::from(count),
+                other => break other,
+            }
+            assert!(offset < 40_000, "FAT{fat}: wrote past the free space");
+        };
+        assert_eq!(
+            error,
+            Response::Error(Error::NoSpace),
+            "FAT{fat}: after {offset} bytes"
+        );
+        // The clusters the last write could not fill are all that is left.
+        assert!(offset >= 20_000 - 3072, "FAT{fat}: only {offset} bytes");
+        let summary = files.summary().unwrap();
+        assert!(summary.free < 3072, "FAT{fat}: {} bytes free", summary.free);
+        // What was written is there, and the free count is the FAT's.
+        check_volume(&memory, &path, 0);
+        let fresh = FileSystem::new(memory.clone()).summary().unwrap();
+        assert_eq!(fresh.free, summary.free, "FAT{fat}");
+        assert_eq!(
+            files.handle(Request::Remove {
+                path: "/fill.bin".into()
+            }),
+            Response::Done
+        );
+        assert_eq!(
+            files.summary().unwrap().free,
+            start_free,
+            "FAT{fat}: free space after the remove"
+        );
+        check_volume(&memory, &path, 0);
+        let _ = std::fs::remove_file(&source);
+        done(&path);
+    }
 }
 
 #[test]
@@ -1058,4 +1083,330 @@ fn many_long_names(path: &Path) {
     }
     check_volume(&memory, path, 0);
     done(path);
+}
+
+#[test]
+fn fat12_directories_renames_and_long_names() {
+    if !tools() {
+        return;
+    }
+    let path = scratch("dirs12.img");
+    let _ = std::fs::remove_file(&path);
+    run(Command::new("mkfs.fat")
+        .args(["-C", "-F", "12", "-n", "ATOLL"])
+        .arg(&path)
+        .arg("4096"));
+    let target = path.display().to_string();
+    fill(&target, "dirs12.img");
+    directories_renames_and_long_names(&path, 0, &target);
+    done(&path);
+}
+
+/// The same requests on a volume of each FAT type (512-byte clusters, so
+/// that a 200 KB file on FAT12 has entries straddling FAT sectors): a long
+/// name written in 3 KiB pieces, a directory made, filled, emptied and
+/// removed, a rename, a cut, removals, the free count after them, then
+/// `fsck.fat -n` and mtools reading names and bytes back.
+fn same_requests(fat: &str, kib: &str, expected: FatType) {
+    let path = scratch(&std::format!("same{fat}.img"));
+    let _ = std::fs::remove_file(&path);
+    run(Command::new("mkfs.fat")
+        .args(["-C", "-F", fat, "-s", "1", "-n", "ATOLL"])
+        .arg(&path)
+        .arg(kib));
+    let target = path.display().to_string();
+    fill(&target, &std::format!("same{fat}.img"));
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    let summary = files.summary().unwrap();
+    assert_eq!(summary.fat_type, expected);
+    assert_eq!(summary.label.as_deref(), Some("ATOLL"));
+    // The host's long-named file (5000 bytes) goes first, with its clusters.
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/a long file name.TXT".into()
+        }),
+        Response::Done
+    );
+    let free = files.summary().unwrap().free;
+    assert_eq!(free, summary.free + 10 * 512, "FAT{fat}");
+
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let long = "/A long file name.txt";
+    let put = |files: &mut FileSystem<Memory>, path: &str, data: &[u8]| {
+        for (index, chunk) in data.chunks(MAX_DATA as usize).enumerate() {
+            assert_eq!(
+                write(files, path, (index * MAX_DATA as usize) as u64, chunk),
+                Response::Written(chunk.len() as u32),
+                "FAT{fat}: {path} at {}",
+                index * MAX_DATA as usize
+            );
+        }
+    };
+    put(&mut files, long, &data);
+    assert_eq!(read_all(&mut files, "/a LONG file NAME.TXT"), data);
+    assert_eq!(
+        files.summary().unwrap().free,
+        free - 200_192,
+        "FAT{fat}: 391 clusters taken"
+    );
+    // A directory: made, given a file, emptied by a rename, removed.
+    assert_eq!(
+        request(
+            &mut files,
+            Request::CreateDirectory {
+                path: "/Some directory".into()
+            }
+        ),
+        Response::Done
+    );
+    put(&mut files, "/Some directory/inner file.txt", &data[..5000]);
+    assert_eq!(
+        request(
+            &mut files,
+            Request::RemoveDirectory {
+                path: "/Some directory".into()
+            }
+        ),
+        Response::Error(Error::NotEmpty)
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::Rename {
+                from: "/Some directory/inner file.txt".into(),
+                to: "/Moved.txt".into(),
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(
+        request(
+            &mut files,
+            Request::RemoveDirectory {
+                path: "/Some directory".into()
+            }
+        ),
+        Response::Done
+    );
+    // Cut within the chain, overwrite in the middle, cut to zero.
+    assert_eq!(
+        request(
+            &mut files,
+            Request::SetSize {
+                path: "/moved.txt".into(),
+                size: 1000,
+            }
+        ),
+        Response::Done
+    );
+    assert_eq!(
+        write(&mut files, "/moved.txt", 10, b"middle"),
+        Response::Written(6)
+    );
+    let mut moved = data[..1000].to_vec();
+    moved[10..16].copy_from_slice(b"middle");
+    assert_eq!(read_all(&mut files, "/MOVED.TXT"), moved);
+    assert!(matches!(
+        request(
+            &mut files,
+            Request::OpenFile {
+                path: "/HELLO.TXT".into(),
+                create: false,
+                exclusive: false,
+                truncate: true,
+            }
+        ),
+        Response::Entry(Entry { size: 0, .. })
+    ));
+    // Free space: removing what was made gives back every cluster.
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/moved.txt".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(
+        files.handle(Request::Remove { path: long.into() }),
+        Response::Done
+    );
+    let after = files.summary().unwrap().free;
+    assert_eq!(
+        after,
+        free + 512,
+        "FAT{fat}: HELLO.TXT's cluster is free too"
+    );
+    assert_eq!(
+        FileSystem::new(memory.clone()).summary().unwrap().free,
+        after,
+        "FAT{fat}: the count kept is the FAT's"
+    );
+    // Written again, for mtools to read back.
+    put(&mut files, long, &data);
+    check_volume(&memory, &path, 0);
+    let listing = Command::new("mdir")
+        .args(["-i", &target, "::"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("A long file name.txt"), "{listing}");
+    assert!(!listing.contains("Some directory"), "{listing}");
+    let typed = Command::new("mtype")
+        .args(["-i", &target, "::A long file name.txt"])
+        .output()
+        .unwrap();
+    assert_eq!(typed.stdout, data, "FAT{fat}: mtype");
+    let hello = Command::new("mtype")
+        .args(["-i", &target, "::HELLO.TXT"])
+        .output()
+        .unwrap();
+    assert!(hello.stdout.is_empty(), "FAT{fat}: HELLO.TXT was truncated");
+    done(&path);
+}
+
+#[test]
+fn the_same_requests_on_fat12_fat16_and_fat32() {
+    if !tools() {
+        return;
+    }
+    same_requests("12", "1440", FatType::Fat12);
+    same_requests("16", "8192", FatType::Fat16);
+    same_requests("32", "34000", FatType::Fat32);
+}
+
+#[test]
+fn appends_cost_few_block_calls_and_sync_flushes() {
+    if !tools() {
+        return;
+    }
+    let path = partitioned_image("appends.img");
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    assert!(files.summary().is_ok());
+    let chunk: Vec<u8> = (0..MAX_DATA).map(|i| (i % 249) as u8).collect();
+    assert_eq!(
+        write(&mut files, "/APPEND.BIN", 0, &chunk),
+        Response::Written(MAX_DATA)
+    );
+    // Appending 3 KiB (2 KiB clusters): the data in one block request, the
+    // FAT sector to each of the 2 FATs, the entry; no directory search, no
+    // chain walk, and no flush (a `Sync` does that).
+    let (calls, flushes) = (memory.calls.get(), memory.flushes.get());
+    let rounds = 40u32;
+    for round in 1..=rounds {
+        assert_eq!(
+            write(
+                &mut files,
+                "/APPEND.BIN",
+                u64::from(round * MAX_DATA),
+                &chunk
+            ),
+            Response::Written(MAX_DATA)
+        );
+    }
+    let per_write = f64::from(memory.calls.get() - calls) / f64::from(rounds);
+    assert!(per_write <= 4.5, "{per_write} block calls per 3 KiB append");
+    assert_eq!(memory.flushes.get(), flushes, "a write does not flush");
+    assert_eq!(files.handle(Request::Sync), Response::Done);
+    assert_eq!(memory.flushes.get(), flushes + 1);
+    assert_eq!(
+        files.handle(Request::Create {
+            path: "/OTHER.TXT".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(memory.flushes.get(), flushes + 2, "other changes flush");
+    let mut expected = Vec::new();
+    for _ in 0..=rounds {
+        expected.extend_from_slice(&chunk);
+    }
+    assert_eq!(read_all(&mut files, "/APPEND.BIN"), expected);
+    check_volume(&memory, &path, 2048);
+    let typed = Command::new("mtype")
+        .args([
+            "-i",
+            &std::format!("{}@@1M", path.display()),
+            "::APPEND.BIN",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(typed.stdout, expected);
+    done(&path);
+}
+
+#[test]
+fn a_corrupt_chain_gives_errors_not_a_hang() {
+    if !tools() {
+        return;
+    }
+    let path = scratch("corrupt.img");
+    let _ = std::fs::remove_file(&path);
+    run(Command::new("mkfs.fat")
+        .args(["-C", "-F", "16", "-s", "1"])
+        .arg(&path)
+        .arg("8192"));
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    let data = vec![3u8; 5 * 512];
+    assert_eq!(
+        write(&mut files, "/LOOP.BIN", 0, &data),
+        Response::Written(data.len() as u32)
+    );
+    assert_eq!(
+        write(&mut files, "/SHORT.BIN", 0, &data),
+        Response::Written(data.len() as u32)
+    );
+    // LOOP.BIN's last cluster points back to its first and its size claims
+    // 8 MiB; SHORT.BIN's chain ends (a bad-cluster mark) after 2 clusters.
+    let geometry = {
+        let bytes = memory.bytes.borrow();
+        crate::layout::Geometry::parse(&bytes[..SECTOR], 0).unwrap()
+    };
+    {
+        let mut bytes = memory.bytes.borrow_mut();
+        let root = geometry.root_start as usize * SECTOR;
+        let loop_first = u16::from_le_bytes([bytes[root + 26], bytes[root + 27]]);
+        let short_first = u16::from_le_bytes([bytes[root + 32 + 26], bytes[root + 32 + 27]]);
+        bytes[root + 28..root + 32].copy_from_slice(&(8u32 << 20).to_le_bytes());
+        for copy in 0..2usize {
+            let fat = (geometry.fat_start as usize + copy * geometry.fat_sectors as usize) * SECTOR;
+            let entry = |cluster: u16| fat + usize::from(cluster) * 2;
+            let last = entry(loop_first + 4);
+            bytes[last..last + 2].copy_from_slice(&loop_first.to_le_bytes());
+            let second = entry(short_first + 1);
+            bytes[second..second + 2].copy_from_slice(&0xfff7u16.to_le_bytes());
+        }
+    }
+    // A fresh mount meets the damage.
+    let mut files = FileSystem::new(memory.clone());
+    assert!(matches!(
+        read(&mut files, "/LOOP.BIN", 7 << 20, 100),
+        Response::Error(Error::Other(_))
+    ));
+    assert!(matches!(
+        write(&mut files, "/LOOP.BIN", 7 << 20, b"x"),
+        Response::Error(Error::Other(_))
+    ));
+    assert!(matches!(
+        read(&mut files, "/SHORT.BIN", 2048, 100),
+        Response::Error(Error::Other(_))
+    ));
+    assert_eq!(
+        read(&mut files, "/SHORT.BIN", 0, 4),
+        Response::Data(vec![3u8; 4])
+    );
+    // Removing follows each chain once around, and ends.
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/LOOP.BIN".into()
+        }),
+        Response::Done
+    );
+    assert_eq!(
+        files.handle(Request::Remove {
+            path: "/SHORT.BIN".into()
+        }),
+        Response::Done
+    );
+    done(&path);
 }

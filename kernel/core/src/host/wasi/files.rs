@@ -1217,6 +1217,20 @@ fn plan_path_stat(
     ))
 }
 
+/// `fd_sync`/`fd_datasync` (`right` is the one each needs): a `Sync` to the
+/// descriptor's file service.
+fn plan_sync(files: &Files, fd: i32, right: u64) -> Errno<Plan> {
+    let descriptor = files.usable(fd, right)?;
+    Ok(Plan::Ask(
+        Request::Sync,
+        InFlight {
+            fd: Some(fd),
+            handle: descriptor.handle,
+            operation: Operation::Done,
+        },
+    ))
+}
+
 fn plan_fd_stat(files: &Files, memory: &[u8], fd: i32, out: u32) -> Errno<Plan> {
     let descriptor = files.usable(fd, rights::FD_FILESTAT_GET)?;
     bytes(memory, out, FILESTAT_LEN)?;
@@ -1525,16 +1539,16 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
         ("fd_sync", rights::FD_SYNC),
         ("fd_datasync", rights::FD_DATASYNC),
     ] {
-        // Every request that changes a volume ends with a flush: nothing is
-        // left to make durable.
+        // Answered writes are on the disk already; `Sync` asks the file
+        // service to have the disk's write cache put on stable media.
         linker.func_wrap(
             module,
             name,
             move |caller: Caller<'_, HostState>, fd: i32| {
                 if stdio(fd) {
-                    return errno::INVAL;
+                    return Ok(errno::INVAL);
                 }
-                now(caller, |files, _| files.usable(fd, right).map(|_| ()))
+                run(caller, |files, _| plan_sync(files, fd, right))
             },
         )?;
     }

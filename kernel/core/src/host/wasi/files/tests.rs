@@ -14,6 +14,8 @@ struct Fake {
     /// Path (from the root, `/a/b`) to contents; `None` is a directory.
     nodes: BTreeMap<String, Option<Vec<u8>>>,
     requests: usize,
+    /// `Sync` requests seen.
+    syncs: usize,
 }
 
 impl Fake {
@@ -193,6 +195,10 @@ impl Fake {
                     .as_mut()
                     .ok_or(FsError::IsADirectory)?;
                 file.resize(size as usize, 0);
+                Response::Done
+            }
+            Request::Sync => {
+                self.syncs += 1;
                 Response::Done
             }
         })
@@ -816,4 +822,28 @@ fn a_socket_given_to_file_and_path_calls_gets_their_errno() {
     );
     // Nothing reached the file service.
     assert_eq!(program.fake.requests, 0);
+}
+
+#[test]
+fn fd_sync_asks_the_file_service_for_a_sync() {
+    let mut program = Program::new(Fake::new());
+    let fd = program
+        .open(3, "data.bin", O_CREAT | O_EXCL, READ_WRITE)
+        .unwrap();
+    assert_eq!(program.write(fd, b"durable"), Ok(7));
+    assert_eq!(program.fake.syncs, 0, "writes alone do not sync");
+    assert_eq!(
+        program.drive(|files, _| plan_sync(files, fd, rights::FD_SYNC)),
+        errno::SUCCESS
+    );
+    assert_eq!(
+        program.drive(|files, _| plan_sync(files, fd, rights::FD_DATASYNC)),
+        errno::SUCCESS
+    );
+    assert_eq!(program.fake.syncs, 2);
+    assert_eq!(
+        program.drive(|files, _| plan_sync(files, 42, rights::FD_SYNC)),
+        errno::BADF
+    );
+    assert_eq!(program.fake.syncs, 2);
 }
