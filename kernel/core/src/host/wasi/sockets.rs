@@ -365,7 +365,12 @@ fn step(
             store(memory, out, &0u32.to_le_bytes())?;
             done
         }
-        (Operation::Send { out, .. }, Response::Written(count)) => {
+        (Operation::Send { data, out, .. }, Response::Written(count)) => {
+            // More than was sent is the service's error: the program must
+            // not be told so (its libc would step past its buffer).
+            if !usize::try_from(count).is_ok_and(|count| count <= data.len()) {
+                return Err(errno::IO);
+            }
             store(memory, out, &count.to_le_bytes())?;
             done
         }

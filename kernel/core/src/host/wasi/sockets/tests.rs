@@ -590,3 +590,29 @@ fn bad_descriptors_and_wrong_kinds_give_their_errno() {
     );
     assert_eq!(program.net.requests.len(), asked);
 }
+
+#[test]
+fn a_service_claiming_more_written_than_sent_is_an_eio() {
+    let mut program = Program::new(&[]);
+    program.net.connect(b"");
+    let stream = program.accept(3).unwrap();
+    program.iovec(b"four", 4);
+    let plan = plan_send(
+        &mut program.files,
+        &mut program.memory,
+        stream,
+        IOVECS as i32,
+        1,
+        OUT,
+    );
+    let Ok(Plan::Net(_, in_flight)) = plan else {
+        panic!("a send asks the service: {plan:?}");
+    };
+    program.files.in_flight = Some(in_flight);
+    program.memory[OUT as usize..OUT as usize + 4].copy_from_slice(&[0xee; 4]);
+    let reply = postcard::to_allocvec(&Response::Written(u32::MAX)).unwrap();
+    let (step, _) = continue_operation(&mut program.files, &mut program.memory, &reply);
+    assert!(matches!(step, Step::Done(errno::IO)), "{step:?}");
+    // The program is not told the lie.
+    assert_eq!(program.u32_at(OUT), 0xeeee_eeee);
+}
