@@ -1333,7 +1333,7 @@ fn fdstat(files: &Files, fd: i32) -> Errno<[u8; FDSTAT_LEN]> {
     Ok(record)
 }
 
-fn renumber(files: &mut Files, from: i32, to: i32) -> Errno<()> {
+pub(super) fn renumber(files: &mut Files, from: i32, to: i32) -> Errno<()> {
     files.slot(from)?;
     files.slot(to)?;
     if from == to {
@@ -1662,9 +1662,9 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
         "fd_renumber",
         |caller: Caller<'_, HostState>, from: i32, to: i32| {
             if stdio(from) || stdio(to) {
-                return errno::NOTSUP;
+                return Ok(errno::NOTSUP);
             }
-            now(caller, |files, _| renumber(files, from, to))
+            run(caller, |files, _| sockets::plan_renumber(files, from, to))
         },
     )?;
     linker.func_wrap(

@@ -558,6 +558,22 @@ pub(super) fn plan_close(files: &mut Files, fd: i32) -> Errno<Plan> {
     })
 }
 
+/// `fd_renumber`: a socket the service numbered that descriptor `to` held
+/// is closed there too (dropped silently, it would leak in the service).
+pub(super) fn plan_renumber(files: &mut Files, from: i32, to: i32) -> Errno<Plan> {
+    let closing = if from == to {
+        None
+    } else {
+        socket(files, to).ok().and_then(|socket| socket.number)
+    };
+    let handle = files.slot(to)?.handle;
+    super::files::renumber(files, from, to)?;
+    Ok(match closing {
+        Some(number) => ask(handle, Request::Close { socket: number }, Operation::Close),
+        None => Plan::Now(errno::SUCCESS),
+    })
+}
+
 /// `poll_oneoff` with socket subscriptions and nothing ready at once.
 pub(super) fn plan_poll(
     files: &Files,

@@ -616,3 +616,26 @@ fn a_service_claiming_more_written_than_sent_is_an_eio() {
     // The program is not told the lie.
     assert_eq!(program.u32_at(OUT), 0xeeee_eeee);
 }
+
+#[test]
+fn renumbering_onto_a_connection_closes_it_in_the_service() {
+    let mut program = Program::new(&[]);
+    program.net.connect(b"");
+    program.net.connect(b"");
+    assert_eq!(program.accept(3), Ok(4));
+    assert_eq!(program.accept(3), Ok(5));
+    assert_eq!(program.drive(|files, _| plan_renumber(files, 5, 4)), 0);
+    assert_eq!(
+        program.net.requests.last(),
+        Some(&Request::Close { socket: 1000 })
+    );
+    // (Both connected before the listener was made: 1000 and 1001.)
+    assert!(program.net.connections[&1000].closed);
+    assert!(!program.net.connections[&1001].closed);
+    assert!(program.files.slot(5).is_err());
+    // Onto itself: nothing closed.
+    let asked = program.net.requests.len();
+    assert_eq!(program.drive(|files, _| plan_renumber(files, 4, 4)), 0);
+    assert_eq!(program.net.requests.len(), asked);
+    assert!(!program.net.connections[&1001].closed);
+}
