@@ -415,6 +415,11 @@ impl Files {
         self.in_flight = None;
     }
 
+    /// Whether [`Files::insert`] would find a slot.
+    pub(super) fn has_room(&self) -> bool {
+        self.descriptors.len() < MAX_DESCRIPTORS || self.descriptors.iter().any(Option::is_none)
+    }
+
     /// Adds a descriptor in the lowest free slot; its number.
     pub(super) fn insert(&mut self, descriptor: Descriptor) -> Errno<i32> {
         let index = match self.descriptors.iter().position(Option::is_none) {

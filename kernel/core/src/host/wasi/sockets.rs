@@ -469,6 +469,11 @@ fn plan_accept(files: &Files, memory: &[u8], fd: i32, flags: i32, out: u32) -> E
     let handle = descriptor.handle;
     let flags = u16::try_from(flags).map_err(|_| errno::INVAL)?;
     bytes(memory, out, 4)?;
+    // With no descriptor free, the connection is left queued in the TCP/IP
+    // service: accepted there, it would have nowhere to go, and leak.
+    if !files.has_room() {
+        return Err(errno::MFILE);
+    }
     start(files, handle, Operation::Accept { fd, flags, out })
 }
 

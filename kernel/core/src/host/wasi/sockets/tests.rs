@@ -639,3 +639,20 @@ fn renumbering_onto_a_connection_closes_it_in_the_service() {
     assert_eq!(program.net.requests.len(), asked);
     assert!(!program.net.connections[&1001].closed);
 }
+
+#[test]
+fn accept_with_a_full_table_leaves_the_connection_queued() {
+    let mut program = Program::new(&[]);
+    program.net.connect(b"");
+    program.net.connect(b"");
+    assert_eq!(program.accept(3), Ok(4));
+    // Fill the table with copies of the connection's descriptor.
+    let copy = program.files.slot(4).unwrap().clone();
+    while program.files.insert(copy.clone()).is_ok() {}
+    let asked = program.net.requests.len();
+    assert_eq!(program.accept(3), Err(errno::MFILE));
+    assert_eq!(program.net.requests.len(), asked, "nothing accepted");
+    // Once a descriptor is free, the connection is still there to take.
+    assert_eq!(program.drive(|files, _| plan_close(files, 5)), 0);
+    assert_eq!(program.accept(3), Ok(5));
+}
