@@ -155,10 +155,15 @@ fn usable(files: &Files, fd: i32, listening: bool, right: u64) -> Errno<(Socket,
 }
 
 /// What a `poll_oneoff` subscription on descriptor `fd` (3 and up) finds:
-/// `Ok(true)` a socket, to ask about; `Ok(false)` a file, ready at once.
+/// `Ok(true)` a socket, to ask about; `Ok(false)` a file, or a connection
+/// the program shut down (its service no longer knows it: reads see the
+/// end at once, writes fail at once), ready at once.
 pub(super) fn readiness(files: &Files, fd: i32) -> Errno<bool> {
     let descriptor = files.slot(fd)?;
-    Ok(matches!(descriptor.kind, Kind::Socket(_)))
+    Ok(match descriptor.kind {
+        Kind::Socket(socket) => socket.port.is_some() || socket.number.is_some(),
+        _ => false,
+    })
 }
 
 fn nonblocking(files: &Files, fd: i32) -> bool {

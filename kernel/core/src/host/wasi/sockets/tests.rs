@@ -656,3 +656,21 @@ fn accept_with_a_full_table_leaves_the_connection_queued() {
     assert_eq!(program.drive(|files, _| plan_close(files, 5)), 0);
     assert_eq!(program.accept(3), Ok(5));
 }
+
+#[test]
+fn a_connection_shut_down_for_writing_is_ready_at_once_for_poll() {
+    let mut program = Program::new(&[]);
+    program.net.connect(b"");
+    let stream = program.accept(3).unwrap();
+    assert_eq!(readiness(&program.files, stream), Ok(true));
+    assert_eq!(
+        program.drive(|files, _| plan_shutdown(files, stream, SHUT_WR)),
+        0
+    );
+    // Asking the service would fail the whole `poll_oneoff` (ENOTCONN: the
+    // kernel has no number for it), which Go's runtime takes as fatal.
+    assert_eq!(readiness(&program.files, stream), Ok(false));
+    // A listener not yet listening, and an open connection, are asked about.
+    assert_eq!(readiness(&program.files, 3), Ok(true));
+    assert_eq!(program.recv(stream, 10).unwrap(), b"");
+}
