@@ -449,7 +449,9 @@ fn step(
             write_events(memory, events, count, &fired)?;
             done
         }
-        (Operation::Close, Response::Done) => done,
+        // A socket its service no longer knows (it restarted) is closed
+        // all the same: `close` fails only for a bad descriptor.
+        (Operation::Close, Response::Done | Response::Error(net::Error::NoSocket)) => done,
         (_, Response::Error(error)) => Err(errno_of(error)),
         _ => Err(errno::IO),
     }

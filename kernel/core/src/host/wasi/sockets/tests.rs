@@ -674,3 +674,19 @@ fn a_connection_shut_down_for_writing_is_ready_at_once_for_poll() {
     assert_eq!(readiness(&program.files, 3), Ok(true));
     assert_eq!(program.recv(stream, 10).unwrap(), b"");
 }
+
+#[test]
+fn closing_a_connection_its_restarted_service_forgot_succeeds() {
+    let mut program = Program::new(&[]);
+    program.net.connect(b"");
+    let stream = program.accept(3).unwrap();
+    // The TCP/IP service restarts: its new instance knows no old number.
+    program.net.connections.clear();
+    program.net.listeners.clear();
+    assert_eq!(program.drive(|files, _| plan_close(files, stream)), 0);
+    assert_eq!(
+        program.net.requests.last(),
+        Some(&Request::Close { socket: 1000 })
+    );
+    assert!(program.files.slot(stream).is_err());
+}
