@@ -415,6 +415,11 @@ impl Files {
         self.in_flight = None;
     }
 
+    /// Whether [`Files::insert`] would find a slot.
+    pub(super) fn has_room(&self) -> bool {
+        self.descriptors.len() < MAX_DESCRIPTORS || self.descriptors.iter().any(Option::is_none)
+    }
+
     /// Adds a descriptor in the lowest free slot; its number.
     pub(super) fn insert(&mut self, descriptor: Descriptor) -> Errno<i32> {
         let index = match self.descriptors.iter().position(Option::is_none) {
@@ -1347,7 +1352,7 @@ fn fdstat(files: &Files, fd: i32) -> Errno<[u8; FDSTAT_LEN]> {
     Ok(record)
 }
 
-fn renumber(files: &mut Files, from: i32, to: i32) -> Errno<()> {
+pub(super) fn renumber(files: &mut Files, from: i32, to: i32) -> Errno<()> {
     files.slot(from)?;
     files.slot(to)?;
     if from == to {
@@ -1676,9 +1681,9 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
         "fd_renumber",
         |caller: Caller<'_, HostState>, from: i32, to: i32| {
             if stdio(from) || stdio(to) {
-                return errno::NOTSUP;
+                return Ok(errno::NOTSUP);
             }
-            now(caller, |files, _| renumber(files, from, to))
+            run(caller, |files, _| sockets::plan_renumber(files, from, to))
         },
     )?;
     linker.func_wrap(

@@ -155,10 +155,15 @@ fn usable(files: &Files, fd: i32, listening: bool, right: u64) -> Errno<(Socket,
 }
 
 /// What a `poll_oneoff` subscription on descriptor `fd` (3 and up) finds:
-/// `Ok(true)` a socket, to ask about; `Ok(false)` a file, ready at once.
+/// `Ok(true)` a socket, to ask about; `Ok(false)` a file, or a connection
+/// the program shut down (its service no longer knows it: reads see the
+/// end at once, writes fail at once), ready at once.
 pub(super) fn readiness(files: &Files, fd: i32) -> Errno<bool> {
     let descriptor = files.slot(fd)?;
-    Ok(matches!(descriptor.kind, Kind::Socket(_)))
+    Ok(match descriptor.kind {
+        Kind::Socket(socket) => socket.port.is_some() || socket.number.is_some(),
+        _ => false,
+    })
 }
 
 fn nonblocking(files: &Files, fd: i32) -> bool {
@@ -365,7 +370,12 @@ fn step(
             store(memory, out, &0u32.to_le_bytes())?;
             done
         }
-        (Operation::Send { out, .. }, Response::Written(count)) => {
+        (Operation::Send { data, out, .. }, Response::Written(count)) => {
+            // More than was sent is the service's error: the program must
+            // not be told so (its libc would step past its buffer).
+            if !usize::try_from(count).is_ok_and(|count| count <= data.len()) {
+                return Err(errno::IO);
+            }
             store(memory, out, &count.to_le_bytes())?;
             done
         }
@@ -439,7 +449,9 @@ fn step(
             write_events(memory, events, count, &fired)?;
             done
         }
-        (Operation::Close, Response::Done) => done,
+        // A socket its service no longer knows (it restarted) is closed
+        // all the same: `close` fails only for a bad descriptor.
+        (Operation::Close, Response::Done | Response::Error(net::Error::NoSocket)) => done,
         (_, Response::Error(error)) => Err(errno_of(error)),
         _ => Err(errno::IO),
     }
@@ -464,6 +476,11 @@ fn plan_accept(files: &Files, memory: &[u8], fd: i32, flags: i32, out: u32) -> E
     let handle = descriptor.handle;
     let flags = u16::try_from(flags).map_err(|_| errno::INVAL)?;
     bytes(memory, out, 4)?;
+    // With no descriptor free, the connection is left queued in the TCP/IP
+    // service: accepted there, it would have nowhere to go, and leak.
+    if !files.has_room() {
+        return Err(errno::MFILE);
+    }
     start(files, handle, Operation::Accept { fd, flags, out })
 }
 
@@ -547,6 +564,22 @@ pub(super) fn plan_close(files: &mut Files, fd: i32) -> Errno<Plan> {
     let closing = socket(files, fd).ok().and_then(|socket| socket.number);
     let handle = files.slot(fd)?.handle;
     super::files::close(files, fd)?;
+    Ok(match closing {
+        Some(number) => ask(handle, Request::Close { socket: number }, Operation::Close),
+        None => Plan::Now(errno::SUCCESS),
+    })
+}
+
+/// `fd_renumber`: a socket the service numbered that descriptor `to` held
+/// is closed there too (dropped silently, it would leak in the service).
+pub(super) fn plan_renumber(files: &mut Files, from: i32, to: i32) -> Errno<Plan> {
+    let closing = if from == to {
+        None
+    } else {
+        socket(files, to).ok().and_then(|socket| socket.number)
+    };
+    let handle = files.slot(to)?.handle;
+    super::files::renumber(files, from, to)?;
     Ok(match closing {
         Some(number) => ask(handle, Request::Close { socket: number }, Operation::Close),
         None => Plan::Now(errno::SUCCESS),

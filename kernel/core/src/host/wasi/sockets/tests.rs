@@ -590,3 +590,103 @@ fn bad_descriptors_and_wrong_kinds_give_their_errno() {
     );
     assert_eq!(program.net.requests.len(), asked);
 }
+
+#[test]
+fn a_service_claiming_more_written_than_sent_is_an_eio() {
+    let mut program = Program::new(&[]);
+    program.net.connect(b"");
+    let stream = program.accept(3).unwrap();
+    program.iovec(b"four", 4);
+    let plan = plan_send(
+        &mut program.files,
+        &mut program.memory,
+        stream,
+        IOVECS as i32,
+        1,
+        OUT,
+    );
+    let Ok(Plan::Net(_, in_flight)) = plan else {
+        panic!("a send asks the service: {plan:?}");
+    };
+    program.files.in_flight = Some(in_flight);
+    program.memory[OUT as usize..OUT as usize + 4].copy_from_slice(&[0xee; 4]);
+    let reply = postcard::to_allocvec(&Response::Written(u32::MAX)).unwrap();
+    let (step, _) = continue_operation(&mut program.files, &mut program.memory, &reply);
+    assert!(matches!(step, Step::Done(errno::IO)), "{step:?}");
+    // The program is not told the lie.
+    assert_eq!(program.u32_at(OUT), 0xeeee_eeee);
+}
+
+#[test]
+fn renumbering_onto_a_connection_closes_it_in_the_service() {
+    let mut program = Program::new(&[]);
+    program.net.connect(b"");
+    program.net.connect(b"");
+    assert_eq!(program.accept(3), Ok(4));
+    assert_eq!(program.accept(3), Ok(5));
+    assert_eq!(program.drive(|files, _| plan_renumber(files, 5, 4)), 0);
+    assert_eq!(
+        program.net.requests.last(),
+        Some(&Request::Close { socket: 1000 })
+    );
+    // (Both connected before the listener was made: 1000 and 1001.)
+    assert!(program.net.connections[&1000].closed);
+    assert!(!program.net.connections[&1001].closed);
+    assert!(program.files.slot(5).is_err());
+    // Onto itself: nothing closed.
+    let asked = program.net.requests.len();
+    assert_eq!(program.drive(|files, _| plan_renumber(files, 4, 4)), 0);
+    assert_eq!(program.net.requests.len(), asked);
+    assert!(!program.net.connections[&1001].closed);
+}
+
+#[test]
+fn accept_with_a_full_table_leaves_the_connection_queued() {
+    let mut program = Program::new(&[]);
+    program.net.connect(b"");
+    program.net.connect(b"");
+    assert_eq!(program.accept(3), Ok(4));
+    // Fill the table with copies of the connection's descriptor.
+    let copy = program.files.slot(4).unwrap().clone();
+    while program.files.insert(copy.clone()).is_ok() {}
+    let asked = program.net.requests.len();
+    assert_eq!(program.accept(3), Err(errno::MFILE));
+    assert_eq!(program.net.requests.len(), asked, "nothing accepted");
+    // Once a descriptor is free, the connection is still there to take.
+    assert_eq!(program.drive(|files, _| plan_close(files, 5)), 0);
+    assert_eq!(program.accept(3), Ok(5));
+}
+
+#[test]
+fn a_connection_shut_down_for_writing_is_ready_at_once_for_poll() {
+    let mut program = Program::new(&[]);
+    program.net.connect(b"");
+    let stream = program.accept(3).unwrap();
+    assert_eq!(readiness(&program.files, stream), Ok(true));
+    assert_eq!(
+        program.drive(|files, _| plan_shutdown(files, stream, SHUT_WR)),
+        0
+    );
+    // Asking the service would fail the whole `poll_oneoff` (ENOTCONN: the
+    // kernel has no number for it), which Go's runtime takes as fatal.
+    assert_eq!(readiness(&program.files, stream), Ok(false));
+    // A listener not yet listening, and an open connection, are asked about.
+    assert_eq!(readiness(&program.files, 3), Ok(true));
+    assert_eq!(program.recv(stream, 10).unwrap(), b"");
+}
+
+#[test]
+fn closing_a_connection_its_restarted_service_forgot_succeeds() {
+    let mut program = Program::new(&[]);
+    program.net.connect(b"");
+    let stream = program.accept(3).unwrap();
+    // The TCP/IP service restarts: its new instance knows no old number.
+    program.net.connections.clear();
+    program.net.listeners.clear();
+    assert_eq!(program.drive(|files, _| plan_close(files, stream)), 0);
+    assert_eq!(
+        program.net.requests.last(),
+        Some(&Request::Close { socket: 1000 })
+    );
+    assert!(program.files.slot(stream).is_err());
+}
