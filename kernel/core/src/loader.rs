@@ -619,4 +619,40 @@ mod tests {
         assert_eq!(result, 400 * 7);
         assert!(slices > 1, "the slice was meant to run out");
     }
+
+    #[test]
+    fn compile_cost_bounds_a_lazy_program_that_translates_every_function() {
+        // The boot loader keeps `compile_cost` free for a lazy program's code
+        // (`CodeClaim`), so parsing it and then translating every function
+        // while it runs must fit in that bound: here 50,000 small functions,
+        // each called once from `_start`, on a heap of exactly that (plus
+        // slack for the store, its stacks and a page of memory). More would
+        // abort the test.
+        const FUNCTIONS: usize = 50_000;
+        let mut text =
+            String::from(r#"(module (memory (export "memory") 1) (func (export "_start")"#);
+        for index in 0..FUNCTIONS {
+            text.push_str(&alloc::format!(" (call $f{index})"));
+        }
+        text.push(')');
+        for index in 0..FUNCTIONS {
+            text.push_str(&alloc::format!(
+                " (func $f{index} (local i32) (local.set 0 (i32.add (local.get 0) (i32.const {index}))))"
+            ));
+        }
+        text.push(')');
+        let bytes = wat::parse_str(&text).unwrap();
+        let admitted = crate::preflight::compile_cost(&bytes);
+        let limit = crate::test_allocator::FiniteHeap::new(admitted + (1 << 20));
+        let engine = Engine::new(&engine_config(Translation::Lazy));
+        let module = Module::new(&engine, &bytes).unwrap();
+        let mut store = Store::new(&engine, ());
+        store.set_fuel(u64::MAX / 2).unwrap();
+        let instance = Linker::<()>::new(&engine)
+            .instantiate_and_start(&mut store, &module)
+            .unwrap();
+        let start = instance.get_typed_func::<(), ()>(&store, "_start").unwrap();
+        start.call(&mut store, ()).unwrap();
+        drop(limit);
+    }
 }
