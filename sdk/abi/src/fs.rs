@@ -4,8 +4,10 @@
 //! clients.
 //!
 //! Requests name files by path and carry offsets: the server keeps no
-//! per-client state, so a restart of the file system or of the disk driver
-//! loses nothing a client holds (the request in flight gets an error).
+//! per-client state but a client's staged write data ([`Request::Stage`]),
+//! which the client can always send again, so a restart of the file system
+//! or of the disk driver loses nothing a client holds (the request in flight
+//! gets an error).
 //! Variants are only ever added at the end (postcard numbers them).
 
 use alloc::string::String;
@@ -16,6 +18,8 @@ pub const ENDPOINT: &str = "fs";
 
 /// The most bytes one `Read` returns or one `Write` carries.
 pub const MAX_DATA: u32 = 3072;
+/// The most bytes one write made of [`Request::Stage`]s covers.
+pub const MAX_STAGED: u32 = 64 * 1024;
 /// The most entries one `List` answer holds.
 pub const MAX_ENTRIES: u32 = 32;
 /// The longest name of one path component, in bytes (a FAT long name holds
@@ -37,6 +41,9 @@ pub enum Request {
     Write {
         path: String,
         offset: u64,
+        // As bytes: the same wire format as a sequence of u8, decoded with
+        // one copy instead of one call per byte (in an interpreted service).
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// Creates an empty file (`Exists` if there is one).
@@ -69,6 +76,24 @@ pub enum Request {
     /// service or of the driver loses nothing); requests other than `Write`
     /// are made durable before they are answered, `Write`s by this.
     Sync,
+    /// One piece (at most MAX_DATA bytes) of a write larger than a message:
+    /// `data` for `offset` of file `path`. Pieces follow each other from one
+    /// client, each starting where the last ended, up to MAX_STAGED bytes in
+    /// all. A piece that is not `last` is only held by the file service
+    /// (answered `Written` with its length; nothing is on the disk). The
+    /// `last` piece writes all of them as one `Write` would, and is answered
+    /// `Written` with the whole length. Any other request from the client,
+    /// or a piece that does not follow, drops what was held; a `last` piece
+    /// that finds nothing held before it (the file service restarted, or
+    /// held another client's pieces) writes nothing and is answered
+    /// `Error(NotStaged)`: the client sends the data again in `Write`s.
+    Stage {
+        path: String,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        last: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,4 +135,6 @@ pub enum Error {
     NotEmpty,
     /// A path component longer than [`MAX_NAME_LEN`].
     NameTooLong,
+    /// The last [`Request::Stage`] piece found the pieces before it gone.
+    NotStaged,
 }

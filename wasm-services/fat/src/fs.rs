@@ -25,7 +25,7 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use atoll_protocols::block;
-use atoll_protocols::fs::{Entry, Error, MAX_DATA, MAX_ENTRIES, Request, Response};
+use atoll_protocols::fs::{Entry, Error, MAX_DATA, MAX_ENTRIES, MAX_STAGED, Request, Response};
 use atoll_sdk::MAX_MESSAGE_LEN;
 use core::cell::{Cell, RefCell};
 use core::ops::ControlFlow;
@@ -323,12 +323,113 @@ struct Mount<S: Sectors> {
 pub struct FileSystem<S: Sectors + Clone> {
     io: S,
     mount: Option<Mount<S>>,
+    /// Pieces of writes larger than a message ([`Request::Stage`]), one
+    /// run per client, at most [`MAX_STAGING_CLIENTS`] (the oldest goes).
+    staged: Vec<Staged>,
+}
+
+/// The clients whose staged pieces are held at once.
+const MAX_STAGING_CLIENTS: usize = 4;
+
+/// One client's staged pieces: `data` for `offset` of `path`.
+struct Staged {
+    client: u32,
+    path: String,
+    offset: u64,
+    data: Vec<u8>,
 }
 
 impl<S: Sectors + Clone> FileSystem<S> {
     #[must_use]
     pub fn new(io: S) -> Self {
-        FileSystem { io, mount: None }
+        FileSystem {
+            io,
+            mount: None,
+            staged: Vec::new(),
+        }
+    }
+
+    /// Answers one request from `client` (a service id): [`Self::handle`],
+    /// with the client's staged pieces kept for its next `Stage` and
+    /// dropped by anything else it asks.
+    pub fn handle_from(&mut self, client: u32, request: Request) -> Response {
+        let held = self.staged.iter().position(|run| run.client == client);
+        let Request::Stage {
+            path,
+            offset,
+            data,
+            last,
+        } = request
+        else {
+            if let Some(index) = held {
+                self.staged.remove(index);
+            }
+            return self.handle(request);
+        };
+        let piece = data.len();
+        if piece > MAX_DATA as usize {
+            return Response::Error(Error::Other(format!("at most {MAX_DATA} bytes per piece")));
+        }
+        let follows = held.filter(|&index| {
+            self.staged.get(index).is_some_and(|run| {
+                run.path == path && run.offset.checked_add(run.data.len() as u64) == Some(offset)
+            })
+        });
+        let run = match (follows, held) {
+            (Some(index), _) => self.staged.remove(index),
+            (None, Some(index)) => {
+                self.staged.remove(index);
+                if last {
+                    return Response::Error(Error::NotStaged);
+                }
+                Staged {
+                    client,
+                    path,
+                    offset,
+                    data: Vec::new(),
+                }
+            }
+            (None, None) if last => return Response::Error(Error::NotStaged),
+            (None, None) => Staged {
+                client,
+                path,
+                offset,
+                data: Vec::new(),
+            },
+        };
+        let Staged {
+            client,
+            path: run_path,
+            offset: start,
+            data: mut run_data,
+        } = run;
+        if run_data.len() + piece > MAX_STAGED as usize {
+            return Response::Error(Error::Other(format!(
+                "at most {MAX_STAGED} bytes in one staged write"
+            )));
+        }
+        run_data.extend_from_slice(&data);
+        if last {
+            let whole = run_data.len() as u32;
+            return match self.handle(Request::Write {
+                path: run_path,
+                offset: start,
+                data: run_data,
+            }) {
+                Response::Written(_) => Response::Written(whole),
+                other => other,
+            };
+        }
+        if self.staged.len() >= MAX_STAGING_CLIENTS {
+            self.staged.remove(0);
+        }
+        self.staged.push(Staged {
+            client,
+            path: run_path,
+            offset: start,
+            data: run_data,
+        });
+        Response::Written(piece as u32)
     }
 
     fn mounted(&mut self) -> Result<&Mount<S>, Error> {
@@ -395,6 +496,8 @@ impl<S: Sectors + Clone> FileSystem<S> {
             Request::Rename { from, to } => mount.rename(&from, &to).map(|()| Response::Done),
             Request::SetSize { path, size } => mount.set_size(&path, size).map(|()| Response::Done),
             Request::Sync => Ok(Response::Done),
+            // Pieces belong to a client: `handle_from`.
+            Request::Stage { .. } => Err(Error::NotStaged.into()),
         };
         if modifies
             && outcome.is_ok()
@@ -843,8 +946,10 @@ impl<S: Sectors> Mount<S> {
     }
 
     fn write(&self, path: &str, offset: u64, data: &[u8]) -> Outcome<()> {
-        if data.len() > MAX_DATA as usize {
-            return Err(Error::Other(format!("at most {MAX_DATA} bytes per write")).into());
+        // A `Write` holds at most MAX_DATA bytes; the last piece of a
+        // staged write brings all of its pieces here at once.
+        if data.len() > MAX_STAGED as usize {
+            return Err(Error::Other(format!("at most {MAX_STAGED} bytes per write")).into());
         }
         let end = offset.saturating_add(data.len() as u64);
         if end > u64::from(u32::MAX) {

@@ -103,5 +103,30 @@ fn main() {
             atoll_sdk::println!("no volume mounted: {error:?} (will retry on each request)")
         }
     }
-    atoll_sdk::serve_named(protocol::ENDPOINT, |request| files.handle(request));
+    // Served by hand rather than with `serve_named`: a staged write's pieces
+    // are kept per client, so the handler needs the sender.
+    let endpoint = match atoll_sdk::Endpoint::lookup(protocol::ENDPOINT) {
+        Ok(endpoint) => endpoint,
+        Err(error) => {
+            atoll_sdk::println!("no `{}` endpoint to serve: {error}", protocol::ENDPOINT);
+            return;
+        }
+    };
+    let mut buffer = alloc::vec![0u8; atoll_sdk::MAX_MESSAGE_LEN];
+    loop {
+        let received = match endpoint.receive(&mut buffer, atoll_sdk::Timeout::Forever) {
+            Ok(received) => received,
+            Err(error) => {
+                atoll_sdk::println!("receive failed: {error}");
+                continue;
+            }
+        };
+        let Ok(request) = received.decode::<protocol::Request>() else {
+            continue;
+        };
+        let client = request.sender();
+        let (message, responder) = request.into_parts();
+        let response = files.handle_from(client, message);
+        responder.reply(&response).report();
+    }
 }

@@ -185,7 +185,11 @@ fn check_volume(memory: &Memory, path: &Path, first_sector: usize) {
         .arg(&volume)
         .output()
         .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
+    let report = std::format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     std::eprintln!("fsck.fat -n: {report}");
     let _ = std::fs::remove_file(&volume);
     assert!(output.status.success(), "fsck.fat: {report}");
@@ -1408,5 +1412,169 @@ fn a_corrupt_chain_gives_errors_not_a_hang() {
         }),
         Response::Done
     );
+    done(&path);
+}
+
+fn stage(
+    files: &mut FileSystem<Memory>,
+    client: u32,
+    path: &str,
+    offset: u64,
+    data: &[u8],
+    last: bool,
+) -> Response {
+    files.handle_from(
+        client,
+        Request::Stage {
+            path: path.to_string(),
+            offset,
+            data: data.to_vec(),
+            last,
+        },
+    )
+}
+
+#[test]
+fn staged_pieces_are_written_at_once_by_the_last() {
+    if !tools() {
+        return;
+    }
+    let path = partitioned_image("staged.img");
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    assert!(files.summary().is_ok());
+    let whole: Vec<u8> = (0..60 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let pieces: Vec<&[u8]> = whole.chunks(MAX_DATA as usize).collect();
+    let calls = memory.calls.get();
+    let mut offset = 0u64;
+    for (index, piece) in pieces.iter().enumerate() {
+        let last = index + 1 == pieces.len();
+        let expected = if last { whole.len() } else { piece.len() };
+        assert_eq!(
+            stage(&mut files, 7, "/STAGED.BIN", offset, piece, last),
+            Response::Written(expected as u32)
+        );
+        if !last {
+            assert_eq!(memory.calls.get(), calls, "a piece is only held");
+        }
+        offset += piece.len() as u64;
+    }
+    // 60 KiB in runs of 7 sectors, the FAT sectors, the entry: far fewer
+    // block requests than 20 `Write`s of 3 KiB (about 4 each).
+    let used = memory.calls.get() - calls;
+    assert!(used <= 30, "{used} block calls for a 60 KiB staged write");
+    assert_eq!(read_all(&mut files, "/STAGED.BIN"), whole);
+    check_volume(&memory, &path, 2048);
+    done(&path);
+}
+
+#[test]
+fn staged_pieces_are_dropped_by_other_requests_and_a_lost_run_writes_nothing() {
+    if !tools() {
+        return;
+    }
+    let path = partitioned_image("staged-drop.img");
+    let memory = load(&path);
+    let mut files = FileSystem::new(memory.clone());
+    assert!(files.summary().is_ok());
+    let piece = [0xabu8; 100];
+    // Asked by client 1 itself: any request of its own but a `Stage`.
+    let exists = |files: &mut FileSystem<Memory>, name: &str| {
+        !matches!(
+            files.handle_from(1, Request::Open { path: name.into() }),
+            Response::Error(Error::NotFound)
+        )
+    };
+    // A last piece with nothing held before it.
+    assert_eq!(
+        stage(&mut files, 1, "/A.BIN", 0, &piece, true),
+        Response::Error(Error::NotStaged)
+    );
+    // Another request of the same client drops its pieces.
+    assert_eq!(
+        stage(&mut files, 1, "/A.BIN", 0, &piece, false),
+        Response::Written(100)
+    );
+    assert!(!exists(&mut files, "/A.BIN"));
+    assert_eq!(
+        stage(&mut files, 1, "/A.BIN", 100, &piece, true),
+        Response::Error(Error::NotStaged)
+    );
+    assert!(!exists(&mut files, "/A.BIN"), "nothing was written");
+    // A piece that does not follow starts a new run; the last piece then
+    // writes only that run.
+    assert_eq!(
+        stage(&mut files, 1, "/B.BIN", 0, &piece, false),
+        Response::Written(100)
+    );
+    assert_eq!(
+        stage(&mut files, 1, "/B.BIN", 500, &piece, false),
+        Response::Written(100)
+    );
+    assert_eq!(
+        stage(&mut files, 1, "/B.BIN", 600, &piece, true),
+        Response::Written(200)
+    );
+    assert_eq!(
+        read_all(&mut files, "/B.BIN"),
+        [[0u8; 500].as_slice(), &piece, &piece].concat()
+    );
+    // Clients are kept apart: two runs interleaved, each written whole.
+    for client in [2, 3] {
+        assert_eq!(
+            stage(
+                &mut files,
+                client,
+                &std::format!("/C{client}.BIN"),
+                0,
+                &[client as u8; 3000],
+                false
+            ),
+            Response::Written(3000)
+        );
+    }
+    for client in [2, 3] {
+        assert_eq!(
+            stage(
+                &mut files,
+                client,
+                &std::format!("/C{client}.BIN"),
+                3000,
+                &[client as u8; 10],
+                true
+            ),
+            Response::Written(3010)
+        );
+        assert_eq!(
+            read_all(&mut files, &std::format!("/C{client}.BIN")),
+            [client as u8; 3010].to_vec()
+        );
+    }
+    // A run is bounded.
+    let mut offset = 0;
+    let full = [1u8; MAX_DATA as usize];
+    let mut answers = Vec::new();
+    while offset <= u64::from(atoll_protocols::fs::MAX_STAGED) {
+        answers.push(stage(&mut files, 4, "/D.BIN", offset, &full, false));
+        offset += u64::from(MAX_DATA);
+    }
+    assert!(
+        matches!(answers.last(), Some(Response::Error(Error::Other(_)))),
+        "{:?}",
+        answers.last()
+    );
+    // More than a piece's bound is refused.
+    assert!(matches!(
+        stage(
+            &mut files,
+            5,
+            "/E.BIN",
+            0,
+            &[0u8; MAX_DATA as usize + 1],
+            false
+        ),
+        Response::Error(Error::Other(_))
+    ));
+    check_volume(&memory, &path, 2048);
     done(&path);
 }

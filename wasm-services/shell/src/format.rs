@@ -166,6 +166,7 @@ pub fn fs_error(error: &atoll_protocols::fs::Error) -> String {
         Error::Other(text) => text,
         Error::NotEmpty => "directory not empty",
         Error::NameTooLong => "name too long",
+        Error::NotStaged => "the pieces of a staged write were dropped",
     })
 }
 

@@ -234,6 +234,7 @@ fn fs_error(error: &fs::Error) -> &str {
         fs::Error::NoSpace => "no space left",
         fs::Error::NotEmpty => "directory not empty",
         fs::Error::NameTooLong => "name too long",
+        fs::Error::NotStaged => "the pieces of a staged write were dropped",
         fs::Error::Other(text) => text,
     }
 }

@@ -41,8 +41,9 @@ const MAX_DESCRIPTORS: usize = 256;
 /// The longest path sent to a file service: with [`MAX_DATA`] bytes of data
 /// a request still fits a message.
 const MAX_PATH_LEN: usize = 768;
-/// The most bytes one `fd_write` takes (a shorter write is legal; libcs loop).
-const MAX_WRITE: usize = 64 * 1024;
+/// The most bytes one `fd_write` takes (a shorter write is legal; libcs
+/// loop): what one staged write holds.
+const MAX_WRITE: usize = protocol::MAX_STAGED as usize;
 
 /// Rights (preview1 `rights` bits).
 pub(super) mod rights {
@@ -284,6 +285,9 @@ pub(super) enum Operation {
         position: Option<u64>,
         advance: bool,
         out: u32,
+        /// Sent as `Stage` pieces (more than one message's worth): nothing
+        /// is on the disk until the last piece is answered.
+        staged: bool,
     },
     /// `fd_readdir`: dirents into `buffer` from the entry at `next`.
     Readdir {
@@ -505,7 +509,7 @@ fn errno_of(error: &protocol::Error) -> i32 {
         E::NoSpace => errno::NOSPC,
         E::NotEmpty => errno::NOTEMPTY,
         E::NameTooLong => errno::NAMETOOLONG,
-        E::Device | E::NoVolume | E::Other(_) => errno::IO,
+        E::Device | E::NoVolume | E::Other(_) | E::NotStaged => errno::IO,
     }
 }
 
@@ -610,6 +614,42 @@ fn advance(
         handle,
         operation,
     } = in_flight;
+    // The file service lost a staged write's pieces (it restarted, or held
+    // another client's): send the data again in plain `Write`s.
+    if let (
+        Response::Error(protocol::Error::NotStaged),
+        Operation::Write {
+            fd,
+            path,
+            data,
+            position: Some(position),
+            advance,
+            out,
+            staged: true,
+            ..
+        },
+    ) = (&response, &operation)
+    {
+        let request = write_piece(path, *position, data, 0, false)?;
+        let operation = Operation::Write {
+            fd: *fd,
+            path: path.clone(),
+            data: data.clone(),
+            sent: 0,
+            position: Some(*position),
+            advance: *advance,
+            out: *out,
+            staged: false,
+        };
+        return Ok(Some((
+            request,
+            InFlight {
+                fd: in_flight_fd,
+                handle,
+                operation,
+            },
+        )));
+    }
     if let Response::Error(error) = &response {
         // What a read or write moved before the error is its result (as a
         // POSIX short count); the error comes with the next call.
@@ -622,12 +662,14 @@ fn advance(
                 advance,
                 ..
             } if *done > 0 => (*done, *out, *fd, advance.then_some(*position)),
+            // Staged pieces are not on the disk: nothing moved.
             Operation::Write {
                 sent,
                 out,
                 fd,
                 position: Some(position),
                 advance,
+                staged: false,
                 ..
             } if *sent > 0 => (*sent as u64, *out, *fd, advance.then_some(*position)),
             _ => return Err(errno_of(error)),
@@ -744,28 +786,28 @@ fn advance(
             position,
             advance,
             out,
+            staged,
         } => {
             let (position, sent) = match (position, response) {
                 // The size of the file asked for an append: write from there.
                 (None, Response::Entry(entry)) => (entry.size, 0),
                 (Some(position), Response::Written(count)) => {
-                    let count = count as usize;
                     let sent_now = data.len().saturating_sub(sent).min(MAX_DATA as usize);
-                    if count != sent_now {
+                    // A staged write's last piece answers for all of them.
+                    let expected = if staged && sent + sent_now == data.len() {
+                        data.len()
+                    } else {
+                        sent_now
+                    };
+                    if count as usize != expected {
                         return Err(errno::IO);
                     }
-                    (position, sent + count)
+                    (position, sent + sent_now)
                 }
                 _ => return Err(errno::IO),
             };
             if sent < data.len() {
-                let end = data.len().min(sent + MAX_DATA as usize);
-                let chunk = data.get(sent..end).ok_or(errno::IO)?.to_vec();
-                let request = Request::Write {
-                    path: path.clone(),
-                    offset: position.saturating_add(sent as u64),
-                    data: chunk,
-                };
+                let request = write_piece(&path, position, &data, sent, staged)?;
                 return again(
                     request,
                     Operation::Write {
@@ -776,6 +818,7 @@ fn advance(
                         position: Some(position),
                         advance,
                         out,
+                        staged,
                     },
                 );
             }
@@ -1009,16 +1052,12 @@ fn plan_write(
     } else {
         Some(offset.unwrap_or(descriptor.position))
     };
+    // More than a message holds goes in `Stage` pieces, written at once
+    // by the last (docs/design.md, "WASI files").
+    let staged = data.len() > MAX_DATA as usize;
     let request = match position {
         None => Request::Open { path: path.clone() },
-        Some(position) => Request::Write {
-            path: path.clone(),
-            offset: position,
-            data: data
-                .get(..data.len().min(MAX_DATA as usize))
-                .unwrap_or(&[])
-                .to_vec(),
-        },
+        Some(position) => write_piece(&path, position, &data, 0, staged)?,
     };
     Ok(Plan::Ask(
         request,
@@ -1033,9 +1072,39 @@ fn plan_write(
                 position,
                 advance: offset.is_none(),
                 out,
+                staged,
             },
         },
     ))
+}
+
+/// The request that carries the next piece of `data`, from `sent`, to
+/// `position + sent` of `path`: a `Write`, or a `Stage` piece (the last one
+/// marked) when `staged`.
+fn write_piece(
+    path: &str,
+    position: u64,
+    data: &[u8],
+    sent: usize,
+    staged: bool,
+) -> Errno<Request> {
+    let end = data.len().min(sent.saturating_add(MAX_DATA as usize));
+    let piece = data.get(sent..end).ok_or(errno::IO)?.to_vec();
+    let offset = position.saturating_add(sent as u64);
+    Ok(if staged {
+        Request::Stage {
+            path: path.into(),
+            offset,
+            data: piece,
+            last: end == data.len(),
+        }
+    } else {
+        Request::Write {
+            path: path.into(),
+            offset,
+            data: piece,
+        }
+    })
 }
 
 #[allow(clippy::too_many_arguments, reason = "path_open's own parameters")]
@@ -1413,7 +1482,7 @@ pub(super) fn run(
         Err(code) | Ok(Plan::Now(code)) => return Ok(code),
         Ok(Plan::Ask(request, in_flight)) => {
             let written = match &request {
-                Request::Write { data, .. } => data.len(),
+                Request::Write { data, .. } | Request::Stage { data, .. } => data.len(),
                 _ => 0,
             };
             (postcard::to_allocvec(&request), written, in_flight)

@@ -16,6 +16,12 @@ struct Fake {
     requests: usize,
     /// `Sync` requests seen.
     syncs: usize,
+    /// The staged pieces held: path, offset, bytes.
+    staged: Option<(String, u64, Vec<u8>)>,
+    /// `Stage` requests seen.
+    stages: usize,
+    /// Drops what is staged before each last piece (as a restart would).
+    forget_stages: bool,
 }
 
 impl Fake {
@@ -65,6 +71,24 @@ impl Fake {
             .collect()
     }
 
+    fn write_at(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<(), FsError> {
+        if !self.nodes.contains_key(path) {
+            self.parent_is_directory(path)?;
+            self.nodes.insert(path.into(), Some(Vec::new()));
+        }
+        let file = self
+            .nodes
+            .get_mut(path)
+            .and_then(Option::as_mut)
+            .ok_or(FsError::IsADirectory)?;
+        let end = offset as usize + data.len();
+        if file.len() < end {
+            file.resize(end, 0);
+        }
+        file[offset as usize..end].copy_from_slice(data);
+        Ok(())
+    }
+
     fn parent_is_directory(&self, path: &str) -> Result<(), FsError> {
         match self.nodes.get(&Self::parent(path)) {
             Some(None) => Ok(()),
@@ -75,6 +99,9 @@ impl Fake {
 
     fn serve(&mut self, request: Request) -> Response {
         self.requests += 1;
+        if !matches!(request, Request::Stage { .. }) {
+            self.staged = None;
+        }
         match self.answer(request) {
             Ok(response) => response,
             Err(error) => Response::Error(error),
@@ -132,21 +159,36 @@ impl Fake {
             }
             Request::Write { path, offset, data } => {
                 assert!(data.len() <= MAX_DATA as usize);
-                if !self.nodes.contains_key(&path) {
-                    self.parent_is_directory(&path)?;
-                    self.nodes.insert(path.clone(), Some(Vec::new()));
-                }
-                let file = self
-                    .nodes
-                    .get_mut(&path)
-                    .and_then(Option::as_mut)
-                    .ok_or(FsError::IsADirectory)?;
-                let end = offset as usize + data.len();
-                if file.len() < end {
-                    file.resize(end, 0);
-                }
-                file[offset as usize..end].copy_from_slice(&data);
+                self.write_at(&path, offset, &data)?;
                 Response::Written(data.len() as u32)
+            }
+            Request::Stage {
+                path,
+                offset,
+                data,
+                last,
+            } => {
+                assert!(data.len() <= MAX_DATA as usize);
+                self.stages += 1;
+                if last && self.forget_stages {
+                    self.staged = None;
+                }
+                let follows = self.staged.as_ref().is_some_and(|(held, start, bytes)| {
+                    *held == path && start + bytes.len() as u64 == offset
+                });
+                let (start, mut bytes) = match self.staged.take() {
+                    Some((_, start, bytes)) if follows => (start, bytes),
+                    _ if last => return Err(FsError::NotStaged),
+                    _ => (offset, Vec::new()),
+                };
+                bytes.extend_from_slice(&data);
+                if last {
+                    self.write_at(&path, start, &bytes)?;
+                    Response::Written(bytes.len() as u32)
+                } else {
+                    self.staged = Some((path, start, bytes));
+                    Response::Written(data.len() as u32)
+                }
             }
             Request::Create { path } => {
                 if self.nodes.contains_key(&path) {
@@ -846,4 +888,36 @@ fn fd_sync_asks_the_file_service_for_a_sync() {
         errno::BADF
     );
     assert_eq!(program.fake.syncs, 2);
+}
+
+#[test]
+fn a_write_larger_than_a_message_goes_in_staged_pieces() {
+    let mut program = Program::new(Fake::new());
+    let fd = program
+        .open(3, "big.bin", O_CREAT | O_EXCL, READ_WRITE)
+        .unwrap();
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    assert_eq!(program.write(fd, &data), Ok(10_000));
+    // Four pieces (3 x 3 KiB and the rest), no plain `Write`.
+    assert_eq!(program.fake.stages, 4);
+    assert_eq!(program.fake.nodes["/big.bin"], Some(data.clone()));
+    // A small write stays one `Write`.
+    assert_eq!(program.write(fd, b"tail"), Ok(4));
+    assert_eq!(program.fake.stages, 4);
+}
+
+#[test]
+fn pieces_the_file_service_lost_are_sent_again_as_writes() {
+    let mut program = Program::new(Fake::new());
+    program.fake.forget_stages = true;
+    let fd = program
+        .open(3, "big.bin", O_CREAT | O_EXCL, READ_WRITE)
+        .unwrap();
+    let data: Vec<u8> = (0..7_000u32).map(|i| (i % 251) as u8).collect();
+    let before = program.fake.requests;
+    assert_eq!(program.write(fd, &data), Ok(7_000));
+    assert_eq!(program.fake.nodes["/big.bin"], Some(data));
+    // Three pieces (the last answered NotStaged), then three `Write`s.
+    assert_eq!(program.fake.stages, 3);
+    assert_eq!(program.fake.requests - before, 6);
 }
