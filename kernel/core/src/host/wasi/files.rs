@@ -1054,7 +1054,7 @@ fn plan_write(
     };
     // More than a message holds goes in `Stage` pieces, written at once
     // by the last (docs/design.md, "WASI files").
-    let staged = data.len() > MAX_DATA as usize;
+    let staged = data.len() > MAX_DATA as usize && !cfg!(feature = "plain-writes");
     let request = match position {
         None => Request::Open { path: path.clone() },
         Some(position) => write_piece(&path, position, &data, 0, staged)?,
