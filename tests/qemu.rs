@@ -738,6 +738,14 @@ fn wasi_programs_on_a_host_made_disk(fat: &str, cluster_sectors: &str) {
         .expect("[c-files] PASS a full disk: ENOSPC")
         .expect("[c-files] c-files: 0 failures")
         .expect_no("FAIL ");
+    // The programs' own lines, for people reading `--nocapture` output.
+    for line in boot.log.lines().filter(|line| {
+        ["[c-files]", "[rust-files]", "[go-files]"]
+            .iter()
+            .any(|name| line.starts_with(name))
+    }) {
+        println!("{line}");
+    }
 
     // What the programs wrote, the host reads back; the long name shows in
     // mdir, and fsck.fat finds the volume clean.
