@@ -87,6 +87,9 @@ pub enum Request {
     /// that finds nothing held before it (the file service restarted, or
     /// held another client's pieces) writes nothing and is answered
     /// `Error(NotStaged)`: the client sends the data again in `Write`s.
+    /// Pieces lost before the last leave the later ones a run of their own:
+    /// the last piece writes it and is answered with less than the whole
+    /// length, and the client sends the data again in `Write`s too.
     Stage {
         path: String,
         offset: u64,

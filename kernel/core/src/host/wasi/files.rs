@@ -615,20 +615,28 @@ fn advance(
         operation,
     } = in_flight;
     // The file service lost a staged write's pieces (it restarted, or held
-    // another client's): send the data again in plain `Write`s.
-    if let (
-        Response::Error(protocol::Error::NotStaged),
-        Operation::Write {
-            fd,
-            path,
-            data,
-            position: Some(position),
-            advance,
-            out,
-            staged: true,
-            ..
-        },
-    ) = (&response, &operation)
+    // another client's): send the data again in plain `Write`s. Lost before
+    // the last piece, the pieces after the loss started a run of their own,
+    // which the last piece wrote and answered with less than the whole
+    // length: sent again too (once: the plain `Write`s are not staged).
+    if let Operation::Write {
+        fd,
+        path,
+        data,
+        sent,
+        position: Some(position),
+        advance,
+        out,
+        staged: true,
+    } = &operation
+        && match &response {
+            Response::Error(protocol::Error::NotStaged) => true,
+            Response::Written(count) => {
+                let last = data.len().saturating_sub(*sent) <= MAX_DATA as usize;
+                last && *count as usize != data.len()
+            }
+            _ => false,
+        }
     {
         let request = write_piece(path, *position, data, 0, false)?;
         let operation = Operation::Write {

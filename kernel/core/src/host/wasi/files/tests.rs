@@ -22,6 +22,9 @@ struct Fake {
     stages: usize,
     /// Drops what is staged before each last piece (as a restart would).
     forget_stages: bool,
+    /// Drops what is staged before this `Stage` request (counted from 1),
+    /// as a restart between pieces would.
+    forget_before: Option<usize>,
 }
 
 impl Fake {
@@ -170,7 +173,7 @@ impl Fake {
             } => {
                 assert!(data.len() <= MAX_DATA as usize);
                 self.stages += 1;
-                if last && self.forget_stages {
+                if last && self.forget_stages || self.forget_before == Some(self.stages) {
                     self.staged = None;
                 }
                 let follows = self.staged.as_ref().is_some_and(|(held, start, bytes)| {
@@ -920,4 +923,22 @@ fn pieces_the_file_service_lost_are_sent_again_as_writes() {
     // Three pieces (the last answered NotStaged), then three `Write`s.
     assert_eq!(program.fake.stages, 3);
     assert_eq!(program.fake.requests - before, 6);
+}
+
+#[test]
+fn pieces_the_file_service_lost_before_the_last_are_sent_again_as_writes() {
+    let mut program = Program::new(Fake::new());
+    // Lost before the second of four pieces: the second starts a run of its
+    // own, which the last piece writes and answers with less than the whole.
+    program.fake.forget_before = Some(2);
+    let fd = program
+        .open(3, "big.bin", O_CREAT | O_EXCL, READ_WRITE)
+        .unwrap();
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let before = program.fake.requests;
+    assert_eq!(program.write(fd, &data), Ok(10_000));
+    assert_eq!(program.fake.nodes["/big.bin"], Some(data));
+    // Four pieces, then four `Write`s.
+    assert_eq!(program.fake.stages, 4);
+    assert_eq!(program.fake.requests - before, 8);
 }
