@@ -408,6 +408,8 @@ impl<S: Sectors + Clone> FileSystem<S> {
                 "at most {MAX_STAGED} bytes in one staged write"
             )));
         }
+        // Exactly: a run holds at most MAX_STAGED, not a doubled buffer.
+        run_data.reserve_exact(piece);
         run_data.extend_from_slice(&data);
         if last {
             let whole = run_data.len() as u32;
