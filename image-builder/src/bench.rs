@@ -417,19 +417,9 @@ pub fn run_storage(options: &BuildOptions) -> Result<(), Error> {
             "WASI file write (C write()), 64 KiB requests",
             "wasi_write_kb_per_s",
         ),
-    ];
-    println!(
-        "| {:<48} | {:<6} | {:>14} |",
-        "benchmark", "unit", "guest (TCG)"
-    );
-    println!("|{:-<50}|{:-<8}|{:->16}|", "", "", "");
-    for (name, key) in rows {
-        let shown = storage
-            .values
-            .get(key)
-            .map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
-        println!("| {name:<48} | {:<6} | {shown:>14} |", "KB/s");
-    }
+    ]
+    .map(|(name, key)| (name, "KB/s", storage.values.get(key).copied()));
+    guest_table(&rows, 0);
     Ok(())
 }
 
@@ -471,34 +461,11 @@ pub fn run_boot(options: &BuildOptions) -> Result<(), Error> {
             "boot to system ready, eager translation, UEFI",
             boot.eager.1,
         ),
-    ];
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let mut lines = String::new();
-    println!(
-        "| {:<48} | {:<6} | {:>14} |",
-        "benchmark", "unit", "guest (TCG)"
-    );
-    println!("|{:-<50}|{:-<8}|{:->16}|", "", "", "");
-    for (name, seconds) in rows {
-        let value = seconds.map(|s| s * 1000.0);
-        let shown = value.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
-        println!("| {name:<48} | {:<6} | {shown:>14} |", "ms");
-        if let Some(value) = value {
-            let record = serde_json::json!({
-                "timestamp": timestamp,
-                "benchmark": name,
-                "where": "guest",
-                "unit": "ms",
-                "value": value,
-            });
-            lines.push_str(&record.to_string());
-            lines.push('\n');
-        }
-    }
+    ]
+    .map(|(name, seconds)| (name, "ms", seconds.map(|s| s * 1000.0)));
+    guest_table(&rows, 0);
     print_boot_ratios(&boot);
-    append_results(options, &lines)
+    append_results(options, &guest_records(&rows))
 }
 
 pub fn run_network(options: &BuildOptions) -> Result<(), Error> {
@@ -523,18 +490,31 @@ pub fn run_network(options: &BuildOptions) -> Result<(), Error> {
             network.ping_ms,
         ),
     ];
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let mut lines = String::new();
+    guest_table(&rows, 2);
+    append_results(options, &guest_records(&rows))
+}
+
+/// Prints guest-only rows `(benchmark, unit, value)` as a table, values with
+/// `decimals` places (`-` where nothing was measured).
+fn guest_table(rows: &[(&str, &str, Option<f64>)], decimals: usize) {
     println!(
         "| {:<48} | {:<6} | {:>14} |",
         "benchmark", "unit", "guest (TCG)"
     );
     println!("|{:-<50}|{:-<8}|{:->16}|", "", "", "");
     for (name, unit, value) in rows {
-        let shown = value.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+        let shown = value.map_or_else(|| "-".to_string(), |v| format!("{v:.decimals$}"));
         println!("| {name:<48} | {unit:<6} | {shown:>14} |");
+    }
+}
+
+/// The JSON lines of guest-only rows that were measured, for results.jsonl.
+fn guest_records(rows: &[(&str, &str, Option<f64>)]) -> String {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let mut lines = String::new();
+    for (name, unit, value) in rows {
         if let Some(value) = value {
             let record = serde_json::json!({
                 "timestamp": timestamp,
@@ -547,7 +527,7 @@ pub fn run_network(options: &BuildOptions) -> Result<(), Error> {
             lines.push('\n');
         }
     }
-    append_results(options, &lines)
+    lines
 }
 
 /// Appends JSON lines to target/bench/results.jsonl.
@@ -1000,8 +980,11 @@ const TRACE_ROUNDS: usize = 15;
 pub fn trace_overhead(options: &BuildOptions, rounds: usize) -> Result<(), Error> {
     let overhead = trace_bench::measure(options, rounds.max(1))?;
     println!("{}", trace_bench::report(&overhead));
-    let out_dir = options.workspace.join("target").join("bench");
-    let path = out_dir.join("results.jsonl");
+    let path = options
+        .workspace
+        .join("target")
+        .join("bench")
+        .join("results.jsonl");
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
@@ -1017,12 +1000,7 @@ pub fn trace_overhead(options: &BuildOptions, rounds: usize) -> Result<(), Error
         lines.push_str(&record.to_string());
         lines.push('\n');
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .and_then(|mut file| file.write_all(lines.as_bytes()))
-        .context(|| format!("writing {}", path.display()))?;
+    append_results(options, &lines)?;
     println!("figures appended to {}", path.display());
     charts(options)
 }
