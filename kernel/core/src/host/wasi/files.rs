@@ -963,6 +963,21 @@ pub(super) fn buffers(memory: &[u8], iovs: i32, count: i32) -> Errno<Vec<(u32, u
     Ok(buffers)
 }
 
+/// The bytes of the buffers of iovec array `iovs`, in order, at most `max`
+/// of them (a write takes what fits; the rest is a short count).
+pub(super) fn gather(memory: &[u8], iovs: i32, count: i32, max: usize) -> Errno<Vec<u8>> {
+    let mut data = Vec::new();
+    for (base, len) in buffers(memory, iovs, count)? {
+        let room = max - data.len();
+        let len = usize::try_from(len).map_err(|_| errno::FAULT)?;
+        data.extend_from_slice(bytes(memory, base, len.min(room))?);
+        if data.len() == max {
+            break;
+        }
+    }
+    Ok(data)
+}
+
 // ---- The operations, on the table and the program's memory --------------
 
 fn plan_read(
@@ -1040,15 +1055,7 @@ fn plan_write(
     }
     let descriptor = files.usable(fd, right)?;
     bytes(memory, out, 4)?;
-    let mut data = Vec::new();
-    for (base, len) in buffers(memory, iovs, count)? {
-        let room = MAX_WRITE - data.len();
-        let len = usize::try_from(len).map_err(|_| errno::FAULT)?;
-        data.extend_from_slice(bytes(memory, base, len.min(room))?);
-        if data.len() == MAX_WRITE {
-            break;
-        }
-    }
+    let data = gather(memory, iovs, count, MAX_WRITE)?;
     if data.is_empty() {
         store(memory, out, &0u32.to_le_bytes())?;
         return Ok(Plan::Now(errno::SUCCESS));

@@ -19,7 +19,7 @@
 
 use super::files::{
     Descriptor, FDFLAG_NONBLOCK, Files, InFlight, Kind, Operation as FileOperation, Plan, Step,
-    buffers,
+    buffers, gather,
     rights::{FD_FDSTAT_SET_FLAGS, FD_READ, FD_WRITE, POLL_FD_READWRITE},
     run, scatter,
 };
@@ -517,12 +517,7 @@ pub(super) fn plan_send(
     let (_, descriptor) = usable(files, fd, false, FD_WRITE)?;
     let handle = descriptor.handle;
     bytes(memory, out, 4)?;
-    let mut data = Vec::new();
-    for (base, len) in buffers(memory, iovs, count)? {
-        let room = MAX_DATA as usize - data.len();
-        let len = usize::try_from(len).map_err(|_| errno::FAULT)?;
-        data.extend_from_slice(bytes(memory, base, len.min(room))?);
-    }
+    let data = gather(memory, iovs, count, MAX_DATA as usize)?;
     if data.is_empty() {
         store(memory, out, &0u32.to_le_bytes())?;
         return Ok(Plan::Now(errno::SUCCESS));
