@@ -370,53 +370,36 @@ impl<S: Sectors + Clone> FileSystem<S> {
         if piece > MAX_DATA as usize {
             return Response::Error(Error::Other(format!("at most {MAX_DATA} bytes per piece")));
         }
-        let follows = held.filter(|&index| {
-            self.staged.get(index).is_some_and(|run| {
-                run.path == path && run.offset.checked_add(run.data.len() as u64) == Some(offset)
-            })
-        });
-        let run = match (follows, held) {
-            (Some(index), _) => self.staged.remove(index),
-            (None, Some(index)) => {
-                self.staged.remove(index);
-                if last {
-                    return Response::Error(Error::NotStaged);
-                }
-                Staged {
-                    client,
-                    path,
-                    offset,
-                    data: Vec::new(),
-                }
-            }
-            (None, None) if last => return Response::Error(Error::NotStaged),
-            (None, None) => Staged {
+        // The client's run goes on if this piece follows it; else it is
+        // dropped, and a piece that is not the last starts a new one.
+        let held = held.map(|index| self.staged.remove(index));
+        let follows = |run: &Staged| {
+            run.path == path && run.offset.checked_add(run.data.len() as u64) == Some(offset)
+        };
+        let mut run = match held.filter(follows) {
+            Some(run) => run,
+            None if last => return Response::Error(Error::NotStaged),
+            None => Staged {
                 client,
                 path,
                 offset,
                 data: Vec::new(),
             },
         };
-        let Staged {
-            client,
-            path: run_path,
-            offset: start,
-            data: mut run_data,
-        } = run;
-        if run_data.len() + piece > MAX_STAGED as usize {
+        if run.data.len() + piece > MAX_STAGED as usize {
             return Response::Error(Error::Other(format!(
                 "at most {MAX_STAGED} bytes in one staged write"
             )));
         }
         // Exactly: a run holds at most MAX_STAGED, not a doubled buffer.
-        run_data.reserve_exact(piece);
-        run_data.extend_from_slice(&data);
+        run.data.reserve_exact(piece);
+        run.data.extend_from_slice(&data);
         if last {
-            let whole = run_data.len() as u32;
+            let whole = run.data.len() as u32;
             return match self.handle(Request::Write {
-                path: run_path,
-                offset: start,
-                data: run_data,
+                path: run.path,
+                offset: run.offset,
+                data: run.data,
             }) {
                 Response::Written(_) => Response::Written(whole),
                 other => other,
@@ -425,12 +408,7 @@ impl<S: Sectors + Clone> FileSystem<S> {
         if self.staged.len() >= MAX_STAGING_CLIENTS {
             self.staged.remove(0);
         }
-        self.staged.push(Staged {
-            client,
-            path: run_path,
-            offset: start,
-            data: run_data,
-        });
+        self.staged.push(run);
         Response::Written(piece as u32)
     }
 
