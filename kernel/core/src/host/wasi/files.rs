@@ -614,6 +614,16 @@ fn advance(
         handle,
         operation,
     } = in_flight;
+    let again = |request: Request, operation: Operation| {
+        Ok(Some((
+            request,
+            InFlight {
+                fd: in_flight_fd,
+                handle,
+                operation,
+            },
+        )))
+    };
     // The file service lost a staged write's pieces (it restarted, or held
     // another client's): send the data again in plain `Write`s. Lost before
     // the last piece, the pieces after the loss started a run of their own,
@@ -649,14 +659,7 @@ fn advance(
             out: *out,
             staged: false,
         };
-        return Ok(Some((
-            request,
-            InFlight {
-                fd: in_flight_fd,
-                handle,
-                operation,
-            },
-        )));
+        return again(request, operation);
     }
     if let Response::Error(error) = &response {
         // What a read or write moved before the error is its result (as a
@@ -689,16 +692,6 @@ fn advance(
         }
         return Ok(None);
     }
-    let again = |request: Request, operation: Operation| {
-        Ok(Some((
-            request,
-            InFlight {
-                fd: in_flight_fd,
-                handle,
-                operation,
-            },
-        )))
-    };
     match operation {
         Operation::Open {
             descriptor,
