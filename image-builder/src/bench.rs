@@ -530,6 +530,43 @@ fn guest_records(rows: &[(&str, &str, Option<f64>)]) -> String {
     lines
 }
 
+/// The JSON lines of the compute figures, one per kernel and place.
+fn compute_records(compute: &compute::Compute, timestamp: u64) -> String {
+    let mut lines = String::new();
+    for (index, name) in compute::KERNELS.iter().enumerate() {
+        let benchmark = COMPUTE_NAMES.get(index).copied().unwrap_or(name);
+        for (place, timings) in compute::PLACES.iter().zip(&compute.places) {
+            if let Some(ns) = timings.ns.get(*name) {
+                let record = serde_json::json!({
+                    "timestamp": timestamp,
+                    "benchmark": benchmark,
+                    "where": place,
+                    "unit": "ms",
+                    "value": ns / 1e6,
+                });
+                lines.push_str(&record.to_string());
+                lines.push('\n');
+            }
+        }
+    }
+    lines
+}
+
+/// `bench --compute-only`: the compute rows alone ([`compute::ROUNDS`]
+/// interleaved rounds of the five places) and the torture test's stack
+/// high-water mark, printed and appended as JSON lines.
+pub fn run_compute(options: &BuildOptions) -> Result<(), Error> {
+    let compute = compute::run(options)?;
+    if let Some((used, size)) = compute.torture_stack_kib {
+        println!("kernel stack high-water mark, torture test: {used:.0} KiB of {size:.0} KiB");
+    }
+    print_compute(&compute);
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    append_results(options, &compute_records(&compute, timestamp))
+}
+
 /// Appends JSON lines to target/bench/results.jsonl.
 fn append_results(options: &BuildOptions, lines: &str) -> Result<(), Error> {
     let out_dir = options.workspace.join("target").join("bench");
@@ -939,22 +976,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             }
         }
     }
-    for (index, name) in compute::KERNELS.iter().enumerate() {
-        let benchmark = COMPUTE_NAMES.get(index).copied().unwrap_or(name);
-        for (place, timings) in compute::PLACES.iter().zip(&compute.places) {
-            if let Some(ns) = timings.ns.get(*name) {
-                let record = serde_json::json!({
-                    "timestamp": timestamp,
-                    "benchmark": benchmark,
-                    "where": place,
-                    "unit": "ms",
-                    "value": ns / 1e6,
-                });
-                lines.push_str(&record.to_string());
-                lines.push('\n');
-            }
-        }
-    }
+    lines.push_str(&compute_records(&compute, timestamp));
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)

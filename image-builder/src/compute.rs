@@ -10,6 +10,11 @@
 //!   `tests/wasmi-runner`, built by the bench,
 //! - the same runner with wasmi's portable dispatch.
 //!
+//! The five are timed in turn, [`ROUNDS`] times, and each keeps its best
+//! time (each boot already reports the best of three runs of a kernel):
+//! measured once each, minutes apart, their ratios moved by up to 2x with
+//! the machine's load (docs/benchmarks.md).
+//!
 //! It also boots the stack torture system and reads the kernel stack's
 //! high-water mark. Every place must report the same checksums.
 
@@ -119,15 +124,18 @@ pub fn stack_report(console: &str) -> Option<(f64, f64)> {
     Some((numbers.next()?, numbers.next()?))
 }
 
-/// Boots `system` in QEMU (BIOS) with `kernel` and returns its console.
-fn boot(path: &Path, options: &BuildOptions, kernel: KernelConfig) -> Result<String, Error> {
+/// Builds `system` with `kernel` and returns its BIOS image.
+fn image(path: &Path, options: &BuildOptions, kernel: KernelConfig) -> Result<PathBuf, Error> {
     let system = crate::manifest::load(path).map_err(Error::Diagnostics)?;
     let mut options = options.clone();
     options.kernel = kernel;
-    let artifacts = builder::build(&system, &options)?;
-    let image = artifacts
+    builder::build(&system, &options)?
         .bios_image
-        .ok_or_else(|| Error::Other("no BIOS image was written".into()))?;
+        .ok_or_else(|| Error::Other("no BIOS image was written".into()))
+}
+
+/// Boots `image` in QEMU (BIOS) and returns its console.
+fn boot(image: &Path) -> Result<String, Error> {
     let run_options = qemu::RunOptions {
         uefi: false,
         timeout: Some(Duration::from_secs(900)),
@@ -137,11 +145,11 @@ fn boot(path: &Path, options: &BuildOptions, kernel: KernelConfig) -> Result<Str
         network: None,
         control_socket: None,
     };
-    let (outcome, console) = qemu::run_captured(&image, &run_options)?;
+    let (outcome, console) = qemu::run_captured(image, &run_options)?;
     if outcome != qemu::Outcome::Success {
         return Err(Error::Other(format!(
             "{} did not finish in QEMU ({outcome:?}); its console:\n{console}",
-            path.display()
+            image.display()
         )));
     }
     Ok(console)
@@ -193,40 +201,56 @@ fn run_runner(runner: &Path, module: &Path, kernels: &[&str]) -> Result<Timings,
     Ok(parse_runner(&String::from_utf8_lossy(&output.stdout)))
 }
 
-/// Runs every measurement of the compute part.
+/// Rounds of the compute measurement. The places are timed in turn within
+/// each round and each keeps its best time over the rounds, so that a load
+/// change on the machine between two places (minutes apart in one round)
+/// does not decide their ratio.
+pub const ROUNDS: usize = 3;
+
+impl Timings {
+    /// Takes `other`'s figures in: the lower time of each kernel, and the
+    /// checksums (which must agree: checked when the rounds are done).
+    fn keep_best(&mut self, other: Timings) {
+        for (name, ns) in other.ns {
+            let best = self.ns.entry(name).or_insert(ns);
+            *best = best.min(ns);
+        }
+        for (name, checksum) in other.checksums {
+            let first = self
+                .checksums
+                .entry(name.clone())
+                .or_insert_with(|| checksum.clone());
+            if *first != checksum {
+                // A disagreement between rounds of one place is reported as
+                // a disagreement between places by the check below.
+                first.push_str(&format!(" / {checksum} in a later round"));
+            }
+        }
+    }
+}
+
+/// Runs every measurement of the compute part, [`ROUNDS`] rounds of the
+/// places in turn.
 pub fn run(options: &BuildOptions) -> Result<Compute, Error> {
     let path = options.workspace.join("tests/systems/bench-compute.toml");
     let system = crate::manifest::load(&path).map_err(Error::Diagnostics)?;
-
-    eprintln!(
-        "bench: compute services in QEMU, baseline kernel (soft-float, portable dispatch)..."
-    );
     let c_path = options.workspace.join("tests/systems/bench-compute-c.toml");
     let c_system = crate::manifest::load(&c_path).map_err(Error::Diagnostics)?;
+
     // The Rust and the C services boot as two systems, so that neither
     // shares the CPU with the other while it is timed.
-    let both = |kernel: KernelConfig| -> Result<Timings, Error> {
-        let mut timings = parse_service(&boot(&path, options, kernel)?);
-        let c = parse_service(&boot(&c_path, options, kernel)?);
-        timings.ns.extend(c.ns);
-        timings.checksums.extend(c.checksums);
-        Ok(timings)
+    let images = |kernel: KernelConfig| -> Result<[PathBuf; 2], Error> {
+        Ok([
+            image(&path, options, kernel)?,
+            image(&c_path, options, kernel)?,
+        ])
     };
-    let baseline = both(KernelConfig::Baseline)?;
-    eprintln!("bench: compute services in QEMU, current kernel...");
-    let guest = both(KernelConfig::HardFloat)?;
-
-    eprintln!("bench: compute services in the hosted core...");
-    let mut hosted = Timings::default();
-    for system in [&system, &c_system] {
-        let bundle = builder::bundle_only(system, options)?;
-        let (console, _) = hosted::run(&bundle, false).map_err(Error::Other)?;
-        let timings = parse_service(&console);
-        hosted.ns.extend(timings.ns);
-        hosted.checksums.extend(timings.checksums);
-    }
-
-    eprintln!("bench: compute kernels under plain wasmi on the host...");
+    let baseline_images = images(KernelConfig::Baseline)?;
+    let guest_images = images(KernelConfig::HardFloat)?;
+    let bundles = [
+        builder::bundle_only(&system, options)?,
+        builder::bundle_only(&c_system, options)?,
+    ];
     let module = options
         .workspace
         .join("target/cross/wasm32-unknown-unknown/service/test_compute.wasm");
@@ -235,23 +259,51 @@ pub fn run(options: &BuildOptions) -> Result<Compute, Error> {
         .join("tests/services/compute-c/build/compute-c.wasm");
     let (c_kernels, rust_kernels): (Vec<&str>, Vec<&str>) =
         KERNELS.iter().partition(|name| name.starts_with("c_"));
-    let mut wasmi = Timings::default();
-    let mut wasmi_portable = Timings::default();
-    for portable in [false, true] {
-        let runner = build_runner(options, portable)?;
-        let into = if portable {
-            &mut wasmi_portable
-        } else {
-            &mut wasmi
-        };
-        for (module, kernels) in [(&module, &rust_kernels), (&c_module, &c_kernels)] {
-            let timings = run_runner(&runner, module, kernels)?;
-            into.ns.extend(timings.ns);
-            into.checksums.extend(timings.checksums);
+    let runners = [build_runner(options, false)?, build_runner(options, true)?];
+
+    let mut places: Vec<Timings> = PLACES.iter().map(|_| Timings::default()).collect();
+    for round in 1..=ROUNDS {
+        let mut measured: Vec<Timings> = Vec::with_capacity(PLACES.len());
+        for (label, images) in [
+            (
+                "baseline kernel (soft-float, portable dispatch)",
+                &baseline_images,
+            ),
+            ("current kernel", &guest_images),
+        ] {
+            eprintln!("bench: compute round {round}/{ROUNDS}: services in QEMU, {label}...");
+            let mut timings = Timings::default();
+            for image in images {
+                let booted = parse_service(&boot(image)?);
+                timings.ns.extend(booted.ns);
+                timings.checksums.extend(booted.checksums);
+            }
+            measured.push(timings);
+        }
+        eprintln!("bench: compute round {round}/{ROUNDS}: services in the hosted core...");
+        let mut hosted = Timings::default();
+        for bundle in &bundles {
+            let (console, _) = hosted::run(bundle, false).map_err(Error::Other)?;
+            let timings = parse_service(&console);
+            hosted.ns.extend(timings.ns);
+            hosted.checksums.extend(timings.checksums);
+        }
+        measured.push(hosted);
+        eprintln!("bench: compute round {round}/{ROUNDS}: plain wasmi on the host...");
+        for runner in &runners {
+            let mut timings = Timings::default();
+            for (module, kernels) in [(&module, &rust_kernels), (&c_module, &c_kernels)] {
+                let ran = run_runner(runner, module, kernels)?;
+                timings.ns.extend(ran.ns);
+                timings.checksums.extend(ran.checksums);
+            }
+            measured.push(timings);
+        }
+        for (place, timings) in places.iter_mut().zip(measured) {
+            place.keep_best(timings);
         }
     }
 
-    let places = vec![baseline, guest, hosted, wasmi, wasmi_portable];
     for name in KERNELS {
         let checksums: Vec<Option<&String>> = places
             .iter()
@@ -273,11 +325,11 @@ pub fn run(options: &BuildOptions) -> Result<Compute, Error> {
     }
 
     eprintln!("bench: stack torture test in QEMU...");
-    let torture = boot(
+    let torture = boot(&image(
         &options.workspace.join("tests/systems/torture.toml"),
         options,
         KernelConfig::HardFloat,
-    )?;
+    )?)?;
     Ok(Compute {
         places,
         torture_stack_kib: stack_report(&torture),

@@ -187,6 +187,12 @@ enum Command {
         /// QEMU), printed and not recorded.
         #[arg(long)]
         storage_only: bool,
+        /// Only the compute rows (three interleaved rounds of the guest on
+        /// the current and the baseline kernel, the hosted core and plain
+        /// wasmi) and the stack torture test, printed and appended as JSON
+        /// lines.
+        #[arg(long)]
+        compute_only: bool,
         /// Only the hosted IPC round trip with the trace ring off, on, and
         /// compiled out (atoll-core's `no-trace`), ROUNDS runs of each in turn.
         #[arg(long)]
@@ -336,6 +342,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             network_only,
             boot_only,
             storage_only,
+            compute_only,
             trace_overhead,
             rounds,
             charts_only,
@@ -358,6 +365,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 bench::run_boot(&options)?;
             } else if storage_only {
                 bench::run_storage(&options)?;
+            } else if compute_only {
+                bench::run_compute(&options)?;
             } else {
                 bench::run(&system, &options)?;
             }
