@@ -182,8 +182,9 @@ pub struct Kernel {
 
 /// What [`Kernel::run`] does next.
 enum Turn {
-    /// Give this service a slice; it resumes with this value.
-    Run(ServiceId, i32),
+    /// Give this service a slice; it resumes with this value. The time the
+    /// turn was decided at (one clock read serves the turn).
+    Run(ServiceId, i32, u64),
     /// Nothing is ready: wait until this time.
     Wait(Arc<dyn Platform>, u64),
     /// Nothing can ever run again.
@@ -210,8 +211,8 @@ impl Kernel {
         loop {
             let turn = self.core.borrow_mut().next_turn();
             match turn {
-                Turn::Run(id, resume) => {
-                    self.run_service(id, resume);
+                Turn::Run(id, resume, now) => {
+                    self.run_service(id, resume, now);
                     self.core.borrow_mut().announce_ready_once();
                 }
                 Turn::Wait(platform, deadline) => platform.wait_until(deadline),
@@ -224,8 +225,8 @@ impl Kernel {
     /// Gives service `id` one slice, serving its kernel calls as they come.
     /// The kernel's state is not borrowed while the service runs: its host
     /// functions may borrow it.
-    fn run_service(&self, id: ServiceId, resume: i32) {
-        let Some(mut service) = self.core.borrow_mut().begin_slice(id) else {
+    fn run_service(&self, id: ServiceId, resume: i32, now: u64) {
+        let Some(mut service) = self.core.borrow_mut().begin_slice(id, now) else {
             return;
         };
         let mut value = resume;
@@ -589,7 +590,7 @@ impl Core {
         }
         self.deliver_interrupts();
         if let Some((id, resume)) = self.sched.next() {
-            return Turn::Run(id, resume);
+            return Turn::Run(id, resume, now);
         }
         let platform = Arc::clone(&self.platform);
         match self.sched.next_deadline() {
@@ -611,8 +612,7 @@ impl Core {
 
     /// Starts service `id`'s turn: its once-per-turn bookkeeping, then
     /// [`Core::take_service`].
-    fn begin_slice(&mut self, id: ServiceId) -> Option<Box<Service>> {
-        let now = self.platform.now_ns();
+    fn begin_slice(&mut self, id: ServiceId, now: u64) -> Option<Box<Service>> {
         let slot = self.services.get_mut(id)?;
         slot.stats.slices += 1;
         if !slot.ever_ran {

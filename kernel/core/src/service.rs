@@ -140,6 +140,7 @@ impl Service {
                 limits,
                 heap: Arc::clone(heap),
             },
+            memory: None,
         };
         let mut store = Store::new(image.program.module.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -155,6 +156,7 @@ impl Service {
         let memory = instance
             .get_memory(&store, MEMORY_EXPORT)
             .ok_or(LoadError::MissingMemory)?;
+        store.data_mut().memory = Some(memory);
         Ok(Service {
             instance,
             fuel_slice: image.limits.fuel_slice.max(1),

@@ -7,9 +7,8 @@ use super::{
 };
 use crate::guest::GuestSlice;
 use crate::ipc::Answer;
+use atoll_abi::MAX_MESSAGE_LEN;
 use atoll_abi::{Error, IMPORT_MODULE, MAX_LOG_LEN, RECEIVE_INFO_LEN};
-use atoll_abi::{MAX_MESSAGE_LEN, MEMORY_EXPORT};
-use wasmi::Extern;
 use wasmi::{Caller, Linker};
 
 /// Defines every host function of [`atoll_abi::HOST_FUNCTIONS`] in `linker`.
@@ -117,10 +116,7 @@ fn receive(
     checked(|| {
         let buffer = writable(&caller, ptr, cap)?;
         let info = writable(&caller, info_ptr, RECEIVE_INFO_LEN as i32)?;
-        let memory = caller
-            .get_export(MEMORY_EXPORT)
-            .and_then(Extern::into_memory)
-            .ok_or(Error::NoMemory)?;
+        let memory = crate::host::guest_memory(&caller).ok_or(Error::NoMemory)?;
         let (bytes, state) = memory.data_and_store_mut(&mut caller);
         let received = with_kernel(state, |kernel, id| {
             kernel.fast_receive(id, handle, bytes, (buffer, info), timeout_ns)

@@ -5,8 +5,8 @@
 use super::{HostState, charge};
 use crate::grants::{COMMAND_DRIVER_BITS, PCI_COMMAND};
 use crate::guest::GuestSlice;
-use atoll_abi::{Error, MEMORY_EXPORT};
-use wasmi::{Caller, Extern, Linker};
+use atoll_abi::Error;
+use wasmi::{Caller, Linker};
 
 /// Defines the driver host functions in `linker`.
 pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error> {
@@ -125,10 +125,7 @@ fn dma_copy(
     len: i32,
 ) -> i32 {
     let result = (|| -> Result<(), Error> {
-        let memory = caller
-            .get_export(MEMORY_EXPORT)
-            .and_then(Extern::into_memory)
-            .ok_or(Error::NoMemory)?;
+        let memory = crate::host::guest_memory(&caller).ok_or(Error::NoMemory)?;
         let (memory, state) = memory.data_and_store_mut(&mut caller);
         let device = state.driver.dma.window(handle, offset, len)?;
         let service = GuestSlice::new(ptr, len).write(memory, usize::MAX)?;

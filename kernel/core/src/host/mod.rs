@@ -127,6 +127,9 @@ pub(crate) struct HostState {
     /// Its driver grants and the DMA buffers it holds.
     pub(crate) driver: crate::grants::DriverState,
     pub(crate) limiter: Limiter,
+    /// The service's exported memory, cached once the instance exists (a
+    /// lookup by name on every kernel call cost more than the call's copy).
+    pub(crate) memory: Option<wasmi::Memory>,
 }
 
 /// The service's static limits, plus the kernel heap's admission: a memory or
@@ -256,12 +259,20 @@ impl wasmi::errors::HostError for Suspend {}
 
 pub(crate) type HostResult = Result<i32, wasmi::Error>;
 
+/// The caller's exported memory: the handle cached at instantiation, or
+/// looked up by name while the module's start function runs (before the
+/// instance, and so the cache, exists).
+pub(crate) fn guest_memory(caller: &Caller<'_, HostState>) -> Option<wasmi::Memory> {
+    caller.data().memory.or_else(|| {
+        caller
+            .get_export(MEMORY_EXPORT)
+            .and_then(Extern::into_memory)
+    })
+}
+
 /// The caller's linear memory as bytes.
 fn memory<'a>(caller: &'a Caller<'_, HostState>) -> Result<&'a [u8], Error> {
-    let memory = caller
-        .get_export(MEMORY_EXPORT)
-        .and_then(Extern::into_memory)
-        .ok_or(Error::NoMemory)?;
+    let memory = guest_memory(caller).ok_or(Error::NoMemory)?;
     Ok(memory.data(caller))
 }
 

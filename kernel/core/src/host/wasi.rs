@@ -25,10 +25,10 @@ use crate::ipc::Answer;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use atoll_abi::ValueType;
 use atoll_abi::console;
 use atoll_abi::wasi::{FUNCTIONS, IMPORT_MODULE, Support, errno};
-use atoll_abi::{MEMORY_EXPORT, ValueType};
-use wasmi::{Caller, Extern, FuncType, Linker, Val, ValType};
+use wasmi::{Caller, FuncType, Linker, Val, ValType};
 
 /// The most bytes one `fd_write` takes (a shorter write is legal; libcs loop).
 const MAX_WRITE: usize = 4096;
@@ -129,10 +129,7 @@ fn errno_of(result: Errno<()>) -> i32 {
 
 /// The caller's memory, writable.
 fn memory_mut<'a>(caller: &'a mut Caller<'_, HostState>) -> Errno<&'a mut [u8]> {
-    let memory = caller
-        .get_export(MEMORY_EXPORT)
-        .and_then(Extern::into_memory)
-        .ok_or(errno::FAULT)?;
+    let memory = crate::host::guest_memory(caller).ok_or(errno::FAULT)?;
     Ok(memory.data_mut(caller))
 }
 

@@ -29,10 +29,9 @@ use crate::host::{HostResult, HostState, Syscall, charge, suspend};
 use crate::ipc::Answer;
 use alloc::string::String;
 use alloc::vec::Vec;
-use atoll_abi::MEMORY_EXPORT;
 use atoll_abi::fs::{self as protocol, Entry, MAX_DATA, MAX_NAME_LEN, Request, Response};
 use atoll_abi::wasi::errno;
-use wasmi::{Caller, Extern, Linker};
+use wasmi::{Caller, Linker};
 
 /// The first descriptor of the table (0, 1 and 2 are stdio).
 pub(crate) const FIRST: i32 = 3;
@@ -1469,10 +1468,7 @@ pub(super) fn close(files: &mut Files, fd: i32) -> Errno<()> {
 pub(super) fn split<'a>(
     caller: &'a mut Caller<'_, HostState>,
 ) -> Errno<(&'a mut [u8], &'a mut HostState)> {
-    let memory = caller
-        .get_export(MEMORY_EXPORT)
-        .and_then(Extern::into_memory)
-        .ok_or(errno::FAULT)?;
+    let memory = crate::host::guest_memory(caller).ok_or(errno::FAULT)?;
     Ok(memory.data_and_store_mut(caller))
 }
 
