@@ -42,6 +42,8 @@ struct Spec {
     grants: Grants,
     /// (guest, endpoint, directory, read-only)
     preopens: Vec<(String, String, String, bool)>,
+    /// (endpoint, port) of its listening sockets.
+    listen: Vec<(String, u16)>,
 }
 
 /// A system under construction. Settings after a `service` or `module` apply
@@ -80,6 +82,7 @@ impl TestSystem {
             env: Vec::new(),
             grants: Grants::default(),
             preopens: Vec::new(),
+            listen: Vec::new(),
         });
         self
     }
@@ -137,6 +140,13 @@ impl TestSystem {
         self
     }
 
+    /// The last service gets a listening socket on `port` of the TCP/IP
+    /// service on `endpoint` (a WASI descriptor after its preopens).
+    pub(crate) fn listen(mut self, endpoint: &str, port: u16) -> TestSystem {
+        self.last().listen.push((endpoint.into(), port));
+        self
+    }
+
     /// The last service's driver grants.
     pub(crate) fn grants(mut self, grants: Grants) -> TestSystem {
         self.last().grants = grants;
@@ -179,7 +189,15 @@ impl TestSystem {
                         read_only: *read_only,
                     })
                     .collect(),
-                listen: Vec::new(),
+                listen: spec
+                    .listen
+                    .iter()
+                    .map(|(endpoint, port)| bundle::Listen {
+                        endpoint,
+                        port: *port,
+                        nonblocking: false,
+                    })
+                    .collect(),
             })
             .collect()
     }

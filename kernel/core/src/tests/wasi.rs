@@ -343,3 +343,25 @@ fn wasi_output_reaches_the_console_as_whole_lines() {
     assert_eq!(system.lines_of("w"), ["out line", "out"]);
     assert_eq!(summary.faulted, 0);
 }
+
+#[test]
+fn sock_accept_refuses_flags_other_than_nonblock_before_asking_the_network() {
+    // The TCP/IP service never answers: a refused accept must not wait on it.
+    let (system, _) = TestSystem::new()
+        .service("net", probe("", "(drop (call $sleep (i64.const 1000000000)))"))
+        .provides("net")
+        .service(
+            "w",
+            wasi_probe_with(
+                r#"(import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))"#,
+                "(call $report (call $accept (i32.const 3) (i32.const 1) (i32.const 60)))
+                 (call $report (call $accept (i32.const 3) (i32.const 65540) (i32.const 60)))
+                 (call $report (call $accept (i32.const 4) (i32.const 0) (i32.const 60)))",
+            ),
+        )
+        .uses("net")
+        .listen("net", 8080)
+        .run();
+    // APPEND (1) and a flag past 16 bits: EINVAL (28); fd 4 is not open: EBADF (8).
+    assert_eq!(system.lines_of("w"), ["r=28", "r=28", "r=08"]);
+}

@@ -474,7 +474,12 @@ fn socket_event(subscription: &Subscription, error: i32) -> Event {
 fn plan_accept(files: &Files, memory: &[u8], fd: i32, flags: i32, out: u32) -> Errno<Plan> {
     let (_, descriptor) = usable(files, fd, true, SOCK_ACCEPT)?;
     let handle = descriptor.handle;
-    let flags = u16::try_from(flags).map_err(|_| errno::INVAL)?;
+    // Only NONBLOCK means anything for a connection; APPEND or the sync
+    // flags are a caller's mistake, refused rather than ignored.
+    let flags = u16::try_from(flags)
+        .ok()
+        .filter(|flags| flags & !FDFLAG_NONBLOCK == 0)
+        .ok_or(errno::INVAL)?;
     bytes(memory, out, 4)?;
     // With no descriptor free, the connection is left queued in the TCP/IP
     // service: accepted there, it would have nowhere to go, and leak.
