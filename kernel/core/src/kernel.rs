@@ -26,7 +26,7 @@ use crate::Platform;
 use crate::control::{ControlChannel, Request};
 use crate::guest::GuestSlice;
 use crate::heap::Heap;
-use crate::host::Syscall;
+use crate::host::{InPlace, Syscall};
 use crate::ipc::{Answer, CallTable, Endpoint, Message, PendingCall, ServiceId};
 use crate::loader::Program;
 use crate::service::{Image, Service, SliceOutcome};
@@ -226,23 +226,10 @@ impl Kernel {
     /// The kernel's state is not borrowed while the service runs: its host
     /// functions may borrow it.
     fn run_service(&self, id: ServiceId, resume: i32, now: u64) {
-        let Some(mut service) = self.core.borrow_mut().begin_slice(id, now) else {
+        let Some(service) = self.core.borrow_mut().begin_slice(id, now) else {
             return;
         };
-        let mut value = resume;
-        let mut fresh = true;
-        loop {
-            let outcome = service.run_slice(value, fresh);
-            let mut core = self.core.borrow_mut();
-            core.put_service(id, service);
-            let Some(result) = core.after_slice(id, outcome) else {
-                return;
-            };
-            let Some(next) = core.take_service(id) else {
-                return;
-            };
-            (service, value, fresh) = (next, result, false);
-        }
+        run_slice(&self.core, id, service, resume);
     }
 
     /// Reads the host control channel and acts on complete requests. Returns
@@ -295,10 +282,57 @@ impl Kernel {
     }
 }
 
+/// Runs service `id` (taken out of the table for its turn) for a slice,
+/// serving its kernel calls as they come, until the slice ends or the
+/// service blocks. `core` is not borrowed while the service runs: its host
+/// functions may borrow it (and a `call` may run its server in place: see
+/// [`Core::begin_switch`]).
+fn run_slice(core: &RefCell<Core>, id: ServiceId, mut service: Box<Service>, resume: i32) {
+    let mut value = resume;
+    let mut fresh = true;
+    loop {
+        let outcome = service.run_slice(value, fresh);
+        let mut core = core.borrow_mut();
+        core.put_service(id, service);
+        let Some(result) = core.after_slice(id, outcome) else {
+            return;
+        };
+        let Some(next) = core.take_service(id) else {
+            return;
+        };
+        (service, value, fresh) = (next, result, false);
+    }
+}
+
+impl crate::host::Switch for RefCell<Core> {
+    fn call_in_place(
+        &self,
+        id: ServiceId,
+        handle: i32,
+        message: Vec<u8>,
+        reply: GuestSlice,
+    ) -> InPlace {
+        // Busy: a state handoff runs the service with the kernel borrowed.
+        let started = match self.try_borrow_mut() {
+            Ok(mut core) => core.begin_switch(id, handle, message, reply),
+            Err(_) => return InPlace::NotTaken(message),
+        };
+        match started {
+            Ok((server, service, resume)) => {
+                run_slice(self, server, service, resume);
+                self.borrow_mut().end_switch(id)
+            }
+            Err(in_place) => in_place,
+        }
+    }
+}
+
 /// The kernel's state: the service table and everything services share.
 pub(crate) struct Core {
     /// The `Rc` this core lives in, handed to each service's host functions.
     me: Weak<RefCell<Core>>,
+    /// The direct switch in progress, if a `call` runs its server in place.
+    switching: Option<messages::Switching>,
     platform: Arc<dyn Platform>,
     /// Admission for everything services make the kernel hold.
     heap: Arc<Heap>,
@@ -346,6 +380,7 @@ impl Core {
         let bundle = bundle::decode(bundle_bytes).map_err(BootError::Bundle)?;
         let mut kernel = Core {
             me: Weak::new(),
+            switching: None,
             heap: Heap::new(Arc::clone(&platform)),
             sched: Scheduler::new(Arc::clone(&platform)),
             platform,
@@ -649,6 +684,8 @@ impl Core {
     fn after_slice(&mut self, id: ServiceId, outcome: SliceOutcome) -> Option<i32> {
         match outcome {
             SliceOutcome::Preempted => self.sched.preempted(id),
+            // Made (and counted) in place; the caller is parked already.
+            SliceOutcome::Syscall(Syscall::AwaitReply) => {}
             SliceOutcome::Syscall(syscall) => {
                 self.count_syscall(id);
                 match self.syscall(id, syscall) {
@@ -742,6 +779,7 @@ impl Core {
                 timeout_ns,
             } => self.receive(id, handle, buffer, info, timeout_ns),
             Syscall::Reply { token, message } => self.reply(id, token, &message),
+            Syscall::AwaitReply => return Then::Block,
             Syscall::Control { op, name } => self.control(id, op, &name),
             Syscall::Swap { name, module } => self.swap_request(id, &name, module),
             Syscall::Info {

@@ -15,7 +15,7 @@ use crate::Platform;
 use crate::grants::{DmaPool, Resolved};
 use crate::guest::GuestSlice;
 use crate::heap::{Heap, InterpreterClaim};
-use crate::host::{HostState, Limiter, Messages, Syscall};
+use crate::host::{HostState, Limiter, Messages, Switch, Syscall};
 use crate::ipc::ServiceId;
 use crate::loader::{LoadError, MAX_TABLE_ELEMENTS, Program};
 use alloc::rc::Weak;
@@ -120,6 +120,7 @@ impl Service {
             .build();
         let state = HostState {
             kernel: None,
+            switch: None,
             name: image.name.clone(),
             random: crate::host::seed(platform.random_seed(), &image.name),
             platform,
@@ -173,8 +174,13 @@ impl Service {
     /// Links the service's host functions to the kernel that runs it as
     /// service `id`, so that kernel calls that need not block complete in
     /// place.
-    pub(crate) fn connect(&mut self, id: ServiceId, kernel: Weak<RefCell<dyn Messages>>) {
-        self.store.data_mut().kernel = Some((id, kernel));
+    pub(crate) fn connect<K: Messages + 'static>(&mut self, id: ServiceId, kernel: Weak<RefCell<K>>)
+    where
+        RefCell<K>: Switch,
+    {
+        let state = self.store.data_mut();
+        state.switch = Some(kernel.clone());
+        state.kernel = Some((id, kernel));
     }
 
     /// Hands the reply of a file service to the WASI file operation this

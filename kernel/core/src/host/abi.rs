@@ -2,8 +2,9 @@
 //! supervision and `info`. Each is a thin adapter over [`super`]'s helpers.
 
 use super::{
-    FUEL_PER_CONSOLE_BYTE, HostResult, HostState, Syscall, charge, charge_copy, checked,
-    console_lines, copy_message, memory, suspend, with_kernel, writable,
+    FUEL_PER_CONSOLE_BYTE, HostResult, HostState, InPlace, Syscall, call_in_place, charge,
+    charge_copy, checked, console_lines, copy_message, guest_memory, memory, suspend, with_kernel,
+    writable,
 };
 use crate::guest::GuestSlice;
 use crate::ipc::Answer;
@@ -93,6 +94,22 @@ fn call(
         let message = copy_message(&caller, ptr, len)?;
         let reply = writable(&caller, reply_ptr, reply_cap)?;
         charge_copy(&mut caller, message.len());
+        let message = match call_in_place(caller.data(), handle, message, reply) {
+            InPlace::NotTaken(message) => message,
+            InPlace::Answered(value, bytes) => {
+                if let Some(bytes) = bytes {
+                    // Checked writable above; memory never shrinks.
+                    let memory = guest_memory(&caller).ok_or(Error::NoMemory)?;
+                    reply
+                        .write(memory.data_mut(&mut caller), usize::MAX)?
+                        .get_mut(..bytes.len())
+                        .ok_or(Error::OutOfBounds)?
+                        .copy_from_slice(&bytes);
+                }
+                return Ok(Ok(value));
+            }
+            InPlace::Waiting => return Ok(suspend(caller, Syscall::AwaitReply)),
+        };
         Ok(suspend(
             caller,
             Syscall::Call {

@@ -75,8 +75,53 @@ pub(crate) trait Messages {
     fn fast_reply(&mut self, id: ServiceId, token: u32, message: &[u8]) -> i32;
 }
 
+/// The kernel's side of a `call` completed by a direct switch: the server
+/// that waits in `receive` for it runs at once, inside the caller's host
+/// function, and its reply goes straight back, so that the caller is not
+/// suspended. A trait (implemented by the kernel's `RefCell`, which it
+/// borrows only between the server's steps) for the same reason as
+/// [`Messages`].
+pub(crate) trait Switch {
+    /// `call` of `message` on `handle` by service `id`, with its reply
+    /// buffer `reply` (checked writable).
+    fn call_in_place(
+        &self,
+        id: ServiceId,
+        handle: i32,
+        message: Vec<u8>,
+        reply: GuestSlice,
+    ) -> InPlace;
+}
+
+/// How a `call` offered to [`Switch::call_in_place`] went.
+pub(crate) enum InPlace {
+    /// Not made (no server waiting for it, a switch already running, the
+    /// kernel busy): the caller takes the slow path with its message.
+    NotTaken(Vec<u8>),
+    /// Made and answered: the caller resumes with this value (the reply's
+    /// length, or an error code), and the reply's bytes are these, if any.
+    Answered(i32, Option<Vec<u8>>),
+    /// Made, not answered yet (the server was preempted or blocked on
+    /// something else): the caller must wait ([`Syscall::AwaitReply`]).
+    Waiting,
+}
+
 /// A service's way into the kernel: its id and the kernel's state.
 pub(crate) type KernelLink = (ServiceId, Weak<RefCell<dyn Messages>>);
+
+/// Offers `call` to the kernel's direct switch ([`Switch`]).
+fn call_in_place(state: &HostState, handle: i32, message: Vec<u8>, reply: GuestSlice) -> InPlace {
+    if cfg!(any(feature = "trapped-ipc", feature = "no-switch")) {
+        return InPlace::NotTaken(message);
+    }
+    let (Some((id, _)), Some(switch)) = (
+        state.kernel.as_ref(),
+        state.switch.as_ref().and_then(Weak::upgrade),
+    ) else {
+        return InPlace::NotTaken(message);
+    };
+    switch.call_in_place(*id, handle, message, reply)
+}
 
 /// Runs `op` on the kernel if the host function can reach it now: not before
 /// the service is in the table (boot, its start function), nor while the
@@ -100,6 +145,8 @@ pub(crate) struct HostState {
     /// The kernel, for the calls that complete in place (set once the
     /// service is in the kernel's table).
     pub(crate) kernel: Option<KernelLink>,
+    /// The kernel's direct switch for `call` (set with `kernel`).
+    pub(crate) switch: Option<Weak<dyn Switch>>,
     pub(crate) name: String,
     pub(crate) platform: Arc<dyn Platform>,
     /// The kernel heap's admission, for what the service's calls make the
@@ -223,6 +270,9 @@ pub enum Syscall {
         token: u32,
         message: Vec<u8>,
     },
+    /// A `call` the kernel made in place ([`InPlace::Waiting`]): the caller
+    /// is already parked waiting for the reply.
+    AwaitReply,
     Sleep {
         ns: u64,
     },

@@ -31,7 +31,80 @@ impl crate::host::Messages for Core {
     }
 }
 
+/// A direct switch in progress: `caller`'s `call` (`token`) runs the server
+/// it woke, in place, and the reply, if it comes before the server stops,
+/// is kept here for the caller's host function to write (the caller is out
+/// of the table, running).
+pub(super) struct Switching {
+    caller: ServiceId,
+    token: u32,
+    reply: Option<Vec<u8>>,
+}
+
 impl Core {
+    /// Makes `call` of `message` on `handle` by running service `id` for a
+    /// direct switch: only if the endpoint's server waits in `receive` on it
+    /// (and is not the supervisor, which may act on the caller), and no
+    /// switch runs already. The call is made as on the slow path (the
+    /// caller parked waiting for the reply, the message delivered into the
+    /// server); then the server, woken, is taken to run at once, ahead of
+    /// the run queue: its service and what it resumes with. `Err`: what the
+    /// caller's host function does instead.
+    pub(super) fn begin_switch(
+        &mut self,
+        id: ServiceId,
+        handle: i32,
+        message: Vec<u8>,
+        reply: GuestSlice,
+    ) -> Result<(ServiceId, Box<Service>, i32), InPlace> {
+        let endpoint = self.endpoint_of(id, handle, false);
+        let server = endpoint
+            .ok()
+            .and_then(|endpoint| Some((endpoint, self.endpoints.get(endpoint)?.owner?)))
+            .filter(|&(endpoint, server)| {
+                server != id
+                    && self.supervisor != Some(server)
+                    && self.switching.is_none()
+                    && matches!(
+                        self.sched.state(server),
+                        Some(ServiceState::Blocked(Wait::Receive { endpoint: waited, .. }))
+                            if *waited == endpoint
+                    )
+            });
+        let Some((_, server)) = server else {
+            return Err(InPlace::NotTaken(message));
+        };
+        self.count_syscall(id);
+        if let Err(error) = self.call(id, handle, message, Answer::Reply(reply)) {
+            return Err(InPlace::Answered(error.code(), None));
+        }
+        let Some(ServiceState::Blocked(Wait::Reply { token })) = self.sched.state(id) else {
+            return Err(InPlace::Waiting);
+        };
+        let token = *token;
+        // Not woken (the message did not fit its buffer): wait as usual.
+        let resume = self.sched.run_now(server).ok_or(InPlace::Waiting)?;
+        let now = self.platform.now_ns();
+        let service = self.begin_slice(server, now).ok_or(InPlace::Waiting)?;
+        self.switching = Some(Switching {
+            caller: id,
+            token,
+            reply: None,
+        });
+        Ok((server, service, resume))
+    }
+
+    /// Ends the direct switch of running service `id` once its server has
+    /// stopped: answered (the caller woke: it goes on running, with the
+    /// reply's bytes if the server replied) or still waiting.
+    pub(super) fn end_switch(&mut self, id: ServiceId) -> InPlace {
+        let reply = self.switching.take().and_then(|switching| switching.reply);
+        match self.sched.run_now(id) {
+            Some(value) => InPlace::Answered(value, reply),
+            None => InPlace::Waiting,
+        }
+    }
+
     pub(super) fn count_syscall(&mut self, id: ServiceId) {
         if let Some(slot) = self.services.get_mut(id) {
             slot.stats.syscalls += 1;
@@ -415,6 +488,26 @@ impl Core {
         if !self.sched.awaits_reply(call.caller, token) {
             self.calls.withdraw(token);
             return Err(Error::PeerGone);
+        }
+        if let Some(switching) = self.switching.as_mut()
+            && (switching.caller, switching.token) == (call.caller, token)
+        {
+            // The caller runs (a direct switch): its host function writes
+            // the reply.
+            let Answer::Reply(buffer) = call.answer else {
+                return Err(Error::PeerGone);
+            };
+            if data.len() > buffer.len() {
+                return Err(Error::BufferTooSmall);
+            }
+            switching.reply = Some(self.heap.copy(data)?);
+            self.calls.remove(token);
+            let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
+            self.sched
+                .record(Kind::Reply, id, call.caller, token, length);
+            self.sched
+                .wake(call.caller, i32::try_from(data.len()).unwrap_or(i32::MAX));
+            return Ok(Then::Continue(0));
         }
         let caller = self
             .services

@@ -441,3 +441,106 @@ fn info_reports_service_states_as_their_abi_numbers() {
         ]
     );
 }
+
+/// A client that calls the server on handle 1 `calls` times with 8 bytes and
+/// logs how many replies came back whole and right.
+fn counting_client(calls: u32) -> String {
+    probe(
+        "abcdefgh",
+        &format!(
+            "(loop $again
+                (i64.store (i32.const 300) (i64.const 0))
+                (if (i32.eq (call $call (i32.const 1) (i32.const 0) (i32.const 8) (i32.const 300) (i32.const 64)) (i32.const 8))
+                    (then (if (i64.eq (i64.load (i32.const 300)) (i64.load (i32.const 0)))
+                        (then (local.set $r (i32.add (local.get $r) (i32.const 1)))))))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $again (i32.lt_u (local.get $i) (i32.const {calls}))))
+             (call $report (local.get $r))"
+        ),
+    )
+}
+
+/// Turns on the CPU of each service, by name.
+fn slices(system: &super::system::System, name: &str) -> Option<u64> {
+    system
+        .kernel
+        .service_states()
+        .into_iter()
+        .find(|(service, ..)| service == name)
+        .map(|(_, _, stats)| stats.slices)
+}
+
+#[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
+#[test]
+fn a_call_to_a_waiting_server_runs_it_in_place_and_the_caller_never_waits() {
+    let (system, summary) = TestSystem::new()
+        .service("server", echo_server())
+        .provides("echo")
+        .service("client", counting_client(100))
+        .uses("echo")
+        .limits(atoll_abi::bundle::ServiceLimits {
+            fuel_slice: 1_000_000,
+            ..super::system::LIMITS
+        })
+        .run();
+    assert_eq!(system.lines_of("client"), ["100"]);
+    assert_eq!(summary.exited, 1);
+    // The client's one slice made every call; the server ran once to reach
+    // its receive, then once inside each call.
+    assert_eq!(slices(&system, "client"), Some(1));
+    assert_eq!(slices(&system, "server"), Some(101));
+    assert_eq!(system.kernel.pending_calls(), 0);
+}
+
+#[test]
+fn a_server_preempted_inside_a_direct_switch_still_answers_its_caller() {
+    // Each request costs the server several slices (1,000 fuel each) before
+    // it replies: the switch ends with the server preempted, the caller
+    // waits as usual, and the reply finds it parked.
+    let server = probe(
+        "",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (local.set $i (i32.const 0))
+            (loop $busy
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $busy (i32.lt_u (local.get $i) (i32.const 3000))))
+            (drop (call $reply (call $token) (i32.const 100) (local.get $r)))
+            (br $serve))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .service("client", counting_client(10))
+        .uses("echo")
+        .run();
+    assert_eq!(system.lines_of("client"), ["10"]);
+    assert_eq!(system.kernel.pending_calls(), 0);
+}
+
+#[test]
+fn a_server_that_faults_inside_a_direct_switch_fails_only_the_call() {
+    // The server takes the call and traps; the caller gets PeerGone, and
+    // its next call (no server any more) too.
+    let server = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         unreachable",
+    );
+    let client = probe(
+        "ping",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 64)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 64)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .service("client", client)
+        .uses("echo")
+        .run();
+    let gone = code(Error::PeerGone);
+    assert_eq!(system.lines_of("client"), [gone.as_str(), gone.as_str()]);
+    assert_eq!(summary.faulted, 1);
+    assert_eq!(summary.exited, 1);
+    assert_eq!(system.kernel.pending_calls(), 0);
+}
