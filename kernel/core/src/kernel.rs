@@ -287,18 +287,22 @@ impl Kernel {
 /// service blocks. `core` is not borrowed while the service runs: its host
 /// functions may borrow it (and a `call` may run its server in place: see
 /// [`Core::begin_switch`]).
-fn run_slice(core: &RefCell<Core>, id: ServiceId, mut service: Box<Service>, resume: i32) {
+/// Returns the fuel the service used.
+fn run_slice(core: &RefCell<Core>, id: ServiceId, mut service: Box<Service>, resume: i32) -> u64 {
     let mut value = resume;
     let mut fresh = true;
+    let mut used = 0u64;
     loop {
+        let before = service.fuel_used();
         let outcome = service.run_slice(value, fresh);
+        used = used.saturating_add(service.fuel_used().saturating_sub(before));
         let mut core = core.borrow_mut();
         core.put_service(id, service);
         let Some(result) = core.after_slice(id, outcome) else {
-            return;
+            return used;
         };
         let Some(next) = core.take_service(id) else {
-            return;
+            return used;
         };
         (service, value, fresh) = (next, result, false);
     }
@@ -319,8 +323,8 @@ impl crate::host::Switch for RefCell<Core> {
         };
         match started {
             Ok((server, service, resume)) => {
-                run_slice(self, server, service, resume);
-                self.borrow_mut().end_switch(id)
+                let used = run_slice(self, server, service, resume);
+                self.borrow_mut().end_switch(id, used)
             }
             Err(in_place) => in_place,
         }
@@ -333,6 +337,9 @@ pub(crate) struct Core {
     me: Weak<RefCell<Core>>,
     /// The direct switch in progress, if a `call` runs its server in place.
     switching: Option<messages::Switching>,
+    /// Fuel the servers run in place have used in this turn: bounded by the
+    /// caller's slice, so that a turn stays about a slice long.
+    switched_fuel: u64,
     platform: Arc<dyn Platform>,
     /// Admission for everything services make the kernel hold.
     heap: Arc<Heap>,
@@ -381,6 +388,7 @@ impl Core {
         let mut kernel = Core {
             me: Weak::new(),
             switching: None,
+            switched_fuel: 0,
             heap: Heap::new(Arc::clone(&platform)),
             sched: Scheduler::new(Arc::clone(&platform)),
             platform,
@@ -625,6 +633,7 @@ impl Core {
         }
         self.deliver_interrupts();
         if let Some((id, resume)) = self.sched.next() {
+            self.switched_fuel = 0;
             return Turn::Run(id, resume, now);
         }
         let platform = Arc::clone(&self.platform);

@@ -44,8 +44,10 @@ pub(super) struct Switching {
 impl Core {
     /// Makes `call` of `message` on `handle` by running service `id` for a
     /// direct switch: only if the endpoint's server waits in `receive` on it
-    /// (and is not the supervisor, which may act on the caller), and no
-    /// switch runs already. The call is made as on the slow path (the
+    /// (and is not the supervisor, which may act on the caller), no switch
+    /// runs already, and the servers run in place in this turn have used
+    /// less than the caller's slice (a caller and its server must not hold
+    /// the CPU for longer than about two slices, one each). The call is made as on the slow path (the
     /// caller parked waiting for the reply, the message delivered into the
     /// server); then the server, woken, is taken to run at once, ahead of
     /// the run queue: its service and what it resumes with. `Err`: what the
@@ -71,7 +73,11 @@ impl Core {
                             if *waited == endpoint
                     )
             });
-        let Some((_, server)) = server else {
+        let within_turn = self
+            .services
+            .get(id)
+            .is_some_and(|slot| self.switched_fuel < slot.image.limits.fuel_slice);
+        let Some((_, server)) = server.filter(|_| within_turn) else {
             return Err(InPlace::NotTaken(message));
         };
         self.count_syscall(id);
@@ -95,9 +101,11 @@ impl Core {
     }
 
     /// Ends the direct switch of running service `id` once its server has
-    /// stopped: answered (the caller woke: it goes on running, with the
-    /// reply's bytes if the server replied) or still waiting.
-    pub(super) fn end_switch(&mut self, id: ServiceId) -> InPlace {
+    /// stopped, having used `fuel`: answered (the caller woke: it goes on
+    /// running, with the reply's bytes if the server replied) or still
+    /// waiting.
+    pub(super) fn end_switch(&mut self, id: ServiceId, fuel: u64) -> InPlace {
+        self.switched_fuel = self.switched_fuel.saturating_add(fuel);
         let reply = self.switching.take().and_then(|switching| switching.reply);
         match self.sched.run_now(id) {
             Some(value) => InPlace::Answered(value, reply),

@@ -544,3 +544,39 @@ fn a_server_that_faults_inside_a_direct_switch_fails_only_the_call() {
     assert_eq!(summary.exited, 1);
     assert_eq!(system.kernel.pending_calls(), 0);
 }
+
+#[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
+#[test]
+fn servers_run_in_place_use_at_most_about_the_callers_slice_per_turn() {
+    // Each request costs the server about 20,000 fuel (its slices are large
+    // enough that it is never preempted); the caller's slice is 100,000.
+    // Run in place without a bound, the fifty calls would all fit in the
+    // caller's one turn (a million fuel of server work): bounded, a turn
+    // switches about five times and the calls after go the slow way.
+    let server = probe(
+        "",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (local.set $i (i32.const 0))
+            (loop $busy
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $busy (i32.lt_u (local.get $i) (i32.const 5000))))
+            (drop (call $reply (call $token) (i32.const 100) (local.get $r)))
+            (br $serve))",
+    );
+    let limits = |fuel_slice| atoll_abi::bundle::ServiceLimits {
+        fuel_slice,
+        ..super::system::LIMITS
+    };
+    let (system, _) = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .limits(limits(10_000_000))
+        .service("client", counting_client(50))
+        .uses("echo")
+        .limits(limits(100_000))
+        .run();
+    assert_eq!(system.lines_of("client"), ["50"]);
+    let turns = slices(&system, "client").unwrap_or(0);
+    assert!((5..=30).contains(&turns), "the client had {turns} turns");
+}
