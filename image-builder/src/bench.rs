@@ -552,6 +552,67 @@ fn compute_records(compute: &compute::Compute, timestamp: u64) -> String {
     lines
 }
 
+/// `bench --swap-only`: the hot-swap rows alone ([`SWAPS`] swaps pushed into
+/// a running VM, and as many in the hosted core), printed and appended as
+/// JSON lines.
+pub fn run_swaps(options: &BuildOptions) -> Result<(), Error> {
+    eprintln!("bench: {SWAPS} hot swaps pushed into a running VM...");
+    let (pauses, failed) = swap_pauses(options)?;
+    eprintln!("bench: {SWAPS} hot swaps in the hosted core...");
+    let (hosted_pauses, hosted_failed) = hosted_swap_pauses(options)?;
+    let rows = [
+        (
+            "hot-swap pause, median (request to serving)",
+            "us",
+            percentile(&pauses, 0.5),
+            percentile(&hosted_pauses, 0.5),
+        ),
+        (
+            "hot-swap pause, p99",
+            "us",
+            percentile(&pauses, 0.99),
+            percentile(&hosted_pauses, 0.99),
+        ),
+        (
+            "requests failed during the swaps",
+            "count",
+            Some(failed as f64),
+            hosted_failed,
+        ),
+    ];
+    let show = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
+    println!(
+        "| {:<48} | {:<6} | {:>14} | {:>14} |",
+        "benchmark", "unit", "guest (TCG)", "hosted core"
+    );
+    println!("|{:-<50}|{:-<8}|{:->16}|{:->16}|", "", "", "", "");
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let mut lines = String::new();
+    for (name, unit, guest, hosted) in rows {
+        println!(
+            "| {name:<48} | {unit:<6} | {:>14} | {:>14} |",
+            show(guest),
+            show(hosted)
+        );
+        for (place, value) in [("guest", guest), ("hosted", hosted)] {
+            if let Some(value) = value {
+                let record = serde_json::json!({
+                    "timestamp": timestamp,
+                    "benchmark": name,
+                    "where": place,
+                    "unit": unit,
+                    "value": value,
+                });
+                lines.push_str(&record.to_string());
+                lines.push('\n');
+            }
+        }
+    }
+    append_results(options, &lines)
+}
+
 /// `bench --compute-only`: the compute rows alone ([`compute::ROUNDS`]
 /// interleaved rounds of the five places) and the torture test's stack
 /// high-water mark, printed and appended as JSON lines.

@@ -193,6 +193,10 @@ enum Command {
         /// lines.
         #[arg(long)]
         compute_only: bool,
+        /// Only the hot-swap rows (swaps pushed into a running VM, and in
+        /// the hosted core), printed and appended as JSON lines.
+        #[arg(long)]
+        swap_only: bool,
         /// Only the hosted IPC round trip with the trace ring off, on, and
         /// compiled out (atoll-core's `no-trace`), ROUNDS runs of each in turn.
         #[arg(long)]
@@ -343,6 +347,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             boot_only,
             storage_only,
             compute_only,
+            swap_only,
             trace_overhead,
             rounds,
             charts_only,
@@ -367,6 +372,8 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 bench::run_storage(&options)?;
             } else if compute_only {
                 bench::run_compute(&options)?;
+            } else if swap_only {
+                bench::run_swaps(&options)?;
             } else {
                 bench::run(&system, &options)?;
             }

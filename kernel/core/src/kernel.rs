@@ -139,9 +139,10 @@ struct Slot {
     handles: Vec<Handle>,
     stats: ServiceStats,
     restarts: u32,
-    /// A new version, compiled and checked, to swap in at the service's next
-    /// quiescent point.
-    pending_swap: Option<Arc<Program>>,
+    /// A new version, compiled and checked (and, unless the feature
+    /// `late-swap-start` asks otherwise, instantiated), to swap in at the
+    /// service's next quiescent point.
+    pending_swap: Option<swap::PendingSwap>,
     /// The version replaced by the last swap, kept for a rollback until its
     /// probation ends.
     previous: Option<Previous>,

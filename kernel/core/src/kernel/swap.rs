@@ -1,9 +1,18 @@
 //! Hot swap and rollback: `swap` from the supervisor or a push from the host
-//! control channel. The new module is compiled and checked when the swap is
-//! asked for; at the service's next quiescent point (waiting in `receive`) the
-//! old version saves its state, the new one restores it and takes over.
+//! control channel. The new module is compiled, checked and instantiated when
+//! the swap is asked for; at the service's next quiescent point (waiting in
+//! `receive`) the old version saves its state, the new one restores it and
+//! takes over.
 
 use super::*;
+
+/// A new version waiting for its service's quiescent point: its program,
+/// and its instance made when the swap was asked for (`None` with the
+/// feature `late-swap-start`, which instantiates it in the pause, as before).
+pub(super) struct PendingSwap {
+    program: Arc<Program>,
+    started: Option<Box<Service>>,
+}
 
 impl Core {
     /// Reads the host control channel and acts on complete requests. Returns
@@ -109,6 +118,32 @@ impl Core {
             }
         };
         drop(module);
+        let program = Arc::new(program);
+        // Instantiated now too (its memory, tables, data and start
+        // function), outside the pause: at the quiescent point only the
+        // state handoff and the switch remain. A version that cannot start
+        // is refused here, the old one untouched.
+        let started = if cfg!(feature = "late-swap-start") {
+            None
+        } else {
+            let image = Image {
+                program: Arc::clone(&program),
+                ..slot.image.clone()
+            };
+            match Service::start(&image, Arc::clone(&self.platform), &self.heap) {
+                Ok(service) => Some(Box::new(service)),
+                Err(crate::loader::LoadError::OutOfMemory) => {
+                    return Err(Error::OutOfMemory.into());
+                }
+                Err(error) => {
+                    self.log(&format!("swap of {name} refused: {error}"));
+                    return Err(crate::control::SwapRefusal {
+                        error: Error::InvalidModule,
+                        reason: Some(error.to_string()),
+                    });
+                }
+            }
+        };
         let quiescent = matches!(
             self.sched.state(target),
             Some(ServiceState::Blocked(Wait::Receive { .. }))
@@ -116,7 +151,7 @@ impl Core {
         let Some(slot) = self.services.get_mut(target) else {
             return Err(Error::NotFound.into());
         };
-        slot.pending_swap = Some(Arc::new(program));
+        slot.pending_swap = Some(PendingSwap { program, started });
         slot.swap_asked_at = Some(self.platform.now_ns());
         if host && !self.host_swaps.contains(&target) {
             self.host_swaps.push(target);
@@ -150,7 +185,7 @@ impl Core {
         let Some(slot) = self.services.get_mut(id) else {
             return;
         };
-        let Some(program) = slot.pending_swap.take() else {
+        let Some(PendingSwap { program, started }) = slot.pending_swap.take() else {
             return;
         };
         let Some(ServiceState::Blocked(wait @ Wait::Receive { .. })) =
@@ -163,14 +198,18 @@ impl Core {
             program,
             ..slot.image.clone()
         };
-        let outcome = (|| -> Result<(Service, crate::heap::InterpreterClaim), String> {
+        let outcome = (|| -> Result<(Box<Service>, crate::heap::InterpreterClaim), String> {
             let second_stack = heap
                 .claim_interpreter()
                 .map_err(|error| error.to_string())?;
             let old = slot.service.as_mut().ok_or("the service is not parked")?;
             let state = old.save_state()?;
-            let mut service =
-                Service::start(&image, platform, &heap).map_err(|error| error.to_string())?;
+            let mut service = match started {
+                Some(service) => service,
+                None => Box::new(
+                    Service::start(&image, platform, &heap).map_err(|error| error.to_string())?,
+                ),
+            };
             service.connect(id, me);
             crate::service::restore_with_dma(old, &mut service, state.as_deref())?;
             Ok((service, second_stack))
@@ -191,7 +230,7 @@ impl Core {
             return;
         };
         // The new version holds the DMA buffers already (restore_with_dma).
-        let Some(old) = slot.service.replace(Box::new(service)) else {
+        let Some(old) = slot.service.replace(service) else {
             return;
         };
         let old_program = core::mem::replace(&mut slot.image.program, image.program);

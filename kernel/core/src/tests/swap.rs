@@ -446,3 +446,28 @@ fn the_copy_of_a_swapped_module_counts_in_fuel_used() {
         "fuel_used {fuel} leaves out the 500 charged for the copy"
     );
 }
+
+#[cfg(not(feature = "late-swap-start"))]
+#[test]
+fn a_version_whose_start_function_traps_is_refused_when_asked_for() {
+    // The new version is instantiated when the swap is asked for (outside the
+    // pause): one that cannot start is refused at once, not at the quiescent
+    // point, and the old version is untouched.
+    let mut system = TestSystem::new().service("svc", hello("v1")).boot();
+    let trapping = wat::parse_str(
+        r#"(module (memory (export "memory") 1) (func $s unreachable) (start $s) (func (export "_start")))"#,
+    )
+    .unwrap();
+    system
+        .platform
+        .send_control(&crate::control::encode_swap("svc", &trapping));
+    system.kernel.poll_control();
+    let answer = system.platform.control_output();
+    assert!(
+        answer.starts_with("error: swap of svc: invalid module"),
+        "{answer}"
+    );
+    assert_eq!(system.kernel.swaps("svc"), Some(0));
+    system.run();
+    assert_eq!(system.lines_of("svc"), ["v1"]);
+}
