@@ -1,9 +1,11 @@
 //! atoll-trace-bench: the IPC call/reply round trip in the hosted kernel core,
 //! long enough to measure a difference of a few percent on a shared machine.
 //!
-//! `atoll-trace-bench [--trace] [--round-trips N]` boots a system of two
-//! services written in WAT, a client that calls a server N times (default
-//! 200,000) with 16 bytes and an echo server, runs it to its end and prints
+//! `atoll-trace-bench [--trace] [--sends] [--round-trips N]` boots a system
+//! of two services written in WAT, a client that calls a server N times
+//! (default 200,000) with 16 bytes (with `--sends`: sends it N messages of
+//! 16 bytes, yielding when the queue is full) and an echo server, runs it
+//! to its end and prints
 //! `wall_ns_per_round_trip=` and `cpu_ns_per_round_trip=` (the thread's own
 //! time on the CPU, from `/proc/thread-self/schedstat`: time the machine
 //! gave to other processes does not count). `--trace` turns the trace ring
@@ -61,6 +63,27 @@ fn client(round_trips: u64) -> String {
     )
 }
 
+/// Sends `$n` messages of 16 bytes on handle 1 (on a full queue it sleeps
+/// 0 ns, which lets the server run, and sends again), then returns.
+fn sender(sends: u64) -> String {
+    format!(
+        r#"(module
+        (import "atoll" "send" (func $send (param i32 i32 i32) (result i32)))
+        (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
+        (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 0) "0123456789abcdef")
+        (data (i32.const 64) "round trips done")
+        (func (export "_start") (local $i i64)
+            (loop $again
+                (if (i32.lt_s (call $send (i32.const 1) (i32.const 0) (i32.const 16)) (i32.const 0))
+                    (then (drop (call $sleep (i64.const 0))))
+                    (else (local.set $i (i64.add (local.get $i) (i64.const 1)))))
+                (br_if $again (i64.lt_u (local.get $i) (i64.const {sends}))))
+            (drop (call $log (i32.const 64) (i32.const 16)))))"#
+    )
+}
+
 /// Answers every call on handle 1 with its request, for ever.
 const SERVER: &str = r#"(module
     (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
@@ -69,13 +92,19 @@ const SERVER: &str = r#"(module
     (func (export "_start") (local $r i32)
         (loop $serve
             (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
-            (if (i32.ge_s (local.get $r) (i32.const 0))
+            ;; A call (token not 0) is answered; a send is not.
+            (if (i32.and (i32.ge_s (local.get $r) (i32.const 0)) (i32.ne (i32.load (i32.const 200)) (i32.const 0)))
                 (then (drop (call $reply (i32.load (i32.const 200)) (i32.const 100) (local.get $r)))))
             (br $serve))))"#;
 
-fn bundle(round_trips: u64) -> Result<Vec<u8>, String> {
+fn bundle(round_trips: u64, sends: bool) -> Result<Vec<u8>, String> {
     let server = wat::parse_str(SERVER).map_err(|error| error.to_string())?;
-    let client = wat::parse_str(client(round_trips)).map_err(|error| error.to_string())?;
+    let client = if sends {
+        sender(round_trips)
+    } else {
+        client(round_trips)
+    };
+    let client = wat::parse_str(client).map_err(|error| error.to_string())?;
     let image = |name, module, provides, uses| ServiceImage {
         name,
         module,
@@ -113,11 +142,13 @@ fn cpu_ns() -> Option<u64> {
 
 fn main() -> ExitCode {
     let mut trace = false;
+    let mut sends = false;
     let mut round_trips = 200_000u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--trace" => trace = true,
+            "--sends" => sends = true,
             "--round-trips" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) if n > 0 => round_trips = n,
                 _ => {
@@ -126,12 +157,12 @@ fn main() -> ExitCode {
                 }
             },
             _ => {
-                eprintln!("usage: atoll-trace-bench [--trace] [--round-trips N]");
+                eprintln!("usage: atoll-trace-bench [--trace] [--sends] [--round-trips N]");
                 return ExitCode::from(2);
             }
         }
     }
-    let bundle = match bundle(round_trips) {
+    let bundle = match bundle(round_trips, sends) {
         Ok(bundle) => bundle,
         Err(error) => {
             eprintln!("atoll-trace-bench: {error}");
