@@ -31,6 +31,13 @@ impl crate::host::Messages for Core {
     }
 }
 
+/// What one direct switch counts against its turn's budget besides the
+/// server's fuel: the kernel's own work for the round trip (about 6,000
+/// instructions hosted, docs/benchmarks.md), which no fuel meters. Without
+/// it a caller in a loop of cheap calls could make thousands of round trips
+/// in one slice of its fuel, a turn a hundred times longer than a slice.
+const SWITCH_FUEL: u64 = 1_000;
+
 /// A direct switch in progress: `caller`'s `call` (`token`) runs the server
 /// it woke, in place, and the reply, if it comes before the server stops,
 /// is kept here for the caller's host function to write (the caller is out
@@ -45,9 +52,12 @@ impl Core {
     /// Makes `call` of `message` on `handle` by running service `id` for a
     /// direct switch: only if the endpoint's server waits in `receive` on it
     /// (and is not the supervisor, which may act on the caller), no switch
-    /// runs already, and the servers run in place in this turn have used
-    /// less than the caller's slice (a caller and its server must not hold
-    /// the CPU for longer than about two slices, one each). The call is made as on the slow path (the
+    /// runs already, no other service is ready (the switch is for the
+    /// uncontended case: with others waiting, the caller waits its turn as
+    /// before and the run queue's order stands), and the servers run in
+    /// place in this turn have used less than the caller's slice, counting
+    /// [`SWITCH_FUEL`] for each switch (a caller and its server must not
+    /// hold the CPU for longer than about two slices, one each). The call is made as on the slow path (the
     /// caller parked waiting for the reply, the message delivered into the
     /// server); then the server, woken, is taken to run at once, ahead of
     /// the run queue: its service and what it resumes with. `Err`: what the
@@ -67,6 +77,7 @@ impl Core {
                 server != id
                     && self.supervisor != Some(server)
                     && self.switching.is_none()
+                    && !self.sched.has_ready()
                     && matches!(
                         self.sched.state(server),
                         Some(ServiceState::Blocked(Wait::Receive { endpoint: waited, .. }))
@@ -105,7 +116,9 @@ impl Core {
     /// running, with the reply's bytes if the server replied) or still
     /// waiting.
     pub(super) fn end_switch(&mut self, id: ServiceId, fuel: u64) -> InPlace {
-        self.switched_fuel = self.switched_fuel.saturating_add(fuel);
+        self.switched_fuel = self
+            .switched_fuel
+            .saturating_add(fuel.saturating_add(SWITCH_FUEL));
         let reply = self.switching.take().and_then(|switching| switching.reply);
         match self.sched.run_now(id) {
             Some(value) => InPlace::Answered(value, reply),

@@ -580,3 +580,186 @@ fn servers_run_in_place_use_at_most_about_the_callers_slice_per_turn() {
     let turns = slices(&system, "client").unwrap_or(0);
     assert!((5..=30).contains(&turns), "the client had {turns} turns");
 }
+
+#[test]
+fn a_caller_that_calls_in_place_still_lets_other_ready_services_run_within_a_slice_or_two() {
+    // Each request costs the server about 16,000 fuel (its slice is 100,000,
+    // so it answers within one slice); the client's slice is 5,000 fuel,
+    // enough for all 50 of its calls. A witness, ready since boot, must get
+    // the CPU long before the client's calls (800,000 fuel of server work,
+    // eight server slices, 160 client slices) are done: a turn is about one
+    // slice, whoever's fuel runs in it.
+    let server = probe(
+        "",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (local.set $i (i32.const 0))
+            (loop $busy
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $busy (i32.lt_u (local.get $i) (i32.const 4000))))
+            (drop (call $reply (call $token) (i32.const 100) (local.get $r)))
+            (br $serve))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .limits(atoll_abi::bundle::ServiceLimits {
+            fuel_slice: 100_000,
+            ..super::system::LIMITS
+        })
+        .service("client", counting_client(50))
+        .uses("echo")
+        .limits(atoll_abi::bundle::ServiceLimits {
+            fuel_slice: 5_000,
+            ..super::system::LIMITS
+        })
+        .service("witness", probe("", "(call $report (i32.const 7))"))
+        .run();
+    let console = system.console();
+    let witness = console.find("[witness] 7").expect("the witness ran");
+    let client = console.find("[client] 50").expect("the client finished");
+    assert!(
+        witness < client,
+        "the witness waited for all 50 calls: {console}"
+    );
+}
+
+#[test]
+fn a_server_inside_a_direct_switch_may_call_another_waiting_server() {
+    // front, run in place for the client's call, calls back (also waiting
+    // in receive): no switch inside a switch, so front waits, the client
+    // waits, and both replies arrive the usual way.
+    let front = probe(
+        "",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (local.set $h (i32.load (i32.const 200)))
+            (local.set $r (call $call (i32.const 2) (i32.const 100) (local.get $r) (i32.const 400) (i32.const 64)))
+            (drop (call $reply (local.get $h) (i32.const 400) (local.get $r)))
+            (br $serve))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("back", echo_server())
+        .provides("back")
+        .service("front", front)
+        .provides("front")
+        .uses("back")
+        .service("client", counting_client(20))
+        .uses("front")
+        .limits(atoll_abi::bundle::ServiceLimits {
+            fuel_slice: 1_000_000,
+            ..super::system::LIMITS
+        })
+        .run();
+    assert_eq!(system.lines_of("client"), ["20"]);
+    assert_eq!(summary.exited, 1);
+    assert_eq!(system.kernel.pending_calls(), 0);
+}
+
+#[test]
+fn the_supervisor_may_call_in_place_and_hears_of_a_server_that_faults_inside() {
+    let server = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         unreachable",
+    );
+    // The supervisor provides its endpoint (handle 1) and uses the server's (2).
+    let supervisor = probe(
+        "ping",
+        "(call $report (call $call (i32.const 2) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 64)))
+         (call $report (call $receive (i32.const 1) (i32.const 400) (i32.const 256) (i64.const 0) (i32.const 200)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .service("supervisor", supervisor)
+        .provides("supervision")
+        .uses("echo")
+        .supervisor()
+        .run();
+    let lines = system.lines_of("supervisor");
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some(code(Error::PeerGone).as_str())
+    );
+    // The report of the fault waits in its queue.
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|length| length.parse::<i32>().is_ok_and(|n| n > 0)),
+        "{lines:?}"
+    );
+    assert_eq!(summary.faulted, 1);
+    assert_eq!(system.kernel.pending_calls(), 0);
+}
+
+#[test]
+fn a_loop_of_cheap_calls_in_place_does_not_hold_the_cpu_for_thousands_of_round_trips() {
+    // The echo server's work and the client's are a few dozen fuel a call:
+    // by fuel alone, one slice of 100,000 would hold 1,000 round trips of
+    // unmetered kernel work. The witness, ready since boot, must run before
+    // they are all done.
+    let (system, _) = TestSystem::new()
+        .service("server", echo_server())
+        .provides("echo")
+        .service("client", counting_client(1000))
+        .uses("echo")
+        .limits(atoll_abi::bundle::ServiceLimits {
+            fuel_slice: atoll_abi::bundle::DEFAULT_FUEL_SLICE,
+            ..super::system::LIMITS
+        })
+        .service("witness", probe("", "(call $report (i32.const 7))"))
+        .run();
+    assert_eq!(system.lines_of("client"), ["1000"]);
+    let console = system.console();
+    let witness = console.find("[witness] 7").expect("the witness ran");
+    let client = console.find("[client] 1000").expect("the client finished");
+    assert!(
+        witness < client,
+        "the witness waited for 1,000 round trips: {console}"
+    );
+}
+
+#[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
+#[test]
+fn a_turn_holds_at_most_about_a_hundred_round_trips_in_place() {
+    // Nobody else is ready, the calls are cheap (a few dozen fuel each): by
+    // fuel alone one turn would hold all 1,000. Each switch counts 1,000
+    // fuel of kernel work against the turn's budget (the client's slice).
+    let (system, _) = TestSystem::new()
+        .service("server", echo_server())
+        .provides("echo")
+        .service("client", counting_client(1000))
+        .uses("echo")
+        .limits(atoll_abi::bundle::ServiceLimits {
+            fuel_slice: atoll_abi::bundle::DEFAULT_FUEL_SLICE,
+            ..super::system::LIMITS
+        })
+        .run();
+    assert_eq!(system.lines_of("client"), ["1000"]);
+    let turns = slices(&system, "client").unwrap_or(0);
+    assert!((5..=200).contains(&turns), "the client had {turns} turns");
+}
+
+#[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
+#[test]
+fn no_switch_while_another_service_waits_for_the_cpu() {
+    // The client's slice and budget would hold all fifty cheap calls, but
+    // the witness is ready (since boot): the client's calls wait their turn
+    // as before, so the witness runs before they are done.
+    let (system, _) = TestSystem::new()
+        .service("server", echo_server())
+        .provides("echo")
+        .service("client", counting_client(50))
+        .uses("echo")
+        .limits(atoll_abi::bundle::ServiceLimits {
+            fuel_slice: 10_000_000,
+            ..super::system::LIMITS
+        })
+        .service("witness", probe("", "(call $report (i32.const 7))"))
+        .run();
+    let console = system.console();
+    let witness = console.find("[witness] 7").expect("the witness ran");
+    let client = console.find("[client] 50").expect("the client finished");
+    assert!(witness < client, "the witness waited: {console}");
+}
