@@ -410,9 +410,17 @@ impl<T> Stack<T> {
     /// refills listeners, frees finished sockets. Returns the held calls that
     /// are now answered.
     pub fn poll(&mut self, now_ns: u64) -> Vec<(T, Response)> {
+        self.poll_marked(now_ns, &mut |_| {})
+    }
+
+    /// [`Stack::poll`], calling `mark` after each of its phases (1:
+    /// maintenance, 2: received frames, 3: sending, 4: DHCP and sockets'
+    /// upkeep), for the service's measurements.
+    pub fn poll_marked(&mut self, now_ns: u64, mark: &mut dyn FnMut(u8)) -> Vec<(T, Response)> {
         let now = to_instant(now_ns);
         if let Some(interface) = self.interface.as_mut() {
             interface.poll_maintenance(now);
+            mark(1);
             loop {
                 let result = interface.poll_ingress_single(now, &mut self.wire, &mut self.sockets);
                 if result == smoltcp::iface::PollIngressSingleResult::None {
@@ -420,12 +428,15 @@ impl<T> Stack<T> {
                 }
                 refill_listeners(&mut self.table, &mut self.sockets);
             }
+            mark(2);
             while interface.poll_egress(now, &mut self.wire, &mut self.sockets)
                 != smoltcp::iface::PollResult::None
             {}
+            mark(3);
         }
         self.dhcp_events();
         self.maintain();
+        mark(4);
         self.answer_held(now)
     }
 
