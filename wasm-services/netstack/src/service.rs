@@ -60,6 +60,7 @@ pub fn main() {
         let wait = stack.poll_delay_ns(now).unwrap_or(IDLE_NS).min(IDLE_NS);
         stats.mark(stats::Part::PollDelay);
         stats.turn();
+        stats.sockets(stack.socket_count());
         let mut timeout = Timeout::Nanos(wait.max(1));
         if wait == 0 {
             timeout = Timeout::Poll;
@@ -210,6 +211,7 @@ mod stats {
         Ingress,
         Egress,
         Upkeep,
+        Sending,
     }
 
     impl Part {
@@ -219,6 +221,7 @@ mod stats {
                 1 => Part::Maintenance,
                 2 => Part::Ingress,
                 3 => Part::Egress,
+                5 => Part::Sending,
                 _ => Part::Upkeep,
             }
         }
@@ -230,7 +233,9 @@ mod stats {
         me: Option<u32>,
         last: u64,
         since: u64,
-        ns: [u64; 10],
+        ns: [u64; 11],
+        sending_passes: u64,
+        sockets: u64,
         turns: u64,
         frames_in: u64,
         frames_out: u64,
@@ -262,6 +267,9 @@ mod stats {
         }
 
         pub fn mark(&mut self, part: Part) {
+            if matches!(part, Part::Sending) {
+                self.sending_passes += 1;
+            }
             let now = self.fuel();
             if let Some(slot) = self.ns.get_mut(part as usize) {
                 *slot += now.saturating_sub(self.last);
@@ -271,6 +279,9 @@ mod stats {
         }
         pub fn turn(&mut self) {
             self.turns += 1;
+        }
+        pub fn sockets(&mut self, count: usize) {
+            self.sockets += count as u64;
         }
         pub fn frame_in(&mut self) {
             self.frames_in += 1;
@@ -302,9 +313,10 @@ mod stats {
                     ingress,
                     egress,
                     upkeep,
+                    sending,
                 ] = self.ns;
                 atoll_sdk::println!(
-                    "stats turns {} frames_in {} frames_out {} requests {} answers {} | fuel other {} poll_delay {} receive {} handle {} held {} transmit {} maintenance {} ingress {} egress {} upkeep {}",
+                    "stats turns {} frames_in {} frames_out {} requests {} answers {} | fuel other {} poll_delay {} receive {} handle {} held {} transmit {} maintenance {} ingress {} sending {} in {} passes, last pass {} upkeep {} | sockets per turn {}",
                     self.turns,
                     self.frames_in,
                     self.frames_out,
@@ -318,8 +330,11 @@ mod stats {
                     us(transmit),
                     us(maintenance),
                     us(ingress),
+                    us(sending),
+                    self.sending_passes,
                     us(egress),
-                    us(upkeep)
+                    us(upkeep),
+                    self.sockets / self.turns.max(1)
                 );
             }
             *self = Stats {
@@ -338,6 +353,7 @@ mod stats {
         }
         pub fn mark(&mut self, _: Part) {}
         pub fn turn(&mut self) {}
+        pub fn sockets(&mut self, _: usize) {}
         pub fn frame_in(&mut self) {}
         pub fn frame_out(&mut self) {}
         pub fn request(&mut self) {}
