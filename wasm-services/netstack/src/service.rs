@@ -5,7 +5,7 @@ use crate::stack::{Settings, Stack};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
-use atoll_protocols::net::{self, LINK_SERVICE, Request, Response, nic};
+use atoll_protocols::net::{self, FrameBatch, LINK_SERVICE, Link, Request, Response, nic};
 use atoll_sdk::{Endpoint, MAX_MESSAGE_LEN, ReplyToken, Timeout};
 
 /// Messages taken from the endpoint before the stack runs again.
@@ -86,7 +86,11 @@ pub fn main() {
             match request {
                 Ok(Request::Link(link)) => {
                     if names.name(sender) == LINK_SERVICE {
-                        stats.frame_in();
+                        stats.frames_in(match &link {
+                            Link::Frames(frames) => frames.len(),
+                            Link::Frame(_) => 1,
+                            _ => 0,
+                        });
                         stack.link(link, now);
                     } else if let Some(token) = reply {
                         send_reply(
@@ -148,15 +152,30 @@ pub fn main() {
             );
         }
         if let Some(nic) = nic {
+            // As many frames to a message as fit (two full-size segments).
+            let mut batch = FrameBatch::default();
             for frame in stack.take_transmitted() {
                 stats.frame_out();
-                if nic.post(&nic::Request::Frame(frame)).is_err() {
-                    stack.tx_dropped += 1;
+                if let Err(frame) = batch.push(frame) {
+                    post_frames(nic, &mut batch, &mut stack);
+                    let _ = batch.push(frame);
                 }
             }
+            post_frames(nic, &mut batch, &mut stack);
         }
         stats.mark(stats::Part::Transmit);
         stats.report();
+    }
+}
+
+/// Sends the batch's frames to the driver in one message.
+fn post_frames(nic: Endpoint, batch: &mut FrameBatch, stack: &mut Stack<ReplyToken>) {
+    if batch.is_empty() {
+        return;
+    }
+    let count = batch.len() as u64;
+    if nic.post(&nic::Request::Frames(batch.take())).is_err() {
+        stack.tx_dropped += count;
     }
 }
 
@@ -283,8 +302,8 @@ mod stats {
         pub fn sockets(&mut self, count: usize) {
             self.sockets += count as u64;
         }
-        pub fn frame_in(&mut self) {
-            self.frames_in += 1;
+        pub fn frames_in(&mut self, count: usize) {
+            self.frames_in += count as u64;
         }
         pub fn frame_out(&mut self) {
             self.frames_out += 1;
@@ -354,7 +373,7 @@ mod stats {
         pub fn mark(&mut self, _: Part) {}
         pub fn turn(&mut self) {}
         pub fn sockets(&mut self, _: usize) {}
-        pub fn frame_in(&mut self) {}
+        pub fn frames_in(&mut self, _: usize) {}
         pub fn frame_out(&mut self) {}
         pub fn request(&mut self) {}
         pub fn answer(&mut self) {}

@@ -405,6 +405,11 @@ impl<T> Stack<T> {
                 self.set_mac(mac, now_ns);
             }
             Link::State { link_up } => self.link_up = link_up,
+            Link::Frames(frames) => {
+                for frame in frames {
+                    self.link(Link::Frame(frame.into_vec()), now_ns);
+                }
+            }
             Link::Frame(frame) => {
                 if self.interface.is_some() && frame.len() <= MTU {
                     self.counters.rx_frames += 1;

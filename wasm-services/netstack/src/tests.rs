@@ -67,8 +67,16 @@ impl Pair {
             for frame in self.a.take_transmitted() {
                 self.b.link(Link::Frame(frame), self.now);
             }
+            // This way in batches, as the driver sends them.
+            let mut batch = atoll_protocols::net::FrameBatch::default();
             for frame in self.b.take_transmitted() {
-                self.a.link(Link::Frame(frame), self.now);
+                if let Err(frame) = batch.push(frame) {
+                    self.a.link(Link::Frames(batch.take()), self.now);
+                    let _ = batch.push(frame);
+                }
+            }
+            if !batch.is_empty() {
+                self.a.link(Link::Frames(batch.take()), self.now);
             }
         }
     }
