@@ -296,7 +296,7 @@ impl Server {
     fn send(&mut self, socket: Socket, connection: &mut Connection) -> Result<(), Gone> {
         for _ in 0..CHUNKS_PER_TURN {
             // Keep a whole piece buffered while the file has more.
-            if connection.output.len() - connection.sent < WRITE_PIECE {
+            if connection.output.len().saturating_sub(connection.sent) < WRITE_PIECE {
                 connection.output.drain(..connection.sent);
                 connection.sent = 0;
                 if !self.refill(connection)? && connection.output.is_empty() {
@@ -306,7 +306,10 @@ impl Server {
             let end = connection.output.len().min(connection.sent + WRITE_PIECE);
             let data = connection.output[connection.sent..end].to_vec();
             match self.call(Request::Write { socket, data }) {
-                Ok(Response::Written(written)) => connection.sent += written as usize,
+                // Never past what was offered, whatever the service says.
+                Ok(Response::Written(written)) => {
+                    connection.sent = end.min(connection.sent.saturating_add(written as usize))
+                }
                 Ok(Response::Error(net::Error::WouldBlock)) => return Ok(()),
                 _ => return Err(Gone),
             }
