@@ -66,6 +66,7 @@ pub fn main() {
             timeout = Timeout::Poll;
         }
         for _ in 0..BATCH {
+            stats.mark(stats::Part::Handle);
             let received = match endpoint.receive(&mut buffer, timeout) {
                 Ok(received) => received,
                 Err(atoll_sdk::Error::TimedOut | atoll_sdk::Error::WouldBlock) => {
@@ -82,6 +83,7 @@ pub fn main() {
             let sender = received.sender;
             let reply = received.reply;
             let request = postcard::from_bytes::<Request>(received.message);
+            stats.mark(stats::Part::Decode);
             let now = atoll_sdk::time();
             match request {
                 Ok(Request::Link(link)) => {
@@ -92,6 +94,7 @@ pub fn main() {
                             _ => 0,
                         });
                         stack.link(link, now);
+                        stats.mark(stats::Part::Link);
                     } else if let Some(token) = reply {
                         send_reply(
                             token,
@@ -119,10 +122,11 @@ pub fn main() {
                     }
                     stats.request();
                     let name_of = |id: u32| names.lookup(id);
-                    if let Some((token, response)) =
-                        stack.handle(sender, request, token, now, &name_of)
-                    {
+                    let handled = stack.handle(sender, request, token, now, &name_of);
+                    stats.mark(stats::Part::Request);
+                    if let Some((token, response)) = handled {
                         send_reply(token, &response, &mut answer);
+                        stats.mark(stats::Part::Reply);
                     }
                 }
                 Err(_) => {
@@ -231,6 +235,10 @@ mod stats {
         Egress,
         Upkeep,
         Sending,
+        Decode,
+        Link,
+        Request,
+        Reply,
     }
 
     impl Part {
@@ -252,7 +260,7 @@ mod stats {
         me: Option<u32>,
         last: u64,
         since: u64,
-        ns: [u64; 11],
+        ns: [u64; 15],
         sending_passes: u64,
         sockets: u64,
         turns: u64,
@@ -333,9 +341,13 @@ mod stats {
                     egress,
                     upkeep,
                     sending,
+                    decode,
+                    link,
+                    request,
+                    reply,
                 ] = self.ns;
                 atoll_sdk::println!(
-                    "stats turns {} frames_in {} frames_out {} requests {} answers {} | fuel other {} poll_delay {} receive {} handle {} held {} transmit {} maintenance {} ingress {} sending {} in {} passes, last pass {} upkeep {} | sockets per turn {}",
+                    "stats turns {} frames_in {} frames_out {} requests {} answers {} | fuel other {} poll_delay {} receive {} handle {} held {} transmit {} maintenance {} ingress {} sending {} in {} passes, last pass {} upkeep {} | sockets per turn {} | decode {} link {} request {} reply {}",
                     self.turns,
                     self.frames_in,
                     self.frames_out,
@@ -353,7 +365,11 @@ mod stats {
                     self.sending_passes,
                     us(egress),
                     us(upkeep),
-                    self.sockets / self.turns.max(1)
+                    self.sockets / self.turns.max(1),
+                    us(decode),
+                    us(link),
+                    us(request),
+                    us(reply)
                 );
             }
             *self = Stats {
