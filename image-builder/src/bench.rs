@@ -485,6 +485,11 @@ pub fn run_network(options: &BuildOptions) -> Result<(), Error> {
             network.requests_per_s,
         ),
         (
+            "HTTP keep-alive request time, p99 (ab)",
+            "ms",
+            network.p99_ms,
+        ),
+        (
             "ping round trip, guest to QEMU gateway",
             "ms",
             network.ping_ms,
@@ -906,6 +911,11 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             name: "HTTP requests, keep-alive, 10 at once (ab)",
             unit: "req/s",
             values: [network.requests_per_s, None, None],
+        },
+        Row {
+            name: "HTTP keep-alive request time, p99 (ab)",
+            unit: "ms",
+            values: [network.p99_ms, None, None],
         },
         Row {
             name: "ping round trip, guest to QEMU gateway",

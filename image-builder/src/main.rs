@@ -175,7 +175,7 @@ enum Command {
         #[arg(default_value = "tests/systems/bench.toml")]
         system: PathBuf,
         /// Only the network rows (curl bulk download, `ab` requests per
-        /// second, ping round trip) of the default system.
+        /// second and p99 request time, ping round trip) of the default system.
         #[arg(long)]
         network_only: bool,
         /// Only the boot rows: the default system's boot to `system ready`

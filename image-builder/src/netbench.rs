@@ -1,6 +1,7 @@
 //! The network rows of `image-builder bench`: the default system in QEMU
 //! with user networking, measured from the host through the forwarded port
-//! (curl bulk download, `ab` keep-alive requests per second) and from the
+//! (curl bulk download, `ab` keep-alive requests per second and their 99th
+//! percentile time) and from the
 //! guest's shell (`ping` of QEMU's gateway).
 
 use crate::builder::{self, BuildOptions};
@@ -25,6 +26,9 @@ pub struct Network {
     /// Median of [`BULK_RUNS`] downloads, megabytes (10^6) per second.
     pub bulk_mb_per_s: Option<f64>,
     pub requests_per_s: Option<f64>,
+    /// `ab`'s 99th percentile of request time (connection included),
+    /// milliseconds.
+    pub p99_ms: Option<f64>,
     /// Average round trip to 10.0.2.2, milliseconds.
     pub ping_ms: Option<f64>,
 }
@@ -174,6 +178,12 @@ fn measure(
                 .find_map(|line| line.strip_prefix("Requests per second:"))
                 .and_then(|rest| rest.split_whitespace().next())
                 .and_then(|n| n.parse().ok())
+                .filter(|_| failed == Some(0));
+            network.p99_ms = text
+                .lines()
+                .find_map(|line| line.trim_start().strip_prefix("99%"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|ms| ms.parse().ok())
                 .filter(|_| failed == Some(0));
             if network.requests_per_s.is_none() {
                 eprintln!("bench: ab failed:\n{text}");

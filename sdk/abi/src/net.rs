@@ -106,6 +106,53 @@ pub enum Link {
     State { link_up: bool },
     /// One received Ethernet frame (without the virtio header).
     Frame(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Several received frames, in order, as many as fit in one message
+    /// (see [`FrameBatch`]): one message per batch instead of per frame.
+    Frames(Vec<serde_bytes::ByteBuf>),
+}
+
+/// Frames gathered for one `Link::Frames` or `nic::Request::Frames`
+/// message: [`FrameBatch::push`] says when the next frame no longer fits
+/// (the message limit, `MAX_MESSAGE_LEN`, holds two full-size frames or
+/// dozens of ACKs).
+#[derive(Debug, Default)]
+pub struct FrameBatch {
+    frames: Vec<serde_bytes::ByteBuf>,
+    bytes: usize,
+}
+
+impl FrameBatch {
+    /// Bytes of frames and their length prefixes one message carries, with
+    /// room for the message's own tags and count.
+    pub const BUDGET: usize = crate::MAX_MESSAGE_LEN - 16;
+    /// A frame's length prefix (a postcard varint) at most.
+    const PREFIX: usize = 3;
+
+    /// Adds `frame` if it fits; gives it back if it does not (send the
+    /// batch, then start the next with it).
+    pub fn push(&mut self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+        let cost = frame.len() + Self::PREFIX;
+        if self.bytes + cost > Self::BUDGET && !self.frames.is_empty() {
+            return Err(frame);
+        }
+        self.bytes += cost;
+        self.frames.push(serde_bytes::ByteBuf::from(frame));
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// The frames gathered, leaving the batch empty.
+    pub fn take(&mut self) -> Vec<serde_bytes::ByteBuf> {
+        self.bytes = 0;
+        core::mem::take(&mut self.frames)
+    }
 }
 
 /// Which readiness `Wait` looks for on one socket.
@@ -242,5 +289,7 @@ pub mod nic {
         Hello,
         /// Transmit one Ethernet frame (at most 1514 bytes).
         Frame(#[serde(with = "serde_bytes")] Vec<u8>),
+        /// Transmit several frames, in order (a `super::FrameBatch`).
+        Frames(Vec<serde_bytes::ByteBuf>),
     }
 }

@@ -20,6 +20,17 @@ const IDLE_NS: u64 = 30_000_000_000;
 const WAIT_MS: u32 = 1000;
 /// Chunks written to one connection before the others get a turn.
 const CHUNKS_PER_TURN: usize = 8;
+/// Bytes per `Write` while more of the body follows: two full TCP segments
+/// on Ethernet (MSS 1460), so that the TCP/IP service, which sends what it
+/// is given at once (no Nagle), never sends the short third segment a
+/// 3,072-byte write (`net::MAX_DATA`) leaves: 1,024 segments (and as many
+/// ACKs) per MiB become 718, and each costs the interpreted stack about
+/// 30,000 instructions (docs/benchmarks.md). Feature `unaligned-writes`
+/// writes whole `MAX_DATA` pieces as before, for comparisons.
+#[cfg(not(feature = "unaligned-writes"))]
+const WRITE_PIECE: usize = 2 * 1460;
+#[cfg(feature = "unaligned-writes")]
+const WRITE_PIECE: usize = net::MAX_DATA as usize;
 
 pub fn main() {
     let (Ok(net), Ok(files)) = (
@@ -284,20 +295,21 @@ impl Server {
     /// full or the turn is over.
     fn send(&mut self, socket: Socket, connection: &mut Connection) -> Result<(), Gone> {
         for _ in 0..CHUNKS_PER_TURN {
-            if connection.sent >= connection.output.len() {
-                connection.output.clear();
+            // Keep a whole piece buffered while the file has more.
+            if connection.output.len().saturating_sub(connection.sent) < WRITE_PIECE {
+                connection.output.drain(..connection.sent);
                 connection.sent = 0;
-                if !self.refill(connection)? {
+                if !self.refill(connection)? && connection.output.is_empty() {
                     return Ok(());
                 }
             }
-            let end = connection
-                .output
-                .len()
-                .min(connection.sent + net::MAX_DATA as usize);
+            let end = connection.output.len().min(connection.sent + WRITE_PIECE);
             let data = connection.output[connection.sent..end].to_vec();
             match self.call(Request::Write { socket, data }) {
-                Ok(Response::Written(written)) => connection.sent += written as usize,
+                // Never past what was offered, whatever the service says.
+                Ok(Response::Written(written)) => {
+                    connection.sent = end.min(connection.sent.saturating_add(written as usize))
+                }
                 Ok(Response::Error(net::Error::WouldBlock)) => return Ok(()),
                 _ => return Err(Gone),
             }
@@ -305,8 +317,8 @@ impl Server {
         Ok(())
     }
 
-    /// Reads the next chunk of the file being sent; `Ok(false)` when there
-    /// is nothing more to send.
+    /// Appends the next chunk of the file being sent to the output;
+    /// `Ok(false)` when the file has nothing more.
     fn refill(&mut self, connection: &mut Connection) -> Result<bool, Gone> {
         let Body::File { path, offset, end } = &mut connection.body else {
             return Ok(false);
@@ -326,8 +338,11 @@ impl Server {
         match response {
             Ok(fs::Response::Data(data)) if !data.is_empty() => {
                 *offset += data.len() as u64;
-                connection.output = data;
-                connection.sent = 0;
+                if connection.output.is_empty() {
+                    connection.output = data;
+                } else {
+                    connection.output.extend_from_slice(&data);
+                }
                 Ok(true)
             }
             // The file shrank, or the file system failed mid-response: the

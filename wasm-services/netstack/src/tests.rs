@@ -67,8 +67,16 @@ impl Pair {
             for frame in self.a.take_transmitted() {
                 self.b.link(Link::Frame(frame), self.now);
             }
+            // This way in batches, as the driver sends them.
+            let mut batch = atoll_protocols::net::FrameBatch::default();
             for frame in self.b.take_transmitted() {
-                self.a.link(Link::Frame(frame), self.now);
+                if let Err(frame) = batch.push(frame) {
+                    self.a.link(Link::Frames(batch.take()), self.now);
+                    let _ = batch.push(frame);
+                }
+            }
+            if !batch.is_empty() {
+                self.a.link(Link::Frames(batch.take()), self.now);
             }
         }
     }
@@ -578,4 +586,76 @@ fn arbitrary_frames_and_requests_never_panic_the_stack() {
         };
         let _ = pair.a.handle(SERVER, request, 0, pair.now, &name);
     }
+}
+
+/// The textbook Internet checksum (16-bit big-endian words), for comparison.
+fn reference_tcp_checksum(source: [u8; 4], destination: [u8; 4], segment: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    let mut add = |bytes: &[u8]| {
+        for pair in bytes.chunks(2) {
+            let high = u32::from(pair[0]) << 8;
+            sum += high | pair.get(1).map_or(0, |&low| u32::from(low));
+        }
+    };
+    add(&source);
+    add(&destination);
+    add(&[0, 6]);
+    add(&(segment.len() as u16).to_be_bytes());
+    add(segment);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[test]
+fn sent_tcp_checksums_match_the_textbook_sum_for_every_length() {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    for payload in (0..64).chain([1459, 1460, 1461, 1479, 1480]) {
+        let mut frame = vec![0u8; 14 + 20 + 20 + payload];
+        for byte in frame.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *byte = state as u8;
+        }
+        frame[12] = 0x08;
+        frame[13] = 0x00;
+        frame[14] = 0x45;
+        let total = (20 + 20 + payload) as u16;
+        frame[16..18].copy_from_slice(&total.to_be_bytes());
+        frame[23] = 6;
+        let source: [u8; 4] = frame[26..30].try_into().unwrap();
+        let destination: [u8; 4] = frame[30..34].try_into().unwrap();
+        crate::stack::fill_tcp_checksum(&mut frame);
+        let mut segment = frame[34..].to_vec();
+        let filled = u16::from_be_bytes([segment[16], segment[17]]);
+        segment[16] = 0;
+        segment[17] = 0;
+        assert_eq!(
+            filled,
+            reference_tcp_checksum(source, destination, &segment),
+            "payload of {payload} bytes"
+        );
+    }
+    // Not IPv4 TCP, or cut short: left alone.
+    let mut udp = vec![0x11u8; 60];
+    udp[12] = 0x08;
+    udp[13] = 0x00;
+    udp[14] = 0x45;
+    udp[23] = 17;
+    let before = udp.clone();
+    crate::stack::fill_tcp_checksum(&mut udp);
+    assert_eq!(udp, before);
+    let mut short = vec![0u8; 20];
+    short[12] = 0x08;
+    crate::stack::fill_tcp_checksum(&mut short);
+    assert_eq!(
+        short,
+        vec![0u8; 20]
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| if i == 12 { 8 } else { b })
+            .collect::<Vec<u8>>()
+    );
 }

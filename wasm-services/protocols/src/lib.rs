@@ -267,4 +267,46 @@ mod tests {
         };
         assert!(postcard::to_allocvec(&wait).unwrap().len() <= atoll_abi::MAX_MESSAGE_LEN);
     }
+
+    #[test]
+    fn a_full_frame_batch_fits_in_one_message_either_way() {
+        for size in [1, 54, 60, 127, 128, 700, 1514] {
+            let mut batch = net::FrameBatch::default();
+            let mut refused = None;
+            for _ in 0..5000 {
+                if let Err(frame) = batch.push(alloc::vec![0xab; size]) {
+                    refused = Some(frame);
+                    break;
+                }
+            }
+            assert_eq!(refused.map(|frame| frame.len()), Some(size));
+            let count = batch.len();
+            assert!(count >= 2, "{size}-byte frames: {count} per batch");
+            let frames = batch.take();
+            assert!(batch.is_empty());
+            let link = net::Request::Link(net::Link::Frames(frames.clone()));
+            let bytes = postcard::to_allocvec(&link).unwrap();
+            assert!(
+                bytes.len() <= atoll_abi::MAX_MESSAGE_LEN,
+                "{size}: {}",
+                bytes.len()
+            );
+            assert_eq!(postcard::from_bytes::<net::Request>(&bytes).unwrap(), link);
+            let transmit = net::nic::Request::Frames(frames);
+            let bytes = postcard::to_allocvec(&transmit).unwrap();
+            assert!(
+                bytes.len() <= atoll_abi::MAX_MESSAGE_LEN,
+                "{size}: {}",
+                bytes.len()
+            );
+            assert_eq!(
+                postcard::from_bytes::<net::nic::Request>(&bytes).unwrap(),
+                transmit
+            );
+        }
+        // A frame larger than a batch is still taken alone (the receiver
+        // refuses what is over the MTU).
+        let mut batch = net::FrameBatch::default();
+        assert!(batch.push(alloc::vec![0; 5000]).is_ok());
+    }
 }

@@ -3,7 +3,7 @@
 use crate::ring::{self, Layout, feature, register, status};
 use alloc::vec;
 use alloc::vec::Vec;
-use atoll_protocols::net::{self, Link, nic};
+use atoll_protocols::net::{self, FrameBatch, Link, nic};
 use atoll_sdk::driver::{
     Dma, inb, inl, inw, irq_ack, notification, outb, outl, outw, pci_read, pci_write,
 };
@@ -114,7 +114,16 @@ pub fn main() {
                 } else {
                     match postcard::from_bytes::<nic::Request>(received.message) {
                         Ok(nic::Request::Hello) => link.announce(&device),
-                        Ok(nic::Request::Frame(frame)) => device.transmit(&frame),
+                        Ok(nic::Request::Frame(frame)) => {
+                            device.transmit(&frame);
+                            device.publish_transmitted();
+                        }
+                        Ok(nic::Request::Frames(frames)) => {
+                            for frame in &frames {
+                                device.transmit(frame);
+                            }
+                            device.publish_transmitted();
+                        }
                         Err(_) => atoll_sdk::println!(
                             "malformed message from service {}",
                             received.sender
@@ -190,13 +199,19 @@ impl Uplink {
         }
     }
 
-    fn frame(&mut self, frame: Vec<u8>) {
-        match self.send(&net::Request::Link(Link::Frame(frame))) {
+    /// Sends the batch's frames in one message.
+    fn frames(&mut self, batch: &mut FrameBatch) {
+        if batch.is_empty() {
+            return;
+        }
+        let count = batch.len() as u64;
+        match self.send(&net::Request::Link(Link::Frames(batch.take()))) {
             Ok(()) => {}
-            // A full queue drops the frame: TCP sends it again.
+            // A full queue drops the frames: TCP sends them again.
             Err(_) => {
-                self.dropped += 1;
-                if self.dropped.is_power_of_two() {
+                let before = self.dropped;
+                self.dropped += count;
+                if (before + 1..=self.dropped).any(u64::is_power_of_two) {
                     atoll_sdk::println!(
                         "{} received frames dropped (the TCP/IP service's queue was full or gone)",
                         self.dropped
@@ -319,6 +334,8 @@ struct Device {
     transmit: Queue,
     /// Transmit slots not in the device's hands.
     free: Vec<u16>,
+    /// Frames offered but not yet published to the device.
+    transmit_offered: bool,
     transmit_dropped: u64,
 }
 
@@ -407,6 +424,7 @@ impl Device {
             receive,
             transmit,
             free,
+            transmit_offered: false,
             transmit_dropped: 0,
         };
         device.link_up = device.read_link();
@@ -441,6 +459,8 @@ impl Device {
         isr
     }
 
+    /// Puts `frame` in a transmit slot and offers it; the device hears of
+    /// it at [`Device::publish_transmitted`] (one notification per batch).
     fn transmit(&mut self, frame: &[u8]) {
         if frame.is_empty() || frame.len() > ring::MAX_FRAME {
             atoll_sdk::println!("refused a frame of {} bytes", frame.len());
@@ -465,11 +485,22 @@ impl Device {
                     .ring
                     .write(self.transmit.layout.descriptor(2 * index + 1), &descriptor)
             })
-            .and_then(|()| self.transmit.offer(index))
-            .and_then(|()| self.transmit.publish(self.base));
-        if written.is_err() {
+            .and_then(|()| self.transmit.offer(index));
+        match written {
+            Ok(()) => self.transmit_offered = true,
+            Err(_) => {
+                self.transmit_dropped += 1;
+                self.free.push(index);
+            }
+        }
+    }
+
+    /// Publishes the frames offered since the last call and notifies the
+    /// device (a port write: a VM exit under QEMU, so once per batch).
+    fn publish_transmitted(&mut self) {
+        if core::mem::take(&mut self.transmit_offered) && self.transmit.publish(self.base).is_err()
+        {
             self.transmit_dropped += 1;
-            self.free.push(index);
         }
     }
 
@@ -481,10 +512,11 @@ impl Device {
         }
     }
 
-    /// Hands every received frame to the TCP/IP service and gives the
-    /// buffers back to the device.
+    /// Hands every received frame to the TCP/IP service, as many to a
+    /// message as fit, and gives the buffers back to the device.
     fn deliver_received(&mut self, link: &mut Uplink) {
         let mut returned = false;
+        let mut batch = FrameBatch::default();
         while let Some((index, len)) = self.receive.take_used() {
             if let Some(frame_len) = ring::received_frame_len(len) {
                 let mut frame = vec![0u8; frame_len];
@@ -493,14 +525,17 @@ impl Device {
                     .buffers
                     .read(self.receive.slot(index) + ring::FRAME_AT, &mut frame)
                     .is_ok()
+                    && let Err(frame) = batch.push(frame)
                 {
-                    link.frame(frame);
+                    link.frames(&mut batch);
+                    let _ = batch.push(frame);
                 }
             }
             if self.receive.offer(index).is_ok() {
                 returned = true;
             }
         }
+        link.frames(&mut batch);
         if returned {
             let _ = self.receive.publish(self.base);
         }

@@ -11,13 +11,16 @@
 //! receive queue (0) and the transmit queue (1) with the legacy layout.
 //!
 //! Receive: up to 128 buffers are kept in the device's hands; each one used
-//! is copied out, sent to the TCP/IP service's `net` endpoint as
-//! `Link::Frame` and given back to the device at once. A full queue on the
-//! TCP/IP side drops the frame (TCP sends it again); drops are counted and
-//! logged at powers of two. Transmit: `nic::Request::Frame` messages on this
-//! service's `nic` endpoint go into one of 64 slots; slots come back when the
-//! device has used them (completion), and a frame that finds every slot busy
-//! is dropped and counted.
+//! is copied out and given back to the device at once, and the frames taken
+//! in one look at the ring go to the TCP/IP service's `net` endpoint as
+//! `Link::Frames`, as many to a message as fit (`FrameBatch`: two full-size
+//! frames, dozens of ACKs). A full queue on the TCP/IP side drops them (TCP
+//! sends them again); drops are counted and logged at powers of two.
+//! Transmit: each frame of a `nic::Request::Frames` (or `Frame`) message on
+//! this service's `nic` endpoint goes into one of 64 slots, and the device is
+//! notified once per message; slots come back when the device has used them
+//! (completion), and a frame that finds every slot busy is dropped and
+//! counted.
 //!
 //! Interrupts with a poll fallback: the driver waits on its endpoint with a
 //! timeout (20 ms with an interrupt line, 1 ms without); an interrupt
