@@ -102,7 +102,12 @@ impl Core {
         // Not woken (the message did not fit its buffer): wait as usual.
         let resume = self.sched.run_now(server).ok_or(InPlace::Waiting)?;
         let now = self.platform.now_ns();
-        let service = self.begin_slice(server, now).ok_or(InPlace::Waiting)?;
+        let Some(service) = self.begin_slice(server, now) else {
+            // Not in the table (it cannot be, while ready): back in the run
+            // queue, so that it is not left marked running.
+            self.sched.preempted(server);
+            return Err(InPlace::Waiting);
+        };
         self.switching = Some(Switching {
             caller: id,
             token,
