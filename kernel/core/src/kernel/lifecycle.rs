@@ -13,6 +13,9 @@ impl Core {
             // The old version takes its device back, DMA buffers and all.
             return;
         }
+        // Not kept until a restart that may never come: the new version's
+        // instance holds memory, and the host waits for the outcome.
+        self.abandon_swap(id, "the service ended");
         if let Some(slot) = self.services.get(id) {
             // A dead driver's devices must not write to memory any more.
             crate::grants::quiesce(&slot.image.grants, self.platform.as_ref());
@@ -171,9 +174,24 @@ impl Core {
         if self.sched.is_live(id) {
             self.sched.end(id, ServiceState::Stopped);
         }
+        self.abandon_swap(id, "the service was stopped");
         if let Some(slot) = self.services.get_mut(id) {
-            slot.pending_swap = None;
             slot.previous = None;
+        }
+    }
+
+    /// Drops service `id`'s pending swap, if any, with the instance started
+    /// for it (its memory, its interpreter's claim): it was asked for the
+    /// version that is gone. The host, if it asked, is told why.
+    pub(super) fn abandon_swap(&mut self, id: ServiceId, why: &str) {
+        let abandoned = self.services.get_mut(id).and_then(|slot| {
+            slot.swap_asked_at = None;
+            slot.pending_swap.take().map(|_| slot.image.name.clone())
+        });
+        if let Some(name) = abandoned {
+            let message = format!("swap of {name} abandoned: {why}");
+            self.log(&message);
+            self.tell_host(id, &format!("error: {message}\n"));
         }
     }
 
@@ -182,15 +200,7 @@ impl Core {
     /// endpoints open with whatever is queued on them.
     pub(super) fn reload(&mut self, id: ServiceId) -> Result<(), Error> {
         // A swap asked for the version that ended is not for this one.
-        let abandoned = self.services.get_mut(id).and_then(|slot| {
-            slot.swap_asked_at = None;
-            slot.pending_swap.take().map(|_| slot.image.name.clone())
-        });
-        if let Some(name) = abandoned {
-            let message = format!("swap of {name} abandoned: the service was started afresh");
-            self.log(&message);
-            self.tell_host(id, &format!("error: {message}\n"));
-        }
+        self.abandon_swap(id, "the service was started afresh");
         let Some(slot) = self.services.get_mut(id) else {
             return Err(Error::NotFound);
         };

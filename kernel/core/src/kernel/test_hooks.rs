@@ -42,4 +42,9 @@ impl Kernel {
     pub(crate) fn swaps(&self, name: &str) -> Option<u32> {
         self.slot(name, |slot| slot.swaps)
     }
+
+    /// Whether service `name` holds a swap waiting for its quiescent point.
+    pub(crate) fn swap_pending(&self, name: &str) -> Option<bool> {
+        self.slot(name, |slot| slot.pending_swap.is_some())
+    }
 }

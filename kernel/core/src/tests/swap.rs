@@ -471,3 +471,63 @@ fn a_version_whose_start_function_traps_is_refused_when_asked_for() {
     system.run();
     assert_eq!(system.lines_of("svc"), ["v1"]);
 }
+
+#[test]
+fn a_host_swap_pending_when_the_service_ends_for_good_is_abandoned_and_the_host_told() {
+    // svc sleeps (live, not in `receive`) when the host asks, then exits
+    // with no supervisor to start it again. Before: the pending swap (and,
+    // since swaps start the new version when asked, its whole instance)
+    // stayed in the slot for ever, and the host was never answered.
+    let svc = probe("", "(drop (call $sleep (i64.const 1000000)))");
+    let mut system = TestSystem::new().service("svc", svc).provides("svc").boot();
+    let v2 = counter_module(2, false);
+    system
+        .platform
+        .send_control(&crate::control::encode_swap("svc", &v2));
+    system.kernel.poll_control();
+    assert_eq!(system.platform.control_output(), "");
+    system.run();
+    assert_eq!(system.state_of("svc"), Some(ServiceState::Exited));
+    assert_eq!(system.kernel.swaps("svc"), Some(0));
+    let answer = system.platform.control_output();
+    assert!(
+        answer.starts_with("error: swap of svc abandoned"),
+        "the host heard {answer:?}"
+    );
+    assert_eq!(system.kernel.swap_pending("svc"), Some(false));
+}
+
+#[test]
+fn a_host_swap_pending_when_the_supervisor_stops_the_service_is_abandoned_and_the_host_told() {
+    // Before: `halt` dropped the pending swap silently; the host waited.
+    let svc = probe("", "(drop (call $sleep (i64.const 5000000)))");
+    let sup = probe(
+        "svc",
+        &format!(
+            "(drop (call $sleep (i64.const 1000000)))
+             (call $report (call $control (i32.const {stop}) (i32.const 0) (i32.const 3)))",
+            stop = atoll_abi::supervision::CONTROL_STOP
+        ),
+    );
+    let mut system = TestSystem::new()
+        .service("sup", sup)
+        .provides("sup")
+        .supervisor()
+        .service("svc", svc)
+        .provides("svc")
+        .boot();
+    system.platform.send_control(&crate::control::encode_swap(
+        "svc",
+        &counter_module(2, false),
+    ));
+    system.kernel.poll_control();
+    system.run();
+    assert_eq!(system.lines_of("sup"), ["0"]);
+    assert_eq!(system.state_of("svc"), Some(ServiceState::Stopped));
+    let answer = system.platform.control_output();
+    assert!(
+        answer.starts_with("error: swap of svc abandoned"),
+        "the host heard {answer:?}"
+    );
+    assert_eq!(system.kernel.swap_pending("svc"), Some(false));
+}
