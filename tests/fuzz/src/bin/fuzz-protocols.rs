@@ -6,7 +6,7 @@
 
 use atoll_abi::{bundle, console, info, supervision};
 use atoll_fuzz::Outcome;
-use atoll_protocols::{admin, block, echo, fs, kv, pci};
+use atoll_protocols::{admin, block, echo, fs, kv, net, pci};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -59,7 +59,7 @@ fn target(bytes: &[u8]) -> Outcome {
     let Some((&which, rest)) = bytes.split_first() else {
         return "empty";
     };
-    match which % 21 {
+    match which % 25 {
         0 => round_trip::<echo::Request>(rest),
         1 => round_trip::<echo::Response>(rest),
         2 => round_trip::<kv::Request>(rest),
@@ -80,7 +80,13 @@ fn target(bytes: &[u8]) -> Outcome {
         17 => round_trip::<supervision::RestartPolicy>(rest),
         18 => round_trip::<bundle::ServiceLimits>(rest),
         19 => bundle_round_trip(rest),
-        _ => control_frames(rest),
+        20 => control_frames(rest),
+        // The network's messages: the driver's link reports (`Link::Frames`
+        // batches among them) arrive inside `net::Request`.
+        21 => round_trip::<net::Request>(rest),
+        22 => round_trip::<net::Response>(rest),
+        23 => round_trip::<net::nic::Request>(rest),
+        _ => round_trip::<net::Link>(rest),
     }
 }
 
