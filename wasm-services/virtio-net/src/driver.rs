@@ -467,6 +467,9 @@ impl Device {
             return;
         }
         if self.free.is_empty() {
+            // The frames offered so far go to the device first: slots come
+            // back only once it has seen (and used) them.
+            self.publish_transmitted();
             self.reclaim_transmitted();
         }
         let Some(index) = self.free.pop() else {
