@@ -39,6 +39,20 @@ pub struct Resolved {
     pub dma_budget: usize,
 }
 
+impl Resolved {
+    /// Whether these grants let a service reach any device: ports,
+    /// interrupts, PCI configuration or DMA.
+    #[must_use]
+    pub fn reaches_devices(&self) -> bool {
+        !self.ports.is_empty()
+            || !self.irqs.is_empty()
+            || !self.pci.is_empty()
+            || self.pci_all
+            || !self.bus_masters.is_empty()
+            || self.dma_budget > 0
+    }
+}
+
 /// PCI configuration offsets the kernel uses.
 const PCI_ID: u8 = 0x00;
 pub(crate) const PCI_COMMAND: u8 = 0x04;

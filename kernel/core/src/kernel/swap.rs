@@ -122,8 +122,11 @@ impl Core {
         // Instantiated now too (its memory, tables, data and start
         // function), outside the pause: at the quiescent point only the
         // state handoff and the switch remain. A version that cannot start
-        // is refused here, the old one untouched.
-        let started = if cfg!(feature = "late-swap-start") {
+        // is refused here, the old one untouched. Not a driver's: its start
+        // function could reach the device (ports, PCI, interrupts, DMA)
+        // while the old version still drives it, for a version that may
+        // never take over; it starts at the quiescent point, as before.
+        let started = if cfg!(feature = "late-swap-start") || slot.image.grants.reaches_devices() {
             None
         } else {
             let image = Image {

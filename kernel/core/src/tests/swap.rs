@@ -531,3 +531,49 @@ fn a_host_swap_pending_when_the_supervisor_stops_the_service_is_abandoned_and_th
     );
     assert_eq!(system.kernel.swap_pending("svc"), Some(false));
 }
+
+#[test]
+fn a_drivers_new_version_touches_its_device_only_at_the_quiescent_point() {
+    // The driver sleeps (live, not in `receive`) when the host asks for a
+    // swap whose start function writes its port, then exits: the swap is
+    // abandoned. Before: a driver's new version was instantiated when the
+    // swap was asked for, so its start function wrote the device's port
+    // while the old version was still driving it, for a version that never
+    // took over.
+    let driver = probe("", "(drop (call $sleep (i64.const 1000000)))");
+    let mut system = TestSystem::new()
+        .service("driver", driver)
+        .provides("dev")
+        .grants(atoll_abi::driver::Grants {
+            ports: vec![atoll_abi::driver::PortRange {
+                first: 0x300,
+                last: 0x30f,
+            }],
+            ..atoll_abi::driver::Grants::default()
+        })
+        .boot();
+    let v2 = wat::parse_str(
+        r#"(module
+            (import "atoll" "port_out" (func $port_out (param i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func $reset (drop (call $port_out (i32.const 0x300) (i32.const 1) (i32.const 0))))
+            (start $reset)
+            (func (export "_start")))"#,
+    )
+    .unwrap();
+    system
+        .platform
+        .send_control(&crate::control::encode_swap("driver", &v2));
+    system.kernel.poll_control();
+    assert_eq!(system.platform.ports(), Vec::<u16>::new());
+    system.run();
+    assert_eq!(system.platform.ports(), Vec::<u16>::new());
+    assert!(
+        system
+            .platform
+            .control_output()
+            .starts_with("error: swap of driver abandoned"),
+        "{}",
+        system.platform.control_output()
+    );
+}
