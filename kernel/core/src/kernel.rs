@@ -338,8 +338,10 @@ pub(crate) struct Core {
     me: Weak<RefCell<Core>>,
     /// The direct switch in progress, if a `call` runs its server in place.
     switching: Option<messages::Switching>,
-    /// Fuel the servers run in place have used in this turn: bounded by the
-    /// caller's slice, so that a turn stays about a slice long.
+    /// Fuel the servers run in place have used in this turn: no switch
+    /// starts once it reaches the caller's slice (the last one started may
+    /// still run its server's whole slice), so that a turn stays a few
+    /// slices long.
     switched_fuel: u64,
     platform: Arc<dyn Platform>,
     /// Admission for everything services make the kernel hold.
