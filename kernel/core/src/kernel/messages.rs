@@ -57,11 +57,12 @@ impl Core {
     /// before and the run queue's order stands), and the servers run in
     /// place in this turn have used less than the caller's slice, counting
     /// [`SWITCH_FUEL`] for each switch (a caller and its server must not
-    /// hold the CPU for longer than about two slices, one each). The call is made as on the slow path (the
-    /// caller parked waiting for the reply, the message delivered into the
-    /// server); then the server, woken, is taken to run at once, ahead of
-    /// the run queue: its service and what it resumes with. `Err`: what the
-    /// caller's host function does instead.
+    /// hold the CPU for longer than about two slices, one each). The call
+    /// is made as on the slow path (the caller parked waiting for the
+    /// reply, the message delivered into the server); then the server,
+    /// woken, is taken to run at once, ahead of the run queue: its service
+    /// and what it resumes with. `Err`: what the caller's host function
+    /// does instead.
     pub(super) fn begin_switch(
         &mut self,
         id: ServiceId,
