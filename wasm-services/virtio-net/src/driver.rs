@@ -337,6 +337,8 @@ struct Device {
     /// Frames offered but not yet published to the device.
     transmit_offered: bool,
     transmit_dropped: u64,
+    /// Frames refused for their size (empty or over `ring::MAX_FRAME`).
+    transmit_refused: u64,
 }
 
 impl Device {
@@ -426,6 +428,7 @@ impl Device {
             free,
             transmit_offered: false,
             transmit_dropped: 0,
+            transmit_refused: 0,
         };
         device.link_up = device.read_link();
         let [a, b, c, d, e, f] = mac;
@@ -463,7 +466,16 @@ impl Device {
     /// it at [`Device::publish_transmitted`] (one notification per batch).
     fn transmit(&mut self, frame: &[u8]) {
         if frame.is_empty() || frame.len() > ring::MAX_FRAME {
-            atoll_sdk::println!("refused a frame of {} bytes", frame.len());
+            // Logged at powers of two, as drops are: a batch of thousands of
+            // empty frames must not flood the console.
+            self.transmit_refused += 1;
+            if self.transmit_refused.is_power_of_two() {
+                atoll_sdk::println!(
+                    "{} frames refused so far (the last of {} bytes)",
+                    self.transmit_refused,
+                    frame.len()
+                );
+            }
             return;
         }
         if self.free.is_empty() {
