@@ -516,58 +516,57 @@ impl Core {
             self.calls.withdraw(token);
             return Err(Error::PeerGone);
         }
-        if let Some(switching) = self.switching.as_mut()
-            && (switching.caller, switching.token) == (call.caller, token)
+        if let Answer::Reply(buffer) = call.answer
+            && data.len() > buffer.len()
         {
+            // The token stays valid: the server may answer with something shorter.
+            return Err(Error::BufferTooSmall);
+        }
+        let in_place = self
+            .switching
+            .as_ref()
+            .is_some_and(|switching| (switching.caller, switching.token) == (call.caller, token));
+        let result = if in_place {
             // The caller runs (a direct switch): its host function writes
             // the reply.
-            let Answer::Reply(buffer) = call.answer else {
+            if !matches!(call.answer, Answer::Reply(_)) {
                 return Err(Error::PeerGone);
-            };
-            if data.len() > buffer.len() {
-                return Err(Error::BufferTooSmall);
             }
-            switching.reply = Some(self.heap.copy(data)?);
-            self.calls.remove(token);
-            let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
-            self.sched
-                .record(Kind::Reply, id, call.caller, token, length);
-            self.sched
-                .wake(call.caller, i32::try_from(data.len()).unwrap_or(i32::MAX));
-            return Ok(Then::Continue(0));
-        }
-        let caller = self
-            .services
-            .get_mut(call.caller)
-            .and_then(|slot| slot.service.as_mut())
-            .ok_or(Error::PeerGone)?;
-        let result = match call.answer {
-            Answer::Reply(buffer) if data.len() > buffer.len() => {
-                // The token stays valid: the server may answer with something shorter.
-                return Err(Error::BufferTooSmall);
+            let copy = self.heap.copy(data)?;
+            if let Some(switching) = self.switching.as_mut() {
+                switching.reply = Some(copy);
             }
-            Answer::Reply(buffer) => caller
-                .write_memory(buffer, data)
-                .map_or_else(Error::code, |()| {
-                    i32::try_from(data.len()).unwrap_or(i32::MAX)
-                }),
-            Answer::Stdin { buffer, count } => crate::host::wasi::deliver_stdin(
-                |slice, bytes| caller.write_memory(slice, bytes),
-                buffer,
-                count,
-                data,
-            ),
-            Answer::File => match caller.file_answer(data) {
-                crate::host::FileStep::Done(errno) => errno,
-                crate::host::FileStep::Again { handle, message } => {
-                    // This step's answer is a reply like any other: the
-                    // trace shows each step as call, receive, reply.
-                    let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
-                    self.sched
-                        .record(Kind::Reply, id, call.caller, token, length);
-                    return self.call_again(call, token, handle, message);
-                }
-            },
+            i32::try_from(data.len()).unwrap_or(i32::MAX)
+        } else {
+            let caller = self
+                .services
+                .get_mut(call.caller)
+                .and_then(|slot| slot.service.as_mut())
+                .ok_or(Error::PeerGone)?;
+            match call.answer {
+                Answer::Reply(buffer) => caller
+                    .write_memory(buffer, data)
+                    .map_or_else(Error::code, |()| {
+                        i32::try_from(data.len()).unwrap_or(i32::MAX)
+                    }),
+                Answer::Stdin { buffer, count } => crate::host::wasi::deliver_stdin(
+                    |slice, bytes| caller.write_memory(slice, bytes),
+                    buffer,
+                    count,
+                    data,
+                ),
+                Answer::File => match caller.file_answer(data) {
+                    crate::host::FileStep::Done(errno) => errno,
+                    crate::host::FileStep::Again { handle, message } => {
+                        // This step's answer is a reply like any other: the
+                        // trace shows each step as call, receive, reply.
+                        let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
+                        self.sched
+                            .record(Kind::Reply, id, call.caller, token, length);
+                        return self.call_again(call, token, handle, message);
+                    }
+                },
+            }
         };
         self.calls.remove(token);
         let length = u32::try_from(data.len()).unwrap_or(u32::MAX);

@@ -108,14 +108,7 @@ impl Core {
             crate::loader::Translation::Eager,
         ) {
             Ok(program) => program,
-            Err(crate::loader::LoadError::OutOfMemory) => return Err(Error::OutOfMemory.into()),
-            Err(error) => {
-                self.log(&format!("swap of {name} refused: {error}"));
-                return Err(crate::control::SwapRefusal {
-                    error: Error::InvalidModule,
-                    reason: Some(error.to_string()),
-                });
-            }
+            Err(error) => return Err(self.refuse_swap(name, &error)),
         };
         drop(module);
         let program = Arc::new(program);
@@ -135,16 +128,7 @@ impl Core {
             };
             match Service::start(&image, Arc::clone(&self.platform), &self.heap) {
                 Ok(service) => Some(Box::new(service)),
-                Err(crate::loader::LoadError::OutOfMemory) => {
-                    return Err(Error::OutOfMemory.into());
-                }
-                Err(error) => {
-                    self.log(&format!("swap of {name} refused: {error}"));
-                    return Err(crate::control::SwapRefusal {
-                        error: Error::InvalidModule,
-                        reason: Some(error.to_string()),
-                    });
-                }
+                Err(error) => return Err(self.refuse_swap(name, &error)),
             }
         };
         let quiescent = matches!(
@@ -163,6 +147,23 @@ impl Core {
             self.perform_swap(target);
         }
         Ok(())
+    }
+
+    /// Why a swap to a module that cannot be compiled or started is refused
+    /// (logged): no room, or the module's own fault, with the reason.
+    fn refuse_swap(
+        &mut self,
+        name: &str,
+        error: &crate::loader::LoadError,
+    ) -> crate::control::SwapRefusal {
+        if matches!(error, crate::loader::LoadError::OutOfMemory) {
+            return Error::OutOfMemory.into();
+        }
+        self.log(&format!("swap of {name} refused: {error}"));
+        crate::control::SwapRefusal {
+            error: Error::InvalidModule,
+            reason: Some(error.to_string()),
+        }
     }
 
     /// Tells the host, if it asked for this service's swap, how it went.
