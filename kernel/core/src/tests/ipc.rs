@@ -460,6 +460,16 @@ fn counting_client(calls: u32) -> String {
     )
 }
 
+/// A witness service (`[witness] 7`), ready since boot, logged before the
+/// client's last line `client_done`: a caller's calls in place did not keep
+/// it from the CPU until they were all done.
+fn assert_witness_ran_first(system: &super::system::System, client_done: &str) {
+    let console = system.console();
+    let witness = console.find("[witness] 7").expect("the witness ran");
+    let client = console.find(client_done).expect("the client finished");
+    assert!(witness < client, "the witness waited: {console}");
+}
+
 /// Turns on the CPU of each service, by name.
 fn slices(system: &super::system::System, name: &str) -> Option<u64> {
     system
@@ -615,13 +625,7 @@ fn a_caller_that_calls_in_place_still_lets_other_ready_services_run_within_a_sli
         })
         .service("witness", probe("", "(call $report (i32.const 7))"))
         .run();
-    let console = system.console();
-    let witness = console.find("[witness] 7").expect("the witness ran");
-    let client = console.find("[client] 50").expect("the client finished");
-    assert!(
-        witness < client,
-        "the witness waited for all 50 calls: {console}"
-    );
+    assert_witness_ran_first(&system, "[client] 50");
 }
 
 #[test]
@@ -711,13 +715,7 @@ fn a_loop_of_cheap_calls_in_place_does_not_hold_the_cpu_for_thousands_of_round_t
         .service("witness", probe("", "(call $report (i32.const 7))"))
         .run();
     assert_eq!(system.lines_of("client"), ["1000"]);
-    let console = system.console();
-    let witness = console.find("[witness] 7").expect("the witness ran");
-    let client = console.find("[client] 1000").expect("the client finished");
-    assert!(
-        witness < client,
-        "the witness waited for 1,000 round trips: {console}"
-    );
+    assert_witness_ran_first(&system, "[client] 1000");
 }
 
 #[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
@@ -758,8 +756,5 @@ fn no_switch_while_another_service_waits_for_the_cpu() {
         })
         .service("witness", probe("", "(call $report (i32.const 7))"))
         .run();
-    let console = system.console();
-    let witness = console.find("[witness] 7").expect("the witness ran");
-    let client = console.find("[client] 50").expect("the client finished");
-    assert!(witness < client, "the witness waited: {console}");
+    assert_witness_ran_first(&system, "[client] 50");
 }
