@@ -489,12 +489,7 @@ fn a_host_swap_pending_when_the_service_ends_for_good_is_abandoned_and_the_host_
     system.run();
     assert_eq!(system.state_of("svc"), Some(ServiceState::Exited));
     assert_eq!(system.kernel.swaps("svc"), Some(0));
-    let answer = system.platform.control_output();
-    assert!(
-        answer.starts_with("error: swap of svc abandoned"),
-        "the host heard {answer:?}"
-    );
-    assert_eq!(system.kernel.swap_pending("svc"), Some(false));
+    assert_swap_abandoned(&system, "svc");
 }
 
 #[test]
@@ -524,12 +519,7 @@ fn a_host_swap_pending_when_the_supervisor_stops_the_service_is_abandoned_and_th
     system.run();
     assert_eq!(system.lines_of("sup"), ["0"]);
     assert_eq!(system.state_of("svc"), Some(ServiceState::Stopped));
-    let answer = system.platform.control_output();
-    assert!(
-        answer.starts_with("error: swap of svc abandoned"),
-        "the host heard {answer:?}"
-    );
-    assert_eq!(system.kernel.swap_pending("svc"), Some(false));
+    assert_swap_abandoned(&system, "svc");
 }
 
 #[test]
@@ -576,4 +566,15 @@ fn a_drivers_new_version_touches_its_device_only_at_the_quiescent_point() {
         "{}",
         system.platform.control_output()
     );
+}
+
+/// The host was told that `name`'s pending swap was abandoned, and none is
+/// pending any more.
+fn assert_swap_abandoned(system: &super::system::System, name: &str) {
+    let answer = system.platform.control_output();
+    assert!(
+        answer.starts_with(&format!("error: swap of {name} abandoned")),
+        "the host heard {answer:?}"
+    );
+    assert_eq!(system.kernel.swap_pending(name), Some(false));
 }
