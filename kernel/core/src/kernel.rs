@@ -146,10 +146,16 @@ struct Slot {
     /// The version replaced by the last swap, kept for a rollback until its
     /// probation ends.
     previous: Option<Previous>,
+    /// The version before last, replaced as `previous` by a swap: freed
+    /// after the swap's pause (when the kernel idles, the service's next
+    /// turn after it serves, or its next swap is asked for), not inside it.
+    retired: Option<Previous>,
     swaps: u32,
-    /// When the swap in progress was asked for: the pause lasts until the new
-    /// version waits in `receive`, ready to serve.
+    /// When the swap in progress was asked for, and when the old version
+    /// reached its quiescent point and stopped serving: the pause lasts from
+    /// then until the new version waits in `receive`, ready to serve.
     swap_asked_at: Option<u64>,
+    swap_paused_at: Option<u64>,
     /// Whether the service has had the CPU at least once (for `system ready`).
     ever_ran: bool,
 }
@@ -593,8 +599,10 @@ impl Core {
                         restarts: 0,
                         pending_swap: None,
                         previous: None,
+                        retired: None,
                         swaps: 0,
                         swap_asked_at: None,
+                        swap_paused_at: None,
                         ever_ran: false,
                     });
                 }
@@ -637,7 +645,12 @@ impl Core {
         self.deliver_interrupts();
         if let Some((id, resume)) = self.sched.next() {
             self.switched_fuel = 0;
+            self.platform.console_turn(now);
             return Turn::Run(id, resume, now);
+        }
+        // Idle: free the versions that swaps retired.
+        for slot in &mut self.services {
+            slot.retired = None;
         }
         let platform = Arc::clone(&self.platform);
         match self.sched.next_deadline() {
@@ -666,6 +679,9 @@ impl Core {
             // Counted once per service: restarts and swaps start new instances.
             slot.ever_ran = true;
             self.started += 1;
+        }
+        if slot.swap_paused_at.is_none() {
+            slot.retired = None;
         }
         if slot
             .previous

@@ -47,8 +47,13 @@ pub use loader::LoadError;
 pub trait Platform: Send + Sync + 'static {
     /// Nanoseconds since boot on a monotonic clock.
     fn now_ns(&self) -> u64;
-    /// Writes text to the console. Called with whole lines.
+    /// Writes text to the console. Called with whole lines. A platform may
+    /// hold them back for a while (see [`Platform::console_turn`]) and
+    /// write them out when it idles in [`Platform::wait_until`].
     fn console_write(&self, text: &str);
+    /// Called at the start of every service's turn: a platform that holds
+    /// console lines back writes them out if they have waited long enough.
+    fn console_turn(&self, _now_ns: u64) {}
     /// Waits until an interrupt or until the clock reaches `deadline_ns`,
     /// whichever comes first (returning early is allowed). Called only when no
     /// service is ready.

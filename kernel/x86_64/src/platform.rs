@@ -22,6 +22,10 @@ impl Platform for X86Platform {
         crate::serial::write_str(text);
     }
 
+    fn console_turn(&self, now_ns: u64) {
+        crate::serial::write_out_if_due(now_ns);
+    }
+
     fn control_read(&self, buffer: &mut [u8]) -> usize {
         crate::serial::control_read(buffer)
     }
@@ -67,6 +71,8 @@ impl Platform for X86Platform {
     }
 
     fn wait_until(&self, deadline_ns: u64) {
+        // Idle: the console's held lines go out now.
+        crate::serial::write_out();
         // The 1 kHz timer interrupt ends the halt at the latest 1 ms later.
         if crate::clock::now_ns() < deadline_ns {
             x86_64::instructions::interrupts::enable_and_hlt();

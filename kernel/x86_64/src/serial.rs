@@ -6,6 +6,14 @@
 //! writers only: COM1 is shared with a console driver granted its ports, which
 //! the lock does not cover. COM2 (the host control channel) is the kernel's
 //! alone: no grant may include it.
+//!
+//! Log lines (the core's and the services' `log` calls) are held in a ring
+//! and written out when the kernel idles, or at the latest [`HOLD_NS`] after
+//! the first of them, at the start of a service's turn: under QEMU every byte
+//! costs a few microseconds of emulation, which a swap's pause or a restart
+//! must not pay (docs/design.md, "The console"). The kernel's own prints
+//! (`kprintln!`) and fault reports write the ring out first, so the console
+//! keeps the order in which things were written.
 
 use core::fmt::{self, Write};
 use spin::Mutex;
@@ -70,21 +78,45 @@ impl Uart {
         Some(unsafe { self.port(0).read() })
     }
 
-    fn write_byte(&self, byte: u8) {
-        // Bounded: a console driver granted COM1 may leave the UART unable to
-        // transmit, and this runs with interrupts off. After the bound the
-        // byte is dropped (the kernel's log loses a byte; nothing waits).
-        let mut spins = 0u32;
-        // SAFETY: reading the line status register has no memory effect (on
-        // a real 16550 it clears latched error bits that a console driver
-        // sharing COM1 might have wanted: its input may miss an error report).
-        while unsafe { self.port(5).read() } & 0x20 == 0 {
-            spins += 1;
-            if spins >= TRANSMIT_SPINS {
-                return;
+    /// Waits, boundedly, until the transmitter can take a byte (with the
+    /// FIFOs on: until the whole transmit FIFO is empty). `false` if it
+    /// never could.
+    fn wait_transmitter_empty(&self) -> bool {
+        for _ in 0..TRANSMIT_SPINS {
+            // SAFETY: reading the line status register has no memory effect
+            // (on a real 16550 it clears latched error bits that a console
+            // driver sharing COM1 might have wanted: its input may miss an
+            // error report).
+            if unsafe { self.port(5).read() } & 0x20 != 0 {
+                return true;
             }
             core::hint::spin_loop();
         }
+        false
+    }
+
+    /// How many bytes the transmitter takes once it is empty: 16 with the
+    /// FIFOs on (interrupt identification bits 6-7 set), else one.
+    fn transmit_depth(&self) -> usize {
+        // SAFETY: reading the interrupt identification register has no
+        // memory effect; it acknowledges a pending "transmitter empty"
+        // interrupt, which neither the kernel nor the console driver
+        // enables (the driver enables received-data interrupts only, and
+        // those stay pending until the data is read).
+        if unsafe { self.port(2).read() } & 0xc0 == 0xc0 {
+            16
+        } else {
+            1
+        }
+    }
+
+    /// Sends `text` (each `\n` as `\r\n` if `crlf`): one line-status poll per
+    /// FIFO's worth of bytes, not per byte (each port access is an exit to
+    /// the emulator under QEMU). Bounded: a console driver granted COM1 may
+    /// leave the UART unable to transmit, and this runs with interrupts
+    /// off; then the rest of the text is dropped (the kernel's log loses
+    /// it; nothing waits).
+    fn transmit(&self, text: &[u8], crlf: bool) {
         // A console driver may have been preempted between setting and
         // clearing DLAB (line control bit 7): then offset 0 is the divisor
         // latch. Write with DLAB clear, and put the driver's setting back.
@@ -96,9 +128,24 @@ impl Uart {
             // off and the kernel does not switch services here).
             unsafe { self.port(3).write(line_control & 0x7f) };
         }
-        // SAFETY: writing the transmit register sends a byte; no memory
-        // effect.
-        unsafe { self.port(0).write(byte) };
+        let depth = self.transmit_depth();
+        let mut room = 0;
+        let bytes = text.iter().flat_map(|&byte| {
+            let carriage_return = (crlf && byte == b'\n').then_some(b'\r');
+            carriage_return.into_iter().chain(core::iter::once(byte))
+        });
+        for byte in bytes {
+            if room == 0 {
+                if !self.wait_transmitter_empty() {
+                    break;
+                }
+                room = depth;
+            }
+            // SAFETY: writing the transmit register sends a byte; no memory
+            // effect. The transmitter has room for it (counted above).
+            unsafe { self.port(0).write(byte) };
+            room -= 1;
+        }
         if line_control & 0x80 != 0 {
             // SAFETY: puts back the driver's line control setting.
             unsafe { self.port(3).write(line_control) };
@@ -106,29 +153,100 @@ impl Uart {
     }
 }
 
-/// Line-status polls before a byte is given up (far longer than a byte takes
-/// at any baud rate a driver can set, under emulation or not).
+/// Line-status polls before the transmitter is given up (far longer than a
+/// FIFO's worth of bytes takes at any baud rate a driver can set, under
+/// emulation or not).
 const TRANSMIT_SPINS: u32 = 1_000_000;
 
 impl Write for Uart {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        for byte in text.bytes() {
-            if byte == b'\n' {
-                self.write_byte(b'\r');
-            }
-            self.write_byte(byte);
-        }
+        self.transmit(text.as_bytes(), true);
         Ok(())
     }
 }
 
-static CONSOLE: Mutex<Uart> = Mutex::new(Uart { base: COM1 });
+/// Log output not yet written to the UART, oldest first.
+struct Held {
+    bytes: [u8; HELD_LEN],
+    /// Where the oldest byte is, and how many are held.
+    start: usize,
+    len: usize,
+    /// When the oldest held byte was written.
+    since_ns: u64,
+}
+
+/// The most bytes held back (about 60 ms of output under QEMU): a write
+/// that finds no room writes out what is held first.
+const HELD_LEN: usize = 16 * 1024;
+
+/// The longest a held line waits while services keep the CPU busy.
+pub const HOLD_NS: u64 = 10_000_000;
+
+impl Held {
+    /// Appends `text`; `false` (nothing appended) if it does not fit.
+    fn push(&mut self, text: &[u8], now_ns: u64) -> bool {
+        if text.len() > HELD_LEN - self.len {
+            return false;
+        }
+        if self.len == 0 {
+            self.since_ns = now_ns;
+        }
+        for &byte in text {
+            let at = (self.start + self.len) % HELD_LEN;
+            if let Some(slot) = self.bytes.get_mut(at) {
+                *slot = byte;
+            }
+            self.len += 1;
+        }
+        true
+    }
+
+    /// Takes up to `max` of the oldest held bytes into `out`; returns how
+    /// many.
+    fn take(&mut self, out: &mut [u8]) -> usize {
+        let count = out.len().min(self.len);
+        for slot in out.iter_mut().take(count) {
+            *slot = self.bytes.get(self.start).copied().unwrap_or(b'?');
+            self.start = (self.start + 1) % HELD_LEN;
+        }
+        self.len -= count;
+        count
+    }
+}
+
+/// COM1 with the log output held for it.
+struct Console {
+    uart: Uart,
+    held: Held,
+}
+
+impl Console {
+    /// Writes up to [`WRITE_PIECE`] held bytes; returns whether any were.
+    fn write_out_piece(&mut self) -> bool {
+        let mut piece = [0u8; WRITE_PIECE];
+        let count = self.held.take(&mut piece);
+        if let Some(piece) = piece.get(..count) {
+            self.uart.transmit(piece, true);
+        }
+        count > 0
+    }
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    uart: Uart { base: COM1 },
+    held: Held {
+        bytes: [0; HELD_LEN],
+        start: 0,
+        len: 0,
+        since_ns: 0,
+    },
+});
 static CONTROL: Mutex<Uart> = Mutex::new(Uart { base: COM2 });
 static CONTROL_PRESENT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Sets the UARTs up. Call once, first thing.
 pub fn init() {
-    CONSOLE.lock().init();
+    CONSOLE.lock().uart.init();
     let control = CONTROL.lock();
     if control.present() {
         control.init();
@@ -166,44 +284,78 @@ pub fn control_write(text: &str) {
     if !control_present() {
         return;
     }
-    let control = CONTROL.lock();
-    for byte in text.bytes() {
-        control.write_byte(byte);
+    CONTROL.lock().transmit(text.as_bytes(), false);
+}
+
+/// Holds a log line for the console; it is written out when the kernel
+/// idles ([`write_out`]) or when it has waited [`HOLD_NS`]
+/// ([`write_out_if_due`]). A line that finds no room writes out what is held
+/// first; one longer than the ring is written at once.
+pub fn write_str(text: &str) {
+    let now = crate::clock::now_ns();
+    let held = x86_64::instructions::interrupts::without_interrupts(|| {
+        CONSOLE.lock().held.push(text.as_bytes(), now)
+    });
+    if held {
+        return;
+    }
+    write_out();
+    let held = x86_64::instructions::interrupts::without_interrupts(|| {
+        CONSOLE.lock().held.push(text.as_bytes(), now)
+    });
+    if !held {
+        transmit_in_pieces(text.as_bytes());
     }
 }
 
-/// Writes text to the console.
-pub fn write_str(text: &str) {
-    // In pieces, with interrupts on between them: a long write from a
-    // service must not hold interrupts off for its whole length.
-    let mut rest = text;
-    while !rest.is_empty() {
-        let mut end = rest.len().min(WRITE_PIECE);
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        let (piece, tail) = rest.split_at(end);
+/// Writes out every held line.
+pub fn write_out() {
+    // In pieces, with interrupts on between them: a long write must not
+    // hold interrupts off for its whole length.
+    while x86_64::instructions::interrupts::without_interrupts(|| {
+        CONSOLE.lock().write_out_piece()
+    }) {}
+}
+
+/// Writes out the held lines if the oldest has waited [`HOLD_NS`].
+pub fn write_out_if_due(now_ns: u64) {
+    let due = x86_64::instructions::interrupts::without_interrupts(|| {
+        let console = CONSOLE.lock();
+        console.held.len > 0 && now_ns.saturating_sub(console.held.since_ns) >= HOLD_NS
+    });
+    if due {
+        write_out();
+    }
+}
+
+/// Writes `bytes` straight to the UART, in pieces with interrupts on between
+/// them.
+fn transmit_in_pieces(bytes: &[u8]) {
+    for piece in bytes.chunks(WRITE_PIECE) {
         x86_64::instructions::interrupts::without_interrupts(|| {
-            let _ = CONSOLE.lock().write_str(piece);
+            CONSOLE.lock().uart.transmit(piece, true);
         });
-        rest = tail;
     }
 }
 
 /// Bytes written with interrupts off at a time (about 5 ms at 115,200 baud).
 const WRITE_PIECE: usize = 64;
 
-/// Writes formatted text to the console.
+/// Writes formatted text to the console at once, after the held lines.
 pub fn print(args: fmt::Arguments<'_>) {
+    write_out();
     x86_64::instructions::interrupts::without_interrupts(|| {
-        let _ = CONSOLE.lock().write_fmt(args);
+        let _ = CONSOLE.lock().uart.write_fmt(args);
     });
 }
 
-/// Writes formatted text without taking the console lock, for fault reports: the
-/// fault may have struck while the lock was held. Only for paths that end the
-/// kernel.
+/// Writes formatted text without waiting for the console lock, for fault
+/// reports: the fault may have struck while the lock was held. The held lines
+/// go first if the lock is free. Only for paths that end the kernel.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
+    if let Some(mut console) = CONSOLE.try_lock() {
+        while console.write_out_piece() {}
+    }
     let _ = Uart { base: COM1 }.write_fmt(args);
 }
 

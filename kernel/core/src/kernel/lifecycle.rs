@@ -186,6 +186,7 @@ impl Core {
     pub(super) fn abandon_swap(&mut self, id: ServiceId, why: &str) {
         let abandoned = self.services.get_mut(id).and_then(|slot| {
             slot.swap_asked_at = None;
+            slot.swap_paused_at = None;
             slot.pending_swap.take().map(|_| slot.image.name.clone())
         });
         if let Some(name) = abandoned {

@@ -321,6 +321,7 @@ impl Core {
         info: GuestSlice,
         timeout_ns: i64,
     ) -> Result<Then, Error> {
+        self.end_swap_pause(id);
         let endpoint = self.endpoint_of(id, handle, true)?;
         let waiting = self
             .endpoints
@@ -431,6 +432,7 @@ impl Core {
         (buffer, info): (GuestSlice, GuestSlice),
         timeout_ns: i64,
     ) -> Option<i32> {
+        self.end_swap_pause(id);
         let endpoint = match self.endpoint_of(id, handle, true) {
             Ok(endpoint) => endpoint,
             Err(error) => return Some(error.code()),
@@ -613,23 +615,36 @@ impl Core {
     pub(super) fn block(&mut self, id: ServiceId, wait: Wait) {
         let quiescent = matches!(wait, Wait::Receive { .. });
         self.sched.block(id, wait);
-        let now = self.platform.now_ns();
-        let Some(slot) = self.services.get_mut(id).filter(|_| quiescent) else {
+        if quiescent
+            && self
+                .services
+                .get(id)
+                .is_some_and(|slot| slot.pending_swap.is_some())
+        {
+            self.perform_swap(id);
+        }
+    }
+
+    /// Service `id` asks for a message. If it is a version swapped in that
+    /// has not asked before, it is ready to serve: the swap's pause, from
+    /// the old version's quiescent point to here, is over (between the
+    /// request and the quiescent point the old version went on serving).
+    fn end_swap_pause(&mut self, id: ServiceId) {
+        let Some(slot) = self.services.get_mut(id) else {
             return;
         };
-        if slot.pending_swap.is_some() {
-            self.perform_swap(id);
-        } else if slot.previous.is_some()
-            && let Some(asked) = slot.swap_asked_at.take()
-        {
-            // The new version is ready to serve: the swap's pause is over.
-            let message = format!(
-                "swap pause of {}: {} us",
-                slot.image.name,
-                now.saturating_sub(asked) / 1000
-            );
-            self.log(&message);
-        }
+        let Some(paused) = slot.swap_paused_at.take() else {
+            return;
+        };
+        let asked = slot.swap_asked_at.take().unwrap_or(paused);
+        let now = self.platform.now_ns();
+        let message = format!(
+            "swap pause of {}: {} us ({} us from the request)",
+            slot.image.name,
+            now.saturating_sub(paused) / 1000,
+            now.saturating_sub(asked) / 1000
+        );
+        self.log(&message);
     }
 
     /// Wakes `caller` with `result` if it still waits for the reply to

@@ -138,6 +138,7 @@ impl Core {
         let Some(slot) = self.services.get_mut(target) else {
             return Err(Error::NotFound.into());
         };
+        slot.retired = None;
         slot.pending_swap = Some(PendingSwap { program, started });
         slot.swap_asked_at = Some(self.platform.now_ns());
         if host && !self.host_swaps.contains(&target) {
@@ -221,6 +222,9 @@ impl Core {
         let (service, second_stack) = match outcome {
             Ok(outcome) => outcome,
             Err(reason) => {
+                if let Some(slot) = self.services.get_mut(id) {
+                    slot.swap_asked_at = None;
+                }
                 let message = format!("swap of {name} failed, old version kept: {reason}");
                 self.log(&message);
                 self.tell_host(id, &format!("error: {message}\n"));
@@ -243,7 +247,9 @@ impl Core {
             .limits
             .swap_probation_ms
             .saturating_mul(1_000_000);
-        // Dropping the version before last frees its Engine and Store.
+        // The version before last is freed after the pause (its Engine and
+        // Store take tens of microseconds to drop).
+        slot.retired = slot.previous.take();
         slot.previous = Some(Previous {
             service: old,
             _second_stack: second_stack,
@@ -252,6 +258,7 @@ impl Core {
             until_ns: now.saturating_add(probation),
         });
         slot.swaps = slot.swaps.saturating_add(1);
+        slot.swap_paused_at = Some(now);
         self.sched
             .record(atoll_abi::trace::Kind::Swap, id, usize::MAX, 0, 0);
         let message = format!(
