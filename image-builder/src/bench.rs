@@ -288,7 +288,10 @@ fn swap_pauses(options: &BuildOptions) -> Result<(SwapTimes, usize), Error> {
     result?;
     let console = text();
     let _ = std::fs::create_dir_all(options.workspace.join("target/bench"));
-    let _ = std::fs::write(options.workspace.join("target/bench/guest-swaps.log"), &console);
+    let _ = std::fs::write(
+        options.workspace.join("target/bench/guest-swaps.log"),
+        &console,
+    );
     let failed = console
         .lines()
         .filter(|line| line.starts_with("[client] ") && !line.contains(", count "))

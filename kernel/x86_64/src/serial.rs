@@ -135,6 +135,10 @@ impl Uart {
             carriage_return.into_iter().chain(core::iter::once(byte))
         });
         for byte in bytes {
+            if cfg!(feature = "console-at-once") {
+                // As before: one line-status poll per byte.
+                room = 0;
+            }
             if room == 0 {
                 if !self.wait_transmitter_empty() {
                     break;
@@ -292,6 +296,10 @@ pub fn control_write(text: &str) {
 /// ([`write_out_if_due`]). A line that finds no room writes out what is held
 /// first; one longer than the ring is written at once.
 pub fn write_str(text: &str) {
+    if cfg!(feature = "console-at-once") {
+        transmit_in_pieces(text.as_bytes());
+        return;
+    }
     let now = crate::clock::now_ns();
     let held = x86_64::instructions::interrupts::without_interrupts(|| {
         CONSOLE.lock().held.push(text.as_bytes(), now)
@@ -312,9 +320,9 @@ pub fn write_str(text: &str) {
 pub fn write_out() {
     // In pieces, with interrupts on between them: a long write must not
     // hold interrupts off for its whole length.
-    while x86_64::instructions::interrupts::without_interrupts(|| {
-        CONSOLE.lock().write_out_piece()
-    }) {}
+    while x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.lock().write_out_piece())
+    {
+    }
 }
 
 /// Writes out the held lines if the oldest has waited [`HOLD_NS`].
