@@ -16,6 +16,7 @@
 //! keeps the order in which things were written.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, Ordering};
 use spin::Mutex;
 use x86_64::instructions::port::Port;
 
@@ -175,9 +176,12 @@ struct Held {
     /// Where the oldest byte is, and how many are held.
     start: usize,
     len: usize,
-    /// When the oldest held byte was written.
-    since_ns: u64,
 }
+
+/// When the oldest held byte was written; `u64::MAX` while none is held.
+/// Kept beside the ring (and changed only with its lock held) so that the
+/// check at every turn's start takes no lock.
+static OLDEST_HELD_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// The most bytes held back (about 60 ms of output under QEMU): a write
 /// that finds no room writes out what is held first.
@@ -193,7 +197,7 @@ impl Held {
             return false;
         }
         if self.len == 0 {
-            self.since_ns = now_ns;
+            OLDEST_HELD_NS.store(now_ns, Ordering::Relaxed);
         }
         for &byte in text {
             let at = (self.start + self.len) % HELD_LEN;
@@ -205,8 +209,8 @@ impl Held {
         true
     }
 
-    /// Takes up to `max` of the oldest held bytes into `out`; returns how
-    /// many.
+    /// Moves the oldest held bytes into `out`, as many as it holds; returns
+    /// how many.
     fn take(&mut self, out: &mut [u8]) -> usize {
         let count = out.len().min(self.len);
         for slot in out.iter_mut().take(count) {
@@ -214,6 +218,9 @@ impl Held {
             self.start = (self.start + 1) % HELD_LEN;
         }
         self.len -= count;
+        if self.len == 0 {
+            OLDEST_HELD_NS.store(u64::MAX, Ordering::Relaxed);
+        }
         count
     }
 }
@@ -242,7 +249,6 @@ static CONSOLE: Mutex<Console> = Mutex::new(Console {
         bytes: [0; HELD_LEN],
         start: 0,
         len: 0,
-        since_ns: 0,
     },
 });
 static CONTROL: Mutex<Uart> = Mutex::new(Uart { base: COM2 });
@@ -327,11 +333,8 @@ pub fn write_out() {
 
 /// Writes out the held lines if the oldest has waited [`HOLD_NS`].
 pub fn write_out_if_due(now_ns: u64) {
-    let due = x86_64::instructions::interrupts::without_interrupts(|| {
-        let console = CONSOLE.lock();
-        console.held.len > 0 && now_ns.saturating_sub(console.held.since_ns) >= HOLD_NS
-    });
-    if due {
+    let oldest = OLDEST_HELD_NS.load(Ordering::Relaxed);
+    if oldest != u64::MAX && now_ns.saturating_sub(oldest) >= HOLD_NS {
         write_out();
     }
 }

@@ -131,6 +131,9 @@ impl Core {
                 Err(error) => return Err(self.refuse_swap(name, &error)),
             }
         };
+        // A swap still pending is superseded: its asker (the host, if it
+        // was) hears so, and its instance is dropped.
+        self.abandon_swap(target, "a newer version was asked for");
         let quiescent = matches!(
             self.sched.state(target),
             Some(ServiceState::Blocked(Wait::Receive { .. }))

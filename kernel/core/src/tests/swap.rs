@@ -523,6 +523,39 @@ fn a_host_swap_pending_when_the_supervisor_stops_the_service_is_abandoned_and_th
 }
 
 #[test]
+fn a_host_swap_superseded_by_a_newer_one_is_answered_and_the_newer_one_applied() {
+    // Both requests arrive before svc first runs (to wait in `receive`):
+    // the first is pending when the second comes. Before: the second
+    // replaced the first silently, and the host heard one answer for two
+    // requests.
+    let mut system = TestSystem::new()
+        .service("svc", counter(1, false))
+        .provides("svc")
+        .boot();
+    for version in [2, 3] {
+        system.platform.send_control(&crate::control::encode_swap(
+            "svc",
+            &counter_module(version, false),
+        ));
+    }
+    system.kernel.poll_control();
+    system.run();
+    let answers = system.platform.control_output();
+    let lines: Vec<&str> = answers.lines().collect();
+    assert_eq!(lines.len(), 2, "{answers:?}");
+    assert!(
+        lines[0].starts_with("error: swap of svc abandoned: a newer version was asked for"),
+        "{answers:?}"
+    );
+    assert!(
+        lines[1].starts_with("ok: service svc swapped"),
+        "{answers:?}"
+    );
+    assert_eq!(system.kernel.swaps("svc"), Some(1));
+    assert_eq!(system.kernel.swap_pending("svc"), Some(false));
+}
+
+#[test]
 fn a_drivers_new_version_touches_its_device_only_at_the_quiescent_point() {
     // The driver sleeps (live, not in `receive`) when the host asks for a
     // swap whose start function writes its port, then exits: the swap is
