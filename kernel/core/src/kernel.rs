@@ -320,13 +320,13 @@ impl crate::host::Switch for RefCell<Core> {
         &self,
         id: ServiceId,
         handle: i32,
-        message: Vec<u8>,
+        message: &[u8],
         reply: GuestSlice,
     ) -> InPlace {
         // Busy: a state handoff runs the service with the kernel borrowed.
         let started = match self.try_borrow_mut() {
             Ok(mut core) => core.begin_switch(id, handle, message, reply),
-            Err(_) => return InPlace::NotTaken(message),
+            Err(_) => return InPlace::NotTaken,
         };
         match started {
             Ok((server, service, resume)) => {
@@ -367,6 +367,8 @@ pub(crate) struct Core {
     /// outcome the host waits for.
     control: ControlChannel,
     host_swaps: Vec<ServiceId>,
+    /// Buffers of messages taken, for the next ones (`messages::recycle`).
+    spare_buffers: Vec<Vec<u8>>,
     /// Services whose last swap the host asked for, still on probation: only
     /// their rollback is reported on the control channel (where a concurrent
     /// `push` might otherwise take it for its own answer).
@@ -409,6 +411,7 @@ impl Core {
             message_budget: 0,
             control: ControlChannel::default(),
             host_swaps: Vec::new(),
+            spare_buffers: Vec::with_capacity(messages::SPARE_BUFFERS),
             host_probation: Vec::new(),
             control_polled_at: 0,
             summary: RunSummary::default(),

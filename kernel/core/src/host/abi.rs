@@ -64,20 +64,22 @@ fn lookup(caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
 /// `send(handle, ptr, len) -> status`
 fn send(mut caller: Caller<'_, HostState>, handle: i32, ptr: i32, len: i32) -> HostResult {
     checked(|| {
+        // Copied by the kernel straight from the sender's memory if it is
+        // reachable (into a spare buffer when it has one), else here, into
+        // the Syscall.
+        let sent = {
+            let message = GuestSlice::new(ptr, len).read(memory(&caller)?, MAX_MESSAGE_LEN)?;
+            with_kernel(caller.data(), |kernel, id| {
+                kernel.fast_send(id, handle, message)
+            })
+        };
+        if let Some(result) = sent {
+            charge_copy(&mut caller, len.max(0) as usize);
+            return Ok(Ok(result));
+        }
         let message = copy_message(&caller, ptr, len)?;
         charge_copy(&mut caller, message.len());
-        // Moved into the kernel if it is reachable, else into the Syscall.
-        let mut message = Some(message);
-        let sent = with_kernel(caller.data(), |kernel, id| {
-            kernel.fast_send(id, handle, message.take().unwrap_or_default())
-        });
-        match (sent, message) {
-            (Some(result), _) => Ok(Ok(result)),
-            (None, message) => {
-                let message = message.unwrap_or_default();
-                Ok(suspend(caller, Syscall::Send { handle, message }))
-            }
-        }
+        Ok(suspend(caller, Syscall::Send { handle, message }))
     })
 }
 
@@ -91,11 +93,16 @@ fn call(
     reply_cap: i32,
 ) -> HostResult {
     checked(|| {
-        let message = copy_message(&caller, ptr, len)?;
         let reply = writable(&caller, reply_ptr, reply_cap)?;
-        charge_copy(&mut caller, message.len());
-        let message = match call_in_place(caller.data(), handle, message, reply) {
-            InPlace::NotTaken(message) => message,
+        // Copied by the kernel straight from the caller's memory if it takes
+        // the call in place, else here, into the Syscall.
+        let in_place = {
+            let message = GuestSlice::new(ptr, len).read(memory(&caller)?, MAX_MESSAGE_LEN)?;
+            call_in_place(caller.data(), handle, message, reply)
+        };
+        charge_copy(&mut caller, len.max(0) as usize);
+        let message = match in_place {
+            InPlace::NotTaken => copy_message(&caller, ptr, len)?,
             InPlace::Answered(value, bytes) => {
                 if let Some(bytes) = bytes {
                     // Checked writable above; memory never shrinks.
@@ -131,10 +138,15 @@ fn receive(
     info_ptr: i32,
 ) -> HostResult {
     checked(|| {
-        let buffer = writable(&caller, ptr, cap)?;
-        let info = writable(&caller, info_ptr, RECEIVE_INFO_LEN as i32)?;
+        let buffer = GuestSlice::new(ptr, cap);
+        let info = GuestSlice::new(info_ptr, RECEIVE_INFO_LEN as i32);
         let memory = crate::host::guest_memory(&caller).ok_or(Error::NoMemory)?;
         let (bytes, state) = memory.data_and_store_mut(&mut caller);
+        // Both lie in its memory now (writable, as `writable` checks, with
+        // the memory resolved once), so they still will when a message
+        // comes: memory never shrinks.
+        buffer.read(bytes, usize::MAX)?;
+        info.read(bytes, usize::MAX)?;
         let received = with_kernel(state, |kernel, id| {
             kernel.fast_receive(id, handle, bytes, (buffer, info), timeout_ns)
         });

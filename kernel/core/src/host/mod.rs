@@ -58,8 +58,9 @@ pub(crate) fn define(linker: &mut Linker<HostState>, wasi: bool) -> Result<(), w
 /// and `receive` with a message waiting. Implemented by the kernel; a trait,
 /// so that the host functions do not depend on the kernel.
 pub(crate) trait Messages {
-    /// `send` of `message` on `handle` by service `id`: the result code.
-    fn fast_send(&mut self, id: ServiceId, handle: i32, message: Vec<u8>) -> i32;
+    /// `send` of `message` (in service `id`'s memory; the kernel copies it)
+    /// on `handle`: the result code.
+    fn fast_send(&mut self, id: ServiceId, handle: i32, message: &[u8]) -> i32;
     /// `receive` on `handle` into `buffer` and `info` of `memory` (service
     /// `id`'s own), waiting `timeout_ns` (0: not at all): the result, or
     /// `None` if it must wait.
@@ -82,13 +83,14 @@ pub(crate) trait Messages {
 /// borrows only between the server's steps) for the same reason as
 /// [`Messages`].
 pub(crate) trait Switch {
-    /// `call` of `message` on `handle` by service `id`, with its reply
-    /// buffer `reply` (checked writable).
+    /// `call` of `message` (in service `id`'s memory; the kernel copies it
+    /// if it takes the call) on `handle`, with its reply buffer `reply`
+    /// (checked writable).
     fn call_in_place(
         &self,
         id: ServiceId,
         handle: i32,
-        message: Vec<u8>,
+        message: &[u8],
         reply: GuestSlice,
     ) -> InPlace;
 }
@@ -96,8 +98,8 @@ pub(crate) trait Switch {
 /// How a `call` offered to [`Switch::call_in_place`] went.
 pub(crate) enum InPlace {
     /// Not made (no server waiting for it, a switch already running, the
-    /// kernel busy): the caller takes the slow path with its message.
-    NotTaken(Vec<u8>),
+    /// kernel busy): the caller takes the slow path.
+    NotTaken,
     /// Made and answered: the caller resumes with this value (the reply's
     /// length, or an error code), and the reply's bytes are these, if any.
     Answered(i32, Option<Vec<u8>>),
@@ -110,15 +112,15 @@ pub(crate) enum InPlace {
 pub(crate) type KernelLink = (ServiceId, Weak<RefCell<dyn Messages>>);
 
 /// Offers `call` to the kernel's direct switch ([`Switch`]).
-fn call_in_place(state: &HostState, handle: i32, message: Vec<u8>, reply: GuestSlice) -> InPlace {
+fn call_in_place(state: &HostState, handle: i32, message: &[u8], reply: GuestSlice) -> InPlace {
     if cfg!(any(feature = "trapped-ipc", feature = "no-switch")) {
-        return InPlace::NotTaken(message);
+        return InPlace::NotTaken;
     }
     let (Some((id, _)), Some(switch)) = (
         state.kernel.as_ref(),
         state.switch.as_ref().and_then(Weak::upgrade),
     ) else {
-        return InPlace::NotTaken(message);
+        return InPlace::NotTaken;
     };
     switch.call_in_place(*id, handle, message, reply)
 }

@@ -2,12 +2,14 @@
 //! handing a message or a reply to a parked service.
 
 use super::*;
+use atoll_abi::MAX_MESSAGE_LEN;
 use atoll_abi::trace::Kind;
 
 impl crate::host::Messages for Core {
-    fn fast_send(&mut self, id: ServiceId, handle: i32, message: Vec<u8>) -> i32 {
+    fn fast_send(&mut self, id: ServiceId, handle: i32, message: &[u8]) -> i32 {
         self.count_syscall(id);
-        self.send(id, handle, message)
+        self.message_buffer(message)
+            .and_then(|message| self.send(id, handle, message))
             .map_or_else(Error::code, |_| 0)
     }
 
@@ -38,6 +40,11 @@ impl crate::host::Messages for Core {
 /// in one slice of its fuel, a turn a hundred times longer than a slice.
 const SWITCH_FUEL: u64 = 1_000;
 
+/// Buffers of taken messages kept for the next ones (each at most
+/// [`MAX_MESSAGE_LEN`]: 128 KiB at most, out of the kernel's reserve): a
+/// message in a spare buffer costs no allocation and no free.
+pub(super) const SPARE_BUFFERS: usize = 32;
+
 /// A direct switch in progress: `caller`'s `call` (`token`) runs the server
 /// it woke, in place, and the reply, if it comes before the server stops,
 /// is kept here for the caller's host function to write (the caller is out
@@ -67,7 +74,7 @@ impl Core {
         &mut self,
         id: ServiceId,
         handle: i32,
-        message: Vec<u8>,
+        message: &[u8],
         reply: GuestSlice,
     ) -> Result<(ServiceId, Box<Service>, i32), InPlace> {
         let endpoint = self.endpoint_of(id, handle, false);
@@ -90,9 +97,12 @@ impl Core {
             .get(id)
             .is_some_and(|slot| self.switched_fuel < slot.image.limits.fuel_slice);
         let Some((_, server)) = server.filter(|_| within_turn) else {
-            return Err(InPlace::NotTaken(message));
+            return Err(InPlace::NotTaken);
         };
         self.count_syscall(id);
+        let message = self
+            .message_buffer(message)
+            .map_err(|error| InPlace::Answered(error.code(), None))?;
         if let Err(error) = self.call(id, handle, message, Answer::Reply(reply)) {
             return Err(InPlace::Answered(error.code(), None));
         }
@@ -372,7 +382,9 @@ impl Core {
             .ok_or(Error::BadHandle)?;
         service.write_memory(buffer, &message.data)?;
         service.write_memory(info, &record)?;
-        i32::try_from(message.data.len()).map_err(|_| Error::TooLarge)
+        let length = i32::try_from(message.data.len()).map_err(|_| Error::TooLarge);
+        self.recycle(message.data);
+        length
     }
 
     /// Takes the oldest message of `endpoint` for service `id`, if it fits
@@ -458,10 +470,35 @@ impl Core {
             .and_then(|()| info.write(memory, usize::MAX))
             .and_then(|window| window.get_mut(..record.len()).ok_or(Error::OutOfBounds))
             .map(|window| window.copy_from_slice(&record));
-        Some(match written {
+        let result = match written {
             Ok(()) => i32::try_from(message.data.len()).unwrap_or(i32::MAX),
             Err(error) => error.code(),
-        })
+        };
+        self.recycle(message.data);
+        Some(result)
+    }
+
+    /// A kernel-owned copy of `bytes` for a queue: in the buffer of a
+    /// message already taken when one is spare and big enough (no
+    /// allocation, and nothing more held: the buffer was admitted with its
+    /// first message), else in a new one the heap admits.
+    fn message_buffer(&mut self, bytes: &[u8]) -> Result<Vec<u8>, Error> {
+        if let Some(mut buffer) = self.spare_buffers.pop()
+            && buffer.capacity() >= bytes.len()
+        {
+            buffer.clear();
+            buffer.extend_from_slice(bytes);
+            return Ok(buffer);
+        }
+        self.heap.copy(bytes)
+    }
+
+    /// Keeps the buffer of a message taken for a later message, up to
+    /// [`SPARE_BUFFERS`] of them (at most a message long each).
+    pub(super) fn recycle(&mut self, buffer: Vec<u8>) {
+        if self.spare_buffers.len() < SPARE_BUFFERS && buffer.capacity() <= MAX_MESSAGE_LEN {
+            self.spare_buffers.push(buffer);
+        }
     }
 
     /// Hands back a message its receiver could not take twice: a call's
@@ -534,7 +571,15 @@ impl Core {
             if !matches!(call.answer, Answer::Reply(_)) {
                 return Err(Error::PeerGone);
             }
-            let copy = self.heap.copy(data)?;
+            // Held only until the caller's host function writes it, later
+            // in this kernel call, and at most a message long: a transient
+            // allocation, out of the reserve (heap.rs), not admitted (near
+            // the reserve, admission refused it, and the caller waited for
+            // a reply the server could not give).
+            let mut copy = Vec::new();
+            copy.try_reserve_exact(data.len())
+                .map_err(|_| Error::OutOfMemory)?;
+            copy.extend_from_slice(data);
             if let Some(switching) = self.switching.as_mut() {
                 switching.reply = Some(copy);
             }
@@ -629,11 +674,20 @@ impl Core {
     /// has not asked before, it is ready to serve: the swap's pause, from
     /// the old version's quiescent point to here, is over (between the
     /// request and the quiescent point the old version went on serving).
+    #[inline]
     fn end_swap_pause(&mut self, id: ServiceId) {
         let Some(slot) = self.services.get_mut(id) else {
             return;
         };
         let Some(paused) = slot.swap_paused_at.take() else {
+            return;
+        };
+        self.log_swap_pause(id, paused);
+    }
+
+    #[cold]
+    fn log_swap_pause(&mut self, id: ServiceId, paused: u64) {
+        let Some(slot) = self.services.get_mut(id) else {
             return;
         };
         let asked = slot.swap_asked_at.take().unwrap_or(paused);

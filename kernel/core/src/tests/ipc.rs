@@ -2,9 +2,10 @@
 //! timeouts, the message budget, and `log`.
 
 use super::probes::{code, echo_server, probe};
-use super::system::TestSystem;
+use super::system::{LIMITS, TestSystem};
 use crate::{ServiceState, Wait};
 use atoll_abi::Error;
+use atoll_abi::bundle::ServiceLimits;
 
 /// A service that calls `log(ptr, len)` and then logs `got -N` for the result
 /// code -N (single digit).
@@ -162,6 +163,56 @@ fn queues_are_fifo_bounded_and_refuse_when_full() {
         system.lines_of("server"),
         ["m0", "m1", "m2", "m3", &would_block, "0"]
     );
+}
+
+#[test]
+fn small_and_large_messages_in_turn_arrive_whole_through_reused_buffers() {
+    // The kernel reuses the buffers of taken messages (spare buffers): a
+    // large message after small ones needs a bigger buffer, a small one
+    // after a large one must not carry the large one's bytes. Each message
+    // is reported as its length, first and last byte; with the server
+    // waiting (messages delivered into it) and asleep (messages queued).
+    let client = probe(
+        "abcd",
+        "(i32.store8 (i32.const 4096) (i32.const 88))
+         (i32.store8 (i32.const 7095) (i32.const 89))
+         (loop $twice
+            (drop (call $send (i32.const 1) (i32.const 0) (i32.const 2)))
+            (drop (call $send (i32.const 1) (i32.const 4096) (i32.const 3000)))
+            (drop (call $send (i32.const 1) (i32.const 2) (i32.const 2)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $twice (i32.lt_u (local.get $i) (i32.const 2))))",
+    );
+    let expected = [
+        "2", "97", "98", "3000", "88", "89", "2", "99", "100", //
+        "2", "97", "98", "3000", "88", "89", "2", "99", "100",
+    ];
+    for first in ["", "(drop (call $sleep (i64.const 1000000)))"] {
+        let server = probe(
+            "",
+            &format!(
+                "{first}
+                 (loop $each
+                    (local.set $r (call $receive (i32.const 1) (i32.const 10000) (i32.const 4096) (i64.const 100000000) (i32.const 200)))
+                    (if (i32.ge_s (local.get $r) (i32.const 0)) (then
+                        (call $report (local.get $r))
+                        (call $report (i32.load8_u (i32.const 10000)))
+                        (call $report (i32.load8_u (i32.add (i32.const 9999) (local.get $r))))
+                        (br $each))))"
+            ),
+        );
+        let (system, _) = TestSystem::new()
+            .service("server", server)
+            .provides("inbox")
+            .limits(ServiceLimits {
+                queue_depth: 8,
+                ..LIMITS
+            })
+            .service("client", client.clone())
+            .uses("inbox")
+            .run();
+        assert_eq!(system.lines_of("server"), expected, "{first:?}");
+    }
 }
 
 #[test]
