@@ -28,8 +28,14 @@
 //!   ended service; one notification per interrupt line) come out of the
 //!   reserve, which is sized for them many times over.
 //!
+//! The kernel keeps up to 32 buffers of messages already taken for the
+//! next ones (`messages::message_buffer`): each was admitted with its first
+//! message and is at most a message long, so reusing one admits nothing
+//! again, and the idle ones (at most 128 KiB) stay out of the reserve.
+//!
 //! What is not here: the allocator itself (the platform's) and the message
-//! budget that shares the queues fairly (`Kernel::enqueue`).
+//! budget that shares the queues fairly (`Kernel::enqueue`, which counts each
+//! queued message's buffer by its capacity).
 
 use crate::Platform;
 use alloc::sync::Arc;

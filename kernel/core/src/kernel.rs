@@ -151,11 +151,9 @@ struct Slot {
     /// turn after it serves, or its next swap is asked for), not inside it.
     retired: Option<Previous>,
     swaps: u32,
-    /// When the swap in progress was asked for, and when the old version
-    /// reached its quiescent point and stopped serving: the pause lasts from
-    /// then until the new version waits in `receive`, ready to serve.
-    swap_asked_at: Option<u64>,
-    swap_paused_at: Option<u64>,
+    /// The pause of the last swap, until the new version first asks for a
+    /// message (`Core::end_swap_pause`).
+    open_pause: Option<swap::OpenPause>,
     /// Whether the service has had the CPU at least once (for `system ready`).
     ever_ran: bool,
 }
@@ -604,8 +602,7 @@ impl Core {
                         previous: None,
                         retired: None,
                         swaps: 0,
-                        swap_asked_at: None,
-                        swap_paused_at: None,
+                        open_pause: None,
                         ever_ran: false,
                     });
                 }
@@ -683,7 +680,7 @@ impl Core {
             slot.ever_ran = true;
             self.started += 1;
         }
-        if slot.swap_paused_at.is_none() {
+        if slot.open_pause.is_none() {
             slot.retired = None;
         }
         if slot
@@ -861,9 +858,12 @@ const CONTROL_POLL_NS: u64 = 1_000_000;
 /// The most bytes all queues together may hold.
 pub const MAX_MESSAGE_BUDGET: usize = 64 * 1024 * 1024;
 
-/// What a queued message costs against the budget: its bytes plus bookkeeping.
+/// What a queued message costs against the budget: the buffer holding its
+/// bytes (a reused buffer may be larger than the message) plus bookkeeping.
+/// A queued message's buffer never changes, so what is added at `enqueue` is
+/// what is taken off when it leaves.
 fn message_cost(message: &Message) -> usize {
-    message.data.len() + core::mem::size_of::<Message>()
+    message.data.capacity() + core::mem::size_of::<Message>()
 }
 
 #[cfg(test)]

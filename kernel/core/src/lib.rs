@@ -51,8 +51,10 @@ pub trait Platform: Send + Sync + 'static {
     /// hold them back for a while (see [`Platform::console_turn`]) and
     /// write them out when it idles in [`Platform::wait_until`].
     fn console_write(&self, text: &str);
-    /// Called at the start of every service's turn: a platform that holds
-    /// console lines back writes them out if they have waited long enough.
+    /// Called at the start of every turn the scheduler gives (a server run
+    /// in place, inside its caller's turn, is not a turn of its own): a
+    /// platform that holds console lines back writes them out if they have
+    /// waited long enough.
     fn console_turn(&self, _now_ns: u64) {}
     /// Waits until an interrupt or until the clock reaches `deadline_ns`,
     /// whichever comes first (returning early is allowed). Called only when no

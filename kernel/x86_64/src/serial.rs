@@ -114,9 +114,9 @@ impl Uart {
     /// Sends `text` (each `\n` as `\r\n` if `crlf`): one line-status poll per
     /// FIFO's worth of bytes, not per byte (each port access is an exit to
     /// the emulator under QEMU). Bounded: a console driver granted COM1 may
-    /// leave the UART unable to transmit, and this runs with interrupts
-    /// off; then the rest of the text is dropped (the kernel's log loses
-    /// it; nothing waits).
+    /// leave the UART unable to transmit, and the console is written with
+    /// interrupts off; then the rest of the text is dropped (the kernel's
+    /// log loses it; nothing waits).
     fn transmit(&self, text: &[u8], crlf: bool) {
         // A console driver may have been preempted between setting and
         // clearing DLAB (line control bit 7): then offset 0 is the divisor

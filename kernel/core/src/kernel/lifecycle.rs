@@ -177,18 +177,28 @@ impl Core {
         self.abandon_swap(id, "the service was stopped");
         if let Some(slot) = self.services.get_mut(id) {
             slot.previous = None;
+            slot.retired = None;
         }
     }
 
     /// Drops service `id`'s pending swap, if any, with the instance started
     /// for it (its memory, its interpreter's claim): it was asked for the
     /// version that is gone. The host, if it asked, is told why.
+    /// A swap's pause still open ends with the version: no pause line.
     pub(super) fn abandon_swap(&mut self, id: ServiceId, why: &str) {
-        let abandoned = self.services.get_mut(id).and_then(|slot| {
-            slot.swap_asked_at = None;
-            slot.swap_paused_at = None;
-            slot.pending_swap.take().map(|_| slot.image.name.clone())
-        });
+        if let Some(slot) = self.services.get_mut(id) {
+            slot.open_pause = None;
+        }
+        self.drop_pending_swap(id, why);
+    }
+
+    /// Drops service `id`'s pending swap, if any, and tells the host, if it
+    /// asked, why.
+    pub(super) fn drop_pending_swap(&mut self, id: ServiceId, why: &str) {
+        let abandoned = self
+            .services
+            .get_mut(id)
+            .and_then(|slot| slot.pending_swap.take().map(|_| slot.image.name.clone()));
         if let Some(name) = abandoned {
             let message = format!("swap of {name} abandoned: {why}");
             self.log(&message);

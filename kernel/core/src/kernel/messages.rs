@@ -45,6 +45,10 @@ const SWITCH_FUEL: u64 = 1_000;
 /// message in a spare buffer costs no allocation and no free.
 pub(super) const SPARE_BUFFERS: usize = 32;
 
+/// A spare buffer serves a message of `len` bytes if its capacity is at
+/// least `len` and at most twice `len` or twice this.
+const SPARE_SLACK: usize = 32;
+
 /// A direct switch in progress: `caller`'s `call` (`token`) runs the server
 /// it woke, in place, and the reply, if it comes before the server stops,
 /// is kept here for the caller's host function to write (the caller is out
@@ -281,8 +285,9 @@ impl Core {
         if self.queued_bytes.saturating_add(cost) > self.message_budget {
             return Err(self.refused(endpoint, Error::QueueFull));
         }
-        // The message's bytes were admitted when they were copied out of the
-        // sender (`Heap::copy` in the host function): no second check here.
+        // The message's buffer was admitted when it was made (`Heap::copy`
+        // in `message_buffer` or the host function's slow path), or is a
+        // spare one admitted with an earlier message: no second check here.
         let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
         let owner = queue.owner;
         let (token, length) = (message.token, message.data.len());
@@ -478,13 +483,18 @@ impl Core {
         Some(result)
     }
 
-    /// A kernel-owned copy of `bytes` for a queue: in the buffer of a
-    /// message already taken when one is spare and big enough (no
-    /// allocation, and nothing more held: the buffer was admitted with its
-    /// first message), else in a new one the heap admits.
+    /// A kernel-owned copy of `bytes` for a queue: in the last spare buffer
+    /// (of a message already taken) if it fits closely, at most twice the
+    /// message or [`SPARE_SLACK`] bytes (no allocation, and nothing more
+    /// held: the buffer was admitted with its first message; the budget
+    /// counts its capacity), else in a new one the heap admits.
     fn message_buffer(&mut self, bytes: &[u8]) -> Result<Vec<u8>, Error> {
-        if let Some(mut buffer) = self.spare_buffers.pop()
-            && buffer.capacity() >= bytes.len()
+        let fits = |buffer: &Vec<u8>| {
+            (bytes.len()..=bytes.len().max(SPARE_SLACK).saturating_mul(2))
+                .contains(&buffer.capacity())
+        };
+        if self.spare_buffers.last().is_some_and(fits)
+            && let Some(mut buffer) = self.spare_buffers.pop()
         {
             buffer.clear();
             buffer.extend_from_slice(bytes);
@@ -679,24 +689,23 @@ impl Core {
         let Some(slot) = self.services.get_mut(id) else {
             return;
         };
-        let Some(paused) = slot.swap_paused_at.take() else {
+        let Some(pause) = slot.open_pause.take() else {
             return;
         };
-        self.log_swap_pause(id, paused);
+        self.log_swap_pause(id, pause);
     }
 
     #[cold]
-    fn log_swap_pause(&mut self, id: ServiceId, paused: u64) {
-        let Some(slot) = self.services.get_mut(id) else {
+    fn log_swap_pause(&mut self, id: ServiceId, pause: swap::OpenPause) {
+        let Some(slot) = self.services.get(id) else {
             return;
         };
-        let asked = slot.swap_asked_at.take().unwrap_or(paused);
         let now = self.platform.now_ns();
         let message = format!(
             "swap pause of {}: {} us ({} us from the request)",
             slot.image.name,
-            now.saturating_sub(paused) / 1000,
-            now.saturating_sub(asked) / 1000
+            now.saturating_sub(pause.paused_at) / 1000,
+            now.saturating_sub(pause.asked_at) / 1000
         );
         self.log(&message);
     }

@@ -12,6 +12,17 @@ use super::*;
 pub(super) struct PendingSwap {
     program: Arc<Program>,
     started: Option<Box<Service>>,
+    /// When it was asked for (once compiled and started).
+    asked_at: u64,
+}
+
+/// A swap's pause in progress: when the swap was asked for, and when the
+/// old version reached its quiescent point and stopped serving. The pause
+/// lasts from then until the new version first asks for a message.
+#[derive(Clone, Copy)]
+pub(super) struct OpenPause {
+    pub(super) asked_at: u64,
+    pub(super) paused_at: u64,
 }
 
 impl Core {
@@ -132,8 +143,9 @@ impl Core {
             }
         };
         // A swap still pending is superseded: its asker (the host, if it
-        // was) hears so, and its instance is dropped.
-        self.abandon_swap(target, "a newer version was asked for");
+        // was) hears so, and its instance is dropped. (A pause still open,
+        // of a swap already made, stays open.)
+        self.drop_pending_swap(target, "a newer version was asked for");
         let quiescent = matches!(
             self.sched.state(target),
             Some(ServiceState::Blocked(Wait::Receive { .. }))
@@ -142,8 +154,11 @@ impl Core {
             return Err(Error::NotFound.into());
         };
         slot.retired = None;
-        slot.pending_swap = Some(PendingSwap { program, started });
-        slot.swap_asked_at = Some(self.platform.now_ns());
+        slot.pending_swap = Some(PendingSwap {
+            program,
+            started,
+            asked_at: self.platform.now_ns(),
+        });
         if host && !self.host_swaps.contains(&target) {
             self.host_swaps.push(target);
         }
@@ -193,7 +208,12 @@ impl Core {
         let Some(slot) = self.services.get_mut(id) else {
             return;
         };
-        let Some(PendingSwap { program, started }) = slot.pending_swap.take() else {
+        let Some(PendingSwap {
+            program,
+            started,
+            asked_at,
+        }) = slot.pending_swap.take()
+        else {
             return;
         };
         let Some(ServiceState::Blocked(wait @ Wait::Receive { .. })) =
@@ -225,9 +245,6 @@ impl Core {
         let (service, second_stack) = match outcome {
             Ok(outcome) => outcome,
             Err(reason) => {
-                if let Some(slot) = self.services.get_mut(id) {
-                    slot.swap_asked_at = None;
-                }
                 let message = format!("swap of {name} failed, old version kept: {reason}");
                 self.log(&message);
                 self.tell_host(id, &format!("error: {message}\n"));
@@ -261,7 +278,10 @@ impl Core {
             until_ns: now.saturating_add(probation),
         });
         slot.swaps = slot.swaps.saturating_add(1);
-        slot.swap_paused_at = Some(now);
+        slot.open_pause = Some(OpenPause {
+            asked_at,
+            paused_at: now,
+        });
         self.sched
             .record(atoll_abi::trace::Kind::Swap, id, usize::MAX, 0, 0);
         let message = format!(
@@ -303,6 +323,9 @@ impl Core {
             restored.put_dma(failed.take_dma());
         }
         slot.service = Some(restored);
+        // The failed version's pause ends with it: the restored version
+        // was never paused (it waits in the `receive` it was parked in).
+        slot.open_pause = None;
         slot.image.program = previous.program;
         let what = match outcome {
             Outcome::Exited => String::from("exited"),

@@ -2,7 +2,7 @@
 //! services grow and queue messages.
 
 use super::platform::TestPlatform;
-use super::probes::{code, probe};
+use super::probes::{code, holder, probe};
 use super::system::{LIMITS, TestSystem};
 use atoll_abi::Error;
 use atoll_abi::bundle::ServiceLimits;
@@ -154,4 +154,75 @@ fn a_lazy_program_keeps_its_code_bound_free_while_it_lives() {
     assert_eq!(heap.kept_free(), before + code);
     drop((lazy, eager));
     assert_eq!(heap.kept_free(), before);
+}
+
+#[test]
+fn small_messages_queued_after_large_ones_hold_about_what_the_budget_counts() {
+    // Found by review: a 1-byte message queued in the 4 KiB buffer of a
+    // large message taken before was charged 41 bytes against the message
+    // budget while it held 4 KiB, so queues could hold many times the
+    // budget. Now a spare buffer serves only a message it fits closely, and
+    // the budget counts buffers' capacity. The client calls `big` with
+    // 4,000 bytes (taken and answered at once, in place: its buffer becomes
+    // spare) and sends 1 byte to `sink` (which never receives), in turn;
+    // what 270 more rounds leave held must be about 270 small messages, not
+    // 270 large buffers (about 1.1 MB).
+    let held = |rounds: u32| -> isize {
+        let client = probe(
+            "",
+            &format!(
+                "(loop $each
+                    (drop (call $call (i32.const 1) (i32.const 4096) (i32.const 4000) (i32.const 0) (i32.const 16)))
+                    (drop (call $send (i32.const 2) (i32.const 0) (i32.const 1)))
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br_if $each (i32.lt_u (local.get $i) (i32.const {rounds}))))"
+            ),
+        );
+        let big = probe(
+            "",
+            "(loop $each
+                (drop (call $receive (i32.const 1) (i32.const 10000) (i32.const 4096) (i64.const -1) (i32.const 200)))
+                (drop (call $reply (call $token) (i32.const 0) (i32.const 0)))
+                (br $each))",
+        );
+        // Waits for ever in a call nobody answers: its queue stays.
+        let sink = probe(
+            "",
+            "(drop (call $call (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 16)))",
+        );
+        let mut system = TestSystem::new()
+            .service("big", big)
+            .provides("big")
+            .service("hold", holder())
+            .provides("hold")
+            .service("sink", sink)
+            .provides("sink")
+            .uses("hold")
+            .limits(ServiceLimits {
+                queue_depth: 1024,
+                ..LIMITS
+            })
+            .service("client", client)
+            .uses("big")
+            .uses("sink")
+            .boot();
+        system.platform.reserve_console(1 << 20);
+        system.run();
+        assert_eq!(system.state_of("client"), Some(crate::ServiceState::Exited));
+        assert!(
+            matches!(
+                system.state_of("sink"),
+                Some(crate::ServiceState::Blocked(crate::Wait::Reply { .. }))
+            ),
+            "{}",
+            system.console()
+        );
+        crate::test_allocator::live_bytes()
+    };
+    let (few, many) = (held(30), held(300));
+    assert!(
+        many - few < 100 * 1024,
+        "270 more rounds left {} more bytes held",
+        many - few
+    );
 }

@@ -556,6 +556,41 @@ fn a_host_swap_superseded_by_a_newer_one_is_answered_and_the_newer_one_applied()
 }
 
 #[test]
+fn a_version_rolled_back_before_it_served_logs_no_swap_pause() {
+    // Found by review: the new version faults at its start, within its
+    // probation, and the old one is put back; the pause stayed open and
+    // the restored version's next `receive` logged a pause for a version
+    // that never served.
+    let (system, _) = swap_system(&[counter_module(3, true)], 2, 1).run();
+    let console = system.console();
+    assert!(console.contains("rolled back"), "{console}");
+    assert!(!console.contains("swap pause of svc"), "{console}");
+}
+
+#[test]
+fn every_swap_logs_its_pause_even_when_the_next_is_asked_for_before_it_serves() {
+    // Found by review: v2 is swapped in at once (svc waits in `receive`),
+    // and v3 is asked for before v2 first asks for a message; the second
+    // request cleared v2's open pause, so two swaps logged one pause.
+    let mut system = TestSystem::new()
+        .service("svc", counter(1, false))
+        .provides("svc")
+        .boot();
+    system.run();
+    for version in [2, 3] {
+        system.platform.send_control(&crate::control::encode_swap(
+            "svc",
+            &counter_module(version, false),
+        ));
+    }
+    system.kernel.poll_control();
+    system.run();
+    let console = system.console();
+    assert_eq!(system.kernel.swaps("svc"), Some(2), "{console}");
+    assert_eq!(console.matches("swap pause of svc").count(), 2, "{console}");
+}
+
+#[test]
 fn a_drivers_new_version_touches_its_device_only_at_the_quiescent_point() {
     // The driver sleeps (live, not in `receive`) when the host asks for a
     // swap whose start function writes its port, then exits: the swap is
