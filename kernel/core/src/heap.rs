@@ -31,7 +31,8 @@
 //! The kernel keeps up to 32 buffers of messages already taken for the
 //! next ones (`messages::message_buffer`): each was admitted with its first
 //! message and is at most a message long, so reusing one admits nothing
-//! again, and the idle ones (at most 128 KiB) stay out of the reserve.
+//! again; the idle ones (at most 128 KiB) come out of the reserve, like the
+//! kernel's other bounded allocations.
 //!
 //! What is not here: the allocator itself (the platform's) and the message
 //! budget that shares the queues fairly (`Kernel::enqueue`, which counts each

@@ -149,6 +149,7 @@ struct Slot {
     /// The version before last, replaced as `previous` by a swap: freed
     /// after the swap's pause (when the kernel idles, the service's next
     /// turn after it serves, or its next swap is asked for), not inside it.
+    /// One is kept: a swap that finds one still here frees it in its pause.
     retired: Option<Previous>,
     swaps: u32,
     /// The pause of the last swap, until the new version first asks for a
