@@ -184,7 +184,7 @@ struct Held {
 static OLDEST_HELD_NS: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// The most bytes held back (about 60 ms of output under QEMU): a write
-/// that finds no room writes out what is held first.
+/// that finds no room writes out the oldest held bytes until it fits.
 const HELD_LEN: usize = 16 * 1024;
 
 /// The longest a held line waits while services keep the CPU busy.
@@ -299,27 +299,35 @@ pub fn control_write(text: &str) {
 
 /// Holds a log line for the console; it is written out when the kernel
 /// idles ([`write_out`]) or when it has waited [`HOLD_NS`]
-/// ([`write_out_if_due`]). A line that finds no room writes out what is held
-/// first; one longer than the ring is written at once.
+/// ([`write_out_if_due`]). A line that finds no room writes out the oldest
+/// held lines until it fits (so its writer pays about what the line itself
+/// costs, as when every line was written at once); one longer than the ring
+/// is written at once, after all the held lines.
 pub fn write_str(text: &str) {
     if cfg!(feature = "console-at-once") {
         transmit_in_pieces(text.as_bytes());
         return;
     }
     let now = crate::clock::now_ns();
-    let held = x86_64::instructions::interrupts::without_interrupts(|| {
-        CONSOLE.lock().held.push(text.as_bytes(), now)
-    });
-    if held {
-        return;
+    loop {
+        // A piece at a time, with interrupts on between pieces.
+        let (held, wrote) = x86_64::instructions::interrupts::without_interrupts(|| {
+            let mut console = CONSOLE.lock();
+            if console.held.push(text.as_bytes(), now) {
+                (true, false)
+            } else {
+                (false, console.write_out_piece())
+            }
+        });
+        if held {
+            return;
+        }
+        if !wrote {
+            // Nothing is held and it still does not fit.
+            break;
+        }
     }
-    write_out();
-    let held = x86_64::instructions::interrupts::without_interrupts(|| {
-        CONSOLE.lock().held.push(text.as_bytes(), now)
-    });
-    if !held {
-        transmit_in_pieces(text.as_bytes());
-    }
+    transmit_in_pieces(text.as_bytes());
 }
 
 /// Writes out every held line.
