@@ -87,7 +87,7 @@ impl Core {
             self.stopped(id);
             return;
         }
-        self.queued_bytes += message_cost(&message);
+        let cost = message_cost(&message);
         let pushed = self
             .endpoints
             .get_mut(endpoint)
@@ -96,6 +96,7 @@ impl Core {
             self.stopped(id);
             return;
         }
+        self.queued_bytes += cost;
         self.deliver_if_waiting(supervisor, endpoint);
     }
 

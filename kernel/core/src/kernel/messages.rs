@@ -487,18 +487,22 @@ impl Core {
     /// (of a message already taken) if it fits closely, at most twice the
     /// message or [`SPARE_SLACK`] bytes (no allocation, and nothing more
     /// held: the buffer was admitted with its first message; the budget
-    /// counts its capacity), else in a new one the heap admits.
+    /// counts its capacity), else in a new one the heap admits (and the
+    /// spare that did not fit is freed).
     fn message_buffer(&mut self, bytes: &[u8]) -> Result<Vec<u8>, Error> {
         let fits = |buffer: &Vec<u8>| {
             (bytes.len()..=bytes.len().max(SPARE_SLACK).saturating_mul(2))
                 .contains(&buffer.capacity())
         };
-        if self.spare_buffers.last().is_some_and(fits)
-            && let Some(mut buffer) = self.spare_buffers.pop()
-        {
-            buffer.clear();
-            buffer.extend_from_slice(bytes);
-            return Ok(buffer);
+        if let Some(mut buffer) = self.spare_buffers.pop() {
+            if fits(&buffer) {
+                buffer.clear();
+                buffer.extend_from_slice(bytes);
+                return Ok(buffer);
+            }
+            // Freed, so that the spares turn over: kept, a full pool of
+            // buffers of another size would serve no message again.
+            drop(buffer);
         }
         self.heap.copy(bytes)
     }

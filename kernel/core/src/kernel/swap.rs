@@ -343,6 +343,10 @@ impl Core {
             self.platform
                 .control_write(&format!("rolled back: {message}\n"));
         }
+        // A swap asked for while the failed version ran was for that
+        // version: its asker hears so (the restored version is parked, not
+        // at a `receive` the kernel sees, so it would wait for ever).
+        self.drop_pending_swap(id, "the version it was to replace was rolled back");
         // Messages that arrived meanwhile wait in the queue: hand one over.
         for endpoint in 0..self.endpoints.len() {
             if self

@@ -591,6 +591,36 @@ fn every_swap_logs_its_pause_even_when_the_next_is_asked_for_before_it_serves() 
 }
 
 #[test]
+fn a_swap_pending_when_its_predecessor_is_rolled_back_is_abandoned_and_the_host_told() {
+    // Found by review: v2 (faulting at start) is swapped in at once, v3 is
+    // left pending; v2 is rolled back and v1 parked again, where the kernel
+    // never sees it reach `receive`: v3 stayed pending for ever, its
+    // instance held, and the host never heard of it.
+    let mut system = TestSystem::new()
+        .service("svc", counter(1, false))
+        .provides("svc")
+        .boot();
+    system.run();
+    for (version, poison) in [(2, true), (3, false)] {
+        system.platform.send_control(&crate::control::encode_swap(
+            "svc",
+            &counter_module(version, poison),
+        ));
+    }
+    system.kernel.poll_control();
+    system.run();
+    let answers = system.platform.control_output();
+    assert!(answers.contains("rolled back"), "{answers}");
+    assert!(
+        answers.contains(
+            "error: swap of svc abandoned: the version it was to replace was rolled back"
+        ),
+        "{answers}"
+    );
+    assert_eq!(system.kernel.swap_pending("svc"), Some(false));
+}
+
+#[test]
 fn a_drivers_new_version_touches_its_device_only_at_the_quiescent_point() {
     // The driver sleeps (live, not in `receive`) when the host asks for a
     // swap whose start function writes its port, then exits: the swap is
