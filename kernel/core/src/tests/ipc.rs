@@ -511,6 +511,24 @@ fn counting_client(calls: u32) -> String {
     )
 }
 
+/// An echo server on handle 1 that counts to `iterations` (about four fuel
+/// each) before it answers each call.
+fn busy_echo_server(iterations: u32) -> String {
+    probe(
+        "",
+        &format!(
+            "(loop $serve
+                (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+                (local.set $i (i32.const 0))
+                (loop $busy
+                    (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                    (br_if $busy (i32.lt_u (local.get $i) (i32.const {iterations}))))
+                (drop (call $reply (call $token) (i32.const 100) (local.get $r)))
+                (br $serve))"
+        ),
+    )
+}
+
 /// A witness service (`[witness] 7`), ready since boot, logged before the
 /// client's last line `client_done`: a caller's calls in place did not keep
 /// it from the CPU until they were all done.
@@ -558,17 +576,7 @@ fn a_server_preempted_inside_a_direct_switch_still_answers_its_caller() {
     // Each request costs the server several slices (1,000 fuel each) before
     // it replies: the switch ends with the server preempted, the caller
     // waits as usual, and the reply finds it parked.
-    let server = probe(
-        "",
-        "(loop $serve
-            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
-            (local.set $i (i32.const 0))
-            (loop $busy
-                (local.set $i (i32.add (local.get $i) (i32.const 1)))
-                (br_if $busy (i32.lt_u (local.get $i) (i32.const 3000))))
-            (drop (call $reply (call $token) (i32.const 100) (local.get $r)))
-            (br $serve))",
-    );
+    let server = busy_echo_server(3000);
     let (system, _) = TestSystem::new()
         .service("server", server)
         .provides("echo")
@@ -614,17 +622,7 @@ fn servers_run_in_place_use_at_most_about_the_callers_slice_per_turn() {
     // Run in place without a bound, the fifty calls would all fit in the
     // caller's one turn (a million fuel of server work): bounded, a turn
     // switches about five times and the calls after go the slow way.
-    let server = probe(
-        "",
-        "(loop $serve
-            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
-            (local.set $i (i32.const 0))
-            (loop $busy
-                (local.set $i (i32.add (local.get $i) (i32.const 1)))
-                (br_if $busy (i32.lt_u (local.get $i) (i32.const 5000))))
-            (drop (call $reply (call $token) (i32.const 100) (local.get $r)))
-            (br $serve))",
-    );
+    let server = busy_echo_server(5000);
     let limits = |fuel_slice| atoll_abi::bundle::ServiceLimits {
         fuel_slice,
         ..super::system::LIMITS
@@ -650,17 +648,7 @@ fn a_caller_that_calls_in_place_still_lets_other_ready_services_run_within_a_sli
     // the CPU long before the client's calls (800,000 fuel of server work,
     // eight server slices, 160 client slices) are done: a turn is about one
     // slice, whoever's fuel runs in it.
-    let server = probe(
-        "",
-        "(loop $serve
-            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
-            (local.set $i (i32.const 0))
-            (loop $busy
-                (local.set $i (i32.add (local.get $i) (i32.const 1)))
-                (br_if $busy (i32.lt_u (local.get $i) (i32.const 4000))))
-            (drop (call $reply (call $token) (i32.const 100) (local.get $r)))
-            (br $serve))",
-    );
+    let server = busy_echo_server(4000);
     let (system, _) = TestSystem::new()
         .service("server", server)
         .provides("echo")

@@ -528,18 +528,7 @@ fn a_host_swap_superseded_by_a_newer_one_is_answered_and_the_newer_one_applied()
     // the first is pending when the second comes. Before: the second
     // replaced the first silently, and the host heard one answer for two
     // requests.
-    let mut system = TestSystem::new()
-        .service("svc", counter(1, false))
-        .provides("svc")
-        .boot();
-    for version in [2, 3] {
-        system.platform.send_control(&crate::control::encode_swap(
-            "svc",
-            &counter_module(version, false),
-        ));
-    }
-    system.kernel.poll_control();
-    system.run();
+    let system = two_host_swaps(false, [(2, false), (3, false)]);
     let answers = system.platform.control_output();
     let lines: Vec<&str> = answers.lines().collect();
     assert_eq!(lines.len(), 2, "{answers:?}");
@@ -572,19 +561,7 @@ fn every_swap_logs_its_pause_even_when_the_next_is_asked_for_before_it_serves() 
     // Found by review: v2 is swapped in at once (svc waits in `receive`),
     // and v3 is asked for before v2 first asks for a message; the second
     // request cleared v2's open pause, so two swaps logged one pause.
-    let mut system = TestSystem::new()
-        .service("svc", counter(1, false))
-        .provides("svc")
-        .boot();
-    system.run();
-    for version in [2, 3] {
-        system.platform.send_control(&crate::control::encode_swap(
-            "svc",
-            &counter_module(version, false),
-        ));
-    }
-    system.kernel.poll_control();
-    system.run();
+    let system = two_host_swaps(true, [(2, false), (3, false)]);
     let console = system.console();
     assert_eq!(system.kernel.swaps("svc"), Some(2), "{console}");
     assert_eq!(console.matches("swap pause of svc").count(), 2, "{console}");
@@ -596,19 +573,7 @@ fn a_swap_pending_when_its_predecessor_is_rolled_back_is_abandoned_and_the_host_
     // left pending; v2 is rolled back and v1 parked again, where the kernel
     // never sees it reach `receive`: v3 stayed pending for ever, its
     // instance held, and the host never heard of it.
-    let mut system = TestSystem::new()
-        .service("svc", counter(1, false))
-        .provides("svc")
-        .boot();
-    system.run();
-    for (version, poison) in [(2, true), (3, false)] {
-        system.platform.send_control(&crate::control::encode_swap(
-            "svc",
-            &counter_module(version, poison),
-        ));
-    }
-    system.kernel.poll_control();
-    system.run();
+    let system = two_host_swaps(true, [(2, true), (3, false)]);
     let answers = system.platform.control_output();
     assert!(answers.contains("rolled back"), "{answers}");
     assert!(
@@ -664,6 +629,28 @@ fn a_drivers_new_version_touches_its_device_only_at_the_quiescent_point() {
         "{}",
         system.platform.control_output()
     );
+}
+
+/// Boots `svc` (the counter, version 1), lets it first wait in `receive` if
+/// `waiting`, has the host ask for a swap to each of `versions` (version,
+/// poison) in one poll of the control channel, and runs the system.
+fn two_host_swaps(waiting: bool, versions: [(u32, bool); 2]) -> super::system::System {
+    let mut system = TestSystem::new()
+        .service("svc", counter(1, false))
+        .provides("svc")
+        .boot();
+    if waiting {
+        system.run();
+    }
+    for (version, poison) in versions {
+        system.platform.send_control(&crate::control::encode_swap(
+            "svc",
+            &counter_module(version, poison),
+        ));
+    }
+    system.kernel.poll_control();
+    system.run();
+    system
 }
 
 /// The host was told that `name`'s pending swap was abandoned, and none is
