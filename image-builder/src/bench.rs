@@ -592,6 +592,54 @@ fn compute_records(compute: &compute::Compute, timestamp: u64) -> String {
     lines
 }
 
+/// The hot-swap rows (guest, hosted, no third column), for `make bench` and
+/// `bench --swap-only`.
+fn swap_rows(
+    guest: &SwapTimes,
+    guest_failed: usize,
+    hosted: &SwapTimes,
+    hosted_failed: Option<f64>,
+) -> [Row; 6] {
+    let row = |name, unit, values: [Option<f64>; 2]| Row {
+        name,
+        unit,
+        values: [values[0], values[1], None],
+    };
+    let both = |times: fn(&SwapTimes) -> Option<f64>| [times(guest), times(hosted)];
+    [
+        row(
+            "hot-swap pause, median (quiescent to serving)",
+            "us",
+            both(|times| percentile(&times.pauses, 0.5)),
+        ),
+        row(
+            "hot-swap pause, p99",
+            "us",
+            both(|times| percentile(&times.pauses, 0.99)),
+        ),
+        row(
+            "hot-swap pause, first swap after boot",
+            "us",
+            both(|times| times.pauses.first().copied()),
+        ),
+        row(
+            "hot-swap latency, median (request to serving)",
+            "us",
+            both(|times| percentile(&times.latencies, 0.5)),
+        ),
+        row(
+            "hot-swap latency, p99",
+            "us",
+            both(|times| percentile(&times.latencies, 0.99)),
+        ),
+        row(
+            "requests failed during the swaps",
+            "count",
+            [Some(guest_failed as f64), hosted_failed],
+        ),
+    ]
+}
+
 /// `bench --swap-only`: the hot-swap rows alone ([`SWAPS`] swaps pushed into
 /// a running VM, and as many in the hosted core), printed and appended as
 /// JSON lines.
@@ -600,44 +648,7 @@ pub fn run_swaps(options: &BuildOptions) -> Result<(), Error> {
     let (pauses, failed) = swap_pauses(options)?;
     eprintln!("bench: {SWAPS} hot swaps in the hosted core...");
     let (hosted_pauses, hosted_failed) = hosted_swap_pauses(options)?;
-    let rows = [
-        (
-            "hot-swap pause, median (quiescent to serving)",
-            "us",
-            percentile(&pauses.pauses, 0.5),
-            percentile(&hosted_pauses.pauses, 0.5),
-        ),
-        (
-            "hot-swap pause, p99",
-            "us",
-            percentile(&pauses.pauses, 0.99),
-            percentile(&hosted_pauses.pauses, 0.99),
-        ),
-        (
-            "hot-swap pause, first swap after boot",
-            "us",
-            pauses.pauses.first().copied(),
-            hosted_pauses.pauses.first().copied(),
-        ),
-        (
-            "hot-swap latency, median (request to serving)",
-            "us",
-            percentile(&pauses.latencies, 0.5),
-            percentile(&hosted_pauses.latencies, 0.5),
-        ),
-        (
-            "hot-swap latency, p99",
-            "us",
-            percentile(&pauses.latencies, 0.99),
-            percentile(&hosted_pauses.latencies, 0.99),
-        ),
-        (
-            "requests failed during the swaps",
-            "count",
-            Some(failed as f64),
-            hosted_failed,
-        ),
-    ];
+    let rows = swap_rows(&pauses, failed, &hosted_pauses, hosted_failed);
     let show = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.0}"));
     println!(
         "| {:<48} | {:<6} | {:>14} | {:>14} |",
@@ -648,7 +659,12 @@ pub fn run_swaps(options: &BuildOptions) -> Result<(), Error> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
     let mut lines = String::new();
-    for (name, unit, guest, hosted) in rows {
+    for Row {
+        name,
+        unit,
+        values: [guest, hosted, _],
+    } in rows
+    {
         println!(
             "| {name:<48} | {unit:<6} | {:>14} | {:>14} |",
             show(guest),
@@ -786,7 +802,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     let cycles = |ns: Option<f64>, mhz: Option<f64>| ns.zip(mhz).map(|(ns, mhz)| ns * mhz / 1000.0);
     let guest_rt = guest.values.get("ipc_round_trip_ns").copied();
     let hosted_rt = hosted.values.get("ipc_round_trip_ns").copied();
-    let rows = [
+    let mut rows = vec![
         Row {
             name: "IPC call/reply round trip, 16 B",
             unit: "ns",
@@ -819,56 +835,14 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
                 None,
             ],
         },
-        Row {
-            name: "hot-swap pause, median (quiescent to serving)",
-            unit: "us",
-            values: [
-                percentile(&pauses.pauses, 0.5),
-                percentile(&hosted_pauses.pauses, 0.5),
-                None,
-            ],
-        },
-        Row {
-            name: "hot-swap pause, p99",
-            unit: "us",
-            values: [
-                percentile(&pauses.pauses, 0.99),
-                percentile(&hosted_pauses.pauses, 0.99),
-                None,
-            ],
-        },
-        Row {
-            name: "hot-swap pause, first swap after boot",
-            unit: "us",
-            values: [
-                pauses.pauses.first().copied(),
-                hosted_pauses.pauses.first().copied(),
-                None,
-            ],
-        },
-        Row {
-            name: "hot-swap latency, median (request to serving)",
-            unit: "us",
-            values: [
-                percentile(&pauses.latencies, 0.5),
-                percentile(&hosted_pauses.latencies, 0.5),
-                None,
-            ],
-        },
-        Row {
-            name: "hot-swap latency, p99",
-            unit: "us",
-            values: [
-                percentile(&pauses.latencies, 0.99),
-                percentile(&hosted_pauses.latencies, 0.99),
-                None,
-            ],
-        },
-        Row {
-            name: "requests failed during the swaps",
-            unit: "count",
-            values: [Some(failed_requests as f64), hosted_failed, None],
-        },
+    ];
+    rows.extend(swap_rows(
+        &pauses,
+        failed_requests,
+        &hosted_pauses,
+        hosted_failed,
+    ));
+    rows.extend([
         Row {
             name: "service spawn (validated module, median of 20)",
             unit: "us",
@@ -1016,7 +990,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             unit: "KiB",
             values: [compute.torture_stack_kib.map(|(used, _)| used), None, None],
         },
-    ];
+    ]);
     let show = |value: Option<f64>| {
         value.map_or_else(
             || "-".to_string(),
