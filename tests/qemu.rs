@@ -1269,3 +1269,78 @@ fn a_short_qemu_fault_campaign_on_the_storage_path_loses_no_byte() {
     assert_eq!(value("violations"), 0, "{report}");
     assert!(value("verified") > value("restarts"), "{report}");
 }
+
+/// The slot of QEMU 7.2's per-CPU jump cache (`tb_jmp_cache_hash_func`,
+/// 4,096 entries) for a guest address: every indirect jump, and so every
+/// dispatch from one Wasm instruction's handler to the next, looks its
+/// target up there; two hot targets in one slot evict each other, and each
+/// lookup then goes to QEMU's global table at several times the cost.
+fn qemu_jump_cache_slot(pc: u64) -> u64 {
+    let mixed = pc ^ (pc >> 6);
+    ((mixed >> 6) & 0xfc0) | (mixed & 0x3f)
+}
+
+/// The addresses of a 64-bit ELF file's function symbols whose (mangled)
+/// name contains `part`.
+fn elf_functions(elf: &[u8], part: &str) -> Vec<u64> {
+    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap());
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "a 64-bit ELF file");
+    let (sections, entry_size, count) = (u64_at(0x28) as usize, u16_at(0x3a), u16_at(0x3c));
+    let section = |index: usize| sections + index * entry_size;
+    let symbol_table = (0..count)
+        .map(section)
+        .find(|&header| u32_at(header + 4) == 2)
+        .expect("a symbol table (the unstripped kernel)");
+    let strings = u64_at(section(u32_at(symbol_table + 0x28)) + 0x18) as usize;
+    let (start, size) = (
+        u64_at(symbol_table + 0x18) as usize,
+        u64_at(symbol_table + 0x20) as usize,
+    );
+    let mut found = Vec::new();
+    for symbol in (start..start + size).step_by(24) {
+        if elf[symbol + 4] & 0xf != 2 {
+            continue;
+        }
+        let name_start = strings + u32_at(symbol);
+        let name_end = name_start + elf[name_start..].iter().position(|&b| b == 0).unwrap();
+        if String::from_utf8_lossy(&elf[name_start..name_end]).contains(part) {
+            found.push(u64_at(symbol + 8));
+        }
+    }
+    found
+}
+
+/// Every handler of wasmi's tail-call dispatch starts on a 64-byte boundary
+/// (`-Zmin-function-alignment=64` for the kernel target, .cargo/config.toml),
+/// so no two of them share a slot of QEMU's jump cache. With rustc's default
+/// 16-byte alignment the 256 possible starts in a page map onto 64 slots:
+/// 300 of the handlers shared slots, and a benchmark whose hot handlers
+/// collided ran at half speed (docs/design.md, "Handlers and QEMU's jump
+/// cache").
+#[test]
+fn the_interpreters_handlers_each_have_a_slot_of_qemus_jump_cache() {
+    support::build(&support::system("hello"), Firmware::Bios);
+    let elf = std::fs::read(support::workspace().join("target/atoll/test-hello/kernel.elf"))
+        .expect("the unstripped kernel beside the image");
+    let mut handlers = elf_functions(&elf, "5wasmi6engine8executor7handler4exec");
+    handlers.sort_unstable();
+    handlers.dedup(); // identical handlers folded into one by the linker
+    assert!(handlers.len() > 500, "{} handlers found", handlers.len());
+    let base = atoll_abi::bundle::KERNEL_BASE;
+    let mut by_slot = std::collections::BTreeMap::<u64, Vec<u64>>::new();
+    for &address in &handlers {
+        assert_eq!(
+            address % 64,
+            0,
+            "handler at {address:#x} not 64-byte aligned"
+        );
+        by_slot
+            .entry(qemu_jump_cache_slot(base + address))
+            .or_default()
+            .push(address);
+    }
+    let shared: Vec<_> = by_slot.values().filter(|at| at.len() > 1).collect();
+    assert!(shared.is_empty(), "handlers sharing a slot: {shared:x?}");
+}

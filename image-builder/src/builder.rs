@@ -59,6 +59,10 @@ pub struct BuildOptions {
     /// Extra cargo features of the kernel (`--kernel-features`), e.g. another
     /// wasmi dispatch for measurements.
     pub kernel_features: Option<String>,
+    /// The kernel's rustc flags instead of .cargo/config.toml's
+    /// (`--kernel-rustflags`), e.g. `""` for rustc's default function
+    /// alignment.
+    pub kernel_rustflags: Option<String>,
 }
 
 impl BuildOptions {
@@ -167,7 +171,14 @@ fn build_kernel(options: &BuildOptions) -> Result<PathBuf, Error> {
             if let Some(features) = &options.kernel_features {
                 args.extend_from_slice(&["--features", features]);
             }
-            cargo(options, &cross, &args)?;
+            // cargo takes CARGO_ENCODED_RUSTFLAGS before any configuration
+            // file; it reaches only this cargo run (the kernel), not the
+            // services' builds.
+            let rustflags = options.kernel_rustflags.as_ref().map(|flags| {
+                let flags: Vec<&str> = flags.split_whitespace().collect();
+                ("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
+            });
+            cargo_with(options, &cross, &args, rustflags)?;
             Ok(cross.join("x86_64-atoll-kernel/kernel/atoll-kernel"))
         }
         KernelConfig::Baseline => {
@@ -496,8 +507,21 @@ pub fn read_module(path: &Path) -> Result<Vec<u8>, String> {
 
 /// Runs `cargo build` with `args` in the workspace.
 fn cargo(options: &BuildOptions, target_dir: &Path, args: &[&str]) -> Result<(), Error> {
+    cargo_with(options, target_dir, args, None)
+}
+
+/// [`cargo`] with one more environment variable for that run.
+fn cargo_with(
+    options: &BuildOptions,
+    target_dir: &Path,
+    args: &[&str],
+    env: Option<(&str, String)>,
+) -> Result<(), Error> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
+    if let Some((key, value)) = env {
+        command.env(key, value);
+    }
     command
         .current_dir(&options.workspace)
         .arg("build")

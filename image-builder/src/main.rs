@@ -55,6 +55,11 @@ struct Cli {
     /// `portable-dispatch,indirect-dispatch` (wasmi dispatch variants).
     #[arg(long, global = true)]
     kernel_features: Option<String>,
+    /// The kernel's rustc flags, replacing those of .cargo/config.toml
+    /// (`-Zmin-function-alignment=64`); `--kernel-rustflags ""` builds with
+    /// rustc's default function alignment, for before/after comparisons.
+    #[arg(long, global = true)]
+    kernel_rustflags: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -279,6 +284,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let load = |path: &PathBuf| manifest::load(path).map_err(Error::Diagnostics);
     let quiet = cli.quiet;
     let kernel_features = cli.kernel_features;
+    let kernel_rustflags = cli.kernel_rustflags;
     let kernel = if cli.baseline_kernel {
         KernelConfig::Baseline
     } else {
@@ -290,6 +296,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         quiet,
         kernel,
         kernel_features: kernel_features.clone(),
+        kernel_rustflags: kernel_rustflags.clone(),
     };
     match cli.command {
         Command::Check { system } => {
@@ -359,6 +366,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 quiet: true,
                 kernel,
                 kernel_features: kernel_features.clone(),
+                kernel_rustflags: kernel_rustflags.clone(),
             };
             if charts_only {
                 bench::charts(&options)?;
