@@ -44,7 +44,7 @@ fn print_compute(compute: &compute::Compute) {
     let ratio = |value: Option<f64>| value.map_or_else(|| "-".to_string(), |v| format!("{v:.2}x"));
     println!();
     println!(
-        "| {:<38} | {:>14} | {:>11} | {:>8} | {:>11} | {:>11} | {:>14} | {:>12} |",
+        "| {:<38} | {:>14} | {:>11} | {:>8} | {:>11} | {:>11} | {:>14} | {:>12} | {:>12} | {:>12} |",
         "compute (ms)",
         "guest baseline",
         "guest now",
@@ -52,20 +52,23 @@ fn print_compute(compute: &compute::Compute) {
         "hosted core",
         "plain wasmi",
         "hosted / wasmi",
-        "wasmi portable"
+        "wasmi portable",
+        "wasmi + fuel",
+        "hosted / w+f"
     );
     println!(
-        "|{:-<40}|{:->16}|{:->13}|{:->10}|{:->13}|{:->13}|{:->16}|{:->14}|",
-        "", "", "", "", "", "", "", ""
+        "|{:-<40}|{:->16}|{:->13}|{:->10}|{:->13}|{:->13}|{:->16}|{:->14}|{:->14}|{:->14}|",
+        "", "", "", "", "", "", "", "", "", ""
     );
     for (index, name) in compute::KERNELS.iter().enumerate() {
-        let [baseline, guest, hosted, wasmi, portable] =
-            [0, 1, 2, 3, 4].map(|place| at(place, name));
+        let [baseline, guest, hosted, wasmi, portable, fuel] =
+            [0, 1, 2, 3, 4, 5].map(|place| at(place, name));
         // Throughput ratios: time of the reference / time of the measured.
         let speed_up = baseline.zip(guest).map(|(before, now)| before / now);
         let hosted_vs_wasmi = wasmi.zip(hosted).map(|(wasmi, hosted)| wasmi / hosted);
+        let hosted_vs_fuel = fuel.zip(hosted).map(|(fuel, hosted)| fuel / hosted);
         println!(
-            "| {:<38} | {:>14} | {:>11} | {:>8} | {:>11} | {:>11} | {:>14} | {:>12} |",
+            "| {:<38} | {:>14} | {:>11} | {:>8} | {:>11} | {:>11} | {:>14} | {:>12} | {:>12} | {:>12} |",
             COMPUTE_NAMES.get(index).copied().unwrap_or(name),
             show(baseline),
             show(guest),
@@ -73,11 +76,13 @@ fn print_compute(compute: &compute::Compute) {
             show(hosted),
             show(wasmi),
             ratio(hosted_vs_wasmi),
-            show(portable)
+            show(portable),
+            show(fuel),
+            ratio(hosted_vs_fuel)
         );
     }
     println!(
-        "speed-up: guest throughput now / baseline kernel (soft-float, portable dispatch); hosted / wasmi: throughput of the hosted core relative to plain wasmi (default features and Config)"
+        "speed-up: guest throughput now / baseline kernel (soft-float, portable dispatch); hosted / wasmi: throughput of the hosted core relative to plain wasmi (default features and Config); hosted / w+f: the same against plain wasmi with fuel metering on (unlimited fuel)"
     );
 }
 

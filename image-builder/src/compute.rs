@@ -8,7 +8,9 @@
 //! - in the hosted core (atoll-core natively, fuel and all),
 //! - under plain wasmi on the host, default features and `Config` (no fuel):
 //!   `tests/wasmi-runner`, built by the bench,
-//! - the same runner with wasmi's portable dispatch.
+//! - the same runner with wasmi's portable dispatch,
+//! - the same runner with wasmi's fuel metering on (unlimited fuel): what
+//!   the hosted core's metering costs by itself.
 //!
 //! The five are timed in turn, [`ROUNDS`] times (the three host places
 //! [`HOST_RUNS`] times in each round), and each keeps its best time (each
@@ -43,12 +45,13 @@ const C_TWINS: [(&str, &str); 4] = [
 ];
 
 /// Where a compute figure was measured, in table order.
-pub const PLACES: [&str; 5] = [
+pub const PLACES: [&str; 6] = [
     "guest-baseline",
     "guest",
     "hosted",
     "wasmi",
     "wasmi-portable",
+    "wasmi-fuel",
 ];
 
 /// Times (ns) and checksums of one place, by kernel name.
@@ -186,8 +189,14 @@ fn build_runner(options: &BuildOptions, portable: bool) -> Result<PathBuf, Error
 }
 
 /// Runs `kernels` of `module` under `runner`.
-fn run_runner(runner: &Path, module: &Path, kernels: &[&str]) -> Result<Timings, Error> {
+fn run_runner(
+    runner: &Path,
+    fuel: bool,
+    module: &Path,
+    kernels: &[&str],
+) -> Result<Timings, Error> {
     let output = Command::new(runner)
+        .args(fuel.then_some("--fuel"))
         .arg(module)
         .args(kernels.iter().map(|name| format!("bench_{name}")))
         .output()
@@ -209,7 +218,7 @@ fn run_runner(runner: &Path, module: &Path, kernels: &[&str]) -> Result<Timings,
 pub const ROUNDS: usize = 3;
 
 /// Turns of the host places (the hosted core, then plain wasmi with each
-/// dispatch) within each round. They take seconds where a QEMU boot takes
+/// dispatch and with fuel) within each round. They take seconds where a QEMU boot takes
 /// tens, and one process's figure moves by up to 30% from the next one's on
 /// this machine (their ratio moved between 0.72x and 1.33x across runs with
 /// one turn each), so each keeps its best of `ROUNDS * HOST_RUNS` processes.
@@ -267,7 +276,14 @@ pub fn run(options: &BuildOptions) -> Result<Compute, Error> {
         .join("tests/services/compute-c/build/compute-c.wasm");
     let (c_kernels, rust_kernels): (Vec<&str>, Vec<&str>) =
         KERNELS.iter().partition(|name| name.starts_with("c_"));
-    let runners = [build_runner(options, false)?, build_runner(options, true)?];
+    let default_runner = build_runner(options, false)?;
+    // The runs of plain wasmi, in `PLACES` order: default, portable
+    // dispatch, default with fuel.
+    let runners = [
+        (default_runner.clone(), false),
+        (build_runner(options, true)?, false),
+        (default_runner, true),
+    ];
 
     let mut places: Vec<Timings> = PLACES.iter().map(|_| Timings::default()).collect();
     for round in 1..=ROUNDS {
@@ -291,7 +307,7 @@ pub fn run(options: &BuildOptions) -> Result<Compute, Error> {
         eprintln!(
             "bench: compute round {round}/{ROUNDS}: the hosted core and plain wasmi, {HOST_RUNS} turns..."
         );
-        let mut host_places: Vec<Timings> = (0..3).map(|_| Timings::default()).collect();
+        let mut host_places: Vec<Timings> = (0..4).map(|_| Timings::default()).collect();
         for _ in 0..HOST_RUNS {
             let mut hosted = Timings::default();
             for bundle in &bundles {
@@ -301,10 +317,10 @@ pub fn run(options: &BuildOptions) -> Result<Compute, Error> {
                 hosted.checksums.extend(timings.checksums);
             }
             host_places[0].keep_best(hosted);
-            for (runner, place) in runners.iter().zip(&mut host_places[1..]) {
+            for ((runner, fuel), place) in runners.iter().zip(&mut host_places[1..]) {
                 let mut timings = Timings::default();
                 for (module, kernels) in [(&module, &rust_kernels), (&c_module, &c_kernels)] {
-                    let ran = run_runner(runner, module, kernels)?;
+                    let ran = run_runner(runner, *fuel, module, kernels)?;
                     timings.ns.extend(ran.ns);
                     timings.checksums.extend(ran.checksums);
                 }
