@@ -1,6 +1,6 @@
 //! The compute rows of `image-builder bench`: the kernels of `test-compute`
 //! (SHA-256 over 1 MiB, sorting 100,000 integers, a 128x128 f64 matrix
-//! multiply, a UTF-8 scan over 1 MiB) timed five ways in the same run:
+//! multiply, a UTF-8 scan over 1 MiB) timed six ways in the same run:
 //!
 //! - in QEMU on the kernel as it is (hard-float target, tail-call dispatch),
 //! - in QEMU on the baseline kernel of before issue 12 (soft-float target,
@@ -12,7 +12,7 @@
 //! - the same runner with wasmi's fuel metering on (unlimited fuel): what
 //!   the hosted core's metering costs by itself.
 //!
-//! The five are timed in turn, [`ROUNDS`] times (the three host places
+//! The six are timed in turn, [`ROUNDS`] times (the four host places
 //! [`HOST_RUNS`] times in each round), and each keeps its best time (each
 //! boot and each host process already reports the best of three runs of a
 //! kernel): measured once each, minutes apart, their ratios moved by up to
