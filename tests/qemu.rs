@@ -81,8 +81,21 @@ fn the_default_system_ends_at_a_shell_where_ps_ls_cat_and_errors_work() {
     );
     vm.type_line("bogus");
     vm.wait_for("error: unknown command `bogus` (try `help`)", wait);
+    let before_restart = vm.log.len();
     vm.type_line("restart fat");
-    vm.wait_for("atoll: service fat restarted (1 so far)", wait);
+    vm.wait_for_line(
+        "the shell's answer to `restart fat`",
+        |line| line.trim_end().ends_with("Done"),
+        wait,
+    );
+    // The kernel's line about the restart, held in its console ring, comes
+    // out before the shell's answer, which the console driver prints after
+    // it (serial::before_driver_write).
+    assert!(
+        vm.log[before_restart..].contains("atoll: service fat restarted (1 so far)"),
+        "the kernel's line after the shell's answer:\n{}",
+        &vm.log[before_restart..]
+    );
     vm.type_line("ls /DOCS");
     vm.wait_for("ABOUT.TXT", wait);
     vm.type_line("stats");

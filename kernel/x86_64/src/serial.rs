@@ -12,7 +12,8 @@
 //! the first of them, at the start of a service's turn: under QEMU every byte
 //! costs a few microseconds of emulation, which a swap's pause or a restart
 //! must not pay (docs/design.md, "The console"). The kernel's own prints
-//! (`kprintln!`) and fault reports write the ring out first, so the console
+//! (`kprintln!`) and fault reports write the ring out first, and so does a
+//! console driver's write to COM1 ([`before_driver_write`]), so the console
 //! keeps the order in which things were written.
 
 use core::fmt::{self, Write};
@@ -336,6 +337,16 @@ pub fn write_out() {
     // hold interrupts off for its whole length.
     while x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.lock().write_out_piece())
     {
+    }
+}
+
+/// Writes out the held lines before a console driver's write to `port`, if
+/// that is one of COM1's registers: the console then shows the kernel's
+/// lines and the driver's output in the order they were written (a line
+/// held while a driver printed came out after its output).
+pub fn before_driver_write(port: u16) {
+    if (COM1..COM1 + 8).contains(&port) && OLDEST_HELD_NS.load(Ordering::Relaxed) != u64::MAX {
+        write_out();
     }
 }
 
