@@ -47,7 +47,7 @@ impl Platform for X86Platform {
     }
 
     fn port_out(&self, port: u16, width: u8, value: u32) {
-        crate::serial::before_driver_write(port);
+        crate::serial::before_driver_write(port, width);
         crate::pci::port_out(port, width, value);
     }
 

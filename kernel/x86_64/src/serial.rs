@@ -340,14 +340,22 @@ pub fn write_out() {
     }
 }
 
-/// Writes out the held lines before a console driver's write to `port`, if
-/// that is one of COM1's registers: the console then shows the kernel's
-/// lines and the driver's output in the order they were written (a line
-/// held while a driver printed came out after its output).
-pub fn before_driver_write(port: u16) {
-    if (COM1..COM1 + 8).contains(&port) && OLDEST_HELD_NS.load(Ordering::Relaxed) != u64::MAX {
-        write_out();
+/// Writes out the held lines before a console driver's `width`-byte write
+/// at `port`, if it touches one of COM1's registers: the console then shows
+/// the kernel's lines and the driver's output in the order they were
+/// written (a line held while a driver printed came out after its output).
+pub fn before_driver_write(port: u16, width: u8) {
+    let last = port.saturating_add(u16::from(width.max(1)) - 1);
+    if port > COM1 + 7 || last < COM1 || OLDEST_HELD_NS.load(Ordering::Relaxed) == u64::MAX {
+        return;
     }
+    write_out();
+    // The driver polled the line status before this write and found room:
+    // leave the transmitter empty again, or its byte lands in a full FIFO
+    // (and is lost on a real 16550).
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        CONSOLE.lock().uart.wait_transmitter_empty();
+    });
 }
 
 /// Writes out the held lines if the oldest has waited [`HOLD_NS`].
