@@ -218,13 +218,21 @@ fn run_runner(
 pub const ROUNDS: usize = 3;
 
 /// Turns of the host places (the hosted core, then plain wasmi with each
-/// dispatch and with fuel) within each round. They take seconds where a QEMU boot takes
-/// tens, and one process's figure moves by up to 30% from the next one's on
-/// this machine (their ratio moved between 0.72x and 1.33x across runs with
-/// one turn each), so each keeps its best of `ROUNDS * HOST_RUNS` processes.
+/// dispatch and with fuel) within each round. They take seconds where a
+/// QEMU boot takes tens, and one process's figure moves by up to 30% from
+/// the next one's on this machine (their ratio moved between 0.72x and
+/// 1.33x across runs with one turn each), so each keeps its best of
+/// `ROUNDS * HOST_RUNS` processes.
 pub const HOST_RUNS: usize = 3;
 
 impl Timings {
+    /// Adds the figures of other kernels (another system's, another
+    /// module's), measured in the same place.
+    fn add(&mut self, other: Timings) {
+        self.ns.extend(other.ns);
+        self.checksums.extend(other.checksums);
+    }
+
     /// Takes `other`'s figures in: the lower time of each kernel, and the
     /// checksums (which must agree: checked when the rounds are done).
     fn keep_best(&mut self, other: Timings) {
@@ -299,30 +307,27 @@ pub fn run(options: &BuildOptions) -> Result<Compute, Error> {
             let mut timings = Timings::default();
             for image in images {
                 let booted = parse_service(&boot(image)?);
-                timings.ns.extend(booted.ns);
-                timings.checksums.extend(booted.checksums);
+                timings.add(booted);
             }
             measured.push(timings);
         }
         eprintln!(
             "bench: compute round {round}/{ROUNDS}: the hosted core and plain wasmi, {HOST_RUNS} turns..."
         );
-        let mut host_places: Vec<Timings> = (0..4).map(|_| Timings::default()).collect();
+        // The hosted core, then one place per runner.
+        let mut host_places: Vec<Timings> =
+            (0..=runners.len()).map(|_| Timings::default()).collect();
         for _ in 0..HOST_RUNS {
             let mut hosted = Timings::default();
             for bundle in &bundles {
                 let (console, _) = hosted::run(bundle, false).map_err(Error::Other)?;
-                let timings = parse_service(&console);
-                hosted.ns.extend(timings.ns);
-                hosted.checksums.extend(timings.checksums);
+                hosted.add(parse_service(&console));
             }
             host_places[0].keep_best(hosted);
             for ((runner, fuel), place) in runners.iter().zip(&mut host_places[1..]) {
                 let mut timings = Timings::default();
                 for (module, kernels) in [(&module, &rust_kernels), (&c_module, &c_kernels)] {
-                    let ran = run_runner(runner, *fuel, module, kernels)?;
-                    timings.ns.extend(ran.ns);
-                    timings.checksums.extend(ran.checksums);
+                    timings.add(run_runner(runner, *fuel, module, kernels)?);
                 }
                 place.keep_best(timings);
             }
