@@ -213,26 +213,26 @@ impl Kernel {
 
     /// Runs services until none can ever run again.
     pub fn run(&mut self) -> RunSummary {
-        self.core.borrow_mut().announce_ready_once();
+        entered(&self.core).announce_ready_once();
         loop {
-            let turn = self.core.borrow_mut().next_turn();
+            let turn = entered(&self.core).next_turn();
             match turn {
                 Turn::Run(id, resume, now) => {
                     self.run_service(id, resume, now);
-                    self.core.borrow_mut().announce_ready_once();
+                    entered(&self.core).announce_ready_once();
                 }
                 Turn::Wait(platform, deadline) => platform.wait_until(deadline),
                 Turn::Done => break,
             }
         }
-        self.core.borrow_mut().summary()
+        entered(&self.core).summary()
     }
 
     /// Gives service `id` one slice, serving its kernel calls as they come.
     /// The kernel's state is not borrowed while the service runs: its host
     /// functions may borrow it.
     fn run_service(&self, id: ServiceId, resume: i32, now: u64) {
-        let Some(service) = self.core.borrow_mut().begin_slice(id, now) else {
+        let Some(service) = entered(&self.core).begin_slice(id, now) else {
             return;
         };
         run_slice(&self.core, id, service, resume);
@@ -241,13 +241,13 @@ impl Kernel {
     /// Reads the host control channel and acts on complete requests. Returns
     /// whether any service became runnable (callers idling should run again).
     pub fn poll_control(&mut self) -> bool {
-        self.core.borrow_mut().poll_control()
+        entered(&self.core).poll_control()
     }
 
     /// Changes the bound on bytes held by all queues together (at boot: a
     /// quarter of the free heap, at most 64 MiB). Sends past it get `QueueFull`.
     pub fn set_message_budget(&mut self, bytes: usize) {
-        self.core.borrow_mut().set_message_budget(bytes);
+        entered(&self.core).set_message_budget(bytes);
     }
 
     /// Names, states and counters of the loaded services, in bundle order.
@@ -277,7 +277,7 @@ impl Kernel {
     /// Turns the trace ring on or off (the control channel's and the
     /// supervisor's request, for a hosted core).
     pub fn set_tracing(&mut self, on: bool) -> Result<(), Error> {
-        self.core.borrow_mut().set_tracing(on)
+        entered(&self.core).set_tracing(on)
     }
 
     /// The trace ring as the dump lines the control channel carries
@@ -286,6 +286,14 @@ impl Kernel {
     pub fn trace_dump(&self) -> Vec<String> {
         self.core.borrow().trace_dump()
     }
+}
+
+/// Borrows the kernel for one kernel entry: what it does is stamped with
+/// one reading of the clock ([`Scheduler::now`]), taken when first needed.
+fn entered(core: &RefCell<Core>) -> core::cell::RefMut<'_, Core> {
+    let mut core = core.borrow_mut();
+    core.sched.enter();
+    core
 }
 
 /// Runs service `id` (taken out of the table for its turn) for a slice,
@@ -302,7 +310,7 @@ fn run_slice(core: &RefCell<Core>, id: ServiceId, mut service: Box<Service>, res
         let before = service.fuel_used();
         let outcome = service.run_slice(value, fresh);
         used = used.saturating_add(service.fuel_used().saturating_sub(before));
-        let mut core = core.borrow_mut();
+        let mut core = entered(core);
         core.put_service(id, service);
         let Some(result) = core.after_slice(id, outcome) else {
             return used;
@@ -319,18 +327,22 @@ impl crate::host::Switch for RefCell<Core> {
         &self,
         id: ServiceId,
         handle: i32,
-        message: &[u8],
+        memory: &mut [u8],
+        message: GuestSlice,
         reply: GuestSlice,
     ) -> InPlace {
         // Busy: a state handoff runs the service with the kernel borrowed.
         let started = match self.try_borrow_mut() {
-            Ok(mut core) => core.begin_switch(id, handle, message, reply),
+            Ok(mut core) => {
+                core.sched.enter();
+                core.begin_switch(id, handle, memory, message, reply)
+            }
             Err(_) => return InPlace::NotTaken,
         };
         match started {
             Ok((server, service, resume)) => {
                 let used = run_slice(self, server, service, resume);
-                self.borrow_mut().end_switch(id, used)
+                entered(self).end_switch(id, used, memory, reply)
             }
             Err(in_place) => in_place,
         }
@@ -635,7 +647,11 @@ impl Core {
     /// Polls the control channel, wakes services whose deadline passed,
     /// delivers interrupts, and says what the kernel does next.
     fn next_turn(&mut self) -> Turn {
-        let now = self.platform.now_ns();
+        // A turn starts its own entry whoever borrowed the kernel: its
+        // timers must see the clock as it is now (after an idle wait), or
+        // none would ever fall due.
+        self.sched.enter();
+        let now = self.sched.now();
         if now.saturating_sub(self.control_polled_at) >= CONTROL_POLL_NS {
             self.control_polled_at = now;
             self.poll_control();

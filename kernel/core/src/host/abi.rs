@@ -94,27 +94,21 @@ fn call(
 ) -> HostResult {
     checked(|| {
         let reply = writable(&caller, reply_ptr, reply_cap)?;
+        let message = GuestSlice::new(ptr, len);
+        // Both checked now: the kernel cannot fail them later, in place.
+        message.read(memory(&caller)?, MAX_MESSAGE_LEN)?;
         // Copied by the kernel straight from the caller's memory if it takes
-        // the call in place, else here, into the Syscall.
+        // the call in place (and the reply written straight into it), else
+        // here, into the Syscall.
         let in_place = {
-            let message = GuestSlice::new(ptr, len).read(memory(&caller)?, MAX_MESSAGE_LEN)?;
-            call_in_place(caller.data(), handle, message, reply)
+            let memory = guest_memory(&caller).ok_or(Error::NoMemory)?;
+            let (bytes, state) = memory.data_and_store_mut(&mut caller);
+            call_in_place(state, handle, bytes, (message, reply))
         };
         charge_copy(&mut caller, len.max(0) as usize);
         let message = match in_place {
             InPlace::NotTaken => copy_message(&caller, ptr, len)?,
-            InPlace::Answered(value, bytes) => {
-                if let Some(bytes) = bytes {
-                    // Checked writable above; memory never shrinks.
-                    let memory = guest_memory(&caller).ok_or(Error::NoMemory)?;
-                    reply
-                        .write(memory.data_mut(&mut caller), usize::MAX)?
-                        .get_mut(..bytes.len())
-                        .ok_or(Error::OutOfBounds)?
-                        .copy_from_slice(&bytes);
-                }
-                return Ok(Ok(value));
-            }
+            InPlace::Answered(value) => return Ok(Ok(value)),
             InPlace::Waiting => return Ok(suspend(caller, Syscall::AwaitReply)),
         };
         Ok(suspend(

@@ -74,6 +74,9 @@ pub(crate) trait Messages {
     ) -> Option<i32>;
     /// `reply` to `token` with `message` (in the replier's memory): the result.
     fn fast_reply(&mut self, id: ServiceId, token: u32, message: &[u8]) -> i32;
+    /// Starts a kernel entry (before any of the above): the kernel reads
+    /// its clock at most once per entry.
+    fn enter(&mut self);
 }
 
 /// The kernel's side of a `call` completed by a direct switch: the server
@@ -83,14 +86,16 @@ pub(crate) trait Messages {
 /// borrows only between the server's steps) for the same reason as
 /// [`Messages`].
 pub(crate) trait Switch {
-    /// `call` of `message` (in service `id`'s memory; the kernel copies it
-    /// if it takes the call) on `handle`, with its reply buffer `reply`
-    /// (checked writable).
+    /// `call` of `message` on `handle`, with its reply buffer `reply`
+    /// (checked writable), both in `memory`, service `id`'s own: the kernel
+    /// copies the message if it takes the call, and writes the reply into
+    /// `reply` if it comes.
     fn call_in_place(
         &self,
         id: ServiceId,
         handle: i32,
-        message: &[u8],
+        memory: &mut [u8],
+        message: GuestSlice,
         reply: GuestSlice,
     ) -> InPlace;
 }
@@ -101,8 +106,8 @@ pub(crate) enum InPlace {
     /// kernel busy): the caller takes the slow path.
     NotTaken,
     /// Made and answered: the caller resumes with this value (the reply's
-    /// length, or an error code), and the reply's bytes are these, if any.
-    Answered(i32, Option<Vec<u8>>),
+    /// length, written into its reply buffer, or an error code).
+    Answered(i32),
     /// Made, not answered yet (the server was preempted or blocked on
     /// something else): the caller must wait ([`Syscall::AwaitReply`]).
     Waiting,
@@ -112,7 +117,12 @@ pub(crate) enum InPlace {
 pub(crate) type KernelLink = (ServiceId, Weak<RefCell<dyn Messages>>);
 
 /// Offers `call` to the kernel's direct switch ([`Switch`]).
-fn call_in_place(state: &HostState, handle: i32, message: &[u8], reply: GuestSlice) -> InPlace {
+fn call_in_place(
+    state: &HostState,
+    handle: i32,
+    memory: &mut [u8],
+    (message, reply): (GuestSlice, GuestSlice),
+) -> InPlace {
     if cfg!(any(feature = "trapped-ipc", feature = "no-switch")) {
         return InPlace::NotTaken;
     }
@@ -122,7 +132,7 @@ fn call_in_place(state: &HostState, handle: i32, message: &[u8], reply: GuestSli
     ) else {
         return InPlace::NotTaken;
     };
-    switch.call_in_place(*id, handle, message, reply)
+    switch.call_in_place(*id, handle, memory, message, reply)
 }
 
 /// Runs `op` on the kernel if the host function can reach it now: not before
@@ -139,6 +149,7 @@ fn with_kernel<R>(
     let (id, kernel) = state.kernel.as_ref()?;
     let kernel = kernel.upgrade()?;
     let mut kernel = kernel.try_borrow_mut().ok()?;
+    kernel.enter();
     Some(op(&mut *kernel, *id))
 }
 

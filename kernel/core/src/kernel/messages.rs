@@ -31,6 +31,10 @@ impl crate::host::Messages for Core {
         self.reply(id, token, message)
             .map_or_else(Error::code, |_| 0)
     }
+
+    fn enter(&mut self) {
+        self.sched.enter();
+    }
 }
 
 /// What one direct switch counts against its turn's budget besides the
@@ -51,12 +55,21 @@ const SPARE_SLACK: usize = 32;
 
 /// A direct switch in progress: `caller`'s `call` (`token`) runs the server
 /// it woke, in place, and the reply, if it comes before the server stops,
-/// is kept here for the caller's host function to write (the caller is out
-/// of the table, running).
+/// is kept here until the switch ends and writes it into the caller's
+/// memory (the caller is out of the table, running: its host function
+/// holds its memory).
 pub(super) struct Switching {
     caller: ServiceId,
     token: u32,
-    reply: Option<Vec<u8>>,
+    reply: Option<ReplyCopy>,
+}
+
+/// A reply held for the caller of a direct switch: in a spare message
+/// buffer if one was big enough (`spare`: it goes back to the spares once
+/// written), else in a buffer of its own.
+struct ReplyCopy {
+    bytes: Vec<u8>,
+    spare: bool,
 }
 
 impl Core {
@@ -78,7 +91,8 @@ impl Core {
         &mut self,
         id: ServiceId,
         handle: i32,
-        message: &[u8],
+        memory: &[u8],
+        message: GuestSlice,
         reply: GuestSlice,
     ) -> Result<(ServiceId, Box<Service>, i32), InPlace> {
         let endpoint = self.endpoint_of(id, handle, false);
@@ -104,11 +118,12 @@ impl Core {
             return Err(InPlace::NotTaken);
         };
         self.count_syscall(id);
-        let message = self
-            .message_buffer(message)
-            .map_err(|error| InPlace::Answered(error.code(), None))?;
+        let message = message
+            .read(memory, MAX_MESSAGE_LEN)
+            .and_then(|message| self.message_buffer(message))
+            .map_err(|error| InPlace::Answered(error.code()))?;
         if let Err(error) = self.call(id, handle, message, Answer::Reply(reply)) {
-            return Err(InPlace::Answered(error.code(), None));
+            return Err(InPlace::Answered(error.code()));
         }
         let Some(ServiceState::Blocked(Wait::Reply { token })) = self.sched.state(id) else {
             return Err(InPlace::Waiting);
@@ -116,7 +131,7 @@ impl Core {
         let token = *token;
         // Not woken (the message did not fit its buffer): wait as usual.
         let resume = self.sched.run_now(server).ok_or(InPlace::Waiting)?;
-        let now = self.platform.now_ns();
+        let now = self.sched.now();
         let Some(service) = self.begin_slice(server, now) else {
             // Not in the table (it cannot be, while ready): back in the run
             // queue, so that it is not left marked running.
@@ -133,16 +148,36 @@ impl Core {
 
     /// Ends the direct switch of running service `id` once its server has
     /// stopped, having used `fuel`: answered (the caller woke: it goes on
-    /// running, with the reply's bytes if the server replied) or still
-    /// waiting.
-    pub(super) fn end_switch(&mut self, id: ServiceId, fuel: u64) -> InPlace {
+    /// running, the reply written into `reply` of its `memory` if the
+    /// server replied) or still waiting.
+    pub(super) fn end_switch(
+        &mut self,
+        id: ServiceId,
+        fuel: u64,
+        memory: &mut [u8],
+        reply: GuestSlice,
+    ) -> InPlace {
         self.switched_fuel = self
             .switched_fuel
             .saturating_add(fuel.saturating_add(SWITCH_FUEL));
-        let reply = self.switching.take().and_then(|switching| switching.reply);
-        match self.sched.run_now(id) {
-            Some(value) => InPlace::Answered(value, reply),
-            None => InPlace::Waiting,
+        let copy = self.switching.take().and_then(|switching| switching.reply);
+        let Some(value) = self.sched.run_now(id) else {
+            return InPlace::Waiting;
+        };
+        let Some(ReplyCopy { bytes, spare }) = copy else {
+            return InPlace::Answered(value);
+        };
+        // Checked writable by the host function; memory never shrinks.
+        let written = reply
+            .write(memory, usize::MAX)
+            .and_then(|window| window.get_mut(..bytes.len()).ok_or(Error::OutOfBounds))
+            .map(|window| window.copy_from_slice(&bytes));
+        if spare {
+            self.recycle(bytes);
+        }
+        match written {
+            Ok(()) => InPlace::Answered(value),
+            Err(error) => InPlace::Answered(error.code()),
         }
     }
 
@@ -354,7 +389,7 @@ impl Core {
         }
         let deadline = u64::try_from(timeout_ns)
             .ok()
-            .map(|ns| self.platform.now_ns().saturating_add(ns));
+            .map(|ns| self.sched.now().saturating_add(ns));
         self.block(
             id,
             Wait::Receive {
@@ -585,17 +620,28 @@ impl Core {
             if !matches!(call.answer, Answer::Reply(_)) {
                 return Err(Error::PeerGone);
             }
-            // Held only until the caller's host function writes it, later
-            // in this kernel call, and at most a message long: a transient
-            // allocation, out of the reserve (heap.rs), not admitted (near
-            // the reserve, admission refused it, and the caller waited for
-            // a reply the server could not give).
-            let mut copy = Vec::new();
-            copy.try_reserve_exact(data.len())
+            // Held only until the switch ends and writes it, later in the
+            // caller's kernel call, and at most a message long: in the last
+            // spare buffer if it is big enough (no allocation), else a
+            // transient allocation, out of the reserve (heap.rs), not
+            // admitted (near the reserve, admission refused it, and the
+            // caller waited for a reply the server could not give).
+            let spare = self
+                .spare_buffers
+                .last()
+                .is_some_and(|buffer| buffer.capacity() >= data.len());
+            let mut bytes = if spare {
+                self.spare_buffers.pop().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            bytes.clear();
+            bytes
+                .try_reserve_exact(data.len())
                 .map_err(|_| Error::OutOfMemory)?;
-            copy.extend_from_slice(data);
+            bytes.extend_from_slice(data);
             if let Some(switching) = self.switching.as_mut() {
-                switching.reply = Some(copy);
+                switching.reply = Some(ReplyCopy { bytes, spare });
             }
             i32::try_from(data.len()).unwrap_or(i32::MAX)
         } else {

@@ -87,6 +87,9 @@ pub(super) struct Scheduler {
     timers: BTreeSet<(u64, ServiceId)>,
     /// The platform clock, for blocked time and trace records.
     clock: Arc<dyn Platform>,
+    /// The clock as read once in the current kernel entry ([`Scheduler::now`]),
+    /// `None` until the entry first needs it.
+    entry_now: Option<u64>,
     /// When each blocked service blocked.
     blocked_since: Vec<u64>,
     /// Nanoseconds each service spent blocked, by [`Wait::reason`].
@@ -103,10 +106,32 @@ impl Scheduler {
             running: None,
             timers: BTreeSet::new(),
             clock,
+            entry_now: None,
             blocked_since: Vec::new(),
             blocked_ns: Vec::new(),
             trace: Trace::default(),
         }
+    }
+
+    /// Starts a kernel entry (a host function's way in, the end of a slice,
+    /// a turn of the run loop): the next [`Scheduler::now`] reads the clock
+    /// afresh.
+    pub(super) fn enter(&mut self) {
+        self.entry_now = None;
+    }
+
+    /// The time of the current kernel entry: the clock, read at most once
+    /// per entry. Every state change of one entry (a `call` blocks its
+    /// caller and wakes the server; a turn wakes the services whose
+    /// deadlines passed) is stamped with it: a read of the clock is dear
+    /// (docs/benchmarks.md, "One clock read per kernel entry"). With tracing
+    /// on, every reading is fresh, as for the trace's other records, so that
+    /// the records' times follow their order.
+    pub(super) fn now(&mut self) -> u64 {
+        if self.trace.is_on() {
+            return self.clock.now_ns();
+        }
+        *self.entry_now.get_or_insert_with(|| self.clock.now_ns())
     }
 
     /// Adds a service, ready to run. Returns its id.
@@ -201,8 +226,13 @@ impl Scheduler {
         if self.running.is_some() || !matches!(self.states.get(id), Some(ServiceState::Ready)) {
             return None;
         }
-        let position = self.run_queue.iter().position(|&queued| queued == id)?;
-        self.run_queue.remove(position);
+        // Woken just now, so usually last in the queue.
+        if self.run_queue.back() == Some(&id) {
+            self.run_queue.pop_back();
+        } else {
+            let position = self.run_queue.iter().position(|&queued| queued == id)?;
+            self.run_queue.remove(position);
+        }
         self.running = Some(id);
         Some(self.resume.get(id).copied().unwrap_or(0))
     }
@@ -318,7 +348,7 @@ impl Scheduler {
         if entered.is_none() && left.is_none() {
             return;
         }
-        let now = self.clock.now_ns();
+        let now = self.now();
         if let Some(reason) = left
             && let Some(since) = self.blocked_since.get(id).copied()
             && let Some(total) = self

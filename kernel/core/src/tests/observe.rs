@@ -89,6 +89,40 @@ fn messages_and_kernel_calls_are_each_counted_once() {
 }
 
 #[test]
+fn blocked_time_spans_each_wait_across_the_kernels_idle_time() {
+    // A wait is stamped by the kernel entries that begin and end it (the
+    // clock is read at most once per entry): one that lasts across the
+    // kernel's idle time counts all of it. The test clock jumps to each
+    // deadline when the kernel idles, and moves 1 us per reading.
+    let client = probe(
+        "ping",
+        "(drop (call $sleep (i64.const 3000000000)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 8)))
+         (drop (call $sleep (i64.const 1000000000)))",
+    );
+    let mut system = TestSystem::new()
+        .service("server", echo_server())
+        .provides("echo")
+        .service("client", client)
+        .uses("echo")
+        .boot();
+    system.run();
+    assert_eq!(system.lines_of("client"), ["4"]);
+    let services = system.kernel.service_info();
+    let (client, server) = (service(&services, "client"), service(&services, "server"));
+    // Two sleeps, each from its entry to the turn that woke it: a few
+    // readings of the test clock (1 us each) over the four seconds.
+    assert!(
+        (4_000_000_000..4_001_000_000).contains(&client.blocked_sleep_ns),
+        "{client:?}"
+    );
+    // The server waited in `receive` through both sleeps (the wait in
+    // progress counts).
+    assert!(server.blocked_receive_ns >= 4_000_000_000, "{server:?}");
+    assert_eq!(server.blocked_sleep_ns, 0);
+}
+
+#[test]
 fn refusals_are_counted_on_their_endpoint_once() {
     // `slow` (queue depth 1) never receives; `gone` ends at once. The client
     // fills slow's queue, is refused, then calls the ended service.
