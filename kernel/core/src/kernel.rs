@@ -833,7 +833,8 @@ impl Core {
                 buffer,
             } => self.info(id, kind, index, buffer),
             Syscall::Sleep { ns } => {
-                let deadline = self.platform.now_ns().saturating_add(ns);
+                // From this entry's time, which is after the service's call.
+                let deadline = self.sched.now().saturating_add(ns);
                 self.block(id, Wait::Sleep { deadline });
                 return Then::Block;
             }

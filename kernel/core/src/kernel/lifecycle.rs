@@ -217,7 +217,14 @@ impl Core {
             return Err(Error::NotFound);
         };
         crate::grants::quiesce(&slot.image.grants, self.platform.as_ref());
-        match Service::start(&slot.image, Arc::clone(&self.platform), &self.heap) {
+        let started = Service::start(&slot.image, Arc::clone(&self.platform), &self.heap);
+        // Instantiating ran the module's start function: what follows is
+        // stamped with the clock as it is after it.
+        self.sched.enter();
+        let Some(slot) = self.services.get_mut(id) else {
+            return Err(Error::NotFound);
+        };
+        match started {
             Ok(mut service) => {
                 service.connect(id, self.me.clone());
                 slot.service = Some(Box::new(service));

@@ -124,7 +124,7 @@ impl Scheduler {
     /// per entry. Every state change of one entry (a `call` blocks its
     /// caller and wakes the server; a turn wakes the services whose
     /// deadlines passed) is stamped with it: a read of the clock is dear
-    /// (docs/benchmarks.md, "One clock read per kernel entry"). With tracing
+    /// (docs/benchmarks.md, "One clock reading per kernel entry"). With tracing
     /// on, every reading is fresh, as for the trace's other records, so that
     /// the records' times follow their order.
     pub(super) fn now(&mut self) -> u64 {

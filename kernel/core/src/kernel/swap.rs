@@ -242,6 +242,9 @@ impl Core {
             crate::service::restore_with_dma(old, &mut service, state.as_deref())?;
             Ok((service, second_stack))
         })();
+        // The handoff ran both versions' code: what follows (the new
+        // version's start, callers answered) is stamped after it.
+        self.sched.enter();
         let (service, second_stack) = match outcome {
             Ok(outcome) => outcome,
             Err(reason) => {

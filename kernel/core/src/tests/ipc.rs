@@ -797,3 +797,97 @@ fn no_switch_while_another_service_waits_for_the_cpu() {
         .run();
     assert_witness_ran_first(&system, "[client] 50");
 }
+
+/// The bytes both sides of the in-place reply tests compare.
+const PATTERN: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!?";
+
+/// Client: for each length, clears its reply buffer (300..364), calls with
+/// that many bytes of PATTERN, reports the result and how many reply bytes
+/// differ from PATTERN.
+fn checking_client(lens: &[i32]) -> String {
+    let mut body = String::new();
+    for len in lens {
+        body.push_str(&format!(
+            "(local.set $i (i32.const 0))
+             (loop $z (i32.store8 (i32.add (i32.const 300) (local.get $i)) (i32.const 0))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $z (i32.lt_u (local.get $i) (i32.const 64))))
+             (local.set $r (call $call (i32.const 1) (i32.const 0) (i32.const {len}) (i32.const 300) (i32.const 64)))
+             (call $report (local.get $r))
+             (local.set $h (i32.const 0))
+             (local.set $i (i32.const 0))
+             (block $done (loop $c
+                (br_if $done (i32.ge_s (local.get $i) (local.get $r)))
+                (if (i32.ne (i32.load8_u (local.get $i)) (i32.load8_u (i32.add (i32.const 300) (local.get $i))))
+                    (then (local.set $h (i32.add (local.get $h) (i32.const 1)))))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $c)))
+             (call $report (local.get $h))\n"
+        ));
+    }
+    probe(PATTERN, &body)
+}
+
+#[test]
+fn replies_in_place_of_varied_sizes_arrive_whole() {
+    // The server answers a request of r bytes with min(2r+1, 64) bytes of
+    // PATTERN: replies both larger and smaller than the spare buffers, so
+    // that a direct switch holds some in a spare buffer and allocates for
+    // others; each must reach the caller's memory whole.
+    let server = probe(
+        PATTERN,
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (if (i32.ge_s (local.get $r) (i32.const 0))
+                (then
+                    (local.set $r (i32.add (i32.mul (local.get $r) (i32.const 2)) (i32.const 1)))
+                    (if (i32.gt_s (local.get $r) (i32.const 64)) (then (local.set $r (i32.const 64))))
+                    (drop (call $reply (call $token) (i32.const 0) (local.get $r)))))
+            (br $serve))",
+    );
+    let lens = [1, 40, 3, 64, 0, 2, 31, 5, 64, 1];
+    let (system, _) = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .service("client", checking_client(&lens))
+        .uses("echo")
+        .run();
+    let expected: Vec<String> = lens
+        .iter()
+        .flat_map(|len| [(len * 2 + 1).min(64).to_string(), "0".to_string()])
+        .collect();
+    assert_eq!(system.lines_of("client"), expected);
+}
+
+#[test]
+fn a_receive_timeout_set_right_after_a_direct_switch_is_not_early() {
+    // The server answers the client's in-place call, then waits 1 s in
+    // receive; the client sleeps 3 s. Its timeout must not fire before 1 s
+    // from the server's own reading of the clock.
+    let server = probe(
+        "",
+        "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (drop (call $reply (call $token) (i32.const 100) (local.get $r)))
+         (local.set $t (call $time))
+         (call $report (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 1000000000) (i32.const 200)))
+         (local.set $t (i64.sub (call $time) (local.get $t)))
+         (call $report (i64.ge_u (local.get $t) (i64.const 1000000000)))
+         (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
+    );
+    let client = probe(
+        "ping",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 8)))
+         (drop (call $sleep (i64.const 3000000000)))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .service("client", client)
+        .uses("echo")
+        .run();
+    assert_eq!(system.lines_of("client"), ["4"]);
+    assert_eq!(
+        system.lines_of("server"),
+        [code(Error::TimedOut), "1".to_string()]
+    );
+}
