@@ -96,8 +96,9 @@ impl Kind {
 /// One event, 24 bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// The platform clock (nanoseconds since boot) when it happened; for a
-    /// repeated record, the first time.
+    /// The platform clock (nanoseconds since boot) at the kernel entry in
+    /// which it happened (records of one entry share it); for a repeated
+    /// record, the first time.
     pub time_ns: u64,
     /// The service it happened to or that did it.
     pub service: u16,

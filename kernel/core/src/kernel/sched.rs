@@ -121,16 +121,13 @@ impl Scheduler {
     }
 
     /// The time of the current kernel entry: the clock, read at most once
-    /// per entry. Every state change of one entry (a `call` blocks its
-    /// caller and wakes the server; a turn wakes the services whose
-    /// deadlines passed) is stamped with it: a read of the clock is dear
-    /// (docs/benchmarks.md, "One clock reading per kernel entry"). With tracing
-    /// on, every reading is fresh, as for the trace's other records, so that
-    /// the records' times follow their order.
+    /// per entry. Every state change and trace record of one entry (a `call`
+    /// blocks its caller and wakes the server; a turn wakes the services
+    /// whose deadlines passed) is stamped with it: a read of the clock is
+    /// dear (docs/benchmarks.md, "One clock reading per kernel entry").
+    /// Entries follow one another (the kernel is borrowed for each), so the
+    /// times never go back.
     pub(super) fn now(&mut self) -> u64 {
-        if self.trace.is_on() {
-            return self.clock.now_ns();
-        }
         *self.entry_now.get_or_insert_with(|| self.clock.now_ns())
     }
 
@@ -169,7 +166,8 @@ impl Scheduler {
         &self.trace
     }
 
-    /// Records an event in the trace ring if tracing is on.
+    /// Records an event in the trace ring if tracing is on, at the entry's
+    /// time.
     #[inline]
     pub(super) fn record(
         &mut self,
@@ -179,9 +177,11 @@ impl Scheduler {
         token: u32,
         detail: u32,
     ) {
-        let clock = &self.clock;
-        self.trace
-            .record(|| clock.now_ns(), kind, service, peer, token, detail);
+        if self.trace.is_on() {
+            let now = self.now();
+            self.trace
+                .record(|| now, kind, service, peer, token, detail);
+        }
     }
 
     pub(super) fn state(&self, id: ServiceId) -> Option<&ServiceState> {
