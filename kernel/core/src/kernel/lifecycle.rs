@@ -221,9 +221,6 @@ impl Core {
         // Instantiating ran the module's start function: what follows is
         // stamped with the clock as it is after it.
         self.sched.enter();
-        let Some(slot) = self.services.get_mut(id) else {
-            return Err(Error::NotFound);
-        };
         match started {
             Ok(mut service) => {
                 service.connect(id, self.me.clone());

@@ -142,6 +142,9 @@ impl Core {
                 Err(error) => return Err(self.refuse_swap(name, &error)),
             }
         };
+        // Compiling and starting took time (and ran the start function):
+        // what follows is stamped after it.
+        self.sched.enter();
         // A swap still pending is superseded: its asker (the host, if it
         // was) hears so, and its instance is dropped. (A pause still open,
         // of a swap already made, stays open.)
