@@ -67,11 +67,38 @@ impl GuestSlice {
         let range = self.range(memory.len(), max_len)?;
         memory.get_mut(range).ok_or(Error::OutOfBounds)
     }
+
+    /// Copies `bytes` to the start of this slice in `memory`, under the
+    /// checks of [`GuestSlice::write`]; `OutOfBounds` if they are longer
+    /// than the slice.
+    pub fn put(self, memory: &mut [u8], bytes: &[u8]) -> Result<(), Error> {
+        self.write(memory, usize::MAX)?
+            .get_mut(..bytes.len())
+            .ok_or(Error::OutOfBounds)?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn put_copies_to_the_start_of_the_slice_and_refuses_more_than_it_holds() {
+        let mut memory = [0u8; 6];
+        assert_eq!(GuestSlice::new(1, 4).put(&mut memory, &[7, 8]), Ok(()));
+        assert_eq!(memory, [0, 7, 8, 0, 0, 0]);
+        assert_eq!(
+            GuestSlice::new(1, 2).put(&mut memory, &[1, 2, 3]),
+            Err(Error::OutOfBounds)
+        );
+        assert_eq!(
+            GuestSlice::new(4, 4).put(&mut memory, &[1]),
+            Err(Error::OutOfBounds)
+        );
+        assert_eq!(memory, [0, 7, 8, 0, 0, 0]);
+    }
 
     #[test]
     fn inside_memory_is_readable() {

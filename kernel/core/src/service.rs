@@ -256,13 +256,7 @@ impl Service {
         if bytes.len() > target.len() {
             return Err(Error::BufferTooSmall);
         }
-        let memory = self.memory.data_mut(&mut self.store);
-        let window = target.write(memory, usize::MAX)?;
-        window
-            .get_mut(..bytes.len())
-            .ok_or(Error::OutOfBounds)?
-            .copy_from_slice(bytes);
-        Ok(())
+        target.put(self.memory.data_mut(&mut self.store), bytes)
     }
 
     /// Asks the service for its state through [`STATE_SAVE_EXPORT`]. `None` if

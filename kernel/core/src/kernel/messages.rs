@@ -168,10 +168,7 @@ impl Core {
             return InPlace::Answered(value);
         };
         // Checked writable by the host function; memory never shrinks.
-        let written = reply
-            .write(memory, usize::MAX)
-            .and_then(|window| window.get_mut(..bytes.len()).ok_or(Error::OutOfBounds))
-            .map(|window| window.copy_from_slice(&bytes));
+        let written = reply.put(memory, &bytes);
         if spare {
             self.recycle(bytes);
         }
@@ -500,16 +497,8 @@ impl Core {
         };
         // Both were checked writable by the host function.
         let written = buffer
-            .write(memory, usize::MAX)
-            .and_then(|window| {
-                window
-                    .get_mut(..message.data.len())
-                    .ok_or(Error::OutOfBounds)
-            })
-            .map(|window| window.copy_from_slice(&message.data))
-            .and_then(|()| info.write(memory, usize::MAX))
-            .and_then(|window| window.get_mut(..record.len()).ok_or(Error::OutOfBounds))
-            .map(|window| window.copy_from_slice(&record));
+            .put(memory, &message.data)
+            .and_then(|()| info.put(memory, &record));
         let result = match written {
             Ok(()) => i32::try_from(message.data.len()).unwrap_or(i32::MAX),
             Err(error) => error.code(),
