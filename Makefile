@@ -4,10 +4,10 @@
 SYSTEM ?= examples/default/system.toml
 BUILDER := target/release/image-builder
 # Crates built for wasm32 (linted for that target).
-WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client supervisor console shell polyglot-client pci virtio-blk fat virtio-net netstack httpd \
+WASM_CRATES := atoll-sdk hello echo-server echo-client kv-server kv-client supervisor console shell polyglot-client pci virtio-blk fat virtio-net netstack httpd wasi-shim \
 	test-spinner test-misbehave test-ponger test-pinger test-quitter test-caller test-bench-server test-bench-client test-panic test-crasher test-crash-client test-trace-client test-echo-v2 test-ticker test-counter test-counter-v2 test-counter-client test-counter-bench-client test-fs-client test-fs-reader test-storage-bench test-compute test-float-check test-net-faulty test-chaos-supervisor test-chaos-client test-storage-chaos test-storage-chaos-reader
 # Service crates with host unit tests (built for the host only under test).
-HOST_TESTED_SERVICES := fat virtio-blk console shell virtio-net netstack httpd
+HOST_TESTED_SERVICES := fat virtio-blk console shell virtio-net netstack httpd wasi-shim
 # The kernel's target: SSE2 with the hard-float ABI, core and alloc built from
 # source (docs/design.md, "The kernel target"); image-builder uses the same flags.
 KERNEL_TARGET := --target kernel/x86_64/x86_64-atoll-kernel.json -Zbuild-std=core,alloc,compiler_builtins -Zbuild-std-features=compiler-builtins-mem -Zjson-target-spec

@@ -63,6 +63,8 @@ pub struct BuildOptions {
     /// (`--kernel-rustflags`), e.g. `""` for rustc's default function
     /// alignment.
     pub kernel_rustflags: Option<String>,
+    /// Extra cargo features of the WASI shim (`--shim-features`).
+    pub shim_features: Option<String>,
 }
 
 impl BuildOptions {
@@ -145,7 +147,7 @@ pub fn build(system: &System, options: &BuildOptions) -> Result<Artifacts, Error
     if !options.quiet {
         report(
             system,
-            &modules,
+            &modules.services,
             &kernel,
             &bundle_bytes,
             &artifacts,
@@ -299,7 +301,7 @@ pub fn service_module(
             ))
         })?;
     let target_dir = options.workspace.join("target").join("cross");
-    let mut modules = modules(system, options, &target_dir)?;
+    let mut modules = modules(system, options, &target_dir)?.services;
     if index < modules.len() {
         Ok(modules.swap_remove(index))
     } else {
@@ -315,8 +317,9 @@ pub fn bundle_only(system: &System, options: &BuildOptions) -> Result<Vec<u8>, E
     encode_bundle(system, &modules)
 }
 
-fn encode_bundle(system: &System, modules: &[Vec<u8>]) -> Result<Vec<u8>, Error> {
+fn encode_bundle(system: &System, modules: &Modules) -> Result<Vec<u8>, Error> {
     let bundle = Bundle {
+        wasi_shim: modules.wasi_shim.as_deref(),
         kernel: KernelSettings {
             system_name: system.name.clone(),
             exit_when_idle: system.exit_when_idle,
@@ -325,7 +328,7 @@ fn encode_bundle(system: &System, modules: &[Vec<u8>]) -> Result<Vec<u8>, Error>
         services: system
             .services
             .iter()
-            .zip(modules)
+            .zip(&modules.services)
             .map(|(service, module)| ServiceImage {
                 name: &service.name,
                 module,
@@ -364,11 +367,17 @@ fn encode_bundle(system: &System, modules: &[Vec<u8>]) -> Result<Vec<u8>, Error>
 
 /// Builds the services that come from crates, then reads and validates every
 /// service's module. Returns the modules in description order.
-fn modules(
-    system: &System,
-    options: &BuildOptions,
-    target_dir: &Path,
-) -> Result<Vec<Vec<u8>>, Error> {
+/// A system's modules, checked: its services' in description order, and the
+/// WASI shim if one of them is a WASI program.
+struct Modules {
+    services: Vec<Vec<u8>>,
+    wasi_shim: Option<Vec<u8>>,
+}
+
+/// The crate of the WASI shim (`wasm-services/wasi-shim`).
+const WASI_SHIM_CRATE: &str = "wasi-shim";
+
+fn modules(system: &System, options: &BuildOptions, target_dir: &Path) -> Result<Modules, Error> {
     let crates: Vec<&str> = system
         .services
         .iter()
@@ -392,6 +401,7 @@ fn modules(
 
     let mut modules = Vec::with_capacity(system.services.len());
     let mut diagnostics = Vec::new();
+    let mut uses_wasi = false;
     for service in &system.services {
         let path = match &service.source {
             ModuleSource::File(path) => path.clone(),
@@ -418,6 +428,7 @@ fn modules(
                     ),
                 )),
                 Ok(info) => {
+                    uses_wasi |= info.uses_wasi;
                     if !info.wasi_stubs.is_empty() {
                         eprintln!(
                             "{}",
@@ -439,8 +450,40 @@ fn modules(
     if !diagnostics.is_empty() {
         return Err(Error::Diagnostics(diagnostics));
     }
+    let wasi_shim = if uses_wasi {
+        Some(wasi_shim(options, target_dir)?)
+    } else {
+        None
+    };
+    Ok(Modules {
+        services: modules,
+        wasi_shim,
+    })
+}
 
-    Ok(modules)
+/// Builds and checks the WASI shim, which every WASI program is linked to.
+fn wasi_shim(options: &BuildOptions, target_dir: &Path) -> Result<Vec<u8>, Error> {
+    options.progress(format_args!("   Compiling the WASI shim"));
+    let mut args = vec![
+        "--profile",
+        "service",
+        "--target",
+        "wasm32-unknown-unknown",
+        "-p",
+        WASI_SHIM_CRATE,
+    ];
+    if let Some(features) = &options.shim_features {
+        args.extend(["--features", features.as_str()]);
+    }
+    cargo(options, target_dir, &args)?;
+    let path = target_dir
+        .join("wasm32-unknown-unknown/service")
+        .join(format!("{}.wasm", WASI_SHIM_CRATE.replace('-', "_")));
+    let shim = read_module(&path)
+        .map_err(|error| Error::Other(format!("cannot read {}: {error}", path.display())))?;
+    atoll_core::loader::validate_shim(&shim)
+        .map_err(|error| Error::Other(format!("{}: {error}", path.display())))?;
+    Ok(shim)
 }
 
 /// A diagnostic shown as a warning.

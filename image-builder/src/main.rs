@@ -60,6 +60,10 @@ struct Cli {
     /// rustc's default function alignment, for before/after comparisons.
     #[arg(long, global = true)]
     kernel_rustflags: Option<String>,
+    /// Extra cargo features for the WASI shim, e.g. `plain-writes` (WASI
+    /// writes as before staged writes), for before/after comparisons.
+    #[arg(long, global = true)]
+    shim_features: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -285,6 +289,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
     let quiet = cli.quiet;
     let kernel_features = cli.kernel_features;
     let kernel_rustflags = cli.kernel_rustflags;
+    let shim_features = cli.shim_features;
     let kernel = if cli.baseline_kernel {
         KernelConfig::Baseline
     } else {
@@ -297,6 +302,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         kernel,
         kernel_features: kernel_features.clone(),
         kernel_rustflags: kernel_rustflags.clone(),
+        shim_features: shim_features.clone(),
     };
     match cli.command {
         Command::Check { system } => {
@@ -367,6 +373,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 kernel,
                 kernel_features: kernel_features.clone(),
                 kernel_rustflags: kernel_rustflags.clone(),
+                shim_features: shim_features.clone(),
             };
             if charts_only {
                 bench::charts(&options)?;

@@ -38,6 +38,8 @@
 @external("atoll", "pci_write") export declare function pci_write(address: i32, offset: i32, value: u32): i32;
 // A postcard record about the system (kind 0) or service `index` (kind 1).
 @external("atoll", "info") export declare function info(kind: i32, index: i32, ptr: usize, cap: i32): i32;
+// The service's postcard start-up record (args, env, WASI preopens, ...).
+@external("atoll", "startup") export declare function startup(ptr: usize, cap: i32): i32;
 
 // --- Error codes and limits ----------------------------------------------------
 

@@ -215,6 +215,9 @@ int32_t atoll_pci_write(int32_t address, int32_t offset, uint32_t value);
 /* info(kind: i32, index: i32, ptr: i32, cap: i32) -> i32: writes a postcard record about the system or a service; its length or an error */
 __attribute__((import_module("atoll"), import_name("info")))
 int32_t atoll_info(int32_t kind, int32_t index, void *ptr, size_t cap);
+/* startup(ptr: i32, cap: i32) -> i32: writes the service's postcard start-up record if it fits; its length or an error */
+__attribute__((import_module("atoll"), import_name("startup")))
+int32_t atoll_startup(void *ptr, size_t cap);
 /* END GENERATED */
 
 /* --- Conveniences --------------------------------------------------------- */

@@ -46,6 +46,8 @@
 (import "atoll" "pci_write" (func $atoll_pci_write (param i32 i32 i32) (result i32)))
 ;; info(kind: i32, index: i32, ptr: i32, cap: i32) -> i32: writes a postcard record about the system or a service; its length or an error
 (import "atoll" "info" (func $atoll_info (param i32 i32 i32 i32) (result i32)))
+;; startup(ptr: i32, cap: i32) -> i32: writes the service's postcard start-up record if it fits; its length or an error
+(import "atoll" "startup" (func $atoll_startup (param i32 i32) (result i32)))
 
 ;; Error codes, returned as negative i32 results (numbers never change):
 ;;   -1  InvalidArgument  invalid argument

@@ -39,6 +39,8 @@ pub const raw = struct {
     pub extern "atoll" fn pci_write(address: i32, offset: i32, value: u32) i32;
     // A postcard record about the system (kind 0) or service `index` (kind 1).
     pub extern "atoll" fn info(kind: i32, index: i32, ptr: [*]u8, cap: usize) i32;
+    // The service's postcard start-up record (args, env, WASI preopens, ...).
+    pub extern "atoll" fn startup(ptr: [*]u8, cap: usize) i32;
 };
 
 // --- Error codes and limits ----------------------------------------------------

@@ -54,6 +54,17 @@ impl GuestSlice {
         Ok(start..end)
     }
 
+    /// The `len` bytes from `start` within this slice (clamped to its end).
+    #[must_use]
+    pub fn part(self, start: usize, len: usize) -> GuestSlice {
+        let start = (start as u32).min(self.len);
+        let len = (len as u32).min(self.len - start);
+        GuestSlice {
+            ptr: self.ptr.wrapping_add(start),
+            len,
+        }
+    }
+
     /// The bytes of this slice in `memory`, if it lies inside it and is at most
     /// `max_len` long.
     pub fn read(self, memory: &[u8], max_len: usize) -> Result<&[u8], Error> {

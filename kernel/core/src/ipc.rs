@@ -203,41 +203,11 @@ pub struct PendingCall {
     pub caller: ServiceId,
     /// The service that must reply: the endpoint's provider.
     pub server: ServiceId,
-    /// Where the reply goes.
-    pub answer: Answer,
+    /// The caller's reply buffer: the reply's bytes go there, and the
+    /// caller resumes with their length or an error code.
+    pub reply: GuestSlice,
     /// Whether the server has received the request (only then may it reply).
     pub received: bool,
-}
-
-/// Where the answer to a call goes, and what its caller resumes with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answer {
-    /// `call`: the reply's bytes into this buffer of the caller's memory;
-    /// the caller resumes with their length, or an error code.
-    Reply(GuestSlice),
-    /// WASI `fd_read` on stdin, a console `Read`: the console's
-    /// `Response` is decoded, the input put in `buffer` and its length at
-    /// `count`; the caller resumes with a WASI errno.
-    Stdin {
-        buffer: GuestSlice,
-        count: GuestSlice,
-    },
-    /// A WASI file operation, a file-protocol call: the caller's operation
-    /// (kept with its descriptors) takes the reply and finishes, or asks its
-    /// file service again on the same token; the caller resumes with a WASI
-    /// errno.
-    File,
-}
-
-impl Answer {
-    /// What the caller resumes with when the call fails with `error`.
-    #[must_use]
-    pub fn failed(&self, error: Error) -> i32 {
-        match self {
-            Answer::Reply(_) => error.code(),
-            Answer::Stdin { .. } | Answer::File => atoll_abi::wasi::errno::IO,
-        }
-    }
 }
 
 /// Outstanding calls, named by tokens.
@@ -418,7 +388,7 @@ mod tests {
     const CALL: PendingCall = PendingCall {
         caller: 1,
         server: 2,
-        answer: Answer::Reply(GuestSlice::new(0, 8)),
+        reply: GuestSlice::new(0, 8),
         received: false,
     };
 

@@ -27,7 +27,7 @@ use crate::control::{ControlChannel, Request};
 use crate::guest::GuestSlice;
 use crate::heap::Heap;
 use crate::host::{InPlace, Syscall};
-use crate::ipc::{Answer, CallTable, Endpoint, Message, PendingCall, ServiceId};
+use crate::ipc::{CallTable, Endpoint, Message, PendingCall, ServiceId};
 use crate::loader::Program;
 use crate::service::{Image, Service, SliceOutcome};
 use alloc::boxed::Box;
@@ -363,6 +363,9 @@ pub(crate) struct Core {
     platform: Arc<dyn Platform>,
     /// Admission for everything services make the kernel hold.
     heap: Arc<Heap>,
+    /// The WASI shim's module, from the bundle: every WASI program is linked
+    /// to an instance of it (also one a swap brings).
+    wasi_shim: Option<Arc<[u8]>>,
     services: Vec<Slot>,
     /// Each service's state, the run queue and the timers.
     sched: Scheduler,
@@ -412,6 +415,7 @@ impl Core {
             switching: None,
             switched_fuel: 0,
             heap: Heap::new(Arc::clone(&platform)),
+            wasi_shim: bundle.wasi_shim.map(Arc::from),
             sched: Scheduler::new(Arc::clone(&platform)),
             platform,
             services: Vec::with_capacity(bundle.services.len()),
@@ -531,7 +535,7 @@ impl Core {
                     .position(|name| name == preopen.endpoint)
                     .and_then(|index| i32::try_from(index + 1).ok());
                 match handle {
-                    Some(handle) => preopens.push(crate::host::Preopen {
+                    Some(handle) => preopens.push(atoll_abi::startup::Preopen {
                         guest: preopen.guest.to_string(),
                         handle,
                         directory: preopen.directory.to_string(),
@@ -547,7 +551,7 @@ impl Core {
             let mut listeners = Vec::new();
             for listen in &image.listen {
                 match names.iter().position(|name| name == listen.endpoint) {
-                    Some(index) => listeners.push(crate::host::Listener {
+                    Some(index) => listeners.push(atoll_abi::startup::Listener {
                         handle: i32::try_from(index + 1).unwrap_or(i32::MAX),
                         port: listen.port,
                         nonblocking: listen.nonblocking,
@@ -558,24 +562,28 @@ impl Core {
                     )),
                 }
             }
-            let loaded =
-                Program::compile(image.module, &image.limits, &kernel.heap, BOOT_TRANSLATION)
-                    .and_then(|program| {
-                        let image = Image {
-                            name: image.name.to_string(),
-                            program: Arc::new(program),
-                            limits: image.limits,
-                            endpoint_names: names,
-                            args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
-                            env: image.env.iter().map(|var| (*var).to_string()).collect(),
-                            preopens,
-                            listeners,
-                            grants,
-                        };
-                        let service =
-                            Service::start(&image, Arc::clone(&kernel.platform), &kernel.heap)?;
-                        Ok((image, service))
-                    });
+            let loaded = Program::compile_with_shim(
+                image.module,
+                &image.limits,
+                &kernel.heap,
+                BOOT_TRANSLATION,
+                kernel.wasi_shim.as_deref(),
+            )
+            .and_then(|program| {
+                let image = Image {
+                    name: image.name.to_string(),
+                    program: Arc::new(program),
+                    limits: image.limits,
+                    endpoint_names: names,
+                    args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
+                    env: image.env.iter().map(|var| (*var).to_string()).collect(),
+                    preopens,
+                    listeners,
+                    grants,
+                };
+                let service = Service::start(&image, Arc::clone(&kernel.platform), &kernel.heap)?;
+                Ok((image, service))
+            });
             match loaded {
                 Ok((reload, service)) => {
                     let id = kernel.sched.add();
@@ -798,25 +806,8 @@ impl Core {
             Syscall::Call {
                 handle,
                 message,
-                answer,
-            } => {
-                // The caller resumes with what its answer says a failure is.
-                return match self.call(id, handle, message, answer) {
-                    Ok(then) => then,
-                    Err(error) => {
-                        if answer == Answer::File
-                            && let Some(service) = self
-                                .services
-                                .get_mut(id)
-                                .and_then(|slot| slot.service.as_mut())
-                        {
-                            // Never sent: the descriptor is not to blame.
-                            service.file_refused();
-                        }
-                        Then::Continue(answer.failed(error))
-                    }
-                };
-            }
+                reply,
+            } => self.call(id, handle, message, reply),
             Syscall::Receive {
                 handle,
                 buffer,

@@ -34,6 +34,9 @@ pub enum Translation {
 pub struct Program {
     pub(crate) module: Module,
     pub(crate) linker: Linker<HostState>,
+    /// For a WASI program: the WASI shim, compiled in the same engine (a
+    /// store holds instances of one engine), its host functions linked.
+    pub(crate) shim: Option<(Module, Linker<HostState>)>,
     pub info: ModuleInfo,
     /// For a lazily translated program: the heap headroom its code may still
     /// take, kept free while the program lives.
@@ -49,7 +52,20 @@ impl Program {
         heap: &Arc<Heap>,
         translation: Translation,
     ) -> Result<Program, LoadError> {
-        let cost = crate::heap::compile_cost(bytes);
+        Program::compile_with_shim(bytes, limits, heap, translation, None)
+    }
+
+    /// [`Program::compile`], with the WASI shim's module for a program that
+    /// imports WASI preview1 (refused without it: [`LoadError::NoWasiShim`]).
+    pub fn compile_with_shim(
+        bytes: &[u8],
+        limits: &ServiceLimits,
+        heap: &Arc<Heap>,
+        translation: Translation,
+        shim: Option<&[u8]>,
+    ) -> Result<Program, LoadError> {
+        let shim_cost = shim.map_or(0, crate::heap::compile_cost);
+        let cost = crate::heap::compile_cost(bytes).saturating_add(shim_cost);
         // Lazy: the code is allocated while the service runs, inside wasmi
         // (infallibly), so its bound stays claimed for the program's life.
         let code = match translation {
@@ -62,10 +78,23 @@ impl Program {
         let module = compile(bytes, translation)?;
         let info = check(&module, bytes, limits)?;
         let mut linker = Linker::new(module.engine());
-        crate::host::define(&mut linker, info.uses_wasi).map_err(LoadError::Instantiate)?;
+        crate::host::define(&mut linker).map_err(LoadError::Instantiate)?;
+        let shim = match (info.uses_wasi, shim) {
+            (false, _) => None,
+            (true, None) => return Err(LoadError::NoWasiShim),
+            (true, Some(shim)) => {
+                crate::preflight::check(shim).map_err(LoadError::Preflight)?;
+                let shim = Module::new(module.engine(), shim).map_err(LoadError::Compile)?;
+                check_shim(&shim)?;
+                let mut linker = Linker::new(module.engine());
+                crate::host::define_shim(&mut linker).map_err(LoadError::Instantiate)?;
+                Some((shim, linker))
+            }
+        };
         Ok(Program {
             module,
             linker,
+            shim,
             info,
             _code: code,
         })
@@ -99,6 +128,15 @@ pub enum LoadError {
     MissingMemory,
     /// The module defines more than one linear memory (a service has one).
     TooManyMemories(u64),
+    /// The module imports WASI preview1 and the kernel has no WASI shim (the
+    /// bundle carries one only when a service of the system uses WASI).
+    NoWasiShim,
+    /// The module imports from both WASI preview1 and `atoll`: a WASI
+    /// program reaches the kernel through its WASI shim only.
+    WasiWithAtoll,
+    /// The WASI shim does not import and export what the kernel links: the
+    /// reason.
+    BadWasiShim(String),
     /// The module defines more than one table.
     TooManyTables(u64),
     /// The initial linear memory is larger than the service's
@@ -135,6 +173,15 @@ impl core::fmt::Display for LoadError {
             LoadError::OutOfMemory => {
                 write!(formatter, "the kernel heap cannot hold it now")
             }
+            LoadError::NoWasiShim => write!(
+                formatter,
+                "it imports WASI preview1 and the bundle has no WASI shim"
+            ),
+            LoadError::WasiWithAtoll => write!(
+                formatter,
+                "it imports from both `wasi_snapshot_preview1` and `atoll`: a WASI program reaches the kernel through WASI only"
+            ),
+            LoadError::BadWasiShim(reason) => write!(formatter, "the WASI shim {reason}"),
             LoadError::UnknownImports(imports) => {
                 let plural = if imports.len() == 1 { "" } else { "s" };
                 write!(formatter, "imports unknown function{plural} ")?;
@@ -304,7 +351,71 @@ fn check_imports(module: &Module) -> Result<ModuleInfo, LoadError> {
     if !unknown.is_empty() {
         return Err(LoadError::UnknownImports(unknown));
     }
+    if info.uses_wasi
+        && module
+            .imports()
+            .any(|import| import.module() == IMPORT_MODULE)
+    {
+        return Err(LoadError::WasiWithAtoll);
+    }
     mismatch.map_or(Ok(info), Err)
+}
+
+/// Checks the WASI shim: it imports only the ABI's functions and the shim's
+/// own, with their signatures, and exports every function of WASI preview1
+/// with its signature (so that every WASI program links to it).
+fn check_shim(shim: &Module) -> Result<(), LoadError> {
+    use atoll_abi::wasi::{FUNCTIONS, SHIM_FUNCTIONS, SHIM_IMPORT_MODULE};
+    for import in shim.imports() {
+        let expected = match import.module() {
+            IMPORT_MODULE => atoll_abi::host_function(import.name()),
+            SHIM_IMPORT_MODULE => SHIM_FUNCTIONS
+                .iter()
+                .find(|function| function.name == import.name()),
+            _ => None,
+        };
+        let matches = expected
+            .zip(import.ty().func())
+            .is_some_and(|(function, ty)| {
+                types_match(ty.params(), function.params)
+                    && types_match(ty.results(), function.results)
+            });
+        if !matches {
+            return Err(LoadError::BadWasiShim(alloc::format!(
+                "imports {}::{} (not as the kernel defines it)",
+                import.module(),
+                import.name()
+            )));
+        }
+    }
+    if !shim
+        .exports()
+        .any(|export| export.name() == MEMORY_EXPORT && export.ty().memory().is_some())
+    {
+        return Err(LoadError::BadWasiShim("exports no memory".to_string()));
+    }
+    for function in FUNCTIONS {
+        let exported = shim.exports().any(|export| {
+            export.name() == function.name
+                && export.ty().func().is_some_and(|ty| {
+                    types_match(ty.params(), function.params)
+                        && types_match(ty.results(), function.results)
+                })
+        });
+        if !exported {
+            return Err(LoadError::BadWasiShim(alloc::format!(
+                "does not export {} with its WASI signature",
+                function.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the WASI shim as the loader will (image-builder, before it puts
+/// the shim in a bundle).
+pub fn validate_shim(shim: &[u8]) -> Result<(), LoadError> {
+    check_shim(&compile(shim, Translation::Eager)?)
 }
 
 /// Checks, from the module's bytes, what instantiation would otherwise refuse

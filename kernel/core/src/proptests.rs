@@ -56,7 +56,7 @@ proptest! {
         let mut dead: Vec<u32> = Vec::new();
         for (index, (insert, pick)) in operations.into_iter().enumerate() {
             if insert || live.is_empty() {
-                let call = PendingCall { caller: index, server: 0, answer: crate::ipc::Answer::Reply(GuestSlice::new(0, 0)), received: false };
+                let call = PendingCall { caller: index, server: 0, reply: GuestSlice::new(0, 0), received: false };
                 let token = calls.insert(call).unwrap();
                 prop_assert!(token != 0);
                 prop_assert!(live.iter().all(|(other, _)| *other != token));

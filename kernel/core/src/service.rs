@@ -48,9 +48,9 @@ pub struct Image {
     pub args: Vec<String>,
     pub env: Vec<String>,
     /// WASI preopened directories, resolved to handles.
-    pub(crate) preopens: Vec<crate::host::Preopen>,
+    pub(crate) preopens: Vec<atoll_abi::startup::Preopen>,
     /// WASI listening sockets, resolved to handles.
-    pub(crate) listeners: Vec<crate::host::Listener>,
+    pub(crate) listeners: Vec<atoll_abi::startup::Listener>,
     pub grants: Arc<Resolved>,
 }
 
@@ -85,7 +85,14 @@ pub struct Service {
     fuel_required: u64,
     store: Store<HostState>,
     entry: TypedFunc<(), ()>,
+    /// The memory the ABI's functions work on: the service's own, or for a
+    /// WASI program its shim's (where the shim's calls and replies are).
     memory: Memory,
+    /// The program's own memory (the same as `memory` but for a WASI
+    /// program): its state handoff's.
+    program_memory: Memory,
+    /// A WASI program (with its shim).
+    wasi: bool,
     instance: Instance,
     suspended: Suspended,
     /// This interpreter's share of the heap's stack headroom (released when
@@ -111,27 +118,27 @@ impl Service {
         let claim = heap
             .claim_interpreter()
             .map_err(|_| LoadError::OutOfMemory)?;
+        // A WASI program is two instances, each with its memory: the
+        // program's and its shim's.
+        let instances = if image.program.shim.is_some() { 2 } else { 1 };
         let limits = StoreLimitsBuilder::new()
             .memory_size(image.limits.memory_bytes as usize)
-            .instances(1)
-            .memories(1)
-            .tables(1)
+            .instances(instances)
+            .memories(instances)
+            .tables(instances)
             .table_elements(MAX_TABLE_ELEMENTS as usize)
             .build();
+        let startup = startup_record(image, platform.as_ref())?;
         let state = HostState {
             kernel: None,
             switch: None,
             name: image.name.clone(),
-            random: crate::host::seed(platform.random_seed(), &image.name),
             platform,
             heap: Arc::clone(heap),
             endpoint_names: image.endpoint_names.clone(),
             pending: None,
-            args: image.args.clone(),
-            env: image.env.clone(),
-            wasi_warned: 0,
+            startup,
             output: [Vec::new(), Vec::new()],
-            files: crate::host::Files::new(&image.preopens, &image.listeners),
             fuel_debt: 0,
             driver: crate::grants::DriverState {
                 grants: Arc::clone(&image.grants),
@@ -142,22 +149,53 @@ impl Service {
                 heap: Arc::clone(heap),
             },
             memory: None,
+            program_memory: None,
         };
         let mut store = Store::new(image.program.module.engine(), state);
         store.limiter(|state| &mut state.limiter);
         store.set_fuel(START_FUEL).map_err(LoadError::Instantiate)?;
-        let instance = image
-            .program
-            .linker
-            .instantiate_and_start(&mut store, &image.program.module)
-            .map_err(LoadError::Instantiate)?;
+        let instance = match &image.program.shim {
+            None => image
+                .program
+                .linker
+                .instantiate_and_start(&mut store, &image.program.module)
+                .map_err(LoadError::Instantiate)?,
+            Some((shim, linker)) => {
+                // The shim first (the ABI's functions work on its memory),
+                // then the program, its WASI imports bound to the shim's
+                // exports of the same names (the loader checked they exist).
+                let shim = linker
+                    .instantiate_and_start(&mut store, shim)
+                    .map_err(LoadError::Instantiate)?;
+                let shim_memory = shim
+                    .get_memory(&store, MEMORY_EXPORT)
+                    .ok_or(LoadError::MissingMemory)?;
+                store.data_mut().memory = Some(shim_memory);
+                let imports = image
+                    .program
+                    .module
+                    .imports()
+                    .map(|import| {
+                        shim.get_export(&store, import.name())
+                            .ok_or(LoadError::NoWasiShim)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                wasmi::Instance::new(&mut store, &image.program.module, &imports)
+                    .map_err(LoadError::Instantiate)?
+            }
+        };
         let entry = instance
             .get_typed_func::<(), ()>(&store, ENTRY_POINT)
             .map_err(|_| LoadError::MissingEntryPoint)?;
-        let memory = instance
+        let program_memory = instance
             .get_memory(&store, MEMORY_EXPORT)
             .ok_or(LoadError::MissingMemory)?;
+        let memory = match store.data().memory {
+            Some(shim_memory) => shim_memory,
+            None => program_memory,
+        };
         store.data_mut().memory = Some(memory);
+        store.data_mut().program_memory = Some(program_memory);
         Ok(Service {
             instance,
             fuel_slice: image.limits.fuel_slice.max(1),
@@ -166,6 +204,8 @@ impl Service {
             store,
             entry,
             memory,
+            program_memory,
+            wasi: image.program.shim.is_some(),
             suspended: Suspended::NotStarted,
             _claim: claim,
         })
@@ -181,20 +221,6 @@ impl Service {
         let state = self.store.data_mut();
         state.switch = Some(kernel.clone());
         state.kernel = Some((id, kernel));
-    }
-
-    /// Hands the reply of a file service to the WASI file operation this
-    /// service is suspended in: what comes next.
-    pub(crate) fn file_answer(&mut self, reply: &[u8]) -> crate::host::FileStep {
-        let (memory, state) = self.memory.data_and_store_mut(&mut self.store);
-        crate::host::file_answer(state, memory, reply)
-    }
-
-    /// The request of the WASI file operation this service was about to be
-    /// suspended in could not be sent (a full queue, no file service): the
-    /// operation ends with the call's error, its descriptor stays usable.
-    pub(crate) fn file_refused(&mut self) {
-        self.store.data_mut().files.refused();
     }
 
     /// Takes the service's DMA buffers (to hand them to its next version).
@@ -225,16 +251,29 @@ impl Service {
         self.fuel_used
     }
 
-    /// Current size of the service's linear memory in bytes.
+    /// Current size of the service's linear memory in bytes (with its WASI
+    /// shim's, for a WASI program).
     #[must_use]
     pub fn memory_size(&self) -> usize {
-        self.memory.data(&self.store).len()
+        let shim = if self.wasi {
+            self.memory.data(&self.store).len()
+        } else {
+            0
+        };
+        self.program_memory.data(&self.store).len() + shim
     }
 
     /// The bytes of `slice` in the service's memory, if it lies inside it and
     /// is at most `max` long.
     pub fn read_memory(&self, slice: GuestSlice, max: usize) -> Result<&[u8], Error> {
         slice.read(self.memory.data(&self.store), max)
+    }
+
+    /// The bytes of `slice` in the program's own memory (for a WASI program,
+    /// not its shim's).
+    #[cfg(test)]
+    pub(crate) fn read_program_memory(&self, slice: GuestSlice) -> Result<&[u8], Error> {
+        slice.read(self.program_memory.data(&self.store), usize::MAX)
     }
 
     /// Charges the service for copying `bytes` bytes on its behalf in the
@@ -272,7 +311,7 @@ impl Service {
         let packed: i64 = self.with_fuel(|store| save.call(store, ()))?;
         let packed = packed.cast_unsigned();
         let slice = GuestSlice::new((packed >> 32) as u32 as i32, packed as u32 as i32);
-        let memory = self.memory.data(&self.store);
+        let memory = self.program_memory.data(&self.store);
         let state = slice
             .read(memory, MAX_STATE_LEN)
             .map_err(|error| alloc::format!("saved state: {error}"))?;
@@ -299,7 +338,8 @@ impl Service {
         };
         let len = i32::try_from(state.len()).map_err(|_| "state too large".to_string())?;
         let ptr = self.with_fuel(|store| alloc.call(store, len))?;
-        self.write_memory(GuestSlice::new(ptr, len), state)
+        GuestSlice::new(ptr, len)
+            .put(self.program_memory.data_mut(&mut self.store), state)
             .map_err(|error| alloc::format!("state buffer: {error}"))?;
         self.with_fuel(|store| restore.call(store, (ptr, len)))?;
         Ok(true)
@@ -334,7 +374,7 @@ impl Service {
         let outcome = self.run(syscall_result, fresh);
         if matches!(outcome, SliceOutcome::Exited(_) | SliceOutcome::Faulted(_)) {
             // A WASI program's last line, if it did not end it.
-            crate::host::wasi::flush_output(self.store.data_mut());
+            crate::host::shim::flush_output(self.store.data_mut());
         }
         outcome
     }
@@ -434,4 +474,21 @@ pub fn restore_with_dma(
         old.put_dma(pool);
     }
     result
+}
+
+/// The service's [`atoll_abi::startup::Startup`] record, encoded: its
+/// description, and a seed (new at every start: never 0, and different for
+/// services started at the same instant).
+fn startup_record(image: &Image, platform: &dyn Platform) -> Result<Arc<[u8]>, LoadError> {
+    let record = atoll_abi::startup::Startup {
+        args: image.args.clone(),
+        env: image.env.clone(),
+        preopens: image.preopens.clone(),
+        listeners: image.listeners.clone(),
+        boot_wall_clock_ns: platform.boot_wall_clock_ns(),
+        random_seed: crate::host::seed(platform.random_seed(), &image.name),
+    };
+    postcard::to_allocvec(&record)
+        .map(Arc::from)
+        .map_err(|_| LoadError::OutOfMemory)
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
-pub const FORMAT_VERSION: u32 = 9;
+pub const FORMAT_VERSION: u32 = 10;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
 /// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
@@ -36,6 +36,11 @@ pub struct Bundle<'a> {
     pub kernel: KernelSettings,
     #[serde(borrow)]
     pub services: Vec<ServiceImage<'a>>,
+    /// The WASI shim (`wasm-services/wasi-shim`): present when a service
+    /// imports WASI preview1. The kernel links each WASI program to its own
+    /// instance of it (docs/design.md, "WASI in user space").
+    #[serde(borrow)]
+    pub wasi_shim: Option<&'a [u8]>,
 }
 
 /// System-wide settings from the `[system]` and `[kernel]` tables of `system.toml`.
@@ -282,6 +287,7 @@ mod tests {
                     nonblocking: true,
                 }],
             }],
+            wasi_shim: Some(b"\0asm\x01\0\0\0"),
         }
     }
 
@@ -299,8 +305,8 @@ mod tests {
             decode(&bytes[..bytes.len() - 3]),
             Err(DecodeError::Malformed)
         );
-        bytes[8] = 10;
-        assert_eq!(decode(&bytes), Err(DecodeError::UnsupportedVersion(10)));
+        bytes[8] = 9;
+        assert_eq!(decode(&bytes), Err(DecodeError::UnsupportedVersion(9)));
         bytes[0] = b'X';
         assert_eq!(decode(&bytes), Err(DecodeError::BadMagic));
     }

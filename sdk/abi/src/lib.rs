@@ -19,6 +19,7 @@ pub mod fs;
 pub mod handoff;
 pub mod info;
 pub mod net;
+pub mod startup;
 pub mod supervision;
 pub mod trace;
 pub mod wasi;
@@ -318,6 +319,17 @@ pub const INFO: HostFunction = HostFunction {
     results: &[I32],
 };
 
+/// `startup(ptr: i32, len: i32) -> i32`: the service's [`startup::Startup`]
+/// record (its arguments and environment from `system.toml`, its WASI
+/// preopens and listening sockets, the wall clock at boot, a seed),
+/// postcard-encoded, written at `ptr` if it fits in `len` bytes. Returns its
+/// length either way (call with `len` 0 to learn it), or an error code.
+pub const STARTUP: HostFunction = HostFunction {
+    name: "startup",
+    params: &[I32, I32],
+    results: &[I32],
+};
+
 /// Every host function of the ABI. A module importing anything else from
 /// [`IMPORT_MODULE`], or from any other module, is rejected at build time and at load.
 pub const HOST_FUNCTIONS: &[HostFunction] = &[
@@ -342,6 +354,7 @@ pub const HOST_FUNCTIONS: &[HostFunction] = &[
     PCI_READ,
     PCI_WRITE,
     INFO,
+    STARTUP,
 ];
 
 /// Looks up a host function by its import name.

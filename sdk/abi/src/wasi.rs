@@ -1,23 +1,28 @@
 //! The WASI preview1 subset: which `wasi_snapshot_preview1` functions exist,
-//! with their Wasm signatures, and which the kernel implements.
+//! with their Wasm signatures, and which the WASI shim implements; and the
+//! kernel functions the shim has beyond the ABI ([`SHIM_FUNCTIONS`]).
 //!
 //! Unmodified `wasip1` programs (C with wasi-libc, Go with `GOOS=wasip1`, Rust
-//! `wasm32-wasip1`) import functions from module [`IMPORT_MODULE`] alongside, or
-//! instead of, Atoll's own. Every function of preview1 links: the ones marked
-//! [`Support::Implemented`] do what WASI says; every other one is a stub that
-//! returns an errno ([`Support::Stub`]) and makes the kernel log one line the
-//! first time each service calls it. image-builder lists a module's stubbed
-//! imports as a warning. An import from any other module is an error.
+//! `wasm32-wasip1`) import functions from module [`IMPORT_MODULE`] instead of
+//! Atoll's own (not beside them). The kernel binds those imports to the
+//! exports of the same names of the WASI shim (`wasm-services/wasi-shim`),
+//! which runs in the program's service. Every function of preview1 links:
+//! the ones marked [`Support::Implemented`] do what WASI says; every other
+//! one is a stub that returns an errno ([`Support::Stub`]) and makes the
+//! shim log one line the first time each service calls it. image-builder
+//! lists a module's stubbed imports as a warning. An import from any other
+//! module is an error.
 //!
-//! What is not here: the behaviour (kernel `wasi.rs`) and the errno meanings
-//! beyond the few the kernel returns.
+//! What is not here: the behaviour (the shim) and the errno meanings beyond
+//! the few the shim returns.
 
+use crate::HostFunction;
 use crate::ValueType::{self, I32, I64};
 
 /// The Wasm import module of WASI preview1.
 pub const IMPORT_MODULE: &str = "wasi_snapshot_preview1";
 
-/// WASI errno values the kernel returns (from the preview1 witx).
+/// WASI errno values the shim returns (from the preview1 witx).
 pub mod errno {
     /// No error.
     pub const SUCCESS: i32 = 0;
@@ -83,13 +88,14 @@ pub mod errno {
     pub const PIPE: i32 = 64;
 }
 
-/// How the kernel provides a WASI function.
+/// How the WASI shim provides a WASI function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Support {
     /// Implemented as WASI specifies (within the limits in `docs/abi.md`).
     Implemented,
     /// A stub returning [`errno::NOSYS`], or [`errno::BADF`] when its
-    /// descriptor argument (parameter `fd_param`) is not 0, 1 or 2.
+    /// descriptor argument (parameter `fd_param`) is neither 0, 1, 2 nor an
+    /// open descriptor.
     Stub { fd_param: Option<usize> },
 }
 
@@ -201,6 +207,61 @@ pub fn index(name: &str) -> Option<usize> {
 
 /// The most `args` plus `env` bytes a service's description may carry.
 pub const MAX_ARGS_ENV_LEN: usize = 64 * 1024;
+
+/// The module of the WASI shim's own kernel functions (below). They are linked
+/// for the shim only: a service module that imports them does not load.
+pub const SHIM_IMPORT_MODULE: &str = "atoll-shim";
+
+/// `program_read(program_ptr: i32, len: i32, into_ptr: i32) -> i32`: copies
+/// `len` bytes of the program's memory at `program_ptr` into the shim's
+/// memory at `into_ptr`. 0, or `OutOfBounds` if either range is outside its
+/// memory (the WASI call then answers `EFAULT`).
+pub const PROGRAM_READ: HostFunction = HostFunction {
+    name: "program_read",
+    params: &[I32, I32, I32],
+    results: &[I32],
+};
+
+/// `program_write(program_ptr: i32, from_ptr: i32, len: i32) -> i32`: copies
+/// `len` bytes of the shim's memory at `from_ptr` into the program's memory at
+/// `program_ptr`. 0 or `OutOfBounds`.
+pub const PROGRAM_WRITE: HostFunction = HostFunction {
+    name: "program_write",
+    params: &[I32, I32, I32],
+    results: &[I32],
+};
+
+/// `print(stream: i32, ptr: i32, len: i32) -> i32`: adds the bytes to the
+/// program's stdout (`stream` 1) or stderr (2). The kernel prints each line
+/// the bytes complete as one console line with the service's name (invalid
+/// UTF-8 replaced), and what is left of a line when the service ends.
+/// Returns 0, or `InvalidArgument` for another stream.
+pub const PRINT: HostFunction = HostFunction {
+    name: "print",
+    params: &[I32, I32, I32],
+    results: &[I32],
+};
+
+/// `stdin_read(ptr: i32, len: i32) -> i32`: up to `len` bytes of the
+/// platform's own stdin (the hosted core's; empty in QEMU) into the shim's
+/// memory at `ptr`; the number read, 0 at its end. For a program whose system
+/// has no `console` endpoint for it.
+pub const STDIN_READ: HostFunction = HostFunction {
+    name: "stdin_read",
+    params: &[I32, I32],
+    results: &[I32],
+};
+
+/// `exit(status: i32)`: ends the service with `status` (WASI `proc_exit`);
+/// does not return.
+pub const EXIT: HostFunction = HostFunction {
+    name: "exit",
+    params: &[I32],
+    results: &[],
+};
+
+/// The shim's kernel functions, in module [`SHIM_IMPORT_MODULE`].
+pub const SHIM_FUNCTIONS: &[HostFunction] = &[PROGRAM_READ, PROGRAM_WRITE, PRINT, STDIN_READ, EXIT];
 
 #[cfg(test)]
 mod tests {

@@ -200,6 +200,11 @@ const NAMES: &[Names] = &[
         ],
         summary: "writes a postcard record about the system or a service; its length or an error",
     },
+    Names {
+        function: "startup",
+        params: &[("void *", "ptr"), ("size_t", "cap")],
+        summary: "writes the service's postcard start-up record if it fits; its length or an error",
+    },
 ];
 
 /// The repository: two levels above this crate (sdk/abi).

@@ -102,6 +102,8 @@ pub mod raw {
         pub fn pci_write(address: i32, offset: i32, value: i32) -> i32;
         /// See [`atoll_abi::INFO`].
         pub fn info(kind: i32, index: i32, ptr: *mut u8, cap: usize) -> i32;
+        /// See [`atoll_abi::STARTUP`].
+        pub fn startup(ptr: *mut u8, cap: usize) -> i32;
     }
 }
 
@@ -113,21 +115,34 @@ pub fn time() -> u64 {
     u64::try_from(unsafe { raw::time() }).unwrap_or(0)
 }
 
-/// The real-time clock: nanoseconds since 1970-01-01 UTC, from WASI
-/// `clock_time_get` (the kernel's clock read at boot, plus the time since);
-/// `None` if the kernel does not answer.
+/// The real-time clock: nanoseconds since 1970-01-01 UTC (the kernel's
+/// clock read at boot, from [`startup`], plus [`time`]); `None` if the
+/// machine has no clock.
 #[cfg(target_family = "wasm")]
 #[must_use]
 pub fn wall_clock_ns() -> Option<u64> {
-    #[link(wasm_import_module = "wasi_snapshot_preview1")]
-    unsafe extern "C" {
-        fn clock_time_get(id: i32, precision: i64, time: *mut u64) -> i32;
+    let boot = startup().boot_wall_clock_ns;
+    (boot != 0).then(|| boot.saturating_add(time()))
+}
+
+/// The service's start-up record: its arguments and environment from
+/// `system.toml`, its WASI preopens and listening sockets, the wall clock
+/// at boot, a seed. Empty if the kernel's record does not decode.
+#[cfg(target_family = "wasm")]
+#[must_use]
+pub fn startup() -> atoll_abi::startup::Startup {
+    // SAFETY: a length of 0 writes nothing.
+    let len = unsafe { raw::startup(core::ptr::null_mut(), 0) };
+    let Ok(len) = usize::try_from(len) else {
+        return Default::default();
+    };
+    let mut record = alloc::vec![0u8; len];
+    // SAFETY: the kernel writes at most `record.len()` bytes into it.
+    let written = unsafe { raw::startup(record.as_mut_ptr(), record.len()) };
+    if usize::try_from(written) != Ok(len) {
+        return Default::default();
     }
-    let mut now = 0u64;
-    // SAFETY: `now` is a live u64 the kernel writes 8 bytes into; clock 0 is
-    // CLOCK_REALTIME.
-    let errno = unsafe { clock_time_get(0, 1, &raw mut now) };
-    (errno == 0).then_some(now)
+    postcard::from_bytes(&record).unwrap_or_default()
 }
 
 /// Blocks for at least `ns` nanoseconds; other services run meanwhile.

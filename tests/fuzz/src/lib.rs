@@ -303,7 +303,7 @@ pub mod hosted {
     /// Boots `services` and runs them until nothing can run; returns how it
     /// ended and the kernel calls the kernel counted. Everything the kernel
     /// allocated is dropped before this returns.
-    pub fn run(services: &[Spec<'_>]) -> Option<(RunSummary, u64)> {
+    pub fn run(services: &[Spec<'_>], wasi_shim: Option<&[u8]>) -> Option<(RunSummary, u64)> {
         let bundle = bundle::encode(&Bundle {
             kernel: KernelSettings {
                 system_name: "fuzz".into(),
@@ -327,6 +327,7 @@ pub mod hosted {
                     listen: Vec::new(),
                 })
                 .collect(),
+            wasi_shim,
         })
         .ok()?;
         let platform: Arc<dyn Platform> = Arc::new(VirtualPlatform::default());
@@ -338,6 +339,68 @@ pub mod hosted {
             .map(|(_, _, stats)| stats.syscalls)
             .sum();
         Some((summary, calls))
+    }
+
+    /// A WASI shim as WAT: it imports every function of the ABI and of the
+    /// shim's kernel functions (module `atoll-shim`), and exports every
+    /// function of WASI preview1; the export named `body_of` runs `body`,
+    /// every other returns `ENOSYS` (`proc_exit` calls the kernel's `exit`).
+    /// Imports are `$a{i}` for `atoll::HOST_FUNCTIONS[i]` and `$s{i}` for
+    /// `wasi::SHIM_FUNCTIONS[i]`.
+    #[must_use]
+    pub fn shim_wat(body_of: &str, body: &str) -> String {
+        let mut wat = String::from("(module\n");
+        for (index, function) in atoll_abi::HOST_FUNCTIONS.iter().enumerate() {
+            wat.push_str(&format!(
+                "  (import \"{}\" \"{}\" (func $a{index} (param{}) (result{})))\n",
+                atoll_abi::IMPORT_MODULE,
+                function.name,
+                types(function.params),
+                types(function.results)
+            ));
+        }
+        for (index, function) in atoll_abi::wasi::SHIM_FUNCTIONS.iter().enumerate() {
+            wat.push_str(&format!(
+                "  (import \"{}\" \"{}\" (func $s{index} (param{}) (result{})))\n",
+                atoll_abi::wasi::SHIM_IMPORT_MODULE,
+                function.name,
+                types(function.params),
+                types(function.results)
+            ));
+        }
+        wat.push_str("  (memory (export \"memory\") 1)\n  (data (i32.const 0) \"pa pb a b\")\n");
+        for function in atoll_abi::wasi::FUNCTIONS {
+            let exit = atoll_abi::wasi::SHIM_FUNCTIONS
+                .iter()
+                .position(|shim| shim.name == "exit")
+                .unwrap_or(0);
+            let code = if function.name == body_of {
+                body.to_string()
+            } else if function.name == "proc_exit" {
+                format!("(call $s{exit} (local.get 0))")
+            } else {
+                String::new()
+            };
+            let result = if function.results.is_empty() {
+                ""
+            } else {
+                "(i32.const 52)"
+            };
+            wat.push_str(&format!(
+                "  (func (export \"{}\") (param{}) (result{})\n{code}\n{result})\n",
+                function.name,
+                types(function.params),
+                types(function.results)
+            ));
+        }
+        wat.push(')');
+        wat
+    }
+
+    /// A stand-in WASI shim (every function `ENOSYS`), assembled.
+    #[must_use]
+    pub fn wasi_shim() -> Vec<u8> {
+        wat::parse_str(shim_wat("", "")).unwrap_or_default()
     }
 
     /// The imports a fuzzed module may have: every host function of the ABI

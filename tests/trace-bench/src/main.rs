@@ -129,6 +129,7 @@ fn bundle(round_trips: u64, sends: bool) -> Result<Vec<u8>, String> {
             image("server", &server, vec!["bench"], Vec::new()),
             image("client", &client, Vec::new(), vec!["bench"]),
         ],
+        wasi_shim: None,
     })
     .map_err(|error| error.to_string())
 }

@@ -14,25 +14,11 @@ const BATCH: usize = 64;
 /// it sooner).
 const IDLE_NS: u64 = 1_000_000_000;
 
-#[allow(unsafe_code, reason = "the one WASI import, for the TCP sequence seed")]
 mod entropy {
-    #[link(wasm_import_module = "wasi_snapshot_preview1")]
-    unsafe extern "C" {
-        fn random_get(buffer: *mut u8, len: usize) -> i32;
-    }
-
     /// 64 bits from the kernel's random source (seeded from RDRAND or the
-    /// clock), or from the clock alone if that fails.
+    /// clock, new at every start): the start-up record's seed.
     pub fn seed() -> u64 {
-        let mut bytes = [0u8; 8];
-        // SAFETY: `bytes` is a live, writable 8-byte buffer in this module's
-        // memory; the kernel checks the range and writes at most 8 bytes.
-        let status = unsafe { random_get(bytes.as_mut_ptr(), bytes.len()) };
-        if status == 0 {
-            u64::from_le_bytes(bytes)
-        } else {
-            atoll_sdk::time().rotate_left(17) ^ 0x9e37_79b9_7f4a_7c15
-        }
+        atoll_sdk::startup().random_seed
     }
 }
 

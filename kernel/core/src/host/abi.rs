@@ -7,7 +7,6 @@ use super::{
     writable,
 };
 use crate::guest::GuestSlice;
-use crate::ipc::Answer;
 use atoll_abi::MAX_MESSAGE_LEN;
 use atoll_abi::{Error, IMPORT_MODULE, MAX_LOG_LEN, RECEIVE_INFO_LEN};
 use wasmi::{Caller, Linker};
@@ -25,6 +24,7 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
     linker.func_wrap(IMPORT_MODULE, atoll_abi::CONTROL.name, control)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::SWAP.name, swap)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::INFO.name, info)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::STARTUP.name, startup)?;
     Ok(())
 }
 
@@ -116,7 +116,7 @@ fn call(
             Syscall::Call {
                 handle,
                 message,
-                answer: Answer::Reply(reply),
+                reply,
             },
         ))
     })
@@ -246,4 +246,21 @@ fn info(caller: Caller<'_, HostState>, kind: i32, index: i32, ptr: i32, cap: i32
             },
         ))
     })
+}
+
+/// `startup(ptr, len) -> length | error`: the service's start-up record.
+fn startup(mut caller: Caller<'_, HostState>, ptr: i32, len: i32) -> i32 {
+    let record = alloc::sync::Arc::clone(&caller.data().startup);
+    let Ok(size) = i32::try_from(record.len()) else {
+        return Error::InvalidArgument.code();
+    };
+    if len < size {
+        return size;
+    }
+    let written = (|| {
+        let memory = super::guest_memory(&caller).ok_or(Error::NoMemory)?;
+        GuestSlice::new(ptr, size).put(memory.data_mut(&mut caller), &record)
+    })();
+    charge_copy(&mut caller, record.len());
+    written.map_or_else(Error::code, |()| size)
 }

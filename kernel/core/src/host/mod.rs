@@ -3,7 +3,7 @@
 //! in ([`Syscall`]), charging fuel for work done in the kernel, and access to
 //! the caller's memory. The functions themselves come in families:
 //! [`abi`] (`atoll::*`), [`driver`] (ports, interrupts, DMA, PCI) and
-//! [`wasi`] (WASI preview1).
+//! [`shim`] (what the user-space WASI shim needs beyond the ABI).
 //!
 //! Each host function is a thin adapter. It checks its arguments against the
 //! caller's memory through [`crate::guest`] and answers argument errors at once
@@ -17,20 +17,17 @@
 //! kernel-owned [`Syscall`] and suspend the caller: the interpreter returns to
 //! the kernel, which performs the call with every service in reach and later
 //! resumes the caller with the result. A suspended service costs no kernel
-//! stack. WASI `proc_exit` ends its caller with wasmi's exit trap
-//! ([`wasmi::Error::i32_exit`]), which carries the status.
+//! stack. The shim's `exit` (WASI `proc_exit`) ends its caller with wasmi's
+//! exit trap ([`wasmi::Error::i32_exit`]), which carries the status.
 
 pub(crate) mod abi;
 pub(crate) mod driver;
-pub(crate) mod wasi;
-
-pub(crate) use wasi::files::{Files, Preopen, Step as FileStep, answer as file_answer};
-pub(crate) use wasi::sockets::Listener;
+pub(crate) mod shim;
 
 use crate::Platform;
 use crate::guest::GuestSlice;
 use crate::heap::Heap;
-use crate::ipc::{Answer, ServiceId};
+use crate::ipc::ServiceId;
 use alloc::rc::Weak;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -41,15 +38,19 @@ use wasmi::{Caller, Extern, Linker, ResourceLimiter, StoreLimits};
 // wasmi does not re-export the error type of its `ResourceLimiter` trait.
 use wasmi_core::LimiterError;
 
-/// Defines the host functions in `linker`: the ABI's and the driver
-/// functions, and WASI's if the module imports from it.
-pub(crate) fn define(linker: &mut Linker<HostState>, wasi: bool) -> Result<(), wasmi::Error> {
+/// Defines the host functions of a service module in `linker`: the ABI's
+/// and the driver functions.
+pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error> {
     abi::define(linker)?;
-    driver::define(linker)?;
-    if wasi {
-        wasi::define(linker)?;
-    }
-    Ok(())
+    driver::define(linker)
+}
+
+/// Defines the host functions of the WASI shim in `linker`: a service's
+/// (the driver functions answer as for any service without grants) and the
+/// shim's own.
+pub(crate) fn define_shim(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error> {
+    define(linker)?;
+    shim::define(linker)
 }
 
 /// The kernel's side of the kernel calls that need not block, for the host
@@ -169,27 +170,24 @@ pub(crate) struct HostState {
     pub(crate) endpoint_names: Vec<String>,
     /// The kernel call a host function has just suspended the service for.
     pub(crate) pending: Option<Syscall>,
-    /// WASI `args_get` and `environ_get` (`KEY=value`) strings.
-    pub(crate) args: Vec<String>,
-    pub(crate) env: Vec<String>,
-    /// WASI stubs this service has called, by index in `atoll_abi::wasi::FUNCTIONS`
-    /// (each is logged once).
-    pub(crate) wasi_warned: u64,
-    /// WASI stdout and stderr: what they hold of a line not yet ended.
+    /// The service's [`atoll_abi::startup::Startup`] record, encoded.
+    pub(crate) startup: Arc<[u8]>,
+    /// A WASI program's stdout and stderr: what they hold of a line not yet
+    /// ended.
     pub(crate) output: [Vec<u8>; 2],
-    /// WASI descriptors 3 and up: preopened directories, open files, sockets.
-    pub(crate) files: wasi::files::Files,
     /// Fuel charged for kernel work that the slice could not cover; paid
     /// from the next slices.
     pub(crate) fuel_debt: u64,
-    /// State of the service's `random_get` generator (never 0).
-    pub(crate) random: u64,
     /// Its driver grants and the DMA buffers it holds.
     pub(crate) driver: crate::grants::DriverState,
     pub(crate) limiter: Limiter,
-    /// The service's exported memory, cached once the instance exists (a
-    /// lookup by name on every kernel call cost more than the call's copy).
+    /// The memory the ABI's functions work on, cached once the instance
+    /// exists (a lookup by name on every kernel call cost more than the
+    /// call's copy): the service's, or for a WASI program its shim's.
     pub(crate) memory: Option<wasmi::Memory>,
+    /// A WASI program's own memory (the shim reaches it through
+    /// `program_read` and `program_write`).
+    pub(crate) program_memory: Option<wasmi::Memory>,
 }
 
 /// The service's static limits, plus the kernel heap's admission: a memory or
@@ -266,11 +264,11 @@ pub enum Syscall {
         handle: i32,
         message: Vec<u8>,
     },
-    /// `call`, or WASI `fd_read` on stdin (a console `Read` call).
     Call {
         handle: i32,
         message: Vec<u8>,
-        answer: Answer,
+        /// The caller's reply buffer (checked writable).
+        reply: GuestSlice,
     },
     Receive {
         handle: i32,

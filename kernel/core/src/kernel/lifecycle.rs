@@ -257,7 +257,7 @@ impl Core {
             .tokens_where(|call| call.server == id && call.received)
         {
             if let Some(call) = self.calls.withdraw(token) {
-                self.wake_caller(call.caller, token, call.answer.failed(Error::PeerGone));
+                self.wake_caller(call.caller, token, Error::PeerGone.code());
             }
         }
     }
@@ -277,7 +277,7 @@ impl Core {
         orphaned.extend(self.calls.tokens_where(|call| call.server == id));
         for token in orphaned {
             if let Some(call) = self.calls.remove(token) {
-                self.wake_caller(call.caller, token, call.answer.failed(Error::PeerGone));
+                self.wake_caller(call.caller, token, Error::PeerGone.code());
             }
         }
     }

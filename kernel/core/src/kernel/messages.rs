@@ -122,7 +122,7 @@ impl Core {
             .read(memory, MAX_MESSAGE_LEN)
             .and_then(|message| self.message_buffer(message))
             .map_err(|error| InPlace::Answered(error.code()))?;
-        if let Err(error) = self.call(id, handle, message, Answer::Reply(reply)) {
+        if let Err(error) = self.call(id, handle, message, reply) {
             return Err(InPlace::Answered(error.code()));
         }
         let Some(ServiceState::Blocked(Wait::Reply { token })) = self.sched.state(id) else {
@@ -218,7 +218,7 @@ impl Core {
         id: ServiceId,
         handle: i32,
         data: Vec<u8>,
-        answer: Answer,
+        reply: GuestSlice,
     ) -> Result<Then, Error> {
         let endpoint = self.endpoint_of(id, handle, false)?;
         let server = self
@@ -235,7 +235,7 @@ impl Core {
         let token = match self.calls.insert(PendingCall {
             caller: id,
             server,
-            answer,
+            reply,
             received: false,
         }) {
             Ok(token) => token,
@@ -289,7 +289,7 @@ impl Core {
                     self.name_of(call.caller),
                     self.name_of(server)
                 ));
-                self.wake_caller(call.caller, token, call.answer.failed(Error::PeerGone));
+                self.wake_caller(call.caller, token, Error::PeerGone.code());
             }
             return;
         }
@@ -557,7 +557,7 @@ impl Core {
         match self.calls.remove(message.token) {
             Some(call) => {
                 self.log(&format!("call refused: {what}"));
-                let result = call.answer.failed(Error::TooLarge);
+                let result = Error::TooLarge.code();
                 self.wake_caller(call.caller, message.token, result);
             }
             None => {
@@ -593,9 +593,7 @@ impl Core {
             self.calls.withdraw(token);
             return Err(Error::PeerGone);
         }
-        if let Answer::Reply(buffer) = call.answer
-            && data.len() > buffer.len()
-        {
+        if data.len() > call.reply.len() {
             // The token stays valid: the server may answer with something shorter.
             return Err(Error::BufferTooSmall);
         }
@@ -606,9 +604,6 @@ impl Core {
         let result = if in_place {
             // The caller runs (a direct switch): its host function writes
             // the reply.
-            if !matches!(call.answer, Answer::Reply(_)) {
-                return Err(Error::PeerGone);
-            }
             // Held only until the switch ends and writes it, later in the
             // caller's kernel call, and at most a message long: in the last
             // spare buffer if it is big enough (no allocation), else a
@@ -639,68 +634,17 @@ impl Core {
                 .get_mut(call.caller)
                 .and_then(|slot| slot.service.as_mut())
                 .ok_or(Error::PeerGone)?;
-            match call.answer {
-                Answer::Reply(buffer) => caller
-                    .write_memory(buffer, data)
-                    .map_or_else(Error::code, |()| {
-                        i32::try_from(data.len()).unwrap_or(i32::MAX)
-                    }),
-                Answer::Stdin { buffer, count } => crate::host::wasi::deliver_stdin(
-                    |slice, bytes| caller.write_memory(slice, bytes),
-                    buffer,
-                    count,
-                    data,
-                ),
-                Answer::File => match caller.file_answer(data) {
-                    crate::host::FileStep::Done(errno) => errno,
-                    crate::host::FileStep::Again { handle, message } => {
-                        // This step's answer is a reply like any other: the
-                        // trace shows each step as call, receive, reply.
-                        let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
-                        self.sched
-                            .record(Kind::Reply, id, call.caller, token, length);
-                        return self.call_again(call, token, handle, message);
-                    }
-                },
-            }
+            caller
+                .write_memory(call.reply, data)
+                .map_or_else(Error::code, |()| {
+                    i32::try_from(data.len()).unwrap_or(i32::MAX)
+                })
         };
         self.calls.remove(token);
         let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
         self.sched
             .record(Kind::Reply, id, call.caller, token, length);
         self.sched.wake(call.caller, result);
-        Ok(Then::Continue(0))
-    }
-
-    /// Asks the file service of a WASI file operation again, on the same
-    /// token: its caller stays parked on it. If the request cannot be
-    /// queued, the caller resumes with `EIO`.
-    fn call_again(
-        &mut self,
-        call: PendingCall,
-        token: u32,
-        handle: i32,
-        message: Vec<u8>,
-    ) -> Result<Then, Error> {
-        let queued = self
-            .endpoint_of(call.caller, handle, false)
-            .and_then(|endpoint| {
-                if let Some(pending) = self.calls.get_mut(token) {
-                    pending.received = false;
-                }
-                self.enqueue(
-                    endpoint,
-                    Message {
-                        sender: call.caller,
-                        data: message,
-                        token,
-                    },
-                )
-            });
-        if queued.is_err() {
-            self.calls.remove(token);
-            self.sched.wake(call.caller, atoll_abi::wasi::errno::IO);
-        }
         Ok(Then::Continue(0))
     }
 

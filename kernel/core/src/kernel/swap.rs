@@ -112,11 +112,12 @@ impl Core {
             return Err(Error::InvalidArgument.into());
         }
         // Compiled and checked now, outside the swap's pause.
-        let program = match Program::compile(
+        let program = match Program::compile_with_shim(
             &module,
             &slot.image.limits,
             &self.heap,
             crate::loader::Translation::Eager,
+            self.wasi_shim.as_deref(),
         ) {
             Ok(program) => program,
             Err(error) => return Err(self.refuse_swap(name, &error)),

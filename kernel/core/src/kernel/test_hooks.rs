@@ -3,6 +3,7 @@
 //! line or two and returns plain values; nothing here changes the kernel.
 
 use super::{Kernel, Slot};
+use alloc::vec::Vec;
 
 impl Kernel {
     /// Calls in the call table: queued or taken, not yet answered.
@@ -31,6 +32,19 @@ impl Kernel {
         self.slot(name, |slot| {
             slot.service.as_ref().map_or(0, |s| s.dma_bytes())
         })
+    }
+
+    /// `len` bytes at `offset` of the memory service `name`'s kernel calls
+    /// work on (its WASI shim's, for a WASI program).
+    pub(crate) fn memory_of(&self, name: &str, offset: i32, len: i32) -> Option<Vec<u8>> {
+        self.slot(name, |slot| {
+            let service = slot.service.as_ref()?;
+            let slice = crate::guest::GuestSlice::new(offset, len);
+            service
+                .read_memory(slice, usize::MAX)
+                .ok()
+                .map(<[u8]>::to_vec)
+        })?
     }
 
     /// How often service `name` has been started afresh.

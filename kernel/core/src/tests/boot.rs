@@ -207,6 +207,7 @@ fn kernel_calls_tail_called_from_start_end_the_service_cleanly() {
         (func (export "_start") (return_call $sleep2))
         (func $sleep2 (drop (call $sleep (i64.const 1000)))))"#;
     let (system, summary) = TestSystem::new()
+        .wasi_shim(super::wasi::test_shim())
         .service("exit", exit)
         .service("sleeper", sleeper)
         .service("tail-sleeper", tail_sleeper)
@@ -445,4 +446,45 @@ fn a_module_that_reached_a_wasmi_unreachable_is_refused_not_a_panic() {
     let module = include_bytes!("findings/wasmi-store-unreachable.wasm");
     let refused = crate::loader::validate(module, &LIMITS);
     assert!(matches!(refused, Err(LoadError::Compile(_))), "{refused:?}");
+}
+
+#[test]
+fn a_service_reads_its_startup_record_its_length_first() {
+    // `startup(0, 0)` gives the length; a buffer one byte short gets the
+    // length and nothing written; one outside memory `OutOfBounds`.
+    let service = r#"(module
+        (import "atoll" "startup" (func $startup (param i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "_start") (local $len i32)
+            (local.set $len (call $startup (i32.const 0) (i32.const 0)))
+            (i32.store (i32.const 0) (local.get $len))
+            (i32.store (i32.const 4)
+                (call $startup (i32.const 64) (i32.sub (local.get $len) (i32.const 1))))
+            (i32.store (i32.const 8) (call $startup (i32.const 65530) (local.get $len)))
+            (i32.store (i32.const 12) (call $startup (i32.const 1024) (local.get $len)))))"#;
+    let (system, summary) = TestSystem::new()
+        .service("s", service)
+        .wasi(&["s", "-v"], &["A=1"])
+        .run();
+    assert_eq!(
+        (summary.exited, summary.faulted),
+        (1, 0),
+        "{}",
+        system.console()
+    );
+    let words = system.kernel.memory_of("s", 0, 16).unwrap();
+    let word =
+        |index: usize| i32::from_le_bytes(words[index * 4..index * 4 + 4].try_into().unwrap());
+    let len = word(0);
+    assert!(len > 0);
+    assert_eq!(word(1), len);
+    assert_eq!(system.kernel.memory_of("s", 64, 4).unwrap(), [0; 4]);
+    assert_eq!(word(2), atoll_abi::Error::OutOfBounds.code());
+    assert_eq!(word(3), len);
+    let record = system.kernel.memory_of("s", 1024, len).unwrap();
+    let startup: atoll_abi::startup::Startup = postcard::from_bytes(&record).unwrap();
+    assert_eq!(
+        (startup.args, startup.env),
+        (vec!["s".to_string(), "-v".into()], vec!["A=1".into()])
+    );
 }

@@ -52,6 +52,8 @@ pub(crate) struct TestSystem {
     services: Vec<Spec>,
     platform: TestPlatform,
     message_budget: Option<usize>,
+    /// The bundle's WASI shim.
+    wasi_shim: Option<Vec<u8>>,
 }
 
 impl TestSystem {
@@ -60,6 +62,7 @@ impl TestSystem {
             services: Vec::new(),
             platform: TestPlatform::new(),
             message_budget: None,
+            wasi_shim: None,
         }
     }
 
@@ -159,6 +162,12 @@ impl TestSystem {
         self
     }
 
+    /// Puts `shim` (WAT or bytes) in the bundle as its WASI shim.
+    pub(crate) fn wasi_shim(mut self, shim: impl AsRef<[u8]>) -> TestSystem {
+        self.wasi_shim = Some(wat::parse_bytes(shim.as_ref()).unwrap().into_owned());
+        self
+    }
+
     /// Sets the kernel's message budget after boot.
     pub(crate) fn message_budget(mut self, bytes: usize) -> TestSystem {
         self.message_budget = Some(bytes);
@@ -211,6 +220,7 @@ impl TestSystem {
                 inject_fault: None,
             },
             services: self.images(),
+            wasi_shim: self.wasi_shim.as_deref(),
         })
         .unwrap()
     }
@@ -258,19 +268,20 @@ impl TestSystem {
         let heap = crate::heap::Heap::new(Arc::clone(&platform));
         let images = self.images();
         let image = images.first().expect("a service to load");
-        let program = crate::loader::Program::compile(
+        let program = crate::loader::Program::compile_with_shim(
             image.module,
             &image.limits,
             &heap,
             crate::loader::Translation::Eager,
+            self.wasi_shim.as_deref(),
         )?;
         let image = crate::service::Image {
             name: image.name.into(),
             program: Arc::new(program),
             limits: image.limits,
             endpoint_names: Vec::new(),
-            args: Vec::new(),
-            env: Vec::new(),
+            args: image.args.iter().map(|arg| (*arg).to_string()).collect(),
+            env: image.env.iter().map(|var| (*var).to_string()).collect(),
             preopens: Vec::new(),
             listeners: Vec::new(),
             grants: Default::default(),

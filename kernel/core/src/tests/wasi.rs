@@ -1,70 +1,144 @@
-//! WASI preview1: output, exit status, stubs, bad pointers, arguments and
-//! environment, clocks, stdin through the console service, and imports.
+//! WASI programs and their shim: what the kernel does for them. WASI itself
+//! lives in the user-space shim (`wasm-services/wasi-shim`, tested there and
+//! by the QEMU suites); here a small WAT shim stands in for it, so that
+//! these tests see only the kernel's part: linking a program's WASI imports
+//! to its shim's exports, the shim's kernel functions (`startup`,
+//! `program_read`, `program_write`, `print`, `exit`), and the loader's rules.
 
-use super::probes::probe;
 use super::system::{LIMITS, TestSystem};
 use crate::{LoadError, ServiceState};
+use atoll_abi::startup::{Listener, Preopen, Startup};
+use atoll_abi::wasi::FUNCTIONS;
 
-/// A WASI service: `body` runs in `_start`; `$report` logs `r=NN` for a
-/// two-digit value; `$write` writes the 9 bytes at 100 ("out line\n") to `fd`.
-fn wasi_probe(body: &str) -> String {
-    wasi_probe_with("", body)
+/// Bodies of the test shim's functions that do something; every other
+/// preview1 function returns `ENOSYS`.
+///
+/// - `fd_write(fd, iovs, count, written)`: the first iovec only, printed to
+///   stream `fd`, its length stored at `written`; `EFAULT` if the kernel
+///   refuses a copy.
+/// - `proc_exit(status)`: the kernel's `exit`.
+/// - `args_sizes_get`: copies the startup record to the shim's memory at
+///   1024, and stores its length (or what `startup` returned) at the
+///   program's `count` pointer.
+/// - `random_get(buffer, len)`: eight copies of `len` bytes of the shim's
+///   memory (from 0) into the program's (kernel work the program pays for).
+/// - `sched_yield`: logs "yield" through the ABI's `log`, from the shim's
+///   memory.
+fn body(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "fd_write" => {
+            r#"(if (call $pread (local.get 1) (i32.const 8) (i32.const 0)) (then (return (i32.const 21))))
+               (if (call $pread (i32.load (i32.const 0)) (i32.load (i32.const 4)) (i32.const 64))
+                   (then (return (i32.const 21))))
+               (drop (call $print (local.get 0) (i32.const 64) (i32.load (i32.const 4))))
+               (if (call $pwrite (local.get 3) (i32.const 4) (i32.const 4)) (then (return (i32.const 21))))
+               (i32.const 0)"#
+        }
+        "proc_exit" => "(call $exit (local.get 0))",
+        "args_sizes_get" => {
+            r#"(i32.store (i32.const 8) (call $startup (i32.const 1024) (i32.const 4096)))
+               (drop (call $pwrite (local.get 0) (i32.const 8) (i32.const 4)))
+               (i32.const 0)"#
+        }
+        "random_get" => {
+            r#"(local $round i32)
+               (loop $again
+                 (drop (call $pwrite (local.get 0) (i32.const 0) (local.get 1)))
+                 (local.set $round (i32.add (local.get $round) (i32.const 1)))
+                 (br_if $again (i32.lt_u (local.get $round) (i32.const 8))))
+               (i32.const 0)"#
+        }
+        "sched_yield" => "(drop (call $log (i32.const 2048) (i32.const 5))) (i32.const 0)",
+        _ => return None,
+    })
 }
 
-/// [`wasi_probe`] with more imports.
-fn wasi_probe_with(imports: &str, body: &str) -> String {
+/// A WAT shim exporting every preview1 function with its signature.
+pub(crate) fn test_shim() -> String {
+    let wat_type = |ty: &atoll_abi::ValueType| match ty {
+        atoll_abi::ValueType::I32 => "i32",
+        atoll_abi::ValueType::I64 => "i64",
+    };
+    let mut functions = String::new();
+    for function in FUNCTIONS {
+        let params: Vec<&str> = function.params.iter().map(wat_type).collect();
+        let results: Vec<&str> = function.results.iter().map(wat_type).collect();
+        let default = if results.is_empty() {
+            ""
+        } else {
+            "(i32.const 52)"
+        };
+        functions.push_str(&format!(
+            "(func (export \"{}\") (param {}) (result {}) {})\n",
+            function.name,
+            params.join(" "),
+            results.join(" "),
+            body(function.name).unwrap_or(default),
+        ));
+    }
     format!(
         r#"(module
-            {imports}
-            (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "fd_seek" (func $fd_seek (param i32 i64 i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-            (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes (param i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "args_get" (func $args_get (param i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "environ_get" (func $environ_get (param i32 i32) (result i32)))
-            (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+            (import "atoll" "startup" (func $startup (param i32 i32) (result i32)))
+            (import "atoll-shim" "program_read" (func $pread (param i32 i32 i32) (result i32)))
+            (import "atoll-shim" "program_write" (func $pwrite (param i32 i32 i32) (result i32)))
+            (import "atoll-shim" "print" (func $print (param i32 i32 i32) (result i32)))
+            (import "atoll-shim" "exit" (func $exit (param i32)))
             (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (memory (export "memory") 16)
+            (data (i32.const 2048) "yield")
+            {functions})"#
+    )
+}
+
+/// A WASI program: `body` runs in `_start`; `$write` writes the 9 bytes at
+/// 100 ("out line\n") to `fd`, `$write_part` the first 4 ("out ").
+fn program(body: &str) -> String {
+    format!(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (import "wasi_snapshot_preview1" "args_sizes_get" (func $sizes (param i32 i32) (result i32)))
+            (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
+            (import "wasi_snapshot_preview1" "fd_advise" (func $advise (param i32 i64 i64 i32) (result i32)))
             (memory (export "memory") 1)
             (data (i32.const 0) "\64\00\00\00\09\00\00\00")
+            (data (i32.const 8) "\64\00\00\00\04\00\00\00")
             (data (i32.const 100) "out line\0a")
-            (data (i32.const 120) "r=00")
-            (func $report (param $value i32)
-                (i32.store8 (i32.const 122) (i32.add (i32.const 48) (i32.div_u (local.get $value) (i32.const 10))))
-                (i32.store8 (i32.const 123) (i32.add (i32.const 48) (i32.rem_u (local.get $value) (i32.const 10))))
-                (drop (call $log (i32.const 120) (i32.const 4))))
             (func $write (param $fd i32) (result i32)
                 (call $fd_write (local.get $fd) (i32.const 0) (i32.const 1) (i32.const 50)))
+            (func $write_part (param $fd i32) (result i32)
+                (call $fd_write (local.get $fd) (i32.const 8) (i32.const 1) (i32.const 50)))
             (func (export "_start") {body}))"#
     )
 }
 
 #[test]
-fn wasi_fd_write_prints_and_proc_exit_reports_the_status() {
+fn a_wasi_programs_imports_are_its_shims_exports_and_its_output_whole_lines() {
     let (system, summary) = TestSystem::new()
+        .wasi_shim(test_shim())
         .service(
             "w",
-            wasi_probe(
-                "(call $report (call $write (i32.const 1)))
-                 (call $report (call $write (i32.const 2)))
-                 (call $report (i32.load (i32.const 50)))
-                 (call $report (call $write (i32.const 0)))
-                 (call $report (call $write (i32.const 7)))
+            program(
+                "(drop (call $write (i32.const 1)))
+                 (drop (call $write_part (i32.const 2)))
+                 (drop (call $write (i32.const 2)))
+                 (drop (call $write_part (i32.const 1)))
+                 (if (i32.ne (call $advise (i32.const 3) (i64.const 0) (i64.const 0) (i32.const 0)) (i32.const 52))
+                     (then unreachable))
+                 (drop (call $yield))
                  (call $exit (i32.const 5))
                  unreachable",
             ),
         )
         .run();
-    // fd_write returns 0 and stores 9 written; stdin and fd 7 are EBADF (8).
+    // stderr's "out " joins its next write; stdout's unfinished "out " is
+    // printed when the service ends; the shim's `log` reads the shim's memory.
     assert_eq!(
         system.lines_of("w"),
-        [
-            "out line", "r=00", "out line", "r=00", "r=09", "r=08", "r=08"
-        ]
+        ["out line", "out out line", "yield", "out "]
     );
     assert_eq!(system.state_of("w"), Some(ServiceState::Exited));
-    assert_eq!(summary.exited, 1);
-    assert_eq!(summary.faulted, 0);
-    // The status is only in the kernel's report.
+    assert_eq!((summary.exited, summary.faulted), (1, 0));
     let console = system.console();
     assert!(
         console.contains("atoll: service w exited with status 5\n"),
@@ -72,128 +146,138 @@ fn wasi_fd_write_prints_and_proc_exit_reports_the_status() {
     );
 }
 
-/// A WASI function that stays a stub.
-const ADVISE: &str = r#"(import "wasi_snapshot_preview1" "fd_advise" (func $fd_advise (param i32 i64 i64 i32) (result i32)))"#;
-
 #[test]
-fn wasi_stubs_return_errno_log_once_and_the_service_goes_on() {
+fn the_shims_copies_are_checked_against_both_memories() {
+    // An iovec past the end of the program's memory, a `written` pointer
+    // past it: each copy is refused whole (EFAULT from the shim), and the
+    // program goes on.
     let (system, summary) = TestSystem::new()
+        .wasi_shim(test_shim())
         .service(
-            "s",
-            wasi_probe_with(
-                ADVISE,
-                "(call $report (call $fd_advise (i32.const 1) (i64.const 0) (i64.const 1) (i32.const 0)))
-                 (call $report (call $fd_advise (i32.const 1) (i64.const 0) (i64.const 1) (i32.const 0)))
-                 (call $report (call $fd_advise (i32.const 9) (i64.const 0) (i64.const 1) (i32.const 0)))",
+            "w",
+            program(
+                "(i32.store (i32.const 16) (i32.const 65530))
+                 (i32.store (i32.const 20) (i32.const 10))
+                 (if (i32.ne (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 50)) (i32.const 21))
+                     (then unreachable))
+                 (if (i32.ne (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 65534)) (i32.const 21))
+                     (then unreachable))
+                 (drop (call $write (i32.const 1)))",
             ),
         )
         .run();
-    // ENOSYS (52) for stdout, EBADF (8) for a descriptor that does not exist.
-    assert_eq!(system.lines_of("s"), ["r=52", "r=52", "r=08"]);
-    assert_eq!(system.state_of("s"), Some(ServiceState::Exited));
-    assert_eq!(summary.faulted, 0);
-    let console = system.console();
     assert_eq!(
-        console.matches("WASI fd_advise is not supported").count(),
-        1,
-        "{console}"
+        (summary.exited, summary.faulted),
+        (1, 0),
+        "{}",
+        system.console()
     );
+    // The second call printed before its `written` store failed.
+    assert_eq!(system.lines_of("w"), ["out line", "out line"]);
 }
 
 #[test]
-fn wasi_bad_pointers_are_efault_not_a_fault() {
+fn the_startup_record_carries_the_programs_description() {
     let (system, summary) = TestSystem::new()
+        .wasi_shim(test_shim())
         .service(
-            "p",
-            wasi_probe(
-                // iovec array outside memory; nwritten outside memory; argc
-                // pointer outside memory; a negative subscription count.
-                "(call $report (call $fd_write (i32.const 1) (i32.const 65532) (i32.const 1) (i32.const 50)))
-                 (call $report (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const -4)))
-                 (call $report (call $args_sizes (i32.const -8) (i32.const 200)))
-                 (call $report (call $poll (i32.const 0) (i32.const 200) (i32.const -1) (i32.const 60)))",
-            ),
+            "w",
+            program("(drop (call $sizes (i32.const 200) (i32.const 204)))"),
         )
+        .uses("fs")
+        .uses("net")
+        .wasi(&["w", "--flag"], &["KEY=value"])
+        .preopen("/", "fs", "/data", true)
+        .listen("net", 8080)
         .run();
-    // EFAULT (21) three times, EINVAL (28) for the count.
-    assert_eq!(system.lines_of("p"), ["r=21", "r=21", "r=21", "r=28"]);
-    assert_eq!(system.state_of("p"), Some(ServiceState::Exited));
-    assert_eq!(summary.faulted, 0);
-}
-
-#[test]
-fn wasi_args_and_environment_come_from_the_image() {
-    let (system, _) = TestSystem::new()
-        .service(
-            "a",
-            wasi_probe(
-                // argc and buffer size at 60/64; argv at 300, strings at 400; environ
-                // at 500, strings at 600. Log argv[1] and the environment string.
-                "(call $report (call $args_sizes (i32.const 60) (i32.const 64)))
-                 (call $report (i32.load (i32.const 60)))
-                 (call $report (i32.load (i32.const 64)))
-                 (call $report (call $args_get (i32.const 300) (i32.const 400)))
-                 (drop (call $log (i32.load (i32.const 304)) (i32.const 5)))
-                 (call $report (call $environ_get (i32.const 500) (i32.const 600)))
-                 (drop (call $log (i32.load (i32.const 500)) (i32.const 5)))",
-            ),
-        )
-        .wasi(&["a", "first"], &["K=v"])
-        .run();
-    // 2 args, "a\0first\0" is 8 bytes; "K=v\0" and the zero after it (NULs
-    // are logged escaped).
     assert_eq!(
-        system.lines_of("a"),
-        [
-            "r=00",
-            "r=02",
-            "r=08",
-            "r=00",
-            "first",
-            "r=00",
-            "K=v\\x00\\x00"
-        ]
+        (summary.exited, summary.faulted),
+        (1, 0),
+        "{}",
+        system.console()
     );
+    let len = system.kernel.memory_of("w", 8, 4).unwrap();
+    let len = i32::from_le_bytes(len.try_into().unwrap());
+    let record = system.kernel.memory_of("w", 1024, len).unwrap();
+    let startup: Startup = postcard::from_bytes(&record).unwrap();
+    assert_eq!(startup.args, ["w", "--flag"]);
+    assert_eq!(startup.env, ["KEY=value"]);
+    // Handles in the order of the service's endpoints.
+    assert_eq!(
+        startup.preopens,
+        [Preopen {
+            guest: "/".into(),
+            handle: 1,
+            directory: "/data".into(),
+            read_only: true
+        }]
+    );
+    assert_eq!(
+        startup.listeners,
+        [Listener {
+            handle: 2,
+            port: 8080,
+            nonblocking: false
+        }]
+    );
+    assert_ne!(startup.random_seed, 0);
+    // Two memories count: the program's page and the shim's 16.
+    let service = TestSystem::new()
+        .wasi_shim(test_shim())
+        .service("w", program(""))
+        .load_alone()
+        .unwrap();
+    assert_eq!(service.memory_size(), 17 * 65536);
 }
 
 #[test]
-fn wasi_poll_oneoff_sleeps_on_a_clock() {
-    let (system, _) = TestSystem::new()
-        .service(
-            "z",
-            wasi_probe(
-                // One relative monotonic clock subscription of 5 ms at 200
-                // (userdata 0x77, tag 0 clock, id 1, timeout 5e6); events at 300.
-                "(i64.store (i32.const 200) (i64.const 0x77))
-                 (i32.store8 (i32.const 208) (i32.const 0))
-                 (i32.store (i32.const 216) (i32.const 1))
-                 (i64.store (i32.const 224) (i64.const 5000000))
-                 (call $report (call $poll (i32.const 200) (i32.const 300) (i32.const 1) (i32.const 60)))
-                 (call $report (i32.load (i32.const 60)))
-                 (call $report (i32.sub (i32.load8_u (i32.const 300)) (i32.const 100)))",
-            ),
-        )
-        .run();
-    // ESUCCESS, one event, carrying the userdata 0x77 (119, logged as 119 - 100).
-    assert_eq!(system.lines_of("z"), ["r=00", "r=01", "r=19"]);
-}
-
-#[test]
-fn unknown_or_mistyped_wasi_imports_fail_to_load() {
-    let unknown = |error: &LoadError, module: &str, name: &str| {
-        matches!(error, LoadError::UnknownImports(imports)
-            if imports == &[(module.to_string(), name.to_string())])
-    };
-    let teleport = wat::parse_str(
-        r#"(module (import "wasi_snapshot_preview1" "fd_teleport" (func (param i32) (result i32)))
+fn the_loader_refuses_wasi_without_a_shim_mixed_imports_and_a_bad_shim() {
+    let wasi = wat::parse_str(program("")).unwrap();
+    let error = TestSystem::new()
+        .module("w", wasi.clone())
+        .load_alone()
+        .err();
+    assert!(matches!(error, Some(LoadError::NoWasiShim)), "{error:?}");
+    let (system, summary) = TestSystem::new().module("w", wasi.clone()).run();
+    assert_eq!(summary.failed_to_load, 1);
+    assert_eq!(system.state_of("w"), None);
+    // A WASI program must not import `atoll`: the ABI's functions work on
+    // the shim's memory.
+    let mixed = wat::parse_str(
+        r#"(module
+            (import "wasi_snapshot_preview1" "sched_yield" (func (result i32)))
+            (import "atoll" "log" (func (param i32 i32) (result i32)))
             (memory (export "memory") 1) (func (export "_start")))"#,
     )
     .unwrap();
-    let error = crate::loader::validate(&teleport, &LIMITS).unwrap_err();
+    let error = crate::loader::validate(&mixed, &LIMITS).unwrap_err();
+    assert!(matches!(error, LoadError::WasiWithAtoll), "{error:?}");
+    // The shim's own functions are not the services'.
+    let sneaky = wat::parse_str(
+        r#"(module
+            (import "atoll-shim" "program_write" (func (param i32 i32 i32) (result i32)))
+            (memory (export "memory") 1) (func (export "_start")))"#,
+    )
+    .unwrap();
+    let error = crate::loader::validate(&sneaky, &LIMITS).unwrap_err();
+    assert!(matches!(error, LoadError::UnknownImports(_)), "{error:?}");
+    // A shim without one of preview1's functions, or with a foreign import.
+    let shim = test_shim();
+    let missing = shim.replace("(export \"fd_advise\")", "");
+    let error = TestSystem::new()
+        .wasi_shim(&missing)
+        .module("w", wasi.clone())
+        .load_alone()
+        .err();
     assert!(
-        unknown(&error, "wasi_snapshot_preview1", "fd_teleport"),
+        matches!(&error, Some(LoadError::BadWasiShim(reason)) if reason.contains("fd_advise")),
         "{error:?}"
     );
+    let foreign = shim.replace("\"atoll\" \"log\"", "\"env\" \"log\"");
+    let error = crate::loader::validate_shim(&wat::parse_str(foreign).unwrap()).unwrap_err();
+    assert!(matches!(error, LoadError::BadWasiShim(_)), "{error:?}");
+    crate::loader::validate_shim(&wat::parse_str(shim).unwrap()).unwrap();
+    // Unknown and mistyped WASI imports stay errors of the program.
     let mistyped = wat::parse_str(
         r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32) (result i32)))
             (memory (export "memory") 1) (func (export "_start")))"#,
@@ -205,163 +289,7 @@ fn unknown_or_mistyped_wasi_imports_fail_to_load() {
             if module == "wasi_snapshot_preview1" && name == "fd_write"),
         "{error:?}"
     );
-    let printf = wat::parse_str(
-        r#"(module (import "env" "printf" (func (param i32) (result i32)))
-            (memory (export "memory") 1) (func (export "_start")))"#,
-    )
-    .unwrap();
-    let error = crate::loader::validate(&printf, &LIMITS).unwrap_err();
-    assert!(unknown(&error, "env", "printf"), "{error:?}");
-    let (system, summary) = TestSystem::new().module("printf", printf).run();
-    assert_eq!(summary.failed_to_load, 1);
-    assert_eq!(system.state_of("printf"), None);
-    let info = crate::loader::validate(&wat::parse_str(wasi_probe("")).unwrap(), &LIMITS).unwrap();
+    let info = crate::loader::validate(&wasi, &LIMITS).unwrap();
     assert!(info.uses_wasi);
-    assert!(info.wasi_stubs.is_empty(), "fd_seek is implemented");
-    let advise = wasi_probe_with(ADVISE, "");
-    let info = crate::loader::validate(&wat::parse_str(advise).unwrap(), &LIMITS).unwrap();
     assert_eq!(info.wasi_stubs, ["fd_advise"]);
-}
-
-#[test]
-fn wasi_stdin_comes_from_the_console_service_when_granted() {
-    // A fake console: answers the first read with Input("hi\r"), the second
-    // with Busy. The WASI reader logs errno and count, then the bytes.
-    let console = probe(
-        r"\01\03hi\0d\02",
-        "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
-         (call $report (i32.load8_u (i32.const 100)))   ;; Read's variant
-         (call $report (i32.load8_u (i32.const 101)))   ;; max, one varint byte
-         (drop (call $reply (call $token) (i32.const 0) (i32.const 5)))
-         (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
-         (drop (call $reply (call $token) (i32.const 5) (i32.const 1)))",
-    );
-    let reader = wasi_probe_with(
-        r#"(import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))"#,
-        // iovec at 8: 100 bytes at 400; nread at 60.
-        "(i32.store (i32.const 8) (i32.const 400))
-         (i32.store (i32.const 12) (i32.const 100))
-         (call $report (call $fd_read (i32.const 0) (i32.const 8) (i32.const 1) (i32.const 60)))
-         (call $report (i32.load (i32.const 60)))
-         (drop (call $log (i32.const 400) (i32.const 2)))
-         (call $report (i32.load8_u (i32.const 402)))
-         (call $report (call $fd_read (i32.const 0) (i32.const 8) (i32.const 1) (i32.const 60)))",
-    );
-    let (system, summary) = TestSystem::new()
-        .service("console", console)
-        .provides("console")
-        .service("reader", reader)
-        .uses("console")
-        .run();
-    assert_eq!(system.lines_of("console"), ["1", "100"]);
-    // ESUCCESS, 3 bytes, "hi\n" (the terminal's \r made \n, 10), then EAGAIN (6).
-    assert_eq!(
-        system.lines_of("reader"),
-        ["r=00", "r=03", "hi", "r=10", "r=06"]
-    );
-    assert_eq!(summary.faulted, 0, "{}", system.console());
-}
-
-#[test]
-fn wasi_files_go_to_the_preopens_file_service_and_a_lost_one_is_eio() {
-    // A fake file service: answers an Open with Entry("f", 5 bytes), a
-    // Read with Data("hello"), takes a third request and ends unanswered.
-    let files = probe(
-        r"\00\01f\05\00\00\02\05hello",
-        "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
-         (call $report (i32.load8_u (i32.const 100)))   ;; Open
-         (drop (call $reply (call $token) (i32.const 0) (i32.const 6)))
-         (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
-         (call $report (i32.load8_u (i32.const 100)))   ;; Read
-         (drop (call $reply (call $token) (i32.const 6) (i32.const 7)))
-         (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
-         (call $report (i32.load8_u (i32.const 100)))",
-    );
-    let program = wasi_probe_with(
-        r#"(import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
-           (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
-           (import "wasi_snapshot_preview1" "fd_prestat_dir_name" (func $prestat_name (param i32 i32 i32) (result i32)))
-           (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))"#,
-        // iovec at 8: 100 bytes at 400; results at 60; the path "f" at 300.
-        "(i32.store (i32.const 8) (i32.const 400))
-         (i32.store (i32.const 12) (i32.const 100))
-         (i32.store8 (i32.const 300) (i32.const 102))
-         (call $report (call $prestat (i32.const 3) (i32.const 60)))
-         (call $report (i32.load (i32.const 64)))
-         (call $report (call $prestat (i32.const 4) (i32.const 60)))
-         (call $report (call $prestat_name (i32.const 3) (i32.const 400) (i32.const 8)))
-         (drop (call $log (i32.const 400) (i32.const 5)))
-         (call $report (call $open (i32.const 3) (i32.const 0) (i32.const 300) (i32.const 1)
-             (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 60)))
-         (call $report (i32.load (i32.const 60)))
-         (call $report (call $fd_read (i32.const 4) (i32.const 8) (i32.const 1) (i32.const 60)))
-         (call $report (i32.load (i32.const 60)))
-         (drop (call $log (i32.const 400) (i32.const 5)))
-         (call $report (call $fd_read (i32.const 4) (i32.const 8) (i32.const 1) (i32.const 60)))
-         (call $report (call $fd_read (i32.const 4) (i32.const 8) (i32.const 1) (i32.const 60)))",
-    );
-    let (system, summary) = TestSystem::new()
-        .service("files", files)
-        .provides("fs")
-        .service("program", program)
-        .uses("fs")
-        .preopen("/data", "fs", "/", false)
-        .run();
-    assert_eq!(system.lines_of("files"), ["0", "2", "2"]);
-    // The preopen (5 bytes, "/data"), no descriptor 4; the file opened as
-    // 4 and read; the read the service took with it is EIO (29), and so is
-    // every later one.
-    assert_eq!(
-        system.lines_of("program"),
-        [
-            "r=00", "r=05", "r=08", "r=00", "/data", "r=00", "r=04", "r=00", "r=05", "hello",
-            "r=29", "r=29"
-        ]
-    );
-    assert_eq!(summary.faulted, 0, "{}", system.console());
-}
-
-#[test]
-fn wasi_output_reaches_the_console_as_whole_lines() {
-    // "out line\n" written as "out " (4 bytes) then "line\n" (5), then a
-    // last line without its newline, printed when the program ends.
-    let (system, summary) = TestSystem::new()
-        .service(
-            "w",
-            wasi_probe(
-                "(i32.store (i32.const 4) (i32.const 4))
-                 (drop (call $write (i32.const 1)))
-                 (i32.store (i32.const 0) (i32.const 104))
-                 (i32.store (i32.const 4) (i32.const 5))
-                 (drop (call $write (i32.const 1)))
-                 (i32.store (i32.const 0) (i32.const 100))
-                 (i32.store (i32.const 4) (i32.const 3))
-                 (drop (call $write (i32.const 2)))",
-            ),
-        )
-        .run();
-    assert_eq!(system.lines_of("w"), ["out line", "out"]);
-    assert_eq!(summary.faulted, 0);
-}
-
-#[test]
-fn sock_accept_refuses_flags_other_than_nonblock_before_asking_the_network() {
-    // The TCP/IP service never answers: a refused accept must not wait on it.
-    let (system, _) = TestSystem::new()
-        .service("net", probe("", "(drop (call $sleep (i64.const 1000000000)))"))
-        .provides("net")
-        .service(
-            "w",
-            wasi_probe_with(
-                r#"(import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))"#,
-                "(call $report (call $accept (i32.const 3) (i32.const 1) (i32.const 60)))
-                 (call $report (call $accept (i32.const 3) (i32.const 65540) (i32.const 60)))
-                 (call $report (call $accept (i32.const 4) (i32.const 0) (i32.const 60)))",
-            ),
-        )
-        .uses("net")
-        .listen("net", 8080)
-        .run();
-    // APPEND (1) and a flag past 16 bits: EINVAL (28); fd 4 is not open: EBADF (8).
-    assert_eq!(system.lines_of("w"), ["r=28", "r=28", "r=08"]);
 }

@@ -1,6 +1,8 @@
-//! Fuzz target: the host ABI. Two services (either may be the supervisor)
-//! call random host functions of Atoll and WASI with random arguments in a
-//! random order: pointers and lengths at the edges of their memory, handles
+//! Fuzz target: the host ABI. Two services call random host functions with
+//! random arguments in a random order: one (maybe the supervisor) the ABI's,
+//! the other a WASI program whose shim calls the ABI's and the shim's own
+//! kernel functions (`program_read`, `print`, `exit`, ...), with pointers
+//! and lengths at the edges of both its memories; handles
 //! and tokens valid and not, timeouts from none to for ever. They run in a
 //! hosted kernel on a virtual clock until nothing can run. No panic, and the
 //! process heap after the kernel is dropped is where it was before it
@@ -21,25 +23,31 @@ static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::Syste
 /// Calls per service at most.
 const MAX_CALLS: usize = 64;
 
-/// A host function: import module, name, parameters, results.
+/// A host function: its name in the generated WAT, its name, parameters,
+/// results.
 type Function = (
-    &'static str,
+    String,
     &'static str,
     &'static [ValueType],
     &'static [ValueType],
 );
 
-/// Every function a service may call.
-fn functions() -> Vec<Function> {
+/// The ABI's functions, as [`hosted::shim_wat`] names them (`$a{i}`).
+fn abi_functions() -> Vec<Function> {
     atoll_abi::HOST_FUNCTIONS
         .iter()
-        .map(|f| (atoll_abi::IMPORT_MODULE, f.name, f.params, f.results))
-        .chain(
-            atoll_abi::wasi::FUNCTIONS
-                .iter()
-                .map(|f| (atoll_abi::wasi::IMPORT_MODULE, f.name, f.params, f.results)),
-        )
+        .enumerate()
+        .map(|(i, f)| (format!("$a{i}"), f.name, f.params, f.results))
         .collect()
+}
+
+/// Every function the WASI shim may call: the ABI's and its own (`$s{i}`).
+fn shim_functions() -> Vec<Function> {
+    let shim = atoll_abi::wasi::SHIM_FUNCTIONS
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (format!("$s{i}"), f.name, f.params, f.results));
+    abi_functions().into_iter().chain(shim).collect()
 }
 
 /// An i32 argument: the edges of a one-page memory, handles, or anything.
@@ -78,29 +86,20 @@ fn int64(input: &mut Unstructured<'_>) -> arbitrary::Result<i64> {
     })
 }
 
-/// A service calling host functions picked by `input`, as WAT. Returns it
-/// and the number of calls it makes.
-fn service(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
-    let functions = functions();
-    let mut wat = String::from("(module\n");
-    for (index, (module, name, params, results)) in functions.iter().enumerate() {
-        let _ = writeln!(
-            wat,
-            "  (import \"{module}\" \"{name}\" (func $f{index} (param{}) (result{})))",
-            hosted::types(params),
-            hosted::types(results)
-        );
-    }
-    // Names a call may find: its endpoints and the services.
-    wat.push_str("  (memory (export \"memory\") 1)\n  (data (i32.const 0) \"pa pb a b\")\n");
-    wat.push_str("  (func (export \"_start\")\n");
+/// Calls of `functions` picked by `input`, as WAT instructions. Returns
+/// them and their number.
+fn calls(
+    input: &mut Unstructured<'_>,
+    functions: &[Function],
+) -> arbitrary::Result<(String, usize)> {
+    let mut wat = String::new();
     let count = input.int_in_range(0..=MAX_CALLS)?;
     for _ in 0..count {
         let index = input.choose_index(functions.len())?;
-        let Some((_, name, params, results)) = functions.get(index) else {
+        let Some((id, name, params, results)) = functions.get(index) else {
             continue;
         };
-        let _ = write!(wat, "    (call $f{index}");
+        let _ = write!(wat, "    (call {id}");
         for param in *params {
             match param {
                 ValueType::I32 => {
@@ -114,8 +113,43 @@ fn service(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
         let drops = " drop".repeat(results.len());
         let _ = writeln!(wat, "){drops} ;; {name}");
     }
-    wat.push_str("  ))\n");
     Ok((wat, count))
+}
+
+/// A service calling the ABI's functions picked by `input`, as WAT. Returns
+/// it and the number of calls it makes.
+fn service(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
+    let mut wat = String::from("(module\n");
+    for (id, name, params, results) in abi_functions() {
+        let _ = writeln!(
+            wat,
+            "  (import \"{}\" \"{name}\" (func {id} (param{}) (result{})))",
+            atoll_abi::IMPORT_MODULE,
+            hosted::types(params),
+            hosted::types(results)
+        );
+    }
+    // Names a call may find: its endpoints and the services.
+    wat.push_str("  (memory (export \"memory\") 1)\n  (data (i32.const 0) \"pa pb a b\")\n");
+    let (body, count) = calls(input, &abi_functions())?;
+    let _ = write!(wat, "  (func (export \"_start\")\n{body}  ))\n");
+    Ok((wat, count))
+}
+
+/// A WASI program whose `_start` calls `sched_yield` twice, and a WASI shim
+/// whose `sched_yield` calls the ABI's and the shim's kernel functions
+/// picked by `input` (their pointers at the edges of both memories).
+fn wasi_service(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, String, usize)> {
+    let program = r#"(module
+        (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
+        (memory (export "memory") 1)
+        (func (export "_start") (drop (call $yield)) (drop (call $yield))))"#;
+    let (body, count) = calls(input, &shim_functions())?;
+    Ok((
+        program.to_string(),
+        hosted::shim_wat("sched_yield", &body),
+        count * 2,
+    ))
 }
 
 thread_local! {
@@ -126,36 +160,38 @@ thread_local! {
 
 fn target(bytes: &[u8]) -> Outcome {
     let mut input = Unstructured::new(bytes);
-    let (Ok((a, a_calls)), Ok((b, b_calls)), Ok(supervisor)) = (
+    let (Ok((a, a_calls)), Ok((b, shim, b_calls)), Ok(supervisor)) = (
         service(&mut input),
-        service(&mut input),
-        input.int_in_range(0..=2u8),
+        wasi_service(&mut input),
+        input.int_in_range(0..=1u8),
     ) else {
         return "short input";
     };
-    let (a, b) = match (wat::parse_str(&a), wat::parse_str(&b)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(error), _) | (_, Err(error)) => {
-            panic!("a generated service does not assemble: {error}")
-        }
+    let assemble = |wat: &str| match wat::parse_str(wat) {
+        Ok(module) => module,
+        Err(error) => panic!("a generated module does not assemble: {error}"),
     };
+    let (a, b, shim) = (assemble(&a), assemble(&b), assemble(&shim));
     let before = ALLOCATOR.allocated();
-    let ran = hosted::run(&[
-        Spec {
-            name: "a",
-            module: &a,
-            provides: vec!["pa"],
-            uses: vec!["pb"],
-            supervisor: supervisor == 1,
-        },
-        Spec {
-            name: "b",
-            module: &b,
-            provides: vec!["pb"],
-            uses: vec!["pa"],
-            supervisor: supervisor == 2,
-        },
-    ]);
+    let ran = hosted::run(
+        &[
+            Spec {
+                name: "a",
+                module: &a,
+                provides: vec!["pa"],
+                uses: vec!["pb"],
+                supervisor: supervisor == 1,
+            },
+            Spec {
+                name: "b",
+                module: &b,
+                provides: vec!["pb"],
+                uses: vec!["pa"],
+                supervisor: false,
+            },
+        ],
+        Some(&shim),
+    );
     let after = ALLOCATOR.allocated();
     let Some((summary, kernel_calls)) = ran else {
         panic!("the bundle does not boot");

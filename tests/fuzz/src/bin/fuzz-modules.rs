@@ -71,7 +71,8 @@ fn target(bytes: &[u8]) -> Outcome {
     let checked = validate(&wasm, &LIMITS);
     let platform: Arc<dyn atoll_core::Platform> = Arc::new(VirtualPlatform::default());
     let heap = atoll_core::heap::Heap::new(platform);
-    let loaded = Program::compile(&wasm, &LIMITS, &heap, Translation::Eager);
+    let shim = hosted::wasi_shim();
+    let loaded = Program::compile_with_shim(&wasm, &LIMITS, &heap, Translation::Eager, Some(&shim));
     match (&checked, &loaded) {
         (Ok(_), Ok(_)) => {}
         (Err(check), Err(load)) => {
@@ -86,13 +87,16 @@ fn target(bytes: &[u8]) -> Outcome {
         (Err(error), Ok(_)) => panic!("the loader accepts, check refuses: {error}"),
     }
     drop(loaded);
-    let ran = hosted::run(&[Spec {
-        name: "generated",
-        module: &wasm,
-        provides: vec!["generated"],
-        uses: Vec::new(),
-        supervisor: false,
-    }]);
+    let ran = hosted::run(
+        &[Spec {
+            name: "generated",
+            module: &wasm,
+            provides: vec!["generated"],
+            uses: Vec::new(),
+            supervisor: false,
+        }],
+        Some(&shim),
+    );
     match ran {
         Some((summary, _)) if summary.faulted > 0 => "accepted, faulted",
         Some((summary, _)) if summary.failed_to_load > 0 => "accepted, failed to start",
@@ -108,7 +112,9 @@ fn refusal(error: &atoll_core::LoadError) -> Outcome {
         Refused::Preflight(_) => "refused: preflight bounds",
         Refused::Compile(_) => "refused: does not compile",
         Refused::OutOfMemory => "refused: kernel heap",
-        Refused::UnknownImports(_) | Refused::ImportSignature(..) => "refused: imports",
+        Refused::UnknownImports(_) | Refused::ImportSignature(..) | Refused::WasiWithAtoll => {
+            "refused: imports"
+        }
         Refused::MissingEntryPoint | Refused::MissingMemory => "refused: exports",
         _ => "refused: limits or segments",
     }
