@@ -121,8 +121,15 @@ pub fn time() -> u64 {
 #[cfg(target_family = "wasm")]
 #[must_use]
 pub fn wall_clock_ns() -> Option<u64> {
-    let boot = startup().boot_wall_clock_ns;
-    (boot != 0).then(|| boot.saturating_add(time()))
+    use core::sync::atomic::{AtomicU64, Ordering};
+    /// The wall clock at boot, once read (`u64::MAX`: not yet).
+    static BOOT: AtomicU64 = AtomicU64::new(u64::MAX);
+    let mut boot = BOOT.load(Ordering::Relaxed);
+    if boot == u64::MAX {
+        boot = startup().boot_wall_clock_ns;
+        BOOT.store(boot, Ordering::Relaxed);
+    }
+    (boot != 0 && boot != u64::MAX).then(|| boot.saturating_add(time()))
 }
 
 /// The service's start-up record: its arguments and environment from

@@ -47,8 +47,8 @@ const DIRECTORY: u8 = 0x10;
 const ARCHIVE: u8 = 0x20;
 
 /// Time stamps of new and changed entries: the real-time clock (the kernel's,
-/// through WASI `clock_time_get`); on the host, and if the kernel does not
-/// answer, 2025-01-01 00:00 UTC.
+/// through the SDK's `wall_clock_ns`); on the host, and if the machine has
+/// no clock, 2025-01-01 00:00 UTC.
 pub struct Clock;
 
 /// 2025-01-01 00:00:00 UTC.

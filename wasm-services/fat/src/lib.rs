@@ -35,7 +35,7 @@
 //! reads and appends never walk a chain from its start. Free clusters are
 //! counted once per mount and kept as clusters are taken and freed, so a
 //! full volume answers `NoSpace`. Time stamps come from the kernel's
-//! real-time clock (WASI `clock_time_get`). `fsck.fat -n` finds the volume
+//! real-time clock (the start-up record's boot time plus `time()`). `fsck.fat -n` finds the volume
 //! clean after any of these (the tests check it on FAT12, FAT16 and FAT32).
 //!
 //! Failures: the protocol keeps no per-client state, so neither a restart of
