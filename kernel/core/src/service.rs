@@ -147,6 +147,9 @@ impl Service {
             limiter: Limiter {
                 limits,
                 heap: Arc::clone(heap),
+                memory_limit: image.limits.memory_bytes as usize,
+                memory_total: 0,
+                memory_total_before: 0,
             },
             memory: None,
             program_memory: None,

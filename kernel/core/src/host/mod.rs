@@ -196,6 +196,14 @@ pub(crate) struct HostState {
 pub(crate) struct Limiter {
     pub(crate) limits: StoreLimits,
     pub(crate) heap: Arc<Heap>,
+    /// The service's memory limit, for all its memories together (a WASI
+    /// program's and its shim's).
+    pub(crate) memory_limit: usize,
+    /// Bytes its memories hold now (counted when a growth is approved,
+    /// taken back if the growth then fails).
+    pub(crate) memory_total: usize,
+    /// `memory_total` before the last approved growth.
+    pub(crate) memory_total_before: usize,
 }
 
 /// Bytes the interpreter holds per table element (a reference, with slack).
@@ -215,7 +223,29 @@ impl ResourceLimiter for Limiter {
         if self.heap.admit(needed).is_err() {
             return Ok(false);
         }
-        self.limits.memory_growing(current, desired, maximum)
+        let total = self
+            .memory_total
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.memory_limit {
+            return Ok(false);
+        }
+        let grown = self.limits.memory_growing(current, desired, maximum)?;
+        if grown {
+            self.memory_total_before = self.memory_total;
+            self.memory_total = total;
+        }
+        Ok(grown)
+    }
+
+    fn memory_grow_failed(
+        &mut self,
+        _error: &wasmi::errors::MemoryError,
+    ) -> Result<(), LimiterError> {
+        // Approved, then not done (out of fuel, or no room): wasmi calls
+        // this right after the approval, before any other growth.
+        self.memory_total = self.memory_total_before;
+        Ok(())
     }
 
     fn table_growing(

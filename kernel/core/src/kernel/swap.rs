@@ -111,6 +111,16 @@ impl Core {
         if !self.sched.is_live(target) {
             return Err(Error::InvalidArgument.into());
         }
+        if slot.image.program.shim.is_some() {
+            // A swap happens where the old version waits in `receive`, which
+            // a WASI program (it cannot import `atoll`) never does.
+            let reason = "a WASI program never waits in receive, where a swap happens";
+            self.log(&format!("swap of {name} refused: {reason}"));
+            return Err(crate::control::SwapRefusal {
+                error: Error::NotPermitted,
+                reason: Some(reason.into()),
+            });
+        }
         // Compiled and checked now, outside the swap's pause.
         let program = match Program::compile_with_shim(
             &module,

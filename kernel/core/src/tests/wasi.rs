@@ -20,10 +20,11 @@ use atoll_abi::wasi::FUNCTIONS;
 /// - `args_sizes_get`: copies the startup record to the shim's memory at
 ///   1024, and stores its length (or what `startup` returned) at the
 ///   program's `count` pointer.
-/// - `random_get(buffer, len)`: eight copies of `len` bytes of the shim's
-///   memory (from 0) into the program's (kernel work the program pays for).
-/// - `sched_yield`: logs "yield" through the ABI's `log`, from the shim's
-///   memory.
+/// - `random_get(buffer, len)`: sixteen copies of `len` bytes of the
+///   shim's memory (from 0) into the program's (kernel work the program
+///   pays for).
+/// - `sched_yield`: counts its calls in the shim's memory and logs "yieldN"
+///   through the ABI's `log`, from the shim's memory.
 fn body(name: &str) -> Option<&'static str> {
     Some(match name {
         "fd_write" => {
@@ -45,10 +46,13 @@ fn body(name: &str) -> Option<&'static str> {
                (loop $again
                  (drop (call $pwrite (local.get 0) (i32.const 0) (local.get 1)))
                  (local.set $round (i32.add (local.get $round) (i32.const 1)))
-                 (br_if $again (i32.lt_u (local.get $round) (i32.const 8))))
+                 (br_if $again (i32.lt_u (local.get $round) (i32.const 16))))
                (i32.const 0)"#
         }
-        "sched_yield" => "(drop (call $log (i32.const 2048) (i32.const 5))) (i32.const 0)",
+        "sched_yield" => {
+            r#"(i32.store8 (i32.const 2053) (i32.add (i32.load8_u (i32.const 2053)) (i32.const 1)))
+               (drop (call $log (i32.const 2048) (i32.const 6))) (i32.const 0)"#
+        }
         _ => return None,
     })
 }
@@ -84,8 +88,8 @@ pub(crate) fn test_shim() -> String {
             (import "atoll-shim" "print" (func $print (param i32 i32 i32) (result i32)))
             (import "atoll-shim" "exit" (func $exit (param i32)))
             (import "atoll" "log" (func $log (param i32 i32) (result i32)))
-            (memory (export "memory") 16)
-            (data (i32.const 2048) "yield")
+            (memory (export "memory") 8)
+            (data (i32.const 2048) "yield0")
             {functions})"#
     )
 }
@@ -135,7 +139,7 @@ fn a_wasi_programs_imports_are_its_shims_exports_and_its_output_whole_lines() {
     // printed when the service ends; the shim's `log` reads the shim's memory.
     assert_eq!(
         system.lines_of("w"),
-        ["out line", "out out line", "yield", "out "]
+        ["out line", "out out line", "yield1", "out "]
     );
     assert_eq!(system.state_of("w"), Some(ServiceState::Exited));
     assert_eq!((summary.exited, summary.faulted), (1, 0));
@@ -221,13 +225,13 @@ fn the_startup_record_carries_the_programs_description() {
         }]
     );
     assert_ne!(startup.random_seed, 0);
-    // Two memories count: the program's page and the shim's 16.
+    // Two memories count: the program's page and the shim's 8.
     let service = TestSystem::new()
         .wasi_shim(test_shim())
         .service("w", program(""))
         .load_alone()
         .unwrap();
-    assert_eq!(service.memory_size(), 17 * 65536);
+    assert_eq!(service.memory_size(), 9 * 65536);
 }
 
 #[test]
@@ -292,4 +296,95 @@ fn the_loader_refuses_wasi_without_a_shim_mixed_imports_and_a_bad_shim() {
     let info = crate::loader::validate(&wasi, &LIMITS).unwrap();
     assert!(info.uses_wasi);
     assert_eq!(info.wasi_stubs, ["fd_advise"]);
+}
+
+#[test]
+fn a_wasi_services_memory_limit_holds_both_its_memories() {
+    // The shim takes 8 pages of the 16 the limit allows: the program's
+    // memory gets the other 8, not 16.
+    let (system, summary) = TestSystem::new()
+        .wasi_shim(test_shim())
+        .service(
+            "w",
+            program(
+                "(if (i32.ne (memory.grow (i32.const 7)) (i32.const 1)) (then unreachable))
+                 (if (i32.ne (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable))",
+            ),
+        )
+        .run();
+    assert_eq!(
+        (summary.exited, summary.faulted),
+        (1, 0),
+        "{}",
+        system.console()
+    );
+    // A program whose own initial memory leaves no room for the shim does
+    // not start.
+    let big = program("").replace(
+        r#"(memory (export "memory") 1)"#,
+        r#"(memory (export "memory") 9)"#,
+    );
+    let error = TestSystem::new()
+        .wasi_shim(test_shim())
+        .service("w", big)
+        .load_alone()
+        .err();
+    assert!(
+        matches!(error, Some(LoadError::Instantiate(_))),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn a_restarted_wasi_service_gets_a_fresh_shim() {
+    // The shim counts `sched_yield`s in its memory; the program yields
+    // twice and faults. Restarted once by the supervisor, it counts from 1
+    // again.
+    let supervisor = super::probes::probe(
+        "w",
+        &format!(
+            "(local.set $r (call $receive (i32.const 1) (i32.const 400) (i32.const 512) (i64.const -1) (i32.const 200)))
+             (call $report (call $control (i32.const {}) (i32.const 0) (i32.const 1)))
+             (drop (call $receive (i32.const 1) (i32.const 400) (i32.const 512) (i64.const -1) (i32.const 200)))",
+            atoll_abi::supervision::CONTROL_RESTART
+        ),
+    );
+    let (system, summary) = TestSystem::new()
+        .wasi_shim(test_shim())
+        .service("sup", supervisor)
+        .provides("events")
+        .supervisor()
+        .service(
+            "w",
+            program("(drop (call $yield)) (drop (call $yield)) unreachable"),
+        )
+        .run();
+    assert_eq!(summary.faulted, 2, "{}", system.console());
+    assert_eq!(system.kernel.restarts("w"), Some(1));
+    assert_eq!(
+        system.lines_of("w"),
+        ["yield1", "yield2", "yield1", "yield2"]
+    );
+}
+
+#[test]
+fn a_host_swap_of_a_wasi_program_is_refused() {
+    // Its swap would wait for a `receive` that a WASI program never makes.
+    let mut system = TestSystem::new()
+        .wasi_shim(test_shim())
+        .service("w", program("(loop $spin (br $spin))"))
+        .boot();
+    let other = wat::parse_str(program("")).unwrap();
+    system
+        .platform
+        .send_control(&crate::control::encode_swap("w", &other));
+    system.kernel.poll_control();
+    let answer = system.platform.control_output();
+    assert!(answer.starts_with("error: swap of w"), "{answer}");
+    assert!(
+        system.console().contains("never waits in receive"),
+        "{}",
+        system.console()
+    );
+    assert_eq!(system.kernel.swaps("w"), Some(0));
 }
