@@ -270,7 +270,7 @@ fn stubbed_wasi_imports_are_listed_as_a_warning() {
     assert_eq!(status, 0, "{stderr}");
     assert!(
         stderr.contains(
-            "warning: service `posix` imports WASI functions the kernel only stubs (they return ENOSYS, or EBADF for a missing descriptor): fd_advise, path_symlink"
+            "warning: service `posix` imports WASI functions the WASI shim only stubs (they return ENOSYS, or EBADF for a missing descriptor): fd_advise, path_symlink"
         ),
         "{stderr}"
     );

@@ -2,7 +2,8 @@
 //!
 //! image-builder invokes cargo once per target (the kernel for its own
 //! hard-float target `kernel/x86_64/x86_64-atoll-kernel.json` with build-std,
-//! services for `wasm32-unknown-unknown`) in a target
+//! services for `wasm32-unknown-unknown`; once more for the WASI shim, with
+//! its own features, when a system has a WASI program) in a target
 //! folder of its own (`target/cross`), so it never waits on a cargo lock held by
 //! whoever started it, and never disturbs the host build of the `bootloader`
 //! crate. docs/design.md explains the choice.
@@ -435,7 +436,7 @@ fn modules(system: &System, options: &BuildOptions, target_dir: &Path) -> Result
                             Warning(system.diagnostic(
                                 service.source_span.clone(),
                                 format!(
-                                    "service `{}` imports WASI functions the kernel only stubs (they return ENOSYS, or EBADF for a missing descriptor): {}",
+                                    "service `{}` imports WASI functions the WASI shim only stubs (they return ENOSYS, or EBADF for a missing descriptor): {}",
                                     service.name,
                                     info.wasi_stubs.join(", ")
                                 ),

@@ -280,7 +280,7 @@ fn instantiation_reason(
 pub struct ModuleInfo {
     /// It imports from WASI preview1.
     pub uses_wasi: bool,
-    /// The WASI functions it imports that the kernel only stubs (they return
+    /// The WASI functions it imports that the WASI shim only stubs (they return
     /// an errno), in import order.
     pub wasi_stubs: Vec<&'static str>,
 }

@@ -1,5 +1,5 @@
-//! One service: a Wasm instance in a `Store` of its own, over its program's
-//! `Engine`.
+//! One service: a Wasm instance (with its WASI shim's, for a WASI program)
+//! in a `Store` of its own, over its program's `Engine`.
 //!
 //! A service's [`Program`] (its compiled module, in an `Engine` of its own) is
 //! kept for the service's life: a restart instantiates it again in a fresh

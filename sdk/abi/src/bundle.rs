@@ -116,11 +116,12 @@ pub struct ServiceImage<'a> {
     pub supervisor: bool,
     /// How the supervisor should treat this service when it ends.
     pub restart: crate::supervision::RestartPolicy,
-    /// Command-line arguments a WASI program sees (`args_get`); the first is
-    /// the service's name.
+    /// Command-line arguments (the ABI's `startup` record; a WASI program's
+    /// `args_get`); the first is the service's name.
     #[serde(borrow)]
     pub args: Vec<&'a str>,
-    /// Environment variables a WASI program sees (`environ_get`), as `KEY=value`.
+    /// Environment variables (`startup`; a WASI program's `environ_get`), as
+    /// `KEY=value`.
     #[serde(borrow)]
     pub env: Vec<&'a str>,
     /// Driver capabilities: ports, interrupts, PCI functions, DMA budget.
@@ -137,7 +138,7 @@ pub struct ServiceImage<'a> {
 
 /// One listening socket of a WASI program: TCP port `port` of the TCP/IP
 /// service on endpoint `endpoint` (one of the service's `uses`), which the
-/// kernel asks to listen on the program's behalf at its first use.
+/// program's WASI shim asks to listen at its first use.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listen<'a> {
     pub endpoint: &'a str,
@@ -167,7 +168,8 @@ pub struct Preopen<'a> {
 /// Per-service resource limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceLimits {
-    /// Maximum size of the service's linear memory, in bytes.
+    /// Maximum size of the service's linear memory, in bytes (of its two
+    /// memories together, for a WASI program and its shim).
     pub memory_bytes: u32,
     /// Fuel the service may burn before it is preempted.
     pub fuel_slice: u64,

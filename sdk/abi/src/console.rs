@@ -1,7 +1,7 @@
-//! The console protocol: what the console service serves, and what the kernel
-//! itself sends for WASI `fd_read` on stdin (a service that `uses`
-//! [`ENDPOINT`] reads its stdin from it). One definition for the kernel, the
-//! console service and its clients.
+//! The console protocol: what the console service serves, and what the WASI
+//! shim sends for `fd_read` on stdin (a WASI program that `uses` [`ENDPOINT`]
+//! reads its stdin from it). One definition for the console service and its
+//! clients.
 
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -1,7 +1,6 @@
 //! The file protocol: what a file service (the FAT service) serves, and what
-//! the kernel itself sends on a WASI program's behalf for its preopened
-//! directories. One definition for the kernel, the file services and their
-//! clients.
+//! the WASI shim sends on a WASI program's behalf for its preopened
+//! directories. One definition for the file services and their clients.
 //!
 //! Requests name files by path and carry offsets: the server keeps no
 //! per-client state but a client's staged write data ([`Request::Stage`]),

@@ -331,7 +331,8 @@ pub const STARTUP: HostFunction = HostFunction {
 };
 
 /// Every host function of the ABI. A module importing anything else from
-/// [`IMPORT_MODULE`], or from any other module, is rejected at build time and at load.
+/// [`IMPORT_MODULE`], or from any other module but WASI preview1's (for WASI
+/// programs, [`wasi`]), is rejected at build time and at load.
 pub const HOST_FUNCTIONS: &[HostFunction] = &[
     LOG,
     LOOKUP,

@@ -15,7 +15,7 @@
 //! messages (sent, never called); the server takes them only from the
 //! service named [`LINK_SERVICE`].
 //!
-//! The kernel speaks it too, on a WASI program's behalf, for the listening
+//! The WASI shim speaks it on a WASI program's behalf, for the listening
 //! sockets `system.toml` gives the program (`listen`); servers see such
 //! calls as the program's own. Variants are only ever added at the end.
 

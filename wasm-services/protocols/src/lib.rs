@@ -8,7 +8,7 @@
 
 extern crate alloc;
 
-/// Sockets (one definition with the kernel, which speaks it for WASI programs).
+/// Sockets (one definition with the WASI shim, which speaks it for WASI programs).
 pub use atoll_abi::net;
 
 /// Echo: answers with what it is sent. The smallest useful protocol.
@@ -132,12 +132,12 @@ pub mod block {
 }
 
 /// Files: a FAT volume on a block device (served by the fat service).
-/// Defined in the ABI crate, because the kernel speaks it too: WASI files in
-/// preopened directories.
+/// Defined in the ABI crate, because the WASI shim speaks it too: WASI files
+/// in preopened directories.
 pub use atoll_abi::fs;
 
 /// The serial console (served by the console driver). Defined in the ABI
-/// crate, because the kernel speaks it too: WASI `fd_read` on stdin.
+/// crate, because the WASI shim speaks it too: WASI `fd_read` on stdin.
 pub use atoll_abi::console;
 
 /// PCI devices found at boot (served by the pci service).

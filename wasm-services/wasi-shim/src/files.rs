@@ -718,7 +718,7 @@ fn write<K: Kernel>(
     };
     let advance = offset.is_none().then_some(position);
     // More than a message holds goes in `Stage` pieces, written at once by
-    // the last (docs/design.md, "WASI files").
+    // the last (docs/design.md, "The FAT service and its writes").
     let mut staged = data.len() > MAX_DATA as usize && !cfg!(feature = "plain-writes");
     let mut sent = 0usize;
     while sent < data.len() {

@@ -1,5 +1,5 @@
 //! The Atoll host functions (`atoll::*`): logging, names, messages, time,
-//! supervision and `info`. Each is a thin adapter over [`super`]'s helpers.
+//! supervision, `info` and `startup`. Each is a thin adapter over [`super`]'s helpers.
 
 use super::{
     FUEL_PER_CONSOLE_BYTE, HostResult, HostState, InPlace, Syscall, call_in_place, charge,

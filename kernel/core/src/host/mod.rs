@@ -8,7 +8,7 @@
 //! Each host function is a thin adapter. It checks its arguments against the
 //! caller's memory through [`crate::guest`] and answers argument errors at once
 //! with an error code. Calls that need only the caller (`log`, `lookup`,
-//! `time`) are served right there. `send`, `reply`, and a `receive` that finds
+//! `time`, `startup`) are served right there. `send`, `reply`, and a `receive` that finds
 //! a message complete in place through [`Messages`] (the kernel's side, a
 //! trait so that this module does not depend on the kernel) when the kernel
 //! can be borrowed. Calls that must wait (`call`, a `receive` on an empty

@@ -2,8 +2,9 @@
 //! lives in the user-space shim (`wasm-services/wasi-shim`, tested there and
 //! by the QEMU suites); here a small WAT shim stands in for it, so that
 //! these tests see only the kernel's part: linking a program's WASI imports
-//! to its shim's exports, the shim's kernel functions (`startup`,
-//! `program_read`, `program_write`, `print`, `exit`), and the loader's rules.
+//! to its shim's exports, the shim's kernel functions (`program_read`,
+//! `program_write`, `print`, `exit`; `stdin_read` is the hosted tests'),
+//! the ABI's `startup` record, and the loader's rules.
 
 use super::system::{LIMITS, TestSystem};
 use crate::{LoadError, ServiceState};
