@@ -361,14 +361,18 @@ fn check_imports(module: &Module) -> Result<ModuleInfo, LoadError> {
     mismatch.map_or(Ok(info), Err)
 }
 
-/// Checks the WASI shim: it imports only the ABI's functions and the shim's
-/// own, with their signatures, and exports every function of WASI preview1
+/// Checks the WASI shim: it imports only the ABI's functions (no driver
+/// function) and the shim's own, with their signatures, and exports every function of WASI preview1
 /// with its signature (so that every WASI program links to it).
 fn check_shim(shim: &Module) -> Result<(), LoadError> {
     use atoll_abi::wasi::{FUNCTIONS, SHIM_FUNCTIONS, SHIM_IMPORT_MODULE};
     for import in shim.imports() {
         let expected = match import.module() {
-            IMPORT_MODULE => atoll_abi::host_function(import.name()),
+            IMPORT_MODULE => atoll_abi::host_function(import.name()).filter(|function| {
+                !atoll_abi::DRIVER_FUNCTIONS
+                    .iter()
+                    .any(|driver| driver.name == function.name)
+            }),
             SHIM_IMPORT_MODULE => SHIM_FUNCTIONS
                 .iter()
                 .find(|function| function.name == import.name()),

@@ -358,6 +358,22 @@ pub const HOST_FUNCTIONS: &[HostFunction] = &[
     STARTUP,
 ];
 
+/// The driver functions among [`HOST_FUNCTIONS`] (ports, interrupts, DMA,
+/// PCI configuration): of use only to a service with grants, and not linked
+/// for a WASI shim.
+pub const DRIVER_FUNCTIONS: &[HostFunction] = &[
+    PORT_IN,
+    PORT_OUT,
+    IRQ_ACK,
+    DMA_ALLOC,
+    DMA_ADDRESS,
+    DMA_READ,
+    DMA_WRITE,
+    DMA_FREE,
+    PCI_READ,
+    PCI_WRITE,
+];
+
 /// Looks up a host function by its import name.
 #[must_use]
 pub fn host_function(name: &str) -> Option<&'static HostFunction> {

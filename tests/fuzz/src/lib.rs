@@ -341,16 +341,19 @@ pub mod hosted {
         Some((summary, calls))
     }
 
-    /// A WASI shim as WAT: it imports every function of the ABI and of the
-    /// shim's kernel functions (module `atoll-shim`), and exports every
-    /// function of WASI preview1; the export named `body_of` runs `body`,
-    /// every other returns `ENOSYS` (`proc_exit` calls the kernel's `exit`).
-    /// Imports are `$a{i}` for `atoll::HOST_FUNCTIONS[i]` and `$s{i}` for
-    /// `wasi::SHIM_FUNCTIONS[i]`.
+    /// A WASI shim as WAT: it imports every function of the ABI but the
+    /// driver functions, and the shim's kernel functions (module
+    /// `atoll-shim`), and exports every function of WASI preview1; the export
+    /// named `body_of` runs `body`, every other returns `ENOSYS` (`proc_exit`
+    /// calls the kernel's `exit`). Imports are `$a{i}` for
+    /// `atoll::HOST_FUNCTIONS[i]` and `$s{i}` for `wasi::SHIM_FUNCTIONS[i]`.
     #[must_use]
     pub fn shim_wat(body_of: &str, body: &str) -> String {
         let mut wat = String::from("(module\n");
         for (index, function) in atoll_abi::HOST_FUNCTIONS.iter().enumerate() {
+            if is_driver(function.name) {
+                continue;
+            }
             wat.push_str(&format!(
                 "  (import \"{}\" \"{}\" (func $a{index} (param{}) (result{})))\n",
                 atoll_abi::IMPORT_MODULE,
@@ -395,6 +398,14 @@ pub mod hosted {
         }
         wat.push(')');
         wat
+    }
+
+    /// Whether `name` is one of the ABI's driver functions (not the shim's).
+    #[must_use]
+    pub fn is_driver(name: &str) -> bool {
+        atoll_abi::DRIVER_FUNCTIONS
+            .iter()
+            .any(|driver| driver.name == name)
     }
 
     /// A stand-in WASI shim (every function `ENOSYS`), assembled.

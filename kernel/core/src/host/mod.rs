@@ -45,11 +45,10 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
     driver::define(linker)
 }
 
-/// Defines the host functions of the WASI shim in `linker`: a service's
-/// (the driver functions answer as for any service without grants) and the
-/// shim's own.
+/// Defines the host functions of the WASI shim in `linker`: the ABI's but
+/// the driver functions (a shim drives no device), and the shim's own.
 pub(crate) fn define_shim(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error> {
-    define(linker)?;
+    abi::define(linker)?;
     shim::define(linker)
 }
 

@@ -389,3 +389,19 @@ fn a_host_swap_of_a_wasi_program_is_refused() {
     );
     assert_eq!(system.kernel.swaps("w"), Some(0));
 }
+
+#[test]
+fn a_shim_that_imports_a_driver_function_is_refused() {
+    // A shim drives no device: the ABI's driver functions are not linked
+    // for it, and the loader says so before instantiation.
+    let shim = test_shim().replace(
+        r#"(import "atoll" "log" (func $log (param i32 i32) (result i32)))"#,
+        r#"(import "atoll" "log" (func $log (param i32 i32) (result i32)))
+            (import "atoll" "port_in" (func $port_in (param i32 i32) (result i64)))"#,
+    );
+    let error = crate::loader::validate_shim(&wat::parse_str(shim).unwrap()).unwrap_err();
+    assert!(
+        matches!(&error, LoadError::BadWasiShim(reason) if reason.contains("port_in")),
+        "{error:?}"
+    );
+}

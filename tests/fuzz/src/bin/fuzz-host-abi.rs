@@ -41,13 +41,18 @@ fn abi_functions() -> Vec<Function> {
         .collect()
 }
 
-/// Every function the WASI shim may call: the ABI's and its own (`$s{i}`).
+/// Every function the WASI shim may call: the ABI's but the driver
+/// functions, and its own (`$s{i}`).
 fn shim_functions() -> Vec<Function> {
     let shim = atoll_abi::wasi::SHIM_FUNCTIONS
         .iter()
         .enumerate()
         .map(|(i, f)| (format!("$s{i}"), f.name, f.params, f.results));
-    abi_functions().into_iter().chain(shim).collect()
+    abi_functions()
+        .into_iter()
+        .filter(|(_, name, _, _)| !hosted::is_driver(name))
+        .chain(shim)
+        .collect()
 }
 
 /// An i32 argument: the edges of a one-page memory, handles, or anything.
