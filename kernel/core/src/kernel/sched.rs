@@ -307,47 +307,43 @@ impl Scheduler {
     /// Moves service `id` to `state`, keeping the run queue and the timers in
     /// step. Returns the state it left.
     fn set(&mut self, id: ServiceId, state: ServiceState) -> Option<ServiceState> {
+        // What the new state needs, read before it moves into the table.
+        let (entered, new_deadline) = match &state {
+            ServiceState::Blocked(wait) => (Some(wait.reason()), wait.deadline()),
+            _ => (None, None),
+        };
+        let ready = matches!(state, ServiceState::Ready);
         let slot = self.states.get_mut(id)?;
         let old = core::mem::replace(slot, state);
-        self.account(id, &old);
-        if let ServiceState::Blocked(wait) = &old
-            && let Some(deadline) = wait.deadline()
-        {
+        let (left, old_deadline) = match &old {
+            ServiceState::Blocked(wait) => (Some(wait.reason()), wait.deadline()),
+            _ => (None, None),
+        };
+        if entered.is_some() || left.is_some() {
+            self.account(id, left, entered, ready);
+        }
+        if let Some(deadline) = old_deadline {
             self.timers.remove(&(deadline, id));
         }
-        if old == ServiceState::Ready {
+        if matches!(old, ServiceState::Ready) {
             if self.running == Some(id) {
                 self.running = None;
             } else {
                 self.run_queue.retain(|&queued| queued != id);
             }
         }
-        match self.states.get(id) {
-            Some(ServiceState::Ready) => self.run_queue.push_back(id),
-            Some(ServiceState::Blocked(wait)) => {
-                if let Some(deadline) = wait.deadline() {
-                    self.timers.insert((deadline, id));
-                }
-            }
-            _ => {}
+        if ready {
+            self.run_queue.push_back(id);
+        } else if let Some(deadline) = new_deadline {
+            self.timers.insert((deadline, id));
         }
         Some(old)
     }
 
-    /// Counts the time service `id` spent blocked, if it was, and records
-    /// its block or wake-up in the trace.
-    fn account(&mut self, id: ServiceId, old: &ServiceState) {
-        let entered = match self.states.get(id) {
-            Some(ServiceState::Blocked(wait)) => Some(wait.reason()),
-            _ => None,
-        };
-        let left = match old {
-            ServiceState::Blocked(wait) => Some(wait.reason()),
-            _ => None,
-        };
-        if entered.is_none() && left.is_none() {
-            return;
-        }
+    /// Counts the time service `id` spent blocked (`left`: why it was), and
+    /// records its block (`entered`: why it is now) or its wake-up (`ready`)
+    /// in the trace.
+    fn account(&mut self, id: ServiceId, left: Option<u32>, entered: Option<u32>, ready: bool) {
         let now = self.now();
         if let Some(reason) = left
             && let Some(since) = self.blocked_since.get(id).copied()
@@ -364,7 +360,7 @@ impl Scheduler {
             }
             self.trace
                 .record(|| now, Kind::Block, id, KERNEL_PEER.into(), 0, reason);
-        } else if matches!(self.states.get(id), Some(ServiceState::Ready)) {
+        } else if ready {
             let resume = self.resume.get(id).copied().unwrap_or(0);
             self.trace.record(
                 || now,
