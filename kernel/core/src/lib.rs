@@ -1,8 +1,9 @@
 //! Atoll's kernel core: the part of the kernel that needs no hardware.
 //!
 //! What is here: the service table (one Wasm instance per service, two for a
-//! WASI program and its shim, each service in its own wasmi `Engine` and `Store`), the scheduler that runs services in fuel slices,
-//! and the host functions of the ABI, with every guest pointer checked in one place
+//! WASI program and its shim, each service in its own wasmi `Engine` and
+//! `Store`), the scheduler that runs services in fuel slices, and the host
+//! functions of the ABI, with every guest pointer checked in one place
 //! ([`guest`]). It is `no_std` + `alloc` and talks to the machine only through the
 //! [`Platform`] trait, so `cargo test` runs all of it on the host.
 //!
