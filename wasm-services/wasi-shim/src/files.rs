@@ -620,6 +620,25 @@ fn finish(
 
 // ---- The operations, on the table, the program's memory and its services --
 
+/// File descriptor `fd` for a read or write needing `right` (and `FD_SEEK`
+/// at an `offset`): `on_directory` for a directory, `ESPIPE` for a socket,
+/// each before the rights are checked.
+fn file(
+    files: &Files,
+    fd: i32,
+    right: u64,
+    offset: Option<u64>,
+    on_directory: i32,
+) -> Errno<&Descriptor> {
+    match files.usable(fd, 0)?.kind {
+        Kind::Directory => return Err(on_directory),
+        Kind::Socket(_) => return Err(errno::SPIPE),
+        Kind::File => {}
+    }
+    let seek = if offset.is_some() { rights::FD_SEEK } else { 0 };
+    files.usable(fd, right | seek)
+}
+
 /// `fd_read` or `fd_pread` (`offset`) on a file: `Read`s of at most
 /// [`MAX_DATA`] until the buffers are full or the file ends.
 fn read<K: Kernel>(
@@ -631,18 +650,7 @@ fn read<K: Kernel>(
     offset: Option<u64>,
     out: u32,
 ) -> Errno<()> {
-    let mut right = rights::FD_READ;
-    if offset.is_some() {
-        right |= rights::FD_SEEK;
-    }
-    let descriptor = files.usable(fd, 0)?;
-    if descriptor.kind == Kind::Directory {
-        return Err(errno::ISDIR);
-    }
-    if matches!(descriptor.kind, Kind::Socket(_)) {
-        return Err(errno::SPIPE);
-    }
-    let descriptor = files.usable(fd, right)?;
+    let descriptor = file(files, fd, rights::FD_READ, offset, errno::ISDIR)?;
     memory.check(out, 4)?;
     let buffers = buffers(memory, iovs, count)?;
     let position = offset.unwrap_or(descriptor.position);
@@ -687,18 +695,7 @@ fn write<K: Kernel>(
     offset: Option<u64>,
     out: u32,
 ) -> Errno<()> {
-    let mut right = rights::FD_WRITE;
-    if offset.is_some() {
-        right |= rights::FD_SEEK;
-    }
-    let descriptor = files.usable(fd, 0)?;
-    if descriptor.kind == Kind::Directory {
-        return Err(errno::BADF);
-    }
-    if matches!(descriptor.kind, Kind::Socket(_)) {
-        return Err(errno::SPIPE);
-    }
-    let descriptor = files.usable(fd, right)?;
+    let descriptor = file(files, fd, rights::FD_WRITE, offset, errno::BADF)?;
     memory.check(out, 4)?;
     let data = gather(memory, iovs, count, MAX_WRITE)?;
     if data.is_empty() {
