@@ -3,15 +3,16 @@
 //! Used to compare the interpreter and IPC costs with and without emulation,
 //! and to run systems quickly during development.
 
+use crate::host_clock::HostClock;
 use atoll_core::{Kernel, Platform, RunSummary};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Console to stdout (unless quiet) and to a buffer; monotonic clock from
-/// `Instant`; idle waits sleep until the deadline.
+/// Console to stdout (unless quiet) and to a buffer; the monotonic clock of
+/// [`HostClock`]; idle waits sleep until the deadline.
 struct HostPlatform {
-    started: Instant,
+    clock: HostClock,
     echo: bool,
     /// WASI programs without a console service read this process's stdin.
     stdin: bool,
@@ -40,7 +41,7 @@ const SCRIPT_GAP: Duration = Duration::from_millis(2);
 
 impl Platform for HostPlatform {
     fn now_ns(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.clock.now_ns()
     }
 
     fn boot_wall_clock_ns(&self) -> u64 {
@@ -233,7 +234,7 @@ fn run_with(
     stdin: bool,
 ) -> Result<(String, RunSummary, Observed), String> {
     let platform = Arc::new(HostPlatform {
-        started: Instant::now(),
+        clock: HostClock::new(),
         echo,
         stdin,
         console: Mutex::new(String::new()),

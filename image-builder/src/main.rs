@@ -15,6 +15,7 @@ mod charts;
 mod compute;
 mod disk;
 mod error;
+mod host_clock;
 mod hosted;
 mod manifest;
 mod netbench;

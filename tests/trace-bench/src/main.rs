@@ -21,14 +21,19 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The host's clock, shared with image-builder's hosted platform.
+#[path = "../../../image-builder/src/host_clock.rs"]
+mod host_clock;
+use host_clock::HostClock;
+
 struct Hosted {
-    started: Instant,
+    clock: HostClock,
     console: Mutex<String>,
 }
 
 impl Platform for Hosted {
     fn now_ns(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.clock.now_ns()
     }
 
     fn console_write(&self, text: &str) {
@@ -171,7 +176,7 @@ fn main() -> ExitCode {
         }
     };
     let platform = std::sync::Arc::new(Hosted {
-        started: Instant::now(),
+        clock: HostClock::new(),
         console: Mutex::new(String::new()),
     });
     let Ok((mut kernel, _)) = Kernel::boot(&bundle, platform.clone()) else {
