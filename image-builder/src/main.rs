@@ -6,6 +6,7 @@
 //! `--help` for the options.
 #![forbid(unsafe_code)]
 
+mod backlog;
 mod bench;
 mod boot_time;
 mod builder;

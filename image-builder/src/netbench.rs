@@ -96,12 +96,14 @@ pub fn run(options: &BuildOptions) -> Result<Network, Error> {
         }),
         control_socket: None,
     };
-    let mut child = qemu::command(&boot_image, &run_options)?
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context(|| "starting qemu-system-x86_64".to_string())?;
+    let mut child = qemu::spawn(
+        qemu::command(&boot_image, &run_options)?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+        &run_options,
+    )
+    .context(|| "starting qemu-system-x86_64".to_string())?;
     let stdout = child
         .stdout
         .take()

@@ -218,9 +218,25 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
     Ok(command)
 }
 
+/// Starts QEMU with `command` (from [`command`] with `options`): with
+/// networking, its forwarded ports get a longer listen backlog
+/// ([`crate::backlog`]), unless the environment variable
+/// `ATOLL_QEMU_BACKLOG_OF_ONE` is set (for before/after figures).
+pub fn spawn(command: &mut Command, options: &RunOptions) -> std::io::Result<Child> {
+    let child = command.spawn()?;
+    if let Some(network) = &options.network
+        && std::env::var_os("ATOLL_QEMU_BACKLOG_OF_ONE").is_none()
+    {
+        let mut ports = vec![network.host_port];
+        ports.extend(network.forwards.iter().map(|&(host, _)| host));
+        crate::backlog::widen(child.id(), ports);
+    }
+    Ok(child)
+}
+
 /// Boots an image and waits for QEMU to end, or for the timeout.
 pub fn run(image: &Path, options: &RunOptions) -> Result<Outcome, Error> {
-    let mut child = command(image, options)?.spawn().context(|| {
+    let mut child = spawn(&mut command(image, options)?, options).context(|| {
         "starting qemu-system-x86_64 (install it with `apt-get install qemu-system-x86`)"
             .to_string()
     })?;
@@ -258,11 +274,13 @@ fn wait(child: &mut Child, timeout: Option<Duration>) -> Result<Option<ExitStatu
 /// Boots an image with the serial console captured instead of shown; returns
 /// how the boot ended and everything the guest printed.
 pub fn run_captured(image: &Path, options: &RunOptions) -> Result<(Outcome, String), Error> {
-    let mut child = command(image, options)?
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context(|| "starting qemu-system-x86_64".to_string())?;
+    let mut child = spawn(
+        command(image, options)?
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped()),
+        options,
+    )
+    .context(|| "starting qemu-system-x86_64".to_string())?;
     let mut stdout = child
         .stdout
         .take()
@@ -286,11 +304,13 @@ pub fn run_until(
     options: &RunOptions,
     marker: &str,
 ) -> Result<(bool, String), Error> {
-    let mut child = command(image, options)?
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context(|| "starting qemu-system-x86_64".to_string())?;
+    let mut child = spawn(
+        command(image, options)?
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped()),
+        options,
+    )
+    .context(|| "starting qemu-system-x86_64".to_string())?;
     let mut stdout = child
         .stdout
         .take()
