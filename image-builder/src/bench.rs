@@ -353,7 +353,7 @@ fn hosted_swap_pauses(options: &BuildOptions) -> Result<(SwapTimes, Option<f64>)
     let frames = (0..SWAPS)
         .map(|swap| {
             let module = versions.get(swap % 2).map_or(&[][..], Vec::as_slice);
-            atoll_core::control::encode_swap("counter", module)
+            atoll_abi::control::encode_swap("counter", module)
         })
         .collect();
     let bundle = builder::bundle_only(&system, options)?;

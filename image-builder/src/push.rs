@@ -90,7 +90,7 @@ pub fn push(socket: &Path, service: &str, module: &[u8], watch: Duration) -> Res
         )
     })?;
     stream
-        .write_all(&atoll_core::control::encode_swap(service, module))
+        .write_all(&atoll_abi::control::encode_swap(service, module))
         .context(|| "sending the module".to_string())?;
     eprintln!(
         "push: sent {} bytes for {service}; waiting for the kernel",

@@ -106,12 +106,12 @@ pub fn fetch(socket: &Path, seconds: f64) -> Result<Dump, Error> {
             .write_all(&frame)
             .context(|| "writing to the control channel".to_string())
     };
-    send(atoll_core::control::encode_trace(Some(true)))?;
+    send(atoll_abi::control::encode_trace(Some(true)))?;
     wait_for(&mut reader, |line| line.starts_with("ok: tracing on"))?;
     eprintln!("trace: tracing on; recording for {seconds} s");
     std::thread::sleep(Duration::from_secs_f64(seconds));
-    send(atoll_core::control::encode_trace(Some(false)))?;
-    send(atoll_core::control::encode_trace(None))?;
+    send(atoll_abi::control::encode_trace(Some(false)))?;
+    send(atoll_abi::control::encode_trace(None))?;
     let mut lines = Vec::new();
     wait_for(&mut reader, |line| {
         lines.push(line.to_string());

@@ -1,26 +1,13 @@
 //! The host control channel: requests a developer's machine sends to a running
-//! kernel (over a second serial port), parsed here, acted on by the kernel.
-//!
-//! A request frame is the 4 bytes `ASWP`, the service name (little-endian
-//! `u16` length, then UTF-8), then the module (little-endian `u32` length, then
-//! the bytes). A trace request is the 4 bytes `ATRC` and one byte: 0 turns
-//! tracing off, 1 on, 2 asks for the ring (answered with the dump lines of
-//! [`atoll_abi::trace`]). Bytes that do not start a frame are skipped, so a
-//! channel that starts mid-stream resynchronises at the next frame. Replies
-//! are text lines.
+//! kernel (over a second serial port), cut from the byte stream here, acted on
+//! by the kernel. The frame and the requests are [`atoll_abi::control`]'s;
+//! replies are text lines.
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use atoll_abi::control::{MAGIC, MAX_BODY_LEN, MAX_NAME_LEN};
 
-/// The first bytes of a swap request.
-pub const SWAP_MAGIC: [u8; 4] = *b"ASWP";
-/// The first bytes of a trace request.
-pub const TRACE_MAGIC: [u8; 4] = *b"ATRC";
-/// The largest module a request may carry.
-pub use atoll_abi::MAX_MODULE_LEN;
-const MAX_NAME_LEN: usize = 64;
-
-/// A request from the host.
+/// A request from the host, as the kernel keeps it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {
     /// Replace the running service `service` with `module`.
@@ -29,20 +16,6 @@ pub enum Request {
     Tracing(bool),
     /// Send the trace ring.
     TraceDump,
-}
-
-/// Encodes a trace request: `Some(on)` turns tracing on or off, `None` asks
-/// for the ring.
-#[must_use]
-pub fn encode_trace(request: Option<bool>) -> Vec<u8> {
-    let op = match request {
-        Some(false) => 0,
-        Some(true) => 1,
-        None => 2,
-    };
-    let mut frame = TRACE_MAGIC.to_vec();
-    frame.push(op);
-    frame
 }
 
 /// Why a swap was refused: the error code a supervisor's `swap` returns, and
@@ -85,18 +58,6 @@ pub struct ControlChannel {
     buffer: Vec<u8>,
 }
 
-/// Encodes a swap request (what `image-builder push` sends).
-#[must_use]
-pub fn encode_swap(service: &str, module: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(module.len() + service.len() + 10);
-    frame.extend_from_slice(&SWAP_MAGIC);
-    frame.extend_from_slice(&(service.len() as u16).to_le_bytes());
-    frame.extend_from_slice(service.as_bytes());
-    frame.extend_from_slice(&(module.len() as u32).to_le_bytes());
-    frame.extend_from_slice(module);
-    frame
-}
-
 impl ControlChannel {
     /// Takes received bytes; returns the requests they complete, or a
     /// description of each malformed one (which is dropped).
@@ -104,96 +65,66 @@ impl ControlChannel {
         self.buffer.extend_from_slice(bytes);
         let mut requests = Vec::new();
         loop {
-            // Skip to the next frame start.
-            match self
+            // Skip to the next frame start, keeping a tail that could be the
+            // start of the magic.
+            let start = self
                 .buffer
-                .windows(SWAP_MAGIC.len())
-                .position(|window| window == SWAP_MAGIC || window == TRACE_MAGIC)
-            {
-                Some(start) => {
-                    self.buffer.drain(..start);
-                }
-                None => {
-                    // Keep a tail that could be the start of the magic.
-                    let keep = self.buffer.len().min(SWAP_MAGIC.len() - 1);
-                    let cut = self.buffer.len() - keep;
-                    self.buffer.drain(..cut);
-                    return requests;
-                }
-            }
-            match self.parse() {
-                Parsed::Incomplete => return requests,
-                Parsed::Done(length, request) => {
-                    self.buffer.drain(..length);
-                    requests.push(request);
-                }
-            }
-        }
-    }
-
-    fn parse(&self) -> Parsed {
-        let header = SWAP_MAGIC.len();
-        if self.buffer.get(..header) == Some(&TRACE_MAGIC[..]) {
-            return match self.buffer.get(header).copied() {
-                None => Parsed::Incomplete,
-                Some(0) => Parsed::Done(header + 1, Ok(Request::Tracing(false))),
-                Some(1) => Parsed::Done(header + 1, Ok(Request::Tracing(true))),
-                Some(2) => Parsed::Done(header + 1, Ok(Request::TraceDump)),
-                // Only the magic is dropped: the byte after it may start the
-                // next request.
-                Some(_) => Parsed::Done(header, Err(String::from("error: unknown trace request"))),
+                .windows(MAGIC.len())
+                .position(|window| window == MAGIC)
+                .unwrap_or(self.buffer.len().saturating_sub(MAGIC.len() - 1));
+            self.buffer.drain(..start);
+            let header = MAGIC.len() + 4;
+            let Some(&[a, b, c, d]) = self.buffer.get(MAGIC.len()..header) else {
+                return requests;
             };
-        }
-        let Some(&[a, b]) = self.buffer.get(header..header + 2) else {
-            return Parsed::Incomplete;
-        };
-        let name_len = usize::from(u16::from_le_bytes([a, b]));
-        if name_len > MAX_NAME_LEN {
-            return Parsed::Done(header, Err(String::from("error: service name too long")));
-        }
-        let name_end = header + 2 + name_len;
-        let Some(&[c, d, e, f]) = self.buffer.get(name_end..name_end + 4) else {
-            return Parsed::Incomplete;
-        };
-        let module_len = u32::from_le_bytes([c, d, e, f]) as usize;
-        if module_len > MAX_MODULE_LEN {
-            return Parsed::Done(header, Err(String::from("error: module too large")));
-        }
-        let module_start = name_end + 4;
-        let Some(module) = self.buffer.get(module_start..module_start + module_len) else {
-            return Parsed::Incomplete;
-        };
-        let length = module_start + module_len;
-        let name = self.buffer.get(header + 2..name_end).unwrap_or(&[]);
-        match core::str::from_utf8(name) {
-            Ok(service) => Parsed::Done(
-                length,
-                Ok(Request::Swap {
-                    service: String::from(service),
-                    module: module.to_vec(),
-                }),
-            ),
-            Err(_) => Parsed::Done(
-                length,
-                Err(String::from("error: service name is not UTF-8")),
-            ),
+            let length = u32::from_le_bytes([a, b, c, d]) as usize;
+            if length > MAX_BODY_LEN {
+                // Only the magic is dropped: what follows may be a frame.
+                self.buffer.drain(..MAGIC.len());
+                requests.push(Err(String::from("error: request too large")));
+                continue;
+            }
+            let Some(body) = self.buffer.get(header..header + length) else {
+                return requests;
+            };
+            requests.push(decode(body));
+            self.buffer.drain(..header + length);
         }
     }
 }
 
-enum Parsed {
-    Incomplete,
-    /// Bytes consumed, and the request (or why it is malformed).
-    Done(usize, Result<Request, String>),
+/// One frame's body as a request.
+fn decode(body: &[u8]) -> Result<Request, String> {
+    use atoll_abi::control::Request as Wire;
+    match postcard::from_bytes(body) {
+        Ok(Wire::Swap { service, .. }) if service.len() > MAX_NAME_LEN => {
+            Err(String::from("error: service name too long"))
+        }
+        Ok(Wire::Swap { service, module }) => Ok(Request::Swap {
+            service: String::from(service),
+            module: module.to_vec(),
+        }),
+        Ok(Wire::Tracing(on)) => Ok(Request::Tracing(on)),
+        Ok(Wire::TraceDump) => Ok(Request::TraceDump),
+        Err(_) => Err(String::from("error: malformed request")),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use atoll_abi::control::{Request as Wire, encode};
+
+    fn frame(request: &Wire<'_>) -> Vec<u8> {
+        encode(request)
+    }
 
     #[test]
     fn frames_split_anywhere_are_reassembled() {
-        let frame = encode_swap("echo", b"\0asm module bytes");
+        let frame = frame(&Wire::Swap {
+            service: "echo",
+            module: b"\0asm module bytes",
+        });
         for split in 0..frame.len() {
             let mut channel = ControlChannel::default();
             let mut requests = channel.feed(&frame[..split]);
@@ -210,45 +141,47 @@ mod tests {
     }
 
     #[test]
-    fn trace_requests_parse_between_swaps() {
-        let mut bytes = encode_trace(Some(true));
-        bytes.extend(b"xx");
-        bytes.extend(encode_swap("a", b"x"));
-        bytes.extend(encode_trace(None));
-        bytes.extend(encode_trace(Some(false)));
-        bytes.extend(b"ATRC\x09");
-        // A bad op byte costs only its magic: the request right after it
-        // still counts.
-        bytes.extend(b"ATRC");
-        bytes.extend(encode_trace(Some(true)));
+    fn requests_parse_between_noise_and_bad_frames() {
+        let mut bytes = frame(&Wire::Tracing(true));
+        bytes.extend(b"xxAC");
+        bytes.extend(frame(&Wire::Swap {
+            service: "a",
+            module: b"x",
+        }));
+        bytes.extend(frame(&Wire::TraceDump));
+        // A body that does not decode (an unknown request) is dropped whole.
+        bytes.extend(MAGIC);
+        bytes.extend(1u32.to_le_bytes());
+        bytes.push(9);
+        // A length past the largest module costs only its magic.
+        bytes.extend(MAGIC);
+        bytes.extend(u32::MAX.to_le_bytes());
+        let long = "n".repeat(MAX_NAME_LEN + 1);
+        bytes.extend(frame(&Wire::Swap {
+            service: &long,
+            module: b"x",
+        }));
+        bytes.extend(frame(&Wire::Tracing(false)));
         for split in 0..bytes.len() {
             let mut channel = ControlChannel::default();
             let mut requests = channel.feed(&bytes[..split]);
             requests.extend(channel.feed(&bytes[split..]));
-            assert_eq!(requests.len(), 7, "split at {split}: {requests:?}");
-            assert_eq!(requests[5], Err("error: unknown trace request".into()));
-            assert_eq!(requests[6], Ok(Request::Tracing(true)));
-            assert_eq!(requests[0], Ok(Request::Tracing(true)));
-            assert!(matches!(&requests[1], Ok(Request::Swap { service, .. }) if service == "a"));
-            assert_eq!(requests[2], Ok(Request::TraceDump));
-            assert_eq!(requests[3], Ok(Request::Tracing(false)));
-            assert_eq!(requests[4], Err("error: unknown trace request".into()));
+            assert_eq!(
+                requests,
+                vec![
+                    Ok(Request::Tracing(true)),
+                    Ok(Request::Swap {
+                        service: "a".into(),
+                        module: b"x".to_vec()
+                    }),
+                    Ok(Request::TraceDump),
+                    Err("error: malformed request".into()),
+                    Err("error: request too large".into()),
+                    Err("error: service name too long".into()),
+                    Ok(Request::Tracing(false)),
+                ],
+                "split at {split}"
+            );
         }
-    }
-
-    #[test]
-    fn garbage_is_skipped_and_bad_frames_reported() {
-        let mut channel = ControlChannel::default();
-        let mut bytes = b"noise AS".to_vec();
-        bytes.extend(encode_swap("a", b"x"));
-        let mut oversized = SWAP_MAGIC.to_vec();
-        oversized.extend(200u16.to_le_bytes());
-        bytes.extend(oversized);
-        bytes.extend(encode_swap("b", b"yy"));
-        let requests = channel.feed(&bytes);
-        assert_eq!(requests.len(), 3, "{requests:?}");
-        assert!(matches!(&requests[0], Ok(Request::Swap { service, .. }) if service == "a"));
-        assert_eq!(requests[1], Err("error: service name too long".into()));
-        assert!(matches!(&requests[2], Ok(Request::Swap { service, .. }) if service == "b"));
     }
 }

@@ -14,6 +14,7 @@ extern crate alloc;
 
 pub mod bundle;
 pub mod console;
+pub mod control;
 pub mod driver;
 pub mod fs;
 pub mod handoff;

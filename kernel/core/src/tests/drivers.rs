@@ -207,7 +207,7 @@ fn host_swap(system: &mut System, name: &str, wat: &str) -> String {
     let before = system.platform.control_output().len();
     system
         .platform
-        .send_control(&crate::control::encode_swap(name, &module));
+        .send_control(&atoll_abi::control::encode_swap(name, &module));
     system.kernel.poll_control();
     system.platform.control_output()[before..].to_string()
 }

@@ -272,7 +272,7 @@ mod traced {
         // Turned on from the host control channel before anything runs.
         system
             .platform
-            .send_control(&crate::control::encode_trace(Some(true)));
+            .send_control(&atoll_abi::control::encode_trace(Some(true)));
         system.kernel.poll_control();
         assert_eq!(system.platform.control_output(), "ok: tracing on\n");
         system.run();
@@ -341,10 +341,10 @@ mod traced {
         // Off from the channel: nothing more is recorded.
         system
             .platform
-            .send_control(&crate::control::encode_trace(Some(false)));
+            .send_control(&atoll_abi::control::encode_trace(Some(false)));
         system
             .platform
-            .send_control(&crate::control::encode_trace(None));
+            .send_control(&atoll_abi::control::encode_trace(None));
         system.kernel.poll_control();
         let output = system.platform.control_output();
         assert!(output.contains("ok: tracing off\n"), "{output}");

@@ -365,7 +365,7 @@ fn a_host_swap_refused_tells_the_host_why() {
     assert!(matches!(reason, LoadError::DataOutOfBounds { .. }));
     system
         .platform
-        .send_control(&crate::control::encode_swap("svc", &broken));
+        .send_control(&atoll_abi::control::encode_swap("svc", &broken));
     system.kernel.poll_control();
     // The control channel's protocol is text: its answer line is the outcome.
     assert_eq!(
@@ -460,7 +460,7 @@ fn a_version_whose_start_function_traps_is_refused_when_asked_for() {
     .unwrap();
     system
         .platform
-        .send_control(&crate::control::encode_swap("svc", &trapping));
+        .send_control(&atoll_abi::control::encode_swap("svc", &trapping));
     system.kernel.poll_control();
     let answer = system.platform.control_output();
     assert!(
@@ -483,7 +483,7 @@ fn a_host_swap_pending_when_the_service_ends_for_good_is_abandoned_and_the_host_
     let v2 = counter_module(2, false);
     system
         .platform
-        .send_control(&crate::control::encode_swap("svc", &v2));
+        .send_control(&atoll_abi::control::encode_swap("svc", &v2));
     system.kernel.poll_control();
     assert_eq!(system.platform.control_output(), "");
     system.run();
@@ -511,10 +511,12 @@ fn a_host_swap_pending_when_the_supervisor_stops_the_service_is_abandoned_and_th
         .service("svc", svc)
         .provides("svc")
         .boot();
-    system.platform.send_control(&crate::control::encode_swap(
-        "svc",
-        &counter_module(2, false),
-    ));
+    system
+        .platform
+        .send_control(&atoll_abi::control::encode_swap(
+            "svc",
+            &counter_module(2, false),
+        ));
     system.kernel.poll_control();
     system.run();
     assert_eq!(system.lines_of("sup"), ["0"]);
@@ -616,7 +618,7 @@ fn a_drivers_new_version_touches_its_device_only_at_the_quiescent_point() {
     .unwrap();
     system
         .platform
-        .send_control(&crate::control::encode_swap("driver", &v2));
+        .send_control(&atoll_abi::control::encode_swap("driver", &v2));
     system.kernel.poll_control();
     assert_eq!(system.platform.ports(), Vec::<u16>::new());
     system.run();
@@ -643,10 +645,12 @@ fn two_host_swaps(waiting: bool, versions: [(u32, bool); 2]) -> super::system::S
         system.run();
     }
     for (version, poison) in versions {
-        system.platform.send_control(&crate::control::encode_swap(
-            "svc",
-            &counter_module(version, poison),
-        ));
+        system
+            .platform
+            .send_control(&atoll_abi::control::encode_swap(
+                "svc",
+                &counter_module(version, poison),
+            ));
     }
     system.kernel.poll_control();
     system.run();

@@ -378,7 +378,7 @@ fn a_host_swap_of_a_wasi_program_is_refused() {
     let other = wat::parse_str(program("")).unwrap();
     system
         .platform
-        .send_control(&crate::control::encode_swap("w", &other));
+        .send_control(&atoll_abi::control::encode_swap("w", &other));
     system.kernel.poll_control();
     let answer = system.platform.control_output();
     assert!(answer.starts_with("error: swap of w"), "{answer}");
