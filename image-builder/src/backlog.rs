@@ -31,6 +31,8 @@ pub fn widen(pid: u32, ports: Vec<u16>) {
         while !left.is_empty() && Instant::now() < deadline {
             left.retain(|&port| match widen_port(pid, port) {
                 Ok(done) => !done,
+                // QEMU ended before it listened: nothing to widen.
+                Err(_) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => false,
                 Err(reason) => {
                     eprintln!(
                         "image-builder: note: port {port} keeps QEMU's listen backlog of 1 ({reason})"
