@@ -93,19 +93,24 @@ impl ControlChannel {
     }
 }
 
-/// One frame's body as a request.
+/// One frame's body as a request: the whole body, and nothing after the
+/// request in it.
 fn decode(body: &[u8]) -> Result<Request, String> {
     use atoll_abi::control::Request as Wire;
-    match postcard::from_bytes(body) {
-        Ok(Wire::Swap { service, .. }) if service.len() > MAX_NAME_LEN => {
+    match postcard::take_from_bytes(body) {
+        Ok((_, rest)) if !rest.is_empty() => Err(String::from("error: malformed request")),
+        Ok((Wire::Swap { service, .. }, _)) if service.len() > MAX_NAME_LEN => {
             Err(String::from("error: service name too long"))
         }
-        Ok(Wire::Swap { service, module }) => Ok(Request::Swap {
+        Ok((Wire::Swap { module, .. }, _)) if module.len() > atoll_abi::MAX_MODULE_LEN => {
+            Err(String::from("error: module too large"))
+        }
+        Ok((Wire::Swap { service, module }, _)) => Ok(Request::Swap {
             service: String::from(service),
             module: module.to_vec(),
         }),
-        Ok(Wire::Tracing(on)) => Ok(Request::Tracing(on)),
-        Ok(Wire::TraceDump) => Ok(Request::TraceDump),
+        Ok((Wire::Tracing(on), _)) => Ok(Request::Tracing(on)),
+        Ok((Wire::TraceDump, _)) => Ok(Request::TraceDump),
         Err(_) => Err(String::from("error: malformed request")),
     }
 }
@@ -183,5 +188,28 @@ mod tests {
                 "split at {split}"
             );
         }
+    }
+
+    #[test]
+    fn a_module_past_the_limit_and_bytes_after_a_request_are_refused() {
+        let module = vec![0u8; atoll_abi::MAX_MODULE_LEN + 1];
+        let mut bytes = frame(&Wire::Swap {
+            service: "a",
+            module: &module,
+        });
+        // `Tracing(true)`, then a byte the request does not hold.
+        bytes.extend(MAGIC);
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend([1, 1, 0xff]);
+        bytes.extend(frame(&Wire::TraceDump));
+        let requests = ControlChannel::default().feed(&bytes);
+        assert_eq!(
+            requests,
+            vec![
+                Err("error: module too large".into()),
+                Err("error: malformed request".into()),
+                Ok(Request::TraceDump),
+            ]
+        );
     }
 }

@@ -348,6 +348,25 @@ impl Service {
         Ok(true)
     }
 
+    /// Asks a new version, when its swap is asked for (before the quiescent
+    /// point), for a one-byte state buffer that it never gets back: the first
+    /// allocation of its allocator, which grows its memory, then happens
+    /// outside the swap's pause, where it was most of it (docs/benchmarks.md,
+    /// "The new version's first allocation, before the pause"). A version
+    /// without the handoff exports is left alone.
+    pub fn warm_state_buffer(&mut self) -> Result<(), String> {
+        let alloc = self
+            .instance
+            .get_typed_func::<i32, i32>(&self.store, STATE_ALLOC_EXPORT);
+        let restore = self
+            .instance
+            .get_typed_func::<(i32, i32), ()>(&self.store, STATE_RESTORE_EXPORT);
+        let (Ok(alloc), Ok(_)) = (alloc, restore) else {
+            return Ok(());
+        };
+        self.with_fuel(|store| alloc.call(store, 1)).map(|_| ())
+    }
+
     /// Runs `call` with the state-handoff fuel budget, then restores the fuel
     /// the service had.
     fn with_fuel<R>(

@@ -135,7 +135,8 @@ impl Core {
         drop(module);
         let program = Arc::new(program);
         // Instantiated now too (its memory, tables, data and start
-        // function), outside the pause: at the quiescent point only the
+        // function), and its allocator warmed (its first allocation grows
+        // its memory), outside the pause: at the quiescent point only the
         // state handoff and the switch remain. A version that cannot start
         // is refused here, the old one untouched. Not a driver's: its start
         // function could reach the device (ports, PCI, interrupts, DMA)
@@ -148,10 +149,24 @@ impl Core {
                 program: Arc::clone(&program),
                 ..slot.image.clone()
             };
-            match Service::start(&image, Arc::clone(&self.platform), &self.heap) {
-                Ok(service) => Some(Box::new(service)),
+            let mut service = match Service::start(&image, Arc::clone(&self.platform), &self.heap) {
+                Ok(service) => service,
                 Err(error) => return Err(self.refuse_swap(name, &error)),
+            };
+            if !cfg!(feature = "cold-state-buffer")
+                && let Err(reason) = service.warm_state_buffer()
+            {
+                let reason = format!(
+                    "its {} failed: {reason}",
+                    crate::service::STATE_ALLOC_EXPORT
+                );
+                self.log(&format!("swap of {name} refused: {reason}"));
+                return Err(crate::control::SwapRefusal {
+                    error: Error::InvalidModule,
+                    reason: Some(reason),
+                });
             }
+            Some(Box::new(service))
         };
         // Compiling and starting took time (and ran the start function):
         // what follows is stamped after it.

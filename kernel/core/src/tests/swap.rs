@@ -667,3 +667,85 @@ fn assert_swap_abandoned(system: &super::system::System, name: &str) {
     );
     assert_eq!(system.kernel.swap_pending(name), Some(false));
 }
+
+/// A new version of `svc` that counts the calls of its state-buffer export
+/// and logs `warm` if it was asked twice (once when the swap was asked for,
+/// once at the quiescent point), `cold` if once; with `trap`, that export
+/// traps.
+fn counting_alloc_version(trap: bool) -> Vec<u8> {
+    let alloc = if trap { "unreachable" } else { "" };
+    wat::parse_str(format!(
+        r#"(module
+        (import "atoll" "log" (func $log (param i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (data (i32.const 0) "warmcold")
+        (global $allocs (mut i32) (i32.const 0))
+        (func (export "atoll_state_save") (result i64) (i64.const 0))
+        (func (export "atoll_state_alloc") (param i32) (result i32)
+            {alloc}
+            (global.set $allocs (i32.add (global.get $allocs) (i32.const 1)))
+            (i32.const 600))
+        (func (export "atoll_state_restore") (param i32 i32))
+        (func (export "_start")
+            (drop (call $log
+                (select (i32.const 0) (i32.const 4) (i32.eq (global.get $allocs) (i32.const 2)))
+                (i32.const 4)))))"#
+    ))
+    .unwrap()
+}
+
+#[cfg(not(feature = "late-swap-start"))]
+#[test]
+fn a_new_version_gives_a_state_buffer_before_the_pause_and_one_in_it() {
+    // The first allocation of a fresh instance grows its memory (most of
+    // the pause before): it is asked for when the swap is, outside the
+    // pause; the buffer the state goes into is asked for in the pause.
+    let mut system = TestSystem::new()
+        .module("svc", counter_module(1, false))
+        .provides("svc")
+        .boot();
+    system.run();
+    system
+        .platform
+        .send_control(&atoll_abi::control::encode_swap(
+            "svc",
+            &counting_alloc_version(false),
+        ));
+    system.kernel.poll_control();
+    system.run();
+    assert_eq!(system.kernel.swaps("svc"), Some(1));
+    let expected = if cfg!(feature = "cold-state-buffer") {
+        "cold"
+    } else {
+        "warm"
+    };
+    assert_eq!(system.lines_of("svc"), [expected]);
+}
+
+#[cfg(not(any(feature = "late-swap-start", feature = "cold-state-buffer")))]
+#[test]
+fn a_version_whose_state_buffer_export_traps_is_refused_when_asked_for() {
+    let mut system = TestSystem::new()
+        .module("svc", counter_module(1, false))
+        .provides("svc")
+        .boot();
+    system.run();
+    system
+        .platform
+        .send_control(&atoll_abi::control::encode_swap(
+            "svc",
+            &counting_alloc_version(true),
+        ));
+    system.kernel.poll_control();
+    let answer = system.platform.control_output();
+    assert!(
+        answer.starts_with("error: swap of svc: invalid module: its atoll_state_alloc failed"),
+        "{answer}"
+    );
+    system.run();
+    assert_eq!(system.kernel.swaps("svc"), Some(0));
+    assert!(matches!(
+        system.state_of("svc"),
+        Some(ServiceState::Blocked(Wait::Receive { .. }))
+    ));
+}
