@@ -5,15 +5,17 @@
 //! browser or `ab` opens several connections at once, the host kernel drops
 //! the SYNs that find that accept queue full, and the client sends them again
 //! only after its one-second retransmission timeout: a page load or a request
-//! waits a second before the guest ever sees it (docs/network.md, "Reaching
-//! the system from the host"). [`widen`] gives those sockets a backlog of
+//! waits a second before the guest ever sees it (docs/network.md, "From the
+//! host"). [`widen`] gives those sockets a backlog of
 //! [`BACKLOG`]: `pidfd_getfd` (Linux 5.6) lends image-builder a socket of its
 //! own child, and `listen` on a socket that already listens only changes its
 //! backlog. It is best effort: where the host refuses (an older kernel, a
 //! sandbox without `pidfd_getfd`), QEMU keeps its backlog of one and the run
 //! goes on, with a note on stderr.
 
+use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 /// The backlog QEMU's forwarded ports get (that of a busy web server).
@@ -22,18 +24,35 @@ pub const BACKLOG: i32 = 128;
 /// How long QEMU may take to open its forwarded ports.
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// Widens the backlog of QEMU's (process `pid`) listening sockets on
-/// 127.0.0.1 at `ports`, from a thread that waits for QEMU to open them.
+/// Widens the backlog of QEMU's (process `pid`, just spawned: not yet
+/// reaped, so the number names QEMU) listening sockets on 127.0.0.1 at
+/// `ports`, from a thread that waits for QEMU to open them.
 pub fn widen(pid: u32, ports: Vec<u16>) {
+    // The pidfd pins the process: once QEMU is gone, `pidfd_getfd` fails
+    // with ESRCH, even if its number is reused.
+    let pidfd = i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or(Errno::SRCH)
+        .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()));
+    let pidfd = match pidfd {
+        Ok(pidfd) => pidfd,
+        Err(error) => {
+            eprintln!(
+                "image-builder: note: QEMU keeps its listen backlog of 1 (pidfd_open: {error})"
+            );
+            return;
+        }
+    };
     std::thread::spawn(move || {
         let deadline = Instant::now() + SETTLE;
         let mut left = ports;
         while !left.is_empty() && Instant::now() < deadline {
-            left.retain(|&port| match widen_port(pid, port) {
+            left.retain(|&port| match widen_port(pid, &pidfd, port) {
                 Ok(done) => !done,
                 // QEMU ended before it listened: nothing to widen.
-                Err(_) if !std::path::Path::new(&format!("/proc/{pid}")).exists() => false,
-                Err(reason) => {
+                Err(Failure::Gone) => false,
+                Err(Failure::Refused(reason)) => {
                     eprintln!(
                         "image-builder: note: port {port} keeps QEMU's listen backlog of 1 ({reason})"
                     );
@@ -45,15 +64,28 @@ pub fn widen(pid: u32, ports: Vec<u16>) {
     });
 }
 
-/// Re-listens on process `pid`'s socket listening on 127.0.0.1:`port`.
-/// `Ok(false)`: it does not listen yet.
-fn widen_port(pid: u32, port: u16) -> Result<bool, String> {
-    let inodes = listening_inodes(port)?;
+/// Why a socket was not widened.
+#[derive(Debug, PartialEq, Eq)]
+enum Failure {
+    /// The process has ended.
+    Gone,
+    /// The host refused (or something else went wrong), with the reason.
+    Refused(String),
+}
+
+/// Re-listens on the socket process `pid` (`pidfd`) listens with on
+/// 127.0.0.1:`port`. `Ok(false)`: it does not listen yet.
+fn widen_port(pid: u32, pidfd: &OwnedFd, port: u16) -> Result<bool, Failure> {
+    if ended(pidfd) {
+        return Err(Failure::Gone);
+    }
+    let inodes = listening_inodes(port).map_err(Failure::Refused)?;
     if inodes.is_empty() {
         return Ok(false);
     }
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map_err(|error| format!("reading QEMU's descriptors: {error}"))?;
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Err(Failure::Gone);
+    };
     for entry in fds.flatten() {
         let Ok(target) = std::fs::read_link(entry.path()) else {
             continue;
@@ -66,20 +98,36 @@ fn widen_port(pid: u32, port: u16) -> Result<bool, String> {
         let Some(fd) = entry.file_name().to_str().and_then(|fd| fd.parse().ok()) else {
             continue;
         };
-        if inode.is_some_and(|inode| inodes.contains(&inode)) {
-            let pid = i32::try_from(pid)
-                .ok()
-                .and_then(Pid::from_raw)
-                .ok_or("no such process")?;
-            let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())
-                .map_err(|error| format!("pidfd_open: {error}"))?;
-            let socket = rustix::process::pidfd_getfd(&pidfd, fd, PidfdGetfdFlags::empty())
-                .map_err(|error| format!("pidfd_getfd: {error}"))?;
-            rustix::net::listen(&socket, BACKLOG).map_err(|error| format!("listen: {error}"))?;
-            return Ok(true);
+        let Some(inode) = inode.filter(|inode| inodes.contains(inode)) else {
+            continue;
+        };
+        let socket = match rustix::process::pidfd_getfd(pidfd, fd, PidfdGetfdFlags::empty()) {
+            Ok(socket) => socket,
+            Err(Errno::SRCH) => return Err(Failure::Gone),
+            Err(error) => return Err(Failure::Refused(format!("pidfd_getfd: {error}"))),
+        };
+        // The descriptor may have been closed and its number reused since
+        // /proc was read: widen only the socket that was matched.
+        let same = rustix::fs::fstat(&socket).is_ok_and(|stat| stat.st_ino == inode);
+        if !same {
+            continue;
         }
+        rustix::net::listen(&socket, BACKLOG)
+            .map_err(|error| Failure::Refused(format!("listen: {error}")))?;
+        return Ok(true);
     }
     Ok(false)
+}
+
+/// Whether the process of `pidfd` has ended (its pidfd turns readable).
+fn ended(pidfd: &OwnedFd) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&now)).is_ok_and(|ready| ready > 0)
 }
 
 /// The inodes of the IPv4 sockets listening on 127.0.0.1:`port`, from
@@ -163,12 +211,19 @@ mod tests {
         let mut held = Vec::new();
         // Linux queues backlog + 1 connections and drops the next SYNs.
         let before = connections(port, 4, &mut held);
-        let widened = widen_port(child.id(), port);
+        let pidfd = rustix::process::pidfd_open(
+            Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap(),
+            PidfdFlags::empty(),
+        )
+        .unwrap();
+        let widened = widen_port(child.id(), &pidfd, port);
         let after = connections(port, 8, &mut held);
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(before, 2);
         assert_eq!(widened, Ok(true));
         assert_eq!(after, 8);
+        // Reaped: the pidfd says so, whatever now holds its number.
+        assert_eq!(widen_port(child.id(), &pidfd, port), Err(Failure::Gone));
     }
 }

@@ -18,6 +18,9 @@ use std::time::Instant;
 pub struct HostClock {
     clock: quanta::Clock,
     started: u64,
+    /// The latest reading: the TSCs of two cores may disagree by a little
+    /// (on a virtual machine), and the kernel's times must never go back.
+    last: std::sync::atomic::AtomicU64,
 }
 
 #[cfg(not(feature = "std-clock"))]
@@ -25,11 +28,19 @@ impl HostClock {
     pub fn new() -> Self {
         let clock = quanta::Clock::new();
         let started = clock.raw();
-        HostClock { clock, started }
+        HostClock {
+            clock,
+            started,
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
     }
 
     pub fn now_ns(&self) -> u64 {
-        self.clock.delta_as_nanos(self.started, self.clock.raw())
+        let now = self.clock.delta_as_nanos(self.started, self.clock.raw());
+        let last = self
+            .last
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+        last.max(now)
     }
 }
 
