@@ -168,7 +168,8 @@ impl Core {
             }
             Some(Box::new(service))
         };
-        // Compiling and starting took time (and ran the start function):
+        // Compiling, starting and the warm-up took time (and ran the
+        // version's code):
         // what follows is stamped after it.
         self.sched.enter();
         // A swap still pending is superseded: its asker (the host, if it
