@@ -16,6 +16,14 @@ pub(super) struct PendingSwap {
     asked_at: u64,
 }
 
+#[cfg(test)]
+impl PendingSwap {
+    /// Bytes of memory of the version started when the swap was asked for.
+    pub(super) fn started_memory(&self) -> Option<usize> {
+        self.started.as_ref().map(|service| service.memory_size())
+    }
+}
+
 /// A swap's pause in progress: when the swap was asked for, and when the
 /// old version reached its quiescent point and stopped serving. The pause
 /// lasts from then until the new version first asks for a message.

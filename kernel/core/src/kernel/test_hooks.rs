@@ -57,6 +57,12 @@ impl Kernel {
         self.slot(name, |slot| slot.swaps)
     }
 
+    /// Bytes of memory of the version of service `name` started for a swap
+    /// that waits for its quiescent point (`None`: no such version).
+    pub(crate) fn pending_version_memory(&self, name: &str) -> Option<usize> {
+        self.slot(name, |slot| slot.pending_swap.as_ref()?.started_memory())?
+    }
+
     /// Whether service `name` holds a swap waiting for its quiescent point.
     pub(crate) fn swap_pending(&self, name: &str) -> Option<bool> {
         self.slot(name, |slot| slot.pending_swap.is_some())

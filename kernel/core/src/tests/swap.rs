@@ -749,3 +749,47 @@ fn a_version_whose_state_buffer_export_traps_is_refused_when_asked_for() {
         Some(ServiceState::Blocked(Wait::Receive { .. }))
     ));
 }
+
+#[cfg(not(feature = "late-swap-start"))]
+#[test]
+fn the_new_versions_first_allocation_is_made_before_the_quiescent_point() {
+    // The old version sleeps when the swap is asked for: the swap waits for
+    // its `receive`, and the new version has already made its first
+    // allocation (which grows its memory by a page, as an allocator's first
+    // does), outside the pause to come.
+    let old = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000))) (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
+    );
+    let mut system = TestSystem::new().service("svc", old).provides("svc").boot();
+    let new = wat::parse_str(
+        r#"(module
+        (memory (export "memory") 1)
+        (global $grown (mut i32) (i32.const 0))
+        (func (export "atoll_state_save") (result i64) (i64.const 0))
+        (func (export "atoll_state_alloc") (param i32) (result i32)
+            (if (i32.eqz (global.get $grown)) (then
+                (drop (memory.grow (i32.const 1)))
+                (global.set $grown (i32.const 1))))
+            (i32.const 600))
+        (func (export "atoll_state_restore") (param i32 i32))
+        (func (export "_start")))"#,
+    )
+    .unwrap();
+    system
+        .platform
+        .send_control(&atoll_abi::control::encode_swap("svc", &new));
+    system.kernel.poll_control();
+    assert_eq!(system.kernel.swap_pending("svc"), Some(true));
+    let pages = if cfg!(feature = "cold-state-buffer") {
+        1
+    } else {
+        2
+    };
+    assert_eq!(
+        system.kernel.pending_version_memory("svc"),
+        Some(pages * 65_536)
+    );
+    system.run();
+    assert_eq!(system.kernel.swaps("svc"), Some(1));
+}
