@@ -150,6 +150,7 @@ impl Service {
                 memory_limit: image.limits.memory_bytes as usize,
                 memory_total: 0,
                 memory_total_before: 0,
+                heap_refused: false,
             },
             memory: None,
             program_memory: None,
@@ -162,14 +163,14 @@ impl Service {
                 .program
                 .linker
                 .instantiate_and_start(&mut store, &image.program.module)
-                .map_err(LoadError::Instantiate)?,
+                .map_err(|error| instantiation_failed(&store, error))?,
             Some((shim, linker)) => {
                 // The shim first (the ABI's functions work on its memory),
                 // then the program, its WASI imports bound to the shim's
                 // exports of the same names (the loader checked they exist).
                 let shim = linker
                     .instantiate_and_start(&mut store, shim)
-                    .map_err(LoadError::Instantiate)?;
+                    .map_err(|error| instantiation_failed(&store, error))?;
                 let shim_memory = shim
                     .get_memory(&store, MEMORY_EXPORT)
                     .ok_or(LoadError::MissingMemory)?;
@@ -184,7 +185,7 @@ impl Service {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 wasmi::Instance::new(&mut store, &image.program.module, &imports)
-                    .map_err(LoadError::Instantiate)?
+                    .map_err(|error| instantiation_failed(&store, error))?
             }
         };
         let entry = instance
@@ -348,6 +349,13 @@ impl Service {
         Ok(true)
     }
 
+    /// Whether a growth of its memories or tables was refused because the
+    /// kernel heap could not hold it (so a failure that followed is out of
+    /// memory, not the service's fault).
+    pub fn heap_refused_growth(&self) -> bool {
+        self.store.data().limiter.heap_refused
+    }
+
     /// Asks a new version, when its swap is asked for (before the quiescent
     /// point), for a one-byte state buffer that it never gets back: the first
     /// allocation of its allocator, which grows its memory, then happens
@@ -496,6 +504,17 @@ pub fn restore_with_dma(
         old.put_dma(pool);
     }
     result
+}
+
+/// Why instantiating (or running a start function) failed: out of memory if
+/// the kernel heap refused a growth on the way (a start function that traps
+/// on a refused `memory.grow` is not at fault), else the interpreter's error.
+fn instantiation_failed(store: &Store<HostState>, error: wasmi::Error) -> LoadError {
+    if store.data().limiter.heap_refused {
+        LoadError::OutOfMemory
+    } else {
+        LoadError::Instantiate(error)
+    }
 }
 
 /// The service's [`atoll_abi::startup::Startup`] record, encoded: its

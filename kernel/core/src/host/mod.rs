@@ -203,6 +203,9 @@ pub(crate) struct Limiter {
     pub(crate) memory_total: usize,
     /// `memory_total` before the last approved growth.
     pub(crate) memory_total_before: usize,
+    /// A growth was refused because the kernel heap could not hold it: not
+    /// the service's fault, so what failed of it is out of memory.
+    pub(crate) heap_refused: bool,
 }
 
 /// Bytes the interpreter holds per table element (a reference, with slack).
@@ -220,6 +223,7 @@ impl ResourceLimiter for Limiter {
         // old one are both held.
         let needed = desired.max(current.saturating_mul(2));
         if self.heap.admit(needed).is_err() {
+            self.heap_refused = true;
             return Ok(false);
         }
         let total = self
@@ -257,6 +261,7 @@ impl ResourceLimiter for Limiter {
             .max(current.saturating_mul(2))
             .saturating_mul(TABLE_ELEMENT_BYTES);
         if self.heap.admit(needed).is_err() {
+            self.heap_refused = true;
             return Ok(false);
         }
         self.limits.table_growing(current, desired, maximum)

@@ -164,6 +164,9 @@ impl Core {
             if !cfg!(feature = "cold-state-buffer")
                 && let Err(reason) = service.warm_state_buffer()
             {
+                if service.heap_refused_growth() {
+                    return Err(self.refuse_swap(name, &crate::loader::LoadError::OutOfMemory));
+                }
                 let reason = format!(
                     "its {} failed: {reason}",
                     crate::service::STATE_ALLOC_EXPORT

@@ -45,6 +45,35 @@ fn memory_growth_is_refused_when_the_kernel_heap_runs_low() {
     assert_eq!(summary.exited, 1);
 }
 
+#[test]
+fn a_start_function_failing_on_a_growth_the_heap_refused_is_out_of_memory() {
+    // The start function traps when its memory cannot grow: the kernel heap
+    // refused, so loading fails for want of memory, not for the module's
+    // fault (a supervisor or the host may try again).
+    let module = r#"(module
+        (memory (export "memory") 1)
+        (func $s (if (i32.eq (memory.grow (i32.const 1)) (i32.const -1)) (then unreachable)))
+        (start $s)
+        (func (export "_start")))"#;
+    // Room to load (reserve, stack headroom, its one page), not to grow by
+    // another (admitted at twice the memory, as it moves).
+    let heap = crate::heap::KERNEL_HEAP_RESERVE + crate::heap::INTERPRETER_STACK_BYTES + 100_000;
+    let system = TestSystem::new()
+        .service("grower", module)
+        .limits(ServiceLimits {
+            memory_bytes: 64 << 20,
+            ..LIMITS
+        });
+    let small = system.load_alone_on(TestPlatform::new().heap_available(heap));
+    assert!(
+        matches!(small, Err(crate::LoadError::OutOfMemory)),
+        "{:?}",
+        small.err()
+    );
+    // With room, the same module loads.
+    assert!(system.load_alone().is_ok());
+}
+
 /// Grows its memory a page at a time until refused, then logs the pages it got.
 fn grower() -> String {
     probe(

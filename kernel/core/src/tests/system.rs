@@ -264,7 +264,12 @@ impl TestSystem {
     /// Loads the first service alone, outside any kernel, on an unlimited
     /// platform.
     pub(crate) fn load_alone(&self) -> Result<Service, LoadError> {
-        let platform: Arc<dyn crate::Platform> = Arc::new(TestPlatform::new());
+        self.load_alone_on(TestPlatform::new())
+    }
+
+    /// [`TestSystem::load_alone`] on `platform` (e.g. a small heap).
+    pub(crate) fn load_alone_on(&self, platform: TestPlatform) -> Result<Service, LoadError> {
+        let platform: Arc<dyn crate::Platform> = Arc::new(platform);
         let heap = crate::heap::Heap::new(Arc::clone(&platform));
         let images = self.images();
         let image = images.first().expect("a service to load");
