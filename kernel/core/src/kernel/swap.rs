@@ -180,8 +180,7 @@ impl Core {
             Some(Box::new(service))
         };
         // Compiling, starting and the warm-up took time (and ran the
-        // version's code):
-        // what follows is stamped after it.
+        // version's code): what follows is stamped after it.
         self.sched.enter();
         // A swap still pending is superseded: its asker (the host, if it
         // was) hears so, and its instance is dropped. (A pause still open,
