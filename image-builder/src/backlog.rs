@@ -61,6 +61,12 @@ pub fn widen(pid: u32, ports: Vec<u16>) {
             });
             std::thread::sleep(Duration::from_millis(20));
         }
+        for port in left {
+            eprintln!(
+                "image-builder: note: port {port} keeps QEMU's listen backlog of 1 (QEMU did not listen on it within {} s)",
+                SETTLE.as_secs()
+            );
+        }
     });
 }
 
