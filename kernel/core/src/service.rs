@@ -104,6 +104,11 @@ pub struct Service {
 pub use atoll_abi::handoff::{
     MAX_STATE_LEN, STATE_ALLOC_EXPORT, STATE_RESTORE_EXPORT, STATE_SAVE_EXPORT,
 };
+/// A new version's `atoll_state_alloc(len) -> ptr`.
+type StateAlloc = TypedFunc<i32, i32>;
+/// A new version's `atoll_state_restore(ptr, len)`.
+type StateRestore = TypedFunc<(i32, i32), ()>;
+
 /// Fuel for each state-handoff call.
 const STATE_FUEL: u64 = 10_000_000;
 
@@ -331,13 +336,7 @@ impl Service {
     /// Hands `state` to the service through [`STATE_ALLOC_EXPORT`] and
     /// [`STATE_RESTORE_EXPORT`], before it starts. `false` if it exports them not.
     pub fn restore_state(&mut self, state: &[u8]) -> Result<bool, String> {
-        let alloc = self
-            .instance
-            .get_typed_func::<i32, i32>(&self.store, STATE_ALLOC_EXPORT);
-        let restore = self
-            .instance
-            .get_typed_func::<(i32, i32), ()>(&self.store, STATE_RESTORE_EXPORT);
-        let (Ok(alloc), Ok(restore)) = (alloc, restore) else {
+        let Some((alloc, restore)) = self.restore_exports() else {
             return Ok(false);
         };
         let len = i32::try_from(state.len()).map_err(|_| "state too large".to_string())?;
@@ -363,16 +362,24 @@ impl Service {
     /// "The new version's first allocation, before the pause"). A version
     /// without the handoff exports is left alone.
     pub fn warm_state_buffer(&mut self) -> Result<(), String> {
-        let alloc = self
-            .instance
-            .get_typed_func::<i32, i32>(&self.store, STATE_ALLOC_EXPORT);
-        let restore = self
-            .instance
-            .get_typed_func::<(i32, i32), ()>(&self.store, STATE_RESTORE_EXPORT);
-        let (Ok(alloc), Ok(_)) = (alloc, restore) else {
+        let Some((alloc, _)) = self.restore_exports() else {
             return Ok(());
         };
         self.with_fuel(|store| alloc.call(store, 1)).map(|_| ())
+    }
+
+    /// The service's [`STATE_ALLOC_EXPORT`] and [`STATE_RESTORE_EXPORT`],
+    /// if it exports both with their signatures.
+    fn restore_exports(&self) -> Option<(StateAlloc, StateRestore)> {
+        let alloc = self
+            .instance
+            .get_typed_func::<i32, i32>(&self.store, STATE_ALLOC_EXPORT)
+            .ok()?;
+        let restore = self
+            .instance
+            .get_typed_func::<(i32, i32), ()>(&self.store, STATE_RESTORE_EXPORT)
+            .ok()?;
+        Some((alloc, restore))
     }
 
     /// Runs `call` with the state-handoff fuel budget, then restores the fuel
