@@ -694,12 +694,9 @@ fn counting_alloc_version(trap: bool) -> Vec<u8> {
     .unwrap()
 }
 
-#[cfg(not(feature = "late-swap-start"))]
-#[test]
-fn a_new_version_gives_a_state_buffer_before_the_pause_and_one_in_it() {
-    // The first allocation of a fresh instance grows its memory (most of
-    // the pause before): it is asked for when the swap is, outside the
-    // pause; the buffer the state goes into is asked for in the pause.
+/// The counter `svc`, waiting in `receive`, and the host's request to swap
+/// it to `module`, read.
+fn counter_asked_to_swap_to(module: &[u8]) -> super::system::System {
     let mut system = TestSystem::new()
         .module("svc", counter_module(1, false))
         .provides("svc")
@@ -707,11 +704,18 @@ fn a_new_version_gives_a_state_buffer_before_the_pause_and_one_in_it() {
     system.run();
     system
         .platform
-        .send_control(&atoll_abi::control::encode_swap(
-            "svc",
-            &counting_alloc_version(false),
-        ));
+        .send_control(&atoll_abi::control::encode_swap("svc", module));
     system.kernel.poll_control();
+    system
+}
+
+#[cfg(not(feature = "late-swap-start"))]
+#[test]
+fn a_new_version_gives_a_state_buffer_before_the_pause_and_one_in_it() {
+    // The first allocation of a fresh instance grows its memory (most of
+    // the pause before): it is asked for when the swap is, outside the
+    // pause; the buffer the state goes into is asked for in the pause.
+    let mut system = counter_asked_to_swap_to(&counting_alloc_version(false));
     system.run();
     assert_eq!(system.kernel.swaps("svc"), Some(1));
     let expected = if cfg!(feature = "cold-state-buffer") {
@@ -725,18 +729,7 @@ fn a_new_version_gives_a_state_buffer_before_the_pause_and_one_in_it() {
 #[cfg(not(any(feature = "late-swap-start", feature = "cold-state-buffer")))]
 #[test]
 fn a_version_whose_state_buffer_export_traps_is_refused_when_asked_for() {
-    let mut system = TestSystem::new()
-        .module("svc", counter_module(1, false))
-        .provides("svc")
-        .boot();
-    system.run();
-    system
-        .platform
-        .send_control(&atoll_abi::control::encode_swap(
-            "svc",
-            &counting_alloc_version(true),
-        ));
-    system.kernel.poll_control();
+    let mut system = counter_asked_to_swap_to(&counting_alloc_version(true));
     let answer = system.platform.control_output();
     assert!(
         answer.starts_with("error: swap of svc: invalid module: its atoll_state_alloc failed"),
