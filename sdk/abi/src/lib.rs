@@ -492,6 +492,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_driver_functions_are_host_functions() {
+        for function in DRIVER_FUNCTIONS {
+            assert_eq!(
+                host_function(function.name),
+                Some(function),
+                "{}",
+                function.name
+            );
+        }
+    }
+
+    #[test]
     fn error_codes_round_trip_and_are_distinct() {
         for error in Error::ALL {
             assert!(error.code() < 0);
