@@ -17,8 +17,8 @@
 //!   (`try_reserve`), so a fragmented heap gives the same error.
 //! - **Interpreter stacks** grow lazily inside wasmi, unadmitted: the value
 //!   stack fallibly (a failure is the service's trap, but a success may eat
-//!   the reserve), call frames infallibly. Each loaded instance holds an
-//!   [`InterpreterClaim`] for the most its stacks can grow
+//!   the reserve), call frames infallibly. Each loaded instance holds a
+//!   [`Claim`] for the most its stacks can grow
 //!   ([`INTERPRETER_STACK_BYTES`], enforced by the interpreter's
 //!   configuration; a second claim while a swapped-out version is kept), and
 //!   admission keeps that headroom free.
@@ -65,11 +65,10 @@ pub use crate::preflight::compile_cost;
 /// The kernel's view of its heap.
 pub struct Heap {
     platform: Arc<dyn Platform>,
-    /// Interpreters loaded (services, and previous versions kept for a
-    /// rollback), each of which may still grow its stacks.
-    interpreters: AtomicUsize,
-    /// Bytes claimed by lazily translated programs for their code.
-    code: AtomicUsize,
+    /// Bytes held back by live [`Claim`]s: every loaded interpreter's stack
+    /// headroom (services, and previous versions kept for a rollback) and
+    /// every lazily translated program's code.
+    claimed: AtomicUsize,
 }
 
 impl Heap {
@@ -77,19 +76,16 @@ impl Heap {
     pub fn new(platform: Arc<dyn Platform>) -> Arc<Heap> {
         Arc::new(Heap {
             platform,
-            interpreters: AtomicUsize::new(0),
-            code: AtomicUsize::new(0),
+            claimed: AtomicUsize::new(0),
         })
     }
 
-    /// Free bytes that must stay free whatever a service does: the reserve,
-    /// every interpreter's stack headroom and every lazy program's code.
+    /// Free bytes that must stay free whatever a service does: the reserve
+    /// and every claim.
     #[must_use]
     pub fn kept_free(&self) -> usize {
-        self.interpreters
+        self.claimed
             .load(Ordering::Relaxed)
-            .saturating_mul(INTERPRETER_STACK_BYTES)
-            .saturating_add(self.code.load(Ordering::Relaxed))
             .saturating_add(KERNEL_HEAP_RESERVE)
     }
 
@@ -112,24 +108,15 @@ impl Heap {
         Ok(copy)
     }
 
-    /// Records one more interpreter (admitting its stack headroom first);
-    /// the claim ends when it is dropped.
-    pub fn claim_interpreter(self: &Arc<Heap>) -> Result<InterpreterClaim, Error> {
-        self.admit(INTERPRETER_STACK_BYTES)?;
-        self.interpreters.fetch_add(1, Ordering::Relaxed);
-        Ok(InterpreterClaim {
-            heap: Arc::clone(self),
-        })
-    }
-
-    /// Keeps `bytes` free (after admitting them) for code a lazily
-    /// translated program allocates as it runs; the claim ends when it is
-    /// dropped. The bound counts twice once the code exists: safe, and small
-    /// beside the heap.
-    pub fn claim_code(self: &Arc<Heap>, bytes: usize) -> Result<CodeClaim, Error> {
+    /// Keeps `bytes` free (after admitting them) for what grows inside wasmi
+    /// unadmitted: an interpreter's stacks ([`INTERPRETER_STACK_BYTES`]), or
+    /// the code a lazily translated program allocates as it runs (whose
+    /// bound counts twice once the code exists: safe, and small beside the
+    /// heap). The claim ends when it is dropped.
+    pub fn claim(self: &Arc<Heap>, bytes: usize) -> Result<Claim, Error> {
         self.admit(bytes)?;
-        self.code.fetch_add(bytes, Ordering::Relaxed);
-        Ok(CodeClaim {
+        self.claimed.fetch_add(bytes, Ordering::Relaxed);
+        Ok(Claim {
             heap: Arc::clone(self),
             bytes,
         })
@@ -142,25 +129,14 @@ impl Heap {
     }
 }
 
-/// One interpreter's share of the stack headroom, held by its service.
-pub struct InterpreterClaim {
-    heap: Arc<Heap>,
-}
-
-impl Drop for InterpreterClaim {
-    fn drop(&mut self) {
-        self.heap.interpreters.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A lazily translated program's claim on the heap for its code.
-pub struct CodeClaim {
+/// Bytes kept free for one interpreter's stacks or one program's code.
+pub struct Claim {
     heap: Arc<Heap>,
     bytes: usize,
 }
 
-impl Drop for CodeClaim {
+impl Drop for Claim {
     fn drop(&mut self) {
-        self.heap.code.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.heap.claimed.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }

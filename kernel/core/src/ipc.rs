@@ -173,12 +173,6 @@ impl Endpoint {
         self.queue.is_empty()
     }
 
-    /// Whether messages are accepted.
-    #[must_use]
-    pub fn is_open(&self) -> bool {
-        self.open
-    }
-
     /// Stops accepting messages and hands back those still queued; the
     /// calls among them are answered `PeerGone` by the kernel, and counted so.
     pub fn close(&mut self) -> VecDeque<Message> {
@@ -382,7 +376,7 @@ mod tests {
         assert_eq!(drained.len(), 1);
         assert_eq!(endpoint.push(message(1, 2)).unwrap_err().0, Error::PeerGone);
         let orphan = Endpoint::new("o".into(), None, 4);
-        assert!(!orphan.is_open());
+        assert!(!orphan.open);
     }
 
     const CALL: PendingCall = PendingCall {

@@ -55,18 +55,11 @@ const BOOT_TRANSLATION: crate::loader::Translation = if cfg!(feature = "eager-bo
 };
 
 /// Why the kernel cannot boot at all.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BootError {
     /// The boot bundle is missing or malformed.
+    #[error("boot bundle: {0}")]
     Bundle(DecodeError),
-}
-
-impl core::fmt::Display for BootError {
-    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            BootError::Bundle(error) => write!(formatter, "boot bundle: {error}"),
-        }
-    }
 }
 
 /// How a run ended.
@@ -164,7 +157,7 @@ struct Previous {
     service: Box<Service>,
     /// The second stack its interpreter keeps after the state-save call ran
     /// beside its suspended entry point.
-    _second_stack: crate::heap::InterpreterClaim,
+    _second_stack: crate::heap::Claim,
     wait: Wait,
     program: Arc<Program>,
     until_ns: u64,
@@ -242,12 +235,6 @@ impl Kernel {
     /// whether any service became runnable (callers idling should run again).
     pub fn poll_control(&mut self) -> bool {
         entered(&self.core).poll_control()
-    }
-
-    /// Changes the bound on bytes held by all queues together (at boot: a
-    /// quarter of the free heap, at most 64 MiB). Sends past it get `QueueFull`.
-    pub fn set_message_budget(&mut self, bytes: usize) {
-        entered(&self.core).set_message_budget(bytes);
     }
 
     /// Names, states and counters of the loaded services, in bundle order.
@@ -873,6 +860,41 @@ pub const MAX_MESSAGE_BUDGET: usize = 64 * 1024 * 1024;
 /// what is taken off when it leaves.
 fn message_cost(message: &Message) -> usize {
     message.data.capacity() + core::mem::size_of::<Message>()
+}
+
+impl Core {
+    /// The service called `name`, if any.
+    fn service_named(&self, name: &str) -> Option<ServiceId> {
+        self.services
+            .iter()
+            .position(|slot| slot.image.name == name)
+    }
+
+    /// Where the kernel's own messages to service `id` (interrupts, the
+    /// supervisor's reports) go: its first endpoint, if it provides it.
+    fn inbox(&self, id: ServiceId) -> Option<usize> {
+        let handle = self.services.get(id)?.handles.first()?;
+        handle.provider.then_some(handle.endpoint)
+    }
+
+    /// Queues `data` from the kernel on `endpoint`, counted in the message
+    /// budget (never refused by it). Returns whether it was queued.
+    fn queue_from_kernel(&mut self, endpoint: usize, data: Vec<u8>) -> bool {
+        let message = Message {
+            sender: KERNEL_SENDER as ServiceId,
+            data,
+            token: 0,
+        };
+        let cost = message_cost(&message);
+        let Some(queue) = self.endpoints.get_mut(endpoint) else {
+            return false;
+        };
+        let queued = queue.push_from_kernel(message).is_ok();
+        if queued {
+            self.queued_bytes += cost;
+        }
+        queued
+    }
 }
 
 #[cfg(test)]

@@ -82,35 +82,26 @@ pub trait Platform: Send + Sync + 'static {
     }
     /// Reads `width` (1, 2 or 4) bytes from an I/O port. The kernel calls
     /// this only for ports granted to the asking service.
-    fn port_in(&self, port: u16, width: u8) -> u32 {
-        let _ = (port, width);
+    fn port_in(&self, _port: u16, _width: u8) -> u32 {
         u32::MAX
     }
     /// Writes the low `width` bytes of `value` to an I/O port.
-    fn port_out(&self, port: u16, width: u8, value: u32) {
-        let _ = (port, width, value);
-    }
+    fn port_out(&self, _port: u16, _width: u8, _value: u32) {}
     /// Reads a 32-bit PCI configuration register (`None`: no PCI here).
-    fn pci_read(&self, address: u16, offset: u8) -> Option<u32> {
-        let _ = (address, offset);
+    fn pci_read(&self, _address: u16, _offset: u8) -> Option<u32> {
         None
     }
     /// Writes a 32-bit PCI configuration register.
-    fn pci_write(&self, address: u16, offset: u8, value: u32) {
-        let _ = (address, offset, value);
-    }
+    fn pci_write(&self, _address: u16, _offset: u8, _value: u32) {}
     /// Unmasks interrupt line `irq`. The platform masks a line when it fires.
-    fn irq_unmask(&self, irq: u8) {
-        let _ = irq;
-    }
+    fn irq_unmask(&self, _irq: u8) {}
     /// Takes the set of lines that fired since the last call (bit n: IRQ n).
     fn take_interrupts(&self) -> u16 {
         0
     }
     /// The physical address of kernel memory at `virtual_address`, for DMA
     /// (`None`: this platform has no DMA).
-    fn physical_address(&self, virtual_address: usize) -> Option<u64> {
-        let _ = virtual_address;
+    fn physical_address(&self, _virtual_address: usize) -> Option<u64> {
         None
     }
     /// Reads up to `max` bytes of this platform's own standard input for a
@@ -118,18 +109,14 @@ pub trait Platform: Send + Sync + 'static {
     /// service to read from, blocking until some arrive; an empty answer is
     /// the end of the input. `None`: the platform has none (the program
     /// reads end of file). The hosted core (`host-run`) passes its stdin.
-    fn stdin_read(&self, max: usize) -> Option<alloc::vec::Vec<u8>> {
-        let _ = max;
+    fn stdin_read(&self, _max: usize) -> Option<alloc::vec::Vec<u8>> {
         None
     }
     /// Reads bytes waiting on the host control channel, without blocking.
     /// Returns how many were written to `buffer` (0: none, or no channel).
-    fn control_read(&self, buffer: &mut [u8]) -> usize {
-        let _ = buffer;
+    fn control_read(&self, _buffer: &mut [u8]) -> usize {
         0
     }
     /// Writes a reply line to the host control channel.
-    fn control_write(&self, text: &str) {
-        let _ = text;
-    }
+    fn control_write(&self, _text: &str) {}
 }

@@ -5,6 +5,7 @@
 
 use crate::heap::Heap;
 use crate::host::HostState;
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -40,23 +41,14 @@ pub struct Program {
     pub info: ModuleInfo,
     /// For a lazily translated program: the heap headroom its code may still
     /// take, kept free while the program lives.
-    _code: Option<crate::heap::CodeClaim>,
+    _code: Option<crate::heap::Claim>,
 }
 
 impl Program {
     /// Compiles and checks `bytes` for a service with `limits` (as
-    /// [`validate`] does), if the kernel heap admits the compiled code.
-    pub fn compile(
-        bytes: &[u8],
-        limits: &ServiceLimits,
-        heap: &Arc<Heap>,
-        translation: Translation,
-    ) -> Result<Program, LoadError> {
-        Program::compile_with_shim(bytes, limits, heap, translation, None)
-    }
-
-    /// [`Program::compile`], with the WASI shim's module for a program that
-    /// imports WASI preview1 (refused without it: [`LoadError::NoWasiShim`]).
+    /// [`validate`] does), if the kernel heap admits the compiled code; with
+    /// the WASI shim's module for a program that imports WASI preview1
+    /// (refused without it: [`LoadError::NoWasiShim`]).
     pub fn compile_with_shim(
         bytes: &[u8],
         limits: &ServiceLimits,
@@ -73,7 +65,7 @@ impl Program {
                 heap.admit(cost).map_err(|_| LoadError::OutOfMemory)?;
                 None
             }
-            Translation::Lazy => Some(heap.claim_code(cost).map_err(|_| LoadError::OutOfMemory)?),
+            Translation::Lazy => Some(heap.claim(cost).map_err(|_| LoadError::OutOfMemory)?),
         };
         let module = compile(bytes, translation)?;
         let info = check(&module, bytes, limits)?;
@@ -105,50 +97,77 @@ impl Program {
 pub const MAX_TABLE_ELEMENTS: u32 = 100_000;
 
 /// Why a service could not be loaded.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The module exceeds a bound checked before compilation (see [`crate::preflight`]).
+    #[error("invalid module: {0}")]
     Preflight(crate::preflight::PreflightError),
     /// The module is not valid Wasm or exceeds the kernel's module limits.
+    #[error("invalid module: {0}")]
     Compile(wasmi::Error),
     /// The kernel heap cannot hold the compiled module and its interpreter
     /// without eating into its reserve.
+    #[error("the kernel heap cannot hold it now")]
     OutOfMemory,
     /// Imports that are not host functions of the ABI, every one of them:
     /// `(module, name)` in import order (never empty).
+    #[error("imports unknown function{} {}", if .0.len() == 1 { "" } else { "s" }, import_list(.0))]
     UnknownImports(Vec<(String, String)>),
     /// An import names a host function but with another signature: `(module, name)`.
+    #[error("imports `{0}::{1}` with a signature other than the ABI's")]
     ImportSignature(String, String),
     /// Instantiation failed (e.g. its memory exceeds the service's limit, or its
     /// start function trapped).
+    #[error("cannot instantiate: {}", instantiation_reason(.0))]
     Instantiate(wasmi::Error),
     /// No exported `_start: () -> ()`.
+    #[error("no exported `{}: () -> ()`", ENTRY_POINT)]
     MissingEntryPoint,
     /// No exported linear memory named `memory`.
+    #[error("no exported memory `{}`", MEMORY_EXPORT)]
     MissingMemory,
     /// The module defines more than one linear memory (a service has one).
+    #[error("defines {0} linear memories; a service has exactly one")]
     TooManyMemories(u64),
     /// The module imports WASI preview1 and the kernel has no WASI shim (the
     /// bundle carries one only when a service of the system uses WASI).
+    #[error("it imports WASI preview1 and the bundle has no WASI shim")]
     NoWasiShim,
     /// The module imports from both WASI preview1 and `atoll`: a WASI
     /// program reaches the kernel through its WASI shim only.
+    #[error(
+        "it imports from both `wasi_snapshot_preview1` and `atoll`: a WASI program reaches the kernel through WASI only"
+    )]
     WasiWithAtoll,
     /// The WASI shim does not import and export what the kernel links: the
     /// reason.
+    #[error("the WASI shim {0}")]
     BadWasiShim(String),
     /// The module defines more than one table.
+    #[error("defines {0} tables; a service has at most one")]
     TooManyTables(u64),
     /// The initial linear memory is larger than the service's
     /// `memory-limit-kib`.
+    #[error(
+        "its initial memory of {} KiB is above the service's memory-limit-kib of {}",
+        initial_bytes.div_ceil(1024),
+        limit_bytes / 1024
+    )]
     MemoryAboveLimit {
         initial_bytes: u64,
         limit_bytes: u64,
     },
     /// The initial table has more elements than [`MAX_TABLE_ELEMENTS`].
+    #[error(
+        "its initial table of {initial} elements is above the kernel's cap of {}",
+        MAX_TABLE_ELEMENTS
+    )]
     TableAboveLimit { initial: u64 },
     /// Active data segment `segment` (index in the data section) writes
     /// bytes `offset..end`, beyond the initial memory of `memory_bytes`.
+    #[error(
+        "data segment {segment} writes bytes {offset}..{end}, outside the initial memory of {memory_bytes} bytes"
+    )]
     DataOutOfBounds {
         segment: u32,
         offset: u64,
@@ -157,6 +176,9 @@ pub enum LoadError {
     },
     /// Active element segment `segment` fills elements `offset..end`,
     /// beyond the initial table of `table_size`.
+    #[error(
+        "element segment {segment} fills elements {offset}..{end}, outside the initial table of {table_size}"
+    )]
     ElementOutOfBounds {
         segment: u32,
         offset: u64,
@@ -165,103 +187,25 @@ pub enum LoadError {
     },
 }
 
-impl core::fmt::Display for LoadError {
-    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            LoadError::Preflight(error) => write!(formatter, "invalid module: {error}"),
-            LoadError::Compile(error) => write!(formatter, "invalid module: {error}"),
-            LoadError::OutOfMemory => {
-                write!(formatter, "the kernel heap cannot hold it now")
-            }
-            LoadError::NoWasiShim => write!(
-                formatter,
-                "it imports WASI preview1 and the bundle has no WASI shim"
-            ),
-            LoadError::WasiWithAtoll => write!(
-                formatter,
-                "it imports from both `wasi_snapshot_preview1` and `atoll`: a WASI program reaches the kernel through WASI only"
-            ),
-            LoadError::BadWasiShim(reason) => write!(formatter, "the WASI shim {reason}"),
-            LoadError::UnknownImports(imports) => {
-                let plural = if imports.len() == 1 { "" } else { "s" };
-                write!(formatter, "imports unknown function{plural} ")?;
-                for (index, (module, name)) in imports.iter().enumerate() {
-                    let separator = if index == 0 { "" } else { ", " };
-                    write!(formatter, "{separator}`{module}::{name}`")?;
-                }
-                Ok(())
-            }
-            LoadError::ImportSignature(module, name) => write!(
-                formatter,
-                "imports `{module}::{name}` with a signature other than the ABI's"
-            ),
-            LoadError::Instantiate(error) => {
-                write!(formatter, "cannot instantiate: ")?;
-                instantiation_reason(error, formatter)
-            }
-            LoadError::MissingEntryPoint => {
-                write!(formatter, "no exported `{ENTRY_POINT}: () -> ()`")
-            }
-            LoadError::MissingMemory => write!(formatter, "no exported memory `{MEMORY_EXPORT}`"),
-            LoadError::TooManyMemories(count) => write!(
-                formatter,
-                "defines {count} linear memories; a service has exactly one"
-            ),
-            LoadError::TooManyTables(count) => {
-                write!(
-                    formatter,
-                    "defines {count} tables; a service has at most one"
-                )
-            }
-            LoadError::MemoryAboveLimit {
-                initial_bytes,
-                limit_bytes,
-            } => write!(
-                formatter,
-                "its initial memory of {} KiB is above the service's memory-limit-kib of {}",
-                initial_bytes.div_ceil(1024),
-                limit_bytes / 1024
-            ),
-            LoadError::TableAboveLimit { initial } => write!(
-                formatter,
-                "its initial table of {initial} elements is above the kernel's cap of {MAX_TABLE_ELEMENTS}"
-            ),
-            LoadError::DataOutOfBounds {
-                segment,
-                offset,
-                end,
-                memory_bytes,
-            } => write!(
-                formatter,
-                "data segment {segment} writes bytes {offset}..{end}, outside the initial memory of {memory_bytes} bytes"
-            ),
-            LoadError::ElementOutOfBounds {
-                segment,
-                offset,
-                end,
-                table_size,
-            } => write!(
-                formatter,
-                "element segment {segment} fills elements {offset}..{end}, outside the initial table of {table_size}"
-            ),
-        }
-    }
+/// `module::name` of each import, quoted, comma-separated.
+fn import_list(imports: &[(String, String)]) -> String {
+    let quoted: Vec<String> = imports
+        .iter()
+        .map(|(module, name)| format!("`{module}::{name}`"))
+        .collect();
+    quoted.join(", ")
 }
 
 /// wasmi's reason, except where its text shows interpreter internals (a
 /// table handle, an import's type as `Debug`): then a plain sentence.
-fn instantiation_reason(
-    error: &wasmi::Error,
-    formatter: &mut core::fmt::Formatter<'_>,
-) -> core::fmt::Result {
+fn instantiation_reason(error: &wasmi::Error) -> String {
     use wasmi::errors::{ErrorKind, InstantiationError};
     match error.kind() {
         ErrorKind::Instantiation(InstantiationError::ElementSegmentDoesNotFit {
             table_index,
             len,
             ..
-        }) => write!(
-            formatter,
+        }) => format!(
             "an element segment of {len} elements at offset {table_index} does not fit its table"
         ),
         ErrorKind::Instantiation(
@@ -270,8 +214,8 @@ fn instantiation_reason(
             | InstantiationError::FuncTypeMismatch { name, .. }
             | InstantiationError::TableTypeMismatch { name, .. }
             | InstantiationError::MemoryTypeMismatch { name, .. },
-        ) => write!(formatter, "import {name} does not match its definition"),
-        _ => write!(formatter, "{error}"),
+        ) => format!("import {name} does not match its definition"),
+        _ => error.to_string(),
     }
 }
 
@@ -738,7 +682,7 @@ mod tests {
     #[test]
     fn compile_cost_bounds_a_lazy_program_that_translates_every_function() {
         // The boot loader keeps `compile_cost` free for a lazy program's code
-        // (`CodeClaim`), so parsing it and then translating every function
+        // (its `heap::Claim`), so parsing it and then translating every function
         // while it runs must fit in that bound: here 50,000 small functions,
         // each called once from `_start`, on a heap of exactly that (plus
         // slack for the store, its stacks and a page of memory). More would

@@ -22,23 +22,15 @@ use wasmparser::{ConstExpr, DataKind, ElementItems, ElementKind, Parser, Payload
 pub const MAX_CONST_EXPR_OPERATORS: usize = 128;
 
 /// Why a module was refused before compilation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PreflightError {
     /// A constant expression (in the named section) holds more operators than
     /// [`MAX_CONST_EXPR_OPERATORS`].
+    #[error(
+        "a constant expression in the {section} section has more than {} operators",
+        MAX_CONST_EXPR_OPERATORS
+    )]
     ConstExprTooLong { section: &'static str },
-}
-
-impl core::fmt::Display for PreflightError {
-    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            PreflightError::ConstExprTooLong { section } => write!(
-                formatter,
-                "a constant expression in the {section} section has more than \
-                 {MAX_CONST_EXPR_OPERATORS} operators"
-            ),
-        }
-    }
 }
 
 /// Checks every constant expression of `module`. A module that does not parse
@@ -87,77 +79,48 @@ pub fn check(module: &[u8]) -> Result<(), PreflightError> {
     Ok(())
 }
 
-/// The counts of what a module declares that cost the interpreter memory per
-/// item, whatever the bytes that declare it (200,000 empty functions are an
-/// 800 KB module and about 42 MB compiled).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Shape {
-    pub types: u64,
-    pub imports: u64,
-    pub functions: u64,
-    pub globals: u64,
-    pub exports: u64,
-    pub element_items: u64,
-    pub data_segments: u64,
-}
-
 /// Bytes of heap that compiling and instantiating `module` may take, besides
 /// its linear memory and tables (admitted as they grow): a fixed part for the
 /// Engine, Store and linker, 8 bytes per module byte (code), and a per-item
-/// cost for each item kind. Measured on the services of this repository (2-6x
-/// their size) and on hostile shapes (per function about 210 bytes, per
-/// element item 28, per global 88), each with a margin of at least 1.2x; the
-/// test `compile_cost_bounds_hostile_shapes` checks the bound.
+/// cost for each kind of item a module declares, since those cost memory
+/// whatever the bytes that declare them (200,000 empty functions are an
+/// 800 KB module and about 42 MB compiled). Measured on the services of this
+/// repository (2-6x their size) and on hostile shapes (per function about 210
+/// bytes, per element item 28, per global 88), each with a margin of at least
+/// 1.2x; the test `compile_cost_bounds_hostile_shapes` checks the bound. Counts
+/// items as far as the module parses.
 #[must_use]
 pub fn compile_cost(module: &[u8]) -> usize {
-    let shape = shape(module);
-    let items = shape
-        .functions
-        .saturating_mul(256)
-        .saturating_add(shape.element_items.saturating_mul(40))
-        .saturating_add(shape.globals.saturating_mul(128))
-        .saturating_add(shape.types.saturating_mul(128))
-        .saturating_add(
-            shape
-                .imports
-                .saturating_add(shape.exports)
-                .saturating_mul(128),
-        )
-        .saturating_add(shape.data_segments.saturating_mul(64));
-    usize::try_from(items)
-        .unwrap_or(usize::MAX)
-        .saturating_add(module.len().saturating_mul(8))
-        .saturating_add(256 * 1024)
-}
-
-/// Counts a module's items (as far as it parses).
-#[must_use]
-pub fn shape(module: &[u8]) -> Shape {
-    let mut shape = Shape::default();
+    let mut items: u64 = 0;
     for payload in Parser::new(0).parse_all(module) {
         let Ok(payload) = payload else {
             break;
         };
-        match payload {
-            Payload::TypeSection(reader) => shape.types = u64::from(reader.count()),
-            Payload::ImportSection(reader) => shape.imports = u64::from(reader.count()),
-            Payload::FunctionSection(reader) => shape.functions = u64::from(reader.count()),
-            Payload::GlobalSection(reader) => shape.globals = u64::from(reader.count()),
-            Payload::ExportSection(reader) => shape.exports = u64::from(reader.count()),
-            Payload::DataSection(reader) => shape.data_segments = u64::from(reader.count()),
+        let (count, cost) = match payload {
+            Payload::FunctionSection(reader) => (reader.count(), 256),
+            Payload::TypeSection(reader) => (reader.count(), 128),
+            Payload::ImportSection(reader) => (reader.count(), 128),
+            Payload::ExportSection(reader) => (reader.count(), 128),
+            Payload::GlobalSection(reader) => (reader.count(), 128),
+            Payload::DataSection(reader) => (reader.count(), 64),
             Payload::ElementSection(reader) => {
-                for element in reader.into_iter().flatten() {
-                    let items = match element.items {
+                let elements = reader
+                    .into_iter()
+                    .flatten()
+                    .map(|element| match element.items {
                         ElementItems::Functions(items) => items.count(),
                         ElementItems::Expressions(_, items) => items.count(),
-                    };
-                    shape.element_items = shape.element_items.saturating_add(u64::from(items));
-                }
+                    });
+                (elements.fold(0u32, u32::saturating_add), 40)
             }
-            _ => {}
-        }
+            _ => continue,
+        };
+        items = items.saturating_add(u64::from(count).saturating_mul(cost));
     }
-    shape
+    usize::try_from(items)
+        .unwrap_or(usize::MAX)
+        .saturating_add(module.len().saturating_mul(8))
+        .saturating_add(256 * 1024)
 }
 
 /// Counts the operators of one expression, stopping at the bound.

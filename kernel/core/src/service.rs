@@ -14,7 +14,7 @@
 use crate::Platform;
 use crate::grants::{DmaPool, Resolved};
 use crate::guest::GuestSlice;
-use crate::heap::{Heap, InterpreterClaim};
+use crate::heap::{Claim, Heap, INTERPRETER_STACK_BYTES};
 use crate::host::{HostState, Limiter, Messages, Switch, Syscall};
 use crate::ipc::ServiceId;
 use crate::loader::{LoadError, MAX_TABLE_ELEMENTS, Program};
@@ -97,7 +97,7 @@ pub struct Service {
     suspended: Suspended,
     /// This interpreter's share of the heap's stack headroom (released when
     /// the service is dropped, after its Store).
-    _claim: InterpreterClaim,
+    _claim: Claim,
 }
 
 /// The hot-swap state handoff exports, and the most state a swap carries.
@@ -121,7 +121,7 @@ impl Service {
         heap: &Arc<Heap>,
     ) -> Result<Service, LoadError> {
         let claim = heap
-            .claim_interpreter()
+            .claim(INTERPRETER_STACK_BYTES)
             .map_err(|_| LoadError::OutOfMemory)?;
         // A WASI program is two instances, each with its memory: the
         // program's and its shim's.
@@ -246,12 +246,6 @@ impl Service {
     #[must_use]
     pub fn dma_bytes(&self) -> usize {
         self.store.data().driver.dma.bytes()
-    }
-
-    /// The service's name from the system description.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.store.data().name
     }
 
     /// Fuel burnt so far by the entry point (excludes the start function).

@@ -58,11 +58,6 @@ macro_rules! exception {
             fatal($name, $vector, None, &frame)
         }
     };
-    ($handler:ident, $name:literal, $vector:literal, diverging_error_code) => {
-        extern "x86-interrupt" fn $handler(frame: InterruptStackFrame, code: u64) -> ! {
-            fatal($name, $vector, Some(code), &frame)
-        }
-    };
 }
 
 exception!(divide_error, "divide error", 0);

@@ -72,7 +72,6 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
         heap.size / (1024 * 1024),
         heap.start
     );
-    kprintln!("atoll: {} free frames", memory::free_frames());
     let tsc_hz = clock::init();
     rtc::init();
     kprintln!(

@@ -1,16 +1,15 @@
-//! Physical memory: the kernel heap and a frame allocator, both carved from the
-//! bootloader's memory map, and access to the boot ramdisk.
+//! Physical memory: the kernel heap, carved from the bootloader's memory map,
+//! and access to the boot ramdisk.
 //!
 //! The bootloader maps all physical memory at a fixed offset, so the kernel
-//! reaches any frame without mapping pages of its own. The heap takes 7/8 of the
-//! largest usable region (wasmi allocates everything a service owns from it); the
-//! rest of that region and every other usable region feed the frame allocator,
-//! which hands out 4 KiB frames for device memory (DMA buffers, later).
+//! reaches any frame without mapping pages of its own. The heap is the largest
+//! usable region (wasmi allocates everything a service owns from it, and DMA
+//! buffers come from it too: it is physically contiguous); the other usable
+//! regions, small under QEMU, stay unused.
 
 use bootloader_api::BootInfo;
 use bootloader_api::info::MemoryRegionKind;
 use core::sync::atomic::{AtomicU64, Ordering};
-use spin::Mutex;
 use talc::TalcLock;
 use talc::source::Manual;
 
@@ -26,77 +25,25 @@ pub struct HeapRegion {
     pub size: u64,
 }
 
-/// Usable physical ranges not given to the heap, handed out one frame at a time
-/// from the bottom.
-struct FrameAllocator {
-    ranges: [(u64, u64); 32],
-    len: usize,
-}
-
-static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator {
-    ranges: [(0, 0); 32],
-    len: 0,
-});
-
-impl FrameAllocator {
-    fn add(&mut self, start: u64, end: u64) {
-        let start = start.next_multiple_of(FRAME_SIZE);
-        let end = end - end % FRAME_SIZE;
-        if start >= end {
-            return;
-        }
-        if let Some(slot) = self.ranges.get_mut(self.len) {
-            *slot = (start, end);
-            self.len += 1;
-        }
-    }
-
-    fn allocate(&mut self) -> Option<u64> {
-        let ranges = self.ranges.get_mut(..self.len)?;
-        let range = ranges.iter_mut().find(|(start, end)| start < end)?;
-        let frame = range.0;
-        range.0 += FRAME_SIZE;
-        Some(frame)
-    }
-
-    fn free_frames(&self) -> u64 {
-        self.ranges
-            .iter()
-            .take(self.len)
-            .map(|(start, end)| (end - start) / FRAME_SIZE)
-            .sum()
-    }
-}
-
-/// Sets up the heap and the frame allocator from the boot memory map.
+/// Sets up the heap from the boot memory map.
 pub fn init(boot_info: &BootInfo) -> HeapRegion {
     let Some(offset) = boot_info.physical_memory_offset.into_option() else {
         panic!("the bootloader did not map physical memory");
     };
-    let usable = || {
-        boot_info
-            .memory_regions
-            .iter()
-            .filter(|region| region.kind == MemoryRegionKind::Usable)
-    };
-    let Some(largest) = usable().max_by_key(|region| region.end - region.start) else {
+    let Some(largest) = boot_info
+        .memory_regions
+        .iter()
+        .filter(|region| region.kind == MemoryRegionKind::Usable)
+        .max_by_key(|region| region.end - region.start)
+    else {
         panic!("the memory map has no usable region");
     };
-    let heap_size = ((largest.end - largest.start) / 8 * 7) & !(FRAME_SIZE - 1);
     let heap_start = largest.start.next_multiple_of(FRAME_SIZE);
-    {
-        let mut frames = FRAMES.lock();
-        frames.add(heap_start + heap_size, largest.end);
-        for region in usable().filter(|region| region.start != largest.start) {
-            // The first frame of physical memory stays unused, so that physical
-            // address 0 never means "a frame".
-            frames.add(region.start.max(FRAME_SIZE), region.end);
-        }
-    }
+    let heap_size = largest.end.saturating_sub(heap_start) & !(FRAME_SIZE - 1);
     let heap_virtual = offset + heap_start;
-    // SAFETY: [heap_start, heap_start + heap_size) is part of a region the
-    // bootloader reports as usable, mapped writable at `offset`, and given to
-    // nothing else: the frame allocator only gets the rest of that region.
+    // SAFETY: [heap_start, heap_start + heap_size) lies inside a region the
+    // bootloader reports as usable, mapped writable at `offset`, and nothing
+    // else in the kernel uses that region.
     let claimed = unsafe {
         HEAP.lock()
             .claim(heap_virtual as *mut u8, heap_size as usize)
@@ -139,17 +86,6 @@ pub fn heap_available() -> usize {
     counters
         .claimed_bytes
         .saturating_sub(counters.allocated_bytes)
-}
-
-/// One free physical frame, if any is left.
-#[allow(dead_code, reason = "used by DMA buffers in the drivers issue")]
-pub fn allocate_frame() -> Option<u64> {
-    FRAMES.lock().allocate()
-}
-
-/// Frames the frame allocator still holds.
-pub fn free_frames() -> u64 {
-    FRAMES.lock().free_frames()
 }
 
 /// The boot ramdisk (image-builder's bundle), if the image has one.

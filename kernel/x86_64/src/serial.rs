@@ -277,17 +277,10 @@ pub fn control_read(buffer: &mut [u8]) -> usize {
         return 0;
     }
     let control = CONTROL.lock();
-    let mut count = 0;
-    for slot in buffer.iter_mut() {
-        match control.read_byte() {
-            Some(byte) => {
-                *slot = byte;
-                count += 1;
-            }
-            None => break,
-        }
-    }
-    count
+    buffer
+        .iter_mut()
+        .map_while(|slot| control.read_byte().map(|byte| *slot = byte))
+        .count()
 }
 
 /// Writes text to the control channel.

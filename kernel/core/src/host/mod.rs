@@ -341,14 +341,9 @@ pub enum Syscall {
 /// The host error that suspends a service in a kernel call. Carries nothing:
 /// the call itself is in [`HostState::pending`] (wasmi hands a resumable
 /// call's error back only by reference).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("suspended in a kernel call")]
 pub(crate) struct Suspend;
-
-impl core::fmt::Display for Suspend {
-    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        formatter.write_str("suspended in a kernel call")
-    }
-}
 
 impl wasmi::errors::HostError for Suspend {}
 

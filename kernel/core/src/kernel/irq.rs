@@ -22,14 +22,7 @@ impl Core {
             let Some(owner) = self.irq_owner.get(usize::from(irq)).copied().flatten() else {
                 continue;
             };
-            let live = self.is_live(owner);
-            let endpoint = self
-                .services
-                .get(owner)
-                .and_then(|slot| slot.handles.first())
-                .filter(|handle| handle.provider)
-                .map(|handle| handle.endpoint);
-            let (true, Some(endpoint)) = (live, endpoint) else {
+            let (true, Some(endpoint)) = (self.is_live(owner), self.inbox(owner)) else {
                 // Nobody to tell: the line stays masked until a restarted
                 // driver acknowledges it.
                 continue;
@@ -46,18 +39,7 @@ impl Core {
                 // without receiving): one notification per line is enough.
                 continue;
             }
-            let message = Message {
-                sender: KERNEL_SENDER as ServiceId,
-                data: alloc::vec![irq],
-                token: 0,
-            };
-            let cost = message_cost(&message);
-            let pushed = self
-                .endpoints
-                .get_mut(endpoint)
-                .map(|queue| queue.push_from_kernel(message));
-            if pushed == Some(Ok(())) {
-                self.queued_bytes += cost;
+            if self.queue_from_kernel(endpoint, alloc::vec![irq]) {
                 self.interrupts += 1;
                 self.sched.record(
                     atoll_abi::trace::Kind::Interrupt,

@@ -56,30 +56,20 @@ impl Core {
             policy: slot.policy,
             at_ns: self.platform.now_ns(),
         };
-        let Some(endpoint) = self
-            .services
-            .get(supervisor)
-            .and_then(|slot| slot.handles.first())
-            .filter(|handle| handle.provider)
-            .map(|handle| handle.endpoint)
+        let (Some(endpoint), Ok(data)) = (self.inbox(supervisor), postcard::to_allocvec(&event))
         else {
             self.stopped(id);
             return;
-        };
-        let Ok(data) = postcard::to_allocvec(&event) else {
-            self.stopped(id);
-            return;
-        };
-        let message = Message {
-            sender: KERNEL_SENDER as ServiceId,
-            data,
-            token: 0,
         };
         // Counted against the budget but never refused by it: reports are
         // small and one per ended service. Only a heap at its reserve (a
         // supervisor that restarts without reading its reports) drops one,
         // and then the service stays stopped.
-        if self.heap.admit(message_cost(&message)).is_err() {
+        if self
+            .heap
+            .admit(data.capacity() + size_of::<Message>())
+            .is_err()
+        {
             self.log(&format!(
                 "report of {} to the supervisor dropped: kernel heap low; it stays stopped",
                 event.service
@@ -87,16 +77,10 @@ impl Core {
             self.stopped(id);
             return;
         }
-        let cost = message_cost(&message);
-        let pushed = self
-            .endpoints
-            .get_mut(endpoint)
-            .map(|queue| queue.push_from_kernel(message));
-        if pushed != Some(Ok(())) {
+        if !self.queue_from_kernel(endpoint, data) {
             self.stopped(id);
             return;
         }
-        self.queued_bytes += cost;
         self.deliver_if_waiting(supervisor, endpoint);
     }
 
@@ -109,11 +93,7 @@ impl Core {
             self.set_tracing(on == CONTROL_TRACE_ON)?;
             return Ok(Then::Continue(0));
         }
-        let target = self
-            .services
-            .iter()
-            .position(|slot| slot.image.name == name)
-            .ok_or(Error::NotFound)?;
+        let target = self.service_named(name).ok_or(Error::NotFound)?;
         if target == id {
             return Err(Error::NotPermitted);
         }

@@ -295,12 +295,6 @@ impl Core {
         }
     }
 
-    /// Changes the bound on bytes held by all queues together (at boot: a
-    /// quarter of the free heap, at most 64 MiB). Sends past it get `QueueFull`.
-    pub(super) fn set_message_budget(&mut self, bytes: usize) {
-        self.message_budget = bytes;
-    }
-
     /// Counts on `endpoint` a send or call refused before its queue; returns
     /// the error.
     fn refused(&mut self, endpoint: usize, error: Error) -> Error {
@@ -566,10 +560,7 @@ impl Core {
                 // describes will not be restarted, so it is stopped.
                 if message.sender == KERNEL_SENDER as ServiceId
                     && let Ok(event) = postcard::from_bytes::<Event>(&message.data)
-                    && let Some(ended) = self
-                        .services
-                        .iter()
-                        .position(|slot| slot.image.name == event.service)
+                    && let Some(ended) = self.service_named(&event.service)
                     && !self.is_live(ended)
                 {
                     self.stopped(ended);

@@ -11,17 +11,9 @@ use super::*;
 /// feature `late-swap-start`, which instantiates it in the pause, as before).
 pub(super) struct PendingSwap {
     program: Arc<Program>,
-    started: Option<Box<Service>>,
+    pub(super) started: Option<Box<Service>>,
     /// When it was asked for (once compiled and started).
     asked_at: u64,
-}
-
-#[cfg(test)]
-impl PendingSwap {
-    /// Bytes of memory of the version started when the swap was asked for.
-    pub(super) fn started_memory(&self) -> Option<usize> {
-        self.started.as_ref().map(|service| service.memory_size())
-    }
 }
 
 /// A swap's pause in progress: when the swap was asked for, and when the
@@ -110,11 +102,7 @@ impl Core {
         module: Vec<u8>,
         host: bool,
     ) -> Result<(), crate::control::SwapRefusal> {
-        let target = self
-            .services
-            .iter()
-            .position(|slot| slot.image.name == name)
-            .ok_or(Error::NotFound)?;
+        let target = self.service_named(name).ok_or(Error::NotFound)?;
         let slot = self.services.get(target).ok_or(Error::NotFound)?;
         if !self.sched.is_live(target) {
             return Err(Error::InvalidArgument.into());
@@ -266,9 +254,9 @@ impl Core {
             program,
             ..slot.image.clone()
         };
-        let outcome = (|| -> Result<(Box<Service>, crate::heap::InterpreterClaim), String> {
+        let outcome = (|| -> Result<(Box<Service>, crate::heap::Claim), String> {
             let second_stack = heap
-                .claim_interpreter()
+                .claim(crate::heap::INTERPRETER_STACK_BYTES)
                 .map_err(|error| error.to_string())?;
             let old = slot.service.as_mut().ok_or("the service is not parked")?;
             let state = old.save_state()?;

@@ -60,7 +60,19 @@ impl Kernel {
     /// Bytes of memory of the version of service `name` started for a swap
     /// that waits for its quiescent point (`None`: no such version).
     pub(crate) fn pending_version_memory(&self, name: &str) -> Option<usize> {
-        self.slot(name, |slot| slot.pending_swap.as_ref()?.started_memory())?
+        self.slot(name, |slot| {
+            slot.pending_swap
+                .as_ref()?
+                .started
+                .as_ref()
+                .map(|service| service.memory_size())
+        })?
+    }
+
+    /// Changes the bound on bytes held by all queues together (at boot: a
+    /// quarter of the free heap, at most 64 MiB). Sends past it get `QueueFull`.
+    pub(crate) fn set_message_budget(&mut self, bytes: usize) {
+        self.core.borrow_mut().message_budget = bytes;
     }
 
     /// Whether service `name` holds a swap waiting for its quiescent point.

@@ -176,10 +176,11 @@ fn a_lazy_program_keeps_its_code_bound_free_while_it_lives() {
     let bytes = wat::parse_str(probe("", "(call $report (i32.const 1))")).unwrap();
     let code = crate::heap::compile_cost(&bytes);
     let before = heap.kept_free();
-    let lazy = Program::compile(&bytes, &LIMITS, &heap, Translation::Lazy).unwrap();
+    let lazy = Program::compile_with_shim(&bytes, &LIMITS, &heap, Translation::Lazy, None).unwrap();
     assert_eq!(heap.kept_free(), before + code);
     // An eager program's code exists once it is compiled: nothing to keep.
-    let eager = Program::compile(&bytes, &LIMITS, &heap, Translation::Eager).unwrap();
+    let eager =
+        Program::compile_with_shim(&bytes, &LIMITS, &heap, Translation::Eager, None).unwrap();
     assert_eq!(heap.kept_free(), before + code);
     drop((lazy, eager));
     assert_eq!(heap.kept_free(), before);

@@ -2,7 +2,7 @@
 //! input (any of its features, imports drawn from Atoll's and WASI's host
 //! functions, sometimes forced to export `_start` and `memory`, loops and
 //! calls bounded). `atoll_core::loader::validate` (what image-builder's
-//! `check` runs) and `Program::compile` (the kernel loader) must agree and
+//! `check` runs) and `Program::compile_with_shim` (the kernel loader) must agree and
 //! neither may panic; a module both accept is then booted in a hosted
 //! kernel and run to its end. `FUZZ_SAVE_MODULE=file` writes each
 //! generated module there (for replaying one input).
