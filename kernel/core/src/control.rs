@@ -52,13 +52,36 @@ impl core::fmt::Display for SwapRefusal {
     }
 }
 
+/// A partial frame is dropped when more bytes arrive this long after its
+/// last ones: its sender went away mid-frame (an interrupted push), and the
+/// bytes now arriving start a new frame, which it would otherwise swallow.
+/// Frames arrive as fast as the kernel polls (at least every 10 ms while it
+/// runs), so a live sender never pauses this long within one.
+pub const STALE_FRAME_NS: u64 = 5_000_000_000;
+
 /// Accumulates bytes and cuts them into requests.
 #[derive(Debug, Default)]
 pub struct ControlChannel {
     buffer: Vec<u8>,
+    /// When bytes last arrived.
+    last_bytes_ns: u64,
 }
 
 impl ControlChannel {
+    /// Notes that bytes arrive at `now_ns`, before they are fed: drops what
+    /// is held of a frame whose last bytes came more than
+    /// [`STALE_FRAME_NS`] earlier. Returns how many bytes it dropped.
+    pub fn arriving(&mut self, now_ns: u64) -> usize {
+        let stale = now_ns.saturating_sub(self.last_bytes_ns) > STALE_FRAME_NS;
+        self.last_bytes_ns = now_ns;
+        if !stale {
+            return 0;
+        }
+        let dropped = self.buffer.len();
+        self.buffer.clear();
+        dropped
+    }
+
     /// Takes received bytes; returns the requests they complete, or a
     /// description of each malformed one (which is dropped).
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<Result<Request, String>> {
@@ -122,6 +145,32 @@ mod tests {
 
     fn frame(request: &Wire<'_>) -> Vec<u8> {
         encode(request)
+    }
+
+    #[test]
+    fn a_frame_left_unfinished_is_dropped_when_bytes_come_much_later() {
+        let first = frame(&Wire::Swap {
+            service: "echo",
+            module: b"\0asm interrupted",
+        });
+        let second = frame(&Wire::TraceDump);
+        let mut channel = ControlChannel::default();
+        assert_eq!(channel.arriving(1_000), 0);
+        assert!(channel.feed(&first[..first.len() / 2]).is_empty());
+        // More of the same frame soon after: kept.
+        assert_eq!(channel.arriving(1_000 + STALE_FRAME_NS), 0);
+        assert!(
+            channel
+                .feed(&first[first.len() / 2..first.len() - 1])
+                .is_empty()
+        );
+        // The sender went away; a new one's frame comes later: the old part
+        // goes, the new frame is read whole.
+        assert_eq!(
+            channel.arriving(2_001 + 2 * STALE_FRAME_NS),
+            first.len() - 1
+        );
+        assert_eq!(channel.feed(&second), vec![Ok(Request::TraceDump)]);
     }
 
     #[test]

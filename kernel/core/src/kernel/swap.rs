@@ -36,6 +36,14 @@ impl Core {
             let Some(bytes) = buffer.get(..read).filter(|bytes| !bytes.is_empty()) else {
                 break;
             };
+            let dropped = self.control.arriving(self.platform.now_ns());
+            if dropped > 0 {
+                // Not answered: its sender is gone, and the line would be
+                // taken for the answer to the request now arriving.
+                self.log(&format!(
+                    "control: dropped {dropped} bytes of a request left unfinished"
+                ));
+            }
             for request in self.control.feed(bytes) {
                 match request {
                     Ok(Request::Swap { service, module }) => {
