@@ -396,7 +396,8 @@ impl Core {
         bundle_bytes: &[u8],
         platform: Arc<dyn Platform>,
     ) -> Result<(Core, KernelSettings), BootError> {
-        let bundle = bundle::decode(bundle_bytes).map_err(BootError::Bundle)?;
+        let wired = bundle::decode(bundle_bytes).map_err(BootError::Bundle)?;
+        let bundle = &wired.bundle;
         let mut kernel = Core {
             me: Weak::new(),
             switching: None,
@@ -441,58 +442,26 @@ impl Core {
         for line in reserved {
             kernel.log(&line);
         }
-        // Pass 1: every provided endpoint, closed until its provider loads.
-        // `declared_by[e]` is the bundle index of endpoint e's provider.
-        let mut declared_by: Vec<Option<usize>> = Vec::new();
-        for (index, image) in bundle.services.iter().enumerate() {
-            for name in &image.provides {
-                if kernel.endpoint_named(name).is_some() {
-                    kernel.log(&format!(
-                        "service {}: endpoint `{name}` is provided twice; ignored",
-                        image.name
-                    ));
-                    continue;
-                }
-                kernel
-                    .endpoints
-                    .push(Endpoint::new((*name).to_string(), None, 1));
-                declared_by.push(Some(index));
-            }
+        // The endpoints and each service's handles were resolved by
+        // image-builder (`bundle::Wired`); every endpoint stays closed until
+        // its provider loads. A handle past the table (no bundle encode
+        // writes one) is left out.
+        for name in &wired.endpoints {
+            kernel
+                .endpoints
+                .push(Endpoint::new((*name).to_string(), None, 1));
         }
-        // Pass 2: handles, then the service itself.
-        for (index, image) in bundle.services.iter().enumerate() {
-            let mut handles = Vec::new();
-            let mut names = Vec::new();
-            for name in &image.provides {
-                if let Some(endpoint) = kernel.endpoint_named(name)
-                    && declared_by.get(endpoint).copied().flatten() == Some(index)
-                {
-                    handles.push(Handle {
-                        endpoint,
-                        provider: true,
-                    });
-                    names.push((*name).to_string());
-                }
-            }
-            for name in &image.uses {
-                // An endpoint nobody provides (image-builder refuses those) stays
-                // closed: its users get PeerGone.
-                let endpoint = match kernel.endpoint_named(name) {
-                    Some(endpoint) => endpoint,
-                    None => {
-                        kernel
-                            .endpoints
-                            .push(Endpoint::new((*name).to_string(), None, 1));
-                        declared_by.push(None);
-                        kernel.endpoints.len() - 1
-                    }
-                };
-                handles.push(Handle {
-                    endpoint,
-                    provider: false,
-                });
-                names.push((*name).to_string());
-            }
+        for (image, wiring) in bundle.services.iter().zip(&wired.wiring) {
+            let (handles, names): (Vec<Handle>, Vec<String>) = wiring
+                .handles
+                .iter()
+                .filter_map(|handle| {
+                    let endpoint = usize::try_from(handle.endpoint).ok()?;
+                    let name = kernel.endpoints.get(endpoint)?.name.clone();
+                    let provider = handle.provider;
+                    Some((Handle { endpoint, provider }, name))
+                })
+                .unzip();
             let started_at = kernel.platform.now_ns();
             let grants = {
                 let (grants, skipped) = crate::grants::resolve(
@@ -512,43 +481,23 @@ impl Core {
                 }
                 Arc::new(grants)
             };
-            // WASI preopens, each on the handle of an endpoint the service
-            // uses (image-builder checks that; a bundle that does not say
-            // so loses the preopen, with a line in the log).
-            let mut preopens = Vec::new();
-            for preopen in &image.preopens {
-                let handle = names
-                    .iter()
-                    .position(|name| name == preopen.endpoint)
-                    .and_then(|index| i32::try_from(index + 1).ok());
-                match handle {
-                    Some(handle) => preopens.push(atoll_abi::startup::Preopen {
-                        guest: preopen.guest.to_string(),
-                        handle,
-                        directory: preopen.directory.to_string(),
-                        read_only: preopen.read_only,
-                    }),
-                    None => kernel.log(&format!(
-                        "service {}: preopen {} dropped: it does not use endpoint `{}`",
-                        image.name, preopen.guest, preopen.endpoint
-                    )),
-                }
-            }
-            // Listening sockets, likewise (numbered after the preopens).
-            let mut listeners = Vec::new();
-            for listen in &image.listen {
-                match names.iter().position(|name| name == listen.endpoint) {
-                    Some(index) => listeners.push(atoll_abi::startup::Listener {
-                        handle: i32::try_from(index + 1).unwrap_or(i32::MAX),
-                        port: listen.port,
-                        nonblocking: listen.nonblocking,
-                    }),
-                    None => kernel.log(&format!(
-                        "service {}: listening socket {} dropped: it does not use endpoint `{}`",
-                        image.name, listen.port, listen.endpoint
-                    )),
-                }
-            }
+            // WASI preopens and listening sockets, on handles resolved with
+            // the others.
+            let preopens = (image.preopens.iter().zip(&wiring.preopens))
+                .map(|(preopen, &handle)| atoll_abi::startup::Preopen {
+                    guest: preopen.guest.to_string(),
+                    handle,
+                    directory: preopen.directory.to_string(),
+                    read_only: preopen.read_only,
+                })
+                .collect();
+            let listeners = (image.listen.iter().zip(&wiring.listen))
+                .map(|(listen, &handle)| atoll_abi::startup::Listener {
+                    handle,
+                    port: listen.port,
+                    nonblocking: listen.nonblocking,
+                })
+                .collect();
             let loaded = Program::compile_with_shim(
                 image.module,
                 &image.limits,
@@ -620,13 +569,7 @@ impl Core {
                 }
             }
         }
-        Ok((kernel, bundle.kernel))
-    }
-
-    pub(super) fn endpoint_named(&self, name: &str) -> Option<usize> {
-        self.endpoints
-            .iter()
-            .position(|endpoint| endpoint.name == name)
+        Ok((kernel, wired.bundle.kernel))
     }
 
     /// Hands every service its host functions' way into the kernel.

@@ -1,7 +1,9 @@
 //! The boot bundle: what image-builder packs and the kernel unpacks.
 //!
 //! Layout: 8 magic bytes, a little-endian `u32` format version, then the
-//! postcard encoding of [`Bundle`]. The bootloader hands the whole thing to the
+//! postcard encoding of [`Wired`]: the [`Bundle`] as described, with every
+//! endpoint name resolved when it was encoded, so that the kernel reads
+//! indices and resolves nothing. The bootloader hands the whole thing to the
 //! kernel as its ramdisk. Service modules are borrowed from the ramdisk bytes when
 //! decoding, so unpacking copies no module.
 
@@ -13,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
 /// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
-pub const FORMAT_VERSION: u32 = 10;
+pub const FORMAT_VERSION: u32 = 11;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
 /// load the kernel's symbols at a known offset (`symbol-file kernel.elf -o KERNEL_BASE`).
@@ -41,6 +43,43 @@ pub struct Bundle<'a> {
     /// instance of it (docs/design.md, "WASI in user space").
     #[serde(borrow)]
     pub wasi_shim: Option<&'a [u8]>,
+}
+
+/// A bundle as the kernel reads it: the [`Bundle`], the system's endpoints,
+/// and each service's [`Wiring`] (in service order), computed by [`encode`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wired<'a> {
+    #[serde(borrow)]
+    pub bundle: Bundle<'a>,
+    /// Every endpoint of the system, by name: those provided, in the order
+    /// of their providers, then those used and provided by nobody (their
+    /// users get `PeerGone`). A [`Handle`] indexes this list.
+    #[serde(borrow)]
+    pub endpoints: Vec<&'a str>,
+    pub wiring: Vec<Wiring>,
+}
+
+/// One service's endpoint names, resolved.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wiring {
+    /// The service's handles, in the order of the ABI's handle numbers
+    /// (handle 1 first): the endpoints it provides, then those it uses. An
+    /// endpoint provided twice stays its first provider's (image-builder
+    /// refuses such a system): the second gets no handle for it.
+    pub handles: Vec<Handle>,
+    /// The handle of each of its preopens' endpoints, in order.
+    pub preopens: Vec<i32>,
+    /// The handle of each of its listening sockets' endpoints, in order.
+    pub listen: Vec<i32>,
+}
+
+/// A service's right to an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handle {
+    /// Index into [`Wired::endpoints`].
+    pub endpoint: u32,
+    /// The service provides the endpoint (and alone may receive from it).
+    pub provider: bool,
 }
 
 /// System-wide settings from the `[system]` and `[kernel]` tables of `system.toml`.
@@ -218,15 +257,109 @@ impl core::fmt::Display for DecodeError {
     }
 }
 
-/// Encodes a bundle with its header.
-pub fn encode(bundle: &Bundle<'_>) -> Result<Vec<u8>, postcard::Error> {
+/// Why a bundle cannot be encoded.
+#[derive(Debug)]
+pub enum EncodeError {
+    /// A preopen or listening socket of `service` names an endpoint the
+    /// service does not use.
+    NotUsed {
+        service: String,
+        endpoint: String,
+    },
+    Postcard(postcard::Error),
+}
+
+impl core::fmt::Display for EncodeError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            EncodeError::NotUsed { service, endpoint } => write!(
+                formatter,
+                "service {service}: a preopen or listening socket is on endpoint `{endpoint}`, which it does not use"
+            ),
+            EncodeError::Postcard(error) => write!(formatter, "{error}"),
+        }
+    }
+}
+
+/// Resolves `bundle`'s endpoint names (see [`Wired`]).
+fn wire<'a>(bundle: &Bundle<'a>) -> Result<(Vec<&'a str>, Vec<Wiring>), EncodeError> {
+    let mut endpoints: Vec<&'a str> = Vec::new();
+    let mut providers = Vec::new();
+    for (index, image) in bundle.services.iter().enumerate() {
+        for &name in &image.provides {
+            if !endpoints.contains(&name) {
+                endpoints.push(name);
+                providers.push(index);
+            }
+        }
+    }
+    let mut wiring = Vec::with_capacity(bundle.services.len());
+    for (index, image) in bundle.services.iter().enumerate() {
+        let mut names = Vec::new();
+        let mut handles = Vec::new();
+        let provided = image.provides.iter().map(|name| (name, true));
+        for (&name, provider) in provided.chain(image.uses.iter().map(|name| (name, false))) {
+            let endpoint = match endpoints.iter().position(|&known| known == name) {
+                Some(at) if provider && providers.get(at) != Some(&index) => continue,
+                Some(at) => at,
+                None => {
+                    endpoints.push(name);
+                    endpoints.len() - 1
+                }
+            };
+            names.push(name);
+            handles.push(Handle {
+                endpoint: u32::try_from(endpoint).unwrap_or(u32::MAX),
+                provider,
+            });
+        }
+        let handle = |endpoint: &str| {
+            let at = names.iter().position(|&name| name == endpoint);
+            at.and_then(|at| i32::try_from(at + 1).ok())
+                .ok_or_else(|| EncodeError::NotUsed {
+                    service: String::from(image.name),
+                    endpoint: String::from(endpoint),
+                })
+        };
+        wiring.push(Wiring {
+            preopens: image
+                .preopens
+                .iter()
+                .map(|p| handle(p.endpoint))
+                .collect::<Result<_, _>>()?,
+            listen: image
+                .listen
+                .iter()
+                .map(|l| handle(l.endpoint))
+                .collect::<Result<_, _>>()?,
+            handles,
+        });
+    }
+    Ok((endpoints, wiring))
+}
+
+/// Encodes a bundle with its header, its endpoint names resolved.
+pub fn encode(bundle: &Bundle<'_>) -> Result<Vec<u8>, EncodeError> {
+    /// [`Wired`], borrowing the bundle.
+    #[derive(Serialize)]
+    struct Encoded<'b, 'a> {
+        bundle: &'b Bundle<'a>,
+        endpoints: &'b [&'a str],
+        wiring: &'b [Wiring],
+    }
+    let (endpoints, wiring) = wire(bundle)?;
     let mut bytes = Vec::from(MAGIC);
     bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    postcard::to_extend(bundle, bytes)
+    let encoded = Encoded {
+        bundle,
+        endpoints: &endpoints,
+        wiring: &wiring,
+    };
+    postcard::to_extend(&encoded, bytes).map_err(EncodeError::Postcard)
 }
 
 /// Decodes a bundle, borrowing module bytes from `bytes`.
-pub fn decode(bytes: &[u8]) -> Result<Bundle<'_>, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<Wired<'_>, DecodeError> {
     let (header, body) = bytes
         .split_at_checked(HEADER_LEN)
         .ok_or(DecodeError::Truncated)?;
@@ -260,7 +393,7 @@ mod tests {
                 module: b"\0asm\x01\0\0\0",
                 limits: ServiceLimits::default(),
                 provides: vec!["echo"],
-                uses: vec!["log", "kv"],
+                uses: vec!["log", "kv", "fs", "net"],
                 supervisor: false,
                 restart: crate::supervision::RestartPolicy::default(),
                 args: vec!["hello", "--verbose"],
@@ -296,7 +429,46 @@ mod tests {
     #[test]
     fn round_trip() {
         let bytes = encode(&sample()).unwrap();
-        assert_eq!(decode(&bytes).unwrap(), sample());
+        assert_eq!(decode(&bytes).unwrap().bundle, sample());
+    }
+
+    #[test]
+    fn endpoint_names_are_resolved_into_handles() {
+        let mut bundle = sample();
+        let mut other = bundle.services[0].clone();
+        other.name = "other";
+        // `echo` again (stays hello's), then `fs`, which hello uses.
+        other.provides = vec!["echo", "fs"];
+        other.uses = vec!["echo"];
+        other.preopens.clear();
+        other.listen.clear();
+        bundle.services.push(other);
+        let bytes = encode(&bundle).unwrap();
+        let wired = decode(&bytes).unwrap();
+        assert_eq!(wired.endpoints, ["echo", "fs", "log", "kv", "net"]);
+        let handle = |endpoint, provider| Handle { endpoint, provider };
+        let hello = &wired.wiring[0];
+        assert_eq!(
+            hello.handles,
+            [
+                handle(0, true),
+                handle(2, false),
+                handle(3, false),
+                handle(1, false),
+                handle(4, false)
+            ]
+        );
+        assert_eq!(
+            (hello.preopens.as_slice(), hello.listen.as_slice()),
+            (&[4][..], &[5][..])
+        );
+        assert_eq!(wired.wiring[1].handles, [handle(1, true), handle(0, false)]);
+        // A preopen on an endpoint the service does not use is refused.
+        bundle.services[0].uses.retain(|&name| name != "fs");
+        assert!(matches!(
+            encode(&bundle),
+            Err(EncodeError::NotUsed { endpoint, .. }) if endpoint == "fs"
+        ));
     }
 
     #[test]

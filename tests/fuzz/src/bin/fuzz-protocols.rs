@@ -27,16 +27,23 @@ fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(bytes: &[u8])
     "decoded"
 }
 
+/// A bundle that decodes describes a system that encodes again (unless a
+/// preopen or listener names an endpoint its service does not use, which
+/// encoding refuses) and decodes back to the same description.
 fn bundle_round_trip(bytes: &[u8]) -> Outcome {
     let Ok(decoded) = bundle::decode(bytes) else {
         return "refused";
     };
-    let encoded = match bundle::encode(&decoded) {
+    let encoded = match bundle::encode(&decoded.bundle) {
         Ok(encoded) => encoded,
+        Err(bundle::EncodeError::NotUsed { .. }) => return "refused",
         Err(error) => panic!("a decoded bundle does not encode: {error:?}"),
     };
     match bundle::decode(&encoded) {
-        Ok(again) => assert_eq!(again, decoded, "decode(encode(bundle)) != bundle"),
+        Ok(again) => assert_eq!(
+            again.bundle, decoded.bundle,
+            "decode(encode(bundle)) != bundle"
+        ),
         Err(error) => panic!("an encoded bundle does not decode: {error}"),
     }
     "decoded"
