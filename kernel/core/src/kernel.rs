@@ -802,7 +802,12 @@ pub const MAX_MESSAGE_BUDGET: usize = 64 * 1024 * 1024;
 /// A queued message's buffer never changes, so what is added at `enqueue` is
 /// what is taken off when it leaves.
 fn message_cost(message: &Message) -> usize {
-    message.data.capacity() + core::mem::size_of::<Message>()
+    kernel_message_cost(&message.data)
+}
+
+/// What a message with `data` costs the budget and the heap.
+fn kernel_message_cost(data: &Vec<u8>) -> usize {
+    data.capacity() + core::mem::size_of::<Message>()
 }
 
 impl Core {

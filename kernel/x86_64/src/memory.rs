@@ -93,7 +93,7 @@ pub fn ramdisk(boot_info: &BootInfo) -> Option<&'static [u8]> {
     let address = boot_info.ramdisk_addr.into_option()?;
     let len = usize::try_from(boot_info.ramdisk_len).ok()?;
     // SAFETY: the bootloader maps the ramdisk at `address` for `len` bytes and
-    // marks its frames as bootloader-owned in the memory map, so neither the heap
-    // nor the frame allocator ever hands them out; the kernel never writes them.
+    // marks its frames as bootloader-owned in the memory map, so the heap never
+    // hands them out; the kernel never writes them.
     Some(unsafe { core::slice::from_raw_parts(address as *const u8, len) })
 }

@@ -56,8 +56,11 @@ impl Core {
             policy: slot.policy,
             at_ns: self.platform.now_ns(),
         };
-        let (Some(endpoint), Ok(data)) = (self.inbox(supervisor), postcard::to_allocvec(&event))
-        else {
+        let Some(endpoint) = self.inbox(supervisor) else {
+            self.stopped(id);
+            return;
+        };
+        let Ok(data) = postcard::to_allocvec(&event) else {
             self.stopped(id);
             return;
         };
@@ -65,11 +68,7 @@ impl Core {
         // small and one per ended service. Only a heap at its reserve (a
         // supervisor that restarts without reading its reports) drops one,
         // and then the service stays stopped.
-        if self
-            .heap
-            .admit(data.capacity() + size_of::<Message>())
-            .is_err()
-        {
+        if self.heap.admit(kernel_message_cost(&data)).is_err() {
             self.log(&format!(
                 "report of {} to the supervisor dropped: kernel heap low; it stays stopped",
                 event.service

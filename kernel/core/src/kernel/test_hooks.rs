@@ -1,6 +1,7 @@
 //! Test-only views of the kernel's internal state, for the host tests in
 //! `crate::tests` where nothing in the kernel's API shows it. Each hook is a
-//! line or two and returns plain values; nothing here changes the kernel.
+//! line or two and returns plain values; only `set_message_budget` changes
+//! anything (the bound a test wants to reach).
 
 use super::{Kernel, Slot};
 use alloc::vec::Vec;
