@@ -342,6 +342,14 @@ impl Service {
         Ok(true)
     }
 
+    /// Whether it exports [`STATE_SAVE_EXPORT`], so that a swap hands its
+    /// state to the next version.
+    pub fn saves_state(&self) -> bool {
+        (self.instance)
+            .get_typed_func::<(), i64>(&self.store, STATE_SAVE_EXPORT)
+            .is_ok()
+    }
+
     /// Whether a growth of its memories or tables was refused because the
     /// kernel heap could not hold it (so a failure that followed is out of
     /// memory, not the service's fault).

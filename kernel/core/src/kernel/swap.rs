@@ -157,7 +157,11 @@ impl Core {
                 Ok(service) => service,
                 Err(error) => return Err(self.refuse_swap(name, &error)),
             };
+            // Only where a state will be handed over: else the buffer
+            // export is never called, and need not work.
+            let hands_over = slot.service.as_ref().is_some_and(|old| old.saves_state());
             if !cfg!(feature = "cold-state-buffer")
+                && hands_over
                 && let Err(reason) = service.warm_state_buffer()
             {
                 if service.heap_refused_growth() {

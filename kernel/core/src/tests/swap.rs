@@ -743,17 +743,48 @@ fn a_version_whose_state_buffer_export_traps_is_refused_when_asked_for() {
     ));
 }
 
+#[test]
+fn a_version_replacing_one_that_saves_no_state_is_not_asked_for_a_buffer() {
+    // The old version exports no `atoll_state_save`: no state is handed
+    // over, so the new version's buffer export is never called, not even to
+    // warm it, and a trapping one refuses nothing.
+    let old = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
+    );
+    let mut system = TestSystem::new().service("svc", old).provides("svc").boot();
+    system.run();
+    system
+        .platform
+        .send_control(&atoll_abi::control::encode_swap(
+            "svc",
+            &counting_alloc_version(true),
+        ));
+    system.kernel.poll_control();
+    system.run();
+    let answer = system.platform.control_output();
+    assert!(answer.starts_with("ok: service svc swapped"), "{answer}");
+    assert_eq!(system.kernel.swaps("svc"), Some(1));
+    // Its `_start` ran with no buffer asked for.
+    assert_eq!(system.lines_of("svc"), ["cold"]);
+}
+
 #[cfg(not(feature = "late-swap-start"))]
 #[test]
 fn the_new_versions_first_allocation_is_made_before_the_quiescent_point() {
     // The old version sleeps when the swap is asked for: the swap waits for
     // its `receive`, and the new version has already made its first
     // allocation (which grows its memory by a page, as an allocator's first
-    // does), outside the pause to come.
-    let old = probe(
-        "",
-        "(drop (call $sleep (i64.const 1000000))) (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
-    );
+    // does), outside the pause to come. (The old version saves a state,
+    // so the new one will be asked for a buffer.)
+    let old = r#"(module
+        (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
+        (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "atoll_state_save") (result i64) (i64.const 0))
+        (func (export "_start")
+            (drop (call $sleep (i64.const 1000000)))
+            (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))))"#;
     let mut system = TestSystem::new().service("svc", old).provides("svc").boot();
     let new = wat::parse_str(
         r#"(module
