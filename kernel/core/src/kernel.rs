@@ -443,9 +443,8 @@ impl Core {
             kernel.log(&line);
         }
         // The endpoints and each service's handles were resolved by
-        // image-builder (`bundle::Wired`); every endpoint stays closed until
-        // its provider loads. A handle past the table (no bundle encode
-        // writes one) is left out.
+        // image-builder (`bundle::Wired`, whose fit `bundle::decode`
+        // checked); every endpoint stays closed until its provider loads.
         for name in &wired.endpoints {
             kernel
                 .endpoints

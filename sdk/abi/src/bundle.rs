@@ -59,6 +59,43 @@ pub struct Wired<'a> {
     pub wiring: Vec<Wiring>,
 }
 
+impl Wired<'_> {
+    /// Whether the wiring fits the services, as [`encode`] writes it: one
+    /// [`Wiring`] per service, every handle within the endpoint table, each
+    /// endpoint provided by at most one service, and one handle, in range,
+    /// per preopen and listening socket. The kernel then hands out exactly
+    /// the handles the description gave.
+    #[must_use]
+    pub fn consistent(&self) -> bool {
+        let mut provided = alloc::vec![None; self.endpoints.len()];
+        self.wiring.len() == self.bundle.services.len()
+            && self
+                .bundle
+                .services
+                .iter()
+                .zip(&self.wiring)
+                .enumerate()
+                .all(|(index, (image, wiring))| {
+                    let handle_ok = |&handle: &i32| {
+                        usize::try_from(handle)
+                            .is_ok_and(|handle| (1..=wiring.handles.len()).contains(&handle))
+                    };
+                    wiring.preopens.len() == image.preopens.len()
+                        && wiring.listen.len() == image.listen.len()
+                        && wiring.preopens.iter().chain(&wiring.listen).all(handle_ok)
+                        && wiring.handles.iter().all(|handle| {
+                            let Some(slot) = usize::try_from(handle.endpoint)
+                                .ok()
+                                .and_then(|endpoint| provided.get_mut(endpoint))
+                            else {
+                                return false;
+                            };
+                            !handle.provider || *slot.get_or_insert(index) == index
+                        })
+                })
+    }
+}
+
 /// One service's endpoint names, resolved.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wiring {
@@ -241,6 +278,9 @@ pub enum DecodeError {
     UnsupportedVersion(u32),
     /// The postcard body does not decode.
     Malformed,
+    /// The body decodes but its wiring does not fit its services (see
+    /// [`Wired::consistent`]): no [`encode`] writes such a bundle.
+    Inconsistent,
 }
 
 impl core::fmt::Display for DecodeError {
@@ -253,6 +293,12 @@ impl core::fmt::Display for DecodeError {
                 "bundle format version {version}, this kernel reads {FORMAT_VERSION}"
             ),
             DecodeError::Malformed => write!(formatter, "bundle body does not decode"),
+            DecodeError::Inconsistent => {
+                write!(
+                    formatter,
+                    "bundle's endpoint wiring does not fit its services"
+                )
+            }
         }
     }
 }
@@ -261,7 +307,7 @@ impl core::fmt::Display for DecodeError {
 #[derive(Debug)]
 pub enum EncodeError {
     /// A preopen or listening socket of `service` names an endpoint the
-    /// service does not use.
+    /// service neither provides nor uses.
     NotUsed {
         service: String,
         endpoint: String,
@@ -274,7 +320,7 @@ impl core::fmt::Display for EncodeError {
         match self {
             EncodeError::NotUsed { service, endpoint } => write!(
                 formatter,
-                "service {service}: a preopen or listening socket is on endpoint `{endpoint}`, which it does not use"
+                "service {service}: a preopen or listening socket is on endpoint `{endpoint}`, which it neither provides nor uses"
             ),
             EncodeError::Postcard(error) => write!(formatter, "{error}"),
         }
@@ -372,7 +418,11 @@ pub fn decode(bytes: &[u8]) -> Result<Wired<'_>, DecodeError> {
     if version != FORMAT_VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
     }
-    postcard::from_bytes(body).map_err(|_| DecodeError::Malformed)
+    let wired: Wired<'_> = postcard::from_bytes(body).map_err(|_| DecodeError::Malformed)?;
+    if !wired.consistent() {
+        return Err(DecodeError::Inconsistent);
+    }
+    Ok(wired)
 }
 
 #[cfg(test)]
@@ -483,6 +533,41 @@ mod tests {
         assert_eq!(decode(&bytes), Err(DecodeError::UnsupportedVersion(9)));
         bytes[0] = b'X';
         assert_eq!(decode(&bytes), Err(DecodeError::BadMagic));
+    }
+
+    #[test]
+    fn wiring_that_does_not_fit_its_services_is_refused() {
+        let bytes = encode(&sample()).unwrap();
+        let good = decode(&bytes).unwrap();
+        let raw = |wired: &Wired<'_>| {
+            let mut bytes = Vec::from(MAGIC);
+            bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            postcard::to_extend(wired, bytes).unwrap()
+        };
+        assert_eq!(decode(&raw(&good)).as_ref(), Ok(&good));
+        let broken: [&dyn Fn(&mut Wired<'_>); 6] = [
+            &|wired| wired.wiring.clear(),
+            &|wired| wired.wiring[0].handles[1].endpoint = 99,
+            &|wired| wired.wiring[0].preopens[0] = 0,
+            &|wired| wired.wiring[0].listen[0] = 6,
+            &|wired| wired.wiring[0].listen.clear(),
+            // A second service providing hello's endpoint.
+            &|wired| {
+                wired.bundle.services.push(wired.bundle.services[0].clone());
+                let mut twin = wired.wiring[0].clone();
+                (twin.preopens, twin.listen) = (vec![1], vec![1]);
+                wired.wiring.push(twin);
+            },
+        ];
+        for (index, breaking) in broken.iter().enumerate() {
+            let mut wired = good.clone();
+            breaking(&mut wired);
+            assert_eq!(
+                decode(&raw(&wired)),
+                Err(DecodeError::Inconsistent),
+                "case {index}"
+            );
+        }
     }
 
     #[test]

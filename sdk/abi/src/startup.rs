@@ -6,7 +6,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 /// What the kernel tells a service at its start ([`crate::STARTUP`]): its
-/// description from `system.toml`, resolved at boot.
+/// description from `system.toml`, with its endpoints' handles (resolved
+/// when image-builder encoded the bundle).
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Startup {
     /// `args_get` strings (the service's name first).

@@ -224,6 +224,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bundle_seed_is_a_bundle_of_the_current_format() {
+        // fuzz-protocols' target 19 decodes a bundle: its seed must be one
+        // this build reads, or the target only ever sees refusals. (After
+        // a format change, write it again from `bundle::encode`.)
+        let seed = std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/protocols/bundle-three-services"),
+        )
+        .unwrap();
+        let (&target, bundle) = seed.split_first().unwrap();
+        assert_eq!(target % 25, 19);
+        let wired = atoll_abi::bundle::decode(bundle).unwrap();
+        assert_eq!(wired.bundle.services.len(), 3);
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
