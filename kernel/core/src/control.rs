@@ -55,8 +55,9 @@ impl core::fmt::Display for SwapRefusal {
 /// A partial frame is dropped when more bytes arrive this long after its
 /// last ones: its sender went away mid-frame (an interrupted push), and the
 /// bytes now arriving start a new frame, which it would otherwise swallow.
-/// Frames arrive as fast as the kernel polls (at least every 10 ms while it
-/// runs), so a live sender never pauses this long within one.
+/// The kernel polls the channel between turns (at most every 1 ms,
+/// `CONTROL_POLL_NS`) and on idle wake-ups, so a live sender never pauses
+/// this long within one.
 pub const STALE_FRAME_NS: u64 = 5_000_000_000;
 
 /// Accumulates bytes and cuts them into requests.

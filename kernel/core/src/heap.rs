@@ -35,7 +35,7 @@
 //! kernel's other bounded allocations.
 //!
 //! What is not here: the allocator itself (the platform's) and the message
-//! budget that shares the queues fairly (`Kernel::enqueue`, which counts each
+//! budget that shares the queues fairly (`Core::enqueue`, which counts each
 //! queued message's buffer by its capacity).
 
 use crate::Platform;

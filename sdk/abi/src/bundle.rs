@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 /// The first bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"ATOLLBDL";
 
-/// The bundle format this crate writes and reads. Bumped on any change of [`Bundle`].
+/// The bundle format this crate writes and reads. Bumped on any change of
+/// [`Wired`] (and what it contains).
 pub const FORMAT_VERSION: u32 = 11;
 
 /// Where the bootloader maps the kernel in virtual memory. Fixed, so that GDB can
