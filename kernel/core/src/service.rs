@@ -305,10 +305,7 @@ impl Service {
     /// it exports no such function. Runs beside a suspended entry-point call,
     /// with a fuel budget of its own; the slice's fuel is put back after.
     pub fn save_state(&mut self) -> Result<Option<Vec<u8>>, String> {
-        let Ok(save) = self
-            .instance
-            .get_typed_func::<(), i64>(&self.store, STATE_SAVE_EXPORT)
-        else {
+        let Some(save) = self.save_export() else {
             return Ok(None);
         };
         let packed: i64 = self.with_fuel(|store| save.call(store, ()))?;
@@ -345,9 +342,15 @@ impl Service {
     /// Whether it exports [`STATE_SAVE_EXPORT`], so that a swap hands its
     /// state to the next version.
     pub fn saves_state(&self) -> bool {
+        self.save_export().is_some()
+    }
+
+    /// The service's [`STATE_SAVE_EXPORT`], if it exports it with its
+    /// signature.
+    fn save_export(&self) -> Option<TypedFunc<(), i64>> {
         (self.instance)
             .get_typed_func::<(), i64>(&self.store, STATE_SAVE_EXPORT)
-            .is_ok()
+            .ok()
     }
 
     /// Whether a growth of its memories or tables was refused because the
