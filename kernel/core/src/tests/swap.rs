@@ -697,10 +697,13 @@ fn counting_alloc_version(trap: bool) -> Vec<u8> {
 /// The counter `svc`, waiting in `receive`, and the host's request to swap
 /// it to `module`, read.
 fn counter_asked_to_swap_to(module: &[u8]) -> super::system::System {
-    let mut system = TestSystem::new()
-        .module("svc", counter_module(1, false))
-        .provides("svc")
-        .boot();
+    asked_to_swap(counter_module(1, false), module)
+}
+
+/// Service `svc` (`old`), run until it waits, and the host's request to swap
+/// it to `module`, read.
+fn asked_to_swap(old: Vec<u8>, module: &[u8]) -> super::system::System {
+    let mut system = TestSystem::new().module("svc", old).provides("svc").boot();
     system.run();
     system
         .platform
@@ -752,15 +755,8 @@ fn a_version_replacing_one_that_saves_no_state_is_not_asked_for_a_buffer() {
         "",
         "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
     );
-    let mut system = TestSystem::new().service("svc", old).provides("svc").boot();
-    system.run();
-    system
-        .platform
-        .send_control(&atoll_abi::control::encode_swap(
-            "svc",
-            &counting_alloc_version(true),
-        ));
-    system.kernel.poll_control();
+    let old = wat::parse_str(old).unwrap();
+    let mut system = asked_to_swap(old, &counting_alloc_version(true));
     system.run();
     let answer = system.platform.control_output();
     assert!(answer.starts_with("ok: service svc swapped"), "{answer}");
