@@ -24,8 +24,8 @@ pub fn save(save: fn() -> Vec<u8>) -> i64 {
 
 /// Implements `atoll_state_alloc`: a buffer of `len` bytes for the kernel to
 /// fill; [`restore`] takes back the buffer it is handed. The kernel's
-/// warm-up buffer (one byte, asked for when a swap is, and never handed
-/// back) stays the service's.
+/// warm-up buffer (one byte, asked for when a swap from a version that saves
+/// a state is asked for, and never handed back) stays the service's.
 pub fn alloc(len: i32) -> i32 {
     let length = usize::try_from(len).unwrap_or(0);
     let buffer: &'static mut [u8] = Box::leak(vec![0u8; length].into_boxed_slice());
