@@ -14,7 +14,8 @@
 //! must not pay (docs/design.md, "The console"). The kernel's own prints
 //! (`kprintln!`) and fault reports write the ring out first, and so does a
 //! console driver's write to COM1 ([`before_driver_write`]), so the console
-//! keeps the order in which things were written.
+//! keeps the order in which things were written. The control channel's
+//! answers to the host are held the same way, in a ring of their own.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -171,7 +172,7 @@ impl Write for Uart {
     }
 }
 
-/// Log output not yet written to the UART, oldest first.
+/// Output not yet written to a UART, oldest first.
 struct Held {
     bytes: [u8; HELD_LEN],
     /// Where the oldest byte is, and how many are held.
@@ -179,26 +180,19 @@ struct Held {
     len: usize,
 }
 
-/// When the oldest held byte was written; `u64::MAX` while none is held.
-/// Kept beside the ring (and changed only with its lock held) so that the
-/// check at every turn's start takes no lock.
-static OLDEST_HELD_NS: AtomicU64 = AtomicU64::new(u64::MAX);
-
-/// The most bytes held back (about 60 ms of output under QEMU): a write
-/// that finds no room writes out the oldest held bytes until it fits.
+/// The most bytes held back on a line (about 60 ms of output under QEMU):
+/// a write that finds no room writes out the oldest held bytes until it
+/// fits.
 const HELD_LEN: usize = 16 * 1024;
 
-/// The longest a held line waits while services keep the CPU busy.
+/// The longest held output waits while services keep the CPU busy.
 pub const HOLD_NS: u64 = 10_000_000;
 
 impl Held {
     /// Appends `text`; `false` (nothing appended) if it does not fit.
-    fn push(&mut self, text: &[u8], now_ns: u64) -> bool {
+    fn push(&mut self, text: &[u8]) -> bool {
         if text.len() > HELD_LEN - self.len {
             return false;
-        }
-        if self.len == 0 {
-            OLDEST_HELD_NS.store(now_ns, Ordering::Relaxed);
         }
         for &byte in text {
             let at = (self.start + self.len) % HELD_LEN;
@@ -219,48 +213,132 @@ impl Held {
             self.start = (self.start + 1) % HELD_LEN;
         }
         self.len -= count;
-        if self.len == 0 {
-            OLDEST_HELD_NS.store(u64::MAX, Ordering::Relaxed);
-        }
         count
     }
 }
 
-/// COM1 with the log output held for it.
-struct Console {
+/// A UART and the output held for it.
+struct Output {
     uart: Uart,
     held: Held,
+    /// Whether each `\n` goes out as `\r\n` (the console's, not the
+    /// control channel's).
+    crlf: bool,
 }
 
-impl Console {
-    /// Writes up to [`WRITE_PIECE`] held bytes; returns whether any were.
-    fn write_out_piece(&mut self) -> bool {
+/// A serial line whose output is held: the console (COM1) or the host
+/// control channel (COM2).
+struct Line {
+    output: Mutex<Output>,
+    /// When the oldest held byte was written; `u64::MAX` while none is held.
+    /// Kept beside the lock (and changed only with it held) so that the
+    /// check at every turn's start takes no lock.
+    oldest_ns: AtomicU64,
+}
+
+impl Line {
+    const fn new(base: u16, crlf: bool) -> Self {
+        Self {
+            output: Mutex::new(Output {
+                uart: Uart { base },
+                held: Held {
+                    bytes: [0; HELD_LEN],
+                    start: 0,
+                    len: 0,
+                },
+                crlf,
+            }),
+            oldest_ns: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    /// Holds `text`, writing out the oldest held bytes until it fits; text
+    /// longer than the ring is written at once, after all the held bytes.
+    fn hold(&self, text: &[u8]) {
+        let now = crate::clock::now_ns();
+        loop {
+            // A piece at a time, with interrupts on between pieces.
+            let (held, wrote) = x86_64::instructions::interrupts::without_interrupts(|| {
+                let mut output = self.output.lock();
+                let was_empty = output.held.len == 0;
+                if output.held.push(text) {
+                    if was_empty {
+                        self.oldest_ns.store(now, Ordering::Relaxed);
+                    }
+                    (true, false)
+                } else {
+                    (false, self.write_out_piece(&mut output))
+                }
+            });
+            if held {
+                return;
+            }
+            if !wrote {
+                // Nothing is held and it still does not fit.
+                break;
+            }
+        }
+        self.transmit_in_pieces(text);
+    }
+
+    /// Writes up to [`WRITE_PIECE`] held bytes of `output` (this line's,
+    /// locked); returns whether any were.
+    fn write_out_piece(&self, output: &mut Output) -> bool {
         let mut piece = [0u8; WRITE_PIECE];
-        let count = self.held.take(&mut piece);
+        let count = output.held.take(&mut piece);
+        if output.held.len == 0 {
+            self.oldest_ns.store(u64::MAX, Ordering::Relaxed);
+        }
         if let Some(piece) = piece.get(..count) {
-            self.uart.transmit(piece, true);
+            output.uart.transmit(piece, output.crlf);
         }
         count > 0
     }
+
+    /// Writes out everything held.
+    fn write_out(&self) {
+        // In pieces, with interrupts on between them: a long write must not
+        // hold interrupts off for its whole length.
+        while x86_64::instructions::interrupts::without_interrupts(|| {
+            self.write_out_piece(&mut self.output.lock())
+        }) {}
+    }
+
+    fn holds_any(&self) -> bool {
+        self.oldest_ns.load(Ordering::Relaxed) != u64::MAX
+    }
+
+    /// Writes out what is held if the oldest of it has waited [`HOLD_NS`].
+    fn write_out_if_due(&self, now_ns: u64) {
+        if self.holds_any()
+            && now_ns.saturating_sub(self.oldest_ns.load(Ordering::Relaxed)) >= HOLD_NS
+        {
+            self.write_out();
+        }
+    }
+
+    /// Writes `bytes` straight to the UART, in pieces with interrupts on
+    /// between them.
+    fn transmit_in_pieces(&self, bytes: &[u8]) {
+        for piece in bytes.chunks(WRITE_PIECE) {
+            x86_64::instructions::interrupts::without_interrupts(|| {
+                let output = self.output.lock();
+                output.uart.transmit(piece, output.crlf);
+            });
+        }
+    }
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console {
-    uart: Uart { base: COM1 },
-    held: Held {
-        bytes: [0; HELD_LEN],
-        start: 0,
-        len: 0,
-    },
-});
-static CONTROL: Mutex<Uart> = Mutex::new(Uart { base: COM2 });
+static CONSOLE: Line = Line::new(COM1, true);
+static CONTROL: Line = Line::new(COM2, false);
 static CONTROL_PRESENT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// Sets the UARTs up. Call once, first thing.
 pub fn init() {
-    CONSOLE.lock().uart.init();
-    let control = CONTROL.lock();
-    if control.present() {
-        control.init();
+    CONSOLE.output.lock().uart.init();
+    let control = CONTROL.output.lock();
+    if control.uart.present() {
+        control.uart.init();
         CONTROL_PRESENT.store(true, core::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -276,19 +354,28 @@ pub fn control_read(buffer: &mut [u8]) -> usize {
     if !control_present() {
         return 0;
     }
-    let control = CONTROL.lock();
+    let control = CONTROL.output.lock();
     buffer
         .iter_mut()
-        .map_while(|slot| control.read_byte().map(|byte| *slot = byte))
+        .map_while(|slot| control.uart.read_byte().map(|byte| *slot = byte))
         .count()
 }
 
-/// Writes text to the control channel.
+/// Holds text for the control channel: it is written out with the console's
+/// held lines (when the kernel idles, or [`HOLD_NS`] after the oldest), so
+/// an answer to the host costs no service its turn (a swap's "ok" was
+/// written inside the swap's pause).
 pub fn control_write(text: &str) {
     if !control_present() {
         return;
     }
-    CONTROL.lock().transmit(text.as_bytes(), false);
+    if cfg!(feature = "control-at-once") {
+        // As before: written at once.
+        let control = CONTROL.output.lock();
+        control.uart.transmit(text.as_bytes(), false);
+        return;
+    }
+    CONTROL.hold(text.as_bytes());
 }
 
 /// Holds a log line for the console; it is written out when the kernel
@@ -299,38 +386,16 @@ pub fn control_write(text: &str) {
 /// is written at once, after all the held lines.
 pub fn write_str(text: &str) {
     if cfg!(feature = "console-at-once") {
-        transmit_in_pieces(text.as_bytes());
+        CONSOLE.transmit_in_pieces(text.as_bytes());
         return;
     }
-    let now = crate::clock::now_ns();
-    loop {
-        // A piece at a time, with interrupts on between pieces.
-        let (held, wrote) = x86_64::instructions::interrupts::without_interrupts(|| {
-            let mut console = CONSOLE.lock();
-            if console.held.push(text.as_bytes(), now) {
-                (true, false)
-            } else {
-                (false, console.write_out_piece())
-            }
-        });
-        if held {
-            return;
-        }
-        if !wrote {
-            // Nothing is held and it still does not fit.
-            break;
-        }
-    }
-    transmit_in_pieces(text.as_bytes());
+    CONSOLE.hold(text.as_bytes());
 }
 
-/// Writes out every held line.
+/// Writes out every held line, the console's and the control channel's.
 pub fn write_out() {
-    // In pieces, with interrupts on between them: a long write must not
-    // hold interrupts off for its whole length.
-    while x86_64::instructions::interrupts::without_interrupts(|| CONSOLE.lock().write_out_piece())
-    {
-    }
+    CONSOLE.write_out();
+    CONTROL.write_out();
 }
 
 /// Writes out the held lines before a console driver's `width`-byte write
@@ -339,34 +404,23 @@ pub fn write_out() {
 /// written (a line held while a driver printed came out after its output).
 pub fn before_driver_write(port: u16, width: u8) {
     let last = port.saturating_add(u16::from(width.max(1)) - 1);
-    if port > COM1 + 7 || last < COM1 || OLDEST_HELD_NS.load(Ordering::Relaxed) == u64::MAX {
+    if port > COM1 + 7 || last < COM1 || !CONSOLE.holds_any() {
         return;
     }
-    write_out();
+    CONSOLE.write_out();
     // The driver polled the line status before this write and found room:
     // leave the transmitter empty again, or its byte lands in a full FIFO
     // (and is lost on a real 16550).
     x86_64::instructions::interrupts::without_interrupts(|| {
-        CONSOLE.lock().uart.wait_transmitter_empty();
+        CONSOLE.output.lock().uart.wait_transmitter_empty();
     });
 }
 
-/// Writes out the held lines if the oldest has waited [`HOLD_NS`].
+/// Writes out the held lines (console and control channel) whose oldest has
+/// waited [`HOLD_NS`].
 pub fn write_out_if_due(now_ns: u64) {
-    let oldest = OLDEST_HELD_NS.load(Ordering::Relaxed);
-    if oldest != u64::MAX && now_ns.saturating_sub(oldest) >= HOLD_NS {
-        write_out();
-    }
-}
-
-/// Writes `bytes` straight to the UART, in pieces with interrupts on between
-/// them.
-fn transmit_in_pieces(bytes: &[u8]) {
-    for piece in bytes.chunks(WRITE_PIECE) {
-        x86_64::instructions::interrupts::without_interrupts(|| {
-            CONSOLE.lock().uart.transmit(piece, true);
-        });
-    }
+    CONSOLE.write_out_if_due(now_ns);
+    CONTROL.write_out_if_due(now_ns);
 }
 
 /// Bytes written with interrupts off at a time (about 5 ms at 115,200 baud).
@@ -376,7 +430,7 @@ const WRITE_PIECE: usize = 64;
 pub fn print(args: fmt::Arguments<'_>) {
     write_out();
     x86_64::instructions::interrupts::without_interrupts(|| {
-        let _ = CONSOLE.lock().uart.write_fmt(args);
+        let _ = CONSOLE.output.lock().uart.write_fmt(args);
     });
 }
 
@@ -384,8 +438,8 @@ pub fn print(args: fmt::Arguments<'_>) {
 /// reports: the fault may have struck while the lock was held. The held lines
 /// go first if the lock is free. Only for paths that end the kernel.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
-    if let Some(mut console) = CONSOLE.try_lock() {
-        while console.write_out_piece() {}
+    if let Some(mut console) = CONSOLE.output.try_lock() {
+        while CONSOLE.write_out_piece(&mut console) {}
     }
     let _ = Uart { base: COM1 }.write_fmt(args);
 }
