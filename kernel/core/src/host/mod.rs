@@ -404,6 +404,11 @@ pub(crate) const BYTES_PER_FUEL: u64 = 64;
 /// work is free, however little fuel was left. Fuel that runs out here
 /// preempts the service at its next instruction.
 pub(crate) fn charge(caller: &mut Caller<'_, HostState>, fuel: u64) {
+    if fuel == 0 {
+        // Nothing to take (a message under 64 bytes): wasmi's fuel is not
+        // read and written back unchanged on the message path.
+        return;
+    }
     let left = caller.get_fuel().unwrap_or(0);
     let _ = caller.set_fuel(left.saturating_sub(fuel));
     let state = caller.data_mut();
