@@ -414,6 +414,35 @@ fn a_service_pushed_from_the_host_takes_over_and_a_broken_one_is_rolled_back() {
     assert!(!vm.log[mark..].contains("Err("), "{}", vm.log);
 }
 
+#[test]
+fn a_system_idle_after_its_services_ended_still_answers_the_host() {
+    // Every service has ended: the kernel waits in its idle loop, where only
+    // the control channel wakes it. A request it refuses is answered there.
+    let mut vm = support::Vm::start("push-idle", Duration::from_secs(120));
+    vm.wait_for("atoll: idle after", TIMEOUT);
+    let refused = support::image_builder()
+        .arg("push")
+        .arg(support::system("push-idle"))
+        .args(["--instance", &vm.instance])
+        .args(["--service", "nobody", "--module"])
+        .arg(support::workspace().join("tests/systems/faults/unreachable.wat"))
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&refused.stdout).into_owned();
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "{answer}\n{}\n{}",
+        String::from_utf8_lossy(&refused.stderr),
+        vm.log
+    );
+    assert!(
+        answer.contains("error: swap of nobody"),
+        "{answer}\n{}",
+        vm.log
+    );
+}
+
 /// `[ticker] ping N: pong M` with M = 1,000 N: an answer from echo v2.
 fn pong_from_v2(line: &str) -> bool {
     let Some(rest) = line.strip_prefix("[ticker] ping ") else {

@@ -116,7 +116,11 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     // wakes the system up.
     loop {
         x86_64::instructions::interrupts::enable_and_hlt();
-        if kernel.poll_control() {
+        let woken = kernel.poll_control();
+        // This loop is the kernel's idle: what it answered the host (and
+        // logged) goes out now, as `Platform::wait_until` does it.
+        serial::write_out();
+        if woken {
             let summary = kernel.run();
             kprintln!("atoll: no service can run: {summary}");
             report_stack();

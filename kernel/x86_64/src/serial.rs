@@ -436,10 +436,13 @@ pub fn print(args: fmt::Arguments<'_>) {
 
 /// Writes formatted text without waiting for the console lock, for fault
 /// reports: the fault may have struck while the lock was held. The held lines
-/// go first if the lock is free. Only for paths that end the kernel.
+/// go first if the lock is free, and the control channel's held answers too.
+/// Only for paths that end the kernel.
 pub fn emergency_print(args: fmt::Arguments<'_>) {
-    if let Some(mut console) = CONSOLE.output.try_lock() {
-        while CONSOLE.write_out_piece(&mut console) {}
+    for line in [&CONSOLE, &CONTROL] {
+        if let Some(mut output) = line.output.try_lock() {
+            while line.write_out_piece(&mut output) {}
+        }
     }
     let _ = Uart { base: COM1 }.write_fmt(args);
 }
