@@ -441,6 +441,8 @@ fn a_system_idle_after_its_services_ended_still_answers_the_host() {
         "{answer}\n{}",
         vm.log
     );
+    // The kernel's log of the request went out at idle too.
+    vm.wait_for("host asks to swap nobody", TIMEOUT);
 }
 
 /// `[ticker] ping N: pong M` with M = 1,000 N: an answer from echo v2.

@@ -72,7 +72,8 @@ impl Platform for X86Platform {
     }
 
     fn wait_until(&self, deadline_ns: u64) {
-        // Idle: the console's held lines go out now.
+        // Idle: the console's held lines and the control channel's held
+        // answers go out now.
         crate::serial::write_out();
         // The 1 kHz timer interrupt ends the halt at the latest 1 ms later.
         if crate::clock::now_ns() < deadline_ns {
