@@ -896,6 +896,16 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             values: [None, Some(tracing.best_ns[2]), None],
         },
         Row {
+            name: "IPC round trip, hosted: plain wasmi floor, park and resume",
+            unit: "ns",
+            values: [None, Some(tracing.best_ns[3]), None],
+        },
+        Row {
+            name: "IPC round trip, hosted: plain wasmi floor, upcall",
+            unit: "ns",
+            values: [None, Some(tracing.best_ns[4]), None],
+        },
+        Row {
             name: "block read, 3.5 KiB requests (Linux: image file)",
             unit: "KB/s",
             values: [

@@ -209,7 +209,9 @@ enum Command {
         #[arg(long)]
         swap_only: bool,
         /// Only the hosted IPC round trip with the trace ring off, on, and
-        /// compiled out (atoll-core's `no-trace`), ROUNDS runs of each in turn.
+        /// compiled out (atoll-core's `no-trace`), and plain wasmi's floor for
+        /// the same round trip (parked server, upcall), ROUNDS runs of each in
+        /// turn.
         #[arg(long)]
         trace_overhead: bool,
         /// Rounds for --trace-overhead.

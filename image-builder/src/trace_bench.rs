@@ -1,26 +1,38 @@
 //! `image-builder bench --trace-overhead`: the hosted IPC round trip with the
 //! trace ring off, on, and compiled out (atoll-core's `no-trace` feature), in
-//! one run. `tests/trace-bench` is built twice (with and without the feature);
-//! each run is 200,000 round trips between a WAT client and an echo server,
-//! timed by the thread's own time on the CPU. The three variants take turns,
-//! round after round, so that a change in the machine's load touches all
-//! three alike; a loaded machine only ever adds time to a run, so the best run
-//! of each variant is the headline figure, the median is reported beside it.
+//! one run, beside the least the same round trip costs under plain wasmi.
+//! `tests/trace-bench` is built twice (with and without the feature); each
+//! run is 200,000 round trips between a WAT client and an echo server, timed
+//! by the thread's own time on the CPU. The two floors are
+//! `tests/wasmi-runner`'s `ipc-floor`, fuel on as in Atoll: a client's host
+//! call that resumes a server parked in `receive` until it parks again (the
+//! shape of Atoll's direct switch, with no kernel work at all), and one that
+//! calls the server's exported handler instead (an upcall). The variants take
+//! turns, round after round, so that a change in the machine's load touches
+//! all of them alike; a loaded machine only ever adds time to a run, so the
+//! best run of each variant is the headline figure, the median is reported
+//! beside it.
 
 use crate::builder::BuildOptions;
 use crate::error::{Context, Error};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The three variants, in the order they run each round.
-pub const VARIANTS: [&str; 3] = ["no-trace build", "tracing off", "tracing on"];
+/// The variants, in the order they run each round.
+pub const VARIANTS: [&str; 5] = [
+    "no-trace build",
+    "tracing off",
+    "tracing on",
+    "plain wasmi floor, park and resume",
+    "plain wasmi floor, upcall",
+];
 
 /// Best and median round trips (ns) of the variants of [`VARIANTS`], over
 /// `rounds`.
 #[derive(Clone, Debug)]
 pub struct Overhead {
-    pub best_ns: [f64; 3],
-    pub median_ns: [f64; 3],
+    pub best_ns: [f64; 5],
+    pub median_ns: [f64; 5],
     pub rounds: usize,
 }
 
@@ -28,7 +40,7 @@ impl Overhead {
     /// Tracing off against the build without tracing, and on against off
     /// (best runs).
     pub fn ratios(&self) -> (f64, f64) {
-        let [none, off, on] = self.best_ns;
+        let [none, off, on, ..] = self.best_ns;
         (off / none, on / off)
     }
 }
@@ -68,13 +80,31 @@ fn build(options: &BuildOptions, no_trace: bool) -> Result<PathBuf, Error> {
     Ok(copy)
 }
 
-/// One run: the round trip it printed (on-CPU ns; wall ns where the CPU
-/// time is not known).
-fn run_once(binary: &Path, trace: bool) -> Result<f64, Error> {
-    let mut command = Command::new(binary);
-    if trace {
-        command.arg("--trace");
+/// Builds `tests/wasmi-runner`'s `ipc-floor` (plain wasmi, default
+/// features) in the target folder the compute bench builds the runner in.
+fn build_floor(options: &BuildOptions) -> Result<PathBuf, Error> {
+    let target_dir = options.workspace.join("target").join("cross");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&options.workspace)
+        .args(["build", "--quiet", "--release", "-p", "wasmi-runner"])
+        .args(["--bin", "ipc-floor", "--target-dir"])
+        .arg(&target_dir)
+        .status()
+        .context(|| "building ipc-floor".to_string())?;
+    if !status.success() {
+        return Err(Error::Other(format!(
+            "building ipc-floor failed ({status})"
+        )));
     }
+    Ok(target_dir.join("release").join("ipc-floor"))
+}
+
+/// One run of `binary` with `args`: the round trip it printed (on-CPU ns;
+/// wall ns where the CPU time is not known).
+fn run_once(binary: &Path, args: &[&str]) -> Result<f64, Error> {
+    let mut command = Command::new(binary);
+    command.args(args);
     let output = command
         .output()
         .context(|| format!("running {}", binary.display()))?;
@@ -106,18 +136,25 @@ pub fn measure(options: &BuildOptions, rounds: usize) -> Result<Overhead, Error>
     eprintln!("bench: building the hosted core with and without tracing...");
     let traced = build(options, false)?;
     let untraced = build(options, true)?;
-    let mut samples: [Vec<f64>; 3] = Default::default();
+    let floor = build_floor(options)?;
+    let runs: [(&Path, &[&str]); 5] = [
+        (&untraced, &[]),
+        (&traced, &[]),
+        (&traced, &["--trace"]),
+        (&floor, &["--fuel", "--round-trips", "200000"]),
+        (&floor, &["--fuel", "--upcall", "--round-trips", "200000"]),
+    ];
+    let mut samples: [Vec<f64>; 5] = Default::default();
     eprintln!("bench: {rounds} rounds of {VARIANTS:?}, hosted...");
     for _ in 0..rounds {
-        samples[0].push(run_once(&untraced, false)?);
-        samples[1].push(run_once(&traced, false)?);
-        samples[2].push(run_once(&traced, true)?);
+        for ((binary, args), samples) in runs.iter().zip(samples.iter_mut()) {
+            samples.push(run_once(binary, args)?);
+        }
     }
-    let [none, off, on] = &mut samples;
     let best = |values: &[f64]| values.iter().copied().fold(f64::INFINITY, f64::min);
     Ok(Overhead {
-        best_ns: [best(none), best(off), best(on)],
-        median_ns: [median(none), median(off), median(on)],
+        best_ns: samples.each_ref().map(|values| best(values)),
+        median_ns: samples.each_mut().map(|values| median(values)),
         rounds,
     })
 }
@@ -136,7 +173,7 @@ pub fn report(overhead: &Overhead) -> String {
         text.push_str(&format!("| {variant} | {best:.0} | {median:.0} |\n"));
     }
     let (off, on) = overhead.ratios();
-    let [none, off_median, on_median] = overhead.median_ns;
+    let [none, off_median, on_median, ..] = overhead.median_ns;
     text.push_str(&format!(
         "\nbest runs: tracing off / build without tracing = {off:.3} (target <= 1.02); tracing on / off = {on:.3} (target <= 1.3)\nmedians:   tracing off / build without tracing = {:.3}; tracing on / off = {:.3}\n",
         off_median / none,
