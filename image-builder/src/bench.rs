@@ -896,16 +896,6 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             values: [None, Some(tracing.best_ns[2]), None],
         },
         Row {
-            name: "IPC round trip, hosted: plain wasmi floor, park and resume",
-            unit: "ns",
-            values: [None, Some(tracing.best_ns[3]), None],
-        },
-        Row {
-            name: "IPC round trip, hosted: plain wasmi floor, upcall",
-            unit: "ns",
-            values: [None, Some(tracing.best_ns[4]), None],
-        },
-        Row {
             name: "block read, 3.5 KiB requests (Linux: image file)",
             unit: "KB/s",
             values: [
@@ -1080,6 +1070,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     if let Some((_, size)) = compute.torture_stack_kib {
         println!("kernel stack size {size:.0} KiB");
     }
+    println!("{}", trace_bench::floors(&tracing));
     print_boot_ratios(&boot);
     print_compute(&compute);
 
@@ -1116,6 +1107,8 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             }
         }
     }
+    // The floors (the hosted variants are rows above).
+    lines.push_str(&trace_bench::records(&tracing, timestamp, 3));
     lines.push_str(&compute_records(&compute, timestamp));
     std::fs::OpenOptions::new()
         .create(true)
@@ -1137,8 +1130,8 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
 const TRACE_ROUNDS: usize = 15;
 
 /// `bench --trace-overhead`: the hosted IPC round trip with the trace ring
-/// compiled out, off and on; a table, and the figures appended to
-/// results.jsonl.
+/// compiled out, off and on, and plain wasmi's two floors for it; a table,
+/// and the figures appended to results.jsonl.
 pub fn trace_overhead(options: &BuildOptions, rounds: usize) -> Result<(), Error> {
     let overhead = trace_bench::measure(options, rounds.max(1))?;
     println!("{}", trace_bench::report(&overhead));
@@ -1150,18 +1143,7 @@ pub fn trace_overhead(options: &BuildOptions, rounds: usize) -> Result<(), Error
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
-    let mut lines = String::new();
-    for (variant, value) in trace_bench::VARIANTS.iter().zip(overhead.best_ns) {
-        let record = serde_json::json!({
-            "timestamp": timestamp,
-            "benchmark": format!("IPC round trip, hosted: {variant}"),
-            "where": "hosted",
-            "unit": "ns",
-            "value": value,
-        });
-        lines.push_str(&record.to_string());
-        lines.push('\n');
-    }
+    let lines = trace_bench::records(&overhead, timestamp, 0);
     append_results(options, &lines)?;
     println!("figures appended to {}", path.display());
     charts(options)

@@ -4,21 +4,28 @@
 //! `tests/trace-bench` is built twice (with and without the feature); each
 //! run is 200,000 round trips between a WAT client and an echo server, timed
 //! by the thread's own time on the CPU. The two floors are
-//! `tests/wasmi-runner`'s `ipc-floor`, fuel on as in Atoll: a client's host
-//! call that resumes a server parked in `receive` until it parks again (the
-//! shape of Atoll's direct switch, with no kernel work at all), and one that
-//! calls the server's exported handler instead (an upcall). The variants take
-//! turns, round after round, so that a change in the machine's load touches
-//! all of them alike; a loaded machine only ever adds time to a run, so the
-//! best run of each variant is the headline figure, the median is reported
-//! beside it.
+//! `tests/wasmi-runner`'s `ipc-floor`, fuel on as in Atoll, no kernel at all
+//! (place `wasmi-fuel`): a client's host call that resumes a server parked in
+//! `receive` until it parks again (the shape of Atoll's direct switch), and
+//! one that calls the server's exported handler instead (an upcall, which
+//! also has no `reply` call). They run [`FLOOR_ROUND_TRIPS`] each: the CPU
+//! time Linux reports moves in scheduler ticks (4 ms here), so a run must be
+//! long for it. The variants take turns, round after round, so that a change
+//! in the machine's load touches all of them alike; a loaded machine only
+//! ever adds time to a run, so the best run of each variant is the headline
+//! figure, the median is reported beside it.
 
 use crate::builder::BuildOptions;
 use crate::error::{Context, Error};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The variants, in the order they run each round.
+/// Round trips of each floor run (`ipc-floor --round-trips`): 0.25-0.5 s,
+/// long against the 4 ms steps of the CPU time Linux reports.
+pub const FLOOR_ROUND_TRIPS: u32 = 2_000_000;
+
+/// The variants, in the order they run each round: three of Atoll's hosted
+/// core, then the two floors under plain wasmi.
 pub const VARIANTS: [&str; 5] = [
     "no-trace build",
     "tracing off",
@@ -131,18 +138,22 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Measures the three variants for `rounds` rounds.
+/// Measures the variants of [`VARIANTS`] for `rounds` rounds.
 pub fn measure(options: &BuildOptions, rounds: usize) -> Result<Overhead, Error> {
     eprintln!("bench: building the hosted core with and without tracing...");
     let traced = build(options, false)?;
     let untraced = build(options, true)?;
     let floor = build_floor(options)?;
+    let floor_round_trips = FLOOR_ROUND_TRIPS.to_string();
     let runs: [(&Path, &[&str]); 5] = [
         (&untraced, &[]),
         (&traced, &[]),
         (&traced, &["--trace"]),
-        (&floor, &["--fuel", "--round-trips", "200000"]),
-        (&floor, &["--fuel", "--upcall", "--round-trips", "200000"]),
+        (&floor, &["--fuel", "--round-trips", &floor_round_trips]),
+        (
+            &floor,
+            &["--fuel", "--upcall", "--round-trips", &floor_round_trips],
+        ),
     ];
     let mut samples: [Vec<f64>; 5] = Default::default();
     eprintln!("bench: {rounds} rounds of {VARIANTS:?}, hosted...");
@@ -159,10 +170,45 @@ pub fn measure(options: &BuildOptions, rounds: usize) -> Result<Overhead, Error>
     })
 }
 
+/// The JSON lines of the variants from `first` on (0: all; 3: the floors
+/// alone), best runs: Atoll's under place `hosted` (named `IPC round trip,
+/// hosted: VARIANT`, as the full bench's rows), the floors under
+/// `wasmi-fuel` (named `IPC round trip: VARIANT`).
+pub fn records(overhead: &Overhead, timestamp: u64, first: usize) -> String {
+    let mut lines = String::new();
+    let variants = VARIANTS.iter().zip(overhead.best_ns).enumerate();
+    for (index, (variant, value)) in variants.skip(first) {
+        let (benchmark, place) = if index < 3 {
+            (format!("IPC round trip, hosted: {variant}"), "hosted")
+        } else {
+            (format!("IPC round trip: {variant}"), "wasmi-fuel")
+        };
+        let record = serde_json::json!({
+            "timestamp": timestamp,
+            "benchmark": benchmark,
+            "where": place,
+            "unit": "ns",
+            "value": value,
+        });
+        lines.push_str(&record.to_string());
+        lines.push('\n');
+    }
+    lines
+}
+
+/// The floors in one line, for the full bench's output.
+pub fn floors(overhead: &Overhead) -> String {
+    let [.., parked, upcall] = overhead.best_ns;
+    format!(
+        "plain wasmi floor for the round trip (no kernel, fuel on, best of {}): park and resume {parked:.0} ns, upcall {upcall:.0} ns",
+        overhead.rounds
+    )
+}
+
 /// The table `bench --trace-overhead` prints.
 pub fn report(overhead: &Overhead) -> String {
     let mut text = format!(
-        "| IPC call/reply round trip, 16 B, hosted, on-CPU time ({} runs of 200,000 each) | best ns | median ns |\n|---|---:|---:|\n",
+        "| IPC call/reply round trip, on-CPU time ({} runs each; Atoll hosted: 16 B, 200,000 round trips; plain wasmi floors: one i32, {FLOOR_ROUND_TRIPS}) | best ns | median ns |\n|---|---:|---:|\n",
         overhead.rounds
     );
     for ((variant, best), median) in VARIANTS

@@ -1,17 +1,22 @@
-//! ipc-floor: the least a call/reply round trip between two services can
-//! cost under plain wasmi, with no kernel around it.
+//! ipc-floor: the least a call/reply round trip between two services costs
+//! under plain wasmi, with no kernel around it, for Atoll's server shape (a
+//! loop over `receive` and `reply`) and for an upcall.
 //!
-//! `ipc-floor [--fuel] [--round-trips N]` runs two instances, each in its own
-//! `Store` of one `Engine`: a client whose loop calls the host function
-//! `call` N times, and a server parked in `receive`. The client's `call`
-//! resumes the server's suspended invocation with the request (one value);
-//! the server passes it to `reply` (a host call that returns at once) and
-//! calls `receive` again, which suspends it (a host error: the only way out
-//! of a running wasmi invocation). `call` then returns the reply to the
-//! client. That is the direct switch of Atoll's message path with nothing
-//! else: no queue, no scheduler, no copy of the message, no clock. Prints
-//! `wall_ns_per_round_trip=` and `cpu_ns_per_round_trip=` (the thread's time
-//! on the CPU, from `/proc/thread-self/schedstat`). Run it under
+//! `ipc-floor [--fuel] [--upcall] [--round-trips N]` runs two instances, each
+//! in its own `Store` of one `Engine`: a client whose loop calls the host
+//! function `call` N times, and a server parked in `receive`. The client's
+//! `call` resumes the server's suspended invocation with the request (one
+//! value); the server passes it to `reply` (a host call that returns at once)
+//! and calls `receive` again, which suspends it (a host error: the only way a
+//! host function can suspend a running wasmi invocation). `call` then returns
+//! the reply to the client. That is the direct switch of Atoll's message path
+//! with nothing else: no queue, no scheduler, no copy of the message, no
+//! clock. `--upcall` instead calls the server's exported handler as a fresh
+//! invocation that returns the reply (so it also has no `reply` host call).
+//! The replies are checked. Prints `wall_ns_per_round_trip=` and
+//! `cpu_ns_per_round_trip=` (the thread's time on the CPU, from
+//! `/proc/thread-self/schedstat`, which moves in scheduler ticks: use a
+//! large N) for the round trips alone, set-up left out. Run it under
 //! `valgrind --tool=callgrind` with two values of N for instructions per
 //! round trip (docs/benchmarks.md).
 #![forbid(unsafe_code)]
@@ -22,6 +27,13 @@ use wasmi::{
     Caller, Config, Engine, Error, Linker, Module, Store, TypedResumableCall,
     TypedResumableCallHostTrap, Val,
 };
+
+/// What [`run`] measured: the replies' sum, wall and on-CPU ns.
+struct Measured {
+    sum: i32,
+    wall_ns: f64,
+    cpu_ns: Option<f64>,
+}
 
 const CLIENT: &str = r#"(module
     (import "h" "call" (func $call (param i32) (result i32)))
@@ -71,12 +83,12 @@ fn cpu_ns() -> Option<u64> {
     text.split_whitespace().next()?.parse().ok()
 }
 
-fn run(fuel: bool, upcall: bool, round_trips: i32) -> Result<i32, String> {
+fn run(fuel: bool, upcall: bool, round_trips: i32) -> Result<Measured, String> {
     let mut config = Config::default();
     config.consume_fuel(fuel);
     let engine = Engine::new(&config);
-    let client = Module::new(&engine, wat::parse_str(CLIENT).map_err(text)?).map_err(text)?;
-    let server = Module::new(&engine, wat::parse_str(SERVER).map_err(text)?).map_err(text)?;
+    let client = Module::new(&engine, CLIENT).map_err(text)?;
+    let server = Module::new(&engine, SERVER).map_err(text)?;
 
     let mut server_store = Store::new(&engine, 0i32);
     if fuel {
@@ -150,7 +162,17 @@ fn run(fuel: bool, upcall: bool, round_trips: i32) -> Result<i32, String> {
     let run = instance
         .get_typed_func::<i32, i32>(&store, "run")
         .map_err(text)?;
-    run.call(&mut store, round_trips).map_err(text)
+    let (wall, cpu) = (Instant::now(), cpu_ns());
+    let sum = run.call(&mut store, round_trips).map_err(text)?;
+    let wall_ns = wall.elapsed().as_nanos() as f64;
+    let cpu_ns = cpu
+        .zip(cpu_ns())
+        .map(|(before, after)| after.saturating_sub(before) as f64);
+    Ok(Measured {
+        sum,
+        wall_ns,
+        cpu_ns,
+    })
 }
 
 fn main() -> ExitCode {
@@ -175,9 +197,8 @@ fn main() -> ExitCode {
             }
         }
     }
-    let (wall, cpu) = (Instant::now(), cpu_ns());
-    let sum = match run(fuel, upcall, round_trips) {
-        Ok(sum) => sum,
+    let measured = match run(fuel, upcall, round_trips) {
+        Ok(measured) => measured,
         Err(error) => {
             eprintln!("ipc-floor: {error}");
             return ExitCode::FAILURE;
@@ -186,17 +207,17 @@ fn main() -> ExitCode {
     // Each round trip returns its request plus one: N..1 plus N.
     let n = i64::from(round_trips);
     let expected = (n * (n + 1) / 2 + n) as i32;
-    if sum != expected {
-        eprintln!("ipc-floor: replies summed to {sum}, expected {expected}");
+    if measured.sum != expected {
+        eprintln!(
+            "ipc-floor: replies summed to {}, expected {expected}",
+            measured.sum
+        );
         return ExitCode::FAILURE;
     }
     let per = |ns: f64| ns / f64::from(round_trips);
-    println!(
-        "wall_ns_per_round_trip={:.1}",
-        per(wall.elapsed().as_nanos() as f64)
-    );
-    if let Some(cpu) = cpu.zip(cpu_ns()).map(|(a, b)| b.saturating_sub(a)) {
-        println!("cpu_ns_per_round_trip={:.1}", per(cpu as f64));
+    println!("wall_ns_per_round_trip={:.1}", per(measured.wall_ns));
+    if let Some(cpu) = measured.cpu_ns {
+        println!("cpu_ns_per_round_trip={:.1}", per(cpu));
     }
     ExitCode::SUCCESS
 }
