@@ -371,8 +371,7 @@ pub fn control_write(text: &str) {
     }
     if cfg!(feature = "control-at-once") {
         // As before: written at once.
-        let control = CONTROL.output.lock();
-        control.uart.transmit(text.as_bytes(), false);
+        CONTROL.transmit_in_pieces(text.as_bytes());
         return;
     }
     CONTROL.hold(text.as_bytes());
