@@ -1108,7 +1108,11 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
         }
     }
     // The floors (the hosted variants are rows above).
-    lines.push_str(&trace_bench::records(&tracing, timestamp, 3));
+    lines.push_str(&trace_bench::records(
+        &tracing,
+        timestamp,
+        trace_bench::FLOORS,
+    ));
     lines.push_str(&compute_records(&compute, timestamp));
     std::fs::OpenOptions::new()
         .create(true)

@@ -24,8 +24,11 @@ use std::process::Command;
 /// long against the 4 ms steps of the CPU time Linux reports.
 pub const FLOOR_ROUND_TRIPS: u32 = 2_000_000;
 
+/// Where the floors start in [`VARIANTS`]: before it, Atoll's hosted core.
+pub const FLOORS: usize = 3;
+
 /// The variants, in the order they run each round: three of Atoll's hosted
-/// core, then the two floors under plain wasmi.
+/// core, then (from [`FLOORS`] on) the two floors under plain wasmi.
 pub const VARIANTS: [&str; 5] = [
     "no-trace build",
     "tracing off",
@@ -170,15 +173,15 @@ pub fn measure(options: &BuildOptions, rounds: usize) -> Result<Overhead, Error>
     })
 }
 
-/// The JSON lines of the variants from `first` on (0: all; 3: the floors
-/// alone), best runs: Atoll's under place `hosted` (named `IPC round trip,
+/// The JSON lines of the variants from `first` on (0: all; [`FLOORS`]: the
+/// floors alone), best runs: Atoll's under place `hosted` (named `IPC round trip,
 /// hosted: VARIANT`, as the full bench's rows), the floors under
 /// `wasmi-fuel` (named `IPC round trip: VARIANT`).
 pub fn records(overhead: &Overhead, timestamp: u64, first: usize) -> String {
     let mut lines = String::new();
     let variants = VARIANTS.iter().zip(overhead.best_ns).enumerate();
     for (index, (variant, value)) in variants.skip(first) {
-        let (benchmark, place) = if index < 3 {
+        let (benchmark, place) = if index < FLOORS {
             (format!("IPC round trip, hosted: {variant}"), "hosted")
         } else {
             (format!("IPC round trip: {variant}"), "wasmi-fuel")
