@@ -109,6 +109,16 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Counts a message handed straight to the waiting owner, which passes
+    /// the empty queue without stopping in it. Refused (`false`) when closed.
+    pub fn pass(&mut self) -> bool {
+        if self.open {
+            self.stats.queued += 1;
+            self.stats.deepest = self.stats.deepest.max(1);
+        }
+        self.open
+    }
+
     /// Queues a message from the kernel itself, which a full queue does not
     /// refuse: kernel reports are never lost. Refused only when closed.
     pub fn push_from_kernel(&mut self, message: Message) -> Result<(), Error> {

@@ -342,6 +342,9 @@ pub(crate) struct Core {
     me: Weak<RefCell<Core>>,
     /// The direct switch in progress, if a `call` runs its server in place.
     switching: Option<messages::Switching>,
+    /// The reply of the direct switch in progress, until its caller's host
+    /// function writes it (`messages::SWITCH_REPLY_KEPT`).
+    switch_reply: Vec<u8>,
     /// Fuel the servers run in place have used in this turn: no switch
     /// starts once it reaches the caller's slice (the last one started may
     /// still run its server's whole slice), so that a turn stays a few
@@ -401,6 +404,7 @@ impl Core {
         let mut kernel = Core {
             me: Weak::new(),
             switching: None,
+            switch_reply: Vec::new(),
             switched_fuel: 0,
             heap: Heap::new(Arc::clone(&platform)),
             wasi_shim: bundle.wasi_shim.map(Arc::from),
@@ -731,12 +735,14 @@ impl Core {
 
     fn syscall(&mut self, id: ServiceId, syscall: Syscall) -> Then {
         let result = match syscall {
-            Syscall::Send { handle, message } => self.send(id, handle, message),
+            Syscall::Send { handle, message } => {
+                self.send(id, handle, messages::Bytes::Kernel(message))
+            }
             Syscall::Call {
                 handle,
                 message,
                 reply,
-            } => self.call(id, handle, message, reply),
+            } => self.call(id, handle, messages::Bytes::Kernel(message), reply),
             Syscall::Receive {
                 handle,
                 buffer,

@@ -8,8 +8,7 @@ use atoll_abi::trace::Kind;
 impl crate::host::Messages for Core {
     fn fast_send(&mut self, id: ServiceId, handle: i32, message: &[u8]) -> i32 {
         self.count_syscall(id);
-        self.message_buffer(message)
-            .and_then(|message| self.send(id, handle, message))
+        self.send(id, handle, Bytes::Guest(message))
             .map_or_else(Error::code, |_| 0)
     }
 
@@ -53,24 +52,45 @@ pub(super) const SPARE_BUFFERS: usize = 32;
 /// least `len` and at most twice `len` or twice this.
 const SPARE_SLACK: usize = 32;
 
+/// A message's bytes as a kernel call brings them: still in the sender's
+/// memory (a host function's fast path), or already copied out of it (the
+/// slow path's [`crate::host::Syscall`]).
+pub(super) enum Bytes<'a> {
+    Guest(&'a [u8]),
+    Kernel(Vec<u8>),
+}
+
+impl Bytes<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Guest(bytes) => bytes,
+            Bytes::Kernel(bytes) => bytes,
+        }
+    }
+}
+
 /// A direct switch in progress: `caller`'s `call` (`token`) runs the server
 /// it woke, in place, and the reply, if it comes before the server stops,
-/// is kept here until the switch ends and writes it into the caller's
-/// memory (the caller is out of the table, running: its host function
-/// holds its memory).
+/// is kept in the core's [`Core::switch_reply`] until the switch ends and
+/// writes it into the caller's memory (the caller is out of the table,
+/// running: its host function holds its memory).
 pub(super) struct Switching {
     caller: ServiceId,
     token: u32,
-    reply: Option<ReplyCopy>,
+    replied: bool,
 }
 
-/// A reply held for the caller of a direct switch: in a spare message
-/// buffer if one was big enough (`spare`: it goes back to the spares once
-/// written), else in a buffer of its own.
-struct ReplyCopy {
-    bytes: Vec<u8>,
-    spare: bool,
+/// The receive-info record of a message from `sender` (`token`: its call's,
+/// or 0).
+fn receive_info(token: u32, sender: ServiceId) -> [u8; atoll_abi::RECEIVE_INFO_LEN] {
+    let sender = sender as u32;
+    atoll_abi::ReceiveInfo { token, sender }.encode()
 }
+
+/// The reply buffer of the direct switch keeps its memory between switches
+/// up to this capacity (the common short reply costs no allocation); a
+/// longer reply's buffer is freed once written.
+const SWITCH_REPLY_KEPT: usize = 256;
 
 impl Core {
     /// Makes `call` of `message` on `handle` by running service `id` for a
@@ -120,9 +140,8 @@ impl Core {
         self.count_syscall(id);
         let message = message
             .read(memory, MAX_MESSAGE_LEN)
-            .and_then(|message| self.message_buffer(message))
             .map_err(|error| InPlace::Answered(error.code()))?;
-        if let Err(error) = self.call(id, handle, message, reply) {
+        if let Err(error) = self.call(id, handle, Bytes::Guest(message), reply) {
             return Err(InPlace::Answered(error.code()));
         }
         let Some(ServiceState::Blocked(Wait::Reply { token })) = self.sched.state(id) else {
@@ -141,7 +160,7 @@ impl Core {
         self.switching = Some(Switching {
             caller: id,
             token,
-            reply: None,
+            replied: false,
         });
         Ok((server, service, resume))
     }
@@ -160,21 +179,22 @@ impl Core {
         self.switched_fuel = self
             .switched_fuel
             .saturating_add(fuel.saturating_add(SWITCH_FUEL));
-        let copy = self.switching.take().and_then(|switching| switching.reply);
-        let Some(value) = self.sched.run_now(id) else {
+        let replied = self
+            .switching
+            .take()
+            .is_some_and(|switching| switching.replied);
+        let value = self.sched.run_now(id);
+        // Checked writable by the host function; memory never shrinks.
+        let written = (value.is_some() && replied).then(|| reply.put(memory, &self.switch_reply));
+        if self.switch_reply.capacity() > SWITCH_REPLY_KEPT {
+            self.switch_reply = Vec::new();
+        }
+        let Some(value) = value else {
             return InPlace::Waiting;
         };
-        let Some(ReplyCopy { bytes, spare }) = copy else {
-            return InPlace::Answered(value);
-        };
-        // Checked writable by the host function; memory never shrinks.
-        let written = reply.put(memory, &bytes);
-        if spare {
-            self.recycle(bytes);
-        }
         match written {
-            Ok(()) => InPlace::Answered(value),
-            Err(error) => InPlace::Answered(error.code()),
+            Some(Err(error)) => InPlace::Answered(error.code()),
+            Some(Ok(())) | None => InPlace::Answered(value),
         }
     }
 
@@ -199,9 +219,13 @@ impl Core {
         &mut self,
         id: ServiceId,
         handle: i32,
-        data: Vec<u8>,
+        message: Bytes<'_>,
     ) -> Result<Then, Error> {
         let endpoint = self.endpoint_of(id, handle, false)?;
+        if self.hand_over(endpoint, id, 0, message.as_slice()) {
+            return Ok(Then::Continue(0));
+        }
+        let data = self.kernel_copy(message)?;
         self.enqueue(
             endpoint,
             Message {
@@ -217,7 +241,7 @@ impl Core {
         &mut self,
         id: ServiceId,
         handle: i32,
-        data: Vec<u8>,
+        message: Bytes<'_>,
         reply: GuestSlice,
     ) -> Result<Then, Error> {
         let endpoint = self.endpoint_of(id, handle, false)?;
@@ -241,16 +265,21 @@ impl Core {
             Ok(token) => token,
             Err(error) => return Err(self.refused(endpoint, error)),
         };
-        if let Err(error) = self.enqueue(
-            endpoint,
-            Message {
-                sender: id,
-                data,
-                token,
-            },
-        ) {
-            self.calls.remove(token);
-            return Err(error);
+        if !self.hand_over(endpoint, id, token, message.as_slice()) {
+            let queued = self.kernel_copy(message).and_then(|data| {
+                self.enqueue(
+                    endpoint,
+                    Message {
+                        sender: id,
+                        data,
+                        token,
+                    },
+                )
+            });
+            if let Err(error) = queued {
+                self.calls.remove(token);
+                return Err(error);
+            }
         }
         self.block(id, Wait::Reply { token });
         self.free_the_supervisor();
@@ -304,6 +333,104 @@ impl Core {
         error
     }
 
+    /// Hands the message `bytes` from `sender` (`token`: its call's, or 0)
+    /// straight to the provider of `endpoint` if it waits in `receive` there
+    /// with nothing queued ahead and a buffer that holds it: one copy, from
+    /// the sender's memory into the receiver's, with no kernel buffer
+    /// between them (so none of the message budget either: the message is
+    /// never held). Counted, traced and woken as a message queued and
+    /// delivered at once. Whether it did; if not, the message is queued as
+    /// usual (and a message too big for the buffer meets the queue's rule).
+    #[inline]
+    fn hand_over(&mut self, endpoint: usize, sender: ServiceId, token: u32, bytes: &[u8]) -> bool {
+        // Checked here, inline: a busy queue (the common case of a stream
+        // of sends) costs the sender no more than this.
+        let owner = self
+            .endpoints
+            .get(endpoint)
+            .filter(|queue| queue.is_empty())
+            .and_then(|queue| queue.owner);
+        owner.is_some_and(|owner| self.hand_to(owner, endpoint, sender, token, bytes))
+    }
+
+    /// [`Core::hand_over`] to `owner`, the provider of `endpoint`, whose queue
+    /// is empty.
+    #[inline(never)]
+    fn hand_to(
+        &mut self,
+        owner: ServiceId,
+        endpoint: usize,
+        sender: ServiceId,
+        token: u32,
+        bytes: &[u8],
+    ) -> bool {
+        let Some(ServiceState::Blocked(Wait::Receive {
+            endpoint: waited,
+            buffer,
+            info,
+            ..
+        })) = self.sched.state(owner)
+        else {
+            return false;
+        };
+        let (buffer, info) = (*buffer, *info);
+        if *waited != endpoint || bytes.len() > buffer.len() {
+            return false;
+        }
+        // The buffers were checked when it blocked, and memory never
+        // shrinks; were a write refused, the queue's path would meet the
+        // same refusal and answer it.
+        let record = receive_info(token, sender);
+        let written = self
+            .services
+            .get_mut(owner)
+            .and_then(|slot| slot.service.as_mut())
+            .is_some_and(|service| {
+                service.write_memory(buffer, bytes).is_ok()
+                    && service.write_memory(info, &record).is_ok()
+            });
+        if !written || !self.endpoints.get_mut(endpoint).is_some_and(Endpoint::pass) {
+            return false;
+        }
+        self.count_sent(sender, endpoint, token, bytes.len());
+        self.count_received(owner, sender, token);
+        self.sched
+            .wake(owner, i32::try_from(bytes.len()).unwrap_or(i32::MAX));
+        true
+    }
+
+    /// Counts and traces a message from `sender` on `endpoint` (queued, or
+    /// handed over).
+    fn count_sent(&mut self, sender: ServiceId, endpoint: usize, token: u32, length: usize) {
+        let kind = if token == 0 { Kind::Send } else { Kind::Call };
+        let length = u32::try_from(length).unwrap_or(u32::MAX);
+        self.sched.record(kind, sender, endpoint, token, length);
+        self.messages += 1;
+        if let Some(slot) = self.services.get_mut(sender) {
+            slot.stats.sent += 1;
+        }
+    }
+
+    /// Counts and traces a message from `sender` taken by `id`; a call's is
+    /// now received, and may be answered.
+    fn count_received(&mut self, id: ServiceId, sender: ServiceId, token: u32) {
+        if let Some(slot) = self.services.get_mut(id) {
+            slot.stats.received += 1;
+        }
+        if let Some(call) = self.calls.get_mut(token) {
+            call.received = true;
+        }
+        self.sched.record(Kind::Receive, id, sender, token, 0);
+    }
+
+    /// The kernel's own copy of a message to queue.
+    fn kernel_copy(&mut self, message: Bytes<'_>) -> Result<Vec<u8>, Error> {
+        match message {
+            Bytes::Guest(bytes) => self.message_buffer(bytes),
+            Bytes::Kernel(bytes) => Ok(bytes),
+        }
+    }
+
     /// Queues a message and, if the provider is waiting for one, delivers it.
     pub(super) fn enqueue(&mut self, endpoint: usize, message: Message) -> Result<(), Error> {
         let sender = message.sender;
@@ -320,13 +447,7 @@ impl Core {
         queue.push(message).map_err(|(error, _)| error)?;
         self.queued_bytes += cost;
         // Recorded before the delivery below, whose receive comes after it.
-        let kind = if token == 0 { Kind::Send } else { Kind::Call };
-        let length = u32::try_from(length).unwrap_or(u32::MAX);
-        self.sched.record(kind, sender, endpoint, token, length);
-        self.messages += 1;
-        if let Some(slot) = self.services.get_mut(sender) {
-            slot.stats.sent += 1;
-        }
+        self.count_sent(sender, endpoint, token, length);
         if let Some(owner) = owner {
             self.deliver_if_waiting(owner, endpoint);
         }
@@ -447,19 +568,8 @@ impl Core {
         let queue = self.endpoints.get_mut(endpoint).ok_or(Error::BadHandle)?;
         let message = queue.pop().ok_or(Error::WouldBlock)?;
         self.queued_bytes = self.queued_bytes.saturating_sub(message_cost(&message));
-        if let Some(slot) = self.services.get_mut(id) {
-            slot.stats.received += 1;
-        }
-        if let Some(call) = self.calls.get_mut(message.token) {
-            call.received = true;
-        }
-        self.sched
-            .record(Kind::Receive, id, message.sender, message.token, 0);
-        let record = atoll_abi::ReceiveInfo {
-            token: message.token,
-            sender: message.sender as u32,
-        }
-        .encode();
+        self.count_received(id, message.sender, message.token);
+        let record = receive_info(message.token, message.sender);
         Ok((message, record))
     }
 
@@ -594,29 +704,18 @@ impl Core {
             .is_some_and(|switching| (switching.caller, switching.token) == (call.caller, token));
         let result = if in_place {
             // The caller runs (a direct switch): its host function writes
-            // the reply.
-            // Held only until the switch ends and writes it, later in the
-            // caller's kernel call, and at most a message long: in the last
-            // spare buffer if it is big enough (no allocation), else a
-            // transient allocation, out of the reserve (heap.rs), not
+            // the reply. Held only until the switch ends and writes it,
+            // later in the caller's kernel call, and at most a message long:
+            // a transient allocation out of the reserve (heap.rs), not
             // admitted (near the reserve, admission refused it, and the
             // caller waited for a reply the server could not give).
-            let spare = self
-                .spare_buffers
-                .last()
-                .is_some_and(|buffer| buffer.capacity() >= data.len());
-            let mut bytes = if spare {
-                self.spare_buffers.pop().unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            bytes.clear();
-            bytes
+            self.switch_reply.clear();
+            self.switch_reply
                 .try_reserve_exact(data.len())
                 .map_err(|_| Error::OutOfMemory)?;
-            bytes.extend_from_slice(data);
+            self.switch_reply.extend_from_slice(data);
             if let Some(switching) = self.switching.as_mut() {
-                switching.reply = Some(ReplyCopy { bytes, spare });
+                switching.replied = true;
             }
             i32::try_from(data.len()).unwrap_or(i32::MAX)
         } else {

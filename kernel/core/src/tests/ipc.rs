@@ -401,6 +401,34 @@ fn all_queues_together_hold_a_bounded_number_of_bytes() {
 }
 
 #[test]
+fn a_message_handed_to_a_waiting_receiver_holds_nothing_of_the_budget() {
+    // The server waits in `receive` when the first 4 KiB send comes: it is
+    // copied straight into the server's buffer, held by no queue, so a
+    // 100-byte budget does not refuse it. The second finds the server
+    // asleep, must be queued, and is refused.
+    let server = probe(
+        "",
+        "(call $report (call $receive (i32.const 1) (i32.const 0) (i32.const 4096) (i64.const -1) (i32.const 8192)))
+         (drop (call $sleep (i64.const 10000000000)))",
+    );
+    let client = probe(
+        "",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 4096)))
+         (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 4096)))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("server", server)
+        .provides("svc")
+        .service("client", client)
+        .uses("svc")
+        .message_budget(100)
+        .run();
+    assert_eq!(system.lines_of("server"), ["4096"]);
+    assert_eq!(system.lines_of("client"), ["0", &code(Error::QueueFull)]);
+}
+
+#[test]
 fn one_large_message_cannot_wedge_a_server_with_a_small_buffer() {
     // The server receives into 16 bytes. A 100-byte send and a 100-byte call
     // reach it first. Before: the send stayed at the head of the queue for

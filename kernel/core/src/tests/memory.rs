@@ -192,16 +192,18 @@ fn small_messages_queued_after_large_ones_hold_about_what_the_budget_counts() {
     // large message taken before was charged 41 bytes against the message
     // budget while it held 4 KiB, so queues could hold many times the
     // budget. Now a spare buffer serves only a message it fits closely, and
-    // the budget counts buffers' capacity. The client calls `big` with
-    // 4,000 bytes (taken and answered at once, in place: its buffer becomes
-    // spare) and sends 1 byte to `sink` (which never receives), in turn;
-    // what 270 more rounds leave held must be about 270 small messages, not
-    // 270 large buffers (about 1.1 MB).
+    // the budget counts buffers' capacity. The client sends `big` 4,000
+    // bytes (handed straight over: `big` waits in `receive`), then calls it
+    // with 4,000 more (queued, as `big` is not waiting; taken and answered:
+    // its buffer becomes spare), and sends 1 byte to `sink` (which never
+    // receives), in turn; what 270 more rounds leave held must be about 270
+    // small messages, not 270 large buffers (about 1.1 MB).
     let held = |rounds: u32| -> isize {
         let client = probe(
             "",
             &format!(
                 "(loop $each
+                    (drop (call $send (i32.const 1) (i32.const 4096) (i32.const 4000)))
                     (drop (call $call (i32.const 1) (i32.const 4096) (i32.const 4000) (i32.const 0) (i32.const 16)))
                     (drop (call $send (i32.const 2) (i32.const 0) (i32.const 1)))
                     (local.set $i (i32.add (local.get $i) (i32.const 1)))
