@@ -21,6 +21,7 @@
 @external("atoll", "call") export declare function call(handle: i32, ptr: usize, len: i32, replyPtr: usize, replyCap: i32): i32;
 @external("atoll", "receive") export declare function receive(handle: i32, ptr: usize, cap: i32, timeoutNs: i64, infoPtr: usize): i32;
 @external("atoll", "reply") export declare function reply(token: u32, ptr: usize, len: i32): i32;
+@external("atoll", "reply_receive") export declare function reply_receive(token: u32, replyPtr: usize, replyLen: i32, statusPtr: usize, handle: i32, ptr: usize, cap: i32, timeoutNs: i64, infoPtr: usize): i32;
 @external("atoll", "sleep") export declare function sleep(ns: i64): i32;
 @external("atoll", "time") export declare function time(): i64;
 @external("atoll", "control") export declare function control(op: i32, namePtr: usize, nameLen: i32): i32;

@@ -170,6 +170,9 @@ int32_t atoll_receive(int32_t handle, void *ptr, size_t cap, int64_t timeout_ns,
 /* reply(token: i32, ptr: i32, len: i32) -> i32: answers the call `token` names, once; 0 or an error */
 __attribute__((import_module("atoll"), import_name("reply")))
 int32_t atoll_reply(uint32_t token, const void *ptr, size_t len);
+/* reply_receive(token: i32, reply_ptr: i32, reply_len: i32, status_ptr: i32, handle: i32, ptr: i32, cap: i32, timeout_ns: i64, info_ptr: i32) -> i32: `reply` (none for token 0; its result at `status_ptr`), then `receive`; what `receive` returns */
+__attribute__((import_module("atoll"), import_name("reply_receive")))
+int32_t atoll_reply_receive(uint32_t token, const void *reply_ptr, size_t reply_len, int32_t *status_ptr, int32_t handle, void *ptr, size_t cap, int64_t timeout_ns, struct atoll_receive_info *info_ptr);
 /* sleep(ns: i64) -> i32: blocks for at least `ns` nanoseconds (0 yields); 0 */
 __attribute__((import_module("atoll"), import_name("sleep")))
 int32_t atoll_sleep(int64_t ns);

@@ -16,6 +16,8 @@
 (import "atoll" "receive" (func $atoll_receive (param i32 i32 i32 i64 i32) (result i32)))
 ;; reply(token: i32, ptr: i32, len: i32) -> i32: answers the call `token` names, once; 0 or an error
 (import "atoll" "reply" (func $atoll_reply (param i32 i32 i32) (result i32)))
+;; reply_receive(token: i32, reply_ptr: i32, reply_len: i32, status_ptr: i32, handle: i32, ptr: i32, cap: i32, timeout_ns: i64, info_ptr: i32) -> i32: `reply` (none for token 0; its result at `status_ptr`), then `receive`; what `receive` returns
+(import "atoll" "reply_receive" (func $atoll_reply_receive (param i32 i32 i32 i32 i32 i32 i32 i64 i32) (result i32)))
 ;; sleep(ns: i64) -> i32: blocks for at least `ns` nanoseconds (0 yields); 0
 (import "atoll" "sleep" (func $atoll_sleep (param i64) (result i32)))
 ;; time() -> i64: nanoseconds since boot on the monotonic clock

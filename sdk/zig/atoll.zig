@@ -22,6 +22,7 @@ pub const raw = struct {
     pub extern "atoll" fn call(handle: i32, ptr: [*]const u8, len: usize, reply_ptr: [*]u8, reply_cap: usize) i32;
     pub extern "atoll" fn receive(handle: i32, ptr: [*]u8, cap: usize, timeout_ns: i64, info_ptr: [*]u8) i32;
     pub extern "atoll" fn reply(token: u32, ptr: [*]const u8, len: usize) i32;
+    pub extern "atoll" fn reply_receive(token: u32, reply_ptr: [*]const u8, reply_len: usize, status_ptr: *i32, handle: i32, ptr: [*]u8, cap: usize, timeout_ns: i64, info_ptr: [*]u8) i32;
     pub extern "atoll" fn sleep(ns: i64) i32;
     pub extern "atoll" fn time() i64;
     pub extern "atoll" fn control(op: i32, name_ptr: [*]const u8, name_len: usize) i32;

@@ -750,6 +750,30 @@ impl Core {
                 timeout_ns,
             } => self.receive(id, handle, buffer, info, timeout_ns),
             Syscall::Reply { token, message } => self.reply(id, token, &message),
+            Syscall::ReplyReceive {
+                token,
+                message,
+                status,
+                handle,
+                buffer,
+                info,
+                timeout_ns,
+            } => {
+                // Counted as the two calls it makes, as on the fast path.
+                self.count_syscall(id);
+                let replied = self
+                    .reply(id, token, &message)
+                    .map_or_else(Error::code, |_| 0);
+                // Checked writable by the host function; memory never shrinks.
+                if let Some(service) = self
+                    .services
+                    .get_mut(id)
+                    .and_then(|slot| slot.service.as_mut())
+                {
+                    let _ = service.write_memory(status, &replied.to_le_bytes());
+                }
+                self.receive(id, handle, buffer, info, timeout_ns)
+            }
             Syscall::AwaitReply => return Then::Block,
             Syscall::Control { op, name } => self.control(id, op, &name),
             Syscall::Swap { name, module } => self.swap_request(id, &name, module),

@@ -183,6 +183,20 @@ pub const REPLY: HostFunction = HostFunction {
     results: &[I32],
 };
 
+/// `reply_receive(token: i32, reply_ptr: i32, reply_len: i32, status_ptr: i32,
+/// handle: i32, ptr: i32, cap: i32, timeout_ns: i64, info_ptr: i32) -> i32`:
+/// a server's turn of its loop in one kernel call (seL4's `ReplyRecv`):
+/// answers `token` as [`REPLY`] does (nothing if `token` is 0) and writes
+/// that outcome (0 or an error code, a little-endian `i32`) at `status_ptr`,
+/// then receives as [`RECEIVE`] does and returns what it returns. If
+/// `status_ptr`, the receive buffer or the info record lies outside memory,
+/// it returns [`Error::OutOfBounds`] and does neither.
+pub const REPLY_RECEIVE: HostFunction = HostFunction {
+    name: "reply_receive",
+    params: &[I32, I32, I32, I32, I32, I32, I32, I64, I32],
+    results: &[I32],
+};
+
 /// `sleep(ns: i64) -> i32`: blocks for at least `ns` nanoseconds; returns 0.
 pub const SLEEP: HostFunction = HostFunction {
     name: "sleep",
@@ -341,6 +355,7 @@ pub const HOST_FUNCTIONS: &[HostFunction] = &[
     CALL,
     RECEIVE,
     REPLY,
+    REPLY_RECEIVE,
     SLEEP,
     TIME,
     CONTROL,

@@ -94,6 +94,21 @@ const NAMES: &[Names] = &[
         summary: "answers the call `token` names, once; 0 or an error",
     },
     Names {
+        function: "reply_receive",
+        params: &[
+            ("uint32_t", "token"),
+            ("const void *", "reply_ptr"),
+            ("size_t", "reply_len"),
+            ("int32_t *", "status_ptr"),
+            ("int32_t", "handle"),
+            ("void *", "ptr"),
+            ("size_t", "cap"),
+            ("int64_t", "timeout_ns"),
+            ("struct atoll_receive_info *", "info_ptr"),
+        ],
+        summary: "`reply` (none for token 0; its result at `status_ptr`), then `receive`; what `receive` returns",
+    },
+    Names {
         function: "sleep",
         params: &[("int64_t", "ns")],
         summary: "blocks for at least `ns` nanoseconds (0 yields); 0",

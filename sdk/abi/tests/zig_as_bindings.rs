@@ -187,7 +187,7 @@ fn signature(
 /// The Wasm type of a Zig type on wasm32.
 fn zig_type(ty: &str) -> Option<ValueType> {
     match ty {
-        "i32" | "u32" | "usize" | "[*]const u8" | "[*]u8" => Some(ValueType::I32),
+        "i32" | "u32" | "usize" | "[*]const u8" | "[*]u8" | "*i32" => Some(ValueType::I32),
         "i64" | "u64" => Some(ValueType::I64),
         _ => None,
     }

@@ -152,7 +152,7 @@ impl Endpoint {
         let mut info = [0u8; RECEIVE_INFO_LEN];
         // SAFETY: the kernel writes at most `buffer.len()` bytes to `buffer` and
         // `RECEIVE_INFO_LEN` bytes to `info`, both live for the call.
-        let length = check_value(unsafe {
+        let length = unsafe {
             crate::raw::receive(
                 self.handle,
                 buffer.as_mut_ptr(),
@@ -160,8 +160,60 @@ impl Endpoint {
                 timeout.raw(),
                 info.as_mut_ptr(),
             )
-        })?;
-        let info = ReceiveInfo::decode(&info);
+        };
+        Self::received(length, buffer, &info)
+    }
+
+    /// Answers `token` with `reply` and takes the oldest message, in one
+    /// kernel call (see [`atoll_abi::REPLY_RECEIVE`]): the answer's outcome,
+    /// as [`ReplyToken::reply`] gives it, and the message, as
+    /// [`Endpoint::receive`] gives it.
+    #[cfg(target_family = "wasm")]
+    pub fn reply_receive<'a>(
+        self,
+        token: ReplyToken,
+        reply: &[u8],
+        buffer: &'a mut [u8],
+        timeout: Timeout,
+    ) -> (Result<(), Error>, Result<Received<'a>, Error>) {
+        let mut info = [0u8; RECEIVE_INFO_LEN];
+        let mut status = 0i32;
+        // SAFETY: the kernel only reads `reply`, writes one `i32` to `status`,
+        // at most `buffer.len()` bytes to `buffer` and `RECEIVE_INFO_LEN` bytes
+        // to `info`, all live for the call.
+        let length = unsafe {
+            crate::raw::reply_receive(
+                token.0,
+                reply.as_ptr(),
+                reply.len(),
+                &mut status,
+                self.handle,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                timeout.raw(),
+                info.as_mut_ptr(),
+            )
+        };
+        let received = Self::received(length, buffer, &info);
+        match received {
+            // Refused before either half (an address outside memory, or no
+            // room in the kernel): no answer was given.
+            Err(error @ (Error::OutOfBounds | Error::NoMemory | Error::OutOfMemory)) => {
+                (Err(error), received)
+            }
+            _ => (check_value(status).map(|_| ()), received),
+        }
+    }
+
+    /// The message `receive` or `reply_receive` returned `length` for.
+    #[cfg(target_family = "wasm")]
+    fn received<'a>(
+        length: i32,
+        buffer: &'a [u8],
+        info: &[u8; RECEIVE_INFO_LEN],
+    ) -> Result<Received<'a>, Error> {
+        let length = check_value(length)?;
+        let info = ReceiveInfo::decode(info);
         Ok(Received {
             message: buffer.get(..length as usize).ok_or(Error::TooLarge)?,
             sender: info.sender,
@@ -218,8 +270,33 @@ where
     Response: Serialize,
 {
     let mut buffer = alloc::vec![0u8; MAX_MESSAGE_LEN];
+    let mut response = alloc::vec![0u8; MAX_MESSAGE_LEN];
+    // The last call's answer, encoded in `response`, not yet given: given
+    // with the next receive, in one kernel call.
+    let mut pending: Option<(Responder, usize)> = None;
     loop {
-        let received = match endpoint.receive(&mut buffer, Timeout::Forever) {
+        let received = match pending.take() {
+            None => endpoint.receive(&mut buffer, Timeout::Forever),
+            Some((responder, length)) => {
+                let answer = response.get(..length).unwrap_or_default();
+                let (replied, received) = match responder.token {
+                    Some(token) => {
+                        endpoint.reply_receive(token, answer, &mut buffer, Timeout::Forever)
+                    }
+                    None => (Ok(()), endpoint.receive(&mut buffer, Timeout::Forever)),
+                };
+                // The first attempt was the one just made; a retry (an empty
+                // answer, when this one did not fit) goes through `reply`.
+                let mut first = Some(replied);
+                responder
+                    .answer(Some(answer), |token, bytes| {
+                        first.take().unwrap_or_else(|| token.reply(bytes))
+                    })
+                    .report();
+                received
+            }
+        };
+        let received = match received {
             Ok(received) => received,
             Err(error) => {
                 crate::println!("receive failed: {error}");
@@ -230,8 +307,19 @@ where
             continue;
         };
         let (message, responder) = request.into_parts();
-        let response = handler(message);
-        responder.reply(&response).report();
+        let answer = handler(message);
+        if !responder.is_call() {
+            continue;
+        }
+        match postcard::to_slice(&answer, &mut response) {
+            Ok(encoded) => pending = Some((responder, encoded.len())),
+            // Too long for a message: the caller gets an empty answer.
+            Err(_) => {
+                responder
+                    .answer(None, |token, bytes| token.reply(bytes))
+                    .report();
+            }
+        }
     }
 }
 

@@ -72,6 +72,18 @@ pub mod raw {
         ) -> i32;
         /// See [`atoll_abi::REPLY`].
         pub fn reply(token: u32, ptr: *const u8, len: usize) -> i32;
+        /// See [`atoll_abi::REPLY_RECEIVE`].
+        pub fn reply_receive(
+            token: u32,
+            reply: *const u8,
+            reply_len: usize,
+            status: *mut i32,
+            handle: i32,
+            ptr: *mut u8,
+            cap: usize,
+            timeout_ns: i64,
+            info: *mut u8,
+        ) -> i32;
         /// See [`atoll_abi::SLEEP`].
         pub fn sleep(ns: i64) -> i32;
         /// See [`atoll_abi::TIME`].

@@ -1,10 +1,12 @@
 //! atoll-trace-bench: the IPC call/reply round trip in the hosted kernel core,
 //! long enough to measure a difference of a few percent on a shared machine.
 //!
-//! `atoll-trace-bench [--trace] [--sends] [--round-trips N]` boots a system
-//! of two services written in WAT, a client that calls a server N times
-//! (default 200,000) with 16 bytes (with `--sends`: sends it N messages of
-//! 16 bytes, yielding when the queue is full) and an echo server, runs it
+//! `atoll-trace-bench [--trace] [--sends] [--reply-then-receive] [--round-trips N]`
+//! boots a system of two services written in WAT, a client that calls a
+//! server N times (default 200,000) with 16 bytes (with `--sends`: sends it N
+//! messages of 16 bytes, yielding when the queue is full) and an echo server
+//! (one `reply_receive` per message; with `--reply-then-receive`, a `receive`
+//! and a `reply`, as servers did before `reply_receive`), runs it
 //! to its end and prints
 //! `wall_ns_per_round_trip=` and `cpu_ns_per_round_trip=` (the thread's own
 //! time on the CPU, from `/proc/thread-self/schedstat`: time the machine
@@ -89,8 +91,13 @@ fn sender(sends: u64) -> String {
     )
 }
 
-/// Answers every call on handle 1 with its request, for ever.
-const SERVER: &str = r#"(module
+/// Answers every call on handle 1 with its request, for ever: each turn of
+/// its loop one kernel call, `reply_receive` after a call (the reply and the
+/// next message) or `receive` after a send; with `separate` a `receive` and
+/// a `reply` (the server's shape before `reply_receive`, for comparison).
+fn server(separate: bool) -> &'static str {
+    if separate {
+        return r#"(module
     (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
     (import "atoll" "reply" (func $reply (param i32 i32 i32) (result i32)))
     (memory (export "memory") 1)
@@ -101,9 +108,26 @@ const SERVER: &str = r#"(module
             (if (i32.and (i32.ge_s (local.get $r) (i32.const 0)) (i32.ne (i32.load (i32.const 200)) (i32.const 0)))
                 (then (drop (call $reply (i32.load (i32.const 200)) (i32.const 100) (local.get $r)))))
             (br $serve))))"#;
+    }
+    r#"(module
+    (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+    (import "atoll" "reply_receive" (func $reply_receive (param i32 i32 i32 i32 i32 i32 i32 i64 i32) (result i32)))
+    (memory (export "memory") 1)
+    (func (export "_start") (local $r i32) (local $token i32)
+        (loop $serve
+            ;; Answers the last call, if it was one, and takes the next message.
+            (if (local.get $token)
+                (then (local.set $r (call $reply_receive (local.get $token) (i32.const 100) (local.get $r) (i32.const 240)
+                    (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200))))
+                (else (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))))
+            (local.set $token (i32.const 0))
+            (if (i32.ge_s (local.get $r) (i32.const 0))
+                (then (local.set $token (i32.load (i32.const 200)))))
+            (br $serve))))"#
+}
 
-fn bundle(round_trips: u64, sends: bool) -> Result<Vec<u8>, String> {
-    let server = wat::parse_str(SERVER).map_err(|error| error.to_string())?;
+fn bundle(round_trips: u64, sends: bool, separate: bool) -> Result<Vec<u8>, String> {
+    let server = wat::parse_str(server(separate)).map_err(|error| error.to_string())?;
     let client = if sends {
         sender(round_trips)
     } else {
@@ -149,12 +173,14 @@ fn cpu_ns() -> Option<u64> {
 fn main() -> ExitCode {
     let mut trace = false;
     let mut sends = false;
+    let mut separate = false;
     let mut round_trips = 200_000u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--trace" => trace = true,
             "--sends" => sends = true,
+            "--reply-then-receive" => separate = true,
             "--round-trips" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) if n > 0 => round_trips = n,
                 _ => {
@@ -163,12 +189,14 @@ fn main() -> ExitCode {
                 }
             },
             _ => {
-                eprintln!("usage: atoll-trace-bench [--trace] [--sends] [--round-trips N]");
+                eprintln!(
+                    "usage: atoll-trace-bench [--trace] [--sends] [--reply-then-receive] [--round-trips N]"
+                );
                 return ExitCode::from(2);
             }
         }
     }
-    let bundle = match bundle(round_trips, sends) {
+    let bundle = match bundle(round_trips, sends, separate) {
         Ok(bundle) => bundle,
         Err(error) => {
             eprintln!("atoll-trace-bench: {error}");

@@ -19,6 +19,7 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> Result<(), wasmi::Error>
     linker.func_wrap(IMPORT_MODULE, atoll_abi::CALL.name, call)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::RECEIVE.name, receive)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::REPLY.name, reply)?;
+    linker.func_wrap(IMPORT_MODULE, atoll_abi::REPLY_RECEIVE.name, reply_receive)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::SLEEP.name, sleep)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::TIME.name, time)?;
     linker.func_wrap(IMPORT_MODULE, atoll_abi::CONTROL.name, control)?;
@@ -124,39 +125,49 @@ fn call(
 
 /// `receive(handle, ptr, cap, timeout_ns, info_ptr) -> length | error`
 fn receive(
-    mut caller: Caller<'_, HostState>,
+    caller: Caller<'_, HostState>,
     handle: i32,
     ptr: i32,
     cap: i32,
     timeout_ns: i64,
     info_ptr: i32,
 ) -> HostResult {
-    checked(|| {
-        let buffer = GuestSlice::new(ptr, cap);
-        let info = GuestSlice::new(info_ptr, RECEIVE_INFO_LEN as i32);
-        let memory = crate::host::guest_memory(&caller).ok_or(Error::NoMemory)?;
-        let (bytes, state) = memory.data_and_store_mut(&mut caller);
-        // Both lie in its memory now (writable, as `writable` checks, with
-        // the memory resolved once), so they still will when a message
-        // comes: memory never shrinks.
-        buffer.read(bytes, usize::MAX)?;
-        info.read(bytes, usize::MAX)?;
-        let received = with_kernel(state, |kernel, id| {
-            kernel.fast_receive(id, handle, bytes, (buffer, info), timeout_ns)
-        });
-        if let Some(Some(result)) = received {
-            return Ok(Ok(result));
-        }
-        Ok(suspend(
-            caller,
-            Syscall::Receive {
-                handle,
-                buffer,
-                info,
-                timeout_ns,
-            },
-        ))
-    })
+    checked(|| receive_into(caller, handle, (ptr, cap, info_ptr), timeout_ns))
+}
+
+/// `receive`'s work, also `reply_receive`'s second half: checks the buffer
+/// and the info record, then takes a message in place if the kernel can,
+/// else suspends the service in [`Syscall::Receive`].
+fn receive_into(
+    mut caller: Caller<'_, HostState>,
+    handle: i32,
+    (ptr, cap, info_ptr): (i32, i32, i32),
+    timeout_ns: i64,
+) -> Result<HostResult, Error> {
+    let buffer = GuestSlice::new(ptr, cap);
+    let info = GuestSlice::new(info_ptr, RECEIVE_INFO_LEN as i32);
+    let memory = crate::host::guest_memory(&caller).ok_or(Error::NoMemory)?;
+    let (bytes, state) = memory.data_and_store_mut(&mut caller);
+    // Both lie in its memory now (writable, as `writable` checks, with
+    // the memory resolved once), so they still will when a message
+    // comes: memory never shrinks.
+    buffer.read(bytes, usize::MAX)?;
+    info.read(bytes, usize::MAX)?;
+    let received = with_kernel(state, |kernel, id| {
+        kernel.fast_receive(id, handle, bytes, (buffer, info), timeout_ns)
+    });
+    if let Some(Some(result)) = received {
+        return Ok(Ok(result));
+    }
+    Ok(suspend(
+        caller,
+        Syscall::Receive {
+            handle,
+            buffer,
+            info,
+            timeout_ns,
+        },
+    ))
 }
 
 /// `reply(token, ptr, len) -> status`
@@ -182,6 +193,91 @@ fn reply(mut caller: Caller<'_, HostState>, token: i32, ptr: i32, len: i32) -> H
                 message,
             },
         ))
+    })
+}
+
+/// `reply_receive(token, reply_ptr, reply_len, status_ptr, handle, ptr, cap,
+/// timeout_ns, info_ptr) -> length | error`: `reply` (none for token 0),
+/// its outcome written at `status_ptr`, then `receive`, in one kernel call.
+#[allow(clippy::too_many_arguments)]
+fn reply_receive(
+    mut caller: Caller<'_, HostState>,
+    token: i32,
+    reply_ptr: i32,
+    reply_len: i32,
+    status_ptr: i32,
+    handle: i32,
+    ptr: i32,
+    cap: i32,
+    timeout_ns: i64,
+    info_ptr: i32,
+) -> HostResult {
+    checked(|| {
+        let status = GuestSlice::new(status_ptr, 4);
+        let message = GuestSlice::new(reply_ptr, reply_len);
+        let buffer = GuestSlice::new(ptr, cap);
+        let info = GuestSlice::new(info_ptr, RECEIVE_INFO_LEN as i32);
+        let token = token.cast_unsigned();
+        let memory = guest_memory(&caller).ok_or(Error::NoMemory)?;
+        let (bytes, state) = memory.data_and_store_mut(&mut caller);
+        // All three are checked before either half: the receive may park
+        // the service on its buffers, which must lie in its memory (and
+        // memory never shrinks).
+        for slice in [status, buffer, info] {
+            slice.read(bytes, usize::MAX)?;
+        }
+        // The reply's own errors are its outcome, not the call's.
+        let unsent = if token == 0 {
+            Some(0)
+        } else {
+            message.read(bytes, MAX_MESSAGE_LEN).err().map(Error::code)
+        };
+        // Both halves in one kernel entry when the kernel can take them.
+        let done = with_kernel(state, |kernel, id| {
+            let replied = unsent.unwrap_or_else(|| match message.read(bytes, MAX_MESSAGE_LEN) {
+                Ok(message) => kernel.fast_reply(id, token, message),
+                Err(error) => error.code(),
+            });
+            // Checked above.
+            let _ = status.put(bytes, &replied.to_le_bytes());
+            kernel.fast_receive(id, handle, bytes, (buffer, info), timeout_ns)
+        });
+        let receive = || Syscall::Receive {
+            handle,
+            buffer,
+            info,
+            timeout_ns,
+        };
+        match (done, unsent) {
+            (Some(received), _) => {
+                if unsent.is_none() {
+                    charge_copy(&mut caller, reply_len.max(0) as usize);
+                }
+                Ok(received.map_or_else(|| suspend(caller, receive()), Ok))
+            }
+            // The kernel is busy; nothing to reply.
+            (None, Some(replied)) => {
+                status.put(bytes, &replied.to_le_bytes())?;
+                Ok(suspend(caller, receive()))
+            }
+            // The kernel is busy: both halves go the slow way, together.
+            (None, None) => {
+                let message = copy_message(&caller, reply_ptr, reply_len)?;
+                charge_copy(&mut caller, message.len());
+                Ok(suspend(
+                    caller,
+                    Syscall::ReplyReceive {
+                        token,
+                        message,
+                        status,
+                        handle,
+                        buffer,
+                        info,
+                        timeout_ns,
+                    },
+                ))
+            }
+        }
     })
 }
 

@@ -315,6 +315,17 @@ pub enum Syscall {
         token: u32,
         message: Vec<u8>,
     },
+    /// `reply_receive` while the kernel was busy: the reply, its outcome
+    /// written at `status` (checked writable), then the receive.
+    ReplyReceive {
+        token: u32,
+        message: Vec<u8>,
+        status: GuestSlice,
+        handle: i32,
+        buffer: GuestSlice,
+        info: GuestSlice,
+        timeout_ns: i64,
+    },
     /// A `call` the kernel made in place ([`InPlace::Waiting`]): the caller
     /// is already parked waiting for the reply.
     AwaitReply,

@@ -401,6 +401,85 @@ fn all_queues_together_hold_a_bounded_number_of_bytes() {
 }
 
 #[test]
+fn reply_receive_answers_each_call_and_takes_the_next_message_in_one_kernel_call() {
+    // The server takes the first message with `receive`, then answers each
+    // with `reply_receive` (its status at 240), which also takes the next:
+    // four calls from two clients, each answered with its own request, and
+    // a send among them (token 0: nothing to answer, status 0).
+    let server = probe(
+        "",
+        "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (loop $serve
+            (local.set $r (call $reply_receive (call $token) (i32.const 100) (local.get $r) (i32.const 240)
+                (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (call $report (i32.load (i32.const 240)))
+            (br $serve))",
+    );
+    let client = |first: &str, second: &str| {
+        probe(
+            &format!("{first}{second}"),
+            "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 300) (i32.const 8)))
+             (drop (call $log (i32.const 300) (i32.const 1)))
+             (call $report (call $send (i32.const 1) (i32.const 1) (i32.const 1)))
+             (call $report (call $call (i32.const 1) (i32.const 1) (i32.const 1) (i32.const 300) (i32.const 8)))
+             (drop (call $log (i32.const 300) (i32.const 1)))",
+        )
+    };
+    let (system, summary) = TestSystem::new()
+        .service("server", server)
+        .provides("svc")
+        .service("a", client("a", "b"))
+        .uses("svc")
+        .service("c", client("c", "d"))
+        .uses("svc")
+        .run();
+    assert_eq!(system.lines_of("a"), ["1", "a", "0", "1", "b"]);
+    assert_eq!(system.lines_of("c"), ["1", "c", "0", "1", "d"]);
+    // Six messages: five answered with status 0 as the next was taken (the
+    // last waits for ever in the server's last `reply_receive`).
+    assert_eq!(system.lines_of("server"), ["0"; 5]);
+    assert_eq!(summary.exited, 2);
+}
+
+#[test]
+fn reply_receive_reports_the_reply_apart_and_does_nothing_on_a_bad_status_address() {
+    // A status outside memory: OutOfBounds, and neither half happens (the
+    // caller still waits). A reply longer than the caller's buffer: status
+    // BufferTooSmall, the token stays good, and the receive still happens
+    // (timeout 0: WouldBlock). Then a plain reply answers the call.
+    let server = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (call $report (call $reply_receive (call $token) (i32.const 100) (i32.const 2) (i32.const 65534)
+             (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 0) (i32.const 200)))
+         (call $report (call $reply_receive (call $token) (i32.const 100) (i32.const 9) (i32.const 240)
+             (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 0) (i32.const 200)))
+         (call $report (i32.load (i32.const 240)))
+         (call $report (call $reply (call $token) (i32.const 100) (i32.const 2)))",
+    );
+    let client = probe(
+        "hi",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 2) (i32.const 300) (i32.const 8)))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("server", server)
+        .provides("svc")
+        .service("client", client)
+        .uses("svc")
+        .run();
+    assert_eq!(
+        system.lines_of("server"),
+        [
+            code(Error::OutOfBounds),
+            code(Error::WouldBlock),
+            code(Error::BufferTooSmall),
+            "0".into()
+        ]
+    );
+    assert_eq!(system.lines_of("client"), ["2"]);
+}
+
+#[test]
 fn a_message_handed_to_a_waiting_receiver_holds_nothing_of_the_budget() {
     // The server waits in `receive` when the first 4 KiB send comes: it is
     // copied straight into the server's buffer, held by no queue, so a

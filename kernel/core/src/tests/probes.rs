@@ -38,6 +38,7 @@ pub(crate) fn probe(data: &str, body: &str) -> String {
         (import "atoll" "call" (func $call (param i32 i32 i32 i32 i32) (result i32)))
         (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
         (import "atoll" "reply" (func $reply (param i32 i32 i32) (result i32)))
+        (import "atoll" "reply_receive" (func $reply_receive (param i32 i32 i32 i32 i32 i32 i32 i64 i32) (result i32)))
         (import "atoll" "sleep" (func $sleep (param i64) (result i32)))
         (import "atoll" "time" (func $time (result i64)))
         (import "atoll" "control" (func $control (param i32 i32 i32) (result i32)))
