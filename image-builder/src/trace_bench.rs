@@ -25,14 +25,17 @@ use std::process::Command;
 pub const FLOOR_ROUND_TRIPS: u32 = 2_000_000;
 
 /// Where the floors start in [`VARIANTS`]: before it, Atoll's hosted core.
-pub const FLOORS: usize = 3;
+pub const FLOORS: usize = 4;
 
-/// The variants, in the order they run each round: three of Atoll's hosted
-/// core, then (from [`FLOORS`] on) the two floors under plain wasmi.
-pub const VARIANTS: [&str; 5] = [
+/// The variants, in the order they run each round: four of Atoll's hosted
+/// core (the server answering with `reply_receive`, and with a `receive`
+/// and a `reply` apart as before that call), then (from [`FLOORS`] on) the
+/// two floors under plain wasmi.
+pub const VARIANTS: [&str; 6] = [
     "no-trace build",
     "tracing off",
     "tracing on",
+    "tracing off, receive and reply apart",
     "plain wasmi floor, park and resume",
     "plain wasmi floor, upcall",
 ];
@@ -41,8 +44,8 @@ pub const VARIANTS: [&str; 5] = [
 /// `rounds`.
 #[derive(Clone, Debug)]
 pub struct Overhead {
-    pub best_ns: [f64; 5],
-    pub median_ns: [f64; 5],
+    pub best_ns: [f64; 6],
+    pub median_ns: [f64; 6],
     pub rounds: usize,
 }
 
@@ -148,17 +151,18 @@ pub fn measure(options: &BuildOptions, rounds: usize) -> Result<Overhead, Error>
     let untraced = build(options, true)?;
     let floor = build_floor(options)?;
     let floor_round_trips = FLOOR_ROUND_TRIPS.to_string();
-    let runs: [(&Path, &[&str]); 5] = [
+    let runs: [(&Path, &[&str]); 6] = [
         (&untraced, &[]),
         (&traced, &[]),
         (&traced, &["--trace"]),
+        (&traced, &["--reply-then-receive"]),
         (&floor, &["--fuel", "--round-trips", &floor_round_trips]),
         (
             &floor,
             &["--fuel", "--upcall", "--round-trips", &floor_round_trips],
         ),
     ];
-    let mut samples: [Vec<f64>; 5] = Default::default();
+    let mut samples: [Vec<f64>; 6] = Default::default();
     eprintln!("bench: {rounds} rounds of {VARIANTS:?}, hosted...");
     for _ in 0..rounds {
         for ((binary, args), samples) in runs.iter().zip(samples.iter_mut()) {

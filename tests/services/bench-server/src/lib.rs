@@ -5,20 +5,34 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use atoll_sdk::{Endpoint, Timeout};
+use atoll_sdk::{Endpoint, ReplyToken, Timeout};
 
 atoll_sdk::entry!(main);
 
 fn main() {
     let bench = Endpoint::from_handle(1);
     let mut buffer = [0u8; 256];
+    // The last call's request, answered (echoed) with the next receive, in
+    // one kernel call (`reply_receive`); after a send, plain `receive`.
+    let mut answer = [0u8; 256];
+    let mut pending: Option<(ReplyToken, usize)> = None;
     loop {
-        let Ok(received) = bench.receive(&mut buffer, Timeout::Forever) else {
+        let received = match pending.take() {
+            Some((token, length)) => {
+                let echo = answer.get(..length).unwrap_or_default();
+                bench
+                    .reply_receive(token, echo, &mut buffer, Timeout::Forever)
+                    .1
+            }
+            None => bench.receive(&mut buffer, Timeout::Forever),
+        };
+        let Ok(received) = received else {
             continue;
         };
         let length = received.message.len();
-        if let (Some(token), Some(message)) = (received.reply, buffer.get(..length)) {
-            let _ = token.reply(message);
+        if let (Some(token), Some(echo)) = (received.reply, answer.get_mut(..length)) {
+            echo.copy_from_slice(received.message);
+            pending = Some((token, length));
         }
     }
 }
