@@ -125,49 +125,39 @@ fn call(
 
 /// `receive(handle, ptr, cap, timeout_ns, info_ptr) -> length | error`
 fn receive(
-    caller: Caller<'_, HostState>,
+    mut caller: Caller<'_, HostState>,
     handle: i32,
     ptr: i32,
     cap: i32,
     timeout_ns: i64,
     info_ptr: i32,
 ) -> HostResult {
-    checked(|| receive_into(caller, handle, (ptr, cap, info_ptr), timeout_ns))
-}
-
-/// `receive`'s work, also `reply_receive`'s second half: checks the buffer
-/// and the info record, then takes a message in place if the kernel can,
-/// else suspends the service in [`Syscall::Receive`].
-fn receive_into(
-    mut caller: Caller<'_, HostState>,
-    handle: i32,
-    (ptr, cap, info_ptr): (i32, i32, i32),
-    timeout_ns: i64,
-) -> Result<HostResult, Error> {
-    let buffer = GuestSlice::new(ptr, cap);
-    let info = GuestSlice::new(info_ptr, RECEIVE_INFO_LEN as i32);
-    let memory = crate::host::guest_memory(&caller).ok_or(Error::NoMemory)?;
-    let (bytes, state) = memory.data_and_store_mut(&mut caller);
-    // Both lie in its memory now (writable, as `writable` checks, with
-    // the memory resolved once), so they still will when a message
-    // comes: memory never shrinks.
-    buffer.read(bytes, usize::MAX)?;
-    info.read(bytes, usize::MAX)?;
-    let received = with_kernel(state, |kernel, id| {
-        kernel.fast_receive(id, handle, bytes, (buffer, info), timeout_ns)
-    });
-    if let Some(Some(result)) = received {
-        return Ok(Ok(result));
-    }
-    Ok(suspend(
-        caller,
-        Syscall::Receive {
-            handle,
-            buffer,
-            info,
-            timeout_ns,
-        },
-    ))
+    checked(|| {
+        let buffer = GuestSlice::new(ptr, cap);
+        let info = GuestSlice::new(info_ptr, RECEIVE_INFO_LEN as i32);
+        let memory = crate::host::guest_memory(&caller).ok_or(Error::NoMemory)?;
+        let (bytes, state) = memory.data_and_store_mut(&mut caller);
+        // Both lie in its memory now (writable, as `writable` checks, with
+        // the memory resolved once), so they still will when a message
+        // comes: memory never shrinks.
+        buffer.read(bytes, usize::MAX)?;
+        info.read(bytes, usize::MAX)?;
+        let received = with_kernel(state, |kernel, id| {
+            kernel.fast_receive(id, handle, bytes, (buffer, info), timeout_ns)
+        });
+        if let Some(Some(result)) = received {
+            return Ok(Ok(result));
+        }
+        Ok(suspend(
+            caller,
+            Syscall::Receive {
+                handle,
+                buffer,
+                info,
+                timeout_ns,
+            },
+        ))
+    })
 }
 
 /// `reply(token, ptr, len) -> status`
