@@ -215,6 +215,7 @@ impl Core {
         }
     }
 
+    #[inline(always)]
     pub(super) fn send(
         &mut self,
         id: ServiceId,
@@ -424,6 +425,7 @@ impl Core {
     }
 
     /// The kernel's own copy of a message to queue.
+    #[inline]
     fn kernel_copy(&mut self, message: Bytes<'_>) -> Result<Vec<u8>, Error> {
         match message {
             Bytes::Guest(bytes) => self.message_buffer(bytes),
