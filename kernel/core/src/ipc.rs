@@ -109,6 +109,12 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Whether it accepts messages.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
     /// Counts a message handed straight to the waiting owner, which passes
     /// the empty queue without stopping in it. Refused (`false`) when closed.
     pub fn pass(&mut self) -> bool {

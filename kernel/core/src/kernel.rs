@@ -772,6 +772,7 @@ impl Core {
                 {
                     let _ = service.write_memory(status, &replied.to_le_bytes());
                 }
+                let timeout_ns = crate::host::receive_timeout_after(replied, timeout_ns);
                 self.receive(id, handle, buffer, info, timeout_ns)
             }
             Syscall::AwaitReply => return Then::Block,

@@ -298,6 +298,9 @@ where
         };
         let received = match received {
             Ok(received) => received,
+            // After an answer that did not go (its token still good: the
+            // kernel did not wait, and `answer` has given the empty one).
+            Err(Error::WouldBlock) => continue,
             Err(error) => {
                 crate::println!("receive failed: {error}");
                 continue;

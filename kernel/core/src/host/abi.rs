@@ -3,8 +3,8 @@
 
 use super::{
     FUEL_PER_CONSOLE_BYTE, HostResult, HostState, InPlace, Syscall, call_in_place, charge,
-    charge_copy, checked, console_lines, copy_message, guest_memory, memory, suspend, with_kernel,
-    writable,
+    charge_copy, checked, console_lines, copy_message, guest_memory, memory, receive_timeout_after,
+    suspend, with_kernel, writable,
 };
 use crate::guest::GuestSlice;
 use atoll_abi::MAX_MESSAGE_LEN;
@@ -230,9 +230,12 @@ fn reply_receive(
             });
             // Checked above.
             let _ = status.put(bytes, &replied.to_le_bytes());
+            let timeout_ns = receive_timeout_after(replied, timeout_ns);
             kernel.fast_receive(id, handle, bytes, (buffer, info), timeout_ns)
         });
-        let receive = || Syscall::Receive {
+        // Never with a timeout of 0 from `receive_timeout_after`: such a
+        // receive completes in place.
+        let receive = |timeout_ns| Syscall::Receive {
             handle,
             buffer,
             info,
@@ -243,12 +246,13 @@ fn reply_receive(
                 if unsent.is_none() {
                     charge_copy(&mut caller, reply_len.max(0) as usize);
                 }
-                Ok(received.map_or_else(|| suspend(caller, receive()), Ok))
+                Ok(received.map_or_else(|| suspend(caller, receive(timeout_ns)), Ok))
             }
             // The kernel is busy; nothing to reply.
             (None, Some(replied)) => {
                 status.put(bytes, &replied.to_le_bytes())?;
-                Ok(suspend(caller, receive()))
+                let timeout_ns = receive_timeout_after(replied, timeout_ns);
+                Ok(suspend(caller, receive(timeout_ns)))
             }
             // The kernel is busy: both halves go the slow way, together.
             (None, None) => {

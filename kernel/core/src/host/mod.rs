@@ -349,6 +349,19 @@ pub enum Syscall {
     },
 }
 
+/// The timeout of `reply_receive`'s receive after its answer gave
+/// `replied`: if the answer was not given but its token is still good (any
+/// error but `PeerGone` and `BadHandle`: too long for the caller, outside
+/// memory, no room), the receive does not wait, so that the server can
+/// answer again at once; a caller with no other way out must not wait on
+/// a server parked for the next message.
+pub(crate) fn receive_timeout_after(replied: i32, timeout_ns: i64) -> i64 {
+    let spent = [atoll_abi::Error::PeerGone, atoll_abi::Error::BadHandle]
+        .iter()
+        .any(|error| error.code() == replied);
+    if replied < 0 && !spent { 0 } else { timeout_ns }
+}
+
 /// The host error that suspends a service in a kernel call. Carries nothing:
 /// the call itself is in [`HostState::pending`] (wasmi hands a resumable
 /// call's error back only by reference).

@@ -349,7 +349,7 @@ impl Core {
         let owner = self
             .endpoints
             .get(endpoint)
-            .filter(|queue| queue.is_empty())
+            .filter(|queue| queue.is_empty() && queue.is_open())
             .and_then(|queue| queue.owner);
         owner.is_some_and(|owner| self.hand_to(owner, endpoint, sender, token, bytes))
     }

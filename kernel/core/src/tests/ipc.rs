@@ -410,6 +410,7 @@ fn reply_receive_answers_each_call_and_takes_the_next_message_in_one_kernel_call
         "",
         "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
          (loop $serve
+            (i32.store (i32.const 240) (i32.const -1))
             (local.set $r (call $reply_receive (call $token) (i32.const 100) (local.get $r) (i32.const 240)
                 (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
             (call $report (i32.load (i32.const 240)))
@@ -445,15 +446,17 @@ fn reply_receive_answers_each_call_and_takes_the_next_message_in_one_kernel_call
 fn reply_receive_reports_the_reply_apart_and_does_nothing_on_a_bad_status_address() {
     // A status outside memory: OutOfBounds, and neither half happens (the
     // caller still waits). A reply longer than the caller's buffer: status
-    // BufferTooSmall, the token stays good, and the receive still happens
-    // (timeout 0: WouldBlock). Then a plain reply answers the call.
+    // BufferTooSmall, the token stays good, and the receive does not wait
+    // although asked to wait for ever (WouldBlock: the only caller waits
+    // for this server's answer, so waiting would never end). Then a plain
+    // reply answers the call.
     let server = probe(
         "",
         "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
          (call $report (call $reply_receive (call $token) (i32.const 100) (i32.const 2) (i32.const 65534)
              (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 0) (i32.const 200)))
          (call $report (call $reply_receive (call $token) (i32.const 100) (i32.const 9) (i32.const 240)
-             (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 0) (i32.const 200)))
+             (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
          (call $report (i32.load (i32.const 240)))
          (call $report (call $reply (call $token) (i32.const 100) (i32.const 2)))",
     );

@@ -42,6 +42,34 @@ fn dumped_records(lines: &[String]) -> Vec<Record> {
 }
 
 #[test]
+fn reply_receive_counts_as_the_reply_and_the_receive_it_makes() {
+    // The server takes the first message with `receive`, then answers
+    // each with `reply_receive`: five messages (three calls, two sends).
+    // Counted: 1 receive, then per `reply_receive` its receive, and its
+    // reply when it answered a call (not a send: token 0), the last one
+    // waiting for ever: 1 + 5 + 3 = 9, whichever path the kernel took.
+    let server = probe(
+        "",
+        "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (loop $serve
+            (local.set $r (call $reply_receive (call $token) (i32.const 100) (local.get $r) (i32.const 240)
+                (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (br $serve))",
+    );
+    let mut system = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .service("client", caller())
+        .uses("echo")
+        .boot();
+    system.run();
+    assert_eq!(system.lines_of("client"), ["4", "0", "4", "0", "4"]);
+    let services = system.kernel.service_info();
+    let server = service(&services, "server");
+    assert_eq!((server.received, server.syscalls), (5, 9));
+}
+
+#[test]
 fn messages_and_kernel_calls_are_each_counted_once() {
     let mut system = TestSystem::new()
         .service("server", echo_server())
