@@ -45,6 +45,9 @@ gdb: run
 ## Everything CI checks: formatting, lints on all three targets, host and QEMU tests.
 test: setup lint
 	cargo test --release
+	# The kernel core's tests again with every kernel call on the slow path
+	# (the kernel busy), which default builds reach only during a handoff.
+	cargo test --release -p atoll-core --features trapped-ipc
 	# Services whose logic has host tests (the FAT layer runs on mkfs.fat images).
 	cargo test --release $(foreach p,$(HOST_TESTED_SERVICES),-p $(p))
 	# A short fault campaign (seconds; `make chaos` runs longer ones).

@@ -188,7 +188,9 @@ pub const REPLY: HostFunction = HostFunction {
 /// a server's turn of its loop in one kernel call (seL4's `ReplyRecv`):
 /// answers `token` as [`REPLY`] does (nothing if `token` is 0) and writes
 /// that outcome (0 or an error code, a little-endian `i32`) at `status_ptr`,
-/// then receives as [`RECEIVE`] does and returns what it returns. If
+/// then receives as [`RECEIVE`] does and returns what it returns (without
+/// waiting if the answer failed with anything but `PeerGone` or
+/// `BadHandle`, so that the server can answer again). If
 /// `status_ptr`, the receive buffer or the info record lies outside memory,
 /// it returns [`Error::OutOfBounds`] and does neither.
 pub const REPLY_RECEIVE: HostFunction = HostFunction {

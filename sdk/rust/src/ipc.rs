@@ -167,7 +167,10 @@ impl Endpoint {
     /// Answers `token` with `reply` and takes the oldest message, in one
     /// kernel call (see [`atoll_abi::REPLY_RECEIVE`]): the answer's outcome,
     /// as [`ReplyToken::reply`] gives it, and the message, as
-    /// [`Endpoint::receive`] gives it.
+    /// [`Endpoint::receive`] gives it; if the answer failed with anything
+    /// but `PeerGone` or `BadHandle`, the receive does not wait
+    /// ([`Error::WouldBlock`] when nothing is queued), so that the caller can
+    /// be answered again.
     #[cfg(target_family = "wasm")]
     pub fn reply_receive<'a>(
         self,
@@ -298,8 +301,8 @@ where
         };
         let received = match received {
             Ok(received) => received,
-            // After an answer that did not go (its token still good: the
-            // kernel did not wait, and `answer` has given the empty one).
+            // After an answer that did not go while its token stayed good,
+            // the kernel does not wait (`answer` has tried the empty one).
             Err(Error::WouldBlock) => continue,
             Err(error) => {
                 crate::println!("receive failed: {error}");
@@ -385,8 +388,8 @@ pub enum Answer {
     /// or the kernel answered the call for this server (at a hot swap or a
     /// restart). Nothing to do; counted by [`callers_gone`].
     CallerGone,
-    /// The response did not fit the caller's buffer (or a message): the
-    /// caller got an empty answer instead, which its `request` reports as
+    /// The response did not fit the caller's buffer (or a message), or the
+    /// kernel had no room to hold it: the caller got an empty answer instead, which its `request` reports as
     /// [`CallError::Decode`].
     TooLong,
     /// The kernel refused the token ([`Error::BadHandle`]: answered twice, or
@@ -517,13 +520,16 @@ impl Responder {
         };
         let answer = match first {
             Ok(()) => Answer::Delivered,
-            // The token stays valid when the answer does not fit: answer empty
-            // rather than leave the caller waiting.
-            Err(Error::BufferTooSmall | Error::TooLarge) => match reply(token, &[]) {
-                Ok(()) => Answer::TooLong,
-                Err(Error::PeerGone) => Answer::CallerGone,
-                Err(error) => Answer::Refused(error),
-            },
+            // The token stays valid when the answer does not fit, or the
+            // kernel had no room to hold it: answer empty rather than leave
+            // the caller waiting.
+            Err(Error::BufferTooSmall | Error::TooLarge | Error::OutOfMemory) => {
+                match reply(token, &[]) {
+                    Ok(()) => Answer::TooLong,
+                    Err(Error::PeerGone) => Answer::CallerGone,
+                    Err(error) => Answer::Refused(error),
+                }
+            }
             Err(Error::PeerGone) => Answer::CallerGone,
             Err(error) => Answer::Refused(error),
         };
@@ -587,6 +593,14 @@ mod tests {
         let (outcome, _) = answer(call(9), Some(b"x"), &[Err(Error::BadHandle)]);
         assert_eq!(outcome, Answer::Refused(Error::BadHandle));
         assert_eq!(callers_gone(), before);
+    }
+
+    #[test]
+    fn an_answer_the_kernel_had_no_room_for_gets_an_empty_reply() {
+        let (outcome, attempts) =
+            answer(call(4), Some(b"long"), &[Err(Error::OutOfMemory), Ok(())]);
+        assert_eq!(outcome, Answer::TooLong);
+        assert_eq!(attempts, [(4, 4), (4, 0)]);
     }
 
     #[test]

@@ -233,8 +233,9 @@ fn reply_receive(
             let timeout_ns = receive_timeout_after(replied, timeout_ns);
             kernel.fast_receive(id, handle, bytes, (buffer, info), timeout_ns)
         });
-        // Never with a timeout of 0 from `receive_timeout_after`: such a
-        // receive completes in place.
+        // After the kernel's own receive (`done`), never with a timeout of 0
+        // from `receive_timeout_after` (such a receive completes in place);
+        // the slow receive below handles 0 as `receive` does.
         let receive = |timeout_ns| Syscall::Receive {
             handle,
             buffer,

@@ -649,7 +649,9 @@ fn assert_witness_ran_first(system: &super::system::System, client_done: &str) {
     assert!(witness < client, "the witness waited: {console}");
 }
 
-/// Turns on the CPU of each service, by name.
+/// Turns on the CPU of each service, by name (used by the direct switch's
+/// tests, which the slow-path builds leave out).
+#[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
 fn slices(system: &super::system::System, name: &str) -> Option<u64> {
     system
         .kernel

@@ -47,7 +47,8 @@ fn reply_receive_counts_as_the_reply_and_the_receive_it_makes() {
     // each with `reply_receive`: five messages (three calls, two sends).
     // Counted: 1 receive, then per `reply_receive` its receive, and its
     // reply when it answered a call (not a send: token 0), the last one
-    // waiting for ever: 1 + 5 + 3 = 9, whichever path the kernel took.
+    // waiting for ever: 1 + 5 + 3 = 9 (also with `trapped-ipc`, where every
+    // call takes the slow path: `make test` runs both).
     let server = probe(
         "",
         "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
