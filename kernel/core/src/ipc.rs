@@ -115,14 +115,11 @@ impl Endpoint {
         self.open
     }
 
-    /// Counts a message handed straight to the waiting owner, which passes
-    /// the empty queue without stopping in it. Refused (`false`) when closed.
-    pub fn pass(&mut self) -> bool {
-        if self.open {
-            self.stats.queued += 1;
-            self.stats.deepest = self.stats.deepest.max(1);
-        }
-        self.open
+    /// Counts a message handed straight to the waiting owner of this open
+    /// endpoint, which passes the empty queue without stopping in it.
+    pub fn pass(&mut self) {
+        self.stats.queued += 1;
+        self.stats.deepest = self.stats.deepest.max(1);
     }
 
     /// Queues a message from the kernel itself, which a full queue does not

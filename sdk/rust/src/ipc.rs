@@ -276,18 +276,14 @@ where
     let mut response = alloc::vec![0u8; MAX_MESSAGE_LEN];
     // The last call's answer, encoded in `response`, not yet given: given
     // with the next receive, in one kernel call.
-    let mut pending: Option<(Responder, usize)> = None;
+    let mut pending: Option<(ReplyToken, Responder, usize)> = None;
     loop {
         let received = match pending.take() {
             None => endpoint.receive(&mut buffer, Timeout::Forever),
-            Some((responder, length)) => {
+            Some((token, responder, length)) => {
                 let answer = response.get(..length).unwrap_or_default();
-                let (replied, received) = match responder.token {
-                    Some(token) => {
-                        endpoint.reply_receive(token, answer, &mut buffer, Timeout::Forever)
-                    }
-                    None => (Ok(()), endpoint.receive(&mut buffer, Timeout::Forever)),
-                };
+                let (replied, received) =
+                    endpoint.reply_receive(token, answer, &mut buffer, Timeout::Forever);
                 // The first attempt was the one just made; a retry (an empty
                 // answer, when this one did not fit) goes through `reply`.
                 let mut first = Some(replied);
@@ -314,11 +310,11 @@ where
         };
         let (message, responder) = request.into_parts();
         let answer = handler(message);
-        if !responder.is_call() {
+        let Some(token) = responder.token else {
             continue;
-        }
+        };
         match postcard::to_slice(&answer, &mut response) {
-            Ok(encoded) => pending = Some((responder, encoded.len())),
+            Ok(encoded) => pending = Some((token, responder, encoded.len())),
             // Too long for a message: the caller gets an empty answer.
             Err(_) => {
                 responder

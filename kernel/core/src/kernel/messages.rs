@@ -354,8 +354,8 @@ impl Core {
         owner.is_some_and(|owner| self.hand_to(owner, endpoint, sender, token, bytes))
     }
 
-    /// [`Core::hand_over`] to `owner`, the provider of `endpoint`, whose queue
-    /// is empty.
+    /// [`Core::hand_over`] to `owner`, the provider of `endpoint`, which is
+    /// open and whose queue is empty.
     #[inline(never)]
     fn hand_to(
         &mut self,
@@ -390,8 +390,12 @@ impl Core {
                 service.write_memory(buffer, bytes).is_ok()
                     && service.write_memory(info, &record).is_ok()
             });
-        if !written || !self.endpoints.get_mut(endpoint).is_some_and(Endpoint::pass) {
+        if !written {
             return false;
+        }
+        // Open: `hand_over` looked.
+        if let Some(queue) = self.endpoints.get_mut(endpoint) {
+            queue.pass();
         }
         self.count_sent(sender, endpoint, token, bytes.len());
         self.count_received(owner, sender, token);
