@@ -29,7 +29,7 @@ use crate::heap::Heap;
 use crate::host::{InPlace, Syscall};
 use crate::ipc::{CallTable, Endpoint, Message, PendingCall, ServiceId};
 use crate::loader::Program;
-use crate::service::{Image, Service, SliceOutcome};
+use crate::service::{Image, Service, SliceOutcome, Upcall};
 use alloc::boxed::Box;
 use alloc::format;
 use alloc::rc::{Rc, Weak};
@@ -679,6 +679,7 @@ impl Core {
                     Then::Block => {}
                 }
             }
+            SliceOutcome::Handled { upcall, reply } => return self.handled(id, upcall, reply),
             SliceOutcome::Exited(status) => {
                 let name = self.name_of(id).to_string();
                 self.sched.end(id, ServiceState::Exited);

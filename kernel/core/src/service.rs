@@ -23,7 +23,10 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use atoll_abi::bundle::ServiceLimits;
-use atoll_abi::{ENTRY_POINT, Error, MEMORY_EXPORT};
+use atoll_abi::{
+    ENTRY_POINT, Error, HANDLER_DECLINED, HANDLER_DEFERRED, HANDLER_EXPORT, MAX_MESSAGE_LEN,
+    MEMORY_EXPORT,
+};
 use core::cell::RefCell;
 use wasmi::{
     Instance, Memory, Store, StoreLimitsBuilder, TypedFunc, TypedResumableCall,
@@ -66,6 +69,36 @@ pub enum SliceOutcome {
     Exited(i32),
     /// The service trapped, with the interpreter's reason.
     Faulted(String),
+    /// Its handler returned from `upcall`: `reply` (checked to lie in its
+    /// memory and to be at most a message long) answers the call, or
+    /// `None` ([`atoll_abi::HANDLER_DEFERRED`]) leaves it open. Either way
+    /// the service is back in the `receive` the upcall stood in for.
+    Handled {
+        upcall: Upcall,
+        reply: Option<GuestSlice>,
+    },
+}
+
+/// A call handed to a server's handler export in place of resuming the
+/// `receive` it waits in: the call's token, and that `receive`'s endpoint,
+/// buffer and info record (it waited without a timeout), to wait in again
+/// once the handler returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upcall {
+    pub token: u32,
+    pub endpoint: usize,
+    pub buffer: GuestSlice,
+    pub info: GuestSlice,
+    /// What the `receive` returned (the message's length, or an error).
+    pub received: i32,
+}
+
+/// Where a handler's call stands between slices.
+enum Handling {
+    /// To be called with what the `receive` returned.
+    NotStarted,
+    OutOfFuel(TypedResumableCallOutOfFuel<i64>),
+    InSyscall(TypedResumableCallHostTrap<i64>),
 }
 
 /// Where the entry-point call stands between slices.
@@ -95,6 +128,11 @@ pub struct Service {
     wasi: bool,
     instance: Instance,
     suspended: Suspended,
+    /// Its [`atoll_abi::HANDLER_EXPORT`], if it exports it with its type.
+    handler: Option<TypedFunc<i32, i64>>,
+    /// The upcall in progress: it runs instead of the entry point's call
+    /// (suspended in `receive` meanwhile) until it returns.
+    handling: Option<(Handling, Upcall)>,
     /// This interpreter's share of the heap's stack headroom (released when
     /// the service is dropped, after its Store).
     _claim: Claim,
@@ -205,7 +243,17 @@ impl Service {
         };
         store.data_mut().memory = Some(memory);
         store.data_mut().program_memory = Some(program_memory);
+        // A WASI program's calls go to its shim's loop, never by upcall.
+        let handler = (image.program.shim.is_none())
+            .then(|| {
+                instance
+                    .get_typed_func::<i32, i64>(&store, HANDLER_EXPORT)
+                    .ok()
+            })
+            .flatten();
         Ok(Service {
+            handler,
+            handling: None,
             instance,
             fuel_slice: image.limits.fuel_slice.max(1),
             fuel_used: 0,
@@ -440,6 +488,14 @@ impl Service {
                 return self.fault(error.to_string());
             }
         }
+        let mut syscall_result = syscall_result;
+        if let Some((handling, upcall)) = self.handling.take() {
+            match self.run_handler(handling, syscall_result, upcall) {
+                Ok(outcome) => return outcome,
+                // Declined: the `receive` returns what it received.
+                Err(received) => syscall_result = received,
+            }
+        }
         let fuel_before = self.store.get_fuel().unwrap_or(0);
         let result = match core::mem::replace(&mut self.suspended, Suspended::Finished) {
             Suspended::NotStarted => self.entry.call_resumable(&mut self.store, ()),
@@ -478,6 +534,85 @@ impl Service {
                 None => self.fault(error.to_string()),
             },
         }
+    }
+
+    /// Hands the call `upcall` (received into the buffers of the `receive`
+    /// the service waits in) to its handler export, which runs in place of
+    /// that `receive` from the service's next slice. `false`: it has no
+    /// handler, or is in one already (a handler waiting in a `receive` of
+    /// its own gets the message from it).
+    pub fn begin_upcall(&mut self, upcall: Upcall) -> bool {
+        let free = self.handler.is_some() && self.handling.is_none();
+        if free {
+            self.handling = Some((Handling::NotStarted, upcall));
+        }
+        free
+    }
+
+    /// Runs (or resumes, with `syscall_result`) the handler's call.
+    /// `Err(received)`: it declined the message, which its `receive` then
+    /// returns.
+    fn run_handler(
+        &mut self,
+        handling: Handling,
+        syscall_result: i32,
+        upcall: Upcall,
+    ) -> Result<SliceOutcome, i32> {
+        let fuel_before = self.store.get_fuel().unwrap_or(0);
+        let result = match (handling, self.handler) {
+            (Handling::NotStarted, Some(handler)) => {
+                handler.call_resumable(&mut self.store, upcall.received)
+            }
+            (Handling::NotStarted, None) => return Err(upcall.received),
+            (Handling::OutOfFuel(call), _) => call.resume(&mut self.store),
+            (Handling::InSyscall(call), _) => {
+                call.resume(&mut self.store, &[Val::I32(syscall_result)])
+            }
+        };
+        let remaining = self.store.get_fuel().unwrap_or(0);
+        self.fuel_used = self
+            .fuel_used
+            .saturating_add(fuel_before.saturating_sub(remaining));
+        let reply = match result {
+            Ok(TypedResumableCall::Finished(HANDLER_DECLINED)) => return Err(upcall.received),
+            Ok(TypedResumableCall::Finished(HANDLER_DEFERRED)) => None,
+            Ok(TypedResumableCall::Finished(packed)) => {
+                let packed = packed.cast_unsigned();
+                let reply = GuestSlice::new((packed >> 32) as u32 as i32, packed as u32 as i32);
+                let bad = packed >> 63 != 0 || self.read_memory(reply, MAX_MESSAGE_LEN).is_err();
+                if bad {
+                    return Ok(self.fault(alloc::format!(
+                        "its handler returned {:#x}: not a reply in its memory",
+                        packed
+                    )));
+                }
+                Some(reply)
+            }
+            Ok(TypedResumableCall::OutOfFuel(call)) => {
+                self.fuel_required = call.required_fuel();
+                self.handling = Some((Handling::OutOfFuel(call), upcall));
+                return Ok(SliceOutcome::Preempted);
+            }
+            Ok(TypedResumableCall::HostTrap(call)) => {
+                if let Some(status) = call.host_error().i32_exit_status() {
+                    return Ok(self.exit(status));
+                }
+                return Ok(match self.store.data_mut().pending.take() {
+                    Some(syscall) => {
+                        self.handling = Some((Handling::InSyscall(call), upcall));
+                        SliceOutcome::Syscall(syscall)
+                    }
+                    None => self.fault(call.host_error().to_string()),
+                });
+            }
+            Err(error) => {
+                return Ok(match error.i32_exit_status() {
+                    Some(status) => self.exit(status),
+                    None => self.fault(error.to_string()),
+                });
+            }
+        };
+        Ok(SliceOutcome::Handled { upcall, reply })
     }
 
     fn exit(&mut self, status: i32) -> SliceOutcome {

@@ -31,6 +31,27 @@ pub const IMPORT_MODULE: &str = "atoll";
 /// The export the kernel calls to start a service: `() -> ()`.
 pub const ENTRY_POINT: &str = "_start";
 
+/// The optional export a server's calls are handed to by upcall:
+/// `atoll_handle(received: i32) -> i64`. While the server waits in
+/// `receive` (with no timeout) and a `call` on that endpoint is switched to
+/// it directly, the kernel writes the message and its receive-info record
+/// where that `receive` asked, then calls this export with what the
+/// `receive` would have returned, instead of resuming the `receive`. The
+/// handler returns its reply's `(ptr << 32) | len` (the call is answered
+/// with those bytes and the server is back in its `receive`, never having
+/// left it), [`HANDLER_DEFERRED`] or [`HANDLER_DECLINED`]; anything else
+/// faults the server. docs/abi.md, "Handlers".
+pub const HANDLER_EXPORT: &str = "atoll_handle";
+
+/// A handler's answer for "not now": the call stays open (its token, in the
+/// receive-info record, answers it later with `reply`), and the server is
+/// back in its `receive`.
+pub const HANDLER_DEFERRED: i64 = -2;
+
+/// A handler's answer for "not by upcall": the `receive` it stood in for
+/// returns to the server's own loop with the message, as without a handler.
+pub const HANDLER_DECLINED: i64 = -1;
+
 /// The export holding a service's linear memory. Host functions that take a
 /// pointer read and write this memory only.
 pub const MEMORY_EXPORT: &str = "memory";

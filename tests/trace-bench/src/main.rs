@@ -95,7 +95,7 @@ fn sender(sends: u64) -> String {
 /// its loop one kernel call, `reply_receive` after a call (the reply and the
 /// next message) or `receive` after a send; with `separate` a `receive` and
 /// a `reply` (the server's shape before `reply_receive`, for comparison).
-fn server(separate: bool) -> &'static str {
+fn server(separate: bool, handler: bool) -> String {
     if separate {
         return r#"(module
     (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
@@ -107,9 +107,20 @@ fn server(separate: bool) -> &'static str {
             ;; A call (token not 0) is answered; a send is not.
             (if (i32.and (i32.ge_s (local.get $r) (i32.const 0)) (i32.ne (i32.load (i32.const 200)) (i32.const 0)))
                 (then (drop (call $reply (i32.load (i32.const 200)) (i32.const 100) (local.get $r)))))
-            (br $serve))))"#;
+            (br $serve))))"#
+            .into();
     }
-    r#"(module
+    // The handler export answers a call switched to the server by upcall
+    // with its request, as the loop would (docs/abi.md, "Handlers").
+    let handler = if handler {
+        r#"(func (export "atoll_handle") (param $r i32) (result i64)
+        (if (i32.lt_s (local.get $r) (i32.const 0)) (then (return (i64.const -2))))
+        (i64.or (i64.const 0x6400000000) (i64.extend_i32_u (local.get $r))))"#
+    } else {
+        ""
+    };
+    format!(
+        r#"(module
     (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
     (import "atoll" "reply_receive" (func $reply_receive (param i32 i32 i32 i32 i32 i32 i32 i64 i32) (result i32)))
     (memory (export "memory") 1)
@@ -123,11 +134,13 @@ fn server(separate: bool) -> &'static str {
             (local.set $token (i32.const 0))
             (if (i32.ge_s (local.get $r) (i32.const 0))
                 (then (local.set $token (i32.load (i32.const 200)))))
-            (br $serve))))"#
+            (br $serve)))
+    {handler})"#
+    )
 }
 
-fn bundle(round_trips: u64, sends: bool, separate: bool) -> Result<Vec<u8>, String> {
-    let server = wat::parse_str(server(separate)).map_err(|error| error.to_string())?;
+fn bundle(round_trips: u64, sends: bool, separate: bool, handler: bool) -> Result<Vec<u8>, String> {
+    let server = wat::parse_str(server(separate, handler)).map_err(|error| error.to_string())?;
     let client = if sends {
         sender(round_trips)
     } else {
@@ -174,6 +187,7 @@ fn main() -> ExitCode {
     let mut trace = false;
     let mut sends = false;
     let mut separate = false;
+    let mut handler = false;
     let mut round_trips = 200_000u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -181,6 +195,7 @@ fn main() -> ExitCode {
             "--trace" => trace = true,
             "--sends" => sends = true,
             "--reply-then-receive" => separate = true,
+            "--handler" => handler = true,
             "--round-trips" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) if n > 0 => round_trips = n,
                 _ => {
@@ -190,13 +205,13 @@ fn main() -> ExitCode {
             },
             _ => {
                 eprintln!(
-                    "usage: atoll-trace-bench [--trace] [--sends] [--reply-then-receive] [--round-trips N]"
+                    "usage: atoll-trace-bench [--trace] [--sends] [--reply-then-receive | --handler] [--round-trips N]"
                 );
                 return ExitCode::from(2);
             }
         }
     }
-    let bundle = match bundle(round_trips, sends, separate) {
+    let bundle = match bundle(round_trips, sends, separate, handler) {
         Ok(bundle) => bundle,
         Err(error) => {
             eprintln!("atoll-trace-bench: {error}");

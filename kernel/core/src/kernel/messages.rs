@@ -130,6 +130,17 @@ impl Core {
                             if *waited == endpoint
                     )
             });
+        // Its receive, to wait in again after an upcall (only one without
+        // a timeout: the handler's return cannot restart a deadline).
+        let rearm = server.and_then(|(endpoint, server)| match self.sched.state(server) {
+            Some(ServiceState::Blocked(Wait::Receive {
+                buffer,
+                info,
+                deadline: None,
+                ..
+            })) => Some((endpoint, *buffer, *info)),
+            _ => None,
+        });
         let within_turn = self
             .services
             .get(id)
@@ -151,12 +162,21 @@ impl Core {
         // Not woken (the message did not fit its buffer): wait as usual.
         let resume = self.sched.run_now(server).ok_or(InPlace::Waiting)?;
         let now = self.sched.now();
-        let Some(service) = self.begin_slice(server, now) else {
+        let Some(mut service) = self.begin_slice(server, now) else {
             // Not in the table (it cannot be, while ready): back in the run
             // queue, so that it is not left marked running.
             self.sched.preempted(server);
             return Err(InPlace::Waiting);
         };
+        if let Some((endpoint, buffer, info)) = rearm {
+            service.begin_upcall(Upcall {
+                token,
+                endpoint,
+                buffer,
+                info,
+                received: resume,
+            });
+        }
         self.switching = Some(Switching {
             caller: id,
             token,
@@ -742,6 +762,62 @@ impl Core {
             .record(Kind::Reply, id, call.caller, token, length);
         self.sched.wake(call.caller, result);
         Ok(Then::Continue(0))
+    }
+
+    /// Acts on the return of service `id`'s handler from `upcall`: answers
+    /// the call with `reply` (in the service's memory, checked), if any,
+    /// then puts the service back in the `receive` the upcall stood in for.
+    /// An answer the caller cannot take (longer than its buffer, or no
+    /// room for it in the kernel) is answered with that error on the
+    /// server's behalf: a handler cannot try again, and the caller must
+    /// not wait for ever. What the service goes on with if a message
+    /// waits already (its `receive` returns it).
+    pub(super) fn handled(
+        &mut self,
+        id: ServiceId,
+        upcall: Upcall,
+        reply: Option<GuestSlice>,
+    ) -> Option<i32> {
+        if let Some(reply) = reply
+            && let Some(service) = self.take_service(id)
+        {
+            // Checked when the handler returned; memory never shrinks.
+            let bytes = service
+                .read_memory(reply, MAX_MESSAGE_LEN)
+                .unwrap_or_default();
+            let answered = self.reply(id, upcall.token, bytes);
+            self.put_service(id, service);
+            if let Err(error @ (Error::BufferTooSmall | Error::OutOfMemory)) = answered
+                && let Some(call) = self.calls.get(upcall.token).copied()
+            {
+                self.calls.remove(upcall.token);
+                self.wake_caller(call.caller, upcall.token, error.code());
+            }
+        }
+        let Upcall {
+            endpoint,
+            buffer,
+            info,
+            ..
+        } = upcall;
+        if self
+            .endpoints
+            .get(endpoint)
+            .is_some_and(|queue| !queue.is_empty())
+        {
+            match self.deliver(id, endpoint, buffer, info) {
+                Err(Error::WouldBlock) => {}
+                result => return Some(result.unwrap_or_else(Error::code)),
+            }
+        }
+        let wait = Wait::Receive {
+            endpoint,
+            buffer,
+            info,
+            deadline: None,
+        };
+        self.block(id, wait);
+        None
     }
 
     /// Parks service `id` until `wait` ends. Waiting in `receive` is the

@@ -21,4 +21,7 @@ mod observe;
 mod scheduling;
 mod supervision;
 mod swap;
+// Handlers run only for a call switched directly to its server.
+#[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
+mod upcalls;
 mod wasi;

@@ -1,0 +1,220 @@
+//! Handlers: a call switched to a server waiting in `receive` is handed to
+//! its `atoll_handle` export instead of resuming the `receive`, and the
+//! server is back in that `receive` when the handler returns.
+
+use super::probes::{code, probe};
+use super::system::{LIMITS, TestSystem};
+use crate::{ServiceState, Wait};
+use atoll_abi::Error;
+use atoll_abi::bundle::ServiceLimits;
+
+/// `module` (a [`probe`]) with the handler export `body`, which sees the
+/// probe's functions and returns an i64 (locals `$t` i32 and `$u` i64 free).
+fn with_handler(module: &str, body: &str) -> String {
+    let end = module.rfind(')').unwrap_or(module.len());
+    let handler = format!(
+        r#"(func (export "atoll_handle") (param $r i32) (result i64) (local $t i32) (local $u i64)
+            {body})"#
+    );
+    format!("{}{handler}{}", &module[..end], &module[end..])
+}
+
+/// A loop that receives into 100 (64 bytes, info at 200), logs `loop` and the
+/// length for each message, and answers calls with the request.
+fn looping_server() -> String {
+    probe(
+        "loop",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (drop (call $log (i32.const 0) (i32.const 4)))
+            (call $report (local.get $r))
+            (if (i32.and (i32.ge_s (local.get $r) (i32.const 0)) (i32.ne (call $token) (i32.const 0)))
+                (then (drop (call $reply (call $token) (i32.const 100) (local.get $r)))))
+            (br $serve))",
+    )
+}
+
+/// The reply `(ptr << 32) | len` of the request received into 100, `$r` long.
+const ECHO: &str = "(i64.or (i64.const 0x6400000000) (i64.extend_i32_u (local.get $r)))";
+
+/// A client that sleeps 1 ms (the server waits in `receive` by then), then
+/// makes `calls` (each `(ptr, len)` of its data), reporting each result and
+/// logging each reply (written at 300).
+fn caller(data: &str, calls: &[(i32, i32)]) -> String {
+    let mut body = String::from("(drop (call $sleep (i64.const 1000000)))");
+    for (ptr, len) in calls {
+        body.push_str(&format!(
+            "(local.set $r (call $call (i32.const 1) (i32.const {ptr}) (i32.const {len}) (i32.const 300) (i32.const 8)))
+             (call $report (local.get $r))
+             (if (i32.gt_s (local.get $r) (i32.const 0)) (then (drop (call $log (i32.const 300) (local.get $r)))))"
+        ));
+    }
+    probe(data, &body)
+}
+
+/// The server, then the client; the client's slice is large enough for
+/// several direct switches in one turn (each counts the server's fuel and
+/// the kernel's share against it).
+fn system(server: String, client: String) -> TestSystem {
+    TestSystem::new()
+        .service("server", server)
+        .provides("svc")
+        .service("client", client)
+        .uses("svc")
+        .limits(ServiceLimits {
+            fuel_slice: 1_000_000,
+            ..LIMITS
+        })
+}
+
+#[test]
+fn a_handler_answers_the_calls_switched_to_it_and_its_loop_never_sees_them() {
+    // Each call reaches the handler, which answers it with its request but
+    // the first byte (the loop would echo it whole); the loop's `receive`
+    // never returns for them, yet the server waits in it at the end. A send
+    // is not switched: the loop takes it.
+    let server = with_handler(
+        &looping_server(),
+        "(i64.or (i64.const 0x6500000000) (i64.extend_i32_u (i32.sub (local.get $r) (i32.const 1))))",
+    );
+    let client = probe(
+        "hiyou",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 2) (i32.const 300) (i32.const 8)))
+         (drop (call $log (i32.const 300) (i32.const 1)))
+         (call $report (call $call (i32.const 1) (i32.const 2) (i32.const 3) (i32.const 300) (i32.const 8)))
+         (drop (call $log (i32.const 300) (i32.const 2)))
+         (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 1)))",
+    );
+    let (system, summary) = system(server, client).run();
+    assert_eq!(system.lines_of("client"), ["1", "i", "2", "ou", "0"]);
+    assert_eq!(system.lines_of("server"), ["loop", "1"]);
+    assert_eq!(summary.exited, 1);
+    assert!(matches!(
+        system.state_of("server"),
+        Some(ServiceState::Blocked(Wait::Receive { .. }))
+    ));
+}
+
+#[test]
+fn a_handler_preempted_or_waiting_answers_when_it_returns() {
+    // The handler burns more than its slice (a loop of 20,000 turns with a
+    // slice of 1,000 fuel), then sleeps, then answers: the caller waits
+    // through both and gets its reply; the next call is handled the same.
+    let server = with_handler(
+        &looping_server(),
+        &format!(
+            "(loop $burn
+                (local.set $t (i32.add (local.get $t) (i32.const 1)))
+                (br_if $burn (i32.lt_u (local.get $t) (i32.const 20000))))
+             (drop (call $sleep (i64.const 1000)))
+             {ECHO}"
+        ),
+    );
+    let client = caller("abc", &[(0, 3), (1, 2)]);
+    let (system, _) = system(server, client).run();
+    assert_eq!(system.lines_of("client"), ["3", "abc", "2", "bc"]);
+    assert!(system.lines_of("server").is_empty());
+}
+
+#[test]
+fn a_declined_call_goes_to_the_loop_and_a_deferred_one_is_answered_later() {
+    // The handler declines the first call (the loop answers it) and defers
+    // the second, keeping its token at 400; handling the third, it answers
+    // the second with `reply`, then the third itself.
+    let server = with_handler(
+        &looping_server(),
+        &format!(
+            "(local.set $t (i32.load (i32.const 400)))
+             (i32.store (i32.const 400) (i32.add (local.get $t) (i32.const 1)))
+             (if (i32.eqz (local.get $t)) (then (return (i64.const -1))))
+             (if (i32.eq (local.get $t) (i32.const 1)) (then
+                (i32.store (i32.const 404) (call $token))
+                (return (i64.const -2))))
+             (call $report (call $reply (i32.load (i32.const 404)) (i32.const 0) (i32.const 4)))
+             {ECHO}"
+        ),
+    );
+    // Two clients: the second's call is the one kept waiting.
+    let first = caller("one", &[(0, 3)]);
+    let second = probe(
+        "two",
+        "(drop (call $sleep (i64.const 2000000)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 3) (i32.const 300) (i32.const 8)))
+         (drop (call $log (i32.const 300) (i32.const 4)))",
+    );
+    let third = probe(
+        "six",
+        "(drop (call $sleep (i64.const 3000000)))
+         (call $report (call $call (i32.const 1) (i32.const 0) (i32.const 3) (i32.const 300) (i32.const 8)))
+         (drop (call $log (i32.const 300) (i32.const 3)))",
+    );
+    let (system, _) = system(server, first)
+        .service("second", second)
+        .uses("svc")
+        .service("third", third)
+        .uses("svc")
+        .run();
+    assert_eq!(system.lines_of("client"), ["3", "one"]);
+    assert_eq!(system.lines_of("second"), ["4", "loop"]);
+    assert_eq!(system.lines_of("third"), ["3", "six"]);
+    // The loop's line for the declined call; the handler's `reply` status.
+    assert_eq!(system.lines_of("server"), ["loop", "3", "0"]);
+}
+
+#[test]
+fn a_reply_too_long_for_its_caller_answers_buffer_too_small_and_the_server_goes_on() {
+    // 9 bytes for a buffer of 8: the caller gets BufferTooSmall (the handler
+    // cannot try again), and the next call is answered.
+    let server = with_handler(
+        &looping_server(),
+        "(if (i32.eq (local.get $r) (i32.const 9)) (then (return (i64.const 9))))
+         (i64.or (i64.const 0x6400000000) (i64.extend_i32_u (local.get $r)))",
+    );
+    let client = caller("123456789", &[(0, 9), (0, 2)]);
+    let (system, _) = system(server, client).run();
+    assert_eq!(
+        system.lines_of("client"),
+        [code(Error::BufferTooSmall), "2".into(), "12".into()]
+    );
+}
+
+#[test]
+fn a_handler_that_returns_no_reply_in_its_memory_or_traps_faults_its_server() {
+    for body in [
+        // Past its one page.
+        "(i64.const 0x1000000000010)",
+        // A negative value that means nothing.
+        "(i64.const -3)",
+        // A message longer than the longest.
+        "(i64.const 0x1001)",
+        "(unreachable)",
+    ] {
+        let server = with_handler(&looping_server(), body);
+        let client = caller("x", &[(0, 1)]);
+        let (system, summary) = system(server, client).run();
+        assert_eq!(summary.faulted, 1, "{body}");
+        assert!(
+            matches!(system.state_of("server"), Some(ServiceState::Faulted(_))),
+            "{body}"
+        );
+        assert_eq!(system.lines_of("client"), [code(Error::PeerGone)], "{body}");
+    }
+}
+
+#[test]
+fn a_receive_with_a_timeout_is_not_stood_in_for() {
+    // The handler would answer "h"; the loop's receive has a deadline, so
+    // the loop takes the call and echoes it.
+    let server = with_handler(
+        &probe(
+            "h",
+            "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 1000000000) (i32.const 200)))
+             (drop (call $reply (call $token) (i32.const 100) (local.get $r)))",
+        ),
+        "(i64.const 1)",
+    );
+    let client = caller("ab", &[(0, 2)]);
+    let (system, _) = system(server, client).run();
+    assert_eq!(system.lines_of("client"), ["2", "ab"]);
+}
