@@ -896,7 +896,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             values: [None, Some(tracing.best_ns[2]), None],
         },
         Row {
-            name: "IPC round trip, hosted: tracing off, receive and reply apart",
+            name: "IPC round trip, hosted: tracing off, no handler",
             unit: "ns",
             values: [None, Some(tracing.best_ns[3]), None],
         },

@@ -28,14 +28,15 @@ pub const FLOOR_ROUND_TRIPS: u32 = 2_000_000;
 pub const FLOORS: usize = 4;
 
 /// The variants, in the order they run each round: four of Atoll's hosted
-/// core (the server answering with `reply_receive`, and with a `receive`
-/// and a `reply` apart as before that call), then (from [`FLOORS`] on) the
-/// two floors under plain wasmi.
+/// core (the server with a handler export, which calls switched to it run
+/// by upcall, and without one, answering with `reply_receive` in its loop
+/// as before handlers), then (from [`FLOORS`] on) the two floors under
+/// plain wasmi.
 pub const VARIANTS: [&str; 6] = [
     "no-trace build",
     "tracing off",
     "tracing on",
-    "tracing off, receive and reply apart",
+    "tracing off, no handler",
     "plain wasmi floor, park and resume",
     "plain wasmi floor, upcall",
 ];
@@ -155,7 +156,7 @@ pub fn measure(options: &BuildOptions, rounds: usize) -> Result<Overhead, Error>
         (&untraced, &[]),
         (&traced, &[]),
         (&traced, &["--trace"]),
-        (&traced, &["--reply-then-receive"]),
+        (&traced, &["--no-handler"]),
         (&floor, &["--fuel", "--round-trips", &floor_round_trips]),
         (
             &floor,

@@ -244,7 +244,7 @@ impl Service {
         store.data_mut().memory = Some(memory);
         store.data_mut().program_memory = Some(program_memory);
         // A WASI program's calls go to its shim's loop, never by upcall.
-        let handler = (image.program.shim.is_none())
+        let handler = (image.program.shim.is_none() && !cfg!(feature = "no-upcall"))
             .then(|| {
                 instance
                     .get_typed_func::<i32, i64>(&store, HANDLER_EXPORT)

@@ -262,7 +262,9 @@ impl ReplyToken {
 /// does not decode is logged and answered with an empty reply (which the
 /// caller's `request` reports as [`CallError::Decode`]); messages from `send`
 /// get no reply; a caller that has gone is counted ([`callers_gone`]), not
-/// logged.
+/// logged. Built on [`serve_raw`], so calls reach `handler` by upcall where
+/// the kernel can (docs/abi.md, "Handlers"); a response too long for its
+/// caller's buffer then answers the caller with [`Error::BufferTooSmall`].
 #[cfg(target_family = "wasm")]
 pub fn serve<Request, Response>(
     endpoint: &Endpoint,
@@ -272,57 +274,171 @@ where
     Request: DeserializeOwned,
     Response: Serialize,
 {
-    let mut buffer = alloc::vec![0u8; MAX_MESSAGE_LEN];
-    let mut response = alloc::vec![0u8; MAX_MESSAGE_LEN];
-    // The last call's answer, encoded in `response`, not yet given: given
-    // with the next receive, in one kernel call.
-    let mut pending: Option<(ReplyToken, Responder, usize)> = None;
-    loop {
-        let received = match pending.take() {
-            None => endpoint.receive(&mut buffer, Timeout::Forever),
-            Some((token, responder, length)) => {
-                let answer = response.get(..length).unwrap_or_default();
-                let (replied, received) =
-                    endpoint.reply_receive(token, answer, &mut buffer, Timeout::Forever);
-                // The first attempt was the one just made; a retry (an empty
-                // answer, when this one did not fit) goes through `reply`.
-                let mut first = Some(replied);
-                responder
-                    .answer(Some(answer), |token, bytes| {
-                        first.take().unwrap_or_else(|| token.reply(bytes))
-                    })
-                    .report();
-                received
-            }
-        };
-        let received = match received {
-            Ok(received) => received,
-            // After an answer that did not go while its token stayed good,
-            // the kernel does not wait (`answer` has tried the empty one).
-            Err(Error::WouldBlock) => continue,
-            Err(error) => {
-                crate::println!("receive failed: {error}");
-                continue;
-            }
-        };
-        let Ok(request) = received.decode::<Request>() else {
-            continue;
-        };
-        let (message, responder) = request.into_parts();
-        let answer = handler(message);
-        let Some(token) = responder.token else {
-            continue;
-        };
-        match postcard::to_slice(&answer, &mut response) {
-            Ok(encoded) => pending = Some((token, responder, encoded.len())),
+    serve_raw(endpoint, |received, out| {
+        let (message, responder) = received.decode::<Request>().ok()?.into_parts();
+        let response = handler(message);
+        responder.is_call().then_some(())?;
+        match postcard::to_slice(&response, out) {
+            Ok(encoded) => Some(encoded.len()),
             // Too long for a message: the caller gets an empty answer.
             Err(_) => {
                 responder
                     .answer(None, |token, bytes| token.reply(bytes))
                     .report();
+                None
             }
         }
+    })
+}
+
+/// Serves `endpoint` forever with `handler`, which takes each message and
+/// writes the answer to a call into its second argument, returning the
+/// answer's length (`None`: no answer now, e.g. for a message from `send`,
+/// or a call it keeps the [`Responder`] of to answer later). It runs either
+/// in this function's loop, which receives each message and gives the last
+/// answer with the next receive (`reply_receive`), or, for a call the kernel
+/// switches to this server directly, as the service's `atoll_handle` export
+/// (exported by [`crate::entry!`]), in place of the loop's receive, which
+/// never returns for that call (docs/abi.md, "Handlers"). Either way the
+/// same messages get the same answers.
+#[cfg(target_family = "wasm")]
+pub fn serve_raw<F>(endpoint: &Endpoint, mut handler: F) -> !
+where
+    F: FnMut(Received<'_>, &mut [u8]) -> Option<usize>,
+{
+    // The loop calls it through `handler` (static dispatch), the export
+    // through `erased`, both from one pointer.
+    let handler: *mut F = &raw mut handler;
+    let erased: *mut (dyn FnMut(Received<'_>, &mut [u8]) -> Option<usize> + '_) = handler;
+    // SAFETY: only the lifetime is changed. `handler` lives in this frame,
+    // which never returns, so it outlives every use through `SERVING`.
+    let erased: *mut (dyn FnMut(Received<'_>, &mut [u8]) -> Option<usize> + 'static) =
+        unsafe { core::mem::transmute(erased) };
+    let serving = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(Serving {
+        buffer: [0; MAX_MESSAGE_LEN],
+        info: [0; RECEIVE_INFO_LEN],
+        answer: [0; MAX_MESSAGE_LEN],
+        handler: erased,
+    }));
+    SERVING.0.set(serving);
+    let handle = endpoint.handle;
+    // The last call's answer, in `answer`, not yet given: given with the
+    // next receive, in one kernel call.
+    let mut pending: Option<(Responder, usize)> = None;
+    loop {
+        let mut status = 0i32;
+        // SAFETY: `serving` is never freed. Only raw pointers into it cross
+        // the kernel call, and no reference to it is held meanwhile, so the
+        // handler the kernel may run inside the call has it alone. The
+        // kernel writes at most the buffer's and the info record's lengths,
+        // reads the answer's, and writes one `i32` to `status`.
+        let length = unsafe {
+            let buffer = (&raw mut (*serving).buffer).cast::<u8>();
+            let info = (&raw mut (*serving).info).cast::<u8>();
+            match &pending {
+                None => crate::raw::receive(handle, buffer, MAX_MESSAGE_LEN, -1, info),
+                Some((responder, length)) => crate::raw::reply_receive(
+                    responder.token.map_or(0, |token| token.0),
+                    (&raw const (*serving).answer).cast::<u8>(),
+                    *length,
+                    &mut status,
+                    handle,
+                    buffer,
+                    MAX_MESSAGE_LEN,
+                    -1,
+                    info,
+                ),
+            }
+        };
+        // SAFETY: the kernel call is over; nothing else refers to it now.
+        let serving = unsafe { &mut *serving };
+        if let Some((responder, answered)) = pending.take() {
+            // As `Endpoint::reply_receive` tells it: refused before either
+            // half, or the answer's own outcome. That was the first
+            // attempt; a retry (an empty answer, when this one did not fit)
+            // goes through `reply`.
+            let mut first = Some(match check_value(length) {
+                Err(error @ (Error::OutOfBounds | Error::NoMemory | Error::OutOfMemory)) => {
+                    Err(error)
+                }
+                _ => check_value(status).map(|_| ()),
+            });
+            let answer = serving.answer.get(..answered).unwrap_or_default();
+            responder
+                .answer(Some(answer), |token, bytes| {
+                    first.take().unwrap_or_else(|| token.reply(bytes))
+                })
+                .report();
+        }
+        match Endpoint::received(length, &serving.buffer, &serving.info) {
+            Ok(received) => pending = step(handler, &mut serving.answer, received),
+            // After an answer that did not go while its token stayed good,
+            // the kernel does not wait (`answer` has tried the empty one).
+            Err(Error::WouldBlock) => {}
+            Err(error) => crate::println!("receive failed: {error}"),
+        }
     }
+}
+
+/// What [`serve_raw`]'s loop and the service's handler export share: the
+/// receive buffer and info record the loop's receive waits on (which the
+/// kernel fills before it runs the handler), the answer, and the handler.
+struct Serving {
+    buffer: [u8; MAX_MESSAGE_LEN],
+    info: [u8; RECEIVE_INFO_LEN],
+    answer: [u8; MAX_MESSAGE_LEN],
+    handler: *mut dyn FnMut(Received<'_>, &mut [u8]) -> Option<usize>,
+}
+
+/// Hands `received` to `serving`'s handler, which answers into `answer`;
+/// the answer to give, if any.
+#[inline(always)]
+fn step<H>(handler: *mut H, answer: &mut [u8], received: Received<'_>) -> Option<(Responder, usize)>
+where
+    H: FnMut(Received<'_>, &mut [u8]) -> Option<usize> + ?Sized,
+{
+    let responder = received.responder();
+    // SAFETY: it points to `serve_raw`'s handler, alive for ever; the
+    // handler is run by one of the loop and the export at a time.
+    let handler = unsafe { &mut *handler };
+    let length = handler(received, answer)?;
+    (responder.is_call() && length <= answer.len()).then_some((responder, length))
+}
+
+/// The [`Serving`] of this service's [`serve_raw`], once it runs.
+struct Shared(core::cell::Cell<*mut Serving>);
+// SAFETY: a Wasm service has one thread.
+unsafe impl Sync for Shared {}
+static SERVING: Shared = Shared(core::cell::Cell::new(core::ptr::null_mut()));
+
+/// The handler export's body ([`crate::entry!`] exports it as
+/// `atoll_handle`): hands the call the kernel received into [`serve_raw`]'s
+/// buffers (`received`: what the loop's receive would return) to its
+/// handler, and returns the answer's `(ptr << 32) | len`,
+/// [`atoll_abi::HANDLER_DEFERRED`] (no answer now), or
+/// [`atoll_abi::HANDLER_DECLINED`] when `serve_raw` does not run (the
+/// service's own loop takes the message).
+#[doc(hidden)]
+#[must_use]
+pub fn upcall(received: i32) -> i64 {
+    let serving = SERVING.0.get();
+    if serving.is_null() {
+        return atoll_abi::HANDLER_DECLINED;
+    }
+    // SAFETY: the kernel calls the export only while the loop of
+    // `serve_raw` waits in its receive, holding no reference to `serving`
+    // (and never while the handler runs already).
+    let serving = unsafe { &mut *serving };
+    #[cfg(target_family = "wasm")]
+    if let Ok(received) = Endpoint::received(received, &serving.buffer, &serving.info)
+        && let Some((_, length)) = step(serving.handler, &mut serving.answer, received)
+    {
+        let ptr = serving.answer.as_ptr() as usize as i64;
+        return (ptr << 32) | length as i64;
+    }
+    #[cfg(not(target_family = "wasm"))]
+    let _ = (received, serving);
+    atoll_abi::HANDLER_DEFERRED
 }
 
 /// [`serve`] on the endpoint called `name`; logs and returns if the service has
@@ -565,7 +681,7 @@ mod tests {
     }
 
     #[test]
-    fn a_gone_caller_is_counted_not_refused() {
+    fn a_gone_caller_is_counted_not_refused_and_a_bad_handle_is_not_counted() {
         let before = callers_gone();
         let (outcome, attempts) = answer(call(5), Some(b"hi"), &[Err(Error::PeerGone)]);
         assert_eq!(outcome, Answer::CallerGone);
@@ -581,14 +697,11 @@ mod tests {
         assert_eq!(outcome, Answer::CallerGone);
         assert_eq!(attempts, [(5, 4), (5, 0)]);
         assert_eq!(callers_gone(), before + 2);
-    }
-
-    #[test]
-    fn a_bad_handle_is_the_servers_mistake() {
-        let before = callers_gone();
+        // A bad handle is the server's mistake, not counted. (One test: the
+        // count is global, and tests run in parallel.)
         let (outcome, _) = answer(call(9), Some(b"x"), &[Err(Error::BadHandle)]);
         assert_eq!(outcome, Answer::Refused(Error::BadHandle));
-        assert_eq!(callers_gone(), before);
+        assert_eq!(callers_gone(), before + 2);
     }
 
     #[test]

@@ -26,7 +26,7 @@
     )
 )]
 
-pub use atoll_abi::{Error, MAX_MESSAGE_LEN, MAX_MODULE_LEN};
+pub use atoll_abi::{Error, HANDLER_EXPORT, MAX_MESSAGE_LEN, MAX_MODULE_LEN};
 
 extern crate alloc;
 
@@ -43,7 +43,7 @@ pub use ipc::{
     callers_gone,
 };
 #[cfg(target_family = "wasm")]
-pub use ipc::{serve, serve_named};
+pub use ipc::{serve, serve_named, serve_raw};
 
 /// The raw host functions, exactly as the kernel exports them. Prefer the safe
 /// wrappers of this crate; these are for bindings and tests of the ABI itself.
@@ -263,7 +263,10 @@ impl core::fmt::Write for LineBuffer {
 }
 
 /// Declares the service's entry point: `entry!(main)` exports `_start`, which
-/// the kernel calls once the service is loaded, and which calls `main()`.
+/// the kernel calls once the service is loaded, and which calls `main()`; and
+/// the handler export `atoll_handle`, through which calls reach the handler
+/// of [`serve`] or [`serve_raw`] by upcall (it declines every call while
+/// neither runs, and the service's own loop takes them).
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
@@ -272,6 +275,17 @@ macro_rules! entry {
             let main: fn() = $main;
             main();
         }
+
+        /// The handler export: calls switched to this service while
+        /// `serve` or `serve_raw` waits go to its handler directly.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn atoll_handle(received: i32) -> i64 {
+            $crate::ipc::upcall(received)
+        }
+        const _: () = assert!($crate::handoff::same_name(
+            "atoll_handle",
+            $crate::HANDLER_EXPORT
+        ));
     };
 }
 

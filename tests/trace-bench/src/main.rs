@@ -1,12 +1,15 @@
 //! atoll-trace-bench: the IPC call/reply round trip in the hosted kernel core,
 //! long enough to measure a difference of a few percent on a shared machine.
 //!
-//! `atoll-trace-bench [--trace] [--sends] [--reply-then-receive] [--round-trips N]`
+//! `atoll-trace-bench [--trace] [--sends] [--no-handler | --reply-then-receive] [--round-trips N]`
 //! boots a system of two services written in WAT, a client that calls a
 //! server N times (default 200,000) with 16 bytes (with `--sends`: sends it N
-//! messages of 16 bytes, yielding when the queue is full) and an echo server
-//! (one `reply_receive` per message; with `--reply-then-receive`, a `receive`
-//! and a `reply`, as servers did before `reply_receive`), runs it
+//! messages of 16 bytes, yielding when the queue is full) and an echo server:
+//! a loop of one `reply_receive` per message, and a handler export, which
+//! answers the calls switched to it by upcall (docs/abi.md, "Handlers").
+//! With `--no-handler` the loop alone answers, as servers did before
+//! handlers; with `--reply-then-receive` the loop has a `receive` and a
+//! `reply`, as before `reply_receive`. It runs the system
 //! to its end and prints
 //! `wall_ns_per_round_trip=` and `cpu_ns_per_round_trip=` (the thread's own
 //! time on the CPU, from `/proc/thread-self/schedstat`: time the machine
@@ -187,7 +190,7 @@ fn main() -> ExitCode {
     let mut trace = false;
     let mut sends = false;
     let mut separate = false;
-    let mut handler = false;
+    let mut handler = true;
     let mut round_trips = 200_000u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -195,7 +198,7 @@ fn main() -> ExitCode {
             "--trace" => trace = true,
             "--sends" => sends = true,
             "--reply-then-receive" => separate = true,
-            "--handler" => handler = true,
+            "--no-handler" => handler = false,
             "--round-trips" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) if n > 0 => round_trips = n,
                 _ => {
@@ -205,7 +208,7 @@ fn main() -> ExitCode {
             },
             _ => {
                 eprintln!(
-                    "usage: atoll-trace-bench [--trace] [--sends] [--reply-then-receive | --handler] [--round-trips N]"
+                    "usage: atoll-trace-bench [--trace] [--sends] [--no-handler | --reply-then-receive] [--round-trips N]"
                 );
                 return ExitCode::from(2);
             }
