@@ -70,6 +70,11 @@ ATOLL_STATIC_ASSERT(sizeof(void *) == 4 && sizeof(size_t) == 4, "wasm32 only");
 #define ATOLL_STATE_SAVE_EXPORT "atoll_state_save" /* () -> i64 */
 #define ATOLL_STATE_ALLOC_EXPORT "atoll_state_alloc" /* (len: i32) -> i32 */
 #define ATOLL_STATE_RESTORE_EXPORT "atoll_state_restore" /* (ptr: i32, len: i32) -> () */
+/* Handlers: the export a call switched to a server may go to, and what
+ * it returns besides `(ptr << 32) | len` (docs/abi.md, "Handlers"). */
+#define ATOLL_HANDLER_EXPORT "atoll_handle" /* (received: i32) -> i64 */
+#define ATOLL_HANDLER_DEFERRED ((int64_t)-2)
+#define ATOLL_HANDLER_DECLINED ((int64_t)-1)
 
 /* The record `receive` writes at `info_ptr`, little-endian (as wasm32
  * is), so this struct is that record. */
@@ -238,6 +243,10 @@ int32_t atoll_startup(void *ptr, size_t cap);
 #define ATOLL_EXPORT_STATE_SAVE ATOLL_EXPORT(ATOLL_STATE_SAVE_EXPORT)
 #define ATOLL_EXPORT_STATE_ALLOC ATOLL_EXPORT(ATOLL_STATE_ALLOC_EXPORT)
 #define ATOLL_EXPORT_STATE_RESTORE ATOLL_EXPORT(ATOLL_STATE_RESTORE_EXPORT)
+
+/* A server's handler (docs/abi.md, "Handlers"): put it before
+ * `int64_t handle(int32_t received)`. */
+#define ATOLL_EXPORT_HANDLER ATOLL_EXPORT(ATOLL_HANDLER_EXPORT)
 
 /* The length of a NUL-terminated string. A loop of our own: there is no
  * libc, and -ffreestanding keeps the compiler from calling `strlen`. */

@@ -128,7 +128,8 @@ pub struct Service {
     wasi: bool,
     instance: Instance,
     suspended: Suspended,
-    /// Its [`atoll_abi::HANDLER_EXPORT`], if it exports it with its type.
+    /// Its [`atoll_abi::HANDLER_EXPORT`], if it exports it with its type
+    /// and has not declined a call.
     handler: Option<TypedFunc<i32, i64>>,
     /// The upcall in progress: it runs instead of the entry point's call
     /// (suspended in `receive` meanwhile) until it returns.
@@ -574,7 +575,12 @@ impl Service {
             .fuel_used
             .saturating_add(fuel_before.saturating_sub(remaining));
         let reply = match result {
-            Ok(TypedResumableCall::Finished(HANDLER_DECLINED)) => return Err(upcall.received),
+            // Declined: this instance serves with its own loop, and is not
+            // asked again (a decline costs a call of the export).
+            Ok(TypedResumableCall::Finished(HANDLER_DECLINED)) => {
+                self.handler = None;
+                return Err(upcall.received);
+            }
             Ok(TypedResumableCall::Finished(HANDLER_DEFERRED)) => None,
             Ok(TypedResumableCall::Finished(packed)) => {
                 let packed = packed.cast_unsigned();

@@ -28,6 +28,7 @@ use atoll_abi::{
     MAX_LOG_LEN, MAX_MESSAGE_LEN, MAX_MODULE_LEN, MAX_QUEUE_DEPTH, MEMORY_EXPORT, RECEIVE_INFO_LEN,
     RECEIVE_INFO_SENDER_OFFSET, RECEIVE_INFO_TOKEN_OFFSET, ValueType, WASM_PAGE_SIZE, info,
 };
+use atoll_abi::{HANDLER_DECLINED, HANDLER_DEFERRED, HANDLER_EXPORT};
 
 const BLESS: &str = "ATOLL_BLESS=1 cargo test -p atoll-abi --test c_header";
 const BEGIN: &str = "/* BEGIN GENERATED FROM sdk/abi */\n";
@@ -421,6 +422,20 @@ fn render_c_block() -> String {
     for (name, export, signature) in HANDOFF_EXPORTS {
         let _ = writeln!(out, "#define ATOLL_{name} \"{export}\" /* {signature} */");
     }
+    out.push_str("/* Handlers: the export a call switched to a server may go to, and what\n");
+    out.push_str(" * it returns besides `(ptr << 32) | len` (docs/abi.md, \"Handlers\"). */\n");
+    let _ = writeln!(
+        out,
+        "#define ATOLL_HANDLER_EXPORT \"{HANDLER_EXPORT}\" /* (received: i32) -> i64 */"
+    );
+    let _ = writeln!(
+        out,
+        "#define ATOLL_HANDLER_DEFERRED ((int64_t){HANDLER_DEFERRED})"
+    );
+    let _ = writeln!(
+        out,
+        "#define ATOLL_HANDLER_DECLINED ((int64_t){HANDLER_DECLINED})"
+    );
 
     out.push_str("\n/* The record `receive` writes at `info_ptr`, little-endian (as wasm32\n");
     out.push_str(" * is), so this struct is that record. */\n");
@@ -713,6 +728,7 @@ fn c_headers_compile_as_c11_and_cpp() {
     source.push_str("ATOLL_EXPORT_STATE_SAVE int64_t probe_save(void) { return 0; }\n");
     source.push_str("ATOLL_EXPORT_STATE_ALLOC int32_t probe_alloc(int32_t len) { return len; }\n");
     source.push_str("ATOLL_EXPORT_STATE_RESTORE void probe_restore(int32_t ptr, int32_t len) { (void)ptr; (void)len; }\n");
+    source.push_str("ATOLL_EXPORT_HANDLER int64_t probe_handle(int32_t received) { return received < 0 ? ATOLL_HANDLER_DEFERRED : ATOLL_HANDLER_DECLINED; }\n");
     for (compiler, language, standard) in
         [("clang", "c", "-std=c11"), ("clang++", "c++", "-std=c++11")]
     {

@@ -417,7 +417,8 @@ static SERVING: Shared = Shared(core::cell::Cell::new(core::ptr::null_mut()));
 /// handler, and returns the answer's `(ptr << 32) | len`,
 /// [`atoll_abi::HANDLER_DEFERRED`] (no answer now), or
 /// [`atoll_abi::HANDLER_DECLINED`] when `serve_raw` does not run (the
-/// service's own loop takes the message).
+/// service's own loop takes the message, and the kernel calls the export of
+/// this instance no more).
 #[doc(hidden)]
 #[must_use]
 pub fn upcall(received: i32) -> i64 {

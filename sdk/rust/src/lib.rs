@@ -265,8 +265,8 @@ impl core::fmt::Write for LineBuffer {
 /// Declares the service's entry point: `entry!(main)` exports `_start`, which
 /// the kernel calls once the service is loaded, and which calls `main()`; and
 /// the handler export `atoll_handle`, through which calls reach the handler
-/// of [`serve`] or [`serve_raw`] by upcall (it declines every call while
-/// neither runs, and the service's own loop takes them).
+/// of [`serve`] or [`serve_raw`] by upcall (if neither runs, it declines,
+/// and the kernel leaves the service's own loop to take its calls).
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
