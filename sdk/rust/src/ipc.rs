@@ -319,6 +319,7 @@ where
         info: [0; RECEIVE_INFO_LEN],
         answer: [0; MAX_MESSAGE_LEN],
         handler: erased,
+        waiting: false,
     }));
     SERVING.0.set(serving);
     let handle = endpoint.handle;
@@ -333,6 +334,7 @@ where
         // kernel writes at most the buffer's and the info record's lengths,
         // reads the answer's, and writes one `i32` to `status`.
         let length = unsafe {
+            (*serving).waiting = true;
             let buffer = (&raw mut (*serving).buffer).cast::<u8>();
             let info = (&raw mut (*serving).info).cast::<u8>();
             match &pending {
@@ -352,6 +354,7 @@ where
         };
         // SAFETY: the kernel call is over; nothing else refers to it now.
         let serving = unsafe { &mut *serving };
+        serving.waiting = false;
         if let Some((responder, answered)) = pending.take() {
             // As `Endpoint::reply_receive` tells it: refused before either
             // half, or the answer's own outcome. That was the first
@@ -388,6 +391,8 @@ struct Serving {
     info: [u8; RECEIVE_INFO_LEN],
     answer: [u8; MAX_MESSAGE_LEN],
     handler: *mut dyn FnMut(Received<'_>, &mut [u8]) -> Option<usize>,
+    /// The loop waits in its own receive (not in one its handler makes).
+    waiting: bool,
 }
 
 /// Hands `received` to `serving`'s handler, which answers into `answer`;
@@ -416,19 +421,23 @@ static SERVING: Shared = Shared(core::cell::Cell::new(core::ptr::null_mut()));
 /// buffers (`received`: what the loop's receive would return) to its
 /// handler, and returns the answer's `(ptr << 32) | len`,
 /// [`atoll_abi::HANDLER_DEFERRED`] (no answer now), or
-/// [`atoll_abi::HANDLER_DECLINED`] when `serve_raw` does not run (the
-/// service's own loop takes the message, and the kernel calls the export of
-/// this instance no more).
+/// [`atoll_abi::HANDLER_DECLINED`] when `serve_raw`'s loop does not wait in
+/// its receive (no `serve_raw` runs, or the receive is one its handler
+/// made): that receive returns the message, and the kernel calls the export
+/// of this instance no more.
 #[doc(hidden)]
 #[must_use]
 pub fn upcall(received: i32) -> i64 {
     let serving = SERVING.0.get();
-    if serving.is_null() {
+    // SAFETY: the kernel calls the export only while the service waits in
+    // a receive and is not in the export already. If that receive is the
+    // loop's (`waiting`), the loop holds no reference to `serving`; if it
+    // is one the handler made (run by the loop), only `waiting` is read.
+    if serving.is_null() || !unsafe { (*serving).waiting } {
+        // Not this loop's receive: it returns the message.
         return atoll_abi::HANDLER_DECLINED;
     }
-    // SAFETY: the kernel calls the export only while the loop of
-    // `serve_raw` waits in its receive, holding no reference to `serving`
-    // (and never while the handler runs already).
+    // SAFETY: as above: the loop waits in its own receive.
     let serving = unsafe { &mut *serving };
     #[cfg(target_family = "wasm")]
     if let Ok(received) = Endpoint::received(received, &serving.buffer, &serving.info)
