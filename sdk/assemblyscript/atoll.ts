@@ -91,6 +91,14 @@ export const STATE_RESTORE_EXPORT: string = "atoll_state_restore";
 /** The most state a swap carries, in bytes. */
 export const MAX_STATE_LEN: i32 = 1048576;
 
+/** A server's handler export (docs/abi.md, "Handlers"):
+ * `(received: i32) -> i64`, returning its answer's `(ptr << 32) | len`,
+ * `HANDLER_DEFERRED` or `HANDLER_DECLINED`. */
+@lazy
+export const HANDLER_EXPORT: string = "atoll_handle";
+export const HANDLER_DEFERRED: i64 = -2;
+export const HANDLER_DECLINED: i64 = -1;
+
 /** A service's state in its `info` record (the byte after its name).
  * Numbers never change. */
 export enum ServiceState {

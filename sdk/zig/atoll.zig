@@ -108,6 +108,13 @@ pub const state_restore_export = "atoll_state_restore";
 /// The most state a swap carries, in bytes.
 pub const max_state_len: usize = 1048576;
 
+/// A server's handler export (docs/abi.md, "Handlers"):
+/// `(received: i32) -> i64`, returning its answer's `(ptr << 32) | len`,
+/// `handler_deferred` or `handler_declined`.
+pub const handler_export = "atoll_handle";
+pub const handler_deferred: i64 = -2;
+pub const handler_declined: i64 = -1;
+
 /// A service's state in its `info` record (the byte after its name).
 /// Numbers never change.
 pub const ServiceState = enum(u8) {

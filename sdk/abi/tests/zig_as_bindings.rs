@@ -39,9 +39,9 @@ struct Language {
     /// `RECEIVE_INFO_SENDER_OFFSET`, `MAX_MODULE_LEN` and `MAX_STATE_LEN`, up
     /// to the `=`.
     limits: [&'static str; 7],
-    /// The declarations of `STATE_SAVE_EXPORT`, `STATE_ALLOC_EXPORT` and
-    /// `STATE_RESTORE_EXPORT`, up to the `=`.
-    exports: [&'static str; 3],
+    /// The declarations of `STATE_SAVE_EXPORT`, `STATE_ALLOC_EXPORT`,
+    /// `STATE_RESTORE_EXPORT` and `HANDLER_EXPORT`, up to the `=`.
+    exports: [&'static str; 4],
 }
 
 /// The values `Language::limits` must declare, in that order.
@@ -56,7 +56,12 @@ const LIMITS: [usize; 7] = [
 ];
 
 /// The names `Language::exports` must declare, in that order.
-const EXPORTS: [&str; 3] = [STATE_SAVE_EXPORT, STATE_ALLOC_EXPORT, STATE_RESTORE_EXPORT];
+const EXPORTS: [&str; 4] = [
+    STATE_SAVE_EXPORT,
+    STATE_ALLOC_EXPORT,
+    STATE_RESTORE_EXPORT,
+    atoll_abi::HANDLER_EXPORT,
+];
 
 const ZIG: Language = Language {
     path: "zig/atoll.zig",
@@ -78,6 +83,7 @@ const ZIG: Language = Language {
         "pub const state_save_export",
         "pub const state_alloc_export",
         "pub const state_restore_export",
+        "pub const handler_export",
     ],
 };
 
@@ -101,6 +107,7 @@ const ASSEMBLYSCRIPT: Language = Language {
         "export const STATE_SAVE_EXPORT: string",
         "export const STATE_ALLOC_EXPORT: string",
         "export const STATE_RESTORE_EXPORT: string",
+        "export const HANDLER_EXPORT: string",
     ],
 };
 
