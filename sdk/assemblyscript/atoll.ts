@@ -92,7 +92,7 @@ export const STATE_RESTORE_EXPORT: string = "atoll_state_restore";
 export const MAX_STATE_LEN: i32 = 1048576;
 
 /** A server's handler export (docs/abi.md, "Handlers"):
- * `(received: i32) -> i64`, returning its answer's `(ptr << 32) | len`,
+ * `(received: i32, reply_cap: i32) -> i64`, returning its answer's `(ptr << 32) | len`,
  * `HANDLER_DEFERRED` or `HANDLER_DECLINED`. */
 @lazy
 export const HANDLER_EXPORT: string = "atoll_handle";

@@ -72,7 +72,7 @@ ATOLL_STATIC_ASSERT(sizeof(void *) == 4 && sizeof(size_t) == 4, "wasm32 only");
 #define ATOLL_STATE_RESTORE_EXPORT "atoll_state_restore" /* (ptr: i32, len: i32) -> () */
 /* Handlers: the export a call switched to a server may go to, and what
  * it returns besides `(ptr << 32) | len` (docs/abi.md, "Handlers"). */
-#define ATOLL_HANDLER_EXPORT "atoll_handle" /* (received: i32) -> i64 */
+#define ATOLL_HANDLER_EXPORT "atoll_handle" /* (received: i32, reply_cap: i32) -> i64 */
 #define ATOLL_HANDLER_DEFERRED ((int64_t)-2)
 #define ATOLL_HANDLER_DECLINED ((int64_t)-1)
 
@@ -245,7 +245,7 @@ int32_t atoll_startup(void *ptr, size_t cap);
 #define ATOLL_EXPORT_STATE_RESTORE ATOLL_EXPORT(ATOLL_STATE_RESTORE_EXPORT)
 
 /* A server's handler (docs/abi.md, "Handlers"): put it before
- * `int64_t handle(int32_t received)`. */
+ * `int64_t handle(int32_t received, int32_t reply_cap)`. */
 #define ATOLL_EXPORT_HANDLER ATOLL_EXPORT(ATOLL_HANDLER_EXPORT)
 
 /* The length of a NUL-terminated string. A loop of our own: there is no

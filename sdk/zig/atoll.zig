@@ -109,7 +109,7 @@ pub const state_restore_export = "atoll_state_restore";
 pub const max_state_len: usize = 1048576;
 
 /// A server's handler export (docs/abi.md, "Handlers"):
-/// `(received: i32) -> i64`, returning its answer's `(ptr << 32) | len`,
+/// `(received: i32, reply_cap: i32) -> i64`, returning its answer's `(ptr << 32) | len`,
 /// `handler_deferred` or `handler_declined`.
 pub const handler_export = "atoll_handle";
 pub const handler_deferred: i64 = -2;

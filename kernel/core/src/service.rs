@@ -89,8 +89,11 @@ pub struct Upcall {
     pub endpoint: usize,
     pub buffer: GuestSlice,
     pub info: GuestSlice,
-    /// What the `receive` returned (the message's length, or an error).
+    /// What the `receive` returned: the message's length.
     pub received: i32,
+    /// The caller's reply buffer's length (an answer longer than it is
+    /// answered with `BufferTooSmall`).
+    pub reply_cap: i32,
 }
 
 /// Where a handler's call stands between slices.
@@ -130,7 +133,11 @@ pub struct Service {
     suspended: Suspended,
     /// Its [`atoll_abi::HANDLER_EXPORT`], if it exports it with its type
     /// and has not declined a call.
-    handler: Option<TypedFunc<i32, i64>>,
+    handler: Option<TypedFunc<(i32, i32), i64>>,
+    /// The heap's room for the handler's interpreter stack (its call runs
+    /// beside the entry point's suspended one, on a stack of its own),
+    /// claimed at the first upcall and kept, as wasmi keeps the stack.
+    handler_stack: Option<Claim>,
     /// The upcall in progress: it runs instead of the entry point's call
     /// (suspended in `receive` meanwhile) until it returns.
     handling: Option<(Handling, Upcall)>,
@@ -248,12 +255,13 @@ impl Service {
         let handler = (image.program.shim.is_none() && !cfg!(feature = "no-upcall"))
             .then(|| {
                 instance
-                    .get_typed_func::<i32, i64>(&store, HANDLER_EXPORT)
+                    .get_typed_func::<(i32, i32), i64>(&store, HANDLER_EXPORT)
                     .ok()
             })
             .flatten();
         Ok(Service {
             handler,
+            handler_stack: None,
             handling: None,
             instance,
             fuel_slice: image.limits.fuel_slice.max(1),
@@ -541,13 +549,21 @@ impl Service {
     /// the service waits in) to its handler export, which runs in place of
     /// that `receive` from the service's next slice. `false`: it has no
     /// handler, or is in one already (a handler waiting in a `receive` of
-    /// its own gets the message from it).
+    /// its own gets the message from it), or the heap has no room for the
+    /// handler's interpreter stack.
     pub fn begin_upcall(&mut self, upcall: Upcall) -> bool {
-        let free = self.handler.is_some() && self.handling.is_none();
-        if free {
-            self.handling = Some((Handling::NotStarted, upcall));
+        if self.handler.is_none() || self.handling.is_some() {
+            return false;
         }
-        free
+        if self.handler_stack.is_none() {
+            let heap = Arc::clone(&self.store.data().heap);
+            match heap.claim(INTERPRETER_STACK_BYTES) {
+                Ok(claim) => self.handler_stack = Some(claim),
+                Err(_) => return false,
+            }
+        }
+        self.handling = Some((Handling::NotStarted, upcall));
+        true
     }
 
     /// Runs (or resumes, with `syscall_result`) the handler's call.
@@ -562,7 +578,7 @@ impl Service {
         let fuel_before = self.store.get_fuel().unwrap_or(0);
         let result = match (handling, self.handler) {
             (Handling::NotStarted, Some(handler)) => {
-                handler.call_resumable(&mut self.store, upcall.received)
+                handler.call_resumable(&mut self.store, (upcall.received, upcall.reply_cap))
             }
             (Handling::NotStarted, None) => return Err(upcall.received),
             (Handling::OutOfFuel(call), _) => call.resume(&mut self.store),

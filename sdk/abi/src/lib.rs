@@ -32,11 +32,12 @@ pub const IMPORT_MODULE: &str = "atoll";
 pub const ENTRY_POINT: &str = "_start";
 
 /// The optional export a server's calls are handed to by upcall:
-/// `atoll_handle(received: i32) -> i64`. While the server waits in
-/// `receive` (with no timeout) and a `call` on that endpoint is switched to
-/// it directly, the kernel writes the message and its receive-info record
-/// where that `receive` asked, then calls this export with what the
-/// `receive` would have returned, instead of resuming the `receive`. The
+/// `atoll_handle(received: i32, reply_cap: i32) -> i64`. While the server
+/// waits in `receive` (with no timeout) and a `call` on that endpoint is
+/// switched to it directly, the kernel writes the message and its
+/// receive-info record where that `receive` asked, then calls this export
+/// with what the `receive` returned (the message's length) and the length
+/// of the caller's reply buffer, instead of resuming the `receive`. The
 /// handler returns its reply's `(ptr << 32) | len` (the call is answered
 /// with those bytes and the server is back in its `receive`, never having
 /// left it), [`HANDLER_DEFERRED`] or [`HANDLER_DECLINED`]; anything else

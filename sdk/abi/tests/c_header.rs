@@ -426,7 +426,7 @@ fn render_c_block() -> String {
     out.push_str(" * it returns besides `(ptr << 32) | len` (docs/abi.md, \"Handlers\"). */\n");
     let _ = writeln!(
         out,
-        "#define ATOLL_HANDLER_EXPORT \"{HANDLER_EXPORT}\" /* (received: i32) -> i64 */"
+        "#define ATOLL_HANDLER_EXPORT \"{HANDLER_EXPORT}\" /* (received: i32, reply_cap: i32) -> i64 */"
     );
     let _ = writeln!(
         out,
@@ -728,7 +728,7 @@ fn c_headers_compile_as_c11_and_cpp() {
     source.push_str("ATOLL_EXPORT_STATE_SAVE int64_t probe_save(void) { return 0; }\n");
     source.push_str("ATOLL_EXPORT_STATE_ALLOC int32_t probe_alloc(int32_t len) { return len; }\n");
     source.push_str("ATOLL_EXPORT_STATE_RESTORE void probe_restore(int32_t ptr, int32_t len) { (void)ptr; (void)len; }\n");
-    source.push_str("ATOLL_EXPORT_HANDLER int64_t probe_handle(int32_t received) { return received < 0 ? ATOLL_HANDLER_DEFERRED : ATOLL_HANDLER_DECLINED; }\n");
+    source.push_str("ATOLL_EXPORT_HANDLER int64_t probe_handle(int32_t received, int32_t reply_cap) { return received > reply_cap ? ATOLL_HANDLER_DEFERRED : ATOLL_HANDLER_DECLINED; }\n");
     for (compiler, language, standard) in
         [("clang", "c", "-std=c11"), ("clang++", "c++", "-std=c++11")]
     {

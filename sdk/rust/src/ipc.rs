@@ -263,8 +263,7 @@ impl ReplyToken {
 /// caller's `request` reports as [`CallError::Decode`]); messages from `send`
 /// get no reply; a caller that has gone is counted ([`callers_gone`]), not
 /// logged. Built on [`serve_raw`], so calls reach `handler` by upcall where
-/// the kernel can (docs/abi.md, "Handlers"); a response too long for its
-/// caller's buffer then answers the caller with [`Error::BufferTooSmall`].
+/// the kernel can (docs/abi.md, "Handlers").
 #[cfg(target_family = "wasm")]
 pub fn serve<Request, Response>(
     endpoint: &Endpoint,
@@ -300,7 +299,9 @@ where
 /// switches to this server directly, as the service's `atoll_handle` export
 /// (exported by [`crate::entry!`]), in place of the loop's receive, which
 /// never returns for that call (docs/abi.md, "Handlers"). Either way the
-/// same messages get the same answers.
+/// same messages get the same answers (an answer too long for its caller
+/// is an empty one, logged); only [`callers_gone`] counts the loop's
+/// answers alone (a caller can be gone only when the answer comes later).
 #[cfg(target_family = "wasm")]
 pub fn serve_raw<F>(endpoint: &Endpoint, mut handler: F) -> !
 where
@@ -418,8 +419,10 @@ static SERVING: Shared = Shared(core::cell::Cell::new(core::ptr::null_mut()));
 
 /// The handler export's body ([`crate::entry!`] exports it as
 /// `atoll_handle`): hands the call the kernel received into [`serve_raw`]'s
-/// buffers (`received`: what the loop's receive would return) to its
-/// handler, and returns the answer's `(ptr << 32) | len`,
+/// buffers (`received`: what the loop's receive returned) to its handler,
+/// and returns the answer's `(ptr << 32) | len` (an empty answer, logged as
+/// the loop logs it, if the answer is longer than the caller's `reply_cap`:
+/// the loop's answer comes to the same),
 /// [`atoll_abi::HANDLER_DEFERRED`] (no answer now), or
 /// [`atoll_abi::HANDLER_DECLINED`] when `serve_raw`'s loop does not wait in
 /// its receive (no `serve_raw` runs, or the receive is one its handler
@@ -427,7 +430,7 @@ static SERVING: Shared = Shared(core::cell::Cell::new(core::ptr::null_mut()));
 /// of this instance no more.
 #[doc(hidden)]
 #[must_use]
-pub fn upcall(received: i32) -> i64 {
+pub fn upcall(received: i32, reply_cap: i32) -> i64 {
     let serving = SERVING.0.get();
     // SAFETY: the kernel calls the export only while the service waits in
     // a receive and is not in the export already. If that receive is the
@@ -444,10 +447,14 @@ pub fn upcall(received: i32) -> i64 {
         && let Some((_, length)) = step(serving.handler, &mut serving.answer, received)
     {
         let ptr = serving.answer.as_ptr() as usize as i64;
+        if usize::try_from(reply_cap).is_ok_and(|cap| length > cap) {
+            let _ = Answer::TooLong.report();
+            return ptr << 32;
+        }
         return (ptr << 32) | length as i64;
     }
     #[cfg(not(target_family = "wasm"))]
-    let _ = (received, serving);
+    let _ = (received, reply_cap, serving);
     atoll_abi::HANDLER_DEFERRED
 }
 

@@ -279,8 +279,8 @@ macro_rules! entry {
         /// The handler export: calls switched to this service while
         /// `serve` or `serve_raw` waits go to its handler directly.
         #[unsafe(no_mangle)]
-        pub extern "C" fn atoll_handle(received: i32) -> i64 {
-            $crate::ipc::upcall(received)
+        pub extern "C" fn atoll_handle(received: i32, reply_cap: i32) -> i64 {
+            $crate::ipc::upcall(received, reply_cap)
         }
         const _: () = assert!($crate::handoff::same_name(
             "atoll_handle",

@@ -116,8 +116,7 @@ fn server(separate: bool, handler: bool) -> String {
     // The handler export answers a call switched to the server by upcall
     // with its request, as the loop would (docs/abi.md, "Handlers").
     let handler = if handler {
-        r#"(func (export "atoll_handle") (param $r i32) (result i64)
-        (if (i32.lt_s (local.get $r) (i32.const 0)) (then (return (i64.const -2))))
+        r#"(func (export "atoll_handle") (param $r i32) (param $cap i32) (result i64)
         (i64.or (i64.const 0x6400000000) (i64.extend_i32_u (local.get $r))))"#
     } else {
         ""

@@ -159,7 +159,7 @@ impl Core {
             return Err(InPlace::Waiting);
         };
         let token = *token;
-        // Not woken (the message did not fit its buffer): wait as usual.
+        // Not woken (what was queued went back to its sender): wait as usual.
         let resume = self.sched.run_now(server).ok_or(InPlace::Waiting)?;
         let now = self.sched.now();
         let Some(mut service) = self.begin_slice(server, now) else {
@@ -168,13 +168,16 @@ impl Core {
             self.sched.preempted(server);
             return Err(InPlace::Waiting);
         };
-        if let Some((endpoint, buffer, info)) = rearm {
+        // Only for the message it took: woken with an error (the message
+        // too big for its buffer stays queued), its `receive` returns that.
+        if let Some((endpoint, buffer, info)) = rearm.filter(|_| resume >= 0) {
             service.begin_upcall(Upcall {
                 token,
                 endpoint,
                 buffer,
                 info,
                 received: resume,
+                reply_cap: i32::try_from(reply.len()).unwrap_or(i32::MAX),
             });
         }
         self.switching = Some(Switching {

@@ -13,7 +13,7 @@ use atoll_abi::bundle::ServiceLimits;
 fn with_handler(module: &str, body: &str) -> String {
     let end = module.rfind(')').unwrap_or(module.len());
     let handler = format!(
-        r#"(func (export "atoll_handle") (param $r i32) (result i64) (local $t i32) (local $u i64)
+        r#"(func (export "atoll_handle") (param $r i32) (param $cap i32) (result i64) (local $t i32) (local $u i64)
             {body})"#
     );
     format!("{}{handler}{}", &module[..end], &module[end..])
@@ -223,4 +223,113 @@ fn a_receive_with_a_timeout_is_not_stood_in_for() {
     let client = caller("ab", &[(0, 2)]);
     let (system, _) = system(server, client).run();
     assert_eq!(system.lines_of("client"), ["2", "ab"]);
+}
+
+#[test]
+fn handler_fuel_counts_as_the_servers() {
+    // A handler that burns 20,000 turns of a loop uses that fuel, as the
+    // loop would have.
+    let fuel = |turns: u32| {
+        let server = with_handler(
+            &looping_server(),
+            &format!(
+                "(loop $burn
+                    (local.set $t (i32.add (local.get $t) (i32.const 1)))
+                    (br_if $burn (i32.lt_u (local.get $t) (i32.const {turns}))))
+                 {ECHO}"
+            ),
+        );
+        let (system, _) = system(server, caller("abc", &[(0, 3)])).run();
+        assert_eq!(system.lines_of("client"), ["3", "abc"]);
+        system.kernel.fuel_used("server").unwrap_or(0)
+    };
+    let (idle, busy) = (fuel(1), fuel(20_000));
+    assert!(busy > idle + 40_000, "{idle} {busy}");
+}
+
+#[test]
+fn sends_queued_while_a_handler_is_preempted_go_to_the_loop() {
+    // The handler burns past its slice; two sends queued meanwhile are
+    // taken by the loop once it has answered, and nothing is left open.
+    let server = with_handler(
+        &looping_server(),
+        &format!(
+            "(loop $burn
+                (local.set $t (i32.add (local.get $t) (i32.const 1)))
+                (br_if $burn (i32.lt_u (local.get $t) (i32.const 20000))))
+             {ECHO}"
+        ),
+    );
+    let sender = probe(
+        "s1s2",
+        "(drop (call $sleep (i64.const 1000000)))
+         (call $report (call $send (i32.const 1) (i32.const 0) (i32.const 2)))
+         (call $report (call $send (i32.const 1) (i32.const 2) (i32.const 2)))",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("server", server)
+        .provides("svc")
+        .service("client", caller("abc", &[(0, 3)]))
+        .uses("svc")
+        .limits(ServiceLimits {
+            fuel_slice: 1_000_000,
+            ..LIMITS
+        })
+        .service("sender", sender)
+        .uses("svc")
+        .run();
+    assert_eq!(summary.faulted, 0);
+    assert_eq!(system.lines_of("client"), ["3", "abc"]);
+    assert_eq!(system.lines_of("sender"), ["0", "0"]);
+    assert_eq!(system.lines_of("server"), ["loop", "2", "loop", "2"]);
+    assert_eq!(system.kernel.pending_calls(), 0);
+}
+
+#[test]
+fn a_call_too_big_for_the_receive_is_not_handed_to_the_handler() {
+    // The loop offers 4 bytes; on BufferTooSmall it receives again with 64
+    // and echoes. The handler would answer "h": it is not asked, as the
+    // `receive` did not take the 8-byte call.
+    let too_small = Error::BufferTooSmall.code();
+    let server = with_handler(
+        &probe(
+            "h",
+            &format!(
+                "(local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 4) (i64.const -1) (i32.const 200)))
+                 (call $report (local.get $r))
+                 (if (i32.eq (local.get $r) (i32.const {too_small})) (then
+                    (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const 0) (i32.const 200)))))
+                 (drop (call $reply (call $token) (i32.const 100) (local.get $r)))"
+            ),
+        ),
+        "(i64.const 1)",
+    );
+    let (system, _) = system(server, caller("12345678", &[(0, 8)])).run();
+    assert_eq!(system.lines_of("server"), [code(Error::BufferTooSmall)]);
+    assert_eq!(system.lines_of("client"), ["8", "12345678"]);
+}
+
+#[test]
+fn the_first_upcall_claims_the_handlers_stack_and_without_room_the_loop_answers() {
+    // The handler answers its request but the first byte (the loop echoes
+    // it whole). On the smallest heap the system runs on at all (found in
+    // steps of 16 KiB above the reserve and every service's interpreter
+    // stack), there is no room for a second stack: the loop answers. With
+    // room for one more, the handler does.
+    let handler = "(i64.or (i64.const 0x6500000000) (i64.extend_i32_u (i32.sub (local.get $r) (i32.const 1))))";
+    let answered = |slack: usize| {
+        let heap =
+            crate::heap::KERNEL_HEAP_RESERVE + 2 * crate::heap::INTERPRETER_STACK_BYTES + slack;
+        let server = with_handler(&looping_server(), handler);
+        let (console, _) = system(server, caller("xyz", &[(0, 3)])).run_within_heap(heap);
+        super::system::lines_of(&console, "client")
+    };
+    let (smallest, lines) = (0..256)
+        .map(|step| step * (16 << 10))
+        .map(|slack| (slack, answered(slack)))
+        .find(|(_, lines)| !lines.is_empty())
+        .unwrap_or_default();
+    assert_eq!(lines, ["3", "xyz"], "on {smallest} bytes of slack");
+    let roomy = smallest + crate::heap::INTERPRETER_STACK_BYTES + (64 << 10);
+    assert_eq!(answered(roomy), ["2", "yz"]);
 }
