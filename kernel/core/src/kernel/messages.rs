@@ -119,33 +119,32 @@ impl Core {
         let server = endpoint
             .ok()
             .and_then(|endpoint| Some((endpoint, self.endpoints.get(endpoint)?.owner?)))
-            .filter(|&(endpoint, server)| {
+            .filter(|&(_, server)| {
                 server != id
                     && self.supervisor != Some(server)
                     && self.switching.is_none()
                     && !self.sched.has_ready()
-                    && matches!(
-                        self.sched.state(server),
-                        Some(ServiceState::Blocked(Wait::Receive { endpoint: waited, .. }))
-                            if *waited == endpoint
-                    )
             });
-        // Its receive, to wait in again after an upcall (only one without
-        // a timeout: the handler's return cannot restart a deadline).
-        let rearm = server.and_then(|(endpoint, server)| match self.sched.state(server) {
+        // The server's receive on that endpoint, to wait in again after an
+        // upcall (only one without a timeout: the handler's return cannot
+        // restart a deadline).
+        let waiting = server.and_then(|(endpoint, server)| match self.sched.state(server) {
             Some(ServiceState::Blocked(Wait::Receive {
+                endpoint: waited,
                 buffer,
                 info,
-                deadline: None,
-                ..
-            })) => Some((endpoint, *buffer, *info)),
+                deadline,
+            })) if *waited == endpoint => {
+                let rearm = deadline.is_none().then_some((endpoint, *buffer, *info));
+                Some((server, rearm))
+            }
             _ => None,
         });
         let within_turn = self
             .services
             .get(id)
             .is_some_and(|slot| self.switched_fuel < slot.image.limits.fuel_slice);
-        let Some((_, server)) = server.filter(|_| within_turn) else {
+        let Some((server, rearm)) = waiting.filter(|_| within_turn) else {
             return Err(InPlace::NotTaken);
         };
         self.count_syscall(id);
