@@ -347,6 +347,7 @@ impl Scheduler {
     /// Counts the time service `id` spent blocked (`left`: why it was), and
     /// records its block (`entered`: why it is now) or its wake-up (`ready`)
     /// in the trace.
+    #[inline(always)]
     fn account(&mut self, id: ServiceId, left: Option<u32>, entered: Option<u32>, ready: bool) {
         let now = self.now();
         if let Some(reason) = left
