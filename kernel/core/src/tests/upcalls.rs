@@ -34,6 +34,15 @@ fn looping_server() -> String {
     )
 }
 
+/// Handler code that counts `$t` up to `turns` (about 3 fuel a turn).
+fn burn(turns: u32) -> String {
+    format!(
+        "(loop $burn
+            (local.set $t (i32.add (local.get $t) (i32.const 1)))
+            (br_if $burn (i32.lt_u (local.get $t) (i32.const {turns}))))"
+    )
+}
+
 /// The reply `(ptr << 32) | len` of the request received into 100, `$r` long.
 const ECHO: &str = "(i64.or (i64.const 0x6400000000) (i64.extend_i32_u (local.get $r)))";
 
@@ -104,11 +113,8 @@ fn a_handler_preempted_or_waiting_answers_when_it_returns() {
     let server = with_handler(
         &looping_server(),
         &format!(
-            "(loop $burn
-                (local.set $t (i32.add (local.get $t) (i32.const 1)))
-                (br_if $burn (i32.lt_u (local.get $t) (i32.const 20000))))
-             (drop (call $sleep (i64.const 1000)))
-             {ECHO}"
+            "{} (drop (call $sleep (i64.const 1000))) {ECHO}",
+            burn(20_000)
         ),
     );
     let client = caller("abc", &[(0, 3), (1, 2)]);
@@ -230,15 +236,7 @@ fn handler_fuel_counts_as_the_servers() {
     // A handler that burns 20,000 turns of a loop uses that fuel, as the
     // loop would have.
     let fuel = |turns: u32| {
-        let server = with_handler(
-            &looping_server(),
-            &format!(
-                "(loop $burn
-                    (local.set $t (i32.add (local.get $t) (i32.const 1)))
-                    (br_if $burn (i32.lt_u (local.get $t) (i32.const {turns}))))
-                 {ECHO}"
-            ),
-        );
+        let server = with_handler(&looping_server(), &format!("{} {ECHO}", burn(turns)));
         let (system, _) = system(server, caller("abc", &[(0, 3)])).run();
         assert_eq!(system.lines_of("client"), ["3", "abc"]);
         system.kernel.fuel_used("server").unwrap_or(0)
@@ -251,15 +249,7 @@ fn handler_fuel_counts_as_the_servers() {
 fn sends_queued_while_a_handler_is_preempted_go_to_the_loop() {
     // The handler burns past its slice; two sends queued meanwhile are
     // taken by the loop once it has answered, and nothing is left open.
-    let server = with_handler(
-        &looping_server(),
-        &format!(
-            "(loop $burn
-                (local.set $t (i32.add (local.get $t) (i32.const 1)))
-                (br_if $burn (i32.lt_u (local.get $t) (i32.const 20000))))
-             {ECHO}"
-        ),
-    );
+    let server = with_handler(&looping_server(), &format!("{} {ECHO}", burn(20_000)));
     let sender = probe(
         "s1s2",
         "(drop (call $sleep (i64.const 1000000)))
