@@ -320,9 +320,8 @@ where
         info: [0; RECEIVE_INFO_LEN],
         answer: [0; MAX_MESSAGE_LEN],
         handler: erased,
-        waiting: false,
     }));
-    SERVING.0.set(serving);
+    SERVING.serving.set(serving);
     let handle = endpoint.handle;
     // The last call's answer, in `answer`, not yet given: given with the
     // next receive, in one kernel call.
@@ -334,8 +333,8 @@ where
         // handler the kernel may run inside the call has it alone. The
         // kernel writes at most the buffer's and the info record's lengths,
         // reads the answer's, and writes one `i32` to `status`.
+        SERVING.waiting.set(true);
         let length = unsafe {
-            (*serving).waiting = true;
             let buffer = (&raw mut (*serving).buffer).cast::<u8>();
             let info = (&raw mut (*serving).info).cast::<u8>();
             match &pending {
@@ -354,8 +353,8 @@ where
             }
         };
         // SAFETY: the kernel call is over; nothing else refers to it now.
+        SERVING.waiting.set(false);
         let serving = unsafe { &mut *serving };
-        serving.waiting = false;
         if let Some((responder, answered)) = pending.take() {
             // As `Endpoint::reply_receive` tells it: refused before either
             // half, or the answer's own outcome. That was the first
@@ -392,8 +391,6 @@ struct Serving {
     info: [u8; RECEIVE_INFO_LEN],
     answer: [u8; MAX_MESSAGE_LEN],
     handler: *mut dyn FnMut(Received<'_>, &mut [u8]) -> Option<usize>,
-    /// The loop waits in its own receive (not in one its handler makes).
-    waiting: bool,
 }
 
 /// Hands `received` to `serving`'s handler, which answers into `answer`;
@@ -411,11 +408,19 @@ where
     (responder.is_call() && length <= answer.len()).then_some((responder, length))
 }
 
-/// The [`Serving`] of this service's [`serve_raw`], once it runs.
-struct Shared(core::cell::Cell<*mut Serving>);
+/// The [`Serving`] of this service's [`serve_raw`], once it runs, and
+/// whether its loop waits in its own receive (not in one its handler makes):
+/// apart from it, so that a decline touches nothing the loop may hold.
+struct Shared {
+    serving: core::cell::Cell<*mut Serving>,
+    waiting: core::cell::Cell<bool>,
+}
 // SAFETY: a Wasm service has one thread.
 unsafe impl Sync for Shared {}
-static SERVING: Shared = Shared(core::cell::Cell::new(core::ptr::null_mut()));
+static SERVING: Shared = Shared {
+    serving: core::cell::Cell::new(core::ptr::null_mut()),
+    waiting: core::cell::Cell::new(false),
+};
 
 /// The handler export's body ([`crate::entry!`] exports it as
 /// `atoll_handle`): hands the call the kernel received into [`serve_raw`]'s
@@ -431,16 +436,15 @@ static SERVING: Shared = Shared(core::cell::Cell::new(core::ptr::null_mut()));
 #[doc(hidden)]
 #[must_use]
 pub fn upcall(received: i32, reply_cap: i32) -> i64 {
-    let serving = SERVING.0.get();
-    // SAFETY: the kernel calls the export only while the service waits in
-    // a receive and is not in the export already. If that receive is the
-    // loop's (`waiting`), the loop holds no reference to `serving`; if it
-    // is one the handler made (run by the loop), only `waiting` is read.
-    if serving.is_null() || !unsafe { (*serving).waiting } {
+    let serving = SERVING.serving.get();
+    if serving.is_null() || !SERVING.waiting.get() {
         // Not this loop's receive: it returns the message.
         return atoll_abi::HANDLER_DECLINED;
     }
-    // SAFETY: as above: the loop waits in its own receive.
+    // SAFETY: the kernel calls the export only while the service waits in
+    // a receive and is not in the export already; that receive is the
+    // loop's (`waiting`), and the loop holds no reference to `serving`
+    // across it.
     let serving = unsafe { &mut *serving };
     #[cfg(target_family = "wasm")]
     if let Ok(received) = Endpoint::received(received, &serving.buffer, &serving.info)
