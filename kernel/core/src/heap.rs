@@ -20,7 +20,8 @@
 //!   the reserve), call frames infallibly. Each loaded instance holds a
 //!   [`Claim`] for the most its stacks can grow
 //!   ([`INTERPRETER_STACK_BYTES`], enforced by the interpreter's
-//!   configuration; a second claim while a swapped-out version is kept), and
+//!   configuration; a second claim while a swapped-out version is kept, and
+//!   one for a handler's stack from a service's first upcall), and
 //!   admission keeps that headroom free.
 //! - **Transient and kernel-bounded allocations** (one kernel call's
 //!   arguments, at most [`atoll_abi::MAX_MESSAGE_LEN`] or
@@ -66,7 +67,8 @@ pub use crate::preflight::compile_cost;
 pub struct Heap {
     platform: Arc<dyn Platform>,
     /// Bytes held back by live [`Claim`]s: every loaded interpreter's stack
-    /// headroom (services, and previous versions kept for a rollback) and
+    /// headroom (services, their handlers' calls, and previous versions kept
+    /// for a rollback) and
     /// every lazily translated program's code.
     claimed: AtomicUsize,
 }

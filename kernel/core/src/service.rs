@@ -592,9 +592,11 @@ impl Service {
             .saturating_add(fuel_before.saturating_sub(remaining));
         let reply = match result {
             // Declined: this instance serves with its own loop, and is not
-            // asked again (a decline costs a call of the export).
+            // asked again (a decline costs a call of the export), nor does
+            // it keep the room for a handler's stack.
             Ok(TypedResumableCall::Finished(HANDLER_DECLINED)) => {
                 self.handler = None;
+                self.handler_stack = None;
                 return Err(upcall.received);
             }
             Ok(TypedResumableCall::Finished(HANDLER_DEFERRED)) => None,

@@ -323,3 +323,68 @@ fn the_first_upcall_claims_the_handlers_stack_and_without_room_the_loop_answers(
     let roomy = smallest + crate::heap::INTERPRETER_STACK_BYTES + (64 << 10);
     assert_eq!(answered(roomy), ["2", "yz"]);
 }
+
+// A service outside any kernel: its first slice parks it in `receive`;
+// an upcall it declines gives back the heap room claimed for it.
+#[test]
+fn a_declined_upcall_gives_back_its_stack_claim() {
+    use crate::guest::GuestSlice;
+    use crate::service::{SliceOutcome, Upcall};
+    use alloc::sync::Arc;
+    let server = with_handler(&looping_server(), "(i64.const -1)");
+    let bytes = wat::parse_str(&server).unwrap();
+    let platform: Arc<dyn crate::Platform> = Arc::new(super::platform::TestPlatform::new());
+    let heap = crate::heap::Heap::new(Arc::clone(&platform));
+    let program = crate::loader::Program::compile_with_shim(
+        &bytes,
+        &LIMITS,
+        &heap,
+        crate::loader::Translation::Eager,
+        None,
+    )
+    .unwrap();
+    let image = crate::service::Image {
+        name: "server".into(),
+        program: Arc::new(program),
+        limits: LIMITS,
+        endpoint_names: Vec::new(),
+        args: Vec::new(),
+        env: Vec::new(),
+        preopens: Vec::new(),
+        listeners: Vec::new(),
+        grants: Default::default(),
+    };
+    let mut service = crate::service::Service::start(&image, platform, &heap).unwrap();
+    let outcome = service.run_slice(0, true);
+    assert!(matches!(outcome, SliceOutcome::Syscall(_)), "{outcome:?}");
+    let before = heap.kept_free();
+    assert!(service.begin_upcall(Upcall {
+        token: 1,
+        endpoint: 0,
+        buffer: GuestSlice::new(100, 64),
+        info: GuestSlice::new(200, 8),
+        received: 0,
+        reply_cap: 8,
+    }));
+    assert!(heap.kept_free() > before);
+    // Declined: the loop's `receive` returns the message, and the claim goes.
+    let outcome = service.run_slice(0, true);
+    assert!(matches!(outcome, SliceOutcome::Syscall(_)), "{outcome:?}");
+    assert_eq!(
+        heap.kept_free(),
+        before,
+        "a declined handler still holds its stack claim"
+    );
+}
+
+#[test]
+fn a_handler_is_told_the_callers_reply_capacity() {
+    // The handler answers with as many bytes of the request as the
+    // caller's reply buffer holds (8 of 10).
+    let server = with_handler(
+        &looping_server(),
+        "(i64.or (i64.const 0x6400000000) (i64.extend_i32_u (local.get $cap)))",
+    );
+    let (system, _) = system(server, caller("abcdefghij", &[(0, 10)])).run();
+    assert_eq!(system.lines_of("client"), ["8", "abcdefgh"]);
+}
