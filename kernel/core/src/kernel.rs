@@ -329,7 +329,9 @@ impl crate::host::Switch for RefCell<Core> {
         match started {
             Ok((server, service, resume)) => {
                 let used = run_slice(self, server, service, resume);
-                entered(self).end_switch(id, used, memory, reply)
+                // Part of the kernel entry that ended the server's slice,
+                // just before: its time stamps the caller's wake-up.
+                self.borrow_mut().end_switch(id, used, memory, reply)
             }
             Err(in_place) => in_place,
         }

@@ -77,7 +77,11 @@ impl Bytes<'_> {
 pub(super) struct Switching {
     caller: ServiceId,
     token: u32,
-    replied: bool,
+    /// What the caller's `call` returns once answered in place (the reply's
+    /// length, in [`Core::switch_reply`]). The caller stays parked until the
+    /// switch ends, then takes the CPU straight back
+    /// ([`Scheduler::resume_now`]).
+    replied: Option<i32>,
 }
 
 /// The receive-info record of a message from `sender` (`token`: its call's,
@@ -151,15 +155,19 @@ impl Core {
         let message = message
             .read(memory, MAX_MESSAGE_LEN)
             .map_err(|error| InPlace::Answered(error.code()))?;
-        if let Err(error) = self.call(id, handle, Bytes::Guest(message), reply) {
-            return Err(InPlace::Answered(error.code()));
-        }
-        let Some(ServiceState::Blocked(Wait::Reply { token })) = self.sched.state(id) else {
-            return Err(InPlace::Waiting);
+        let (token, switched) = self
+            .place_call(id, handle, Bytes::Guest(message), reply, true)
+            .map_err(|error| InPlace::Answered(error.code()))?;
+        let resume = match switched {
+            Some(resume) => resume,
+            // Queued (too big for the server's buffer: it is woken with the
+            // error): taken to run if it was woken and the caller still
+            // waits; if not, the caller waits as usual.
+            None if self.sched.awaits_reply(id, token) => {
+                self.sched.run_now(server).ok_or(InPlace::Waiting)?
+            }
+            None => return Err(InPlace::Waiting),
         };
-        let token = *token;
-        // Not woken (what was queued went back to its sender): wait as usual.
-        let resume = self.sched.run_now(server).ok_or(InPlace::Waiting)?;
         let now = self.sched.now();
         let Some(mut service) = self.begin_slice(server, now) else {
             // Not in the table (it cannot be, while ready): back in the run
@@ -182,7 +190,7 @@ impl Core {
         self.switching = Some(Switching {
             caller: id,
             token,
-            replied: false,
+            replied: None,
         });
         Ok((server, service, resume))
     }
@@ -201,11 +209,16 @@ impl Core {
         self.switched_fuel = self
             .switched_fuel
             .saturating_add(fuel.saturating_add(SWITCH_FUEL));
-        let replied = self
-            .switching
-            .take()
-            .is_some_and(|switching| switching.replied);
-        let value = self.sched.run_now(id);
+        let replied = self.switching.take().and_then(|switching| {
+            switching
+                .replied
+                .filter(|_| self.sched.awaits_reply(id, switching.token))
+        });
+        let value = match replied {
+            Some(result) => self.sched.resume_now(id, result),
+            None => self.sched.run_now(id),
+        };
+        let replied = replied.is_some();
         // Checked writable by the host function; memory never shrinks.
         let written = (value.is_some() && replied).then(|| reply.put(memory, &self.switch_reply));
         if self.switch_reply.capacity() > SWITCH_REPLY_KEPT {
@@ -245,7 +258,8 @@ impl Core {
         message: Bytes<'_>,
     ) -> Result<Then, Error> {
         let endpoint = self.endpoint_of(id, handle, false)?;
-        if self.hand_over(endpoint, id, 0, message.as_slice()) {
+        if let Some((owner, length)) = self.hand_over(endpoint, id, 0, message.as_slice()) {
+            self.sched.wake(owner, length);
             return Ok(Then::Continue(0));
         }
         let data = self.kernel_copy(message)?;
@@ -267,6 +281,25 @@ impl Core {
         message: Bytes<'_>,
         reply: GuestSlice,
     ) -> Result<Then, Error> {
+        self.place_call(id, handle, message, reply, false)?;
+        Ok(Then::Block)
+    }
+
+    /// Makes service `id`'s call of `message` on `handle`, its reply to go
+    /// into `reply`: the message handed to the server or queued, the caller
+    /// parked. With `switch`, a server that takes the message from its
+    /// `receive` is made the running service at once in the caller's place
+    /// ([`Scheduler::switch`]). The call's token, and what the server
+    /// resumes with if it switched.
+    #[inline(always)]
+    fn place_call(
+        &mut self,
+        id: ServiceId,
+        handle: i32,
+        message: Bytes<'_>,
+        reply: GuestSlice,
+        switch: bool,
+    ) -> Result<(u32, Option<i32>), Error> {
         let endpoint = self.endpoint_of(id, handle, false)?;
         let server = self
             .endpoints
@@ -288,7 +321,15 @@ impl Core {
             Ok(token) => token,
             Err(error) => return Err(self.refused(endpoint, error)),
         };
-        if !self.hand_over(endpoint, id, token, message.as_slice()) {
+        if let Some((server, length)) = self.hand_over(endpoint, id, token, message.as_slice()) {
+            if switch && self.sched.switch(id, Wait::Reply { token }, server, length) {
+                // The server took the message, so it is live: the caller
+                // waits on no ended service, and the supervisor has no
+                // chain to break.
+                return Ok((token, Some(length)));
+            }
+            self.sched.wake(server, length);
+        } else {
             let queued = self.kernel_copy(message).and_then(|data| {
                 self.enqueue(
                     endpoint,
@@ -306,7 +347,7 @@ impl Core {
         }
         self.block(id, Wait::Reply { token });
         self.free_the_supervisor();
-        Ok(Then::Block)
+        Ok((token, None))
     }
 
     /// Breaks the one wait the kernel can see will never end: the supervisor
@@ -362,10 +403,17 @@ impl Core {
     /// the sender's memory into the receiver's, with no kernel buffer
     /// between them (so none of the message budget either: the message is
     /// never held). Counted, traced and woken as a message queued and
-    /// delivered at once. Whether it did; if not, the message is queued as
+    /// delivered at once. The provider, still parked, and what its `receive`
+    /// returns, for the caller to wake it; `None`: the message is queued as
     /// usual (and a message too big for the buffer meets the queue's rule).
     #[inline]
-    fn hand_over(&mut self, endpoint: usize, sender: ServiceId, token: u32, bytes: &[u8]) -> bool {
+    fn hand_over(
+        &mut self,
+        endpoint: usize,
+        sender: ServiceId,
+        token: u32,
+        bytes: &[u8],
+    ) -> Option<(ServiceId, i32)> {
         // Checked here, inline: a busy queue (the common case of a stream
         // of sends) costs the sender no more than this.
         let owner = self
@@ -373,7 +421,7 @@ impl Core {
             .get(endpoint)
             .filter(|queue| queue.is_empty() && queue.is_open())
             .and_then(|queue| queue.owner);
-        owner.is_some_and(|owner| self.hand_to(owner, endpoint, sender, token, bytes))
+        self.hand_to(owner?, endpoint, sender, token, bytes)
     }
 
     /// [`Core::hand_over`] to `owner`, the provider of `endpoint`, which is
@@ -386,7 +434,7 @@ impl Core {
         sender: ServiceId,
         token: u32,
         bytes: &[u8],
-    ) -> bool {
+    ) -> Option<(ServiceId, i32)> {
         let Some(ServiceState::Blocked(Wait::Receive {
             endpoint: waited,
             buffer,
@@ -394,11 +442,11 @@ impl Core {
             ..
         })) = self.sched.state(owner)
         else {
-            return false;
+            return None;
         };
         let (buffer, info) = (*buffer, *info);
         if *waited != endpoint || bytes.len() > buffer.len() {
-            return false;
+            return None;
         }
         // The buffers were checked when it blocked, and memory never
         // shrinks; were a write refused, the queue's path would meet the
@@ -413,7 +461,7 @@ impl Core {
                     && service.write_memory(info, &record).is_ok()
             });
         if !written {
-            return false;
+            return None;
         }
         // Open: `hand_over` looked.
         if let Some(queue) = self.endpoints.get_mut(endpoint) {
@@ -421,9 +469,7 @@ impl Core {
         }
         self.count_sent(sender, endpoint, token, bytes.len());
         self.count_received(owner, sender, token);
-        self.sched
-            .wake(owner, i32::try_from(bytes.len()).unwrap_or(i32::MAX));
-        true
+        Some((owner, i32::try_from(bytes.len()).unwrap_or(i32::MAX)))
     }
 
     /// Counts and traces a message from `sender` on `endpoint` (queued, or
@@ -742,9 +788,6 @@ impl Core {
                 .try_reserve_exact(data.len())
                 .map_err(|_| Error::OutOfMemory)?;
             self.switch_reply.extend_from_slice(data);
-            if let Some(switching) = self.switching.as_mut() {
-                switching.replied = true;
-            }
             i32::try_from(data.len()).unwrap_or(i32::MAX)
         } else {
             let caller = self
@@ -762,7 +805,13 @@ impl Core {
         let length = u32::try_from(data.len()).unwrap_or(u32::MAX);
         self.sched
             .record(Kind::Reply, id, call.caller, token, length);
-        self.sched.wake(call.caller, result);
+        match self.switching.as_mut() {
+            // Woken when the switch ends, straight onto the CPU.
+            Some(switching) if in_place => switching.replied = Some(result),
+            _ => {
+                self.sched.wake(call.caller, result);
+            }
+        }
         Ok(Then::Continue(0))
     }
 

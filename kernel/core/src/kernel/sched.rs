@@ -237,6 +237,44 @@ impl Scheduler {
         Some(self.resume.get(id).copied().unwrap_or(0))
     }
 
+    /// A direct switch: running service `from` blocks in `wait` and blocked
+    /// service `to` takes the CPU at once, resuming with `result`. What
+    /// `block`, `wake` and `run_now` do in turn, but in one step and without
+    /// the run queue (which stays as it was): it is the round trip's path.
+    /// `false`, changing nothing, unless `from` runs and `to` is blocked.
+    pub(super) fn switch(
+        &mut self,
+        from: ServiceId,
+        wait: Wait,
+        to: ServiceId,
+        result: i32,
+    ) -> bool {
+        if from == to
+            || self.running != Some(from)
+            || !matches!(self.states.get(to), Some(ServiceState::Blocked(_)))
+        {
+            return false;
+        }
+        self.set(from, ServiceState::Blocked(wait), false);
+        self.resume_now(to, result).is_some()
+    }
+
+    /// Makes blocked service `id` the running one at once, when none runs,
+    /// to resume with `result`: `wake` then `run_now` without the run queue
+    /// (the caller of a direct switch, answered). What it resumes with;
+    /// `None`, changing nothing, if it is not blocked or another runs.
+    pub(super) fn resume_now(&mut self, id: ServiceId, result: i32) -> Option<i32> {
+        if self.running.is_some() || !matches!(self.states.get(id), Some(ServiceState::Blocked(_)))
+        {
+            return None;
+        }
+        if let Some(resume) = self.resume.get_mut(id) {
+            *resume = result;
+        }
+        self.set(id, ServiceState::Ready, true);
+        Some(result)
+    }
+
     /// Puts a service that used up its slice (and is still ready) at the back.
     pub(super) fn preempted(&mut self, id: ServiceId) {
         if self.running == Some(id) {
@@ -256,7 +294,7 @@ impl Scheduler {
     /// Parks service `id` (ready, or ended and being given back its old
     /// version) until `wait` ends.
     pub(super) fn block(&mut self, id: ServiceId, wait: Wait) {
-        self.set(id, ServiceState::Blocked(wait));
+        self.set(id, ServiceState::Blocked(wait), false);
     }
 
     /// Makes blocked service `id` ready to resume with `result`. Returns
@@ -275,7 +313,7 @@ impl Scheduler {
         if let Some(resume) = self.resume.get_mut(id) {
             *resume = result;
         }
-        self.set(id, ServiceState::Ready);
+        self.set(id, ServiceState::Ready, false);
     }
 
     /// Ends service `id` (`Exited`, `Faulted` or `Stopped`): off the run
@@ -285,7 +323,7 @@ impl Scheduler {
             state,
             ServiceState::Ready | ServiceState::Blocked(_)
         ));
-        self.set(id, state)
+        self.set(id, state, false)
     }
 
     /// The first service whose deadline is at or before `now`, taken off its
@@ -305,12 +343,13 @@ impl Scheduler {
     }
 
     /// Moves service `id` to `state`, keeping the run queue and the timers in
-    /// step. Returns the state it left. Inlined: each caller moves to one
+    /// step (`on_cpu`: made ready, it runs at once instead of joining the
+    /// run queue; only when none runs). Returns the state it left. Inlined: each caller moves to one
     /// kind of state, and the branches for the others fold away (a quarter
     /// of the kernel's own work on a round trip was this function's entry,
     /// exit and the state it returned).
     #[inline(always)]
-    fn set(&mut self, id: ServiceId, state: ServiceState) -> Option<ServiceState> {
+    fn set(&mut self, id: ServiceId, state: ServiceState, on_cpu: bool) -> Option<ServiceState> {
         // What the new state needs, read before it moves into the table.
         let (entered, new_deadline) = match &state {
             ServiceState::Blocked(wait) => (Some(wait.reason()), wait.deadline()),
@@ -336,7 +375,9 @@ impl Scheduler {
                 self.run_queue.retain(|&queued| queued != id);
             }
         }
-        if ready {
+        if ready && on_cpu {
+            self.running = Some(id);
+        } else if ready {
             self.run_queue.push_back(id);
         } else if let Some(deadline) = new_deadline {
             self.timers.insert((deadline, id));

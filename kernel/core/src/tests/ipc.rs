@@ -726,6 +726,60 @@ fn a_server_that_faults_inside_a_direct_switch_fails_only_the_call() {
     assert_eq!(system.kernel.pending_calls(), 0);
 }
 
+#[test]
+fn a_server_that_replies_in_place_then_faults_still_answers_its_caller() {
+    // Answered in place, the caller is woken when the switch ends (not at
+    // the reply): a fault after the reply, in the same slice, must not
+    // cost the caller its answer, nor leave it waiting.
+    let server = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (drop (call $reply (call $token) (i32.const 100) (i32.const 3)))
+         unreachable",
+    );
+    let client = probe(
+        "ping",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 64)))
+         (call $log (i32.const 300) (i32.const 3)) drop",
+    );
+    let (system, summary) = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .service("client", client)
+        .uses("echo")
+        .run();
+    assert_eq!(system.lines_of("client"), ["3", "pin"]);
+    assert_eq!(summary.faulted, 1);
+    assert_eq!(summary.exited, 1);
+    assert_eq!(system.kernel.pending_calls(), 0);
+}
+
+#[test]
+fn a_server_that_replies_in_place_then_runs_past_its_slice_answers_at_once() {
+    // The reply comes early in the switch; the server then works for
+    // several slices (1,000 fuel each) before its next receive. The caller
+    // has its answer when the switch ends, ahead of the server's next turn.
+    let server = probe(
+        "",
+        "(loop $serve
+            (local.set $r (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+            (drop (call $reply (call $token) (i32.const 100) (local.get $r)))
+            (local.set $i (i32.const 3000))
+            (loop $work
+                (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+                (br_if $work (local.get $i)))
+            (br $serve))",
+    );
+    let (system, _) = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .service("client", counting_client(10))
+        .uses("echo")
+        .run();
+    assert_eq!(system.lines_of("client"), ["10"]);
+    assert_eq!(system.kernel.pending_calls(), 0);
+}
+
 #[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
 #[test]
 fn servers_run_in_place_use_at_most_about_the_callers_slice_per_turn() {

@@ -21,7 +21,8 @@ mod observe;
 mod scheduling;
 mod supervision;
 mod swap;
-// Handlers run only for a call switched directly to its server.
-#[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
+// Handlers run only for a call switched directly to its server (and not
+// at all in the build that keeps the loop's path for comparison).
+#[cfg(not(any(feature = "no-switch", feature = "trapped-ipc", feature = "no-upcall")))]
 mod upcalls;
 mod wasi;
