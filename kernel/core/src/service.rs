@@ -358,6 +358,23 @@ impl Service {
         target.put(self.memory.data_mut(&mut self.store), bytes)
     }
 
+    /// Writes a message into `buffer` and its receive-info `record` into
+    /// `info`, as its `receive` asked, with one lookup of its memory (the
+    /// message path's). The message may be written when the record fails.
+    pub fn write_received(
+        &mut self,
+        (buffer, info): (GuestSlice, GuestSlice),
+        bytes: &[u8],
+        record: &[u8],
+    ) -> Result<(), Error> {
+        if bytes.len() > buffer.len() || record.len() > info.len() {
+            return Err(Error::BufferTooSmall);
+        }
+        let memory = self.memory.data_mut(&mut self.store);
+        buffer.put(memory, bytes)?;
+        info.put(memory, record)
+    }
+
     /// Asks the service for its state through [`STATE_SAVE_EXPORT`]. `None` if
     /// it exports no such function. Runs beside a suspended entry-point call,
     /// with a fuel budget of its own; the slice's fuel is put back after.

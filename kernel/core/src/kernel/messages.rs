@@ -139,8 +139,8 @@ impl Core {
                 info,
                 deadline,
             })) if *waited == endpoint => {
-                let rearm = deadline.is_none().then_some((endpoint, *buffer, *info));
-                Some((server, rearm))
+                let rearm = deadline.is_none().then_some((*buffer, *info));
+                Some((endpoint, server, rearm))
             }
             _ => None,
         });
@@ -148,7 +148,7 @@ impl Core {
             .services
             .get(id)
             .is_some_and(|slot| self.switched_fuel < slot.image.limits.fuel_slice);
-        let Some((server, rearm)) = waiting.filter(|_| within_turn) else {
+        let Some((endpoint, server, rearm)) = waiting.filter(|_| within_turn) else {
             return Err(InPlace::NotTaken);
         };
         self.count_syscall(id);
@@ -156,7 +156,7 @@ impl Core {
             .read(memory, MAX_MESSAGE_LEN)
             .map_err(|error| InPlace::Answered(error.code()))?;
         let (token, switched) = self
-            .place_call(id, handle, Bytes::Guest(message), reply, true)
+            .place_call(id, endpoint, Bytes::Guest(message), reply, true)
             .map_err(|error| InPlace::Answered(error.code()))?;
         let resume = match switched {
             Some(resume) => resume,
@@ -177,7 +177,7 @@ impl Core {
         };
         // Only for the message it took: woken with an error (the message
         // too big for its buffer stays queued), its `receive` returns that.
-        if let Some((endpoint, buffer, info)) = rearm.filter(|_| resume >= 0) {
+        if let Some((buffer, info)) = rearm.filter(|_| resume >= 0) {
             service.begin_upcall(Upcall {
                 token,
                 endpoint,
@@ -281,13 +281,14 @@ impl Core {
         message: Bytes<'_>,
         reply: GuestSlice,
     ) -> Result<Then, Error> {
-        self.place_call(id, handle, message, reply, false)?;
+        let endpoint = self.endpoint_of(id, handle, false)?;
+        self.place_call(id, endpoint, message, reply, false)?;
         Ok(Then::Block)
     }
 
-    /// Makes service `id`'s call of `message` on `handle`, its reply to go
-    /// into `reply`: the message handed to the server or queued, the caller
-    /// parked. With `switch`, a server that takes the message from its
+    /// Makes service `id`'s call of `message` on `endpoint` (its handle's,
+    /// looked up), its reply to go into `reply`: the message handed to the
+    /// server or queued, the caller parked. With `switch`, a server that takes the message from its
     /// `receive` is made the running service at once in the caller's place
     /// ([`Scheduler::switch`]). The call's token, and what the server
     /// resumes with if it switched.
@@ -295,12 +296,11 @@ impl Core {
     fn place_call(
         &mut self,
         id: ServiceId,
-        handle: i32,
+        endpoint: usize,
         message: Bytes<'_>,
         reply: GuestSlice,
         switch: bool,
     ) -> Result<(u32, Option<i32>), Error> {
-        let endpoint = self.endpoint_of(id, handle, false)?;
         let server = self
             .endpoints
             .get(endpoint)
@@ -457,8 +457,9 @@ impl Core {
             .get_mut(owner)
             .and_then(|slot| slot.service.as_mut())
             .is_some_and(|service| {
-                service.write_memory(buffer, bytes).is_ok()
-                    && service.write_memory(info, &record).is_ok()
+                service
+                    .write_received((buffer, info), bytes, &record)
+                    .is_ok()
             });
         if !written {
             return None;
@@ -606,8 +607,7 @@ impl Core {
             .get_mut(id)
             .and_then(|slot| slot.service.as_mut())
             .ok_or(Error::BadHandle)?;
-        service.write_memory(buffer, &message.data)?;
-        service.write_memory(info, &record)?;
+        service.write_received((buffer, info), &message.data, &record)?;
         let length = i32::try_from(message.data.len()).map_err(|_| Error::TooLarge);
         self.recycle(message.data);
         length
