@@ -78,10 +78,11 @@ pub(super) struct Switching {
     caller: ServiceId,
     token: u32,
     /// What the caller's `call` returns once answered in place (the reply's
-    /// length, in [`Core::switch_reply`]). The caller stays parked until the
-    /// switch ends, then takes the CPU straight back
-    /// ([`Scheduler::resume_now`]).
-    replied: Option<i32>,
+    /// length, in [`Core::switch_reply`]), and when the answer came. The
+    /// caller stays parked until the switch ends, then takes the CPU
+    /// straight back ([`Scheduler::resume_now`]); its wait for the reply is
+    /// counted until the answer.
+    replied: Option<(i32, u64)>,
 }
 
 /// The receive-info record of a message from `sender` (`token`: its call's,
@@ -215,7 +216,7 @@ impl Core {
                 .filter(|_| self.sched.awaits_reply(id, switching.token))
         });
         let value = match replied {
-            Some(result) => self.sched.resume_now(id, result),
+            Some((result, at)) => self.sched.resume_now(id, result, at),
             None => self.sched.run_now(id),
         };
         let replied = replied.is_some();
@@ -807,7 +808,7 @@ impl Core {
             .record(Kind::Reply, id, call.caller, token, length);
         match self.switching.as_mut() {
             // Woken when the switch ends, straight onto the CPU.
-            Some(switching) if in_place => switching.replied = Some(result),
+            Some(switching) if in_place => switching.replied = Some((result, self.sched.now())),
             _ => {
                 self.sched.wake(call.caller, result);
             }

@@ -255,15 +255,24 @@ impl Scheduler {
         {
             return false;
         }
-        self.set(from, ServiceState::Blocked(wait), false);
-        self.resume_now(to, result).is_some()
+        self.set(from, ServiceState::Blocked(wait), false, None);
+        let now = self.now();
+        self.resume_now(to, result, now).is_some()
     }
 
     /// Makes blocked service `id` the running one at once, when none runs,
     /// to resume with `result`: `wake` then `run_now` without the run queue
-    /// (the caller of a direct switch, answered). What it resumes with;
-    /// `None`, changing nothing, if it is not blocked or another runs.
-    pub(super) fn resume_now(&mut self, id: ServiceId, result: i32) -> Option<i32> {
+    /// (the caller of a direct switch, answered). Its wait is counted as
+    /// having ended at `waited_until` (the caller's, when the reply came:
+    /// from there it waited for the CPU, not for the reply), its wake-up is
+    /// traced now. What it resumes with; `None`, changing nothing, if it is
+    /// not blocked or another runs.
+    pub(super) fn resume_now(
+        &mut self,
+        id: ServiceId,
+        result: i32,
+        waited_until: u64,
+    ) -> Option<i32> {
         if self.running.is_some() || !matches!(self.states.get(id), Some(ServiceState::Blocked(_)))
         {
             return None;
@@ -271,7 +280,7 @@ impl Scheduler {
         if let Some(resume) = self.resume.get_mut(id) {
             *resume = result;
         }
-        self.set(id, ServiceState::Ready, true);
+        self.set(id, ServiceState::Ready, true, Some(waited_until));
         Some(result)
     }
 
@@ -294,7 +303,7 @@ impl Scheduler {
     /// Parks service `id` (ready, or ended and being given back its old
     /// version) until `wait` ends.
     pub(super) fn block(&mut self, id: ServiceId, wait: Wait) {
-        self.set(id, ServiceState::Blocked(wait), false);
+        self.set(id, ServiceState::Blocked(wait), false, None);
     }
 
     /// Makes blocked service `id` ready to resume with `result`. Returns
@@ -313,7 +322,7 @@ impl Scheduler {
         if let Some(resume) = self.resume.get_mut(id) {
             *resume = result;
         }
-        self.set(id, ServiceState::Ready, false);
+        self.set(id, ServiceState::Ready, false, None);
     }
 
     /// Ends service `id` (`Exited`, `Faulted` or `Stopped`): off the run
@@ -323,7 +332,7 @@ impl Scheduler {
             state,
             ServiceState::Ready | ServiceState::Blocked(_)
         ));
-        self.set(id, state, false)
+        self.set(id, state, false, None)
     }
 
     /// The first service whose deadline is at or before `now`, taken off its
@@ -344,12 +353,19 @@ impl Scheduler {
 
     /// Moves service `id` to `state`, keeping the run queue and the timers in
     /// step (`on_cpu`: made ready, it runs at once instead of joining the
-    /// run queue; only when none runs). Returns the state it left. Inlined: each caller moves to one
+    /// run queue; only when none runs; `waited_until`: when a wait it leaves
+    /// ended, if before now). Returns the state it left. Inlined: each caller moves to one
     /// kind of state, and the branches for the others fold away (a quarter
     /// of the kernel's own work on a round trip was this function's entry,
     /// exit and the state it returned).
     #[inline(always)]
-    fn set(&mut self, id: ServiceId, state: ServiceState, on_cpu: bool) -> Option<ServiceState> {
+    fn set(
+        &mut self,
+        id: ServiceId,
+        state: ServiceState,
+        on_cpu: bool,
+        waited_until: Option<u64>,
+    ) -> Option<ServiceState> {
         // What the new state needs, read before it moves into the table.
         let (entered, new_deadline) = match &state {
             ServiceState::Blocked(wait) => (Some(wait.reason()), wait.deadline()),
@@ -363,7 +379,7 @@ impl Scheduler {
             _ => (None, None),
         };
         if entered.is_some() || left.is_some() {
-            self.account(id, left, entered, ready);
+            self.account(id, left, entered, ready, waited_until);
         }
         if let Some(deadline) = old_deadline {
             self.timers.remove(&(deadline, id));
@@ -385,12 +401,20 @@ impl Scheduler {
         Some(old)
     }
 
-    /// Counts the time service `id` spent blocked (`left`: why it was), and
-    /// records its block (`entered`: why it is now) or its wake-up (`ready`)
-    /// in the trace.
+    /// Counts the time service `id` spent blocked (`left`: why it was; until
+    /// `waited_until` if given, else until now), and records its block
+    /// (`entered`: why it is now) or its wake-up (`ready`) in the trace.
     #[inline(always)]
-    fn account(&mut self, id: ServiceId, left: Option<u32>, entered: Option<u32>, ready: bool) {
+    fn account(
+        &mut self,
+        id: ServiceId,
+        left: Option<u32>,
+        entered: Option<u32>,
+        ready: bool,
+        waited_until: Option<u64>,
+    ) {
         let now = self.now();
+        let until = waited_until.map_or(now, |until| until.min(now));
         if let Some(reason) = left
             && let Some(since) = self.blocked_since.get(id).copied()
             && let Some(total) = self
@@ -398,7 +422,7 @@ impl Scheduler {
                 .get_mut(id)
                 .and_then(|totals| totals.get_mut(reason as usize))
         {
-            *total = total.saturating_add(now.saturating_sub(since));
+            *total = total.saturating_add(until.saturating_sub(since));
         }
         if let Some(reason) = entered {
             if let Some(since) = self.blocked_since.get_mut(id) {

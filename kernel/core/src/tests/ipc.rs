@@ -1,7 +1,7 @@
 //! Kernel calls between services: capabilities, queues, calls and replies,
 //! timeouts, the message budget, and `log`.
 
-use super::probes::{code, echo_server, probe};
+use super::probes::{code, counting_client, echo_server, probe};
 use super::system::{LIMITS, TestSystem};
 use crate::{ServiceState, Wait};
 use atoll_abi::Error;
@@ -601,24 +601,6 @@ fn info_reports_service_states_as_their_abi_numbers() {
             code(Error::NotFound),
         ]
     );
-}
-
-/// A client that calls the server on handle 1 `calls` times with 8 bytes and
-/// logs how many replies came back whole and right.
-fn counting_client(calls: u32) -> String {
-    probe(
-        "abcdefgh",
-        &format!(
-            "(loop $again
-                (i64.store (i32.const 300) (i64.const 0))
-                (if (i32.eq (call $call (i32.const 1) (i32.const 0) (i32.const 8) (i32.const 300) (i32.const 64)) (i32.const 8))
-                    (then (if (i64.eq (i64.load (i32.const 300)) (i64.load (i32.const 0)))
-                        (then (local.set $r (i32.add (local.get $r) (i32.const 1)))))))
-                (local.set $i (i32.add (local.get $i) (i32.const 1)))
-                (br_if $again (i32.lt_u (local.get $i) (i32.const {calls}))))
-             (call $report (local.get $r))"
-        ),
-    )
 }
 
 /// An echo server on handle 1 that counts to `iterations` (about four fuel

@@ -3,7 +3,7 @@
 //! by the supervisor, and its dump). The ring's own wrap-around and repeat
 //! counting are tested beside it (`crate::trace`).
 
-use super::probes::{code, echo_server, holder, probe};
+use super::probes::{code, counting_client, echo_server, holder, probe};
 use super::system::TestSystem;
 use atoll_abi::Error;
 use atoll_abi::info::{EndpointInfo, ServiceInfo};
@@ -151,6 +151,41 @@ fn blocked_time_spans_each_wait_across_the_kernels_idle_time() {
     assert_eq!(server.blocked_sleep_ns, 0);
 }
 
+#[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
+#[test]
+fn a_caller_answered_in_place_waited_for_the_reply_only_until_it_came() {
+    // The server replies in place, then reads the clock fifty times (the
+    // test clock moves 1 us per reading) before its next receive. The
+    // caller takes the CPU back only when the switch ends, but its wait for
+    // the reply ended with the reply: that time is not `blocked_reply_ns`.
+    let server = probe(
+        "",
+        "(drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))
+         (drop (call $reply (call $token) (i32.const 100) (i32.const 3)))
+         (local.set $i (i32.const 50))
+         (loop $work
+            (drop (call $time))
+            (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+            (br_if $work (local.get $i)))
+         (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))",
+    );
+    let client = probe(
+        "ping",
+        "(call $report (call $call (i32.const 1) (i32.const 0) (i32.const 4) (i32.const 300) (i32.const 64)))",
+    );
+    let mut system = TestSystem::new()
+        .service("server", server)
+        .provides("echo")
+        .service("client", client)
+        .uses("echo")
+        .boot();
+    system.run();
+    assert_eq!(system.lines_of("client"), ["3"]);
+    let services = system.kernel.service_info();
+    let client = service(&services, "client");
+    assert!(client.blocked_reply_ns < 10_000, "{client:?}");
+}
+
 #[test]
 fn refusals_are_counted_on_their_endpoint_once() {
     // `slow` (queue depth 1) never receives; `gone` ends at once. The client
@@ -288,6 +323,47 @@ mod traced {
         // The fault comes before the first restart.
         let position = |kind: Kind| records.iter().position(|record| record.kind == kind);
         assert!(position(Kind::Fault) < position(Kind::Restart));
+    }
+
+    /// A call answered in place wakes its caller when the switch ends:
+    /// after the server's reply and its block in its next receive, never
+    /// between them (the caller takes the CPU straight back, not through
+    /// the run queue, so nothing runs in between).
+    #[cfg(not(any(feature = "no-switch", feature = "trapped-ipc")))]
+    #[test]
+    fn a_caller_answered_in_place_wakes_when_the_switch_ends() {
+        let mut system = TestSystem::new()
+            .service("server", echo_server())
+            .provides("echo")
+            .service("client", counting_client(3))
+            .uses("echo")
+            // A slice long enough for the three switches in one turn.
+            .limits(atoll_abi::bundle::ServiceLimits {
+                fuel_slice: 1_000_000,
+                ..crate::tests::system::LIMITS
+            })
+            .boot();
+        system
+            .platform
+            .send_control(&atoll_abi::control::encode_trace(Some(true)));
+        system.kernel.poll_control();
+        system.run();
+        assert_eq!(system.lines_of("client"), ["3"]);
+        let records = dumped_records(&system.kernel.trace_dump());
+        let wakes: Vec<usize> = records
+            .iter()
+            .enumerate()
+            .filter(|(_, record)| record.kind == Kind::Wake && record.service == 1)
+            .map(|(at, _)| at)
+            .collect();
+        assert_eq!(wakes.len(), 3, "{records:?}");
+        for at in wakes {
+            let before: Vec<(Kind, u16)> = records[at - 2..at]
+                .iter()
+                .map(|record| (record.kind, record.service))
+                .collect();
+            assert_eq!(before, [(Kind::Reply, 0), (Kind::Block, 0)], "{records:?}");
+        }
     }
 
     #[test]

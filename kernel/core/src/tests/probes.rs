@@ -65,6 +65,24 @@ pub(crate) fn probe(data: &str, body: &str) -> String {
     )
 }
 
+/// A client that calls the server on handle 1 `calls` times with 8 bytes and
+/// logs how many replies came back whole and right.
+pub(crate) fn counting_client(calls: u32) -> String {
+    probe(
+        "abcdefgh",
+        &format!(
+            "(loop $again
+                (i64.store (i32.const 300) (i64.const 0))
+                (if (i32.eq (call $call (i32.const 1) (i32.const 0) (i32.const 8) (i32.const 300) (i32.const 64)) (i32.const 8))
+                    (then (if (i64.eq (i64.load (i32.const 300)) (i64.load (i32.const 0)))
+                        (then (local.set $r (i32.add (local.get $r) (i32.const 1)))))))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $again (i32.lt_u (local.get $i) (i32.const {calls}))))
+             (call $report (local.get $r))"
+        ),
+    )
+}
+
 /// An echo server on handle 1: replies to every call with the request, forever.
 pub(crate) fn echo_server() -> String {
     probe(
