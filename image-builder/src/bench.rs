@@ -901,6 +901,11 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             values: [None, Some(tracing.best_ns[3]), None],
         },
         Row {
+            name: "IPC round trip, hosted: tracing off, default code units",
+            unit: "ns",
+            values: [None, Some(tracing.best_ns[4]), None],
+        },
+        Row {
             name: "block read, 3.5 KiB requests (Linux: image file)",
             unit: "KB/s",
             values: [

@@ -1,7 +1,9 @@
 //! `image-builder bench --trace-overhead`: the hosted IPC round trip with the
 //! trace ring off, on, and compiled out (atoll-core's `no-trace` feature), in
 //! one run, beside the least the same round trip costs under plain wasmi.
-//! `tests/trace-bench` is built twice (with and without the feature); each
+//! `tests/trace-bench` is built three times (with and without the feature,
+//! and with the release profile's default code units for the message path's
+//! crates, the configuration before they had one each); each
 //! run is 200,000 round trips between a WAT client and an echo server, timed
 //! by the thread's own time on the CPU. The two floors are
 //! `tests/wasmi-runner`'s `ipc-floor`, fuel on as in Atoll, no kernel at all
@@ -25,18 +27,19 @@ use std::process::Command;
 pub const FLOOR_ROUND_TRIPS: u32 = 2_000_000;
 
 /// Where the floors start in [`VARIANTS`]: before it, Atoll's hosted core.
-pub const FLOORS: usize = 4;
+pub const FLOORS: usize = 5;
 
-/// The variants, in the order they run each round: four of Atoll's hosted
+/// The variants, in the order they run each round: five of Atoll's hosted
 /// core (the server with a handler export, which calls switched to it run
 /// by upcall, and without one, answering with `reply_receive` in its loop
-/// as before handlers), then (from [`FLOORS`] on) the two floors under
-/// plain wasmi.
-pub const VARIANTS: [&str; 6] = [
+/// as before handlers; the last built with [`DEFAULT_UNITS`]), then (from
+/// [`FLOORS`] on) the two floors under plain wasmi.
+pub const VARIANTS: [&str; 7] = [
     "no-trace build",
     "tracing off",
     "tracing on",
     "tracing off, no handler",
+    "tracing off, default code units",
     "plain wasmi floor, park and resume",
     "plain wasmi floor, upcall",
 ];
@@ -45,8 +48,8 @@ pub const VARIANTS: [&str; 6] = [
 /// `rounds`.
 #[derive(Clone, Debug)]
 pub struct Overhead {
-    pub best_ns: [f64; 6],
-    pub median_ns: [f64; 6],
+    pub best_ns: [f64; 7],
+    pub median_ns: [f64; 7],
     pub rounds: usize,
 }
 
@@ -59,11 +62,30 @@ impl Overhead {
     }
 }
 
-/// Builds `tests/trace-bench` with `features` in `target/trace-bench` and
-/// copies the binary to `target/bench/NAME` (the two builds share one
-/// target folder: only atoll-core and the binary differ).
-fn build(options: &BuildOptions, no_trace: bool) -> Result<PathBuf, Error> {
-    let target_dir = options.workspace.join("target").join("trace-bench");
+/// The crates the release profile builds in one code unit each (the
+/// workspace's Cargo.toml), which the "default code units" variant builds
+/// with rustc's default of 16 instead: the configuration before.
+pub const DEFAULT_UNITS: [&str; 4] = ["atoll-core", "wasmi", "wasmi_core", "wasmi_collections"];
+
+/// How a variant's binary is built.
+#[derive(Clone, Copy, PartialEq)]
+enum Build {
+    Traced,
+    Untraced,
+    DefaultUnits,
+}
+
+/// Builds `tests/trace-bench` as `kind` says and copies the binary to
+/// `target/bench/NAME` (the traced and untraced builds share one target
+/// folder: only atoll-core and the binary differ; the default-units build
+/// has its own).
+fn build(options: &BuildOptions, kind: Build) -> Result<PathBuf, Error> {
+    let folder = if kind == Build::DefaultUnits {
+        "trace-bench-units"
+    } else {
+        "trace-bench"
+    };
+    let target_dir = options.workspace.join("target").join(folder);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -71,8 +93,19 @@ fn build(options: &BuildOptions, no_trace: bool) -> Result<PathBuf, Error> {
         .args(["build", "--quiet", "--release", "-p", "atoll-trace-bench"])
         .arg("--target-dir")
         .arg(&target_dir);
-    if no_trace {
-        command.args(["--features", "no-trace"]);
+    match kind {
+        Build::Untraced => {
+            command.args(["--features", "no-trace"]);
+        }
+        Build::DefaultUnits => {
+            for krate in DEFAULT_UNITS {
+                command.args([
+                    "--config",
+                    &format!("profile.release.package.{krate}.codegen-units=16"),
+                ]);
+            }
+        }
+        Build::Traced => {}
     }
     let status = command
         .status()
@@ -84,10 +117,10 @@ fn build(options: &BuildOptions, no_trace: bool) -> Result<PathBuf, Error> {
     }
     let out = options.workspace.join("target").join("bench");
     std::fs::create_dir_all(&out).context(|| format!("creating {}", out.display()))?;
-    let copy = out.join(if no_trace {
-        "trace-bench-no-trace"
-    } else {
-        "trace-bench"
+    let copy = out.join(match kind {
+        Build::Traced => "trace-bench",
+        Build::Untraced => "trace-bench-no-trace",
+        Build::DefaultUnits => "trace-bench-default-units",
     });
     let built = target_dir.join("release").join("atoll-trace-bench");
     std::fs::copy(&built, &copy).context(|| format!("copying {}", built.display()))?;
@@ -147,23 +180,27 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// Measures the variants of [`VARIANTS`] for `rounds` rounds.
 pub fn measure(options: &BuildOptions, rounds: usize) -> Result<Overhead, Error> {
-    eprintln!("bench: building the hosted core with and without tracing...");
-    let traced = build(options, false)?;
-    let untraced = build(options, true)?;
+    eprintln!(
+        "bench: building the hosted core with and without tracing, and with default code units..."
+    );
+    let traced = build(options, Build::Traced)?;
+    let untraced = build(options, Build::Untraced)?;
+    let default_units = build(options, Build::DefaultUnits)?;
     let floor = build_floor(options)?;
     let floor_round_trips = FLOOR_ROUND_TRIPS.to_string();
-    let runs: [(&Path, &[&str]); 6] = [
+    let runs: [(&Path, &[&str]); 7] = [
         (&untraced, &[]),
         (&traced, &[]),
         (&traced, &["--trace"]),
         (&traced, &["--no-handler"]),
+        (&default_units, &[]),
         (&floor, &["--fuel", "--round-trips", &floor_round_trips]),
         (
             &floor,
             &["--fuel", "--upcall", "--round-trips", &floor_round_trips],
         ),
     ];
-    let mut samples: [Vec<f64>; 6] = Default::default();
+    let mut samples: [Vec<f64>; 7] = Default::default();
     eprintln!("bench: {rounds} rounds of {VARIANTS:?}, hosted...");
     for _ in 0..rounds {
         for ((binary, args), samples) in runs.iter().zip(samples.iter_mut()) {
