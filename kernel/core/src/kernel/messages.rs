@@ -289,10 +289,10 @@ impl Core {
 
     /// Makes service `id`'s call of `message` on `endpoint` (its handle's,
     /// looked up), its reply to go into `reply`: the message handed to the
-    /// server or queued, the caller parked. With `switch`, a server that takes the message from its
-    /// `receive` is made the running service at once in the caller's place
-    /// ([`Scheduler::switch`]). The call's token, and what the server
-    /// resumes with if it switched.
+    /// server or queued, the caller parked. With `switch`, a server that
+    /// takes the message from its `receive` is made the running service at
+    /// once in the caller's place ([`Scheduler::switch`]). The call's token,
+    /// and what the server resumes with if it switched.
     #[inline(always)]
     fn place_call(
         &mut self,

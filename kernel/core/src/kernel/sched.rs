@@ -353,11 +353,11 @@ impl Scheduler {
 
     /// Moves service `id` to `state`, keeping the run queue and the timers in
     /// step (`on_cpu`: made ready, it runs at once instead of joining the
-    /// run queue; only when none runs; `waited_until`: when a wait it leaves
-    /// ended, if before now). Returns the state it left. Inlined: each caller moves to one
-    /// kind of state, and the branches for the others fold away (a quarter
-    /// of the kernel's own work on a round trip was this function's entry,
-    /// exit and the state it returned).
+    /// run queue, only when none runs; `waited_until`: when a wait it leaves
+    /// ended, if before now). Returns the state it left. Inlined: each
+    /// caller moves to one kind of state, and the branches for the others
+    /// fold away (a quarter of the kernel's own work on a round trip was
+    /// this function's entry, exit and the state it returned).
     #[inline(always)]
     fn set(
         &mut self,
