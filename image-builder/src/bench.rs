@@ -901,7 +901,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             values: [None, Some(tracing.best_ns[3]), None],
         },
         Row {
-            name: "IPC round trip, hosted: tracing off, default code units",
+            name: "IPC round trip, hosted: default code units",
             unit: "ns",
             values: [None, Some(tracing.best_ns[4]), None],
         },

@@ -39,7 +39,7 @@ pub const VARIANTS: [&str; 7] = [
     "tracing off",
     "tracing on",
     "tracing off, no handler",
-    "tracing off, default code units",
+    "default code units",
     "plain wasmi floor, park and resume",
     "plain wasmi floor, upcall",
 ];

@@ -181,6 +181,15 @@ fn a_caller_answered_in_place_waited_for_the_reply_only_until_it_came() {
         .boot();
     system.run();
     assert_eq!(system.lines_of("client"), ["3"]);
+    // Answered in place: the client's one slice made the call (on the slow
+    // path it would have waited for a second).
+    let slices = system
+        .kernel
+        .service_states()
+        .into_iter()
+        .find(|(name, ..)| name == "client")
+        .map(|(_, _, stats)| stats.slices);
+    assert_eq!(slices, Some(1));
     let services = system.kernel.service_info();
     let client = service(&services, "client");
     assert!(client.blocked_reply_ns < 10_000, "{client:?}");
