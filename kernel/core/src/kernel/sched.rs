@@ -255,7 +255,7 @@ impl Scheduler {
         {
             return false;
         }
-        self.set(from, ServiceState::Blocked(wait), false, None);
+        self.set(from, ServiceState::Blocked(wait), None);
         let now = self.now();
         self.resume_now(to, result, now).is_some()
     }
@@ -280,7 +280,7 @@ impl Scheduler {
         if let Some(resume) = self.resume.get_mut(id) {
             *resume = result;
         }
-        self.set(id, ServiceState::Ready, true, Some(waited_until));
+        self.set(id, ServiceState::Ready, Some(waited_until));
         Some(result)
     }
 
@@ -303,7 +303,7 @@ impl Scheduler {
     /// Parks service `id` (ready, or ended and being given back its old
     /// version) until `wait` ends.
     pub(super) fn block(&mut self, id: ServiceId, wait: Wait) {
-        self.set(id, ServiceState::Blocked(wait), false, None);
+        self.set(id, ServiceState::Blocked(wait), None);
     }
 
     /// Makes blocked service `id` ready to resume with `result`. Returns
@@ -322,7 +322,7 @@ impl Scheduler {
         if let Some(resume) = self.resume.get_mut(id) {
             *resume = result;
         }
-        self.set(id, ServiceState::Ready, false, None);
+        self.set(id, ServiceState::Ready, None);
     }
 
     /// Ends service `id` (`Exited`, `Faulted` or `Stopped`): off the run
@@ -332,7 +332,7 @@ impl Scheduler {
             state,
             ServiceState::Ready | ServiceState::Blocked(_)
         ));
-        self.set(id, state, false, None)
+        self.set(id, state, None)
     }
 
     /// The first service whose deadline is at or before `now`, taken off its
@@ -352,19 +352,18 @@ impl Scheduler {
     }
 
     /// Moves service `id` to `state`, keeping the run queue and the timers in
-    /// step (`on_cpu`: made ready, it runs at once instead of joining the
-    /// run queue, only when none runs; `waited_until`: when a wait it leaves
-    /// ended, if before now). Returns the state it left. Inlined: each
-    /// caller moves to one kind of state, and the branches for the others
-    /// fold away (a quarter of the kernel's own work on a round trip was
-    /// this function's entry, exit and the state it returned).
+    /// step (`onto_cpu`: made ready, it runs at once instead of joining the
+    /// run queue, only when none runs, and the wait it leaves counts as
+    /// having ended at that time, if before now). Returns the state it left.
+    /// Inlined: each caller moves to one kind of state, and the branches for
+    /// the others fold away (a quarter of the kernel's own work on a round
+    /// trip was this function's entry, exit and the state it returned).
     #[inline(always)]
     fn set(
         &mut self,
         id: ServiceId,
         state: ServiceState,
-        on_cpu: bool,
-        waited_until: Option<u64>,
+        onto_cpu: Option<u64>,
     ) -> Option<ServiceState> {
         // What the new state needs, read before it moves into the table.
         let (entered, new_deadline) = match &state {
@@ -379,7 +378,7 @@ impl Scheduler {
             _ => (None, None),
         };
         if entered.is_some() || left.is_some() {
-            self.account(id, left, entered, ready, waited_until);
+            self.account(id, left, entered, ready, onto_cpu);
         }
         if let Some(deadline) = old_deadline {
             self.timers.remove(&(deadline, id));
@@ -391,7 +390,7 @@ impl Scheduler {
                 self.run_queue.retain(|&queued| queued != id);
             }
         }
-        if ready && on_cpu {
+        if ready && onto_cpu.is_some() {
             self.running = Some(id);
         } else if ready {
             self.run_queue.push_back(id);
