@@ -776,7 +776,7 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
     let bundle = builder::bundle_only(system, &build_options)?;
     let (hosted_console, _) = hosted::run(&bundle, false).map_err(Error::Other)?;
     let hosted = parse(&hosted_console);
-    let tracing = trace_bench::measure(&build_options, TRACE_ROUNDS)?;
+    let tracing = trace_bench::measure(&build_options, system, TRACE_ROUNDS)?;
     if !hosted.values.contains_key("done") {
         return Err(Error::Other(format!(
             "the benchmark system did not finish hosted; its console:\n{hosted_console}"
@@ -904,6 +904,11 @@ pub fn run(system: &System, options: &BuildOptions) -> Result<(), Error> {
             name: "IPC round trip, hosted: default code units",
             unit: "ns",
             values: [None, Some(tracing.best_ns[4]), None],
+        },
+        Row {
+            name: "IPC round trip, hosted: Rust SDK server",
+            unit: "ns",
+            values: [None, Some(tracing.best_ns[5]), None],
         },
         Row {
             name: "block read, 3.5 KiB requests (Linux: image file)",
@@ -1146,8 +1151,8 @@ const TRACE_ROUNDS: usize = 15;
 /// `bench --trace-overhead`: the hosted IPC round trip with the trace ring
 /// compiled out, off and on, and plain wasmi's two floors for it; a table,
 /// and the figures appended to results.jsonl.
-pub fn trace_overhead(options: &BuildOptions, rounds: usize) -> Result<(), Error> {
-    let overhead = trace_bench::measure(options, rounds.max(1))?;
+pub fn trace_overhead(options: &BuildOptions, system: &System, rounds: usize) -> Result<(), Error> {
+    let overhead = trace_bench::measure(options, system, rounds.max(1))?;
     println!("{}", trace_bench::report(&overhead));
     let path = options
         .workspace

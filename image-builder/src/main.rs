@@ -209,9 +209,10 @@ enum Command {
         #[arg(long)]
         swap_only: bool,
         /// Only the hosted IPC round trip with the trace ring off, on, and
-        /// compiled out (atoll-core's `no-trace`), and plain wasmi's floor for
-        /// the same round trip (parked server, upcall), ROUNDS runs of each in
-        /// turn.
+        /// compiled out (atoll-core's `no-trace`), with the system's Rust
+        /// `bench-server` in place of the WAT one, and plain wasmi's floor
+        /// for the same round trip (parked server, upcall), ROUNDS runs of
+        /// each in turn.
         #[arg(long)]
         trace_overhead: bool,
         /// Rounds for --trace-overhead.
@@ -382,7 +383,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             if charts_only {
                 bench::charts(&options)?;
             } else if trace_overhead {
-                bench::trace_overhead(&options, rounds)?;
+                bench::trace_overhead(&options, &system, rounds)?;
             } else if network_only {
                 bench::run_network(&options)?;
             } else if boot_only {

@@ -4,7 +4,8 @@
 //! `tests/trace-bench` is built three times (with and without the feature,
 //! and with the release profile's default code units for the message path's
 //! crates, the configuration before they had one each); each
-//! run is 200,000 round trips between a WAT client and an echo server, timed
+//! run is 200,000 round trips between a WAT client and an echo server (in
+//! WAT, or the bench system's, in Rust on the SDK), timed
 //! by the thread's own time on the CPU. The two floors are
 //! `tests/wasmi-runner`'s `ipc-floor`, fuel on as in Atoll, no kernel at all
 //! (place `wasmi-fuel`): a client's host call that resumes a server parked in
@@ -19,6 +20,7 @@
 
 use crate::builder::BuildOptions;
 use crate::error::{Context, Error};
+use crate::manifest::System;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,19 +29,22 @@ use std::process::Command;
 pub const FLOOR_ROUND_TRIPS: u32 = 2_000_000;
 
 /// Where the floors start in [`VARIANTS`]: before it, Atoll's hosted core.
-pub const FLOORS: usize = 5;
+pub const FLOORS: usize = 6;
 
-/// The variants, in the order they run each round: five of Atoll's hosted
+/// The variants, in the order they run each round: six of Atoll's hosted
 /// core (the server with a handler export, which calls switched to it run
 /// by upcall, and without one, answering with `reply_receive` in its loop
-/// as before handlers; the last built with [`DEFAULT_UNITS`]), then (from
+/// as before handlers; one built with [`DEFAULT_UNITS`]; the last with the
+/// bench system's server, written in Rust on the SDK's `serve_raw`, in
+/// place of the WAT one: what the SDK adds to a round trip), then (from
 /// [`FLOORS`] on) the two floors under plain wasmi.
-pub const VARIANTS: [&str; 7] = [
+pub const VARIANTS: [&str; 8] = [
     "no-trace build",
     "tracing off",
     "tracing on",
     "tracing off, no handler",
     "default code units",
+    "Rust SDK server",
     "plain wasmi floor, park and resume",
     "plain wasmi floor, upcall",
 ];
@@ -48,8 +53,8 @@ pub const VARIANTS: [&str; 7] = [
 /// `rounds`.
 #[derive(Clone, Debug)]
 pub struct Overhead {
-    pub best_ns: [f64; 7],
-    pub median_ns: [f64; 7],
+    pub best_ns: [f64; 8],
+    pub median_ns: [f64; 8],
     pub rounds: usize,
 }
 
@@ -178,8 +183,13 @@ fn median(values: &mut [f64]) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Measures the variants of [`VARIANTS`] for `rounds` rounds.
-pub fn measure(options: &BuildOptions, rounds: usize) -> Result<Overhead, Error> {
+/// The service of `system` whose module the "Rust SDK server" variant
+/// serves with: the bench system's echo server.
+const RUST_SERVER: &str = "bench-server";
+
+/// Measures the variants of [`VARIANTS`] for `rounds` rounds; `system` is
+/// the bench system, whose [`RUST_SERVER`] is built for the Rust variant.
+pub fn measure(options: &BuildOptions, system: &System, rounds: usize) -> Result<Overhead, Error> {
     eprintln!(
         "bench: building the hosted core with and without tracing, and with default code units..."
     );
@@ -187,20 +197,26 @@ pub fn measure(options: &BuildOptions, rounds: usize) -> Result<Overhead, Error>
     let untraced = build(options, Build::Untraced)?;
     let default_units = build(options, Build::DefaultUnits)?;
     let floor = build_floor(options)?;
+    let rust_server = options.workspace.join("target/bench/rust-sdk-server.wasm");
+    let module = crate::builder::service_module(system, options, RUST_SERVER)?;
+    std::fs::write(&rust_server, module)
+        .context(|| format!("writing {}", rust_server.display()))?;
+    let rust_server = rust_server.to_string_lossy();
     let floor_round_trips = FLOOR_ROUND_TRIPS.to_string();
-    let runs: [(&Path, &[&str]); 7] = [
+    let runs: [(&Path, &[&str]); 8] = [
         (&untraced, &[]),
         (&traced, &[]),
         (&traced, &["--trace"]),
         (&traced, &["--no-handler"]),
         (&default_units, &[]),
+        (&traced, &["--server", &rust_server]),
         (&floor, &["--fuel", "--round-trips", &floor_round_trips]),
         (
             &floor,
             &["--fuel", "--upcall", "--round-trips", &floor_round_trips],
         ),
     ];
-    let mut samples: [Vec<f64>; 7] = Default::default();
+    let mut samples: [Vec<f64>; 8] = Default::default();
     eprintln!("bench: {rounds} rounds of {VARIANTS:?}, hosted...");
     for _ in 0..rounds {
         for ((binary, args), samples) in runs.iter().zip(samples.iter_mut()) {

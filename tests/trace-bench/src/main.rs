@@ -1,7 +1,7 @@
 //! atoll-trace-bench: the IPC call/reply round trip in the hosted kernel core,
 //! long enough to measure a difference of a few percent on a shared machine.
 //!
-//! `atoll-trace-bench [--trace] [--sends] [--no-handler | --reply-then-receive] [--round-trips N]`
+//! `atoll-trace-bench [--trace] [--sends] [--no-handler | --reply-then-receive] [--server FILE] [--idle N] [--round-trips N]`
 //! boots a system of two services written in WAT, a client that calls a
 //! server N times (default 200,000) with 16 bytes (with `--sends`: sends it N
 //! messages of 16 bytes, yielding when the queue is full) and an echo server:
@@ -9,13 +9,18 @@
 //! answers the calls switched to it by upcall (docs/abi.md, "Handlers").
 //! With `--no-handler` the loop alone answers, as servers did before
 //! handlers; with `--reply-then-receive` the loop has a `receive` and a
-//! `reply`, as before `reply_receive`. It runs the system
+//! `reply`, as before `reply_receive`; `--server FILE` serves with that
+//! module instead (any echo server of handle 1, e.g. the bench system's,
+//! written in Rust on the SDK's `serve_raw`); `--idle N` adds N services
+//! that wait in `receive` the whole run (the round trip's cost does not
+//! depend on how many services there are). It runs the system
 //! to its end and prints
 //! `wall_ns_per_round_trip=` and `cpu_ns_per_round_trip=` (the thread's own
 //! time on the CPU, from `/proc/thread-self/schedstat`: time the machine
 //! gave to other processes does not count). `--trace` turns the trace ring
 //! on before the first service runs. `image-builder bench --trace-overhead`
-//! runs it built twice (with and without atoll-core's `no-trace` feature).
+//! runs it built three ways (with and without atoll-core's `no-trace`
+//! feature, and with default code units), and with the Rust server.
 //! A platform of its own (clock, console), so that it needs nothing of
 //! image-builder.
 #![forbid(unsafe_code)]
@@ -141,14 +146,33 @@ fn server(separate: bool, handler: bool) -> String {
     )
 }
 
-fn bundle(round_trips: u64, sends: bool, separate: bool, handler: bool) -> Result<Vec<u8>, String> {
-    let server = wat::parse_str(server(separate, handler)).map_err(|error| error.to_string())?;
+/// A service that waits in `receive` on an endpoint no one calls: the whole run.
+const IDLE: &str = r#"(module
+    (import "atoll" "receive" (func $receive (param i32 i32 i32 i64 i32) (result i32)))
+    (memory (export "memory") 1)
+    (func (export "_start")
+        (drop (call $receive (i32.const 1) (i32.const 100) (i32.const 64) (i64.const -1) (i32.const 200)))))"#;
+
+fn bundle(
+    round_trips: u64,
+    sends: bool,
+    separate: bool,
+    handler: bool,
+    server_module: Option<Vec<u8>>,
+    idle: usize,
+) -> Result<Vec<u8>, String> {
+    let server = match server_module {
+        Some(module) => module,
+        None => wat::parse_str(server(separate, handler)).map_err(|error| error.to_string())?,
+    };
     let client = if sends {
         sender(round_trips)
     } else {
         client(round_trips)
     };
     let client = wat::parse_str(client).map_err(|error| error.to_string())?;
+    let idler = wat::parse_str(IDLE).map_err(|error| error.to_string())?;
+    let idle_names: Vec<String> = (0..idle).map(|i| format!("idle-{i}")).collect();
     let image = |name, module, provides, uses| ServiceImage {
         name,
         module,
@@ -169,10 +193,18 @@ fn bundle(round_trips: u64, sends: bool, separate: bool, handler: bool) -> Resul
             exit_when_idle: true,
             inject_fault: None,
         },
-        services: vec![
-            image("server", &server, vec!["bench"], Vec::new()),
-            image("client", &client, Vec::new(), vec!["bench"]),
-        ],
+        services: {
+            let mut services = vec![
+                image("server", &server, vec!["bench"], Vec::new()),
+                image("client", &client, Vec::new(), vec!["bench"]),
+            ];
+            services.extend(
+                idle_names
+                    .iter()
+                    .map(|name| image(name, &idler, vec![name], Vec::new())),
+            );
+            services
+        },
         wasi_shim: None,
     })
     .map_err(|error| error.to_string())
@@ -191,6 +223,8 @@ fn main() -> ExitCode {
     let mut separate = false;
     let mut handler = true;
     let mut round_trips = 200_000u64;
+    let mut server_module = None;
+    let mut idle = 0;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -198,6 +232,20 @@ fn main() -> ExitCode {
             "--sends" => sends = true,
             "--reply-then-receive" => separate = true,
             "--no-handler" => handler = false,
+            "--idle" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) => idle = n,
+                _ => {
+                    eprintln!("--idle takes a number");
+                    return ExitCode::from(2);
+                }
+            },
+            "--server" => match args.next().map(std::fs::read) {
+                Some(Ok(module)) => server_module = Some(module),
+                _ => {
+                    eprintln!("--server takes a readable .wasm file");
+                    return ExitCode::from(2);
+                }
+            },
             "--round-trips" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) if n > 0 => round_trips = n,
                 _ => {
@@ -213,7 +261,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let bundle = match bundle(round_trips, sends, separate, handler) {
+    let bundle = match bundle(round_trips, sends, separate, handler, server_module, idle) {
         Ok(bundle) => bundle,
         Err(error) => {
             eprintln!("atoll-trace-bench: {error}");

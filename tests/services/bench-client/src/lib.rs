@@ -8,6 +8,7 @@ use atoll_sdk::{Endpoint, Error, println};
 atoll_sdk::entry!(main);
 
 const ROUND_TRIPS: u64 = 2000;
+const WARM_UP: u64 = 2000;
 const MESSAGES: u64 = 5000;
 const RESTARTS: usize = 21;
 /// Batches of round trips with tracing off, then on, in turn.
@@ -48,16 +49,18 @@ fn main() {
     let request = [7u8; 16];
     let mut reply = [0u8; 64];
 
-    // Round trips of a 16-byte message, after a warm-up.
-    for _ in 0..100 {
-        let _ = bench.call(&request, &mut reply);
-    }
     // The steady state: every other service has had its first turns and
     // waits. (Calls answered in place never end this service's slice, so
-    // the warm-up alone no longer lets the twenty spawn services start
+    // round trips alone would not let the twenty spawn services start
     // before the timed loop.) Each sleep lets every ready service run.
     for _ in 0..10 {
         atoll_sdk::sleep(1_000_000);
+    }
+    // Then a warm-up right before the timed loop: after the sleeps the
+    // machine (caches, the host CPU's clock) has idled; WARM_UP round trips
+    // bring it back to the state the timed loop measures.
+    for _ in 0..WARM_UP {
+        let _ = bench.call(&request, &mut reply);
     }
     let started = atoll_sdk::time();
     let mut failures = 0u64;
