@@ -10,13 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-/// QEMU's status when the kernel exits with success (`0x10 << 1 | 1`).
-pub const QEMU_SUCCESS: i32 = 33;
-/// QEMU's status when the kernel itself fails (`0x11 << 1 | 1`).
-pub const QEMU_FAILURE: i32 = 35;
+use atoll_abi::control::ExitCode;
+
+/// QEMU's status when the kernel exits with success (33).
+pub const QEMU_SUCCESS: i32 = ExitCode::Success.qemu_status();
+/// QEMU's status when the kernel itself fails (35).
+pub const QEMU_FAILURE: i32 = ExitCode::Failure.qemu_status();
 /// QEMU's status when the kernel ran to its end but a service faulted or
-/// failed to load (`0x12 << 1 | 1`).
-pub const QEMU_SERVICES_FAILED: i32 = 37;
+/// failed to load (37).
+pub const QEMU_SERVICES_FAILED: i32 = ExitCode::ServicesFailed.qemu_status();
 
 /// How a run ended (in QEMU or hosted), as this tool's exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,7 +159,11 @@ pub fn command(image: &Path, options: &RunOptions) -> Result<Command, Error> {
         // line with the disk and has no driver to quiet it (a system with a
         // virtio-net driver gets its card from `network`).
         .args(["-nic", "none"])
-        .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        .arg("-device")
+        .arg(format!(
+            "isa-debug-exit,iobase={:#x},iosize=0x04",
+            atoll_abi::control::DEBUG_EXIT_PORT
+        ));
     if options.uefi {
         command.arg("-bios").arg(ovmf()?);
     }

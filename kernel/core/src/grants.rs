@@ -23,7 +23,10 @@ use crate::Platform;
 use crate::heap::Heap;
 use alloc::vec::Vec;
 use atoll_abi::Error;
-use atoll_abi::driver::{Grants, MAX_IRQ, PciAddress, PortRange};
+use atoll_abi::driver::{
+    COMMAND_BUS_MASTER, COMMAND_IO, COMMAND_MEMORY, Grants, MAX_IRQ, PCI_COMMAND, PciAddress,
+    PortRange,
+};
 
 /// A service's grants, resolved against the machine at boot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,24 +56,13 @@ impl Resolved {
     }
 }
 
-/// PCI configuration offsets the kernel uses.
+/// PCI configuration offsets the kernel uses (and the command register's,
+/// the ABI's: [`PCI_COMMAND`]).
 const PCI_ID: u8 = 0x00;
-pub(crate) const PCI_COMMAND: u8 = 0x04;
 const PCI_CLASS: u8 = 0x08;
 const PCI_HEADER_TYPE: u8 = 0x0c;
 const PCI_BAR0: u8 = 0x10;
 const PCI_INTERRUPT_LINE: u8 = 0x3c;
-/// Command register bits: I/O and memory decoding, bus mastering (DMA), and
-/// the INTx disable bit.
-const COMMAND_IO: u32 = 1 << 0;
-const COMMAND_MEMORY: u32 = 1 << 1;
-const COMMAND_BUS_MASTER: u32 = 1 << 2;
-const COMMAND_INTX_DISABLE: u32 = 1 << 10;
-/// The command bits a driver may change; the rest of the command register
-/// (special cycles, memory write and invalidate, parity and SERR# reporting,
-/// fast back-to-back) stays as the firmware set it.
-pub(crate) const COMMAND_DRIVER_BITS: u32 =
-    COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE;
 /// Base classes never granted, whatever a grant names: bridges (host, ISA,
 /// PCI-to-PCI, CardBus, "other", which on QEMU's i440fx is the PIIX4 power
 /// management function) and base system peripherals (PIC, DMA controller,

@@ -805,11 +805,6 @@ impl Core {
             .map_or("?", |slot| slot.image.name.as_str())
     }
 
-    /// Whether service `id` is loaded and neither ended nor stopped.
-    pub(super) fn is_live(&self, id: ServiceId) -> bool {
-        self.sched.is_live(id)
-    }
-
     /// Logs `system ready` once, as soon as every loaded service has had the CPU.
     fn announce_ready_once(&mut self) {
         if self.announced_ready || self.started < self.services.len() {

@@ -60,42 +60,43 @@ macro_rules! exception {
     };
 }
 
-exception!(divide_error, "divide error", 0);
-exception!(debug, "debug", 1);
-exception!(non_maskable_interrupt, "non-maskable interrupt", 2);
-exception!(breakpoint, "breakpoint", 3);
-exception!(overflow, "overflow", 4);
-exception!(bound_range_exceeded, "bound range exceeded", 5);
-exception!(invalid_opcode, "invalid opcode", 6);
-exception!(device_not_available, "device not available", 7);
-exception!(invalid_tss, "invalid TSS", 10, error_code);
-exception!(segment_not_present, "segment not present", 11, error_code);
-exception!(stack_segment_fault, "stack-segment fault", 12, error_code);
-exception!(
-    general_protection_fault,
-    "general protection fault",
-    13,
-    error_code
-);
-exception!(x87_floating_point, "x87 floating-point exception", 16);
-exception!(alignment_check, "alignment check", 17, error_code);
-exception!(machine_check, "machine check", 18, diverging);
-exception!(simd_floating_point, "SIMD floating-point exception", 19);
-exception!(virtualization, "virtualization exception", 20);
-exception!(
-    cp_protection,
-    "control protection exception",
-    21,
-    error_code
-);
-exception!(hv_injection, "hypervisor injection exception", 28);
-exception!(
-    vmm_communication,
-    "VMM communication exception",
-    29,
-    error_code
-);
-exception!(security, "security exception", 30, error_code);
+/// The exceptions that end the kernel with a report, in one list: each one's
+/// IDT entry (which names its handler too), name, vector, and whether it
+/// pushes an error code or never returns. Each gets a handler, and
+/// `set_exception_handlers` installs them all. (Double fault and page fault
+/// are written out below: their own stack, their own report.)
+macro_rules! exceptions {
+    ($($entry:ident: $name:literal, $vector:literal $(, $kind:ident)?;)*) => {
+        $(exception!($entry, $name, $vector $(, $kind)?);)*
+        fn set_exception_handlers(idt: &mut InterruptDescriptorTable) {
+            $(idt.$entry.set_handler_fn($entry);)*
+        }
+    };
+}
+
+exceptions! {
+    divide_error: "divide error", 0;
+    debug: "debug", 1;
+    non_maskable_interrupt: "non-maskable interrupt", 2;
+    breakpoint: "breakpoint", 3;
+    overflow: "overflow", 4;
+    bound_range_exceeded: "bound range exceeded", 5;
+    invalid_opcode: "invalid opcode", 6;
+    device_not_available: "device not available", 7;
+    invalid_tss: "invalid TSS", 10, error_code;
+    segment_not_present: "segment not present", 11, error_code;
+    stack_segment_fault: "stack-segment fault", 12, error_code;
+    general_protection_fault: "general protection fault", 13, error_code;
+    x87_floating_point: "x87 floating-point exception", 16;
+    alignment_check: "alignment check", 17, error_code;
+    machine_check: "machine check", 18, diverging;
+    simd_floating_point: "SIMD floating-point exception", 19;
+    virtualization: "virtualization exception", 20;
+    cp_protection_exception: "control protection exception", 21, error_code;
+    hv_injection_exception: "hypervisor injection exception", 28;
+    vmm_communication_exception: "VMM communication exception", 29, error_code;
+    security_exception: "security exception", 30, error_code;
+}
 
 /// Prints the faulting address (CR2), naming the guard page below the kernel
 /// stack. `double` tells that the fault escalated to a double fault: on the
@@ -215,17 +216,7 @@ extern "x86-interrupt" fn spurious_slave(_frame: InterruptStackFrame) {
 
 static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
     let mut idt = InterruptDescriptorTable::new();
-    idt.divide_error.set_handler_fn(divide_error);
-    idt.debug.set_handler_fn(debug);
-    idt.non_maskable_interrupt
-        .set_handler_fn(non_maskable_interrupt);
-    idt.breakpoint.set_handler_fn(breakpoint);
-    idt.overflow.set_handler_fn(overflow);
-    idt.bound_range_exceeded
-        .set_handler_fn(bound_range_exceeded);
-    idt.invalid_opcode.set_handler_fn(invalid_opcode);
-    idt.device_not_available
-        .set_handler_fn(device_not_available);
+    set_exception_handlers(&mut idt);
     // SAFETY: the IST index names the double-fault stack set up in the TSS by
     // `gdt::init`, which runs before interrupts are possible, and nothing else
     // uses that stack.
@@ -234,22 +225,7 @@ static IDT: Lazy<InterruptDescriptorTable> = Lazy::new(|| {
             .set_handler_fn(double_fault)
             .set_stack_index(DOUBLE_FAULT_IST_INDEX);
     }
-    idt.invalid_tss.set_handler_fn(invalid_tss);
-    idt.segment_not_present.set_handler_fn(segment_not_present);
-    idt.stack_segment_fault.set_handler_fn(stack_segment_fault);
-    idt.general_protection_fault
-        .set_handler_fn(general_protection_fault);
     idt.page_fault.set_handler_fn(page_fault);
-    idt.x87_floating_point.set_handler_fn(x87_floating_point);
-    idt.alignment_check.set_handler_fn(alignment_check);
-    idt.machine_check.set_handler_fn(machine_check);
-    idt.simd_floating_point.set_handler_fn(simd_floating_point);
-    idt.virtualization.set_handler_fn(virtualization);
-    idt.cp_protection_exception.set_handler_fn(cp_protection);
-    idt.hv_injection_exception.set_handler_fn(hv_injection);
-    idt.vmm_communication_exception
-        .set_handler_fn(vmm_communication);
-    idt.security_exception.set_handler_fn(security);
     idt[TIMER_VECTOR].set_handler_fn(timer);
     idt[PIC_VECTOR_BASE + 7].set_handler_fn(spurious_master);
     for &(irq, handler) in DEVICE_HANDLERS {

@@ -66,12 +66,7 @@ fn kernel_main(boot_info: &'static mut BootInfo) -> ! {
     }
     gdt::init();
     interrupts::init();
-    let heap = memory::init(boot_info);
-    kprintln!(
-        "atoll: heap {} MiB at {:#x}",
-        heap.size / (1024 * 1024),
-        heap.start
-    );
+    memory::init(boot_info);
     let tsc_hz = clock::init();
     rtc::init();
     kprintln!(

@@ -18,15 +18,8 @@ const FRAME_SIZE: u64 = 4096;
 #[global_allocator]
 static HEAP: TalcLock<spinning_top::RawSpinlock, Manual> = TalcLock::new(Manual);
 
-/// Where the heap is, for the boot log.
-#[derive(Clone, Copy, Debug)]
-pub struct HeapRegion {
-    pub start: u64,
-    pub size: u64,
-}
-
-/// Sets up the heap from the boot memory map.
-pub fn init(boot_info: &BootInfo) -> HeapRegion {
+/// Sets up the heap from the boot memory map, and logs where it is.
+pub fn init(boot_info: &BootInfo) {
     let Some(offset) = boot_info.physical_memory_offset.into_option() else {
         panic!("the bootloader did not map physical memory");
     };
@@ -54,10 +47,7 @@ pub fn init(boot_info: &BootInfo) -> HeapRegion {
     HEAP_VIRTUAL.store(heap_virtual, Ordering::Relaxed);
     HEAP_PHYSICAL.store(heap_start, Ordering::Relaxed);
     HEAP_SIZE.store(heap_size, Ordering::Relaxed);
-    HeapRegion {
-        start: heap_start,
-        size: heap_size,
-    }
+    crate::kprintln!("atoll: heap {} MiB at {heap_start:#x}", heap_size >> 20);
 }
 
 static HEAP_VIRTUAL: AtomicU64 = AtomicU64::new(0);

@@ -21,6 +21,31 @@ pub const MAX_NAME_LEN: usize = 64;
 /// ([`crate::MAX_MODULE_LEN`]) with the longest name, and their lengths.
 pub const MAX_BODY_LEN: usize = crate::MAX_MODULE_LEN + MAX_NAME_LEN + 16;
 
+/// The I/O port of QEMU's `isa-debug-exit` device (`iobase=0xf4`), where the
+/// kernel writes an [`ExitCode`] to end a run.
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+/// How a kernel run ended, as the kernel tells QEMU (image-builder maps it
+/// to its own exit statuses 0, 3 and 1, docs/design.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ExitCode {
+    /// Every service ended or waits for ever; none faulted or failed to load.
+    Success = 0x10,
+    /// The kernel itself failed: a panic, a CPU exception, no bootable bundle.
+    Failure = 0x11,
+    /// The kernel ran to its end, but a service faulted or failed to load.
+    ServicesFailed = 0x12,
+}
+
+impl ExitCode {
+    /// QEMU's exit status for this code: `(code << 1) | 1`.
+    #[must_use]
+    pub const fn qemu_status(self) -> i32 {
+        ((self as i32) << 1) | 1
+    }
+}
+
 /// A request from the host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request<'a> {

@@ -14,6 +14,21 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The PCI command register: the one configuration register a driver may
+/// write (`pci_write`), and in it only [`COMMAND_DRIVER_BITS`].
+pub const PCI_COMMAND: u8 = 0x04;
+/// Command register bits: I/O and memory decoding, bus mastering (DMA), and
+/// the INTx disable bit.
+pub const COMMAND_IO: u32 = 1 << 0;
+pub const COMMAND_MEMORY: u32 = 1 << 1;
+pub const COMMAND_BUS_MASTER: u32 = 1 << 2;
+pub const COMMAND_INTX_DISABLE: u32 = 1 << 10;
+/// The command bits a driver may change; the rest of the command register
+/// (special cycles, memory write and invalidate, parity and SERR# reporting,
+/// fast back-to-back) stays as the firmware set it.
+pub const COMMAND_DRIVER_BITS: u32 =
+    COMMAND_IO | COMMAND_MEMORY | COMMAND_BUS_MASTER | COMMAND_INTX_DISABLE;
+
 /// A PCI function, as the kernel grants it: `bus << 8 | device << 3 | function`.
 pub type PciAddress = u16;
 

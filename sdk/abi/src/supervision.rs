@@ -71,6 +71,17 @@ pub enum Outcome {
     Failed(i32),
 }
 
+/// As logs tell it: "exited", "faulted (REASON)", "exited with status N".
+impl core::fmt::Display for Outcome {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Outcome::Exited => formatter.write_str("exited"),
+            Outcome::Faulted(reason) => write!(formatter, "faulted ({reason})"),
+            Outcome::Failed(status) => write!(formatter, "exited with status {status}"),
+        }
+    }
+}
+
 /// A report from the kernel to the supervisor.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

@@ -166,6 +166,33 @@ pub enum Line {
     },
 }
 
+impl Line {
+    /// The line as a dump holds it (with a newline); [`parse_line`] reads it
+    /// back.
+    #[must_use]
+    pub fn to_line(&self) -> String {
+        match self {
+            Line::Begin {
+                records,
+                overwritten,
+                services,
+                endpoints,
+            } => alloc::format!("trace: begin {records} {overwritten} {services} {endpoints}\n"),
+            Line::Service { index, name } => alloc::format!("trace-service {index} {name}\n"),
+            Line::Endpoint {
+                index,
+                provider: Some(provider),
+                name,
+            } => alloc::format!("trace-endpoint {index} {provider} {name}\n"),
+            Line::Endpoint { index, name, .. } => {
+                alloc::format!("trace-endpoint {index} - {name}\n")
+            }
+            Line::Record(record) => record.to_line(),
+            Line::End { records } => alloc::format!("trace: end {records}\n"),
+        }
+    }
+}
+
 /// Parses one dump line (without its newline); `None` if it is not one.
 #[must_use]
 pub fn parse_line(line: &str) -> Option<Line> {
@@ -236,6 +263,7 @@ mod tests {
                 kind: *kind,
             };
             let line = record.to_line();
+            assert_eq!(line, Line::Record(record).to_line());
             assert!(line.ends_with('\n'));
             assert_eq!(parse_line(&line), Some(Line::Record(record)), "{line}");
         }
@@ -272,6 +300,17 @@ mod tests {
             })
         );
         assert_eq!(parse_line("trace: end 10"), Some(Line::End { records: 10 }));
+        // And back: each line writes as it was read.
+        for text in [
+            "trace: begin 10 2 3 4",
+            "trace-service 2 kv server",
+            "trace-endpoint 1 - kv",
+            "trace-endpoint 1 4 kv",
+            "trace: end 10",
+        ] {
+            let line = parse_line(text).map(|line| line.to_line());
+            assert_eq!(line, Some(alloc::format!("{text}\n")));
+        }
         assert_eq!(parse_line("trace-record 1 jump 0 0 0 0 0"), None);
         assert_eq!(parse_line("trace-record 1 send 70000 0 0 0 0"), None);
         assert_eq!(parse_line("atoll: hello"), None);

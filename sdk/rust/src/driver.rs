@@ -3,6 +3,10 @@
 //! records behind `ps` and `stats`.
 
 use crate::{Error, check, check_value, raw};
+pub use atoll_abi::driver::{
+    COMMAND_BUS_MASTER, COMMAND_DRIVER_BITS, COMMAND_INTX_DISABLE, COMMAND_IO, COMMAND_MEMORY,
+    PCI_COMMAND,
+};
 use atoll_abi::info;
 pub use atoll_abi::info::{EndpointInfo, ServiceInfo, SystemInfo, TraceInfo};
 
@@ -158,9 +162,10 @@ pub fn pci_read(address: u16, offset: u8) -> Result<u32, Error> {
     u32::try_from(value).map_err(|_| Error::InvalidArgument)
 }
 
-/// Writes the command register (offset 0x04) of a PCI function granted by
-/// name: only I/O space, memory space, bus master and INTx disable may
-/// change. Any other offset or bit: `Error::NotPermitted`.
+/// Writes the command register ([`PCI_COMMAND`]) of a PCI function granted
+/// by name: only [`COMMAND_DRIVER_BITS`] (I/O space, memory space, bus
+/// master and INTx disable) may change. Any other offset or bit:
+/// `Error::NotPermitted`.
 pub fn pci_write(address: u16, offset: u8, value: u32) -> Result<(), Error> {
     // SAFETY: no memory is touched; the kernel checks the grant.
     check(unsafe { raw::pci_write(i32::from(address), i32::from(offset), value.cast_signed()) })

@@ -65,11 +65,7 @@ fn handle(history: &mut BTreeMap<String, VecDeque<u64>>, event: &Event) {
         | (Strategy::Transient, Outcome::Faulted(_) | Outcome::Failed(_)) => true,
         (Strategy::Transient, Outcome::Exited) | (Strategy::Temporary, _) => false,
     };
-    let what = match &event.outcome {
-        Outcome::Exited => String::from("exited"),
-        Outcome::Faulted(reason) => alloc::format!("faulted ({reason})"),
-        Outcome::Failed(status) => alloc::format!("exited with status {status}"),
-    };
+    let what = &event.outcome;
     if !restart {
         println!("{name} {what}; not restarted ({:?})", event.policy.strategy);
         let _ = supervision::stop(name);

@@ -6,18 +6,14 @@ use alloc::vec;
 use alloc::vec::Vec;
 use atoll_protocols::block::{Error, MAX_SECTORS, Request, Response, SECTOR_SIZE};
 use atoll_sdk::driver::{
-    Dma, inb, inl, inw, irq_ack, notification, outb, outl, outw, pci_read, pci_write,
+    COMMAND_BUS_MASTER, COMMAND_INTX_DISABLE, COMMAND_IO, Dma, PCI_COMMAND, inb, inl, inw, irq_ack,
+    notification, outb, outl, outw, pci_read, pci_write,
 };
 use atoll_sdk::supervision::KERNEL_SENDER;
 use atoll_sdk::{Endpoint, MAX_MESSAGE_LEN, Timeout};
 
 const VENDOR: u16 = 0x1af4;
 const DEVICE: u16 = 0x1001;
-
-/// PCI command register bits.
-const COMMAND_IO: u32 = 1 << 0;
-const COMMAND_BUS_MASTER: u32 = 1 << 2;
-const COMMAND_INTX_DISABLE: u32 = 1 << 10;
 
 /// How long one request may take before the device is declared stuck.
 const REQUEST_TIMEOUT_NS: u64 = 5_000_000_000;
@@ -189,10 +185,10 @@ impl Device {
         if base == 0 {
             return Err("BAR0 is not assigned");
         }
-        let command = pci_read(address, 0x04).map_err(|_| NO_CONFIG)?;
+        let command = pci_read(address, PCI_COMMAND).map_err(|_| NO_CONFIG)?;
         // Low half only: the status half is write-one-to-clear.
         let command = (command | COMMAND_IO | COMMAND_BUS_MASTER) & !COMMAND_INTX_DISABLE & 0xffff;
-        pci_write(address, 0x04, command)
+        pci_write(address, PCI_COMMAND, command)
             .map_err(|_| "cannot enable the device (command register)")?;
         let line = pci_read(address, 0x3c).map_err(|_| NO_CONFIG)? & 0xff;
 

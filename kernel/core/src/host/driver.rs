@@ -3,9 +3,9 @@
 //! ([`crate::grants`]) before the platform touches hardware.
 
 use super::{HostState, charge};
-use crate::grants::{COMMAND_DRIVER_BITS, PCI_COMMAND};
 use crate::guest::GuestSlice;
 use atoll_abi::Error;
+use atoll_abi::driver::{COMMAND_DRIVER_BITS, PCI_COMMAND};
 use wasmi::{Caller, Linker};
 
 /// Defines the driver host functions in `linker`.

@@ -136,15 +136,10 @@ fn buffer_output(state: &mut HostState, stream: usize, bytes: &[u8]) -> usize {
 /// Prints what the service's stdout and stderr hold of an unfinished line
 /// (when it ends).
 pub(crate) fn flush_output(state: &mut HostState) {
-    for stream in 0..2 {
-        let Some(buffer) = state.output.get_mut(stream) else {
-            continue;
-        };
-        if buffer.is_empty() {
-            continue;
+    for rest in core::mem::take(&mut state.output) {
+        if !rest.is_empty() {
+            console_lines(state, &String::from_utf8_lossy(&rest));
         }
-        let rest = core::mem::take(buffer);
-        console_lines(state, &String::from_utf8_lossy(&rest));
     }
 }
 

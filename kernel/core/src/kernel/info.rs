@@ -1,6 +1,7 @@
 //! `info`: the system and per-service records, and the states the host sees.
 
 use super::*;
+use atoll_abi::trace::Line;
 
 impl Core {
     /// Names and states of the loaded services, in bundle order.
@@ -151,28 +152,37 @@ impl Core {
         let trace = self.sched.trace_ref();
         let records = trace.records();
         let (_, overwritten) = trace.counts();
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let mut lines = Vec::with_capacity(records.len() + self.services.len() + 8);
-        lines.push(format!(
-            "trace: begin {} {overwritten} {} {}\n",
-            records.len(),
-            self.services.len(),
-            self.endpoints.len()
-        ));
-        for (index, slot) in self.services.iter().enumerate() {
-            lines.push(format!("trace-service {index} {}\n", slot.image.name));
-        }
-        for (index, endpoint) in self.endpoints.iter().enumerate() {
-            let provider = endpoint
-                .owner
-                .map_or_else(|| String::from("-"), |owner| format!("{owner}"));
-            lines.push(format!(
-                "trace-endpoint {index} {provider} {}\n",
-                endpoint.name
-            ));
-        }
-        lines.extend(records.iter().map(atoll_abi::trace::Record::to_line));
-        lines.push(format!("trace: end {}\n", records.len()));
-        lines
+        lines.push(Line::Begin {
+            records: records.len() as u64,
+            overwritten,
+            services: count(self.services.len()),
+            endpoints: count(self.endpoints.len()),
+        });
+        lines.extend(
+            self.services
+                .iter()
+                .enumerate()
+                .map(|(index, slot)| Line::Service {
+                    index: count(index),
+                    name: slot.image.name.clone(),
+                }),
+        );
+        lines.extend(self.endpoints.iter().enumerate().map(|(index, endpoint)| {
+            let (index, name) = (count(index), endpoint.name.clone());
+            let provider = endpoint.owner.map(count);
+            Line::Endpoint {
+                index,
+                provider,
+                name,
+            }
+        }));
+        lines.extend(records.iter().copied().map(Line::Record));
+        lines.push(Line::End {
+            records: records.len() as u64,
+        });
+        lines.iter().map(Line::to_line).collect()
     }
 }
 

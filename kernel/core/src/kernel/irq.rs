@@ -22,7 +22,7 @@ impl Core {
             let Some(owner) = self.irq_owner.get(usize::from(irq)).copied().flatten() else {
                 continue;
             };
-            let (true, Some(endpoint)) = (self.is_live(owner), self.inbox(owner)) else {
+            let (true, Some(endpoint)) = (self.sched.is_live(owner), self.inbox(owner)) else {
                 // Nobody to tell: the line stays masked until a restarted
                 // driver acknowledges it.
                 continue;
@@ -61,6 +61,6 @@ impl Core {
         self.irq_owner
             .iter()
             .flatten()
-            .any(|&owner| self.is_live(owner))
+            .any(|&owner| self.sched.is_live(owner))
     }
 }

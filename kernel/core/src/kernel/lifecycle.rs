@@ -22,7 +22,7 @@ impl Core {
         }
         let supervisor = self
             .supervisor
-            .filter(|&supervisor| supervisor != id && self.is_live(supervisor));
+            .filter(|&supervisor| supervisor != id && self.sched.is_live(supervisor));
         let Some(supervisor) = supervisor else {
             if self.supervisor == Some(id) {
                 self.log("the supervisor has ended: services are no longer supervised");
@@ -56,11 +56,8 @@ impl Core {
             policy: slot.policy,
             at_ns: self.platform.now_ns(),
         };
-        let Some(endpoint) = self.inbox(supervisor) else {
-            self.stopped(id);
-            return;
-        };
-        let Ok(data) = postcard::to_allocvec(&event) else {
+        let (Some(endpoint), Ok(data)) = (self.inbox(supervisor), postcard::to_allocvec(&event))
+        else {
             self.stopped(id);
             return;
         };
@@ -96,7 +93,7 @@ impl Core {
         if target == id {
             return Err(Error::NotPermitted);
         }
-        let running = self.is_live(target);
+        let running = self.sched.is_live(target);
         match op {
             CONTROL_STOP => {
                 self.halt(target);

@@ -358,7 +358,7 @@ impl Core {
     /// (and leaves its queue) and the chain unwinds. Other callers of an
     /// ended service keep waiting for its restart, as designed.
     pub(super) fn free_the_supervisor(&mut self) {
-        let Some(mut waiter) = self.supervisor.filter(|&id| self.is_live(id)) else {
+        let Some(mut waiter) = self.supervisor.filter(|&id| self.sched.is_live(id)) else {
             return;
         };
         // A chain visits each service at most once unless it loops; a loop
@@ -372,7 +372,7 @@ impl Core {
             let Some(server) = self.calls.get(token).map(|call| call.server) else {
                 return;
             };
-            if self.is_live(server) {
+            if self.sched.is_live(server) {
                 waiter = server;
                 continue;
             }
@@ -746,7 +746,7 @@ impl Core {
                 if message.sender == KERNEL_SENDER as ServiceId
                     && let Ok(event) = postcard::from_bytes::<Event>(&message.data)
                     && let Some(ended) = self.service_named(&event.service)
-                    && !self.is_live(ended)
+                    && !self.sched.is_live(ended)
                 {
                     self.stopped(ended);
                 }

@@ -119,11 +119,7 @@ impl Core {
             // A swap happens where the old version waits in `receive`, which
             // a WASI program (it cannot import `atoll`) never does.
             let reason = "a WASI program never waits in receive, where a swap happens";
-            self.log(&format!("swap of {name} refused: {reason}"));
-            return Err(crate::control::SwapRefusal {
-                error: Error::NotPermitted,
-                reason: Some(reason.into()),
-            });
+            return Err(self.swap_refused(name, Error::NotPermitted, reason.into()));
         }
         // Compiled and checked now, outside the swap's pause.
         let program = match Program::compile_with_shim(
@@ -171,11 +167,7 @@ impl Core {
                     "its {} failed: {reason}",
                     crate::service::STATE_ALLOC_EXPORT
                 );
-                self.log(&format!("swap of {name} refused: {reason}"));
-                return Err(crate::control::SwapRefusal {
-                    error: Error::InvalidModule,
-                    reason: Some(reason),
-                });
+                return Err(self.swap_refused(name, Error::InvalidModule, reason));
             }
             Some(Box::new(service))
         };
@@ -218,10 +210,20 @@ impl Core {
         if matches!(error, crate::loader::LoadError::OutOfMemory) {
             return Error::OutOfMemory.into();
         }
-        self.log(&format!("swap of {name} refused: {error}"));
+        self.swap_refused(name, Error::InvalidModule, error.to_string())
+    }
+
+    /// A swap refused with `error` for `reason`, logged.
+    fn swap_refused(
+        &mut self,
+        name: &str,
+        error: Error,
+        reason: String,
+    ) -> crate::control::SwapRefusal {
+        self.log(&format!("swap of {name} refused: {reason}"));
         crate::control::SwapRefusal {
-            error: Error::InvalidModule,
-            reason: Some(error.to_string()),
+            error,
+            reason: Some(reason),
         }
     }
 
@@ -370,13 +372,8 @@ impl Core {
         // was never paused (it waits in the `receive` it was parked in).
         slot.open_pause = None;
         slot.image.program = previous.program;
-        let what = match outcome {
-            Outcome::Exited => String::from("exited"),
-            Outcome::Faulted(reason) => format!("faulted ({reason})"),
-            Outcome::Failed(status) => format!("exited with status {status}"),
-        };
         let message = format!(
-            "swap of {} rolled back: the new version {what} during its probation",
+            "swap of {} rolled back: the new version {outcome} during its probation",
             slot.image.name
         );
         self.sched.block(id, previous.wait);
