@@ -6,7 +6,9 @@
 //! image-builder hands to the kernel. The kernel, the Rust SDK and image-builder all
 //! use these definitions; `docs/abi.md` is the reference page written from them.
 //!
-//! What is not here: any behaviour. This crate only describes.
+//! What is not here: any behaviour. This crate only describes: its code
+//! encodes, decodes and formats what both sides exchange (records, dump
+//! lines, log text, exit statuses), so that each side writes it the same way.
 #![no_std]
 #![forbid(unsafe_code)]
 

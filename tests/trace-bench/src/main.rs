@@ -261,6 +261,10 @@ fn main() -> ExitCode {
             }
         }
     }
+    if server_module.is_some() && (separate || !handler) {
+        eprintln!("--server takes neither --no-handler nor --reply-then-receive");
+        return ExitCode::from(2);
+    }
     let bundle = match bundle(round_trips, sends, separate, handler, server_module, idle) {
         Ok(bundle) => bundle,
         Err(error) => {
@@ -291,8 +295,13 @@ fn main() -> ExitCode {
         .lock()
         .map(|console| console.clone())
         .unwrap_or_default();
-    if !console.contains("[client] round trips done") {
-        eprintln!("atoll-trace-bench: the client did not finish ({summary}):\n{console}");
+    // A server that faulted (or did not load) answers no call: the client's
+    // calls fail at once, and a run that finishes fast measures nothing.
+    if summary.faulted > 0
+        || summary.failed_to_load > 0
+        || !console.contains("[client] round trips done")
+    {
+        eprintln!("atoll-trace-bench: no round trips were served ({summary}):\n{console}");
         return ExitCode::from(1);
     }
     let records = kernel

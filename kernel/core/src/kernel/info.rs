@@ -154,35 +154,35 @@ impl Core {
         let (_, overwritten) = trace.counts();
         let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let mut lines = Vec::with_capacity(records.len() + self.services.len() + 8);
-        lines.push(Line::Begin {
+        let begin = Line::Begin {
             records: records.len() as u64,
             overwritten,
             services: count(self.services.len()),
             endpoints: count(self.endpoints.len()),
-        });
-        lines.extend(
-            self.services
-                .iter()
-                .enumerate()
-                .map(|(index, slot)| Line::Service {
-                    index: count(index),
-                    name: slot.image.name.clone(),
-                }),
-        );
-        lines.extend(self.endpoints.iter().enumerate().map(|(index, endpoint)| {
+        };
+        lines.push(begin.to_line());
+        for (index, slot) in self.services.iter().enumerate() {
+            let (index, name) = (count(index), slot.image.name.clone());
+            lines.push(Line::Service { index, name }.to_line());
+        }
+        for (index, endpoint) in self.endpoints.iter().enumerate() {
             let (index, name) = (count(index), endpoint.name.clone());
             let provider = endpoint.owner.map(count);
-            Line::Endpoint {
+            let line = Line::Endpoint {
                 index,
                 provider,
                 name,
+            };
+            lines.push(line.to_line());
+        }
+        lines.extend(records.iter().map(atoll_abi::trace::Record::to_line));
+        lines.push(
+            Line::End {
+                records: records.len() as u64,
             }
-        }));
-        lines.extend(records.iter().copied().map(Line::Record));
-        lines.push(Line::End {
-            records: records.len() as u64,
-        });
-        lines.iter().map(Line::to_line).collect()
+            .to_line(),
+        );
+        lines
     }
 }
 

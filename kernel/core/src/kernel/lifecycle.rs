@@ -56,8 +56,11 @@ impl Core {
             policy: slot.policy,
             at_ns: self.platform.now_ns(),
         };
-        let (Some(endpoint), Ok(data)) = (self.inbox(supervisor), postcard::to_allocvec(&event))
-        else {
+        let Some(endpoint) = self.inbox(supervisor) else {
+            self.stopped(id);
+            return;
+        };
+        let Ok(data) = postcard::to_allocvec(&event) else {
             self.stopped(id);
             return;
         };
