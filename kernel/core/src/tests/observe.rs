@@ -3,7 +3,7 @@
 //! by the supervisor, and its dump). The ring's own wrap-around and repeat
 //! counting are tested beside it (`crate::trace`).
 
-use super::probes::{code, counting_client, echo_server, holder, probe};
+use super::probes::{code, echo_server, holder, probe};
 use super::system::TestSystem;
 use atoll_abi::Error;
 use atoll_abi::info::{EndpointInfo, ServiceInfo};
@@ -344,7 +344,7 @@ mod traced {
         let mut system = TestSystem::new()
             .service("server", echo_server())
             .provides("echo")
-            .service("client", counting_client(3))
+            .service("client", crate::tests::probes::counting_client(3))
             .uses("echo")
             // A slice long enough for the three switches in one turn.
             .limits(atoll_abi::bundle::ServiceLimits {
