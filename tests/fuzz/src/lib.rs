@@ -281,11 +281,30 @@ pub mod hosted {
 
     /// A clock that moves 1 us per reading and jumps to each deadline the
     /// kernel waits for (no real sleeping), and a console that is counted,
-    /// not kept (printed when `FUZZ_CONSOLE` is set).
+    /// not kept (printed when `FUZZ_CONSOLE` is set); with a `marker`, the
+    /// console's lines that are exactly it are counted too.
     #[derive(Default)]
     pub struct VirtualPlatform {
         clock: AtomicU64,
         console_bytes: AtomicU64,
+        marker: &'static str,
+        marked: AtomicU64,
+    }
+
+    impl VirtualPlatform {
+        /// A platform that counts the console lines that are `marker`.
+        #[must_use]
+        pub fn marking(marker: &'static str) -> VirtualPlatform {
+            VirtualPlatform {
+                marker,
+                ..VirtualPlatform::default()
+            }
+        }
+
+        /// How many console lines were the marker so far.
+        pub fn marked(&self) -> u64 {
+            self.marked.load(Ordering::Relaxed)
+        }
     }
 
     impl Platform for VirtualPlatform {
@@ -299,6 +318,11 @@ pub mod hosted {
             }
             self.console_bytes
                 .fetch_add(text.len() as u64, Ordering::Relaxed);
+            if !self.marker.is_empty() {
+                let lines = text.lines().filter(|line| *line == self.marker);
+                self.marked
+                    .fetch_add(lines.count() as u64, Ordering::Relaxed);
+            }
         }
 
         fn wait_until(&self, deadline_ns: u64) {
@@ -319,6 +343,15 @@ pub mod hosted {
     /// ended and the kernel calls the kernel counted. Everything the kernel
     /// allocated is dropped before this returns.
     pub fn run(services: &[Spec<'_>], wasi_shim: Option<&[u8]>) -> Option<(RunSummary, u64)> {
+        run_on(services, wasi_shim, Arc::new(VirtualPlatform::default()))
+    }
+
+    /// [`run`] on `platform`.
+    pub fn run_on(
+        services: &[Spec<'_>],
+        wasi_shim: Option<&[u8]>,
+        platform: Arc<VirtualPlatform>,
+    ) -> Option<(RunSummary, u64)> {
         let bundle = bundle::encode(&Bundle {
             kernel: KernelSettings {
                 system_name: "fuzz".into(),
@@ -345,7 +378,7 @@ pub mod hosted {
             wasi_shim,
         })
         .ok()?;
-        let platform: Arc<dyn Platform> = Arc::new(VirtualPlatform::default());
+        let platform: Arc<dyn Platform> = platform;
         let (mut kernel, _) = Kernel::boot(&bundle, platform).ok()?;
         let summary = kernel.run();
         let calls = kernel

@@ -3,19 +3,26 @@
 //! the other a WASI program whose shim calls the ABI's and the shim's own
 //! kernel functions (`program_read`, `print`, `exit`, ...), with pointers
 //! and lengths at the edges of both its memories; handles
-//! and tokens valid and not, timeouts from none to for ever. They run in a
-//! hosted kernel on a virtual clock until nothing can run. No panic, and the
-//! process heap after the kernel is dropped is where it was before it
-//! booted (checked with a counting allocator, after one warm-up input).
+//! and tokens valid and not, timeouts from none to for ever. The first may
+//! also serve its endpoint (a loop of `reply_receive`) and export a
+//! handler (`atoll_handle`) that makes random calls too, then returns an
+//! answer at the edges of its memory, defers, declines, traps or runs past
+//! its slice; a third service calls that endpoint, so that calls switch to
+//! the waiting server and run its handler (docs/abi.md, "Handlers"). They
+//! run in a hosted kernel on a virtual clock until nothing can run. No
+//! panic, and the process heap after the kernel is dropped is where it was
+//! before it booted (checked with a counting allocator, after one warm-up
+//! input).
 #![forbid(unsafe_code)]
 
 use arbitrary::{Arbitrary, Unstructured};
 use atoll_abi::ValueType;
 use atoll_fuzz::Outcome;
-use atoll_fuzz::hosted::{self, Spec};
+use atoll_fuzz::hosted::{self, Spec, VirtualPlatform};
 use std::cell::Cell;
 use std::fmt::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[global_allocator]
 static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
@@ -121,9 +128,26 @@ fn calls(
     Ok((wat, count))
 }
 
-/// A service calling the ABI's functions picked by `input`, as WAT. Returns
-/// it and the number of calls it makes.
-fn service(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
+/// The text a handler logs first, and its line on the console, which the
+/// platform counts.
+const HANDLER_MARK: &str = "upcall!";
+const HANDLER_LINE: &str = "[a] upcall!";
+
+/// Calls the served loop answers at most, and the third service makes at most.
+const SERVE_ROUNDS: u32 = 16;
+
+/// The ABI's function called `name`, as [`hosted::shim_wat`] names it.
+fn abi_id(name: &str) -> String {
+    let index = atoll_abi::HOST_FUNCTIONS
+        .iter()
+        .position(|function| function.name == name)
+        .unwrap_or(0);
+    format!("$a{index}")
+}
+
+/// A module's imports of every ABI function, its memory, and the names a
+/// call may find (its endpoints and the services) and the handler's mark.
+fn abi_module_head() -> String {
     let mut wat = String::from("(module\n");
     for (id, name, params, results) in abi_functions() {
         let _ = writeln!(
@@ -134,11 +158,123 @@ fn service(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
             hosted::types(results)
         );
     }
-    // Names a call may find: its endpoints and the services.
-    wat.push_str("  (memory (export \"memory\") 1)\n  (data (i32.const 0) \"pa pb a b\")\n");
+    let _ = writeln!(
+        wat,
+        "  (memory (export \"memory\") 1)\n  (data (i32.const 0) \"pa pb a b\")\n  (data (i32.const 16) \"{HANDLER_MARK}\")"
+    );
+    wat
+}
+
+/// What a handler returns: the kernel's two special answers, an answer
+/// `(ptr << 32) | len` at the edges of a one-page memory, or anything.
+fn handler_result(input: &mut Unstructured<'_>) -> arbitrary::Result<i64> {
+    const PTRS: [i64; 6] = [0, 1024, 65_520, 65_535, 65_536, 0x7fff_ffff];
+    const LENS: [i64; 6] = [0, 16, 64, 4096, 4097, 65_536];
+    Ok(match input.int_in_range(0..=3)? {
+        0 => atoll_abi::HANDLER_DEFERRED,
+        1 => atoll_abi::HANDLER_DECLINED,
+        2 => (*input.choose(&PTRS)? << 32) | *input.choose(&LENS)?,
+        _ => i64::arbitrary(input)?,
+    })
+}
+
+/// An `atoll_handle` export, as WAT, if `input` asks for one: it logs the
+/// mark, makes calls picked by `input`, then returns a result picked by
+/// `input`, traps, or first spins past its slice. Sometimes of the wrong
+/// type (the kernel then calls no handler). Returns it and its calls.
+fn handler(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
+    let shape = input.int_in_range(0..=7u8)?;
+    if shape == 0 {
+        return Ok((String::new(), 0));
+    }
+    if shape == 1 {
+        let wat = "  (func (export \"atoll_handle\") (param i32) (result i32) (i32.const 0))\n";
+        return Ok((wat.to_string(), 0));
+    }
+    let end = match shape {
+        2 => "    unreachable\n".to_string(),
+        3 => {
+            // About 3 fuel a round: a slice of 10,000 runs out in the loop.
+            let rounds = input.int_in_range(1_000..=20_000u32)?;
+            format!(
+                "    (loop $spin (local.set 2 (i32.add (local.get 2) (i32.const 1)))\n      (br_if $spin (i32.lt_u (local.get 2) (i32.const {rounds}))))\n    (i64.const {})\n",
+                handler_result(input)?
+            )
+        }
+        _ => format!("    (i64.const {})\n", handler_result(input)?),
+    };
     let (body, count) = calls(input, &abi_functions())?;
-    let _ = write!(wat, "  (func (export \"_start\")\n{body}  ))\n");
-    Ok((wat, count))
+    let log = abi_id("log");
+    Ok((
+        format!(
+            "  (func (export \"atoll_handle\") (param i32 i32) (result i64) (local i32)\n    (drop (call {log} (i32.const 16) (i32.const {})))\n{body}{end}  )\n",
+            HANDLER_MARK.len()
+        ),
+        count,
+    ))
+}
+
+/// A service calling the ABI's functions picked by `input`, and maybe
+/// serving its endpoint (handle 1), before or after those calls, for up to
+/// [`SERVE_ROUNDS`] messages with `receive` and `reply_receive` (each
+/// waiting for ever, or 1 ms), and maybe with a handler export, as WAT.
+/// Returns it and the number of calls it makes.
+fn service(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
+    let mut wat = abi_module_head();
+    let serve = match input.int_in_range(0..=4u8)? {
+        0 => String::new(),
+        shape => {
+            // A receive with a timeout is never stood in for by an upcall.
+            let timeout = if shape < 4 { -1 } else { 1_000_000 };
+            // The info record at 2048 (its token first), the message at
+            // 1024, the answer (the message's first 16 bytes) from 1024,
+            // the answer's status at 2056.
+            let (receive, reply_receive) = (abi_id("receive"), abi_id("reply_receive"));
+            format!(
+                "    (drop (call {receive} (i32.const 1) (i32.const 1024) (i32.const 64) (i64.const {timeout}) (i32.const 2048)))\n    (loop $serve\n      (drop (call {reply_receive} (i32.load (i32.const 2048)) (i32.const 1024) (i32.const 16) (i32.const 2056) (i32.const 1) (i32.const 1024) (i32.const 64) (i64.const {timeout}) (i32.const 2048)))\n      (local.set 0 (i32.add (local.get 0) (i32.const 1)))\n      (br_if $serve (i32.lt_u (local.get 0) (i32.const {SERVE_ROUNDS}))))\n"
+            )
+        }
+    };
+    let serve_first = input.arbitrary::<bool>()?;
+    // The structure first, then the calls: an input that runs out leaves
+    // the calls short, not the structure at its defaults.
+    let (body, count) = calls(input, &abi_functions())?;
+    let (handler, handler_calls) = handler(input)?;
+    let (first, then) = if serve_first {
+        (serve, body)
+    } else {
+        (body, serve)
+    };
+    let _ = write!(
+        wat,
+        "  (func (export \"_start\") (local i32)\n{first}{then}  )\n{handler})\n"
+    );
+    Ok((wat, count + handler_calls))
+}
+
+/// A service that sleeps (none, 1 ms or 100 ms: the WASI program may be
+/// done by then, and a call switches to its server only when no other
+/// service is ready), then calls the first one's endpoint (its handle 1) up
+/// to [`SERVE_ROUNDS`] times, with requests and reply buffers picked by
+/// `input`, as WAT. Returns it and the number of calls it makes.
+fn caller(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
+    const LENS: [i32; 6] = [0, 1, 16, 16, 64, 4097];
+    const REPLY_PTRS: [i32; 6] = [256, 256, 256, 65_520, 65_536, -1];
+    const CAPS: [i32; 5] = [0, 8, 16, 64, 4096];
+    let mut wat = abi_module_head();
+    let rounds = input.int_in_range(0..=SERVE_ROUNDS)?;
+    let sleep = *input.choose(&[0i64, 1_000_000, 100_000_000])?;
+    let (len, reply, cap) = (
+        *input.choose(&LENS)?,
+        *input.choose(&REPLY_PTRS)?,
+        *input.choose(&CAPS)?,
+    );
+    let (call, sleep_id) = (abi_id("call"), abi_id("sleep"));
+    let _ = write!(
+        wat,
+        "  (func (export \"_start\") (local i32)\n    (drop (call {sleep_id} (i64.const {sleep})))\n    (block $done (loop $calls\n      (br_if $done (i32.ge_u (local.get 0) (i32.const {rounds})))\n      (drop (call {call} (i32.const 1) (i32.const 0) (i32.const {len}) (i32.const {reply}) (i32.const {cap})))\n      (local.set 0 (i32.add (local.get 0) (i32.const 1)))\n      (br $calls)))\n  ))\n"
+    );
+    Ok((wat, rounds as usize))
 }
 
 /// A WASI program whose `_start` calls `sched_yield` twice, and a WASI shim
@@ -165,27 +301,35 @@ thread_local! {
 
 fn target(bytes: &[u8]) -> Outcome {
     let mut input = Unstructured::new(bytes);
-    let (Ok((a, a_calls)), Ok((b, shim, b_calls)), Ok(supervisor)) = (
+    // The small choices first (see `service`).
+    let (Ok(supervisor), Ok((c, c_calls)), Ok((a, a_calls)), Ok((b, shim, b_calls))) = (
+        // The first service is the supervisor in a quarter of the inputs
+        // (no call switches to the supervisor).
+        input.int_in_range(0..=3u8),
+        caller(&mut input),
         service(&mut input),
         wasi_service(&mut input),
-        input.int_in_range(0..=1u8),
     ) else {
         return "short input";
     };
     let assemble = |wat: &str| match wat::parse_str(wat) {
         Ok(module) => module,
-        Err(error) => panic!("a generated module does not assemble: {error}"),
+        Err(error) => panic!("a generated module does not assemble: {error}\n{wat}"),
     };
-    let (a, b, shim) = (assemble(&a), assemble(&b), assemble(&shim));
+    if std::env::var_os("FUZZ_WAT").is_some() {
+        println!("supervisor {}\n{a}\n{c}", supervisor == 0);
+    }
+    let (a, b, shim, c) = (assemble(&a), assemble(&b), assemble(&shim), assemble(&c));
+    let platform = Arc::new(VirtualPlatform::marking(HANDLER_LINE));
     let before = ALLOCATOR.allocated();
-    let ran = hosted::run(
+    let ran = hosted::run_on(
         &[
             Spec {
                 name: "a",
                 module: &a,
                 provides: vec!["pa"],
                 uses: vec!["pb"],
-                supervisor: supervisor == 1,
+                supervisor: supervisor == 0,
             },
             Spec {
                 name: "b",
@@ -194,8 +338,16 @@ fn target(bytes: &[u8]) -> Outcome {
                 uses: vec!["pa"],
                 supervisor: false,
             },
+            Spec {
+                name: "c",
+                module: &c,
+                provides: vec![],
+                uses: vec!["pa"],
+                supervisor: false,
+            },
         ],
         Some(&shim),
+        Arc::clone(&platform),
     );
     let after = ALLOCATOR.allocated();
     let Some((summary, kernel_calls)) = ran else {
@@ -209,17 +361,19 @@ fn target(bytes: &[u8]) -> Outcome {
         );
     }
     WARM.set(true);
-    CALLS.set(CALLS.get() + (a_calls + b_calls) as u64);
+    CALLS.set(CALLS.get() + (a_calls + b_calls + c_calls) as u64);
     KERNEL_CALLS.set(KERNEL_CALLS.get() + kernel_calls);
     if summary.failed_to_load > 0 {
         panic!("a generated service failed to load: {summary}");
     }
-    if summary.faulted > 0 {
-        "faulted"
-    } else if summary.blocked > 0 {
-        "waiting for ever"
-    } else {
-        "ran to the end"
+    let handled = platform.marked() > 0;
+    match (summary.faulted > 0, summary.blocked > 0, handled) {
+        (true, _, true) => "faulted, a handler ran",
+        (true, _, false) => "faulted",
+        (false, true, true) => "waiting for ever, a handler ran",
+        (false, true, false) => "waiting for ever",
+        (false, false, true) => "ran to the end, a handler ran",
+        (false, false, false) => "ran to the end",
     }
 }
 
