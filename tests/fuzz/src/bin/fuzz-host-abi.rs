@@ -146,7 +146,7 @@ fn abi_id(name: &str) -> String {
 }
 
 /// A module's imports of every ABI function, its memory, and the names a
-/// call may find (its endpoints and the services) and the handler's mark.
+/// call may find (its endpoints and the services).
 fn abi_module_head() -> String {
     let mut wat = String::from("(module\n");
     for (id, name, params, results) in abi_functions() {
@@ -160,7 +160,7 @@ fn abi_module_head() -> String {
     }
     let _ = writeln!(
         wat,
-        "  (memory (export \"memory\") 1)\n  (data (i32.const 0) \"pa pb a b\")\n  (data (i32.const 16) \"{HANDLER_MARK}\")"
+        "  (memory (export \"memory\") 1)\n  (data (i32.const 0) \"pa pb a b\")"
     );
     wat
 }
@@ -178,40 +178,55 @@ fn handler_result(input: &mut Unstructured<'_>) -> arbitrary::Result<i64> {
     })
 }
 
-/// An `atoll_handle` export, as WAT, if `input` asks for one: it logs the
-/// mark, makes calls picked by `input`, then returns a result picked by
-/// `input`, traps, or first spins past its slice. Sometimes of the wrong
-/// type (the kernel then calls no handler). Returns it and its calls.
-fn handler(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
-    let shape = input.int_in_range(0..=7u8)?;
-    if shape == 0 {
-        return Ok((String::new(), 0));
-    }
-    if shape == 1 {
-        let wat = "  (func (export \"atoll_handle\") (param i32) (result i32) (i32.const 0))\n";
-        return Ok((wat.to_string(), 0));
-    }
-    let end = match shape {
-        2 => "    unreachable\n".to_string(),
+/// The shape of an `atoll_handle` export, if `input` asks for one: of the
+/// wrong type (the kernel then calls no handler), or what its body ends
+/// with: a result picked by `input`, a trap, or a spin past its slice
+/// first.
+enum Handler {
+    WrongType,
+    Ends(String),
+}
+
+fn handler_shape(input: &mut Unstructured<'_>) -> arbitrary::Result<Option<Handler>> {
+    Ok(match input.int_in_range(0..=7u8)? {
+        0 => None,
+        1 => Some(Handler::WrongType),
+        2 => Some(Handler::Ends("    unreachable\n".to_string())),
         3 => {
-            // About 3 fuel a round: a slice of 10,000 runs out in the loop.
-            let rounds = input.int_in_range(1_000..=20_000u32)?;
-            format!(
+            // At least one unit of fuel a round: from 10,000 rounds the
+            // slice of 10,000 runs out in the loop.
+            let rounds = input.int_in_range(10_000..=40_000u32)?;
+            Some(Handler::Ends(format!(
                 "    (loop $spin (local.set 2 (i32.add (local.get 2) (i32.const 1)))\n      (br_if $spin (i32.lt_u (local.get 2) (i32.const {rounds}))))\n    (i64.const {})\n",
                 handler_result(input)?
-            )
+            )))
         }
-        _ => format!("    (i64.const {})\n", handler_result(input)?),
-    };
-    let (body, count) = calls(input, &abi_functions())?;
-    let log = abi_id("log");
-    Ok((
-        format!(
-            "  (func (export \"atoll_handle\") (param i32 i32) (result i64) (local i32)\n    (drop (call {log} (i32.const 16) (i32.const {})))\n{body}{end}  )\n",
+        _ => Some(Handler::Ends(format!(
+            "    (i64.const {})\n",
+            handler_result(input)?
+        ))),
+    })
+}
+
+/// The export of `shape`, as WAT: it writes the mark at 16 and logs it
+/// (the line the platform counts), runs `body`, then ends as `shape` says.
+fn handler_wat(shape: Option<Handler>, body: &str) -> String {
+    let mut mark = [0u8; 8];
+    mark.iter_mut()
+        .zip(HANDLER_MARK.bytes())
+        .for_each(|(byte, text)| *byte = text);
+    let (mark, log) = (i64::from_le_bytes(mark), abi_id("log"));
+    match shape {
+        None => String::new(),
+        Some(Handler::WrongType) => {
+            "  (func (export \"atoll_handle\") (param i32) (result i32) (i32.const 0))\n"
+                .to_string()
+        }
+        Some(Handler::Ends(end)) => format!(
+            "  (func (export \"atoll_handle\") (param i32 i32) (result i64) (local i32)\n    (i64.store (i32.const 16) (i64.const {mark}))\n    (drop (call {log} (i32.const 16) (i32.const {})))\n{body}{end}  )\n",
             HANDLER_MARK.len()
         ),
-        count,
-    ))
+    }
 }
 
 /// A service calling the ABI's functions picked by `input`, and maybe
@@ -236,10 +251,20 @@ fn service(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
         }
     };
     let serve_first = input.arbitrary::<bool>()?;
+    let handler = handler_shape(input)?;
     // The structure first, then the calls: an input that runs out leaves
     // the calls short, not the structure at its defaults.
     let (body, count) = calls(input, &abi_functions())?;
-    let (handler, handler_calls) = handler(input)?;
+    let logs = matches!(handler, Some(Handler::Ends(_)));
+    let (handler_body, handler_calls) = if logs {
+        calls(input, &abi_functions())?
+    } else {
+        (String::new(), 0)
+    };
+    // Call sites written besides the random ones: the loop's two, the
+    // handler's log.
+    let fixed = 2 * usize::from(!serve.is_empty()) + usize::from(logs);
+    let handler = handler_wat(handler, &handler_body);
     let (first, then) = if serve_first {
         (serve, body)
     } else {
@@ -249,22 +274,25 @@ fn service(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
         wat,
         "  (func (export \"_start\") (local i32)\n{first}{then}  )\n{handler})\n"
     );
-    Ok((wat, count + handler_calls))
+    Ok((wat, count + handler_calls + fixed))
 }
 
 /// A service that sleeps (none, 1 ms or 100 ms: the WASI program may be
 /// done by then, and a call switches to its server only when no other
 /// service is ready), then calls the first one's endpoint (its handle 1) up
 /// to [`SERVE_ROUNDS`] times, with requests and reply buffers picked by
-/// `input`, as WAT. Returns it and the number of calls it makes.
+/// `input` (at the edges of its memory too), as WAT. Returns it and the
+/// number of calls written (the call is made `rounds` times).
 fn caller(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
+    const REQUEST_PTRS: [i32; 6] = [0, 0, 0, 65_528, 65_536, -1];
     const LENS: [i32; 6] = [0, 1, 16, 16, 64, 4097];
     const REPLY_PTRS: [i32; 6] = [256, 256, 256, 65_520, 65_536, -1];
     const CAPS: [i32; 5] = [0, 8, 16, 64, 4096];
     let mut wat = abi_module_head();
     let rounds = input.int_in_range(0..=SERVE_ROUNDS)?;
     let sleep = *input.choose(&[0i64, 1_000_000, 100_000_000])?;
-    let (len, reply, cap) = (
+    let (request, len, reply, cap) = (
+        *input.choose(&REQUEST_PTRS)?,
         *input.choose(&LENS)?,
         *input.choose(&REPLY_PTRS)?,
         *input.choose(&CAPS)?,
@@ -272,9 +300,9 @@ fn caller(input: &mut Unstructured<'_>) -> arbitrary::Result<(String, usize)> {
     let (call, sleep_id) = (abi_id("call"), abi_id("sleep"));
     let _ = write!(
         wat,
-        "  (func (export \"_start\") (local i32)\n    (drop (call {sleep_id} (i64.const {sleep})))\n    (block $done (loop $calls\n      (br_if $done (i32.ge_u (local.get 0) (i32.const {rounds})))\n      (drop (call {call} (i32.const 1) (i32.const 0) (i32.const {len}) (i32.const {reply}) (i32.const {cap})))\n      (local.set 0 (i32.add (local.get 0) (i32.const 1)))\n      (br $calls)))\n  ))\n"
+        "  (func (export \"_start\") (local i32)\n    (drop (call {sleep_id} (i64.const {sleep})))\n    (block $done (loop $calls\n      (br_if $done (i32.ge_u (local.get 0) (i32.const {rounds})))\n      (drop (call {call} (i32.const 1) (i32.const {request}) (i32.const {len}) (i32.const {reply}) (i32.const {cap})))\n      (local.set 0 (i32.add (local.get 0) (i32.const 1)))\n      (br $calls)))\n  ))\n"
     );
-    Ok((wat, rounds as usize))
+    Ok((wat, 2))
 }
 
 /// A WASI program whose `_start` calls `sched_yield` twice, and a WASI shim
@@ -350,6 +378,12 @@ fn target(bytes: &[u8]) -> Outcome {
         Arc::clone(&platform),
     );
     let after = ALLOCATOR.allocated();
+    // The kernel dropped its handle on the platform with itself.
+    assert_eq!(
+        Arc::strong_count(&platform),
+        1,
+        "the kernel's platform outlived it"
+    );
     let Some((summary, kernel_calls)) = ran else {
         panic!("the bundle does not boot");
     };
@@ -380,7 +414,7 @@ fn target(bytes: &[u8]) -> Outcome {
 fn main() -> ExitCode {
     let status = atoll_fuzz::run("host-abi", 4096, target);
     println!(
-        "fuzz host-abi: {} host calls generated, {} kernel calls counted by the kernel",
+        "fuzz host-abi: {} host calls written into the generated services (each call site once), {} kernel calls counted by the kernel",
         CALLS.get(),
         KERNEL_CALLS.get()
     );
