@@ -325,7 +325,14 @@ thread_local! {
     static WARM: Cell<bool> = const { Cell::new(false) };
     static CALLS: Cell<u64> = const { Cell::new(0) };
     static KERNEL_CALLS: Cell<u64> = const { Cell::new(0) };
+    static RUNS: Cell<u64> = const { Cell::new(0) };
+    static HANDLED: Cell<u64> = const { Cell::new(0) };
 }
+
+/// Inputs after which a run must have seen a handler run (about a fifth of
+/// inputs run one): fewer means the generator or the kernel no longer
+/// reaches the upcall path, and the run fails.
+const HANDLERS_EXPECTED_BY: u64 = 500;
 
 fn target(bytes: &[u8]) -> Outcome {
     let mut input = Unstructured::new(bytes);
@@ -401,6 +408,8 @@ fn target(bytes: &[u8]) -> Outcome {
         panic!("a generated service failed to load: {summary}");
     }
     let handled = platform.marked() > 0;
+    RUNS.set(RUNS.get() + 1);
+    HANDLED.set(HANDLED.get() + u64::from(handled));
     match (summary.faulted > 0, summary.blocked > 0, handled) {
         (true, _, true) => "faulted, a handler ran",
         (true, _, false) => "faulted",
@@ -418,5 +427,12 @@ fn main() -> ExitCode {
         CALLS.get(),
         KERNEL_CALLS.get()
     );
+    if RUNS.get() >= HANDLERS_EXPECTED_BY && HANDLED.get() == 0 {
+        eprintln!(
+            "fuzz host-abi: no handler ran in {} systems: the upcall path is no longer reached",
+            RUNS.get()
+        );
+        return ExitCode::from(1);
+    }
     status
 }
